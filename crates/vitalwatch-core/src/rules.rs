@@ -220,15 +220,16 @@ impl Finding {
         }
     }
 
-    /// UNKNOWN_DEVICE, raised by the pipeline when a device is not in the registry.
-    pub fn unknown_device(rules: &RuleSet) -> Finding {
+    /// UNKNOWN_DEVICE, raised when a reading's device is not registered (or deactivated);
+    /// `why` says which.
+    pub fn unknown_device(severity: Severity, why: &str) -> Finding {
         Finding {
             kind: AnomalyType::UnknownDevice,
-            severity: rules.unknown_device.severity,
+            severity,
             value: None,
             threshold: None,
             missing: FieldSet::EMPTY,
-            explanation: None,
+            explanation: Some(why.to_owned()),
         }
     }
 
@@ -247,7 +248,10 @@ impl Finding {
             AnomalyType::WeakSignal => bound("signal_strength"),
             AnomalyType::LowBattery => bound("battery_level"),
             AnomalyType::MissingFields => format!("missing: {}", self.missing.names()),
-            AnomalyType::UnknownDevice => "device is not registered".to_owned(),
+            AnomalyType::UnknownDevice => self
+                .explanation
+                .clone()
+                .unwrap_or_else(|| "device is not registered".to_owned()),
             AnomalyType::MlAnomaly => self
                 .explanation
                 .clone()

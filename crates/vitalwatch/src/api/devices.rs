@@ -1,0 +1,290 @@
+//! The device registry, device readings and anomalies.
+
+use super::query::{Params, next_cursor};
+use super::{ApiError, AppState, actor, read_body, require_json};
+use crate::store::{AnomalyQuery, DeviceRegistration, DeviceUpdate, ReadingQuery};
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use vitalwatch_core::rules::{AnomalyType, Severity};
+use vitalwatch_core::telemetry::DeviceId;
+
+/// Device bodies are small; this is generous.
+const MAX_DEVICE_BODY: usize = 16 * 1024;
+const MAX_LABEL_LEN: usize = 128;
+const MAX_INTERVAL_S: f64 = 86_400.0;
+
+fn device_id(raw: &str, state: &AppState) -> Result<String, ApiError> {
+    DeviceId::parse(raw, state.pipeline.limits().max_device_id_len)
+        .map(|id| id.as_str().to_owned())
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_device_id",
+                "device ids are 1 to 64 characters of A-Z a-z 0-9 _ . : -",
+            )
+        })
+}
+
+pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let devices = state.store.list_devices().await?;
+    Ok(Json(json!({ "count": devices.len(), "devices": devices })))
+}
+
+pub async fn get_device(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    match state.store.get_device(id.clone()).await? {
+        Some(device) => Ok(Json(json!(device))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "device_not_found",
+            format!("device {id} is not registered"),
+        )),
+    }
+}
+
+/// `patient_label: null` clears the label; leaving it out keeps it.
+fn double_option<'de, D>(de: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(de).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationBody {
+    device_id: String,
+    patient_label: Option<String>,
+    location: Option<String>,
+    expected_interval_s: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default, deserialize_with = "double_option")]
+    patient_label: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    location: Option<Option<String>>,
+    expected_interval_s: Option<f64>,
+    active: Option<bool>,
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
+    require_json(headers)?;
+    let bytes = read_body(headers, body, MAX_DEVICE_BODY).await?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        let status = if err.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        // serde's message names the field and the expectation, never a stored value.
+        ApiError::new(status, "invalid_body", err.to_string())
+    })
+}
+
+fn check_label(name: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        Some(text)
+            if text.chars().count() > MAX_LABEL_LEN || text.chars().any(char::is_control) =>
+        {
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!(
+                    "{name} must be at most {MAX_LABEL_LEN} characters, without control characters"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_interval(value: Option<f64>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(v.is_finite() && v > 0.0 && v <= MAX_INTERVAL_S) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("expected_interval_s must be a number of seconds in (0, {MAX_INTERVAL_S}]"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub async fn register_device(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: RegistrationBody = json_body(&headers, body).await?;
+    let id = device_id(&body.device_id, &state)?;
+    check_label("patient_label", body.patient_label.as_deref())?;
+    check_label("location", body.location.as_deref())?;
+    check_interval(body.expected_interval_s)?;
+    let registration = DeviceRegistration {
+        device_id: id,
+        patient_label: body.patient_label,
+        location: body.location,
+        expected_interval_s: body.expected_interval_s,
+    };
+    let device = state
+        .store
+        .register_device(registration, actor(Some(remote)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(device))))
+}
+
+pub async fn update_device(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    let body: UpdateBody = json_body(&headers, body).await?;
+    check_label(
+        "patient_label",
+        body.patient_label.as_ref().and_then(|v| v.as_deref()),
+    )?;
+    check_label(
+        "location",
+        body.location.as_ref().and_then(|v| v.as_deref()),
+    )?;
+    check_interval(body.expected_interval_s)?;
+    let update = DeviceUpdate {
+        patient_label: body.patient_label,
+        location: body.location,
+        expected_interval_s: body.expected_interval_s,
+        active: body.active,
+    };
+    let device = state
+        .store
+        .update_device(id, update, actor(Some(remote)))
+        .await?;
+    Ok(Json(json!(device)))
+}
+
+/// Deactivation, not deletion: the device's history stays, its new readings are quarantined.
+pub async fn deactivate_device(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    let update = DeviceUpdate {
+        active: Some(false),
+        ..DeviceUpdate::default()
+    };
+    let device = state
+        .store
+        .update_device(id, update, actor(Some(remote)))
+        .await?;
+    Ok(Json(json!(device)))
+}
+
+pub async fn device_readings(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    let params = Params::parse(raw.as_deref(), &["since", "until", "limit", "cursor"])?;
+    if state.store.get_device(id.clone()).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "device_not_found",
+            format!("device {id} is not registered"),
+        ));
+    }
+    let limit = params.limit()?;
+    let readings = state
+        .store
+        .readings(ReadingQuery {
+            device_id: Some(id.clone()),
+            since: params.time("since")?,
+            until: params.time("until")?,
+            before_id: params.cursor()?,
+            limit,
+        })
+        .await?;
+    let cursor = next_cursor(readings.iter().map(|r| r.id), readings.len(), limit);
+    Ok(Json(json!({
+        "device_id": id,
+        "count": readings.len(),
+        "readings": readings,
+        "next_cursor": cursor,
+    })))
+}
+
+pub async fn list_anomalies(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(
+        raw.as_deref(),
+        &[
+            "device_id",
+            "type",
+            "severity",
+            "since",
+            "until",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let device = params
+        .text("device_id")
+        .map(|raw| device_id(raw, &state))
+        .transpose()?;
+    let kind = params
+        .text("type")
+        .map(|raw| {
+            AnomalyType::parse(raw).ok_or_else(|| {
+                let known: Vec<&str> = AnomalyType::ALL.iter().map(|t| t.as_str()).collect();
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("type must be one of {}", known.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
+    let severity = params
+        .text("severity")
+        .map(|raw| {
+            Severity::parse(raw).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "severity must be CRITICAL or WARNING")
+            })
+        })
+        .transpose()?;
+    let limit = params.limit()?;
+    let anomalies = state
+        .store
+        .anomalies(AnomalyQuery {
+            device_id: device,
+            kind,
+            severity,
+            since: params.time("since")?,
+            until: params.time("until")?,
+            before_id: params.cursor()?,
+            limit,
+        })
+        .await?;
+    let cursor = next_cursor(anomalies.iter().map(|a| a.id), anomalies.len(), limit);
+    Ok(Json(json!({
+        "count": anomalies.len(),
+        "anomalies": anomalies,
+        "next_cursor": cursor,
+    })))
+}

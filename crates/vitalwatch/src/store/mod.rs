@@ -1,0 +1,247 @@
+//! Durable storage: the [`Store`] trait and its SQLite implementation ([`sqlite::SqliteStore`]).
+//!
+//! One writer per store commits readings in batches (group commit); a caller is answered only
+//! after its batch is committed, which is the guarantee everything upstream relies on: an
+//! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
+
+pub mod audit;
+pub mod sqlite;
+
+use crate::config::RegistryPolicy;
+use async_trait::async_trait;
+use serde::Serialize;
+use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
+use vitalwatch_core::telemetry::{Reading, Timestamp};
+
+/// Where a reading came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Http,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Http => "http",
+        }
+    }
+}
+
+/// A decoded, checked reading on its way to the store.
+#[derive(Clone, Debug)]
+pub struct PreparedReading {
+    pub reading: Reading,
+    pub findings: Vec<Finding>,
+    pub source: Source,
+}
+
+/// What became of one reading.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemOutcome {
+    /// Newly stored, with the anomalies recorded for it.
+    Stored {
+        reading_id: i64,
+        anomalies: Vec<AnomalyRecord>,
+        /// True when this reading registered its device (auto-register policy).
+        registered: bool,
+    },
+    /// The same reading (device + timestamp, or device + recent seq) was stored before.
+    Duplicate { reading_id: i64 },
+    /// From an unregistered or deactivated device: kept apart, not patient data.
+    Quarantined {
+        quarantine_id: i64,
+        anomalies: Vec<AnomalyRecord>,
+    },
+}
+
+/// How the store treats devices and redeliveries; fixed when it opens.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub policy: RegistryPolicy,
+    pub default_expected_interval_s: f64,
+    pub max_batch: usize,
+    pub queue_capacity: usize,
+    pub redelivery_window_s: u64,
+    /// Severity of the UNKNOWN_DEVICE anomaly raised for quarantined readings.
+    pub unknown_device_severity: Severity,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub patient_label: Option<String>,
+    pub location: Option<String>,
+    pub expected_interval_s: f64,
+    /// "active" or "inactive".
+    pub status: String,
+    pub registered_at: String,
+    pub registered_by: String,
+    pub updated_at: String,
+    pub last_seen: Option<String>,
+    pub total_readings: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReadingRecord {
+    pub id: i64,
+    pub device_id: String,
+    pub timestamp: String,
+    pub timestamp_from_device: bool,
+    pub received_at: String,
+    pub heart_rate: Option<f64>,
+    pub body_temp: Option<f64>,
+    pub signal_strength: Option<f64>,
+    pub battery_level: Option<f64>,
+    pub spo2: Option<f64>,
+    pub respiratory_rate: Option<f64>,
+    pub systolic_bp: Option<f64>,
+    pub diastolic_bp: Option<f64>,
+    pub consciousness: Option<String>,
+    pub on_oxygen: Option<bool>,
+    pub seq: Option<i64>,
+    pub extra: Option<serde_json::Value>,
+    pub ml_score: Option<f64>,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnomalyRecord {
+    pub id: i64,
+    pub device_id: String,
+    pub reading_id: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: AnomalyType,
+    pub severity: Severity,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub detected_at: String,
+    pub details: String,
+}
+
+/// Filters for anomalies; results are newest first, `before_id` is the pagination cursor.
+#[derive(Clone, Debug, Default)]
+pub struct AnomalyQuery {
+    pub device_id: Option<String>,
+    pub kind: Option<AnomalyType>,
+    pub severity: Option<Severity>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// Filters for one device's readings; newest first, `before_id` is the cursor.
+#[derive(Clone, Debug, Default)]
+pub struct ReadingQuery {
+    pub device_id: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceRegistration {
+    pub device_id: String,
+    pub patient_label: Option<String>,
+    pub location: Option<String>,
+    pub expected_interval_s: Option<f64>,
+}
+
+/// A partial update: `None` leaves a field as it is; `Some(None)` clears an optional one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceUpdate {
+    pub patient_label: Option<Option<String>>,
+    pub location: Option<Option<String>>,
+    pub expected_interval_s: Option<f64>,
+    pub active: Option<bool>,
+}
+
+/// Who did what to which thing; `details` must hold no vital values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
+/// How long each kind of row is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub readings_days: u32,
+    pub anomalies_days: u32,
+    pub audit_days: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeCounts {
+    pub readings: u64,
+    pub quarantine: u64,
+    pub anomalies: u64,
+    pub audit: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreHealth {
+    pub status: &'static str,
+    pub backend: &'static str,
+    pub journal_mode: String,
+    pub synchronous: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("device {0} is not registered")]
+    DeviceNotFound(String),
+    #[error("device {0} is already registered")]
+    DeviceExists(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("the store is busy; try again")]
+    Busy,
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Durable storage behind one interface; SQLite now, PostgreSQL behind the same trait later.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores readings and their findings; returns once they are committed.
+    async fn write_readings(
+        &self,
+        items: Vec<PreparedReading>,
+    ) -> Result<Vec<ItemOutcome>, StoreError>;
+    /// Like [`Store::write_readings`], but gives up with [`StoreError::Busy`] when the writer's
+    /// queue has no room within `wait`.
+    async fn try_write_readings(
+        &self,
+        items: Vec<PreparedReading>,
+        wait: std::time::Duration,
+    ) -> Result<Vec<ItemOutcome>, StoreError>;
+    async fn register_device(
+        &self,
+        registration: DeviceRegistration,
+        actor: String,
+    ) -> Result<DeviceRecord, StoreError>;
+    async fn update_device(
+        &self,
+        device_id: String,
+        update: DeviceUpdate,
+        actor: String,
+    ) -> Result<DeviceRecord, StoreError>;
+    /// Queues an audit entry; never waits for a commit.
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    async fn purge(&self, now: Timestamp, retention: Retention) -> Result<PurgeCounts, StoreError>;
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    async fn get_device(&self, device_id: String) -> Result<Option<DeviceRecord>, StoreError>;
+    async fn readings(&self, query: ReadingQuery) -> Result<Vec<ReadingRecord>, StoreError>;
+    async fn anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError>;
+    async fn health(&self) -> StoreHealth;
+    /// Commits what is queued and closes the database.
+    async fn close(&self);
+}
