@@ -42,11 +42,11 @@ pub enum Command {
 pub struct StoreArgs {
     /// Configuration file (TOML). Its values sit between the built-in defaults and the
     /// environment/flags. `vitalwatch config default` prints every key.
-    #[arg(long, env = "VITALWATCH_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "VITALWATCH_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Directory for the database (<DIR>/anomalies.db) [default: data].
-    #[arg(long, env = "VITALWATCH_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "VITALWATCH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 

@@ -1,0 +1,71 @@
+//! The seed README's examples, run exactly as written (port 5000, `data/anomalies.db`).
+
+use crate::support::{Server, ServerOptions, sh};
+
+#[test]
+fn seed_curl_and_sqlite3_examples_work_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // The defaults: 0.0.0.0:5000 and ./data, as the seed's examples assume.
+    let server = Server::start_with(ServerOptions {
+        cwd: dir.path(),
+        args: Vec::new(),
+        free_port: false,
+    });
+    assert_eq!(server.api.port(), 5000);
+
+    let (ok, health, err) = sh(dir.path(), "curl -sS http://localhost:5000/health");
+    assert!(ok, "{err}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["model_loaded"], false);
+
+    let (ok, answer, err) = sh(
+        dir.path(),
+        r#"curl -X POST http://localhost:5000/api/telemetry \
+  -H "Content-Type: application/json" \
+  -d '{"device_id":"TEST_001","heart_rate":75,"body_temp":36.8,"signal_strength":-55,"battery_level":90}'"#,
+    );
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["status"], "received");
+    assert_eq!(answer["stored"], true);
+    assert_eq!(answer["anomalies"].as_array().unwrap().len(), 0);
+
+    // An out-of-range reading produces anomalies the sqlite3 example then counts.
+    let (ok, answer, _) = sh(
+        dir.path(),
+        r#"curl -s -X POST http://localhost:5000/api/telemetry -H "Content-Type: application/json" -d '{"device_id":"TEST_001","heart_rate":130,"body_temp":39.5,"signal_strength":-55,"battery_level":90}'"#,
+    );
+    assert!(ok);
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let kinds: Vec<&str> = answer["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["OUT_OF_RANGE_HR", "OUT_OF_RANGE_TEMP"]);
+
+    let (ok, out, err) = sh(
+        dir.path(),
+        "sqlite3 data/anomalies.db <<'SQL'\nSELECT COUNT(*) FROM anomalies;\n.quit\nSQL",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "2");
+
+    let (ok, out, _) = sh(dir.path(), "curl -s http://localhost:5000/api/devices");
+    assert!(ok);
+    let devices: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(devices["devices"][0]["device_id"], "TEST_001");
+    assert_eq!(devices["devices"][0]["total_readings"], 2);
+
+    let (ok, out, _) = sh(
+        dir.path(),
+        "curl -s 'http://localhost:5000/api/anomalies?type=OUT_OF_RANGE_TEMP'",
+    );
+    assert!(ok);
+    let anomalies: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(anomalies["count"], 1);
+    assert_eq!(anomalies["anomalies"][0]["severity"], "CRITICAL");
+    drop(server);
+}
