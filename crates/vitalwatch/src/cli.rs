@@ -35,6 +35,31 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Show configuration.
     Config(ConfigArgs),
+    /// Measure throughput end to end (bounded runs on loopback).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// POST /api/telemetry throughput, single and batched, group commit vs one transaction per
+    /// reading, each against a fresh temporary database.
+    Http {
+        /// Readings posted in each of the four runs.
+        #[arg(long, default_value_t = 5000)]
+        readings: u64,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 16)]
+        clients: u64,
+        /// Readings per POST in the batched runs.
+        #[arg(long, default_value_t = 100)]
+        batch: u64,
+    },
 }
 
 /// Options shared by every command that opens the database.

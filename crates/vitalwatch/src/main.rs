@@ -1,23 +1,19 @@
 //! The `vitalwatch` binary: parses flags and wires the modules together; no logic here.
 
-mod api;
-mod cli;
-mod config;
-mod devices_cmd;
-mod metrics;
-mod pipeline;
-mod serve;
-mod store;
-
 use clap::Parser;
-use cli::{Cli, Command, ConfigCommand, LogFormat, StoreArgs};
-use config::{Config, Overrides};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-
+use vitalwatch::cli::{BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs};
+use vitalwatch::config::{self, Config, Overrides};
+use vitalwatch::{bench, devices_cmd, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // A benchmark's own report is what matters; the servers it starts log only warnings.
+    let default_level = match cli.command {
+        Command::Bench(_) => "vitalwatch=warn",
+        _ => "vitalwatch=info",
+    };
+    init_tracing(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -34,9 +30,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("vitalwatch=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,6 +66,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config = load_config(&args.store, Overrides::default())?;
             devices_cmd::run(config, args.command).await
         }
+        Command::Bench(args) => match args.command {
+            BenchCommand::Http {
+                readings,
+                clients,
+                batch,
+            } => {
+                bench::http(bench::HttpBenchOptions {
+                    readings,
+                    clients,
+                    batch,
+                })
+                .await
+            }
+        },
         Command::Config(args) => match args.command {
             ConfigCommand::Default => {
                 print!("{}", config::DEFAULT_TOML);

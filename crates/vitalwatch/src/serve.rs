@@ -39,6 +39,20 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
 }
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the API to {}", config.http_addr))?;
+    run_on(config, listener, shutdown, true).await
+}
+
+/// Serves on an already-bound listener (benchmarks bind their own). With `announce`, prints
+/// `listening api=ADDR` on standard output once the store is open and requests are accepted.
+pub async fn run_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+    announce: bool,
+) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(&config)?;
     let metrics = Arc::new(Metrics::default());
     let pipeline = Arc::new(Pipeline::new(
@@ -48,9 +62,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics,
         config.store.queue_timeout(),
     ));
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("binding the API to {}", config.http_addr))?;
     let api_addr = listener.local_addr()?;
     tracing::info!(
         message = "VitalWatch is serving.",
@@ -58,8 +69,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         database = %config.database_path().display(),
         registry_policy = config.registry.policy.as_str(),
     );
-    // A machine-readable line for scripts and tests that asked for port 0.
-    println!("listening api={api_addr}");
+    if announce {
+        // A machine-readable line for scripts and tests that asked for port 0.
+        println!("listening api={api_addr}");
+    }
 
     let tasks = TaskTracker::new();
     let retention = Retention {

@@ -1,0 +1,172 @@
+//! `vitalwatch bench http`: end-to-end throughput of `POST /api/telemetry` against the real
+//! server (in-process, on loopback) and the real store, with group commit, compared in the same
+//! run with a naive baseline that commits one transaction per reading (`store.max_batch = 1`).
+//!
+//! Bounded: every run posts a fixed number of readings and stops.
+
+use crate::config::Config;
+use crate::serve;
+use anyhow::Context;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug)]
+pub struct HttpBenchOptions {
+    /// Readings posted per run.
+    pub readings: u64,
+    /// Concurrent HTTP clients.
+    pub clients: u64,
+    /// Readings per POST in the batched runs.
+    pub batch: u64,
+}
+
+struct RunResult {
+    label: String,
+    readings: u64,
+    elapsed: Duration,
+}
+
+impl RunResult {
+    fn per_second(&self) -> f64 {
+        self.readings as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub async fn http(options: HttpBenchOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        options.readings > 0 && options.clients > 0 && options.batch > 0,
+        "--readings, --clients and --batch must be positive"
+    );
+    let mut results = Vec::new();
+    for (label, max_batch, per_post) in [
+        ("single POST, naive (1 transaction per reading)", 1, 1),
+        ("single POST, group commit", 2048, 1),
+        (
+            "batched POST, naive (1 transaction per reading)",
+            1,
+            options.batch,
+        ),
+        ("batched POST, group commit", 2048, options.batch),
+    ] {
+        let result = run_once(label, max_batch, per_post, options).await?;
+        eprintln!(
+            "{label}: {} readings in {:.2} s",
+            result.readings,
+            result.elapsed.as_secs_f64()
+        );
+        results.push(result);
+    }
+    println!(
+        "POST /api/telemetry, {} readings per run, {} clients, batches of {}, SQLite WAL synchronous=FULL",
+        options.readings, options.clients, options.batch
+    );
+    println!("{:<52} {:>12} {:>8}", "run", "readings/s", "ratio");
+    for pair in results.chunks(2) {
+        let baseline = pair[0].per_second();
+        for result in pair {
+            println!(
+                "{:<52} {:>12.0} {:>7.1}x",
+                result.label,
+                result.per_second(),
+                result.per_second() / baseline
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_once(
+    label: &str,
+    max_batch: usize,
+    per_post: u64,
+    options: HttpBenchOptions,
+) -> anyhow::Result<RunResult> {
+    let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    config.store.max_batch = max_batch;
+    config.store.queue_capacity = 1024;
+    config.store.queue_timeout_ms = 60_000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/telemetry", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve::run_on(config, listener, shutdown.clone(), false));
+
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..options.clients)
+        .map(|client| {
+            let url = url.clone();
+            let next = Arc::clone(&next);
+            std::thread::spawn(move || {
+                post_until_done(&url, client, per_post, options.readings, &next)
+            })
+        })
+        .collect();
+    let mut posted = 0;
+    for client in clients {
+        posted += client
+            .join()
+            .map_err(|_| anyhow::anyhow!("a bench client panicked"))??;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    server.await??;
+    Ok(RunResult {
+        label: label.to_owned(),
+        readings: posted,
+        elapsed,
+    })
+}
+
+/// Posts readings (`per_post` at a time) until `total` have been claimed across clients.
+fn post_until_done(
+    url: &str,
+    client: u64,
+    per_post: u64,
+    total: u64,
+    next: &AtomicU64,
+) -> anyhow::Result<u64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut posted = 0;
+    loop {
+        let first = next.fetch_add(per_post, Ordering::Relaxed);
+        if first >= total {
+            return Ok(posted);
+        }
+        let last = (first + per_post).min(total);
+        let body = if per_post == 1 {
+            reading_json(client, first)
+        } else {
+            let items: Vec<String> = (first..last).map(|n| reading_json(client, n)).collect();
+            format!("[{}]", items.join(","))
+        };
+        let response = agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .context("posting a reading")?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "the server answered {}",
+            response.status()
+        );
+        posted += last - first;
+    }
+}
+
+fn reading_json(client: u64, n: u64) -> String {
+    // Distinct timestamps per reading, so nothing is deduplicated.
+    let ts = 1_767_225_600_000u64 + n;
+    format!(
+        r#"{{"device_id":"bench-{client}","timestamp":{ts},"heart_rate":{},"body_temp":36.8,"signal_strength":-60,"battery_level":80}}"#,
+        60 + n % 50
+    )
+}
