@@ -1,0 +1,1 @@
+//! Scores a stream of alert transitions against labelled ground-truth events.
