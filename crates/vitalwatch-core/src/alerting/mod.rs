@@ -31,6 +31,7 @@ pub use config::{
     News2Grading, OfflineConfig, Onset, OnsetByPriority,
 };
 pub use engine::{AlertEngine, EngineSnapshot};
+pub use evaluate::{Evaluation, KindScore, LabelledEvent, evaluate};
 pub use offline::offline_deadline;
 
 use crate::telemetry::{DeviceId, Timestamp};
