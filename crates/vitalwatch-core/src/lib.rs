@@ -2,12 +2,19 @@
 //!
 //! # Layout
 //! - [`telemetry`]: the [`telemetry::Reading`] type and the payload decoder with its hard limits.
-//! - [`rules`]: medical ranges, anomaly types and severities (the seed's rule table).
+//! - [`rules`]: medical ranges, anomaly types and severities (the seed's rule table), plus
+//!   SENSOR_FAULT detection and per-patient threshold overrides.
+//! - [`news2`]: the NEWS2 early-warning score (RCP 2017): subscores, aggregate, clinical risk.
+//! - [`alerting`]: alert episodes per (device, condition) with IEC 60601-1-8 priorities,
+//!   onset delay, hysteresis, acknowledgement, audio pause, escalation and device-offline
+//!   timers; plus [`alerting::evaluate`], which scores alerts against labelled events.
 //!
 //! Nothing in this crate reads a clock, a file or a socket: time is passed in as a
 //! [`telemetry::Timestamp`], and the caller owns every byte that comes in or goes out.
 //! The crate's manifest never lists tokio, SQL, TLS or MQTT crates, so the compiler keeps
 //! that promise.
 
+pub mod alerting;
+pub mod news2;
 pub mod rules;
 pub mod telemetry;

@@ -11,6 +11,12 @@ use crate::telemetry::{FieldSet, Reading};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod overrides;
+mod sensor;
+
+pub use overrides::{PatientThresholds, ThresholdError};
+pub use sensor::{PreviousTemperature, SensorFaultRule, check_sensor_faults};
+
 /// The seed's anomaly types, spelled as the seed spells them (they are stored and served).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -22,10 +28,12 @@ pub enum AnomalyType {
     MlAnomaly,
     MissingFields,
     UnknownDevice,
+    /// A value impossible for a living patient: a technical problem, not a patient one.
+    SensorFault,
 }
 
 impl AnomalyType {
-    pub const ALL: [AnomalyType; 7] = [
+    pub const ALL: [AnomalyType; 8] = [
         AnomalyType::OutOfRangeHr,
         AnomalyType::OutOfRangeTemp,
         AnomalyType::WeakSignal,
@@ -33,6 +41,7 @@ impl AnomalyType {
         AnomalyType::MlAnomaly,
         AnomalyType::MissingFields,
         AnomalyType::UnknownDevice,
+        AnomalyType::SensorFault,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +53,7 @@ impl AnomalyType {
             AnomalyType::MlAnomaly => "ML_ANOMALY",
             AnomalyType::MissingFields => "MISSING_FIELDS",
             AnomalyType::UnknownDevice => "UNKNOWN_DEVICE",
+            AnomalyType::SensorFault => "SENSOR_FAULT",
         }
     }
 
@@ -202,7 +212,8 @@ pub struct Finding {
     pub value: Option<f64>,
     /// The bound it crossed, when there is one.
     pub threshold: Option<f64>,
-    /// For MISSING_FIELDS: which of the seed's fields were absent.
+    /// For MISSING_FIELDS: which of the seed's fields were absent. For SENSOR_FAULT: which
+    /// fields faulted (see [`Finding::faulted_fields`]).
     pub missing: FieldSet,
     /// For ML_ANOMALY: a short explanation a clinician can read.
     pub explanation: Option<String>,
@@ -256,6 +267,19 @@ impl Finding {
                 .explanation
                 .clone()
                 .unwrap_or_else(|| "unusual reading".to_owned()),
+            AnomalyType::SensorFault => self
+                .explanation
+                .clone()
+                .unwrap_or_else(|| "sensor fault".to_owned()),
+        }
+    }
+
+    /// For SENSOR_FAULT: the fields whose values are not to be trusted (carried in `missing`,
+    /// which names fields for this kind too); empty for every other kind.
+    pub fn faulted_fields(&self) -> FieldSet {
+        match self.kind {
+            AnomalyType::SensorFault => self.missing,
+            _ => FieldSet::EMPTY,
         }
     }
 }

@@ -1,0 +1,333 @@
+//! Alerts: one episode per (device, condition) while the condition lasts, with a clinical
+//! priority and noise control. Anomalies (one row per finding, `rules`) stay as the seed has
+//! them; alerts are what a clinician is asked to act on.
+//!
+//! # Layout
+//! - this file: the vocabulary ([`AlertCondition`], [`AlertClass`], [`Priority`], [`Alert`],
+//!   [`AlertTransition`], [`AlertError`]).
+//! - `config`: [`AlertConfig`], every knob with its default and source.
+//! - `signal`: turns one reading (its findings and NEWS2) into per-condition observations.
+//! - `engine`: [`AlertEngine`], the lifecycle: onset delay, de-duplication, priority upgrade,
+//!   hysteresis, latching, acknowledgement, audio pause, escalation, device offline.
+//! - `offline`: the pure device-offline deadline.
+//! - [`evaluate`]: scores a stream of transitions against labelled events.
+//!
+//! Alert conditions are a separate enum from [`crate::rules::AnomalyType`]: an anomaly type
+//! is a stored, seed-compatible label per reading, while a condition is what an alert is
+//! about (it has a direction, a class and a priority, and some conditions, such as
+//! DEVICE_OFFLINE and NEWS2, come from no single reading).
+//!
+//! Nothing here reads a clock or does I/O: every operation takes `now`, returns transitions,
+//! and the caller persists and publishes them.
+
+mod config;
+mod engine;
+pub mod evaluate;
+mod offline;
+mod signal;
+
+pub use config::{
+    AlertConfig, ConditionOverride, ConditionSettings, ConfigError, EscalationConfig, Grading,
+    News2Grading, OfflineConfig, Onset, OnsetByPriority,
+};
+pub use engine::{AlertEngine, EngineSnapshot};
+pub use evaluate::{Evaluation, KindScore, LabelledEvent, evaluate};
+pub use offline::offline_deadline;
+
+use crate::telemetry::{DeviceId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlertCondition {
+    /// Heart rate above the patient's maximum (seed: 100 bpm), graded by NEWS2 pulse bands.
+    HeartRateHigh,
+    /// Heart rate below the patient's minimum (seed: 60 bpm), graded by NEWS2 pulse bands.
+    HeartRateLow,
+    /// Temperature above the maximum (seed: 37.5 °C), graded by NEWS2 temperature bands.
+    TemperatureHigh,
+    /// Temperature below the minimum (seed: 36.0 °C), graded by NEWS2 temperature bands.
+    TemperatureLow,
+    /// SpO2 in a NEWS2 band scoring 1 or more on the low side (Scale 1 below 96 %).
+    Spo2Low,
+    /// The NEWS2 aggregate calls for an urgent or emergency response (a single 3, ≥ 5, ≥ 7).
+    News2,
+    /// A value impossible for a living patient: the sensor, not the patient.
+    SensorFault,
+    WeakSignal,
+    LowBattery,
+    /// No reading within the expected interval times the factor.
+    DeviceOffline,
+    /// The anomaly model flagged a reading.
+    MlAnomaly,
+    /// Readings from a device that is not registered.
+    UnknownDevice,
+}
+
+impl AlertCondition {
+    pub const ALL: [AlertCondition; 12] = [
+        AlertCondition::HeartRateHigh,
+        AlertCondition::HeartRateLow,
+        AlertCondition::TemperatureHigh,
+        AlertCondition::TemperatureLow,
+        AlertCondition::Spo2Low,
+        AlertCondition::News2,
+        AlertCondition::SensorFault,
+        AlertCondition::WeakSignal,
+        AlertCondition::LowBattery,
+        AlertCondition::DeviceOffline,
+        AlertCondition::MlAnomaly,
+        AlertCondition::UnknownDevice,
+    ];
+
+    /// The stable name, as stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertCondition::HeartRateHigh => "HEART_RATE_HIGH",
+            AlertCondition::HeartRateLow => "HEART_RATE_LOW",
+            AlertCondition::TemperatureHigh => "TEMPERATURE_HIGH",
+            AlertCondition::TemperatureLow => "TEMPERATURE_LOW",
+            AlertCondition::Spo2Low => "SPO2_LOW",
+            AlertCondition::News2 => "NEWS2",
+            AlertCondition::SensorFault => "SENSOR_FAULT",
+            AlertCondition::WeakSignal => "WEAK_SIGNAL",
+            AlertCondition::LowBattery => "LOW_BATTERY",
+            AlertCondition::DeviceOffline => "DEVICE_OFFLINE",
+            AlertCondition::MlAnomaly => "ML_ANOMALY",
+            AlertCondition::UnknownDevice => "UNKNOWN_DEVICE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<AlertCondition> {
+        AlertCondition::ALL
+            .into_iter()
+            .find(|condition| condition.as_str() == raw)
+    }
+
+    /// Physiological (about the patient) or technical (about the equipment), as IEC 60601-1-8
+    /// separates them; the two are independent channels for acknowledgement and audio pause.
+    pub fn class(self) -> AlertClass {
+        match self {
+            AlertCondition::HeartRateHigh
+            | AlertCondition::HeartRateLow
+            | AlertCondition::TemperatureHigh
+            | AlertCondition::TemperatureLow
+            | AlertCondition::Spo2Low
+            | AlertCondition::News2
+            | AlertCondition::MlAnomaly => AlertClass::Physiological,
+            AlertCondition::SensorFault
+            | AlertCondition::WeakSignal
+            | AlertCondition::LowBattery
+            | AlertCondition::DeviceOffline
+            | AlertCondition::UnknownDevice => AlertClass::Technical,
+        }
+    }
+}
+
+impl fmt::Display for AlertCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// IEC 60601-1-8 distinguishes physiological and technical alarm conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertClass {
+    Physiological,
+    Technical,
+}
+
+/// IEC 60601-1-8 priority: HIGH needs an immediate response, MEDIUM a prompt one, LOW
+/// awareness (FHIR `devicealert-priority` uses the same codes). Ordered low < medium < high.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// Where an alert is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Needs attention: sounds unless its channel's audio is paused.
+    Active,
+    /// Someone took responsibility; shown, not sounding, not escalating.
+    Acknowledged,
+    /// Over: the condition cleared (with hysteresis) or a user resolved it.
+    Resolved,
+}
+
+/// An alert id, assigned by the engine from a counter the caller seeds (the store's max id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AlertId(pub u64);
+
+impl fmt::Display for AlertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One alert episode of one condition on one device. Everything the store must persist to
+/// rebuild the engine after a restart is here (see [`AlertEngine::restore`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    #[serde(deserialize_with = "serde_time::device_id")]
+    pub device_id: DeviceId,
+    pub condition: AlertCondition,
+    pub class: AlertClass,
+    /// The highest priority reached in this episode (it is upgraded, never downgraded).
+    pub priority: Priority,
+    pub state: AlertState,
+    #[serde(with = "serde_time::ts")]
+    pub opened_at: Timestamp,
+    /// When the condition was last observed present.
+    #[serde(with = "serde_time::ts")]
+    pub last_seen: Timestamp,
+    /// The latest offending value (bpm, °C, %, NEWS2 total, seconds offline), if any.
+    pub last_value: Option<f64>,
+    /// The limit crossed, kept so the clearing hysteresis survives a restart.
+    pub threshold: Option<f64>,
+    /// How many readings showed the condition in this episode (onset readings included).
+    pub count: u64,
+    /// False once the condition has cleared while a latched alert waits for acknowledgement.
+    pub condition_present: bool,
+    pub acknowledged_by: Option<String>,
+    #[serde(with = "serde_time::opt_ts")]
+    pub acknowledged_at: Option<Timestamp>,
+    pub acknowledged_note: Option<String>,
+    /// Audio paused until then (AUDIO PAUSED in IEC 60601-1-8 terms); shown, not sounding.
+    #[serde(with = "serde_time::opt_ts")]
+    pub silenced_until: Option<Timestamp>,
+    pub silenced_by: Option<String>,
+    #[serde(with = "serde_time::opt_ts")]
+    pub resolved_at: Option<Timestamp>,
+    /// Who resolved it; `None` when it resolved by itself (the condition cleared).
+    pub resolved_by: Option<String>,
+    /// When the alert last started needing attention (raised, upgraded, reopened): the
+    /// escalation clock runs from here while it stays unacknowledged.
+    #[serde(with = "serde_time::ts")]
+    pub attention_since: Timestamp,
+    /// How many times it escalated (0: not yet).
+    pub escalation_level: u32,
+}
+
+impl Alert {
+    /// Whether the alert should be sounding at `now`: active and not audio-paused.
+    pub fn audible(&self, now: Timestamp) -> bool {
+        self.state == AlertState::Active && self.silenced_until.is_none_or(|until| now >= until)
+    }
+}
+
+/// What happened to an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    /// A new episode (after its onset delay).
+    Raised,
+    /// Folded readings (at most once per `update_interval_s`), a priority upgrade while still
+    /// unacknowledged, a latched condition clearing, or an audio pause ending.
+    Updated,
+    /// Still unacknowledged past the escalation time (repeats as reminders).
+    Escalated,
+    Acknowledged,
+    Silenced,
+    Resolved,
+    /// An acknowledged alert needs attention again: its priority went up.
+    Reopened,
+}
+
+/// One change to one alert, with the alert as it is after the change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertTransition {
+    pub kind: TransitionKind,
+    pub alert: Alert,
+    #[serde(with = "serde_time::ts")]
+    pub at: Timestamp,
+}
+
+/// Why a user action on an alert was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    #[error("no open alert has id {0}")]
+    NotOpen(AlertId),
+    #[error("alert {0} is already acknowledged")]
+    AlreadyAcknowledged(AlertId),
+    #[error("a user name is required")]
+    MissingUser,
+    #[error("the audio pause must last at least one second")]
+    ZeroDuration,
+    #[error("alerts {0} and {1} are both open for the same device and condition")]
+    DuplicateEpisode(AlertId, AlertId),
+}
+
+/// Serde helpers: timestamps as RFC 3339 text, device ids re-validated on the way in.
+mod serde_time {
+    use crate::telemetry::{DeviceId, Timestamp};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// The longest device id accepted back from storage; ids were validated against the
+    /// configured (shorter) limit when first received.
+    const MAX_STORED_DEVICE_ID_LEN: usize = 1024;
+
+    pub fn device_id<'de, D: Deserializer<'de>>(de: D) -> Result<DeviceId, D::Error> {
+        let raw = String::deserialize(de)?;
+        DeviceId::parse(&raw, MAX_STORED_DEVICE_ID_LEN)
+            .map_err(|_| D::Error::custom(format!("invalid device id {raw:?}")))
+    }
+
+    pub mod ts {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(ts: &Timestamp, ser: S) -> Result<S::Ok, S::Error> {
+            ser.serialize_str(&ts.to_rfc3339())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Timestamp, D::Error> {
+            let raw = String::deserialize(de)?;
+            Timestamp::parse_text(&raw)
+                .ok_or_else(|| D::Error::custom(format!("invalid timestamp {raw:?}")))
+        }
+    }
+
+    pub mod opt_ts {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(ts: &Option<Timestamp>, ser: S) -> Result<S::Ok, S::Error> {
+            match ts {
+                Some(ts) => ser.serialize_some(&ts.to_rfc3339()),
+                None => ser.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            de: D,
+        ) -> Result<Option<Timestamp>, D::Error> {
+            match Option::<String>::deserialize(de)? {
+                Some(raw) => Timestamp::parse_text(&raw)
+                    .map(Some)
+                    .ok_or_else(|| D::Error::custom(format!("invalid timestamp {raw:?}"))),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

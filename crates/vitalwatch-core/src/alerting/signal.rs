@@ -1,0 +1,223 @@
+//! Turns one reading, its findings and its NEWS2 into one [`Observation`] per alert condition.
+//!
+//! This is where SENSOR_FAULT keeps impossible values out of physiological alerts: a faulted
+//! field yields `Unknown` for its conditions (no raise, no clear), and NEWS2 is ignored for a
+//! reading with any faulted field. Everything else is grading: the NEWS2 subscore of the
+//! offending value picks the priority (see `config`).
+
+use super::{AlertCondition, AlertConfig, Priority};
+use crate::news2::{self, ClinicalRisk, News2, Spo2Scale};
+use crate::rules::{AnomalyType, Finding};
+use crate::telemetry::{Field, FieldSet, Reading};
+
+/// SpO2 Scale 1: 96 % and above scores 0 (RCP 2017 Chart 1).
+const SPO2_SCALE_1_NORMAL_PCT: f64 = 96.0;
+/// SpO2 Scale 2: 88 % and above scores 0 on air (RCP 2017 Chart 1).
+const SPO2_SCALE_2_NORMAL_PCT: f64 = 88.0;
+
+/// What one reading says about one condition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Observation {
+    /// The condition holds. `priority` is `None` when grading says "no alert" (the alert, if
+    /// any, neither folds nor clears).
+    Present {
+        priority: Option<Priority>,
+        /// Outside the range but scoring 0 in NEWS2: the slower `mild` onset applies.
+        mild: bool,
+        value: Option<f64>,
+        threshold: Option<f64>,
+    },
+    /// The condition does not hold. With a `value`, it only counts as cleared once the value
+    /// is `clear_margin` inside the alert's threshold (hysteresis).
+    Absent { value: Option<f64> },
+    /// No evidence either way: the value is missing or untrusted.
+    Unknown,
+}
+
+/// Which way a condition's value must move to clear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Side {
+    /// Clears at or below `threshold - margin`.
+    Above,
+    /// Clears at or above `threshold + margin`.
+    Below,
+    /// Clears as soon as it is absent.
+    Flag,
+}
+
+pub(super) fn side(condition: AlertCondition) -> Side {
+    match condition {
+        AlertCondition::HeartRateHigh | AlertCondition::TemperatureHigh => Side::Above,
+        AlertCondition::HeartRateLow
+        | AlertCondition::TemperatureLow
+        | AlertCondition::Spo2Low
+        | AlertCondition::WeakSignal
+        | AlertCondition::LowBattery => Side::Below,
+        _ => Side::Flag,
+    }
+}
+
+/// Observations of every enabled reading-driven condition (all but DEVICE_OFFLINE).
+pub(super) fn observe(
+    reading: &Reading,
+    findings: &[Finding],
+    news2: Option<&News2>,
+    config: &AlertConfig,
+) -> Vec<(AlertCondition, Observation)> {
+    let faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
+        for field in finding.faulted_fields().iter() {
+            all.insert(field);
+        }
+        all
+    });
+    let finding = |kind: AnomalyType| findings.iter().find(|f| f.kind == kind);
+    let graded = |condition: AlertCondition, subscore: u8| {
+        let fixed = config.condition(condition).priority;
+        let priority = fixed.or_else(|| config.grading.for_subscore(subscore));
+        (priority, subscore == 0 && fixed.is_none())
+    };
+    let mut out = Vec::with_capacity(AlertCondition::ALL.len());
+
+    // Heart rate and temperature: the seed's findings, graded by NEWS2 bands.
+    let ranges = [
+        (
+            Field::HeartRate,
+            reading.heart_rate_bpm,
+            AnomalyType::OutOfRangeHr,
+            AlertCondition::HeartRateHigh,
+            AlertCondition::HeartRateLow,
+            news2::pulse_subscore as fn(f64) -> u8,
+        ),
+        (
+            Field::BodyTemp,
+            reading.body_temp_c,
+            AnomalyType::OutOfRangeTemp,
+            AlertCondition::TemperatureHigh,
+            AlertCondition::TemperatureLow,
+            news2::temperature_subscore,
+        ),
+    ];
+    for (field, value, kind, high, low, subscore) in ranges {
+        let (high_obs, low_obs) = match value {
+            Some(_) if faulted.contains(field) => (Observation::Unknown, Observation::Unknown),
+            None => (Observation::Unknown, Observation::Unknown),
+            Some(value) => {
+                let absent = Observation::Absent { value: Some(value) };
+                match finding(kind) {
+                    Some(f) => {
+                        let threshold = f.threshold.unwrap_or(value);
+                        let is_high = value > threshold;
+                        let condition = if is_high { high } else { low };
+                        let (priority, mild) = graded(condition, subscore(value));
+                        let present = Observation::Present {
+                            priority,
+                            mild,
+                            value: Some(value),
+                            threshold: Some(threshold),
+                        };
+                        if is_high {
+                            (present, absent)
+                        } else {
+                            (absent, present)
+                        }
+                    }
+                    None => (absent, absent),
+                }
+            }
+        };
+        out.push((high, high_obs));
+        out.push((low, low_obs));
+    }
+
+    // SpO2: no seed rule; the low side of the NEWS2 scale the patient is scored on.
+    let spo2 = match reading.spo2_pct {
+        Some(_) if faulted.contains(Field::Spo2) => Observation::Unknown,
+        None => Observation::Unknown,
+        Some(value) => {
+            let scale = news2.map(|n| n.scale).unwrap_or_default();
+            let normal = match scale {
+                Spo2Scale::Scale1 => SPO2_SCALE_1_NORMAL_PCT,
+                Spo2Scale::Scale2 => SPO2_SCALE_2_NORMAL_PCT,
+            };
+            // On air, so only the low-side bands count here (high SpO2 on oxygen is NEWS2's).
+            let subscore = news2::spo2_subscore(value, scale, false);
+            if subscore > 0 {
+                let (priority, mild) = graded(AlertCondition::Spo2Low, subscore);
+                Observation::Present {
+                    priority,
+                    mild,
+                    value: Some(value),
+                    threshold: Some(normal),
+                }
+            } else {
+                Observation::Absent { value: Some(value) }
+            }
+        }
+    };
+    out.push((AlertCondition::Spo2Low, spo2));
+
+    // NEWS2: untrusted when any value of the reading faulted.
+    let news2_obs = match news2 {
+        Some(_) if !faulted.is_empty() => Observation::Unknown,
+        None => Observation::Unknown,
+        Some(score) => {
+            let priority = match score.risk {
+                ClinicalRisk::Low => None,
+                ClinicalRisk::LowMedium => config.news2.low_medium,
+                ClinicalRisk::Medium => config.news2.medium,
+                ClinicalRisk::High => config.news2.high,
+            };
+            if score.risk == ClinicalRisk::Low {
+                Observation::Absent { value: None }
+            } else {
+                Observation::Present {
+                    priority,
+                    mild: false,
+                    value: Some(f64::from(score.total)),
+                    threshold: None,
+                }
+            }
+        }
+    };
+    out.push((AlertCondition::News2, news2_obs));
+
+    // Technical conditions and the model: flags from findings.
+    let fixed = |condition: AlertCondition, f: &Finding| Observation::Present {
+        priority: config.condition(condition).priority,
+        mild: false,
+        value: f.value,
+        threshold: f.threshold,
+    };
+    let flags = [
+        (AlertCondition::SensorFault, AnomalyType::SensorFault, None),
+        (
+            AlertCondition::WeakSignal,
+            AnomalyType::WeakSignal,
+            Some(reading.signal_strength_dbm),
+        ),
+        (
+            AlertCondition::LowBattery,
+            AnomalyType::LowBattery,
+            Some(reading.battery_pct),
+        ),
+        (AlertCondition::MlAnomaly, AnomalyType::MlAnomaly, None),
+        (
+            AlertCondition::UnknownDevice,
+            AnomalyType::UnknownDevice,
+            None,
+        ),
+    ];
+    for (condition, kind, measured) in flags {
+        let obs = match (finding(kind), measured) {
+            (Some(f), _) => fixed(condition, f),
+            // A flag condition with no value to measure is absent when not found.
+            (None, None) => Observation::Absent { value: None },
+            (None, Some(Some(value))) => Observation::Absent { value: Some(value) },
+            (None, Some(None)) => Observation::Unknown,
+        };
+        out.push((condition, obs));
+    }
+
+    out.retain(|(condition, _)| config.condition(*condition).enabled);
+    out
+}
