@@ -1,5 +1,5 @@
 //! The one path every reading takes, whatever door it came in by:
-//! decode → validate → rules → store (group commit) → answer.
+//! decode → validate → rules → store (group commit) → answer, then publish [`Event`]s.
 //!
 //! The pipeline knows nothing of MQTT or HTTP: transports hand it bytes and a [`Source`] and
 //! get back, only after the commit, what became of each reading. Refusals are counted by
@@ -7,10 +7,14 @@
 //! audit row per reason, not one per message).
 
 use crate::metrics::{Metrics, Refusal};
-use crate::store::{AuditEntry, ItemOutcome, PreparedReading, Source, Store, StoreError};
+use crate::store::{
+    AnomalyRecord, AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store,
+    StoreError,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 use vitalwatch_core::rules::{self, RuleSet};
 use vitalwatch_core::telemetry::{self, Decoded, Limits, Reading, Rejection, Timestamp};
 
@@ -39,12 +43,25 @@ pub enum IngestError {
     Store(StoreError),
 }
 
+/// What happened, for live consumers (dashboard stream, webhooks, MQTT alert topics).
+/// Published after the commit; a lagging subscriber misses events and never slows ingest.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    Reading(ReadingRecord),
+    Anomaly(AnomalyRecord),
+}
+
+/// Events kept for slow subscribers before they start missing some.
+const EVENT_BUFFER: usize = 4096;
+
 pub struct Pipeline {
     store: Arc<dyn Store>,
     limits: Limits,
     rules: RuleSet,
     metrics: Arc<Metrics>,
     queue_timeout: Duration,
+    events: broadcast::Sender<Event>,
     /// Refusals not yet summarised into the audit log, by (reason, source).
     pending_refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -57,12 +74,14 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         queue_timeout: Duration,
     ) -> Pipeline {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Pipeline {
             store,
             limits,
             rules,
             metrics,
             queue_timeout,
+            events,
             pending_refusals: Mutex::new(BTreeMap::new()),
         }
     }
@@ -73,6 +92,11 @@ impl Pipeline {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     /// Counts a refusal and remembers it for the next audit summary.
@@ -168,6 +192,9 @@ impl Pipeline {
             .map(|p| (p.reading.device_id.as_str().to_owned(), p.reading.timestamp))
             .collect();
         let source = prepared[0].source;
+        // Only build event payloads when someone listens.
+        let published: Option<Vec<Reading>> = (self.events.receiver_count() > 0)
+            .then(|| prepared.iter().map(|p| p.reading.clone()).collect());
         let res = match wait {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
             None => self.store.write_readings(prepared).await,
@@ -181,11 +208,32 @@ impl Pipeline {
             Err(err) => return Err(IngestError::Store(err)),
         };
         let mut results = Vec::with_capacity(outcomes.len());
-        for ((device_id, timestamp), outcome) in keys.into_iter().zip(outcomes) {
+        for (idx, ((device_id, timestamp), outcome)) in keys.into_iter().zip(outcomes).enumerate() {
             match &outcome {
-                ItemOutcome::Stored { anomalies, .. } => self.metrics.stored(anomalies.len()),
+                ItemOutcome::Stored {
+                    reading_id,
+                    anomalies,
+                    ..
+                } => {
+                    self.metrics.stored(anomalies.len());
+                    if let Some(readings) = &published {
+                        let record =
+                            ReadingRecord::from_reading(*reading_id, &readings[idx], source);
+                        let _ = self.events.send(Event::Reading(record));
+                        for anomaly in anomalies {
+                            let _ = self.events.send(Event::Anomaly(anomaly.clone()));
+                        }
+                    }
+                }
                 ItemOutcome::Duplicate { .. } => self.metrics.duplicate(),
-                ItemOutcome::Quarantined { .. } => self.metrics.quarantined(),
+                ItemOutcome::Quarantined { anomalies, .. } => {
+                    self.metrics.quarantined();
+                    if published.is_some() {
+                        for anomaly in anomalies {
+                            let _ = self.events.send(Event::Anomaly(anomaly.clone()));
+                        }
+                    }
+                }
             }
             results.push(ReadingOutcome {
                 device_id,

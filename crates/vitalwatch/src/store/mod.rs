@@ -104,6 +104,36 @@ pub struct ReadingRecord {
     pub source: String,
 }
 
+impl ReadingRecord {
+    /// The stored form of a reading that was just committed under `id`.
+    pub fn from_reading(id: i64, reading: &Reading, source: Source) -> ReadingRecord {
+        ReadingRecord {
+            id,
+            device_id: reading.device_id.as_str().to_owned(),
+            timestamp: reading.timestamp.to_rfc3339(),
+            timestamp_from_device: reading.timestamp_from_device,
+            received_at: reading.received_at.to_rfc3339(),
+            heart_rate: reading.heart_rate_bpm,
+            body_temp: reading.body_temp_c,
+            signal_strength: reading.signal_strength_dbm,
+            battery_level: reading.battery_pct,
+            spo2: reading.spo2_pct,
+            respiratory_rate: reading.respiratory_rate_per_min,
+            systolic_bp: reading.systolic_bp_mmhg,
+            diastolic_bp: reading.diastolic_bp_mmhg,
+            consciousness: reading.consciousness.map(|c| c.letter().to_owned()),
+            on_oxygen: reading.on_oxygen,
+            seq: reading.seq.map(|s| s as i64),
+            extra: reading
+                .extra
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
+            ml_score: None,
+            source: source.as_str().to_owned(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AnomalyRecord {
     pub id: i64,
