@@ -22,9 +22,6 @@ const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 /// Marks a leaf in a file tree's child and feature arrays (scikit-learn uses −1 too).
 const FILE_LEAF: i64 = -1;
 
-/// Marks a leaf in a compiled node's `feature`.
-const LEAF: u32 = u32::MAX;
-
 /// c(n): the average path length of an unsuccessful search in a binary search tree of n
 /// points, c(n) = 2H(n−1) − 2(n−1)/n, with c(1) = 0 and c(2) = 1 (scikit-learn's
 /// `_average_path_length`).
@@ -180,15 +177,24 @@ pub(crate) fn subsample<R: Rng + ?Sized>(rng: &mut R, n_rows: usize, amount: usi
     picked
 }
 
-/// A compiled node: 16 bytes. For a split, rows with `x[feature] <= value` go to `left`, the
-/// others to `left + 1`. For a leaf (`feature == LEAF`), `value` is the whole path length
-/// `depth + c(n_samples)`, precomputed so scoring only adds.
+/// A compiled node: 16 bytes. Rows with `x[feature] <= threshold` go to `left`, the others to
+/// `left + 1`. A leaf points `left` at itself with a threshold of +∞, so every row stays put:
+/// scoring can then walk every tree a fixed number of steps with no data-dependent branch (a
+/// mispredicted branch per level cost 3 µs per reading; the fixed walk lets the CPU overlap
+/// trees).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Node {
-    value: f64,
+    threshold: f64,
     feature: u32,
     left: u32,
 }
+
+/// A placeholder until the node is compiled.
+const UNSET: Node = Node {
+    threshold: f64::INFINITY,
+    feature: 0,
+    left: 0,
+};
 
 /// Why a file tree cannot be compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +235,10 @@ impl TreeDefect {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Forest {
     nodes: Vec<Node>,
+    /// For a leaf, its whole path length `depth + c(n_samples)`; 0 for a split.
+    path_length: Vec<f64>,
+    /// The deepest leaf's depth: the number of steps a walk takes.
+    depth: u32,
     /// Index of each tree's root in `nodes`.
     roots: Vec<u32>,
     /// c(ψ), the normaliser of the mean path length.
@@ -248,6 +258,8 @@ impl Forest {
         let max_nodes = 2 * sample_size.max(1) as usize - 1;
         let total: usize = trees.iter().map(TreeFile::len).sum();
         let mut nodes = Vec::with_capacity(total);
+        let mut path_length = Vec::with_capacity(total);
+        let mut max_depth = 0;
         let mut roots = Vec::with_capacity(trees.len());
         let mut reached: Vec<bool> = Vec::new();
         let mut queue = std::collections::VecDeque::new();
@@ -275,11 +287,8 @@ impl Forest {
             reached[0] = true;
             let root = nodes.len();
             roots.push(root as u32);
-            nodes.push(Node {
-                value: 0.0,
-                feature: LEAF,
-                left: 0,
-            });
+            nodes.push(UNSET);
+            path_length.push(0.0);
             queue.clear();
             // (index in the file tree, index in `nodes`, depth)
             queue.push_back((0usize, root, 0u32));
@@ -294,10 +303,12 @@ impl Forest {
                         return Err((tree_idx, TreeDefect::BadLeafCount));
                     }
                     nodes[out_idx] = Node {
-                        value: f64::from(depth) + average_path_length(n),
-                        feature: LEAF,
-                        left: 0,
+                        threshold: f64::INFINITY,
+                        feature: 0,
+                        left: out_idx as u32,
                     };
+                    path_length[out_idx] = f64::from(depth) + average_path_length(n);
+                    max_depth = max_depth.max(depth);
                     continue;
                 }
                 if left == FILE_LEAF || right == FILE_LEAF {
@@ -313,7 +324,7 @@ impl Forest {
                 }
                 let out_left = nodes.len();
                 nodes[out_idx] = Node {
-                    value: threshold,
+                    threshold,
                     feature: feature as u32,
                     left: out_left as u32,
                 };
@@ -325,11 +336,8 @@ impl Forest {
                     if std::mem::replace(&mut reached[child], true) {
                         return Err((tree_idx, TreeDefect::NodeReachedTwice));
                     }
-                    nodes.push(Node {
-                        value: 0.0,
-                        feature: LEAF,
-                        left: 0,
-                    });
+                    nodes.push(UNSET);
+                    path_length.push(0.0);
                     queue.push_back((child, out_child, depth + 1));
                 }
             }
@@ -339,6 +347,8 @@ impl Forest {
         }
         Ok(Forest {
             nodes,
+            path_length,
+            depth: max_depth,
             roots,
             c_sample: average_path_length(sample_size),
         })
@@ -347,18 +357,33 @@ impl Forest {
     /// The anomaly score s = 2^(−E[h(x)]/c(ψ)) of a scaled vector, in (0, 1]; higher is more
     /// anomalous. `x.len()` must be the model's feature count. Allocates nothing.
     pub(crate) fn score(&self, x: &[f64]) -> f64 {
+        // Walk `LANES` trees in lockstep: their loads are independent, so the CPU overlaps
+        // them instead of waiting on one chain of dependent loads.
+        const LANES: usize = 8;
+        let step = |idx: usize| {
+            let node = self.nodes[idx];
+            node.left as usize + usize::from(x[node.feature as usize] > node.threshold)
+        };
         let mut total = 0.0;
-        for &root in &self.roots {
-            let mut idx = root as usize;
-            loop {
-                let node = self.nodes[idx];
-                if node.feature == LEAF {
-                    total += node.value;
-                    break;
-                }
-                let go_right = x[node.feature as usize] > node.value;
-                idx = node.left as usize + usize::from(go_right);
+        let mut chunks = self.roots.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            let mut idx = [0usize; LANES];
+            for (lane, root) in idx.iter_mut().zip(chunk) {
+                *lane = *root as usize;
             }
+            for _ in 0..self.depth {
+                for lane in &mut idx {
+                    *lane = step(*lane);
+                }
+            }
+            total += idx.iter().map(|lane| self.path_length[*lane]).sum::<f64>();
+        }
+        for &root in chunks.remainder() {
+            let mut idx = root as usize;
+            for _ in 0..self.depth {
+                idx = step(idx);
+            }
+            total += self.path_length[idx];
         }
         let mean = total / self.roots.len().max(1) as f64;
         if self.c_sample > 0.0 {
