@@ -8,6 +8,8 @@
 //! - [`alerting`]: alert episodes per (device, condition) with IEC 60601-1-8 priorities,
 //!   onset delay, hysteresis, acknowledgement, audio pause, escalation and device-offline
 //!   timers; plus [`alerting::evaluate`], which scores alerts against labelled events.
+//! - [`detect`]: the anomaly model: features, scaler, isolation forest, optional random forest,
+//!   the model file format, CSV data and synthetic training data.
 //!
 //! Nothing in this crate reads a clock, a file or a socket: time is passed in as a
 //! [`telemetry::Timestamp`], and the caller owns every byte that comes in or goes out.
@@ -15,6 +17,7 @@
 //! that promise.
 
 pub mod alerting;
+pub mod detect;
 pub mod news2;
 pub mod rules;
 pub mod telemetry;
