@@ -89,6 +89,7 @@ async fn run_once(
         ..Config::default()
     };
     config.store.max_batch = max_batch;
+    config.mqtt.enabled = false;
     config.store.queue_capacity = 1024;
     config.store.queue_timeout_ms = 60_000;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -37,6 +37,53 @@ pub enum Command {
     Config(ConfigArgs),
     /// Measure throughput end to end (bounded runs on loopback).
     Bench(BenchArgs),
+    /// Manage the PKI: the CA, the server certificate and device certificates.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The PKI directory [default: <data-dir>/certs].
+    #[arg(long, global = true, env = "VITALWATCH_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: CertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the CA (ca.crt, ca.key), the server certificate (server.crt, server.key) and an
+    /// empty revocation list. ECDSA P-256; keys are written 0600.
+    Init {
+        /// An extra subject alternative name for the server (host name or IP); repeatable.
+        /// localhost, 127.0.0.1, ::1 and this machine's host name are always included.
+        #[arg(long, value_name = "NAME")]
+        san: Vec<String>,
+        /// Replace an existing CA (every device certificate issued so far stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate for a device (subject CN = the device id) into
+    /// <certs-dir>/devices/ID.crt and ID.key.
+    Device {
+        /// The device id.
+        id: String,
+        /// Replace the device's current certificate (the old one is revoked).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List issued device certificates as JSON lines.
+    List,
+    /// Revoke a device's certificates: it is refused at the handshake (after a restart) and at
+    /// CONNECT (at once).
+    Revoke {
+        /// The device id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +141,29 @@ pub struct ServeArgs {
         value_name = "POLICY"
     )]
     pub registry_policy: Option<RegistryPolicy>,
+
+    /// Address of the embedded MQTT-over-TLS broker [default: 0.0.0.0:8883]. Port 0 picks a
+    /// free port, printed as `listening mqtts=ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtts_addr: Option<SocketAddr>,
+
+    /// Port of the MQTT-over-TLS listener (the seed's variable; --mqtts-addr wins).
+    #[arg(long, env = "MQTT_PORT", value_name = "PORT")]
+    pub mqtt_port: Option<u16>,
+
+    /// The telemetry topic [default: /iot/health].
+    #[arg(long, env = "MQTT_TOPIC", value_name = "TOPIC")]
+    pub mqtt_topic: Option<String>,
+
+    /// The PKI directory (ca.crt, server.crt, server.key, devices/) [default: <data-dir>/certs].
+    /// `serve` creates it on first start when it does not exist (`vitalwatch certs init` does
+    /// the same by hand).
+    #[arg(long, env = "VITALWATCH_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    /// Do not start the embedded MQTT broker.
+    #[arg(long)]
+    pub no_mqtt: bool,
 }
 
 #[derive(Debug, Args)]

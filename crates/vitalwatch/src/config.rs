@@ -25,6 +25,40 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: Limits,
     pub rules: RuleSet,
+    pub mqtt: MqttConfig,
+}
+
+/// The embedded MQTT broker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    /// MQTT over TLS; the seed's port 8883.
+    pub mqtts_addr: SocketAddr,
+    /// The seed's topic; env MQTT_TOPIC.
+    pub topic: String,
+    /// Where the PKI lives; default `<data_dir>/certs`.
+    pub certs_dir: Option<PathBuf>,
+    /// Devices must present a certificate from our CA (mutual TLS).
+    pub require_certificate: bool,
+    pub max_packet_size: u32,
+    pub max_inflight: u16,
+    pub workers: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> MqttConfig {
+        MqttConfig {
+            enabled: true,
+            mqtts_addr: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            topic: "/iot/health".to_owned(),
+            certs_dir: None,
+            require_certificate: true,
+            max_packet_size: 8192,
+            max_inflight: 32,
+            workers: 1,
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,6 +70,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: Limits::default(),
             rules: RuleSet::default(),
+            mqtt: MqttConfig::default(),
         }
     }
 }
@@ -113,6 +148,12 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
     pub registry_policy: Option<RegistryPolicy>,
+    pub mqtts_addr: Option<SocketAddr>,
+    /// The seed's MQTT_PORT: the port of the TLS listener.
+    pub mqtt_port: Option<u16>,
+    pub mqtt_topic: Option<String>,
+    pub certs_dir: Option<PathBuf>,
+    pub mqtt_disabled: bool,
 }
 
 impl Config {
@@ -135,6 +176,21 @@ impl Config {
         }
         if let Some(policy) = overrides.registry_policy {
             config.registry.policy = policy;
+        }
+        if let Some(port) = overrides.mqtt_port {
+            config.mqtt.mqtts_addr.set_port(port);
+        }
+        if let Some(addr) = overrides.mqtts_addr {
+            config.mqtt.mqtts_addr = addr;
+        }
+        if let Some(topic) = &overrides.mqtt_topic {
+            config.mqtt.topic = topic.clone();
+        }
+        if let Some(dir) = &overrides.certs_dir {
+            config.mqtt.certs_dir = Some(dir.clone());
+        }
+        if overrides.mqtt_disabled {
+            config.mqtt.enabled = false;
         }
         config.validate()?;
         Ok(config)
@@ -173,12 +229,26 @@ impl Config {
         if self.store.max_batch == 0 || self.store.queue_capacity == 0 {
             bail!("store.max_batch and store.queue_capacity must be positive");
         }
+        if self.mqtt.topic.is_empty() || self.mqtt.topic.contains(['+', '#']) {
+            bail!("mqtt.topic must be a non-empty topic name without wildcards");
+        }
+        if self.mqtt.max_packet_size < 256 || self.mqtt.max_inflight == 0 {
+            bail!("mqtt.max_packet_size must be at least 256 and mqtt.max_inflight positive");
+        }
         if !(self.registry.default_expected_interval_s.is_finite()
             && self.registry.default_expected_interval_s > 0.0)
         {
             bail!("registry.default_expected_interval_s must be a positive number");
         }
         Ok(())
+    }
+
+    /// The PKI directory: `[mqtt] certs_dir`, or `<data-dir>/certs`.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.mqtt
+            .certs_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("certs"))
     }
 
     /// `<data-dir>/anomalies.db`, the seed's path.

@@ -6,10 +6,14 @@
 
 pub mod api;
 pub mod bench;
+pub mod certs_cmd;
 pub mod cli;
 pub mod config;
 pub mod devices_cmd;
+pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod pki;
 pub mod serve;
 pub mod store;
+pub mod tls;

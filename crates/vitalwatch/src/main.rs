@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use vitalwatch::cli::{BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs};
 use vitalwatch::config::{self, Config, Overrides};
-use vitalwatch::{bench, devices_cmd, serve};
+use vitalwatch::{bench, certs_cmd, devices_cmd, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    vitalwatch::tls::install_crypto_provider();
     // A benchmark's own report is what matters; the servers it starts log only warnings.
     let default_level = match cli.command {
         Command::Bench(_) => "vitalwatch=warn",
@@ -55,6 +56,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Overrides {
                     http_addr: args.http_addr,
                     registry_policy: args.registry_policy,
+                    mqtts_addr: args.mqtts_addr,
+                    mqtt_port: args.mqtt_port,
+                    mqtt_topic: args.mqtt_topic,
+                    certs_dir: args.certs_dir,
+                    mqtt_disabled: args.no_mqtt,
                     ..Overrides::default()
                 },
             )?;
@@ -80,6 +86,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
             }
         },
+        Command::Certs(args) => {
+            let config = load_config(
+                &args.store,
+                Overrides {
+                    certs_dir: args.certs_dir,
+                    ..Overrides::default()
+                },
+            )?;
+            certs_cmd::run(config, args.command).await
+        }
         Command::Config(args) => match args.command {
             ConfigCommand::Default => {
                 print!("{}", config::DEFAULT_TOML);

@@ -16,6 +16,13 @@ pub enum Refusal {
     UnsupportedMediaType,
     /// The writer's queue stayed full: the caller is told to retry (HTTP 429).
     Busy,
+    /// A device published a reading for another device id than its certificate names, or to
+    /// a topic it may not publish to.
+    Unauthorized,
+    /// A connection refused at CONNECT: no usable identity, revoked certificate, bad credentials.
+    ConnectRefused,
+    /// A TLS handshake that failed (no client certificate, another CA, expired, plaintext).
+    TlsHandshake,
 }
 
 impl Refusal {
@@ -24,6 +31,9 @@ impl Refusal {
             Refusal::Decode(reason) => reason.as_str(),
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::Busy => "busy",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::ConnectRefused => "connect_refused",
+            Refusal::TlsHandshake => "tls_handshake_failed",
         }
     }
 
@@ -32,18 +42,24 @@ impl Refusal {
             Refusal::Decode(reason) => reason as usize,
             Refusal::UnsupportedMediaType => RejectReason::ALL.len(),
             Refusal::Busy => RejectReason::ALL.len() + 1,
+            Refusal::Unauthorized => RejectReason::ALL.len() + 2,
+            Refusal::ConnectRefused => RejectReason::ALL.len() + 3,
+            Refusal::TlsHandshake => RejectReason::ALL.len() + 4,
         }
     }
 
     fn all() -> impl Iterator<Item = Refusal> {
-        RejectReason::ALL
-            .into_iter()
-            .map(Refusal::Decode)
-            .chain([Refusal::UnsupportedMediaType, Refusal::Busy])
+        RejectReason::ALL.into_iter().map(Refusal::Decode).chain([
+            Refusal::UnsupportedMediaType,
+            Refusal::Busy,
+            Refusal::Unauthorized,
+            Refusal::ConnectRefused,
+            Refusal::TlsHandshake,
+        ])
     }
 }
 
-const N_REFUSALS: usize = RejectReason::ALL.len() + 2;
+const N_REFUSALS: usize = RejectReason::ALL.len() + 5;
 
 pub struct Metrics {
     started: Instant,

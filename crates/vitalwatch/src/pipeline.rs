@@ -39,6 +39,8 @@ pub enum IngestError {
     Refused(Rejection),
     #[error("the pipeline is saturated; retry later")]
     Busy,
+    #[error("the reading's device id is not the sender's identity")]
+    Unauthorized,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -118,6 +120,32 @@ impl Pipeline {
             findings,
             source,
         }
+    }
+
+    /// One reading from an authenticated device (an MQTT message). `identity` is the device id
+    /// the sender proved (certificate CN or credentials); a reading for any other device id is
+    /// refused as [`IngestError::Unauthorized`]. Waits for room in the writer's queue, so a
+    /// saturated store slows the sender down (the acknowledgement waits) instead of dropping.
+    pub async fn ingest_device_payload(
+        &self,
+        bytes: &[u8],
+        source: Source,
+        identity: Option<&str>,
+    ) -> Result<ReadingOutcome, IngestError> {
+        let reading = telemetry::decode(bytes, now(), &self.limits).map_err(|rejection| {
+            self.refuse(Refusal::Decode(rejection.reason), source);
+            IngestError::Refused(rejection)
+        })?;
+        if let Some(identity) = identity
+            && reading.device_id.as_str() != identity
+        {
+            self.refuse(Refusal::Unauthorized, source);
+            return Err(IngestError::Unauthorized);
+        }
+        let mut outcomes = self
+            .commit(vec![self.prepare(reading, source)], None)
+            .await?;
+        Ok(outcomes.remove(0))
     }
 
     /// An HTTP body: one reading or a batch. Gives up with [`IngestError::Busy`] when the

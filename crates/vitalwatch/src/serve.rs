@@ -6,6 +6,7 @@
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::ingest::{BrokerSettings, embedded};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline};
 use crate::store::sqlite::SqliteStore;
@@ -62,6 +63,34 @@ pub async fn run_on(
         metrics,
         config.store.queue_timeout(),
     ));
+    let broker = if config.mqtt.enabled {
+        let certs = crate::pki::CertsDir::new(config.certs_dir());
+        if !certs.dir.exists() {
+            let report = crate::pki::init(&certs, &[], false)?;
+            tracing::info!(
+                message = "Created a new PKI (CA and server certificate).",
+                certs_dir = %certs.dir.display(),
+                server_names = %report.sans.join(","),
+            );
+        }
+        let settings = BrokerSettings {
+            mqtts_addr: config.mqtt.mqtts_addr,
+            certs,
+            topic: config.mqtt.topic.clone(),
+            require_certificate: config.mqtt.require_certificate,
+            max_packet_size: config.mqtt.max_packet_size,
+            max_inflight: config.mqtt.max_inflight,
+            workers: config.mqtt.workers,
+        };
+        let broker = embedded::start(settings, Arc::clone(&pipeline))?;
+        tracing::info!(message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);
+        if announce {
+            println!("listening mqtts={}", broker.addr);
+        }
+        Some(broker)
+    } else {
+        None
+    };
     let api_addr = listener.local_addr()?;
     tracing::info!(
         message = "VitalWatch is serving.",
@@ -98,6 +127,10 @@ pub async fn run_on(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await;
     tracing::info!(message = "Shutting down: committing what is queued.");
+    if let Some(broker) = broker {
+        // In-flight publishes finish: their readings commit and are acknowledged.
+        broker.stop().await;
+    }
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;

@@ -63,6 +63,11 @@ pub async fn post_telemetry(
         }
         Err(IngestError::Refused(rejection)) => Err(refusal_error(&rejection, limits)),
         Err(IngestError::Busy) => Err(ApiError::busy()),
+        Err(IngestError::Unauthorized) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unauthorized",
+            "this client may not post readings for that device",
+        )),
         Err(IngestError::Store(err)) => Err(err.into()),
     }
 }

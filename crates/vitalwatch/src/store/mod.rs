@@ -17,12 +17,14 @@ use vitalwatch_core::telemetry::{Reading, Timestamp};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     Http,
+    Mqtt,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Http => "http",
+            Source::Mqtt => "mqtt",
         }
     }
 }

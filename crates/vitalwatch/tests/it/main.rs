@@ -3,6 +3,7 @@
 mod cli;
 mod durability;
 mod hostile;
+mod mqtt;
 mod registry;
 mod seed;
 mod support;

@@ -17,6 +17,8 @@ pub fn bin() -> &'static str {
 pub struct Server {
     child: Option<Child>,
     pub api: SocketAddr,
+    /// The embedded broker's TLS address, when it runs.
+    pub mqtts: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
 }
@@ -51,7 +53,7 @@ impl Server {
         let mut command = Command::new(bin());
         command.current_dir(options.cwd).arg("serve");
         if options.free_port {
-            command.args(["--http-addr", "127.0.0.1:0"]);
+            command.args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"]);
         }
         command
             .args(&options.args)
@@ -59,6 +61,9 @@ impl Server {
             .env_remove("VITALWATCH_DATA_DIR")
             .env_remove("VITALWATCH_HTTP_ADDR")
             .env_remove("VITALWATCH_CONFIG")
+            .env_remove("VITALWATCH_CERTS_DIR")
+            .env_remove("MQTT_PORT")
+            .env_remove("MQTT_TOPIC")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap());
         let mut child = command.spawn().expect("spawning vitalwatch serve");
@@ -67,25 +72,35 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening api=") {
-                    let _ = tx.send(addr.trim().to_owned());
+                if let Some(rest) = line.strip_prefix("listening ")
+                    && let Some((name, addr)) = rest.split_once('=')
+                {
+                    let _ = tx.send((name.to_owned(), addr.trim().to_owned()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start; its log:\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
+        let mut addrs = std::collections::HashMap::new();
+        // The API line comes last, once everything else listens.
+        while !addrs.contains_key("api") {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((name, addr)) => {
+                    let mut addr: SocketAddr = addr.parse().unwrap();
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip([127, 0, 0, 1].into());
+                    }
+                    addrs.insert(name, addr);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "server did not start; its log:\n{}",
+                        std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                    );
+                }
             }
-        };
-        let mut api: SocketAddr = addr.parse().unwrap();
-        if api.ip().is_unspecified() {
-            api.set_ip([127, 0, 0, 1].into());
         }
+        let api = addrs["api"];
+        let mqtts = addrs.get("mqtts").copied();
         let data_dir = options
             .args
             .iter()
@@ -95,6 +110,7 @@ impl Server {
         Server {
             child: Some(child),
             api,
+            mqtts,
             data_dir,
             stderr_log,
         }

@@ -1,0 +1,370 @@
+//! The embedded MQTT broker (ntex-mqtt 9.0): MQTT 3.1.1 and 5.0 over TLS, device identity
+//! from the client certificate, and a PUBACK that is sent only after the reading is committed.
+//!
+//! ntex-mqtt encodes the PUBACK (PUBREC for QoS 2) only when the publish handler's future
+//! resolves `Ok`, so the handler awaits the pipeline's commit before returning. Every ntex type
+//! stays inside this file: ntex runs its workers on its own threads (a tokio current-thread
+//! runtime each, via ntex's `tokio` feature) and calls the pipeline, whose channels work on any
+//! runtime.
+//!
+//! What a device may do: publish its own readings to the telemetry topic. Subscriptions from
+//! devices are refused with the spec's failure codes (0x80 in 3.1.1, NotAuthorized in 5.0).
+
+use super::BrokerSettings;
+use crate::metrics::Refusal;
+use crate::pipeline::{IngestError, Pipeline};
+use crate::pki;
+use crate::store::Source;
+use crate::tls::{self, PeerIdentity};
+use anyhow::Context;
+use ntex_mqtt::{MqttError, MqttServer, MqttServiceConfig, v3, v5};
+use ntex_service::Service as _;
+use ntex_service::cfg::SharedCfg;
+use ntex_tls::rustls::{PeerCert, TlsAcceptor};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use vitalwatch_core::telemetry::DeviceId;
+
+/// Why the broker ended a connection or refused a message.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("not authorized")]
+    NotAuthorized,
+    #[error("the reading could not be committed; it was not acknowledged")]
+    NotCommitted,
+    #[error("payload could not be read")]
+    Payload,
+}
+
+impl From<()> for BrokerError {
+    fn from(_: ()) -> BrokerError {
+        BrokerError::Payload
+    }
+}
+
+impl TryFrom<BrokerError> for v5::PublishAck {
+    type Error = BrokerError;
+
+    fn try_from(err: BrokerError) -> Result<Self, Self::Error> {
+        Err(err)
+    }
+}
+
+/// Per-connection state: who the peer proved to be.
+#[derive(Clone)]
+struct DeviceSession {
+    device_id: Rc<str>,
+}
+
+/// Shared by all connections of one worker.
+struct BrokerCtx {
+    pipeline: Arc<Pipeline>,
+    settings: BrokerSettings,
+    revoked: RevocationCache,
+}
+
+/// Revoked serials, re-read from the PKI index whenever the file changes (a `stat` per
+/// CONNECT), so a revocation takes effect at the next CONNECT without a restart.
+struct RevocationCache {
+    certs: pki::CertsDir,
+    state: std::cell::RefCell<(Option<std::time::SystemTime>, Vec<String>)>,
+}
+
+impl RevocationCache {
+    fn new(certs: pki::CertsDir) -> RevocationCache {
+        RevocationCache {
+            certs,
+            state: std::cell::RefCell::new((None, Vec::new())),
+        }
+    }
+
+    fn is_revoked(&self, serial: &str) -> bool {
+        let modified = std::fs::metadata(self.certs.index())
+            .and_then(|m| m.modified())
+            .ok();
+        let mut state = self.state.borrow_mut();
+        if modified.is_some() && modified != state.0 {
+            match pki::revoked_serials(&self.certs) {
+                Ok(serials) => *state = (modified, serials),
+                Err(err) => {
+                    tracing::warn!(message = "Revocation list unreadable; keeping the last one.", error = %err)
+                }
+            }
+        }
+        state.1.iter().any(|s| s == serial)
+    }
+}
+
+enum Verdict {
+    Device(Rc<str>),
+    Refused(&'static str),
+}
+
+/// Decides who a connecting client is, from its certificate.
+fn identify(io: &ntex_io::IoBoxed, ctx: &BrokerCtx) -> Verdict {
+    let peer = io.query::<PeerCert<'static>>();
+    let Some(cert) = peer.as_ref() else {
+        return Verdict::Refused("no client certificate");
+    };
+    let Some(PeerIdentity {
+        common_name,
+        serial,
+        unit,
+    }) = tls::peer_identity(cert.0.as_ref())
+    else {
+        return Verdict::Refused("unreadable client certificate");
+    };
+    if ctx.revoked.is_revoked(&serial) {
+        return Verdict::Refused("revoked certificate");
+    }
+    if unit.as_deref().is_some_and(|u| u != "device") {
+        return Verdict::Refused("certificate is not a device certificate");
+    }
+    match DeviceId::parse(&common_name, ctx.pipeline.limits().max_device_id_len) {
+        Ok(id) => Verdict::Device(Rc::from(id.as_str())),
+        Err(_) => Verdict::Refused("certificate CN is not a valid device id"),
+    }
+}
+
+fn refuse_connect(ctx: &BrokerCtx, why: &'static str, protocol: &'static str) {
+    ctx.pipeline.refuse(Refusal::ConnectRefused, Source::Mqtt);
+    tracing::info!(message = "MQTT connection refused.", reason = why, protocol);
+}
+
+async fn handle_publish(
+    ctx: &BrokerCtx,
+    session: &DeviceSession,
+    topic: &str,
+    payload: &[u8],
+) -> Result<(), PublishError> {
+    if topic != ctx.settings.topic {
+        ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
+        return Err(PublishError::TopicNotAllowed);
+    }
+    match ctx
+        .pipeline
+        .ingest_device_payload(payload, Source::Mqtt, Some(&session.device_id))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(IngestError::Refused(_)) => Err(PublishError::Malformed),
+        Err(IngestError::Unauthorized) => Err(PublishError::WrongDevice),
+        Err(IngestError::Busy | IngestError::Store(_)) => Err(PublishError::NotCommitted),
+    }
+}
+
+enum PublishError {
+    TopicNotAllowed,
+    /// Counted and audited by the pipeline; the message itself is answered per protocol.
+    Malformed,
+    WrongDevice,
+    NotCommitted,
+}
+
+/// The MQTT 3.1.1 server: publish, protocol (subscriptions) and connect handlers. A macro
+/// because ntex's service types cannot be named outside the crate.
+macro_rules! v3_server {
+    ($ctx:expr) => {{
+        let ctx: Rc<BrokerCtx> = $ctx;
+    let connect_ctx = Rc::clone(&ctx);
+    let publish_ctx = ctx;
+    v3::MqttServer::new(async move |session: &v3::Session<DeviceSession>, publish: v3::Publish| {
+        let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
+        match handle_publish(&publish_ctx, session, publish.publish_topic(), &payload).await {
+            Ok(()) => Ok(()),
+            // 3.1.1 has no negative PUBACK: a malformed reading is recorded as rejected (counted,
+            // audited) and acknowledged, so it is not redelivered forever and later good
+            // readings on this connection still flow.
+            Err(PublishError::Malformed) => Ok(()),
+            // Refused: the spec's only answer is to close the connection.
+            Err(PublishError::TopicNotAllowed | PublishError::WrongDevice) => {
+                Err(BrokerError::NotAuthorized)
+            }
+            // Not committed, so not acknowledged: closing makes the device redeliver.
+            Err(PublishError::NotCommitted) => Err(BrokerError::NotCommitted),
+        }
+    })
+    .protocol(async |_session: &v3::Session<DeviceSession>, message: v3::ProtocolMessage| {
+        Ok::<_, BrokerError>(match message {
+            v3::ProtocolMessage::Subscribe(mut subscribe) => {
+                // Devices read nothing: every subscription fails (return code 0x80).
+                for mut subscription in subscribe.iter_mut() {
+                    subscription.fail();
+                }
+                subscribe.ack()
+            }
+            other => other.ack(),
+        })
+    })
+    .build(async move |connect: v3::Connect| {
+        match identify(connect.io(), &connect_ctx) {
+            Verdict::Device(device_id) => Ok::<_, BrokerError>(
+                connect
+                    .ack(DeviceSession { device_id }, false)
+                    .max_packet_size(
+                        std::num::NonZeroU32::new(connect_ctx.settings.max_packet_size)
+                            .expect("max_packet_size is validated positive"),
+                    ),
+            ),
+            Verdict::Refused(why) => {
+                refuse_connect(&connect_ctx, why, "3.1.1");
+                Ok(connect.not_authorized())
+            }
+        }
+    })
+    }};
+}
+
+/// The MQTT 5.0 server, as [`v3_server`] with PUBACK reason codes.
+macro_rules! v5_server {
+    ($ctx:expr) => {{
+        let ctx: Rc<BrokerCtx> = $ctx;
+        let connect_ctx = Rc::clone(&ctx);
+        let publish_ctx = ctx;
+        v5::MqttServer::new(
+            async move |session: &v5::Session<DeviceSession>, publish: v5::Publish| {
+                let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
+                let topic = publish.publish_topic().to_owned();
+                let res = handle_publish(&publish_ctx, session, &topic, &payload).await;
+                use v5::codec::PublishAckReason as Reason;
+                match res {
+                    Ok(()) => Ok(publish.ack()),
+                    Err(PublishError::Malformed) => {
+                        Ok(publish.ack().reason_code(Reason::PayloadFormatInvalid))
+                    }
+                    Err(PublishError::WrongDevice) => {
+                        Ok(publish.ack().reason_code(Reason::NotAuthorized))
+                    }
+                    Err(PublishError::TopicNotAllowed) => {
+                        Ok(publish.ack().reason_code(Reason::TopicNameInvalid))
+                    }
+                    Err(PublishError::NotCommitted) => Err(BrokerError::NotCommitted),
+                }
+            },
+        )
+        .protocol(
+            async |_session: &v5::Session<DeviceSession>, message: v5::ProtocolMessage| {
+                Ok::<_, BrokerError>(match message {
+                    v5::ProtocolMessage::Subscribe(mut subscribe) => {
+                        for mut subscription in subscribe.iter_mut() {
+                            subscription.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                        }
+                        subscribe.ack()
+                    }
+                    other => other.ack(),
+                })
+            },
+        )
+        .build(async move |connect: v5::Connect| {
+            match identify(connect.io(), &connect_ctx) {
+                Verdict::Device(device_id) => {
+                    Ok::<_, BrokerError>(connect.ack(DeviceSession { device_id }))
+                }
+                Verdict::Refused(why) => {
+                    refuse_connect(&connect_ctx, why, "5.0");
+                    Ok(connect.failed(v5::codec::ConnectAckReason::NotAuthorized))
+                }
+            }
+        })
+    }};
+}
+
+/// A running broker: its bound address and a way to stop it.
+pub struct EmbeddedBroker {
+    pub addr: SocketAddr,
+    server: ntex_server::Server<ntex_server::net::Connection>,
+    system: ntex_rt::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    /// Stops accepting, lets in-flight publishes finish (their commits complete and are
+    /// acknowledged), then ends the broker's threads.
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// Starts the broker on `settings.mqtts_addr` (TLS) on its own threads.
+pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Result<EmbeddedBroker> {
+    let client_auth = if settings.require_certificate {
+        tls::ClientAuth::Required
+    } else {
+        tls::ClientAuth::Optional
+    };
+    let tls_config = tls::server_config(&settings.certs, client_auth, &[])
+        .context("loading the broker's TLS configuration")?;
+    let listener = std::net::TcpListener::bind(settings.mqtts_addr)
+        .with_context(|| format!("binding MQTT over TLS to {}", settings.mqtts_addr))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let workers = settings.workers.max(1);
+    let thread = std::thread::Builder::new()
+        .name("vitalwatch-mqtt".to_owned())
+        .spawn(move || {
+            let res =
+                ntex_rt::System::new("vitalwatch-mqtt", ntex_net::DefaultRuntime).run(move || {
+                    let mqtt_config = SharedCfg::new("MQTT").add(
+                        MqttServiceConfig::new()
+                            .set_max_size(settings.max_packet_size)
+                            .set_max_receive(settings.max_inflight)
+                            .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
+                            // A message that arrived is processed even if its sender hangs up first
+                            // (mosquitto_pub sends QoS 0 then DISCONNECT at once); a QoS 1/2 sender
+                            // that never saw its PUBACK redelivers, and the store deduplicates.
+                            .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::ExactlyOnce))
+                            .set_connect_timeout(ntex_util::time::Seconds(10)),
+                    );
+                    let server = ntex_server::net::build()
+                    .workers(workers)
+                    .disable_signals()
+                    .listen("mqtts", listener, mqtt_config, async move |_| {
+                        let ctx = Rc::new(BrokerCtx {
+                            pipeline: Arc::clone(&pipeline),
+                            settings: settings.clone(),
+                            revoked: RevocationCache::new(settings.certs.clone()),
+                        });
+                        let on_tls_error = {
+                            let ctx = Rc::clone(&ctx);
+                            move |err: std::io::Error| {
+                                ctx.pipeline.refuse(Refusal::TlsHandshake, Source::Mqtt);
+                                tracing::debug!(message = "TLS handshake failed.", error = %err);
+                                MqttError::Service(BrokerError::NotAuthorized)
+                            }
+                        };
+                        TlsAcceptor::new(tls_config.clone())
+                            .map_err(on_tls_error)
+                            .and_then(
+                                MqttServer::new()
+                                    .v3(v3_server!(Rc::clone(&ctx)))
+                                    .v5(v5_server!(ctx)),
+                            )
+                    })?
+                    .run();
+                    let _ = tx.send((server.clone(), ntex_rt::System::current()));
+                    ntex_rt::spawn(async move {
+                        let _ = server.await;
+                    });
+                    Ok(())
+                });
+            if let Err(err) = res {
+                tracing::error!(message = "The MQTT broker stopped with an error.", error = %err);
+            }
+        })
+        .context("starting the MQTT broker thread")?;
+    let (server, system) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the MQTT broker did not start")?;
+    Ok(EmbeddedBroker {
+        addr,
+        server,
+        system,
+        thread: Some(thread),
+    })
+}

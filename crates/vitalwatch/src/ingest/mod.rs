@@ -1,0 +1,26 @@
+//! Getting readings in over MQTT: the embedded broker ([`embedded`]), with device identity from
+//! client certificates. Every reading goes through the same [`crate::pipeline::Pipeline`] as
+//! `POST /api/telemetry`.
+
+pub mod embedded;
+
+use crate::pki::CertsDir;
+use std::net::SocketAddr;
+
+/// How the embedded broker runs.
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    /// MQTT over TLS (the seed's port 8883).
+    pub mqtts_addr: SocketAddr,
+    pub certs: CertsDir,
+    /// The telemetry topic devices publish to (the seed's `/iot/health`).
+    pub topic: String,
+    /// Require a client certificate from our CA at the TLS handshake.
+    pub require_certificate: bool,
+    /// Largest MQTT packet accepted from a client, in bytes.
+    pub max_packet_size: u32,
+    /// Unacknowledged QoS 1/2 publishes a client may have in flight (MQTT 5 receive maximum;
+    /// ntex applies the same limit to 3.1.1 connections).
+    pub max_inflight: u16,
+    pub workers: usize,
+}

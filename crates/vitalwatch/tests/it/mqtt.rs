@@ -1,0 +1,519 @@
+//! MQTT over TLS with clients we did not write: Debian's `mosquitto_pub`/`mosquitto_sub` and
+//! Eclipse Paho (Python), plus raw hostile traffic. Devices prove who they are with client
+//! certificates from `vitalwatch certs`; anything else is refused, counted and audited.
+
+use crate::support::{Server, agent, bin, counts, get};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct DeviceCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certs_dir(server: &Server) -> PathBuf {
+    server.data_dir.join("certs")
+}
+
+pub fn ca(server: &Server) -> PathBuf {
+    certs_dir(server).join("ca.crt")
+}
+
+/// Issues a device certificate with the real CLI, beside the running server.
+pub fn issue(server: &Server, device_id: &str) -> DeviceCert {
+    let output = Command::new(bin())
+        .args(["certs", "device", device_id, "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    DeviceCert {
+        cert: certs_dir(server).join(format!("devices/{device_id}.crt")),
+        key: certs_dir(server).join(format!("devices/{device_id}.key")),
+    }
+}
+
+pub fn python() -> String {
+    std::env::var("VITALWATCH_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+pub fn client_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/clients")
+        .join(name)
+}
+
+/// Runs the Paho publisher and returns its JSON summary.
+pub fn paho(server: &Server, device: &str, cert: Option<&DeviceCert>, args: &[&str]) -> Value {
+    let mut command = Command::new(python());
+    command
+        .arg(client_script("paho_publish.py"))
+        .args(["--port", &server.mqtts.unwrap().port().to_string(), "--ca"])
+        .arg(ca(server))
+        .args(["--device", device]);
+    if let Some(cert) = cert {
+        command
+            .arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key);
+    }
+    let output = command
+        .args(args)
+        .output()
+        .expect("running python3 with paho-mqtt");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "paho client failed (is paho-mqtt installed? scripts/test installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("paho said: {stdout}"))
+}
+
+/// Runs `mosquitto_pub` with the CA and (optionally) a client certificate.
+fn mosquitto_pub(server: &Server, cert: Option<(&Path, &Path)>, args: &[&str]) -> (bool, String) {
+    let mut command = Command::new("mosquitto_pub");
+    command
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &server.mqtts.unwrap().port().to_string(),
+            "--cafile",
+        ])
+        .arg(ca(server))
+        .args(["-t", "/iot/health", "-d"]);
+    if let Some((cert, key)) = cert {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let output = command
+        .args(args)
+        .output()
+        .expect("running mosquitto_pub (mosquitto-clients)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Polls (at most 10 s) until `n` readings are stored; QoS 0 gives nothing else to wait on.
+pub fn wait_for_readings(server: &Server, n: i64) {
+    for _ in 0..200 {
+        if counts(&server.data_dir).readings >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn seed_payload(device: &str, second: u32) -> String {
+    format!(
+        r#"{{"device_id":"{device}","timestamp":"2024-01-16T10:30:{second:02}.123456","heart_rate":72,"body_temp":36.8,"signal_strength":-75,"battery_level":85}}"#
+    )
+}
+
+#[test]
+fn mosquitto_pub_with_a_device_certificate_is_stored_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let device = issue(&server, "ESP32_001");
+    let cert = Some((device.cert.as_path(), device.key.as_path()));
+    for (second, extra) in [
+        (1, vec!["-q", "1"]),
+        (2, vec!["-q", "0"]),
+        (3, vec!["-q", "2"]),
+        (4, vec!["-q", "1", "-V", "mqttv5"]),
+    ] {
+        let mut args = vec!["-m".to_owned(), seed_payload("ESP32_001", second)];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = mosquitto_pub(&server, cert, &args);
+        assert!(ok, "{out}");
+        if extra.contains(&"1") {
+            assert!(out.contains("received PUBACK"), "{out}");
+        }
+        if extra.contains(&"2") {
+            assert!(out.contains("received PUBCOMP"), "{out}");
+        }
+    }
+    // The same message again (a redelivery) is stored once.
+    let (ok, _) = mosquitto_pub(
+        &server,
+        cert,
+        &["-q", "1", "-m", &seed_payload("ESP32_001", 1)],
+    );
+    assert!(ok);
+    // QoS 0 has no acknowledgement to wait for: poll (bounded) until all four are stored.
+    wait_for_readings(&server, 4);
+    let conn = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();
+    let stored: Vec<(String, String)> = conn
+        .prepare("SELECT device_id, source FROM readings ORDER BY timestamp")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    assert!(stored.iter().all(|(d, s)| d == "ESP32_001" && s == "mqtt"));
+
+    // A device may not subscribe to anything.
+    let output = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &server.mqtts.unwrap().port().to_string(),
+            "--cafile",
+        ])
+        .arg(ca(&server))
+        .arg("--cert")
+        .arg(&device.cert)
+        .arg("--key")
+        .arg(&device.key)
+        .args(["-t", "vitalwatch/alerts/#", "-C", "1", "-W", "3", "-d"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("received SUBACK"), "{text}");
+    assert!(
+        text.contains("Subscription denied") || text.contains("128"),
+        "{text}"
+    );
+}
+
+#[test]
+fn clients_without_a_valid_identity_are_refused_counted_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let good = issue(&server, "bed-1");
+    let payload = seed_payload("bed-1", 5);
+
+    // No client certificate: refused at the handshake.
+    let (ok, out) = mosquitto_pub(&server, None, &["-q", "1", "-m", &payload]);
+    assert!(!ok, "{out}");
+
+    // A certificate from another CA (made with openssl, as an attacker would).
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=bed-1",
+        ])
+        .arg("-keyout")
+        .arg(other.join("k.pem"))
+        .arg("-out")
+        .arg(other.join("c.pem"))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let (ok, out) = mosquitto_pub(
+        &server,
+        Some((&other.join("c.pem"), &other.join("k.pem"))),
+        &["-q", "1", "-m", &payload],
+    );
+    assert!(!ok, "{out}");
+
+    // An expired certificate, signed by our own CA.
+    let expired = expired_device_cert(&server, "bed-1", dir.path());
+    let (ok, out) = mosquitto_pub(
+        &server,
+        Some((&expired.cert, &expired.key)),
+        &["-q", "1", "-m", &payload],
+    );
+    assert!(!ok, "{out}");
+
+    // Publishing another device's id: 3.1.1 closes the connection, 5.0 answers 0x87.
+    let (_, out) = mosquitto_pub(
+        &server,
+        Some((&good.cert, &good.key)),
+        &["-q", "1", "-m", &seed_payload("bed-2", 6)],
+    );
+    assert!(!out.contains("received PUBACK"), "{out}");
+    let (_, out) = mosquitto_pub(
+        &server,
+        Some((&good.cert, &good.key)),
+        &["-q", "1", "-V", "mqttv5", "-m", &seed_payload("bed-2", 7)],
+    );
+    assert!(out.contains("RC:135"), "{out}");
+
+    // The good device still works; then it is revoked and refused at CONNECT at once.
+    let (ok, out) = mosquitto_pub(
+        &server,
+        Some((&good.cert, &good.key)),
+        &["-q", "1", "-m", &payload],
+    );
+    assert!(ok && out.contains("received PUBACK"), "{out}");
+    let revoke = Command::new(bin())
+        .args(["certs", "revoke", "bed-1", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(revoke.status.success());
+    let (ok, out) = mosquitto_pub(
+        &server,
+        Some((&good.cert, &good.key)),
+        &["-q", "1", "-m", &seed_payload("bed-1", 8)],
+    );
+    assert!(
+        !ok && !out.contains("received PUBACK"),
+        "a revoked certificate was accepted: {out}"
+    );
+
+    assert_eq!(
+        counts(&server.data_dir).readings,
+        1,
+        "only the one good reading is stored"
+    );
+    let health = get(&agent(), &server.url("/health")).json;
+    let rejected = &health["rejected"];
+    assert!(
+        rejected["tls_handshake_failed"].as_u64().unwrap() >= 3,
+        "{rejected}"
+    );
+    assert!(
+        rejected["unauthorized"].as_u64().unwrap() >= 2,
+        "{rejected}"
+    );
+    assert!(
+        rejected["connect_refused"].as_u64().unwrap() >= 1,
+        "{rejected}"
+    );
+
+    assert!(server.terminate(), "{}", server.log());
+    let conn = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();
+    let audited: Vec<String> = conn
+        .prepare("SELECT action || ':' || target FROM audit_log ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for expected in [
+        "certificate.issue:bed-1",
+        "certificate.revoke:bed-1",
+        "input.rejected:tls_handshake_failed",
+        "input.rejected:unauthorized",
+        "input.rejected:connect_refused",
+    ] {
+        assert!(
+            audited.iter().any(|a| a == expected),
+            "{expected} not in {audited:?}"
+        );
+    }
+}
+
+/// A device certificate signed by our CA whose validity ended yesterday.
+fn expired_device_cert(server: &Server, device_id: &str, dir: &Path) -> DeviceCert {
+    let certs = certs_dir(server);
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(certs.join("ca.key")).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(certs.join("ca.crt")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, device_id);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(30);
+    params.not_after = now - time::Duration::days(1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = DeviceCert {
+        cert: dir.join("expired.crt"),
+        key: dir.join("expired.key"),
+    };
+    std::fs::write(&paths.cert, cert.pem()).unwrap();
+    std::fs::write(&paths.key, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn paho_clients_v311_and_v5_at_every_qos_and_an_esp32_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let device = issue(&server, "paho-1");
+    let mut start = 0;
+    for protocol in ["311", "5"] {
+        for qos in ["0", "1", "2"] {
+            let summary = paho(
+                &server,
+                "paho-1",
+                Some(&device),
+                &[
+                    "--protocol",
+                    protocol,
+                    "--qos",
+                    qos,
+                    "--count",
+                    "20",
+                    "--start",
+                    &start.to_string(),
+                ],
+            );
+            assert_eq!(summary["sent"], 20, "{summary}");
+            if qos != "0" {
+                assert_eq!(summary["acked"], 20, "v{protocol} qos {qos}: {summary}");
+            }
+            start += 20;
+        }
+    }
+    let esp32 = issue(&server, "ESP32_007");
+    let summary = paho(
+        &server,
+        "ESP32_007",
+        Some(&esp32),
+        &[
+            "--esp32",
+            "--protocol",
+            "311",
+            "--qos",
+            "0",
+            "--count",
+            "10",
+            "--start",
+            "1000",
+        ],
+    );
+    assert_eq!(summary["sent"], 10, "{summary}");
+    // QoS 0 has no acknowledgement: wait (bounded) until the readings are stored.
+    wait_for_readings(&server, 130);
+    assert_eq!(counts(&server.data_dir).readings, 130);
+}
+
+#[test]
+fn malformed_readings_are_refused_per_protocol_and_later_good_ones_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let device = issue(&server, "dev-9");
+    let bad = r#"{"device_id":"dev-9","heart_rate":"NaN"}"#;
+    let good = r#"{"device_id":"dev-9","timestamp":1767225600000,"heart_rate":70,"body_temp":36.7,"signal_strength":-60,"battery_level":90}"#;
+    let good2 = r#"{"device_id":"dev-9","timestamp":1767225601000,"heart_rate":71,"body_temp":36.7,"signal_strength":-60,"battery_level":90}"#;
+    // 3.1.1 cannot say no: the bad one is acknowledged and recorded as rejected.
+    let v3 = paho(
+        &server,
+        "dev-9",
+        Some(&device),
+        &[
+            "--protocol",
+            "311",
+            "--payload-json",
+            bad,
+            "--payload-json",
+            good,
+            "--payload-json",
+            "not json",
+        ],
+    );
+    assert_eq!(v3["acked"], 3, "{v3}");
+    // 5.0 answers 0x99 (payload format invalid) and keeps the session.
+    let v5 = paho(
+        &server,
+        "dev-9",
+        Some(&device),
+        &[
+            "--protocol",
+            "5",
+            "--payload-json",
+            bad,
+            "--payload-json",
+            good2,
+        ],
+    );
+    assert_eq!(v5["acked"], 2, "{v5}");
+    let codes = v5["reason_codes"].as_object().unwrap();
+    assert!(
+        codes.keys().any(|k| k.contains("Payload format invalid")),
+        "{v5}"
+    );
+    assert_eq!(counts(&server.data_dir).readings, 2);
+    let health = get(&agent(), &server.url("/health")).json;
+    assert_eq!(
+        health["rejected"]["non_finite_number"], 2,
+        "{}",
+        health["rejected"]
+    );
+    assert_eq!(health["rejected"]["malformed_json"], 1);
+}
+
+fn hostile(server: &Server, cert: &DeviceCert, case: &str) -> Value {
+    let output = Command::new(python())
+        .arg(client_script("hostile_mqtt.py"))
+        .args(["--port", &server.mqtts.unwrap().port().to_string(), "--ca"])
+        .arg(ca(server))
+        .arg("--cert")
+        .arg(&cert.cert)
+        .arg("--key")
+        .arg(&cert.key)
+        .arg(case)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{case}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(output.stdout.trim_ascii()).unwrap()
+}
+
+#[test]
+fn hostile_mqtt_traffic_never_stops_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let device = issue(&server, "dev-h");
+    let mut n = 0;
+    let mut publish_ok = |server: &Server| {
+        n += 1;
+        let summary = paho(
+            server,
+            "dev-h",
+            Some(&device),
+            &["--qos", "1", "--count", "1", "--start", &n.to_string()],
+        );
+        assert_eq!(summary["acked"], 1, "{summary}");
+    };
+    publish_ok(&server);
+    for case in [
+        "garbage-after-connect",
+        "malformed-packet",
+        "oversized",
+        "bad-utf8-topic",
+    ] {
+        let result = hostile(&server, &device, case);
+        assert_eq!(result["closed"], true, "{case}: {result}");
+        assert_ne!(result["puback"], true, "{case}: {result}");
+        assert!(server.is_running(), "broker died on {case}");
+        publish_ok(&server);
+    }
+    let result = hostile(&server, &device, "slowloris");
+    assert_eq!(result["opened"], 20);
+    let result = hostile(&server, &device, "churn");
+    assert_eq!(result["opened"], 1000, "{result}");
+    assert!(server.is_running());
+    publish_ok(&server);
+    assert_eq!(counts(&server.data_dir).readings, 6);
+}
