@@ -3,6 +3,7 @@
 mod cli;
 mod durability;
 mod hostile;
+mod jepsen;
 mod mqtt;
 mod registry;
 mod seed;

@@ -53,6 +53,9 @@ def main() -> int:
         context.load_cert_chain(a.cert, a.key)
     client.tls_set_context(context)
     client.max_inflight_messages_set(1 if a.esp32 else a.inflight)
+    # Keep at most a few windows queued inside paho, so a long flood is generated as it is
+    # sent (enqueuing 50 000 messages at once starves paho's network thread).
+    client.max_queued_messages_set(max(1, a.inflight) * 4)
 
     lock = threading.Lock()
     acked = {}
@@ -105,18 +108,19 @@ def main() -> int:
         summary["error"] = "refused at CONNECT"
     else:
         summary["connect"] = connect_rc.get("rc")
-        payloads = list(a.payload_json)
-        if not payloads:
+        def generated():
             for i in range(a.count):
                 n = a.start + i
-                payloads.append(json.dumps({
+                yield json.dumps({
                     "device_id": a.device,
                     "timestamp": BASE_MS + n,
                     "heart_rate": 60 + n % 40,
                     "body_temp": 36.8,
                     "signal_strength": -60,
                     "battery_level": 80,
-                }, separators=(",", ":")))
+                }, separators=(",", ":"))
+
+        payloads = a.payload_json if a.payload_json else generated()
         for i, payload in enumerate(payloads):
             if a.esp32 and len(payload) + len(a.topic) + 5 > 256:
                 summary["error"] = "payload exceeds the ESP32 profile's 256-byte packet"
@@ -124,6 +128,11 @@ def main() -> int:
             if disconnected.is_set():
                 break
             info = client.publish(a.topic, payload, qos=a.qos)
+            while info.rc == mqtt.MQTT_ERR_QUEUE_SIZE and not disconnected.is_set():
+                time.sleep(0.0005)
+                info = client.publish(a.topic, payload, qos=a.qos)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                break
             with lock:
                 if info.mid in early:
                     record_ack(a.start + i, early.pop(info.mid))
