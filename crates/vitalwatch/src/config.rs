@@ -25,6 +25,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: Limits,
     pub rules: RuleSet,
+    pub model: ModelConfig,
 }
 
 impl Default for Config {
@@ -36,8 +37,18 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: Limits::default(),
             rules: RuleSet::default(),
+            model: ModelConfig::default(),
         }
     }
+}
+
+/// Where the anomaly model lives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The model file `serve` loads at start (and on reload) and `train` writes by default;
+    /// `None` means `<data_dir>/model.json`.
+    pub path: Option<PathBuf>,
 }
 
 /// What happens to a reading from a device that is not in the registry.
@@ -113,6 +124,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
     pub registry_policy: Option<RegistryPolicy>,
+    pub model_path: Option<PathBuf>,
 }
 
 impl Config {
@@ -135,6 +147,9 @@ impl Config {
         }
         if let Some(policy) = overrides.registry_policy {
             config.registry.policy = policy;
+        }
+        if let Some(model_path) = &overrides.model_path {
+            config.model.path = Some(model_path.clone());
         }
         config.validate()?;
         Ok(config)
@@ -184,6 +199,14 @@ impl Config {
     /// `<data-dir>/anomalies.db`, the seed's path.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("anomalies.db")
+    }
+
+    /// The model file: `[model] path`, else `<data-dir>/model.json`.
+    pub fn model_path(&self) -> PathBuf {
+        self.model
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("model.json"))
     }
 }
 

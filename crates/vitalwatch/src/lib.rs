@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod devices_cmd;
 pub mod metrics;
+pub mod model;
+pub mod model_cmd;
 pub mod pipeline;
 pub mod serve;
 pub mod store;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use vitalwatch::cli::{BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs};
 use vitalwatch::config::{self, Config, Overrides};
-use vitalwatch::{bench, devices_cmd, serve};
+use vitalwatch::{bench, devices_cmd, model_cmd, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A benchmark's own report is what matters; the servers it starts log only warnings.
@@ -55,6 +55,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Overrides {
                     http_addr: args.http_addr,
                     registry_policy: args.registry_policy,
+                    model_path: args.model,
                     ..Overrides::default()
                 },
             )?;
@@ -80,6 +81,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
             }
         },
+        Command::Train(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            model_cmd::train(config, args).await
+        }
+        Command::Model(args) => model_cmd::run(args.command).await,
         Command::Config(args) => match args.command {
             ConfigCommand::Default => {
                 print!("{}", config::DEFAULT_TOML);
