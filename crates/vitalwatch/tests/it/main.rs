@@ -3,6 +3,7 @@
 mod cli;
 mod durability;
 mod hostile;
+mod model;
 mod registry;
 mod seed;
 mod support;
