@@ -94,6 +94,12 @@ fn train_info_serve_scores_and_flags_an_unusual_reading() {
         "{}",
         text(&out.stdout)
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("data")), 0o700);
+        assert_eq!(mode(&model_path), 0o600);
+    }
 
     let info = vitalwatch(dir.path(), &["model", "info", model_path.to_str().unwrap()]);
     assert!(info.status.success(), "{}", text(&info.stderr));
