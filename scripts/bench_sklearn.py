@@ -50,6 +50,7 @@ def main():
     timed("score/one_reading_100_trees", lambda: model.score_samples(scaler.transform(one)), 1, args.seconds)
     timed("predict/one_reading_100_trees", lambda: model.predict(scaler.transform(one)), 1, args.seconds)
     timed("score/batch_1000_100_trees", lambda: model.score_samples(scaler.transform(batch)), 1000, args.seconds)
+    timed("predict/batch_1000_100_trees", lambda: model.predict(scaler.transform(batch)), 1000, args.seconds)
     for rows in (1_000, 100_000):
         data = population(rows, rng)
 

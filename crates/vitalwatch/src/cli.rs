@@ -39,6 +39,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Manage the PKI: the CA, the server certificate and device certificates.
     Certs(CertsArgs),
+    /// Train the anomaly model (isolation forest) and write the model file.
+    Train(TrainArgs),
+    /// Score a CSV with a model file, or show a model file's metadata.
+    Model(ModelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +87,113 @@ pub enum CertsCommand {
     Revoke {
         /// The device id.
         id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Training data as CSV with a header; columns are named like the payload fields
+    /// (heart_rate, body_temp, signal_strength, battery_level, …). Without it (and without
+    /// --from-db) the built-in synthetic normal population is used.
+    #[arg(long, value_name = "CSV", conflicts_with = "from_db")]
+    pub input: Option<PathBuf>,
+
+    /// Train on readings stored in the database that raised no anomaly.
+    #[arg(long)]
+    pub from_db: bool,
+
+    /// With --from-db: only readings at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", requires = "from_db")]
+    pub since: Option<String>,
+
+    /// With --from-db: at most this many readings (oldest first).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        requires = "from_db"
+    )]
+    pub max_rows: usize,
+
+    /// Where to write the model file [default: the configured model path,
+    /// <data-dir>/model.json].
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Seeds every random choice: the same data, options and seed give a byte-identical file.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Number of isolation trees.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub trees: u32,
+
+    /// Rows drawn for each tree (ψ).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub sample_size: u32,
+
+    /// Share of training rows scored above the threshold [default: 0.005, see the README].
+    #[arg(long, value_name = "SHARE")]
+    pub contamination: Option<f64>,
+
+    /// Comma-separated features the model reads.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "heart_rate,body_temp,signal_strength,battery_level"
+    )]
+    pub features: Vec<String>,
+
+    /// A CSV column of 0/1 labels (1 = anomalous): also train the supervised random forest
+    /// and report its precision and recall on a held-out 20 %.
+    #[arg(long, value_name = "NAME", requires = "input")]
+    pub label_column: Option<String>,
+
+    /// Trees of the supervised random forest (with --label-column).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub rf_trees: u16,
+
+    /// Patients in the built-in synthetic population (each contributes
+    /// --readings-per-patient readings).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub patients: usize,
+
+    /// Readings per synthetic patient.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub readings_per_patient: usize,
+
+    /// The training time recorded in the file: an RFC 3339 time or "now" [default:
+    /// 1970-01-01T00:00:00Z, so the same inputs give a byte-identical file].
+    #[arg(long, value_name = "TIME")]
+    pub trained_at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    #[command(subcommand)]
+    pub command: ModelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Print one anomaly score per CSV row, one per line, no header (higher = more
+    /// anomalous; NaN for a row lacking a feature the model needs).
+    Score {
+        /// The model file.
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        /// CSV with a header naming the model's features.
+        #[arg(long, value_name = "CSV")]
+        input: PathBuf,
+    },
+    /// Print a model file's metadata (refuses a damaged or incompatible file).
+    Info {
+        /// The model file.
+        file: PathBuf,
     },
 }
 
@@ -164,6 +275,10 @@ pub struct ServeArgs {
     /// Do not start the embedded MQTT broker.
     #[arg(long)]
     pub no_mqtt: bool,
+
+    /// The anomaly model file to load at start and on reload [default: <data-dir>/model.json].
+    #[arg(long, env = "VITALWATCH_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

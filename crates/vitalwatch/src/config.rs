@@ -26,6 +26,7 @@ pub struct Config {
     pub limits: Limits,
     pub rules: RuleSet,
     pub mqtt: MqttConfig,
+    pub model: ModelConfig,
 }
 
 /// The embedded MQTT broker.
@@ -71,8 +72,18 @@ impl Default for Config {
             limits: Limits::default(),
             rules: RuleSet::default(),
             mqtt: MqttConfig::default(),
+            model: ModelConfig::default(),
         }
     }
+}
+
+/// Where the anomaly model lives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The model file `serve` loads at start (and on reload) and `train` writes by default;
+    /// `None` means `<data_dir>/model.json`.
+    pub path: Option<PathBuf>,
 }
 
 /// What happens to a reading from a device that is not in the registry.
@@ -154,6 +165,7 @@ pub struct Overrides {
     pub mqtt_topic: Option<String>,
     pub certs_dir: Option<PathBuf>,
     pub mqtt_disabled: bool,
+    pub model_path: Option<PathBuf>,
 }
 
 impl Config {
@@ -191,6 +203,9 @@ impl Config {
         }
         if overrides.mqtt_disabled {
             config.mqtt.enabled = false;
+        }
+        if let Some(model_path) = &overrides.model_path {
+            config.model.path = Some(model_path.clone());
         }
         config.validate()?;
         Ok(config)
@@ -254,6 +269,14 @@ impl Config {
     /// `<data-dir>/anomalies.db`, the seed's path.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("anomalies.db")
+    }
+
+    /// The model file: `[model] path`, else `<data-dir>/model.json`.
+    pub fn model_path(&self) -> PathBuf {
+        self.model
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("model.json"))
     }
 }
 

@@ -12,6 +12,8 @@ pub mod config;
 pub mod devices_cmd;
 pub mod ingest;
 pub mod metrics;
+pub mod model;
+pub mod model_cmd;
 pub mod pipeline;
 pub mod pki;
 pub mod serve;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use vitalwatch::cli::{BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs};
 use vitalwatch::config::{self, Config, Overrides};
-use vitalwatch::{bench, certs_cmd, devices_cmd, serve};
+use vitalwatch::{bench, certs_cmd, devices_cmd, model_cmd, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vitalwatch::tls::install_crypto_provider();
@@ -61,6 +61,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     mqtt_topic: args.mqtt_topic,
                     certs_dir: args.certs_dir,
                     mqtt_disabled: args.no_mqtt,
+                    model_path: args.model,
                     ..Overrides::default()
                 },
             )?;
@@ -96,6 +97,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )?;
             certs_cmd::run(config, args.command).await
         }
+        Command::Train(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            model_cmd::train(config, args).await
+        }
+        Command::Model(args) => model_cmd::run(args.command).await,
         Command::Config(args) => match args.command {
             ConfigCommand::Default => {
                 print!("{}", config::DEFAULT_TOML);

@@ -7,6 +7,7 @@
 //! audit row per reason, not one per message).
 
 use crate::metrics::{Metrics, Refusal};
+use crate::model::{self, ModelSlot};
 use crate::store::{
     AnomalyRecord, AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store,
     StoreError,
@@ -66,6 +67,8 @@ pub struct Pipeline {
     events: broadcast::Sender<Event>,
     /// Refusals not yet summarised into the audit log, by (reason, source).
     pending_refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The anomaly model every reading is scored with, swapped on reload.
+    model: Arc<ModelSlot>,
 }
 
 impl Pipeline {
@@ -85,7 +88,19 @@ impl Pipeline {
             queue_timeout,
             events,
             pending_refusals: Mutex::new(BTreeMap::new()),
+            model: Arc::new(ModelSlot::empty()),
         }
+    }
+
+    /// Scores readings with the model in `slot` (without it, readings are not scored).
+    pub fn with_model(mut self, slot: Arc<ModelSlot>) -> Pipeline {
+        self.model = slot;
+        self
+    }
+
+    /// The model slot, for `/health` and reloads.
+    pub fn model(&self) -> &Arc<ModelSlot> {
+        &self.model
     }
 
     pub fn limits(&self) -> &Limits {
@@ -112,14 +127,32 @@ impl Pipeline {
             .or_default() += 1;
     }
 
-    fn prepare(&self, reading: Reading, source: Source) -> PreparedReading {
-        let mut findings = Vec::new();
-        rules::check(&reading, &self.rules, &mut findings);
-        PreparedReading {
-            reading,
-            findings,
-            source,
-        }
+    /// Checks the readings of one body against the rules and scores them together with the
+    /// model in use (one snapshot for the whole body, one `score_batch` call).
+    fn prepare(&self, readings: Vec<Reading>, source: Source) -> Vec<PreparedReading> {
+        let scored = self
+            .model
+            .current()
+            .map(|model| model::score_readings(&model, &readings, self.rules.ml_anomaly.severity));
+        let mut scored = scored.map(Vec::into_iter);
+        readings
+            .into_iter()
+            .map(|reading| {
+                let mut findings = Vec::new();
+                rules::check(&reading, &self.rules, &mut findings);
+                let (ml_score, ml_finding) = scored
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or((None, None));
+                findings.extend(ml_finding);
+                PreparedReading {
+                    reading,
+                    findings,
+                    source,
+                    ml_score,
+                }
+            })
+            .collect()
     }
 
     /// One reading from an authenticated device (an MQTT message). `identity` is the device id
@@ -143,7 +176,7 @@ impl Pipeline {
             return Err(IngestError::Unauthorized);
         }
         let mut outcomes = self
-            .commit(vec![self.prepare(reading, source)], None)
+            .commit(self.prepare(vec![reading], source), None)
             .await?;
         Ok(outcomes.remove(0))
     }
@@ -167,19 +200,19 @@ impl Pipeline {
             Decoded::One(Ok(reading)) => {
                 let mut outcomes = self
                     .commit(
-                        vec![self.prepare(reading, source)],
+                        self.prepare(vec![reading], source),
                         Some(self.queue_timeout),
                     )
                     .await?;
                 Ok(BodyOutcome::One(outcomes.remove(0)))
             }
             Decoded::Batch(items) => {
-                let mut prepared = Vec::new();
+                let mut accepted = Vec::new();
                 let mut slots = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
                         Ok(reading) => {
-                            prepared.push(self.prepare(reading, source));
+                            accepted.push(reading);
                             slots.push(Ok(()));
                         }
                         Err(rejection) => {
@@ -188,6 +221,7 @@ impl Pipeline {
                         }
                     }
                 }
+                let prepared = self.prepare(accepted, source);
                 let mut outcomes = self
                     .commit(prepared, Some(self.queue_timeout))
                     .await?
@@ -221,8 +255,13 @@ impl Pipeline {
             .collect();
         let source = prepared[0].source;
         // Only build event payloads when someone listens.
-        let published: Option<Vec<Reading>> = (self.events.receiver_count() > 0)
-            .then(|| prepared.iter().map(|p| p.reading.clone()).collect());
+        let published: Option<Vec<(Reading, Option<f64>)>> = (self.events.receiver_count() > 0)
+            .then(|| {
+                prepared
+                    .iter()
+                    .map(|p| (p.reading.clone(), p.ml_score))
+                    .collect()
+            });
         let res = match wait {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
             None => self.store.write_readings(prepared).await,
@@ -245,8 +284,9 @@ impl Pipeline {
                 } => {
                     self.metrics.stored(anomalies.len());
                     if let Some(readings) = &published {
-                        let record =
-                            ReadingRecord::from_reading(*reading_id, &readings[idx], source);
+                        let (reading, ml_score) = &readings[idx];
+                        let record = ReadingRecord::from_reading(*reading_id, reading, source)
+                            .with_ml_score(*ml_score);
                         let _ = self.events.send(Event::Reading(record));
                         for anomaly in anomalies {
                             let _ = self.events.send(Event::Anomaly(anomaly.clone()));

@@ -8,6 +8,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::{BrokerSettings, embedded};
 use crate::metrics::Metrics;
+use crate::model::{self, ModelSlot};
 use crate::pipeline::{self, Pipeline};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Retention, Store, StoreOptions};
@@ -56,13 +57,27 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(&config)?;
     let metrics = Arc::new(Metrics::default());
-    let pipeline = Arc::new(Pipeline::new(
-        Arc::clone(&store),
-        config.limits.clone(),
-        config.rules.clone(),
-        metrics,
-        config.store.queue_timeout(),
-    ));
+    let model_path = config.model_path();
+    let model_slot = Arc::new(
+        tokio::task::spawn_blocking(move || ModelSlot::open(model_path))
+            .await
+            .context("loading the anomaly model")?,
+    );
+    let pipeline = Arc::new(
+        Pipeline::new(
+            Arc::clone(&store),
+            config.limits.clone(),
+            config.rules.clone(),
+            metrics,
+            config.store.queue_timeout(),
+        )
+        .with_model(Arc::clone(&model_slot)),
+    );
+    // Installed before the service announces itself, so a SIGHUP sent as soon as the API
+    // answers reloads the model instead of ending the process.
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let broker = if config.mqtt.enabled {
         let certs = crate::pki::CertsDir::new(config.certs_dir());
         if !certs.dir.exists() {
@@ -115,6 +130,13 @@ pub async fn run_on(
         shutdown.clone(),
     ));
     tasks.spawn(refusal_audit_task(Arc::clone(&pipeline), shutdown.clone()));
+    #[cfg(unix)]
+    tasks.spawn(reload_on_sighup(
+        hangup,
+        model_slot,
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
 
     let app = api::app(AppState {
         pipeline: Arc::clone(&pipeline),
@@ -163,6 +185,27 @@ async fn refusal_audit_task(pipeline: Arc<Pipeline>, shutdown: CancellationToken
             () = tokio::time::sleep(REFUSAL_AUDIT_EVERY) => {}
         }
         pipeline.flush_refusal_audit().await;
+    }
+}
+
+/// Reloads the anomaly model on every SIGHUP (audited like the API's reload).
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hangup: tokio::signal::unix::Signal,
+    slot: Arc<ModelSlot>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hangup.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                model::reload_and_audit(&slot, store.as_ref(), "system:sighup".to_owned()).await;
+            }
+        }
     }
 }
 

@@ -11,10 +11,11 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let store = state.store.health().await;
     let healthy = store.status == "ok";
     let metrics = state.pipeline.metrics();
+    let model = state.pipeline.model().status();
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
-        "model_loaded": false,
-        "model": "unavailable (no model configured)",
+        "model_loaded": model.loaded,
+        "model": model.description,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": metrics.uptime_s(),
         "store": store,

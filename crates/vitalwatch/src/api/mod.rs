@@ -6,6 +6,7 @@
 
 mod devices;
 mod health;
+mod model;
 mod query;
 mod telemetry;
 
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/devices/{id}/readings", get(devices::device_readings))
         .route("/api/anomalies", get(devices::list_anomalies))
+        .route("/api/model/reload", post(model::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

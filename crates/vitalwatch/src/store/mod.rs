@@ -35,6 +35,9 @@ pub struct PreparedReading {
     pub reading: Reading,
     pub findings: Vec<Finding>,
     pub source: Source,
+    /// The anomaly model's score; `None` when no model is loaded or the reading lacks a
+    /// feature the model needs.
+    pub ml_score: Option<f64>,
 }
 
 /// What became of one reading.
@@ -133,6 +136,12 @@ impl ReadingRecord {
             ml_score: None,
             source: source.as_str().to_owned(),
         }
+    }
+
+    /// The same record with the model's score.
+    pub fn with_ml_score(mut self, ml_score: Option<f64>) -> ReadingRecord {
+        self.ml_score = ml_score;
+        self
     }
 }
 
@@ -276,4 +285,11 @@ pub trait Store: Send + Sync + 'static {
     async fn health(&self) -> StoreHealth;
     /// Commits what is queued and closes the database.
     async fn close(&self);
+    /// Training data for the anomaly model: readings with timestamps at or after `since` that
+    /// raised no anomaly at all, oldest first, at most `limit`.
+    async fn normal_readings(
+        &self,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<ReadingRecord>, StoreError>;
 }

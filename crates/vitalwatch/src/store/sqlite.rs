@@ -442,8 +442,8 @@ fn write_one(
         .prepare_cached(
             "INSERT INTO readings (device_id, timestamp, timestamp_from_device, received_at, \
              heart_rate, body_temp, signal_strength, battery_level, spo2, respiratory_rate, \
-             systolic_bp, diastolic_bp, consciousness, on_oxygen, seq, extra, source) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             systolic_bp, diastolic_bp, consciousness, on_oxygen, seq, extra, source, ml_score) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
              ON CONFLICT (device_id, timestamp) DO NOTHING",
         )?
         .execute(params![
@@ -464,6 +464,7 @@ fn write_one(
             reading.seq.map(|s| s as i64),
             reading.extra,
             item.source.as_str(),
+            item.ml_score,
         ])?;
     if inserted == 0 {
         let reading_id: i64 = tx
@@ -943,6 +944,28 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare(&sql)?;
             let rows =
                 stmt.query_map(rusqlite::params_from_iter(filter.values), reading_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn normal_readings(
+        &self,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<ReadingRecord>, StoreError> {
+        let since = since.map_or_else(String::new, Timestamp::to_rfc3339);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, device_id, timestamp, timestamp_from_device, received_at, heart_rate, \
+                 body_temp, signal_strength, battery_level, spo2, respiratory_rate, systolic_bp, \
+                 diastolic_bp, consciousness, on_oxygen, seq, extra, ml_score, source \
+                 FROM readings r WHERE r.timestamp >= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM anomalies a WHERE a.reading_id = r.id) \
+                 ORDER BY r.id LIMIT ?2",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![since, limit], reading_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

@@ -4,6 +4,7 @@ mod cli;
 mod durability;
 mod hostile;
 mod jepsen;
+mod model;
 mod mqtt;
 mod registry;
 mod seed;

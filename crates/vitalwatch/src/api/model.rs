@@ -1,0 +1,46 @@
+//! `POST /api/model/reload`: reads the model file again without a restart.
+//!
+//! A refused file keeps the previous model in use and is answered 422 with the reason; the
+//! attempt is audited either way (`model.reload`).
+
+use super::{ApiError, AppState};
+use crate::model::{self, ReloadOutcome};
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+pub async fn reload(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+) -> Result<Json<Value>, ApiError> {
+    let slot = state.pipeline.model();
+    let actor = super::actor(Some(remote));
+    match model::reload_and_audit(slot, state.store.as_ref(), actor).await {
+        ReloadOutcome::Loaded { sha256, previous } => {
+            let status = slot.status();
+            let info = slot.current().map(|model| model.info());
+            Ok(Json(json!({
+                "status": "reloaded",
+                "sha256": sha256,
+                "previous_sha256": previous,
+                "model": status.description,
+                "n_trees": info.as_ref().map(|info| info.n_trees),
+                "features": info.as_ref().map(|info| info.features.clone()),
+                "threshold": info.as_ref().map(|info| info.threshold),
+            })))
+        }
+        ReloadOutcome::Refused { reason, kept } => {
+            let detail = match kept {
+                Some(sha256) => format!("{reason}; still using the model with sha256 {sha256}"),
+                None => format!("{reason}; running on rules alone"),
+            };
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "model_refused",
+                detail,
+            ))
+        }
+    }
+}

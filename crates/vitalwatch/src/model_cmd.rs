@@ -1,0 +1,266 @@
+//! `vitalwatch train` and `vitalwatch model score|info`: the anomaly model's command line.
+//!
+//! The training and scoring logic is `vitalwatch_core::detect`; this module reads CSV and
+//! model files, queries the store for `--from-db`, draws the progress bar and writes the model
+//! file atomically (a temporary file renamed over the target, so a running server reloading
+//! it never sees half a file). Training runs on `spawn_blocking`.
+
+use crate::cli::{ModelCommand, TrainArgs};
+use crate::config::Config;
+use crate::model::read_model_file;
+use crate::serve::open_store;
+use crate::store::{ReadingRecord, Store};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::Path;
+use vitalwatch_core::detect::{
+    DEFAULT_CONTAMINATION, Dataset, Feature, LABEL_COLUMN, Model, PopulationOptions, Progress,
+    Stage, TrainOptions, normal_population,
+};
+use vitalwatch_core::telemetry::Timestamp;
+
+/// The `trained_at` written when none is asked for: a fixed time, so the same data, options
+/// and seed give a byte-identical model file (`--trained-at now` stamps the clock instead).
+const DETERMINISTIC_TRAINED_AT: i64 = 0;
+
+pub async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
+    let features = parse_features(&args.features)?;
+    let (data, from) = training_data(&config, &args).await?;
+    let options = TrainOptions {
+        trees: args.trees,
+        sample_size: args.sample_size,
+        contamination: args.contamination.unwrap_or(DEFAULT_CONTAMINATION),
+        seed: args.seed,
+        random_forest_trees: args.label_column.as_ref().map(|_| args.rf_trees),
+    };
+    let trained_at = match args.trained_at.as_deref() {
+        None => Timestamp::from_secs(DETERMINISTIC_TRAINED_AT),
+        Some("now") => crate::pipeline::now(),
+        Some(text) => Timestamp::parse_text(text)
+            .with_context(|| format!("--trained-at {text:?} is not an RFC 3339 time or \"now\""))?,
+    };
+    let output = args.output.clone().unwrap_or_else(|| config.model_path());
+    eprintln!(
+        "Training on {} rows from {from}: {} trees, sample size {}, contamination {}, seed {}.",
+        data.n_rows(),
+        options.trees,
+        options.sample_size,
+        options.contamination,
+        options.seed
+    );
+    let bar = progress_bar(u64::from(options.trees));
+    let model = {
+        let bar = bar.clone();
+        tokio::task::spawn_blocking(move || {
+            vitalwatch_core::detect::train(
+                &data,
+                &features,
+                &options,
+                trained_at,
+                &mut |progress| show(&bar, progress),
+            )
+        })
+        .await
+        .context("the training task failed")?
+        .context("training refused")?
+    };
+    bar.finish_and_clear();
+    write_atomically(&output, &model.to_bytes())?;
+    println!("model written to {}", output.display());
+    println!("{}", model.info());
+    Ok(())
+}
+
+pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
+    match command {
+        ModelCommand::Info { file } => {
+            let model = load(&file).await?;
+            println!("file:           {}", file.display());
+            println!("{}", model.info());
+            Ok(())
+        }
+        ModelCommand::Score { model, input } => {
+            let model = load(&model).await?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let data =
+                Dataset::from_csv(&text).with_context(|| format!("in {}", input.display()))?;
+            let scores = model.score_dataset(&data).map_err(|feature| {
+                anyhow::anyhow!(
+                    "{} has no {} column, which the model needs (it reads {})",
+                    input.display(),
+                    feature.as_str(),
+                    model.info().features.join(", ")
+                )
+            })?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for score in scores {
+                match score {
+                    Some(score) => writeln!(out, "{}", score.value)?,
+                    None => writeln!(out, "NaN")?,
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+async fn load(path: &Path) -> anyhow::Result<Model> {
+    let path = path.to_owned();
+    let model = tokio::task::spawn_blocking(move || read_model_file(&path))
+        .await
+        .context("the model loading task failed")??;
+    Ok(model)
+}
+
+fn parse_features(names: &[String]) -> anyhow::Result<Vec<Feature>> {
+    names
+        .iter()
+        .map(|name| {
+            Feature::from_name(name.trim()).with_context(|| {
+                format!(
+                    "unknown feature {name:?}; choose from {}",
+                    Feature::ALL.map(Feature::as_str).join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+async fn training_data(config: &Config, args: &TrainArgs) -> anyhow::Result<(Dataset, String)> {
+    if let Some(input) = &args.input {
+        let mut text = std::fs::read_to_string(input)
+            .with_context(|| format!("reading {}", input.display()))?;
+        if let Some(label_column) = &args.label_column {
+            text = rename_label_column(&text, label_column)
+                .with_context(|| format!("in {}", input.display()))?;
+        }
+        let data = Dataset::from_csv(&text).with_context(|| format!("in {}", input.display()))?;
+        return Ok((data, input.display().to_string()));
+    }
+    if args.from_db {
+        let since = match &args.since {
+            None => None,
+            Some(text) => Some(
+                Timestamp::parse_text(text)
+                    .with_context(|| format!("--since {text:?} is not an RFC 3339 time"))?,
+            ),
+        };
+        let store = open_store(config)?;
+        let records = store.normal_readings(since, args.max_rows).await;
+        store.close().await;
+        let records = records.context("reading stored readings")?;
+        let data = dataset_of(&records)?;
+        return Ok((
+            data,
+            format!(
+                "{} (readings without anomalies)",
+                config.database_path().display()
+            ),
+        ));
+    }
+    let options = PopulationOptions {
+        patients: args.patients,
+        readings_per_patient: args.readings_per_patient,
+        seed: args.seed,
+        ..PopulationOptions::default()
+    };
+    Ok((
+        normal_population(&options),
+        "the built-in synthetic normal population".to_owned(),
+    ))
+}
+
+/// Renames the header cell `label_column` to `label`, the name the dataset reader expects.
+fn rename_label_column(text: &str, label_column: &str) -> anyhow::Result<String> {
+    let (header, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let mut found = false;
+    let cells: Vec<&str> = header
+        .trim_end_matches('\r')
+        .split(',')
+        .map(|cell| {
+            if cell.trim() == label_column {
+                found = true;
+                LABEL_COLUMN
+            } else {
+                cell
+            }
+        })
+        .collect();
+    if !found {
+        bail!("the CSV header has no {label_column:?} column");
+    }
+    Ok(format!("{}\n{rest}", cells.join(",")))
+}
+
+fn dataset_of(records: &[ReadingRecord]) -> anyhow::Result<Dataset> {
+    let columns = Feature::ALL
+        .into_iter()
+        .map(|feature| {
+            let values = records
+                .iter()
+                .map(|record| match feature {
+                    Feature::HeartRate => record.heart_rate,
+                    Feature::BodyTemp => record.body_temp,
+                    Feature::SignalStrength => record.signal_strength,
+                    Feature::BatteryLevel => record.battery_level,
+                    Feature::Spo2 => record.spo2,
+                    Feature::RespiratoryRate => record.respiratory_rate,
+                    Feature::SystolicBp => record.systolic_bp,
+                    Feature::DiastolicBp => record.diastolic_bp,
+                })
+                .collect();
+            (feature, values)
+        })
+        .collect();
+    Dataset::new(columns, None).context("building the training data from stored readings")
+}
+
+fn progress_bar(trees: u64) -> ProgressBar {
+    // indicatif draws on standard error and hides itself when that is not a terminal.
+    let bar = ProgressBar::new(trees);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} ({elapsed})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message("isolation trees");
+    bar
+}
+
+fn show(bar: &ProgressBar, progress: Progress) {
+    match progress.stage {
+        Stage::Trees => bar.set_position(progress.done as u64),
+        Stage::Threshold => bar.set_message("threshold"),
+        Stage::RandomForest => bar.set_message("random forest"),
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path` (created 0600), syncs it, and renames it
+/// over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.exists() {
+        // Like the data directory the store creates: private to the service's user.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
