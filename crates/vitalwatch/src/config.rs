@@ -25,6 +25,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: Limits,
     pub rules: RuleSet,
+    pub alerting: crate::alerts::AlertingConfig,
 }
 
 impl Default for Config {
@@ -36,6 +37,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: Limits::default(),
             rules: RuleSet::default(),
+            alerting: crate::alerts::AlertingConfig::default(),
         }
     }
 }
@@ -150,6 +152,7 @@ impl Config {
         if let Err(message) = self.rules.validate() {
             bail!(message);
         }
+        self.alerting.validate()?;
         for (name, bounds) in [
             ("heart_rate", self.limits.heart_rate),
             ("body_temp", self.limits.body_temp),

@@ -50,7 +50,13 @@ pub enum IngestError {
 pub enum Event {
     Reading(ReadingRecord),
     Anomaly(AnomalyRecord),
+    /// An alert changed (raised, updated, escalated, acknowledged, silenced, resolved,
+    /// reopened); MQTT `vitalwatch/alerts/<device_id>` and the dashboard stream consume it.
+    Alert(vitalwatch_core::alerting::AlertTransition),
 }
+
+/// A reading and its findings, kept for the alert engine until the commit answers.
+type ForAlerts = (Reading, Vec<rules::Finding>);
 
 /// Events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 4096;
@@ -64,6 +70,8 @@ pub struct Pipeline {
     events: broadcast::Sender<Event>,
     /// Refusals not yet summarised into the audit log, by (reason, source).
     pending_refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Alerting (thresholds, SENSOR_FAULT, the alert engine), when wired in.
+    alerts: Option<Arc<crate::alerts::AlertService>>,
 }
 
 impl Pipeline {
@@ -83,7 +91,24 @@ impl Pipeline {
             queue_timeout,
             events,
             pending_refusals: Mutex::new(BTreeMap::new()),
+            alerts: None,
         }
+    }
+
+    /// Routes readings through the alert service: its checks before the commit, its engine
+    /// after.
+    pub fn with_alerts(mut self, alerts: Arc<crate::alerts::AlertService>) -> Pipeline {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    pub fn alerts(&self) -> Option<&Arc<crate::alerts::AlertService>> {
+        self.alerts.as_ref()
+    }
+
+    /// The event bus's sending side, for services that publish (alerts).
+    pub fn event_sender(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -111,8 +136,14 @@ impl Pipeline {
     }
 
     fn prepare(&self, reading: Reading, source: Source) -> PreparedReading {
-        let mut findings = Vec::new();
-        rules::check(&reading, &self.rules, &mut findings);
+        let findings = match &self.alerts {
+            Some(alerts) => alerts.findings(&reading),
+            None => {
+                let mut findings = Vec::new();
+                rules::check(&reading, &self.rules, &mut findings);
+                findings
+            }
+        };
         PreparedReading {
             reading,
             findings,
@@ -195,6 +226,13 @@ impl Pipeline {
         // Only build event payloads when someone listens.
         let published: Option<Vec<Reading>> = (self.events.receiver_count() > 0)
             .then(|| prepared.iter().map(|p| p.reading.clone()).collect());
+        let mut for_alerts: Option<Vec<Option<ForAlerts>>> = self.alerts.as_ref().map(|_| {
+            prepared
+                .iter()
+                .map(|p| Some((p.reading.clone(), p.findings.clone())))
+                .collect()
+        });
+        let mut committed = Vec::new();
         let res = match wait {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
             None => self.store.write_readings(prepared).await,
@@ -216,6 +254,15 @@ impl Pipeline {
                     ..
                 } => {
                     self.metrics.stored(anomalies.len());
+                    if let Some((reading, findings)) =
+                        for_alerts.as_mut().and_then(|items| items[idx].take())
+                    {
+                        committed.push(crate::alerts::Committed {
+                            reading,
+                            findings,
+                            stored: true,
+                        });
+                    }
                     if let Some(readings) = &published {
                         let record =
                             ReadingRecord::from_reading(*reading_id, &readings[idx], source);
@@ -228,6 +275,19 @@ impl Pipeline {
                 ItemOutcome::Duplicate { .. } => self.metrics.duplicate(),
                 ItemOutcome::Quarantined { anomalies, .. } => {
                     self.metrics.quarantined();
+                    if let Some((reading, _)) =
+                        for_alerts.as_mut().and_then(|items| items[idx].take())
+                    {
+                        let findings = anomalies
+                            .iter()
+                            .map(|a| rules::Finding::unknown_device(a.severity, &a.details))
+                            .collect();
+                        committed.push(crate::alerts::Committed {
+                            reading,
+                            findings,
+                            stored: false,
+                        });
+                    }
                     if published.is_some() {
                         for anomaly in anomalies {
                             let _ = self.events.send(Event::Anomaly(anomaly.clone()));
@@ -240,6 +300,9 @@ impl Pipeline {
                 timestamp,
                 outcome,
             });
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.after_commit(committed).await;
         }
         Ok(results)
     }

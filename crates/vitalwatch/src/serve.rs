@@ -55,13 +55,27 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(&config)?;
     let metrics = Arc::new(Metrics::default());
-    let pipeline = Arc::new(Pipeline::new(
+    let pipeline = Pipeline::new(
         Arc::clone(&store),
         config.limits.clone(),
         config.rules.clone(),
         metrics,
         config.store.queue_timeout(),
-    ));
+    );
+    // Alert tasks stop after the API (in-flight readings still reach the engine) and before
+    // the store closes (their transitions are committed).
+    let alert_tasks = TaskTracker::new();
+    let alerts = crate::alerts::AlertService::start(
+        Arc::clone(&store),
+        config.alerting.clone(),
+        config.rules.clone(),
+        pipeline.event_sender(),
+        &alert_tasks,
+        shutdown.clone(),
+    )
+    .await
+    .context("starting alerting")?;
+    let pipeline = Arc::new(pipeline.with_alerts(alerts));
     let api_addr = listener.local_addr()?;
     tracing::info!(
         message = "VitalWatch is serving.",
@@ -101,6 +115,8 @@ pub async fn run_on(
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
+    alert_tasks.close();
+    alert_tasks.wait().await;
     pipeline.flush_refusal_audit().await;
     store.close().await;
     tracing::info!(message = "Stopped cleanly.");
