@@ -5,6 +5,7 @@
 //! binary (`main.rs`) only parses flags and calls in here.
 
 pub mod alerts;
+pub mod alerts_cmd;
 pub mod api;
 pub mod bench;
 pub mod cli;

@@ -19,11 +19,13 @@
 
 mod checks;
 mod config;
+mod preview;
 pub mod replay;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, remember_temperature};
 pub use config::{AlertingConfig, Secret, WebhookDeliveryConfig, WebhookTarget};
+pub use preview::{PreviewAnswer, preview_history};
 
 use crate::pipeline::{self, Event};
 use crate::store::{Store, StoreError, ThresholdsRecord};

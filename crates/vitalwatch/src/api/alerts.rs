@@ -7,7 +7,6 @@
 
 use super::query::Params;
 use super::{ApiError, AppState, actor, read_body, require_json};
-use crate::alerts::replay::{self, ReplaySettings};
 use crate::alerts::{ActionError, AlertService, ThresholdsError};
 use crate::store::{AlertQuery, AuditEntry, ReadingQuery};
 use axum::Json;
@@ -15,7 +14,6 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use vitalwatch_core::alerting::{AlertError, AlertState, Priority};
@@ -25,14 +23,10 @@ use vitalwatch_core::telemetry::{DeviceId, Timestamp};
 const MAX_BODY: usize = 16 * 1024;
 const MAX_USER_LEN: usize = 128;
 const MAX_NOTE_LEN: usize = 1000;
-/// Readings a preview replays at most (newest first within its window).
-const PREVIEW_MAX_READINGS: usize = 200_000;
-/// A preview's default window: the last day.
-const PREVIEW_DEFAULT_WINDOW_S: i64 = 86_400;
-/// A recorded episode counts as kept when a proposed one is open within this of it.
-const PREVIEW_GRACE_S: u64 = 60;
-/// Readings shown on each side of an alert's opening.
+/// Anomalies shown from this long before an alert opened.
 const AROUND_S: i64 = 300;
+/// Readings shown on each side of the alert's first offending reading.
+const READINGS_AROUND: usize = 20;
 
 fn service(state: &AppState) -> Result<&Arc<AlertService>, ApiError> {
     state.pipeline.alerts().ok_or_else(|| {
@@ -214,14 +208,17 @@ pub async fn get_alert(
             ..Default::default()
         })
         .await?;
+    // Readings are found by id around the first offending one (their own timestamps are the
+    // device's clock; the alert's times are the server's).
+    let anchor = anomalies.iter().filter_map(|a| a.reading_id).min();
     let readings = state
         .store
         .readings(ReadingQuery {
             device_id: Some(device),
-            since: Some(alert.opened_at.saturating_add_micros(-around)),
-            until: Some(alert.opened_at.saturating_add_micros(around)),
-            before_id: None,
-            limit: 200,
+            since: None,
+            until: None,
+            before_id: anchor.map(|id| id.saturating_add(READINGS_AROUND as i64 + 1)),
+            limit: 2 * READINGS_AROUND + 1,
         })
         .await?;
     Ok(Json(json!({
@@ -494,97 +491,23 @@ pub async fn preview_thresholds(
         })
         .transpose()
     };
-    let until = time(body.until.as_deref(), "until")?.unwrap_or_else(crate::pipeline::now);
-    let since = time(body.since.as_deref(), "since")?
-        .unwrap_or_else(|| until.saturating_add_micros(-PREVIEW_DEFAULT_WINDOW_S * 1_000_000));
-    let site = alerts.site_rules().clone();
-    let proposed_rules = body
-        .thresholds
-        .apply(&site)
-        .map_err(ThresholdsError::from)?;
+    let until = time(body.until.as_deref(), "until")?;
+    let since = time(body.since.as_deref(), "since")?;
     if let Some(device) = &device {
         require_device(&state, device).await?;
     }
-    let device_text = device.as_ref().map(|d| d.as_str().to_owned());
-    let mut records = state
-        .store
-        .readings(ReadingQuery {
-            device_id: device_text.clone(),
-            since: Some(since),
-            until: Some(until),
-            before_id: None,
-            limit: PREVIEW_MAX_READINGS,
-        })
-        .await?;
-    let truncated = records.len() == PREVIEW_MAX_READINGS;
-    records.reverse();
-    let recorded: Vec<_> = state
-        .store
-        .alerts(AlertQuery {
-            device_id: device_text.clone(),
-            since: Some(since),
-            limit: 100_000,
-            ..AlertQuery::default()
-        })
-        .await?
-        .into_iter()
-        .map(|record| record.alert)
-        .filter(|alert| alert.opened_at >= since && alert.opened_at <= until)
-        .collect();
-    let mut overrides = HashMap::new();
-    for record in state.store.thresholds(None).await? {
-        if let Ok(rules) = record.thresholds.apply(&site) {
-            overrides.insert(record.device_id, rules);
-        }
-    }
-    let config = alerts.config();
-    let current = ReplaySettings {
-        engine: config.engine.clone(),
-        sensor: config.sensor_fault,
-        news2_window_s: config.news2_window_s,
-        site: site.clone(),
-        overrides,
-        ticks: false,
-    };
-    let mut proposed = current.clone();
-    match &device_text {
-        Some(device) => {
-            proposed.overrides.insert(device.clone(), proposed_rules);
-        }
-        None => {
-            proposed.overrides.clear();
-            proposed.site = proposed_rules;
-        }
-    }
-    let result = tokio::task::spawn_blocking(move || {
-        let mut readings: Vec<_> = records
-            .iter()
-            .filter_map(replay::reading_from_record)
-            .collect();
-        readings.sort_by_key(|r| r.received_at);
-        replay::preview(
-            &readings,
-            &current,
-            &proposed,
-            &recorded,
-            until,
-            PREVIEW_GRACE_S,
-        )
-    })
-    .await
-    .map_err(|err| {
-        tracing::error!(message = "Preview task failed.", error = %err);
-        ApiError::internal()
-    })?;
-    Ok(Json(json!({
-        "device_id": device_text,
-        "since": since.to_rfc3339(),
-        "until": until.to_rfc3339(),
-        "truncated": truncated,
-        "preview": result,
-    })))
+    let answer = crate::alerts::preview_history(
+        Arc::clone(&state.store),
+        alerts.config(),
+        alerts.site_rules(),
+        device.map(|d| d.as_str().to_owned()),
+        body.thresholds,
+        since,
+        until,
+    )
+    .await?;
+    Ok(Json(json!(answer)))
 }
-
 /// `GET /api/webhooks/deliveries?state=failed|delivered&limit=`.
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
