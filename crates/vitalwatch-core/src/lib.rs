@@ -8,6 +8,8 @@
 //! - [`alerting`]: alert episodes per (device, condition) with IEC 60601-1-8 priorities,
 //!   onset delay, hysteresis, acknowledgement, audio pause, escalation and device-offline
 //!   timers; plus [`alerting::evaluate`], which scores alerts against labelled events.
+//! - [`scenario`]: a deterministic generator of labelled vital-sign streams (physiology,
+//!   events, sensor faults, dropouts) for evaluating alerting and for simulators.
 //! - [`detect`]: the anomaly model: features, scaler, isolation forest, optional random forest,
 //!   the model file format, CSV data and synthetic training data.
 //!
@@ -20,4 +22,5 @@ pub mod alerting;
 pub mod detect;
 pub mod news2;
 pub mod rules;
+pub mod scenario;
 pub mod telemetry;

@@ -43,6 +43,12 @@ pub enum Command {
     Train(TrainArgs),
     /// Score a CSV with a model file, or show a model file's metadata.
     Model(ModelArgs),
+    /// Per-patient alert thresholds: set, show, clear, and preview before applying.
+    Thresholds(ThresholdsArgs),
+    /// Replay labelled scenarios (TOML files or directories of them) through the real rules
+    /// and alert engine, and score the alerts against the ground truth and the seed's
+    /// one-alert-per-reading behaviour.
+    Evaluate(EvaluateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +201,90 @@ pub enum ModelCommand {
         /// The model file.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Configuration file whose [rules] and [alerting] tables are evaluated (default: built-in).
+    #[arg(long, env = "VITALWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Scenario files (TOML, see docs/scenarios.md) or directories of them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ThresholdsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: ThresholdsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThresholdsCommand {
+    /// Set a device's overrides (replacing any it had); audited. A running server uses them
+    /// within 2 seconds.
+    Set {
+        /// The device id.
+        id: String,
+        #[command(flatten)]
+        limits: ThresholdLimits,
+        /// Why (kept in the store and the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Who decided (default: cli:$USER).
+        #[arg(long, value_name = "NAME")]
+        author: Option<String>,
+    },
+    /// Show a device's overrides as JSON.
+    Show {
+        /// The device id.
+        id: String,
+    },
+    /// Remove a device's overrides; audited.
+    Clear {
+        /// The device id.
+        id: String,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Replay stored history under proposed thresholds and report how many alerts they would
+    /// raise against the current settings, and which recorded episodes they would miss.
+    /// Changes nothing.
+    Preview {
+        /// The device id; leave out to propose the thresholds for every device.
+        id: Option<String>,
+        #[command(flatten)]
+        limits: ThresholdLimits,
+        /// Start of the window (RFC 3339) [default: a day before --until].
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// End of the window (RFC 3339) [default: now].
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
+}
+
+#[derive(Debug, Args, Default, Clone, Copy)]
+pub struct ThresholdLimits {
+    /// Heart rate below this is out of range (bpm; at least 41).
+    #[arg(long, value_name = "BPM")]
+    pub hr_min: Option<f64>,
+    /// Heart rate above this is out of range (bpm; at most 130).
+    #[arg(long, value_name = "BPM")]
+    pub hr_max: Option<f64>,
+    /// Temperature below this is out of range (°C; at least 35.1).
+    #[arg(long, value_name = "CELSIUS")]
+    pub temp_min: Option<f64>,
+    /// Temperature above this is out of range (°C; at most 39.0).
+    #[arg(long, value_name = "CELSIUS")]
+    pub temp_max: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ pub struct Config {
     pub rules: RuleSet,
     pub mqtt: MqttConfig,
     pub model: ModelConfig,
+    pub alerting: crate::alerts::AlertingConfig,
 }
 
 /// The embedded MQTT broker.
@@ -73,6 +74,7 @@ impl Default for Config {
             rules: RuleSet::default(),
             mqtt: MqttConfig::default(),
             model: ModelConfig::default(),
+            alerting: crate::alerts::AlertingConfig::default(),
         }
     }
 }
@@ -221,6 +223,7 @@ impl Config {
         if let Err(message) = self.rules.validate() {
             bail!(message);
         }
+        self.alerting.validate()?;
         for (name, bounds) in [
             ("heart_rate", self.limits.heart_rate),
             ("body_temp", self.limits.body_temp),

@@ -4,6 +4,8 @@
 //! exists so benchmarks and tests can drive the same code in-process; the `vitalwatch`
 //! binary (`main.rs`) only parses flags and calls in here.
 
+pub mod alerts;
+pub mod alerts_cmd;
 pub mod api;
 pub mod bench;
 pub mod certs_cmd;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use vitalwatch::cli::{BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs};
 use vitalwatch::config::{self, Config, Overrides};
-use vitalwatch::{bench, certs_cmd, devices_cmd, model_cmd, serve};
+use vitalwatch::{alerts_cmd, bench, certs_cmd, devices_cmd, model_cmd, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vitalwatch::tls::install_crypto_provider();
@@ -72,6 +72,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Devices(args) => {
             let config = load_config(&args.store, Overrides::default())?;
             devices_cmd::run(config, args.command).await
+        }
+        Command::Thresholds(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            alerts_cmd::thresholds(config, args.command).await
+        }
+        Command::Evaluate(args) => {
+            let config = Config::load(args.config.as_deref(), &Overrides::default())?;
+            alerts_cmd::evaluate(config, &args.paths, args.json).await
         }
         Command::Bench(args) => match args.command {
             BenchCommand::Http {

@@ -53,7 +53,13 @@ pub enum IngestError {
 pub enum Event {
     Reading(ReadingRecord),
     Anomaly(AnomalyRecord),
+    /// An alert changed (raised, updated, escalated, acknowledged, silenced, resolved,
+    /// reopened); MQTT `vitalwatch/alerts/<device_id>` and the dashboard stream consume it.
+    Alert(vitalwatch_core::alerting::AlertTransition),
 }
+
+/// A reading and its findings, kept for the alert engine until the commit answers.
+type ForAlerts = (Reading, Vec<rules::Finding>);
 
 /// Events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 4096;
@@ -69,6 +75,8 @@ pub struct Pipeline {
     pending_refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// The anomaly model every reading is scored with, swapped on reload.
     model: Arc<ModelSlot>,
+    /// Alerting (thresholds, SENSOR_FAULT, the alert engine), when wired in.
+    alerts: Option<Arc<crate::alerts::AlertService>>,
 }
 
 impl Pipeline {
@@ -89,6 +97,7 @@ impl Pipeline {
             events,
             pending_refusals: Mutex::new(BTreeMap::new()),
             model: Arc::new(ModelSlot::empty()),
+            alerts: None,
         }
     }
 
@@ -101,6 +110,22 @@ impl Pipeline {
     /// The model slot, for `/health` and reloads.
     pub fn model(&self) -> &Arc<ModelSlot> {
         &self.model
+    }
+
+    /// Routes readings through the alert service: its checks before the commit, its engine
+    /// after.
+    pub fn with_alerts(mut self, alerts: Arc<crate::alerts::AlertService>) -> Pipeline {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    pub fn alerts(&self) -> Option<&Arc<crate::alerts::AlertService>> {
+        self.alerts.as_ref()
+    }
+
+    /// The event bus's sending side, for services that publish (alerts).
+    pub fn event_sender(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -138,8 +163,14 @@ impl Pipeline {
         readings
             .into_iter()
             .map(|reading| {
-                let mut findings = Vec::new();
-                rules::check(&reading, &self.rules, &mut findings);
+                let mut findings = match &self.alerts {
+                    Some(alerts) => alerts.findings(&reading),
+                    None => {
+                        let mut findings = Vec::new();
+                        rules::check(&reading, &self.rules, &mut findings);
+                        findings
+                    }
+                };
                 let (ml_score, ml_finding) = scored
                     .as_mut()
                     .and_then(Iterator::next)
@@ -262,6 +293,13 @@ impl Pipeline {
                     .map(|p| (p.reading.clone(), p.ml_score))
                     .collect()
             });
+        let mut for_alerts: Option<Vec<Option<ForAlerts>>> = self.alerts.as_ref().map(|_| {
+            prepared
+                .iter()
+                .map(|p| Some((p.reading.clone(), p.findings.clone())))
+                .collect()
+        });
+        let mut committed = Vec::new();
         let res = match wait {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
             None => self.store.write_readings(prepared).await,
@@ -283,6 +321,15 @@ impl Pipeline {
                     ..
                 } => {
                     self.metrics.stored(anomalies.len());
+                    if let Some((reading, findings)) =
+                        for_alerts.as_mut().and_then(|items| items[idx].take())
+                    {
+                        committed.push(crate::alerts::Committed {
+                            reading,
+                            findings,
+                            stored: true,
+                        });
+                    }
                     if let Some(readings) = &published {
                         let (reading, ml_score) = &readings[idx];
                         let record = ReadingRecord::from_reading(*reading_id, reading, source)
@@ -296,6 +343,19 @@ impl Pipeline {
                 ItemOutcome::Duplicate { .. } => self.metrics.duplicate(),
                 ItemOutcome::Quarantined { anomalies, .. } => {
                     self.metrics.quarantined();
+                    if let Some((reading, _)) =
+                        for_alerts.as_mut().and_then(|items| items[idx].take())
+                    {
+                        let findings = anomalies
+                            .iter()
+                            .map(|a| rules::Finding::unknown_device(a.severity, &a.details))
+                            .collect();
+                        committed.push(crate::alerts::Committed {
+                            reading,
+                            findings,
+                            stored: false,
+                        });
+                    }
                     if published.is_some() {
                         for anomaly in anomalies {
                             let _ = self.events.send(Event::Anomaly(anomaly.clone()));
@@ -308,6 +368,9 @@ impl Pipeline {
                 timestamp,
                 outcome,
             });
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.after_commit(committed).await;
         }
         Ok(results)
     }

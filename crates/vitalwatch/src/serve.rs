@@ -63,16 +63,28 @@ pub async fn run_on(
             .await
             .context("loading the anomaly model")?,
     );
-    let pipeline = Arc::new(
-        Pipeline::new(
-            Arc::clone(&store),
-            config.limits.clone(),
-            config.rules.clone(),
-            metrics,
-            config.store.queue_timeout(),
-        )
-        .with_model(Arc::clone(&model_slot)),
-    );
+    let pipeline = Pipeline::new(
+        Arc::clone(&store),
+        config.limits.clone(),
+        config.rules.clone(),
+        metrics,
+        config.store.queue_timeout(),
+    )
+    .with_model(Arc::clone(&model_slot));
+    // Alert tasks stop after the API (in-flight readings still reach the engine) and before
+    // the store closes (their transitions are committed).
+    let alert_tasks = TaskTracker::new();
+    let alerts = crate::alerts::AlertService::start(
+        Arc::clone(&store),
+        config.alerting.clone(),
+        config.rules.clone(),
+        pipeline.event_sender(),
+        &alert_tasks,
+        shutdown.clone(),
+    )
+    .await
+    .context("starting alerting")?;
+    let pipeline = Arc::new(pipeline.with_alerts(alerts));
     // Installed before the service announces itself, so a SIGHUP sent as soon as the API
     // answers reloads the model instead of ending the process.
     #[cfg(unix)]
@@ -156,6 +168,8 @@ pub async fn run_on(
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
+    alert_tasks.close();
+    alert_tasks.wait().await;
     pipeline.flush_refusal_audit().await;
     store.close().await;
     tracing::info!(message = "Stopped cleanly.");

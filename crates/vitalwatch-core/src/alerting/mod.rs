@@ -30,7 +30,7 @@ pub use config::{
     AlertConfig, ConditionOverride, ConditionSettings, ConfigError, EscalationConfig, Grading,
     News2Grading, OfflineConfig, Onset, OnsetByPriority,
 };
-pub use engine::{AlertEngine, EngineSnapshot};
+pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
 pub use evaluate::{Evaluation, KindScore, LabelledEvent, evaluate};
 pub use offline::offline_deadline;
 

@@ -4,6 +4,7 @@
 //! internal errors are a generic 500, logged once here, with no SQL or paths in the answer.
 //! Handlers never see raw rusqlite or serde errors.
 
+mod alerts;
 mod devices;
 mod health;
 mod model;
@@ -43,6 +44,20 @@ pub fn app(state: AppState) -> Router {
         .route("/api/devices/{id}/readings", get(devices::device_readings))
         .route("/api/anomalies", get(devices::list_anomalies))
         .route("/api/model/reload", post(model::reload))
+        .route("/api/alerts", get(alerts::list_alerts))
+        .route("/api/alerts/{id}", get(alerts::get_alert))
+        .route("/api/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/api/alerts/{id}/silence", post(alerts::silence))
+        .route("/api/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/api/devices/{id}/news2", get(alerts::device_news2))
+        .route(
+            "/api/devices/{id}/thresholds",
+            get(alerts::get_thresholds)
+                .put(alerts::put_thresholds)
+                .delete(alerts::delete_thresholds),
+        )
+        .route("/api/thresholds/preview", post(alerts::preview_thresholds))
+        .route("/api/webhooks/deliveries", get(alerts::webhook_deliveries))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

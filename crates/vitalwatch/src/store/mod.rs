@@ -13,6 +13,12 @@ use serde::Serialize;
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{Reading, Timestamp};
 
+mod alerting;
+pub use alerting::{
+    AlertEventRecord, AlertQuery, AlertRecord, NewWebhookDelivery, ThresholdsRecord,
+    WebhookDeliveryRecord, alert_state_str, transition_kind_str,
+};
+
 /// Where a reading came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -283,6 +289,48 @@ pub trait Store: Send + Sync + 'static {
     async fn readings(&self, query: ReadingQuery) -> Result<Vec<ReadingRecord>, StoreError>;
     async fn anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError>;
     async fn health(&self) -> StoreHealth;
+    /// Persists alert transitions in order (alert rows and their history); returns after the
+    /// commit. A violation of "one open episode per device and condition" is an error.
+    async fn write_alert_transitions(
+        &self,
+        transitions: Vec<vitalwatch_core::alerting::AlertTransition>,
+    ) -> Result<(), StoreError>;
+    /// The highest alert id ever issued and every open (not resolved) alert.
+    async fn open_alerts(&self)
+    -> Result<(u64, Vec<vitalwatch_core::alerting::Alert>), StoreError>;
+    /// Alerts, open first (active, then acknowledged), then by priority, newest first.
+    async fn alerts(&self, query: AlertQuery) -> Result<Vec<AlertRecord>, StoreError>;
+    /// One alert with its history.
+    async fn alert(
+        &self,
+        id: u64,
+    ) -> Result<Option<(AlertRecord, Vec<AlertEventRecord>)>, StoreError>;
+    /// Sets (replaces) a device's threshold overrides; audited in the same transaction.
+    async fn set_thresholds(
+        &self,
+        record: ThresholdsRecord,
+    ) -> Result<ThresholdsRecord, StoreError>;
+    /// Removes a device's overrides (audited); false when it had none.
+    async fn clear_thresholds(
+        &self,
+        device_id: String,
+        actor: String,
+        reason: Option<String>,
+    ) -> Result<bool, StoreError>;
+    /// Threshold overrides of one device, or of every device.
+    async fn thresholds(
+        &self,
+        device_id: Option<String>,
+    ) -> Result<Vec<ThresholdsRecord>, StoreError>;
+    /// Records a finished webhook delivery (delivered, or failed after its retries).
+    async fn record_webhook_delivery(&self, delivery: NewWebhookDelivery)
+    -> Result<(), StoreError>;
+    /// Finished webhook deliveries, newest first, optionally of one state.
+    async fn webhook_deliveries(
+        &self,
+        state: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
     /// Commits what is queued and closes the database.
     async fn close(&self);
     /// Training data for the anomaly model: readings with timestamps at or after `since` that

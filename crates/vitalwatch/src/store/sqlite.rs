@@ -8,6 +8,10 @@
 
 use super::audit::{GENESIS, entry_hash};
 use super::{
+    AlertEventRecord, AlertQuery, AlertRecord, NewWebhookDelivery, ThresholdsRecord,
+    WebhookDeliveryRecord,
+};
+use super::{
     AnomalyQuery, AnomalyRecord, AuditEntry, DeviceRecord, DeviceRegistration, DeviceUpdate,
     ItemOutcome, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention, Store,
     StoreError, StoreHealth, StoreOptions,
@@ -21,6 +25,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{Reading, Timestamp};
+
+mod alerts;
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -36,6 +42,7 @@ enum Command {
     Update(String, DeviceUpdate, String, Reply<DeviceRecord>),
     Audit(AuditEntry),
     Purge(Timestamp, Retention, Reply<PurgeCounts>),
+    Alerting(alerts::AlertCommand),
 }
 
 pub struct SqliteStore {
@@ -322,6 +329,7 @@ impl Writer {
                 let res = self.in_transaction(|tx| purge(tx, now, retention));
                 let _ = reply.send(res);
             }
+            Command::Alerting(command) => alerts::handle(&mut self.conn, command),
         }
     }
 
@@ -344,7 +352,10 @@ fn now_text() -> String {
 
 /// Appends one entry to the hash chain. The previous hash is read inside the (IMMEDIATE)
 /// transaction, so a CLI writing beside a running server extends the same chain.
-fn append_audit(tx: &rusqlite::Transaction<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
+pub(super) fn append_audit(
+    tx: &rusqlite::Transaction<'_>,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
     let (id, prev_hash): (i64, String) = tx
         .prepare_cached("SELECT id + 1, hash FROM audit_log ORDER BY id DESC LIMIT 1")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -1039,6 +1050,86 @@ impl Store for SqliteStore {
                 }),
             },
         }
+    }
+
+    async fn write_alert_transitions(
+        &self,
+        transitions: Vec<vitalwatch_core::alerting::AlertTransition>,
+    ) -> Result<(), StoreError> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        self.request(|reply| {
+            Command::Alerting(alerts::AlertCommand::Transitions(transitions, reply))
+        })
+        .await
+    }
+
+    async fn open_alerts(
+        &self,
+    ) -> Result<(u64, Vec<vitalwatch_core::alerting::Alert>), StoreError> {
+        self.read(alerts::open_alerts).await
+    }
+
+    async fn alerts(&self, query: AlertQuery) -> Result<Vec<AlertRecord>, StoreError> {
+        self.read(move |conn| alerts::alerts(conn, query)).await
+    }
+
+    async fn alert(
+        &self,
+        id: u64,
+    ) -> Result<Option<(AlertRecord, Vec<AlertEventRecord>)>, StoreError> {
+        self.read(move |conn| alerts::alert(conn, id)).await
+    }
+
+    async fn set_thresholds(
+        &self,
+        record: ThresholdsRecord,
+    ) -> Result<ThresholdsRecord, StoreError> {
+        self.request(|reply| Command::Alerting(alerts::AlertCommand::SetThresholds(record, reply)))
+            .await
+    }
+
+    async fn clear_thresholds(
+        &self,
+        device_id: String,
+        actor: String,
+        reason: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.request(|reply| {
+            Command::Alerting(alerts::AlertCommand::ClearThresholds {
+                device_id,
+                actor,
+                reason,
+                reply,
+            })
+        })
+        .await
+    }
+
+    async fn thresholds(
+        &self,
+        device_id: Option<String>,
+    ) -> Result<Vec<ThresholdsRecord>, StoreError> {
+        self.read(move |conn| alerts::thresholds(conn, device_id))
+            .await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: NewWebhookDelivery,
+    ) -> Result<(), StoreError> {
+        self.request(|reply| Command::Alerting(alerts::AlertCommand::Delivery(delivery, reply)))
+            .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        state: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        self.read(move |conn| alerts::webhook_deliveries(conn, state, limit))
+            .await
     }
 
     async fn close(&self) {

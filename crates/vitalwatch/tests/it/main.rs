@@ -1,5 +1,6 @@
 //! Integration tests: the real `vitalwatch` binary, real sockets, real `curl` and `sqlite3`.
 
+mod alerts;
 mod cli;
 mod durability;
 mod hostile;

@@ -1,0 +1,208 @@
+//! The `[alerting]` table: core's [`AlertConfig`] (onset, grading, escalation, offline…) with
+//! what only the service needs: SENSOR_FAULT limits, the NEWS2 window and webhooks.
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use vitalwatch_core::alerting::AlertConfig;
+use vitalwatch_core::rules::SensorFaultRule;
+
+/// Deserialised by hand (see the `Deserialize` impl): serde's `flatten` would silently accept
+/// misspelt keys, and a misspelt alerting key must be an error.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertingConfig {
+    /// NEWS2 combines each parameter's latest value from readings within this many seconds.
+    pub news2_window_s: u64,
+    /// Values impossible for a living patient (SENSOR_FAULT).
+    pub sensor_fault: SensorFaultRule,
+    /// How webhook notifications are retried and queued.
+    pub webhook_delivery: WebhookDeliveryConfig,
+    /// Where alert transitions are POSTed (admin-configured, here only).
+    pub webhooks: Vec<WebhookTarget>,
+    /// The alert engine's settings (core `alerting::AlertConfig`), as keys of this table.
+    #[serde(flatten)]
+    pub engine: AlertConfig,
+}
+
+impl<'de> Deserialize<'de> for AlertingConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<AlertingConfig, D::Error> {
+        use serde::de::Error;
+        fn take<T: serde::de::DeserializeOwned, E: Error>(
+            table: &mut serde_json::Map<String, serde_json::Value>,
+            key: &str,
+            default: T,
+        ) -> Result<T, E> {
+            match table.remove(key) {
+                Some(value) => {
+                    serde_json::from_value(value).map_err(|err| E::custom(format!("{key}: {err}")))
+                }
+                None => Ok(default),
+            }
+        }
+        let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(de)?;
+        let defaults = AlertingConfig::default();
+        Ok(AlertingConfig {
+            news2_window_s: take(&mut table, "news2_window_s", defaults.news2_window_s)?,
+            sensor_fault: take(&mut table, "sensor_fault", defaults.sensor_fault)?,
+            webhook_delivery: take(&mut table, "webhook_delivery", defaults.webhook_delivery)?,
+            webhooks: take(&mut table, "webhooks", defaults.webhooks)?,
+            // Everything else is the engine's, which refuses unknown keys.
+            engine: serde_json::from_value(serde_json::Value::Object(table))
+                .map_err(D::Error::custom)?,
+        })
+    }
+}
+
+impl Default for AlertingConfig {
+    fn default() -> AlertingConfig {
+        AlertingConfig {
+            news2_window_s: 300,
+            sensor_fault: SensorFaultRule::default(),
+            webhook_delivery: WebhookDeliveryConfig::default(),
+            webhooks: Vec::new(),
+            engine: AlertConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookDeliveryConfig {
+    /// Attempts per notification, the first included.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles after each failure.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between two attempts.
+    pub max_backoff_ms: u64,
+    /// One attempt gives up after this long (connect, send and answer).
+    pub timeout_ms: u64,
+    /// Notifications waiting for delivery; beyond it a notification is recorded as failed
+    /// ("queue full") instead of slowing the pipeline.
+    pub queue_capacity: usize,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookDeliveryConfig {
+    fn default() -> WebhookDeliveryConfig {
+        WebhookDeliveryConfig {
+            max_attempts: 5,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            timeout_ms: 5_000,
+            queue_capacity: 1024,
+            concurrency: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// An `http://` URL (this build has no TLS client for webhooks).
+    pub url: String,
+    /// The HMAC-SHA256 key; the body's signature is sent as `X-VitalWatch-Signature`.
+    pub secret: Secret,
+}
+
+/// A secret that never prints: `Debug`, `Display` and serialisation show `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str("[redacted]")
+    }
+}
+
+impl AlertingConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.engine.validate()?;
+        if let Err(message) = self.sensor_fault.validate() {
+            bail!("alerting.{message}");
+        }
+        if self.news2_window_s == 0 {
+            bail!("alerting.news2_window_s must be at least 1");
+        }
+        let delivery = &self.webhook_delivery;
+        if delivery.max_attempts == 0 || delivery.queue_capacity == 0 || delivery.concurrency == 0 {
+            bail!(
+                "alerting.webhook_delivery: max_attempts, queue_capacity and concurrency must be \
+                 at least 1"
+            );
+        }
+        if delivery.timeout_ms == 0 {
+            bail!("alerting.webhook_delivery.timeout_ms must be at least 1");
+        }
+        for (idx, hook) in self.webhooks.iter().enumerate() {
+            if !hook.url.starts_with("http://") || hook.url.len() <= "http://".len() {
+                bail!(
+                    "alerting.webhooks[{idx}].url must be an http:// URL (https webhooks need the \
+                     TLS client, not in this build)"
+                );
+            }
+            if hook.secret.0.len() < 16 {
+                bail!("alerting.webhooks[{idx}].secret must be at least 16 characters");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_keys_sit_in_the_alerting_table_and_unknown_keys_are_refused() {
+        let config: AlertingConfig = toml::from_str(
+            "audio_pause_max_s = 60\n[offline]\nfactor = 4\n[[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"0123456789abcdef\"\n",
+        )
+        .expect("valid table");
+        assert_eq!(config.engine.audio_pause_max_s, 60);
+        assert_eq!(config.engine.offline.factor, 4);
+        assert_eq!(config.webhooks.len(), 1);
+        config.validate().expect("valid");
+        assert_eq!(
+            format!("{:?}", config.webhooks[0])
+                .matches("[redacted]")
+                .count(),
+            1
+        );
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        let err = toml::from_str::<AlertingConfig>("audio_pause_max = 60\n").unwrap_err();
+        assert!(err.to_string().contains("audio_pause_max"), "{err}");
+        let bad: AlertingConfig =
+            toml::from_str("[[webhooks]]\nurl = \"ftp://x\"\nsecret = \"0123456789abcdef\"\n")
+                .expect("parses");
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("webhooks[0].url")
+        );
+    }
+}

@@ -1,0 +1,558 @@
+//! The alert service: owns the core [`AlertEngine`] behind a tokio mutex and connects it to the
+//! rest of the service.
+//!
+//! - Before the commit, [`AlertService::findings`] checks a reading (the device's thresholds,
+//!   then SENSOR_FAULT); the findings become anomalies exactly as before.
+//! - After the commit, the pipeline hands [`AlertService::after_commit`] the stored readings
+//!   with their findings (and UNKNOWN_DEVICE for quarantined ones); the engine turns them into
+//!   transitions (cheap, in memory).
+//! - Every transition is queued, in engine order, to one persister task that writes it through
+//!   the store's writer thread; then it is published on the pipeline's event bus
+//!   ([`crate::pipeline::Event::Alert`], the seam for the dashboard stream and MQTT alert
+//!   topics) and queued for webhooks. Ingest never waits for a webhook.
+//! - One timer task sleeps until [`AlertEngine::next_deadline`] (or a wake-up) and calls
+//!   `tick`: DEVICE_OFFLINE, escalation, end of audio pause.
+//! - At start the engine is restored from the open alerts, each known device's last-seen set to
+//!   the restart time (no DEVICE_OFFLINE burst after downtime).
+//!
+//! Must not: log vital values or payloads, hold the engine lock across a store read.
+
+mod checks;
+mod config;
+mod preview;
+pub mod replay;
+pub mod webhooks;
+
+pub use checks::{Checks, findings, remember_temperature};
+pub use config::{AlertingConfig, Secret, WebhookDeliveryConfig, WebhookTarget};
+pub use preview::{PreviewAnswer, preview_history};
+
+use crate::pipeline::{self, Event};
+use crate::store::{Store, StoreError, ThresholdsRecord};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vitalwatch_core::alerting::{
+    Alert, AlertEngine, AlertError, AlertId, AlertTransition, DeviceSnapshot, EngineSnapshot,
+};
+use vitalwatch_core::news2::{LatestVitals, News2, Spo2Scale};
+use vitalwatch_core::rules::{Finding, PatientThresholds, RuleSet, ThresholdError};
+use vitalwatch_core::telemetry::{DeviceId, Reading, Timestamp};
+use webhooks::Webhooks;
+
+/// How often overrides written by the CLI (beside a running server) are picked up.
+const THRESHOLDS_RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// Transitions waiting for the persister; when full, the engine's caller waits (backpressure).
+const PERSIST_QUEUE: usize = 1024;
+/// A quarantined device has no registry interval; its offline timer must never fire.
+const NO_OFFLINE_MS: u64 = u64::MAX / 4;
+
+/// A reading the store accepted, with what the engine needs.
+pub struct Committed {
+    pub reading: Reading,
+    pub findings: Vec<Finding>,
+    /// False for a quarantined reading (unregistered or deactivated device).
+    pub stored: bool,
+}
+
+struct PersistJob {
+    transitions: Vec<AlertTransition>,
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// The engine and what it needs per device, under one lock.
+struct EngineState {
+    engine: AlertEngine,
+    vitals: HashMap<DeviceId, LatestVitals>,
+}
+
+/// Why a user action on an alert was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no alert has id {0}")]
+    NotFound(u64),
+    #[error(transparent)]
+    Refused(AlertError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a threshold change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ThresholdsError {
+    #[error(transparent)]
+    Invalid(#[from] ThresholdError),
+    #[error("{0}")]
+    Field(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct AlertService {
+    store: Arc<dyn Store>,
+    config: AlertingConfig,
+    checks: Checks,
+    state: Mutex<EngineState>,
+    wake: Notify,
+    persist: mpsc::Sender<PersistJob>,
+    events: broadcast::Sender<Event>,
+    webhooks: Option<Webhooks>,
+    /// Devices whose registry interval the engine already has (`None`: quarantined only).
+    known: StdMutex<HashMap<DeviceId, Option<u64>>>,
+}
+
+impl AlertService {
+    /// Restores the engine from the store and starts the persister, timer, threshold-reload
+    /// and webhook tasks on `tasks`.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: AlertingConfig,
+        site_rules: RuleSet,
+        events: broadcast::Sender<Event>,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<AlertService>> {
+        use anyhow::Context;
+        let now = pipeline::now();
+        let (last_id, open_alerts) = store.open_alerts().await.context("loading open alerts")?;
+        let devices = store.list_devices().await.context("loading devices")?;
+        let mut known = HashMap::new();
+        let mut snapshot_devices = Vec::new();
+        for device in devices.iter().filter(|d| d.status == "active") {
+            let Ok(device_id) = DeviceId::parse(&device.device_id, 1024) else {
+                continue;
+            };
+            let interval_ms = interval_ms(device.expected_interval_s);
+            known.insert(device_id.clone(), Some(interval_ms));
+            if device.last_seen.is_some() {
+                snapshot_devices.push(DeviceSnapshot {
+                    device_id,
+                    last_seen: now,
+                    expected_interval_ms: Some(interval_ms),
+                });
+            }
+        }
+        let n_open = open_alerts.len();
+        let engine = AlertEngine::restore(
+            config.engine.clone(),
+            EngineSnapshot {
+                last_id,
+                open_alerts,
+                devices: snapshot_devices,
+            },
+        )
+        .context("restoring open alerts")?;
+        tracing::info!(message = "Alert engine restored.", open_alerts = n_open);
+        let checks = Checks::new(site_rules, config.sensor_fault);
+        checks.load(&store.thresholds(None).await.context("loading thresholds")?);
+
+        let (persist, persist_rx) = mpsc::channel(PERSIST_QUEUE);
+        let webhooks = Webhooks::start(
+            config.webhooks.clone(),
+            config.webhook_delivery.clone(),
+            Arc::clone(&store),
+            tasks,
+            shutdown.clone(),
+        );
+        let service = Arc::new(AlertService {
+            store: Arc::clone(&store),
+            config,
+            checks,
+            state: Mutex::new(EngineState {
+                engine,
+                vitals: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            persist,
+            events,
+            webhooks,
+            known: StdMutex::new(known),
+        });
+        tasks.spawn(persister(Arc::clone(&store), persist_rx, shutdown.clone()));
+        tasks.spawn(Arc::clone(&service).timer(shutdown.clone()));
+        tasks.spawn(Arc::clone(&service).reload_thresholds(shutdown));
+        Ok(service)
+    }
+
+    pub fn config(&self) -> &AlertingConfig {
+        &self.config
+    }
+
+    pub fn site_rules(&self) -> &RuleSet {
+        self.checks.site()
+    }
+
+    /// Findings for a reading about to be stored (seed rules with the device's overrides, then
+    /// SENSOR_FAULT).
+    pub fn findings(&self, reading: &Reading) -> Vec<Finding> {
+        self.checks.findings(reading)
+    }
+
+    /// Feeds committed readings to the engine, then persists and publishes the transitions.
+    pub async fn after_commit(&self, items: Vec<Committed>) {
+        if items.is_empty() {
+            return;
+        }
+        // Registry look-ups happen before the engine lock is taken.
+        let mut intervals = Vec::new();
+        for item in &items {
+            let device_id = &item.reading.device_id;
+            let cached = self
+                .known
+                .lock()
+                .expect("the known-devices mutex is never poisoned")
+                .get(device_id)
+                .copied();
+            let needs_lookup = match cached {
+                None => true,
+                Some(None) => item.stored,
+                Some(Some(_)) => false,
+            };
+            if !needs_lookup || intervals.iter().any(|(id, _)| id == device_id) {
+                continue;
+            }
+            let interval = if item.stored {
+                match self.store.get_device(device_id.as_str().to_owned()).await {
+                    Ok(Some(device)) => Some(interval_ms(device.expected_interval_s)),
+                    _ => Some(self.config.engine.offline.expected_interval_ms),
+                }
+            } else {
+                None
+            };
+            intervals.push((device_id.clone(), interval));
+        }
+        let now = pipeline::now();
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let wake = !intervals.is_empty();
+        for (device_id, interval) in intervals {
+            state
+                .engine
+                .set_expected_interval(&device_id, Some(interval.unwrap_or(NO_OFFLINE_MS)));
+            self.known
+                .lock()
+                .expect("the known-devices mutex is never poisoned")
+                .insert(device_id, interval);
+        }
+        let mut transitions = Vec::new();
+        for item in &items {
+            let news2 = if item.stored {
+                let faulted = item.findings.iter().fold(
+                    vitalwatch_core::telemetry::FieldSet::EMPTY,
+                    |mut all, finding| {
+                        for field in finding.faulted_fields().iter() {
+                            all.insert(field);
+                        }
+                        all
+                    },
+                );
+                let vitals = state
+                    .vitals
+                    .entry(item.reading.device_id.clone())
+                    .or_default();
+                vitals.observe(&item.reading, faulted);
+                Some(vitals.score(
+                    item.reading.timestamp,
+                    self.config.news2_window_s,
+                    Spo2Scale::Scale1,
+                ))
+            } else {
+                None
+            };
+            transitions.extend(state.engine.observe(
+                &item.reading,
+                &item.findings,
+                news2.as_ref(),
+                now,
+            ));
+        }
+        let changed = !transitions.is_empty();
+        self.dispatch(transitions, None, now).await;
+        drop(items);
+        if wake || changed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues transitions for the store (in engine order: call with the engine lock held),
+    /// publishes them and hands them to the webhooks.
+    async fn dispatch(
+        &self,
+        transitions: Vec<AlertTransition>,
+        done: Option<oneshot::Sender<Result<(), StoreError>>>,
+        now: Timestamp,
+    ) {
+        if transitions.is_empty() {
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
+            return;
+        }
+        for transition in &transitions {
+            if let Some(webhooks) = &self.webhooks {
+                let body = serde_json::json!({
+                    "event": format!("alert.{}", crate::store::transition_kind_str(transition.kind)),
+                    "transition": transition,
+                })
+                .to_string();
+                webhooks.notify(
+                    Some(transition.alert.id.0),
+                    crate::store::transition_kind_str(transition.kind),
+                    &body,
+                    now,
+                );
+            }
+            let _ = self.events.send(Event::Alert(transition.clone()));
+        }
+        let job = PersistJob { transitions, done };
+        if self.persist.send(job).await.is_err() {
+            tracing::error!(message = "Alert transitions not persisted: the store is closing.");
+        }
+    }
+
+    /// Runs an engine action, persists its transitions and waits for their commit.
+    async fn act(
+        &self,
+        id: u64,
+        action: impl FnOnce(&mut AlertEngine, Timestamp) -> Result<Vec<AlertTransition>, AlertError>,
+    ) -> Result<Alert, ActionError> {
+        let now = pipeline::now();
+        let (done, committed) = oneshot::channel();
+        let res = {
+            let mut state = self.state.lock().await;
+            match action(&mut state.engine, now) {
+                Ok(transitions) => {
+                    let alert = transitions.last().map(|t| t.alert.clone());
+                    self.dispatch(transitions, Some(done), now).await;
+                    Ok(alert)
+                }
+                Err(err) => Err(err),
+            }
+        };
+        self.wake.notify_one();
+        match res {
+            Ok(alert) => {
+                committed
+                    .await
+                    .map_err(|_| ActionError::Store(StoreError::Closed))??;
+                match alert {
+                    Some(alert) => Ok(alert),
+                    None => self.stored_alert(id).await,
+                }
+            }
+            Err(AlertError::NotOpen(_)) => {
+                // Known but closed is a conflict; unknown is not found.
+                self.stored_alert(id).await?;
+                Err(ActionError::Refused(AlertError::NotOpen(AlertId(id))))
+            }
+            Err(err) => Err(ActionError::Refused(err)),
+        }
+    }
+
+    async fn stored_alert(&self, id: u64) -> Result<Alert, ActionError> {
+        match self.store.alert(id).await? {
+            Some((record, _)) => Ok(record.alert),
+            None => Err(ActionError::NotFound(id)),
+        }
+    }
+
+    pub async fn acknowledge(
+        &self,
+        id: u64,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<Alert, ActionError> {
+        self.act(id, |engine, now| {
+            engine.acknowledge(AlertId(id), by, note, now)
+        })
+        .await
+    }
+
+    pub async fn silence(&self, id: u64, by: &str, duration_s: u64) -> Result<Alert, ActionError> {
+        let res = self
+            .act(id, |engine, now| {
+                engine.silence(AlertId(id), by, duration_s, now)
+            })
+            .await?;
+        // The answer is the alert asked about, not the last one of its channel.
+        let state = self.state.lock().await;
+        Ok(state.engine.alert(AlertId(id)).cloned().unwrap_or(res))
+    }
+
+    pub async fn resolve(&self, id: u64, by: &str) -> Result<Alert, ActionError> {
+        self.act(id, |engine, now| engine.resolve(AlertId(id), by, now))
+            .await
+    }
+
+    /// The device's current NEWS2 from its latest values within the window (judged at the
+    /// newest of them), or `None` when no reading was seen since the server started.
+    pub async fn news2(&self, device_id: &DeviceId) -> Option<(News2, Timestamp)> {
+        let state = self.state.lock().await;
+        let vitals = state.vitals.get(device_id)?;
+        let latest = [
+            vitals.respiration_rate_per_min.map(|o| o.at),
+            vitals.spo2_pct.map(|o| o.at),
+            vitals.on_oxygen.map(|o| o.at),
+            vitals.systolic_bp_mmhg.map(|o| o.at),
+            vitals.pulse_bpm.map(|o| o.at),
+            vitals.consciousness.map(|o| o.at),
+            vitals.temperature_c.map(|o| o.at),
+        ]
+        .into_iter()
+        .flatten()
+        .max()?;
+        Some((
+            vitals.score(latest, self.config.news2_window_s, Spo2Scale::Scale1),
+            latest,
+        ))
+    }
+
+    /// Validates and stores a device's overrides (audited); in force for its next reading.
+    pub async fn set_thresholds(
+        &self,
+        device_id: &DeviceId,
+        thresholds: PatientThresholds,
+        author: String,
+        reason: String,
+        effective_from: Option<Timestamp>,
+    ) -> Result<ThresholdsRecord, ThresholdsError> {
+        let record = validate_thresholds(
+            self.checks.site(),
+            device_id,
+            thresholds,
+            author,
+            reason,
+            effective_from,
+        )?;
+        let record = self.store.set_thresholds(record).await?;
+        self.checks.set(&record);
+        Ok(record)
+    }
+
+    pub async fn clear_thresholds(
+        &self,
+        device_id: &DeviceId,
+        actor: String,
+        reason: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let removed = self
+            .store
+            .clear_thresholds(device_id.as_str().to_owned(), actor, reason)
+            .await?;
+        self.checks.clear(device_id.as_str());
+        Ok(removed)
+    }
+
+    async fn timer(self: Arc<AlertService>, shutdown: CancellationToken) {
+        loop {
+            let deadline = self.state.lock().await.engine.next_deadline();
+            let wait = match deadline {
+                Some(deadline) => Duration::from_micros(
+                    u64::try_from(deadline.saturating_sub(pipeline::now())).unwrap_or(0),
+                ),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => continue,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let now = pipeline::now();
+            let mut state = self.state.lock().await;
+            let transitions = state.engine.tick(now);
+            self.dispatch(transitions, None, now).await;
+        }
+    }
+
+    async fn reload_thresholds(self: Arc<AlertService>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(THRESHOLDS_RELOAD_EVERY) => {}
+            }
+            match self.store.thresholds(None).await {
+                Ok(records) => self.checks.load(&records),
+                Err(err) => tracing::warn!(message = "Thresholds not reloaded.", error = %err),
+            }
+        }
+    }
+}
+
+/// Checks a proposed override against the site's rules and builds the record to store.
+pub fn validate_thresholds(
+    site: &RuleSet,
+    device_id: &DeviceId,
+    thresholds: PatientThresholds,
+    author: String,
+    reason: String,
+    effective_from: Option<Timestamp>,
+) -> Result<ThresholdsRecord, ThresholdsError> {
+    thresholds.apply(site)?;
+    if thresholds == PatientThresholds::default() {
+        return Err(ThresholdsError::Field(
+            "set at least one of heart_rate_min, heart_rate_max, body_temp_min, body_temp_max",
+        ));
+    }
+    if author.trim().is_empty() || author.chars().count() > 128 {
+        return Err(ThresholdsError::Field(
+            "author is required (at most 128 characters)",
+        ));
+    }
+    if reason.trim().is_empty() || reason.chars().count() > 1000 {
+        return Err(ThresholdsError::Field(
+            "reason is required (at most 1000 characters)",
+        ));
+    }
+    Ok(ThresholdsRecord {
+        device_id: device_id.as_str().to_owned(),
+        thresholds,
+        author,
+        reason,
+        effective_from: effective_from.unwrap_or_else(pipeline::now).to_rfc3339(),
+        updated_at: String::new(),
+    })
+}
+
+fn interval_ms(seconds: f64) -> u64 {
+    if seconds.is_finite() && seconds > 0.0 {
+        (seconds * 1000.0).round() as u64
+    } else {
+        5_000
+    }
+}
+
+/// Writes transitions in the order they were queued; at shutdown, drains what is queued.
+async fn persister(
+    store: Arc<dyn Store>,
+    mut jobs: mpsc::Receiver<PersistJob>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let job = tokio::select! {
+            biased;
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        persist(&*store, job).await;
+    }
+    jobs.close();
+    while let Some(job) = jobs.recv().await {
+        persist(&*store, job).await;
+    }
+}
+
+async fn persist(store: &dyn Store, job: PersistJob) {
+    let res = store.write_alert_transitions(job.transitions).await;
+    if let Err(err) = &res {
+        tracing::error!(message = "Alert transitions not persisted.", error = %err);
+    }
+    if let Some(done) = job.done {
+        let _ = done.send(res);
+    }
+}

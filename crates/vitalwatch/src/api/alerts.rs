@@ -1,0 +1,534 @@
+//! Alerts, per-patient thresholds (with a what-if preview), NEWS2 and webhook deliveries.
+//!
+//! Alert actions (acknowledge, silence, resolve) go through the live engine, are answered after
+//! their transitions commit, and are audited. Threshold changes are validated against the
+//! NEWS2 floors (`PatientThresholds::apply`), audited by the store, and in force from the
+//! device's next reading.
+
+use super::query::Params;
+use super::{ApiError, AppState, actor, read_body, require_json};
+use crate::alerts::{ActionError, AlertService, ThresholdsError};
+use crate::store::{AlertQuery, AuditEntry, ReadingQuery};
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use vitalwatch_core::alerting::{AlertError, AlertState, Priority};
+use vitalwatch_core::rules::PatientThresholds;
+use vitalwatch_core::telemetry::{DeviceId, Timestamp};
+
+const MAX_BODY: usize = 16 * 1024;
+const MAX_USER_LEN: usize = 128;
+const MAX_NOTE_LEN: usize = 1000;
+/// Anomalies shown from this long before an alert opened.
+const AROUND_S: i64 = 300;
+/// Readings shown on each side of the alert's first offending reading.
+const READINGS_AROUND: usize = 20;
+
+fn service(state: &AppState) -> Result<&Arc<AlertService>, ApiError> {
+    state.pipeline.alerts().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "alerting_unavailable",
+            "alerting is not running in this process",
+        )
+    })
+}
+
+fn device_id(raw: &str, state: &AppState) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(raw, state.pipeline.limits().max_device_id_len).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_device_id",
+            "device ids are 1 to 64 characters of A-Z a-z 0-9 _ . : -",
+        )
+    })
+}
+
+fn alert_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0 && *id <= i64::MAX as u64)
+        .ok_or_else(|| ApiError::bad_request("invalid_alert_id", "alert ids are positive integers"))
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
+    require_json(headers)?;
+    let bytes = read_body(headers, body, MAX_BODY).await?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        let status = if err.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, "invalid_body", err.to_string())
+    })
+}
+
+fn unprocessable(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
+}
+
+fn check_text(name: &str, value: &str, max: usize, required: bool) -> Result<(), ApiError> {
+    if (required && value.trim().is_empty())
+        || value.chars().count() > max
+        || value.chars().any(char::is_control)
+    {
+        return Err(unprocessable(format!(
+            "{name} must be {}at most {max} characters, without control characters",
+            if required { "1 to " } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+impl From<ActionError> for ApiError {
+    fn from(err: ActionError) -> ApiError {
+        match err {
+            ActionError::NotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "alert_not_found",
+                format!("no alert has id {id}"),
+            ),
+            ActionError::Refused(
+                err @ (AlertError::NotOpen(_) | AlertError::AlreadyAcknowledged(_)),
+            ) => {
+                let detail = match err {
+                    AlertError::NotOpen(id) => format!("alert {id} is resolved"),
+                    other => other.to_string(),
+                };
+                ApiError::new(StatusCode::CONFLICT, "alert_not_open", detail)
+            }
+            ActionError::Refused(err) => unprocessable(err.to_string()),
+            ActionError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<ThresholdsError> for ApiError {
+    fn from(err: ThresholdsError) -> ApiError {
+        match err {
+            ThresholdsError::Invalid(err) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_thresholds",
+                err.to_string(),
+            ),
+            ThresholdsError::Field(detail) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_thresholds",
+                detail,
+            ),
+            ThresholdsError::Store(err) => err.into(),
+        }
+    }
+}
+
+fn parse_state(raw: &str) -> Result<(Option<AlertState>, bool), ApiError> {
+    match raw {
+        "open" => Ok((None, true)),
+        "active" => Ok((Some(AlertState::Active), false)),
+        "acknowledged" => Ok((Some(AlertState::Acknowledged), false)),
+        "resolved" => Ok((Some(AlertState::Resolved), false)),
+        _ => Err(ApiError::bad_request(
+            "invalid_query",
+            "state must be one of open, active, acknowledged, resolved",
+        )),
+    }
+}
+
+fn parse_priority(raw: &str) -> Result<Priority, ApiError> {
+    match raw.to_ascii_lowercase().as_str() {
+        "low" => Ok(Priority::Low),
+        "medium" => Ok(Priority::Medium),
+        "high" => Ok(Priority::High),
+        _ => Err(ApiError::bad_request(
+            "invalid_query",
+            "severity must be one of low, medium, high",
+        )),
+    }
+}
+
+/// `GET /api/alerts?state=&severity=&device_id=&limit=`: active first, then by priority.
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(
+        raw.as_deref(),
+        &["state", "severity", "device_id", "since", "limit"],
+    )?;
+    let (alert_state, open_only) = match params.text("state") {
+        Some(raw) => parse_state(raw)?,
+        None => (None, false),
+    };
+    let query = AlertQuery {
+        state: alert_state,
+        open_only,
+        priority: params.text("severity").map(parse_priority).transpose()?,
+        device_id: params
+            .text("device_id")
+            .map(|raw| device_id(raw, &state).map(|id| id.as_str().to_owned()))
+            .transpose()?,
+        since: params.time("since")?,
+        limit: params.limit()?,
+    };
+    let alerts = state.store.alerts(query).await?;
+    Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
+}
+
+/// `GET /api/alerts/{id}`: the alert, its history, its device's anomalies while it was open
+/// and the readings around its opening.
+pub async fn get_alert(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&raw_id)?;
+    let Some((record, events)) = state.store.alert(id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "alert_not_found",
+            format!("no alert has id {id}"),
+        ));
+    };
+    let alert = &record.alert;
+    let device = alert.device_id.as_str().to_owned();
+    let around = AROUND_S * 1_000_000;
+    let anomalies = state
+        .store
+        .anomalies(crate::store::AnomalyQuery {
+            device_id: Some(device.clone()),
+            since: Some(alert.opened_at.saturating_add_micros(-around)),
+            until: alert.resolved_at,
+            limit: 200,
+            ..Default::default()
+        })
+        .await?;
+    // Readings are found by id around the first offending one (their own timestamps are the
+    // device's clock; the alert's times are the server's).
+    let anchor = anomalies.iter().filter_map(|a| a.reading_id).min();
+    let readings = state
+        .store
+        .readings(ReadingQuery {
+            device_id: Some(device),
+            since: None,
+            until: None,
+            before_id: anchor.map(|id| id.saturating_add(READINGS_AROUND as i64 + 1)),
+            limit: 2 * READINGS_AROUND + 1,
+        })
+        .await?;
+    Ok(Json(json!({
+        "alert": record,
+        "events": events,
+        "anomalies": anomalies,
+        "readings": readings,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    by: String,
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceBody {
+    by: String,
+    duration_s: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    by: String,
+}
+
+async fn audit_action(
+    state: &AppState,
+    remote: SocketAddr,
+    action: &str,
+    alert: &vitalwatch_core::alerting::Alert,
+    by: &str,
+    extra: Value,
+) {
+    let entry = AuditEntry {
+        actor: format!("{} ({})", by, actor(Some(remote))),
+        action: format!("alert.{action}"),
+        target: alert.id.to_string(),
+        details: json!({
+            "device_id": alert.device_id.as_str(),
+            "condition": alert.condition.as_str(),
+            "state": crate::store::alert_state_str(alert.state),
+            "extra": extra,
+        }),
+    };
+    if let Err(err) = state.store.audit(entry).await {
+        tracing::warn!(message = "Alert action not audited.", error = %err);
+    }
+}
+
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&raw_id)?;
+    let body: AckBody = json_body(&headers, body).await?;
+    check_text("by", &body.by, MAX_USER_LEN, true)?;
+    if let Some(note) = &body.note {
+        check_text("note", note, MAX_NOTE_LEN, false)?;
+    }
+    let alert = service(&state)?
+        .acknowledge(id, &body.by, body.note.as_deref())
+        .await?;
+    audit_action(
+        &state,
+        remote,
+        "acknowledge",
+        &alert,
+        &body.by,
+        json!({ "note_set": body.note.is_some() }),
+    )
+    .await;
+    Ok(Json(json!(alert)))
+}
+
+pub async fn silence(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&raw_id)?;
+    let body: SilenceBody = json_body(&headers, body).await?;
+    check_text("by", &body.by, MAX_USER_LEN, true)?;
+    let alerts = service(&state)?;
+    let max = alerts.config().engine.audio_pause_max_s;
+    if body.duration_s == 0 || body.duration_s > max {
+        return Err(unprocessable(format!(
+            "duration_s must be between 1 and {max} seconds"
+        )));
+    }
+    let alert = alerts.silence(id, &body.by, body.duration_s).await?;
+    audit_action(
+        &state,
+        remote,
+        "silence",
+        &alert,
+        &body.by,
+        json!({ "duration_s": body.duration_s }),
+    )
+    .await;
+    Ok(Json(json!(alert)))
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&raw_id)?;
+    let body: ResolveBody = json_body(&headers, body).await?;
+    check_text("by", &body.by, MAX_USER_LEN, true)?;
+    let alert = service(&state)?.resolve(id, &body.by).await?;
+    audit_action(&state, remote, "resolve", &alert, &body.by, Value::Null).await;
+    Ok(Json(json!(alert)))
+}
+
+/// `GET /api/devices/{id}/news2`: the device's NEWS2 from its latest values.
+pub async fn device_news2(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    match service(&state)?.news2(&id).await {
+        Some((news2, at)) => Ok(Json(json!({
+            "device_id": id.as_str(),
+            "at": at.to_rfc3339(),
+            "news2": news2,
+        }))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_recent_readings",
+            format!(
+                "no reading of device {} since the server started",
+                id.as_str()
+            ),
+        )),
+    }
+}
+
+async fn require_device(state: &AppState, id: &DeviceId) -> Result<(), ApiError> {
+    match state.store.get_device(id.as_str().to_owned()).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "device_not_found",
+            format!("device {} is not registered", id.as_str()),
+        )),
+    }
+}
+
+pub async fn get_thresholds(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    require_device(&state, &id).await?;
+    let record = state
+        .store
+        .thresholds(Some(id.as_str().to_owned()))
+        .await?
+        .into_iter()
+        .next();
+    let site = service(&state)?.site_rules();
+    Ok(Json(json!({
+        "device_id": id.as_str(),
+        "override": record,
+        "site": { "heart_rate": site.heart_rate, "body_temp": site.body_temp },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsBody {
+    #[serde(flatten)]
+    thresholds: PatientThresholds,
+    author: String,
+    reason: String,
+    effective_from: Option<String>,
+}
+
+pub async fn put_thresholds(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    let body: ThresholdsBody = json_body(&headers, body).await?;
+    check_text("author", &body.author, MAX_USER_LEN, true)?;
+    check_text("reason", &body.reason, MAX_NOTE_LEN, true)?;
+    let effective_from = body
+        .effective_from
+        .as_deref()
+        .map(|raw| {
+            Timestamp::parse_text(raw)
+                .ok_or_else(|| unprocessable("effective_from must be an RFC 3339 time"))
+        })
+        .transpose()?;
+    require_device(&state, &id).await?;
+    let author = format!("{} ({})", body.author, actor(Some(remote)));
+    let record = service(&state)?
+        .set_thresholds(&id, body.thresholds, author, body.reason, effective_from)
+        .await?;
+    Ok(Json(json!(record)))
+}
+
+pub async fn delete_thresholds(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    let params = Params::parse(raw.as_deref(), &["by", "reason"])?;
+    let by = params.text("by").unwrap_or("unknown");
+    check_text("by", by, MAX_USER_LEN, true)?;
+    require_device(&state, &id).await?;
+    let removed = service(&state)?
+        .clear_thresholds(
+            &id,
+            format!("{by} ({})", actor(Some(remote))),
+            params.text("reason").map(str::to_owned),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "device_id": id.as_str(), "removed": removed }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    /// One device's override; absent: the thresholds for every device (a site-wide change).
+    device_id: Option<String>,
+    thresholds: PatientThresholds,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `POST /api/thresholds/preview`: replays stored history under the proposed thresholds and
+/// the current ones; changes nothing.
+pub async fn preview_thresholds(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let body: PreviewBody = json_body(&headers, body).await?;
+    let alerts = service(&state)?;
+    let device = body
+        .device_id
+        .as_deref()
+        .map(|raw| device_id(raw, &state))
+        .transpose()?;
+    let time = |raw: Option<&str>, name: &str| {
+        raw.map(|raw| {
+            Timestamp::parse_text(raw)
+                .ok_or_else(|| unprocessable(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+    };
+    let until = time(body.until.as_deref(), "until")?;
+    let since = time(body.since.as_deref(), "since")?;
+    if let Some(device) = &device {
+        require_device(&state, device).await?;
+    }
+    let answer = crate::alerts::preview_history(
+        Arc::clone(&state.store),
+        alerts.config(),
+        alerts.site_rules(),
+        device.map(|d| d.as_str().to_owned()),
+        body.thresholds,
+        since,
+        until,
+    )
+    .await?;
+    Ok(Json(json!(answer)))
+}
+/// `GET /api/webhooks/deliveries?state=failed|delivered&limit=`.
+pub async fn webhook_deliveries(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(raw.as_deref(), &["state", "limit"])?;
+    let filter = match params.text("state") {
+        None => None,
+        Some(s @ ("failed" | "delivered")) => Some(s.to_owned()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "state must be failed or delivered",
+            ));
+        }
+    };
+    let deliveries = state
+        .store
+        .webhook_deliveries(filter, params.limit()?)
+        .await?;
+    Ok(Json(
+        json!({ "count": deliveries.len(), "deliveries": deliveries }),
+    ))
+}
