@@ -39,6 +39,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Manage the PKI: the CA, the server certificate and device certificates.
     Certs(CertsArgs),
+    /// Check or export the tamper-evident audit trail.
+    Audit(AuditArgs),
     /// Train the anomaly model (isolation forest) and write the model file.
     Train(TrainArgs),
     /// Score a CSV with a model file, or show a model file's metadata.
@@ -49,6 +51,28 @@ pub enum Command {
     /// and alert engine, and score the alerts against the ground truth and the seed's
     /// one-alert-per-reading behaviour.
     Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exits non-zero and names the first bad entry when a row was
+    /// edited, deleted or reordered.
+    Verify,
+    /// Write the audit trail as JSON lines on standard output.
+    Export {
+        /// Only entries at or after this time (RFC 3339 or epoch seconds).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

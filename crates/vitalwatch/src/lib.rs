@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod alerts_cmd;
 pub mod api;
+pub mod audit_cmd;
 pub mod bench;
 pub mod certs_cmd;
 pub mod cli;

@@ -3,9 +3,11 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use vitalwatch::cli::{BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs};
+use vitalwatch::cli::{
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs,
+};
 use vitalwatch::config::{self, Config, Overrides};
-use vitalwatch::{alerts_cmd, bench, certs_cmd, devices_cmd, model_cmd, serve};
+use vitalwatch::{alerts_cmd, audit_cmd, bench, certs_cmd, devices_cmd, model_cmd, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vitalwatch::tls::install_crypto_provider();
@@ -95,6 +97,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
             }
         },
+        Command::Audit(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            match args.command {
+                AuditCommand::Verify => audit_cmd::verify(config).await,
+                AuditCommand::Export { since } => {
+                    let since = since
+                        .map(|raw| {
+                            vitalwatch_core::telemetry::Timestamp::parse_text(&raw)
+                                .or_else(|| {
+                                    raw.parse::<f64>().ok().and_then(
+                                        vitalwatch_core::telemetry::Timestamp::parse_epoch,
+                                    )
+                                })
+                                .ok_or_else(|| {
+                                    anyhow::anyhow!(
+                                        "--since must be an RFC 3339 time or epoch seconds"
+                                    )
+                                })
+                        })
+                        .transpose()?;
+                    audit_cmd::export(config, since).await
+                }
+            }
+        }
         Command::Certs(args) => {
             let config = load_config(
                 &args.store,

@@ -3,6 +3,7 @@
 //! Each entry's hash covers the previous entry's hash and every column of its own, so editing,
 //! deleting or reordering a row breaks the chain from that row on.
 
+use super::AuditRecord;
 use sha2::{Digest, Sha256};
 
 /// The `prev_hash` of the first entry.
@@ -35,9 +36,185 @@ pub fn entry_hash(
     hex::encode(hasher.finalize())
 }
 
+/// Where a chain check stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The first entry that does not verify.
+    pub id: i64,
+    pub reason: String,
+}
+
+/// Checks rows `(id order)` one page at a time; keep one [`ChainCheck`] across pages.
+#[derive(Debug, Default)]
+pub struct ChainCheck {
+    previous: Option<(i64, String)>,
+    /// A retention anchor seen so far: (first remaining id, its prev_hash).
+    anchors: Vec<(i64, String)>,
+    first: Option<(i64, String)>,
+    pub verified: u64,
+}
+
+impl ChainCheck {
+    /// Feeds the next rows; stops at the first break.
+    pub fn feed(&mut self, rows: &[AuditRecord]) -> Result<(), ChainBreak> {
+        for row in rows {
+            if row.action == "retention.purge"
+                && let Ok(details) = serde_json::from_str::<serde_json::Value>(&row.details)
+                && let (Some(id), Some(prev)) = (
+                    details["anchor"]["id"].as_i64(),
+                    details["anchor"]["prev_hash"].as_str(),
+                )
+            {
+                self.anchors.push((id, prev.to_owned()));
+            }
+            match &self.previous {
+                None => {
+                    if row.prev_hash != GENESIS {
+                        // Checked at the end, once every anchor in the chain has been seen.
+                        self.first = Some((row.id, row.prev_hash.clone()));
+                    }
+                }
+                Some((prev_id, prev_hash)) => {
+                    if &row.prev_hash != prev_hash {
+                        let reason = if row.id != prev_id + 1 {
+                            format!(
+                                "its link to entry #{prev_id} is broken and entries #{}..#{} are missing (deleted)",
+                                prev_id + 1,
+                                row.id - 1
+                            )
+                        } else {
+                            format!(
+                                "its link to entry #{prev_id} is broken (an entry was deleted, inserted, reordered or edited)"
+                            )
+                        };
+                        return Err(ChainBreak { id: row.id, reason });
+                    }
+                }
+            }
+            let expected = entry_hash(
+                &row.prev_hash,
+                row.id,
+                &row.at,
+                &row.actor,
+                &row.action,
+                &row.target,
+                &row.details,
+            );
+            if expected != row.hash {
+                return Err(ChainBreak {
+                    id: row.id,
+                    reason: "its contents do not match its hash (edited)".to_owned(),
+                });
+            }
+            self.previous = Some((row.id, row.hash.clone()));
+            self.verified += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends the check: a chain that does not start at the genesis must be vouched for by a
+    /// retention anchor recorded inside the chain.
+    pub fn finish(&self) -> Result<(), ChainBreak> {
+        if let Some((id, prev_hash)) = &self.first
+            && !self
+                .anchors
+                .iter()
+                .any(|(a_id, a_prev)| a_id == id && a_prev == prev_hash)
+        {
+            return Err(ChainBreak {
+                id: *id,
+                reason: "the chain does not start at the genesis and no retention purge vouches for it (earlier entries were deleted)".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A valid chain of `n` rows starting at `first_id` after `prev`.
+    fn chain(n: i64, first_id: i64, prev: &str) -> Vec<AuditRecord> {
+        let mut prev = prev.to_owned();
+        (first_id..first_id + n)
+            .map(|id| {
+                let details = "{}".to_owned();
+                let hash = entry_hash(&prev, id, "t", "a", "x", "d", &details);
+                let row = AuditRecord {
+                    id,
+                    at: "t".into(),
+                    actor: "a".into(),
+                    action: "x".into(),
+                    target: "d".into(),
+                    details,
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                };
+                prev = hash;
+                row
+            })
+            .collect()
+    }
+
+    fn check(rows: &[AuditRecord]) -> Result<u64, ChainBreak> {
+        let mut checker = ChainCheck::default();
+        checker.feed(rows)?;
+        checker.finish()?;
+        Ok(checker.verified)
+    }
+
+    #[test]
+    fn intact_edited_deleted_reordered() {
+        let rows = chain(5, 1, GENESIS);
+        assert_eq!(check(&rows), Ok(5));
+
+        let mut edited = rows.clone();
+        edited[2].actor = "mallory".into();
+        assert_eq!(check(&edited).unwrap_err().id, 3);
+
+        let mut deleted = rows.clone();
+        deleted.remove(2);
+        let err = check(&deleted).unwrap_err();
+        assert_eq!(err.id, 4);
+        assert!(err.reason.contains("#3..#3 are missing"), "{}", err.reason);
+
+        let mut reordered = rows.clone();
+        reordered.swap(1, 2);
+        assert_eq!(check(&reordered).unwrap_err().id, 3);
+
+        let truncated = rows[2..].to_vec();
+        assert_eq!(check(&truncated).unwrap_err().id, 3);
+    }
+
+    #[test]
+    fn retention_is_vouched_for_by_its_anchor() {
+        let rows = chain(5, 1, GENESIS);
+        let mut kept = rows[2..].to_vec();
+        let last = kept.last().unwrap().clone();
+        let details = serde_json::json!({ "audit": 2, "anchor": { "id": 3, "prev_hash": rows[2].prev_hash } })
+            .to_string();
+        let hash = entry_hash(
+            &last.hash,
+            6,
+            "t",
+            "system:retention",
+            "retention.purge",
+            "store",
+            &details,
+        );
+        kept.push(AuditRecord {
+            id: 6,
+            at: "t".into(),
+            actor: "system:retention".into(),
+            action: "retention.purge".into(),
+            target: "store".into(),
+            details,
+            prev_hash: last.hash,
+            hash,
+        });
+        assert_eq!(check(&kept), Ok(4));
+    }
 
     #[test]
     fn every_field_changes_the_hash() {

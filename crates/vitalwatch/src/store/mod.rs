@@ -213,6 +213,20 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
+/// One audit row as stored, hash chain included.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// The details exactly as stored (the hash covers this text).
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
 /// How long each kind of row is kept.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
@@ -288,6 +302,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_device(&self, device_id: String) -> Result<Option<DeviceRecord>, StoreError>;
     async fn readings(&self, query: ReadingQuery) -> Result<Vec<ReadingRecord>, StoreError>;
     async fn anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError>;
+    /// Audit rows with `id > after_id`, in id order, at most `limit`.
+    async fn audit_log(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
     async fn health(&self) -> StoreHealth;
     /// Persists alert transitions in order (alert rows and their history); returns after the
     /// commit. A violation of "one open episode per device and condition" is an error.

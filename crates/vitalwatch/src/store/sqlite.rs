@@ -12,9 +12,9 @@ use super::{
     WebhookDeliveryRecord,
 };
 use super::{
-    AnomalyQuery, AnomalyRecord, AuditEntry, DeviceRecord, DeviceRegistration, DeviceUpdate,
-    ItemOutcome, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention, Store,
-    StoreError, StoreHealth, StoreOptions,
+    AnomalyQuery, AnomalyRecord, AuditEntry, AuditRecord, DeviceRecord, DeviceRegistration,
+    DeviceUpdate, ItemOutcome, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord,
+    Retention, Store, StoreError, StoreHealth, StoreOptions,
 };
 use crate::config::RegistryPolicy;
 use async_trait::async_trait;
@@ -762,13 +762,28 @@ fn purge(
         )? as u64,
     };
     if counts != PurgeCounts::default() {
+        // When audit rows go, the oldest remaining one becomes the chain's anchor: recorded
+        // here, inside the chain, so `audit verify` can tell retention from deletion.
+        let anchor: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, prev_hash FROM audit_log ORDER BY id LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let mut details = serde_json::to_value(counts).unwrap_or_default();
+        if counts.audit > 0
+            && let Some((id, prev_hash)) = anchor
+        {
+            details["anchor"] = serde_json::json!({ "id": id, "prev_hash": prev_hash });
+        }
         append_audit(
             tx,
             &AuditEntry {
                 actor: "system:retention".to_owned(),
                 action: "retention.purge".to_owned(),
                 target: "store".to_owned(),
-                details: serde_json::to_value(counts).unwrap_or_default(),
+                details,
             },
         )?;
     }
@@ -1011,6 +1026,29 @@ impl Store for SqliteStore {
             );
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(filter.values), anomaly_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, at, actor, action, target, details, prev_hash, hash FROM audit_log \
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_id, limit as i64], |row| {
+                Ok(AuditRecord {
+                    id: row.get(0)?,
+                    at: row.get(1)?,
+                    actor: row.get(2)?,
+                    action: row.get(3)?,
+                    target: row.get(4)?,
+                    details: row.get(5)?,
+                    prev_hash: row.get(6)?,
+                    hash: row.get(7)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

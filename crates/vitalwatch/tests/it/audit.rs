@@ -1,0 +1,103 @@
+//! The audit trail is tamper-evident: editing, deleting or reordering a row with the real
+//! `sqlite3` CLI makes `vitalwatch audit verify` fail and name the first bad entry.
+
+use crate::support::{Server, agent, bin, post_json, sh};
+use std::path::Path;
+use std::process::Command;
+
+fn audit(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(bin())
+        .arg("audit")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("VITALWATCH_DATA_DIR")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A copy of `src` (a cwd with `data/`) tampered with by `sql` through the sqlite3 CLI.
+fn tampered(src: &Path, name: &str, sql: &str) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let (ok, _, err) = sh(
+        src,
+        &format!(
+            "mkdir -p {0}/data && cp data/anomalies.db {0}/data/",
+            copy.path().display()
+        ),
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = sh(copy.path(), &format!("sqlite3 data/anomalies.db \"{sql}\""));
+    assert!(ok, "{name}: {err}");
+    copy
+}
+
+#[test]
+fn tampering_with_the_audit_log_is_detected_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let agent = agent();
+    for id in ["bed-1", "bed-2", "bed-3", "bed-4"] {
+        let answer = post_json(
+            &agent,
+            &server.url("/api/devices"),
+            &format!(r#"{{"device_id":"{id}"}}"#),
+        );
+        assert_eq!(answer.status, 201);
+    }
+    assert!(server.terminate());
+
+    let (ok, out, err) = audit(dir.path(), &["verify"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("4 entries, hash chain intact"), "{out}");
+
+    let (ok, out, _) = audit(dir.path(), &["export"]);
+    assert!(ok);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[1]["action"], "device.register");
+    assert_eq!(lines[1]["target"], "bed-2");
+    let (ok, out, _) = audit(dir.path(), &["export", "--since", "2999-01-01T00:00:00Z"]);
+    assert!(ok && out.is_empty());
+
+    let cases = [
+        (
+            "edit",
+            "UPDATE audit_log SET actor = 'api:10.0.0.66' WHERE id = 2;",
+            "entry #2",
+            "edited",
+        ),
+        (
+            "delete",
+            "DELETE FROM audit_log WHERE id = 3;",
+            "entry #4",
+            "#3..#3 are missing",
+        ),
+        (
+            "reorder",
+            "UPDATE audit_log SET id = -id WHERE id IN (2, 3); UPDATE audit_log SET id = 3 WHERE id = -2; UPDATE audit_log SET id = 2 WHERE id = -3;",
+            "entry #2",
+            "broken",
+        ),
+        (
+            "truncate the start",
+            "DELETE FROM audit_log WHERE id = 1;",
+            "entry #2",
+            "genesis",
+        ),
+    ];
+    for (name, sql, entry, why) in cases {
+        let copy = tampered(dir.path(), name, sql);
+        let (ok, _, err) = audit(copy.path(), &["verify"]);
+        assert!(!ok, "{name}: verify passed on a tampered log");
+        assert!(err.contains(&format!("FAILED at {entry}")), "{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+    }
+}
