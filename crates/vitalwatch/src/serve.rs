@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::model::{self, ModelSlot};
 use crate::pipeline::{self, Pipeline};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Retention, Store, StoreOptions};
+use crate::store::{AuditEntry, Retention, Store, StoreOptions};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +56,7 @@ pub async fn run_on(
     announce: bool,
 ) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(&config)?;
+    audit_config_change(&*store, &config).await?;
     let metrics = Arc::new(Metrics::default());
     let model_path = config.model_path();
     let model_slot = Arc::new(
@@ -174,6 +175,45 @@ pub async fn run_on(
     store.close().await;
     tracing::info!(message = "Stopped cleanly.");
     served.context("serving the API")
+}
+
+/// Audits the configuration in force when it differs from the last one this data dir ran
+/// with: a site's change of ranges, limits or policy is recorded with the keys that changed.
+/// Secrets serialise as `[redacted]`.
+async fn audit_config_change(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    let current = serde_json::to_value(config).context("serialising the configuration")?;
+    let sha256 = hex::encode(Sha256::digest(current.to_string().as_bytes()));
+    let previous = store.last_audit("config.applied".to_owned()).await?;
+    let previous: Option<serde_json::Value> =
+        previous.and_then(|row| serde_json::from_str(&row.details).ok());
+    if previous
+        .as_ref()
+        .is_some_and(|p| p["sha256"].as_str() == Some(sha256.as_str()))
+    {
+        return Ok(());
+    }
+    let changed: Vec<String> = match previous.as_ref().and_then(|p| p["config"].as_object()) {
+        Some(before) => current
+            .as_object()
+            .map(|now| {
+                now.iter()
+                    .filter(|(key, value)| before.get(*key) != Some(*value))
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => vec!["(first start)".to_owned()],
+    };
+    store
+        .audit(AuditEntry {
+            actor: "system:serve".to_owned(),
+            action: "config.applied".to_owned(),
+            target: "config".to_owned(),
+            details: serde_json::json!({ "sha256": sha256, "changed": changed, "config": current }),
+        })
+        .await?;
+    Ok(())
 }
 
 async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: CancellationToken) {

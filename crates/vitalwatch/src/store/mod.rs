@@ -304,6 +304,8 @@ pub trait Store: Send + Sync + 'static {
     async fn anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError>;
     /// Audit rows with `id > after_id`, in id order, at most `limit`.
     async fn audit_log(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest audit row with this action, if any.
+    async fn last_audit(&self, action: String) -> Result<Option<AuditRecord>, StoreError>;
     async fn health(&self) -> StoreHealth;
     /// Persists alert transitions in order (alert rows and their history); returns after the
     /// commit. A violation of "one open episode per device and condition" is an error.

@@ -1054,6 +1054,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn last_audit(&self, action: String) -> Result<Option<AuditRecord>, StoreError> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT id, at, actor, action, target, details, prev_hash, hash FROM audit_log \
+                     WHERE action = ?1 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row([action], |row| {
+                    Ok(AuditRecord {
+                        id: row.get(0)?,
+                        at: row.get(1)?,
+                        actor: row.get(2)?,
+                        action: row.get(3)?,
+                        target: row.get(4)?,
+                        details: row.get(5)?,
+                        prev_hash: row.get(6)?,
+                        hash: row.get(7)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
     async fn health(&self) -> StoreHealth {
         let writer_alive = self
             .writer
@@ -1187,3 +1211,6 @@ impl Store for SqliteStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -53,7 +53,8 @@ fn tampering_with_the_audit_log_is_detected_and_named() {
 
     let (ok, out, err) = audit(dir.path(), &["verify"]);
     assert!(ok, "{err}");
-    assert!(out.contains("4 entries, hash chain intact"), "{out}");
+    // The configuration in force at the first start, then four registrations.
+    assert!(out.contains("5 entries, hash chain intact"), "{out}");
 
     let (ok, out, _) = audit(dir.path(), &["export"]);
     assert!(ok);
@@ -61,9 +62,10 @@ fn tampering_with_the_audit_log_is_detected_and_named() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4);
-    assert_eq!(lines[1]["action"], "device.register");
-    assert_eq!(lines[1]["target"], "bed-2");
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["action"], "config.applied");
+    assert_eq!(lines[2]["action"], "device.register");
+    assert_eq!(lines[2]["target"], "bed-2");
     let (ok, out, _) = audit(dir.path(), &["export", "--since", "2999-01-01T00:00:00Z"]);
     assert!(ok && out.is_empty());
 
@@ -100,4 +102,50 @@ fn tampering_with_the_audit_log_is_detected_and_named() {
         assert!(err.contains(&format!("FAILED at {entry}")), "{name}: {err}");
         assert!(err.contains(why), "{name}: {err}");
     }
+}
+
+#[test]
+fn a_changed_configuration_is_audited_with_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vw.toml");
+    std::fs::write(
+        &config,
+        "[rules]\nheart_rate = { min = 60.0, max = 100.0, severity = \"CRITICAL\" }\n",
+    )
+    .unwrap();
+    let start = |dir: &Path| {
+        Server::start_with(crate::support::ServerOptions {
+            cwd: dir,
+            args: vec!["--config".into(), "vw.toml".into()],
+            free_port: true,
+        })
+    };
+    let mut server = start(dir.path());
+    assert!(server.terminate());
+    // The same configuration again: nothing new to audit.
+    let mut server = start(dir.path());
+    assert!(server.terminate());
+    std::fs::write(
+        &config,
+        "[rules]\nheart_rate = { min = 45.0, max = 100.0, severity = \"CRITICAL\" }\n",
+    )
+    .unwrap();
+    let mut server = start(dir.path());
+    assert!(server.terminate());
+    let (ok, out, _) = audit(dir.path(), &["export"]);
+    assert!(ok);
+    let applied: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["action"] == "config.applied")
+        .collect();
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    assert_eq!(
+        applied[1]["details"]["changed"],
+        serde_json::json!(["rules"])
+    );
+    assert_eq!(
+        applied[1]["details"]["config"]["rules"]["heart_rate"]["min"],
+        45.0
+    );
 }

@@ -630,3 +630,76 @@ fn export(cases: &[Case], dir: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn a_saturated_writer_answers_429_and_stores_exactly_what_it_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tiny queue, no patience, one transaction per reading: the writer saturates at once.
+    std::fs::write(
+        dir.path().join("vw.toml"),
+        "[store]\nqueue_capacity = 1\nqueue_timeout_ms = 0\nmax_batch = 1\n",
+    )
+    .unwrap();
+    let server = Server::start_with(crate::support::ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--config".into(), "vw.toml".into()],
+        free_port: true,
+    });
+    let url = server.url("/api/telemetry");
+    let handles: Vec<_> = (0..12u64)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut outcomes = Vec::new();
+                for b in 0..10u64 {
+                    let first = (t * 100 + b) * 20;
+                    let body = format!(
+                        "[{}]",
+                        (first..first + 20)
+                            .map(|n| crate::support::reading(&format!("load-{t}"), n, 72.0))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    let request = ureq::http::Request::builder()
+                        .method("POST")
+                        .uri(&url)
+                        .header("Content-Type", "application/json")
+                        .body(body.into_bytes())
+                        .unwrap();
+                    let response = agent.run(request).unwrap();
+                    let retry_after = response.headers().get("retry-after").is_some();
+                    outcomes.push((response.status().as_u16(), retry_after, first));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let outcomes: Vec<(u16, bool, u64)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let accepted: Vec<u64> = outcomes
+        .iter()
+        .filter(|o| o.0 == 200)
+        .map(|o| o.2)
+        .collect();
+    let busy: Vec<&(u16, bool, u64)> = outcomes.iter().filter(|o| o.0 == 429).collect();
+    assert!(
+        !busy.is_empty(),
+        "no request was answered 429: {outcomes:?}"
+    );
+    assert!(!accepted.is_empty());
+    assert!(busy.iter().all(|o| o.1), "a 429 without Retry-After");
+    assert!(
+        outcomes.iter().all(|o| o.0 == 200 || o.0 == 429),
+        "{outcomes:?}"
+    );
+    // Exactly the accepted batches are stored: nothing refused slipped in, nothing acked is lost.
+    assert_eq!(
+        counts(&server.data_dir).readings,
+        accepted.len() as i64 * 20
+    );
+    let health = get(&agent(), &server.url("/health")).json;
+    assert_eq!(health["rejected"]["busy"], busy.len());
+}

@@ -26,6 +26,7 @@ fn audit_actions(data_dir: &std::path::Path) -> Vec<(String, String, String)> {
     stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
+        .filter(|(_, action, _): &(String, String, String)| action != "config.applied")
         .collect()
 }
 

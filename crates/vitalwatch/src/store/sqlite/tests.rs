@@ -1,0 +1,114 @@
+//! Store behaviour that needs no server: retention and the durability settings.
+
+use super::*;
+use crate::store::Source;
+use vitalwatch_core::rules::{RuleSet, check};
+use vitalwatch_core::telemetry::DeviceId;
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        policy: RegistryPolicy::AutoRegister,
+        default_expected_interval_s: 5.0,
+        max_batch: 64,
+        queue_capacity: 16,
+        redelivery_window_s: 3600,
+        unknown_device_severity: Severity::Critical,
+    }
+}
+
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+
+/// A reading received `days_ago` days before `now`, with a heart rate out of range.
+fn reading(now: Timestamp, days_ago: i64, n: i64) -> PreparedReading {
+    let at = now.saturating_add_micros(-days_ago * DAY_MICROS + n);
+    let mut reading = Reading::empty(DeviceId::parse("bed-1", 64).unwrap(), at);
+    reading.heart_rate_bpm = Some(130.0);
+    reading.body_temp_c = Some(36.8);
+    reading.signal_strength_dbm = Some(-60.0);
+    reading.battery_pct = Some(80.0);
+    let mut findings = Vec::new();
+    check(&reading, &RuleSet::default(), &mut findings);
+    PreparedReading {
+        reading,
+        findings,
+        source: Source::Http,
+        ml_score: None,
+    }
+}
+
+fn count(path: &Path, table: &str) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn retention_purges_each_kind_after_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/anomalies.db");
+    let store = SqliteStore::open(&path, options()).unwrap();
+    let now = Timestamp::from_secs(1_767_225_600);
+    let items = vec![reading(now, 40, 0), reading(now, 40, 1), reading(now, 1, 2)];
+    store.write_readings(items).await.unwrap();
+    assert_eq!(count(&path, "readings"), 3);
+    assert_eq!(count(&path, "anomalies"), 3);
+
+    let retention = Retention {
+        readings_days: 30,
+        anomalies_days: 365,
+        audit_days: 2190,
+    };
+    let purged = store.purge(now, retention).await.unwrap();
+    assert_eq!(purged.readings, 2);
+    assert_eq!(purged.anomalies, 0);
+    assert_eq!(count(&path, "readings"), 1);
+    // Anomalies outlive their readings; their reading reference is cleared, not dangling.
+    assert_eq!(count(&path, "anomalies"), 3);
+    let orphaned: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM anomalies WHERE reading_id IS NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphaned, 2);
+
+    let shorter = Retention {
+        anomalies_days: 10,
+        ..retention
+    };
+    let purged = store.purge(now, shorter).await.unwrap();
+    assert_eq!(purged.anomalies, 2);
+    assert_eq!(count(&path, "anomalies"), 1);
+    // Each purge that removed something is itself audited.
+    let conn = Connection::open(&path).unwrap();
+    let purges: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'retention.purge'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(purges, 2);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn durability_settings_are_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anomalies.db");
+    let store = SqliteStore::open(&path, options()).unwrap();
+    let health = store.health().await;
+    assert_eq!(health.status, "ok");
+    assert_eq!(health.journal_mode, "wal");
+    store.close().await;
+    // A fresh connection sees the WAL mode persisted in the file.
+    let mode: String = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
