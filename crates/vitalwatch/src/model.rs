@@ -262,20 +262,32 @@ pub fn score_readings(
     readings
         .iter()
         .zip(scores)
-        .map(|(reading, score)| match score {
-            None => (None, None),
-            Some(score) if !score.is_anomaly => (Some(score.value), None),
-            Some(score) => (
-                Some(score.value),
-                Some(Finding {
-                    kind: AnomalyType::MlAnomaly,
-                    severity,
-                    value: Some(score.value),
-                    threshold: Some(model.threshold()),
-                    missing: FieldSet::EMPTY,
-                    explanation: model.explain(reading),
-                }),
-            ),
+        .map(|(reading, score)| {
+            let Some(score) = score else {
+                return (None, None);
+            };
+            // The supervised random forest, when the model carries one, can raise a finding the
+            // isolation forest missed; it never suppresses one (a real alarm is never buried).
+            let supervised = model.classify(reading) == Some(true);
+            if !score.is_anomaly && !supervised {
+                return (Some(score.value), None);
+            }
+            let mut explanation = model.explain(reading);
+            if supervised && !score.is_anomaly {
+                explanation = Some(match explanation {
+                    Some(text) => format!("classified anomalous by the supervised model; {text}"),
+                    None => "classified anomalous by the supervised model".to_owned(),
+                });
+            }
+            let finding = Finding {
+                kind: AnomalyType::MlAnomaly,
+                severity,
+                value: Some(score.value),
+                threshold: Some(model.threshold()),
+                missing: FieldSet::EMPTY,
+                explanation,
+            };
+            (Some(score.value), Some(finding))
         })
         .collect()
 }
@@ -337,6 +349,63 @@ mod tests {
             finding.details().contains("body_temp") || finding.details().contains("heart_rate")
         );
         assert_eq!(out[2], (None, None));
+    }
+
+    #[test]
+    fn a_supervised_forest_raises_what_the_isolation_forest_missed() {
+        use vitalwatch_core::detect::labelled_test_set;
+        let options = PopulationOptions {
+            patients: 30,
+            readings_per_patient: 100,
+            ..PopulationOptions::default()
+        };
+        let data = labelled_test_set(&options, 150);
+        let model = vitalwatch_core::detect::train(
+            &data,
+            &Feature::SEED,
+            &TrainOptions {
+                trees: 50,
+                random_forest_trees: Some(30),
+                ..TrainOptions::default()
+            },
+            Timestamp::from_secs(1_764_000_000),
+            &mut |_| {},
+        )
+        .expect("training with labels succeeds");
+        // Every labelled anomaly in the training data, as a reading.
+        let labels = data.labels().expect("the set is labelled");
+        let column = |f: Feature| data.column(f).expect("seed feature present");
+        let (hr, temp, rssi, battery) = (
+            column(Feature::HeartRate),
+            column(Feature::BodyTemp),
+            column(Feature::SignalStrength),
+            column(Feature::BatteryLevel),
+        );
+        let anomalies: Vec<Reading> = (0..data.n_rows())
+            .filter(|&i| labels[i])
+            .map(|i| {
+                let mut r = reading(hr[i].unwrap(), temp[i].unwrap(), battery[i]);
+                r.signal_strength_dbm = rssi[i];
+                r
+            })
+            .collect();
+        let out = score_readings(&model, &anomalies, Severity::Critical);
+        let rescued: Vec<&Finding> = anomalies
+            .iter()
+            .zip(&out)
+            .filter(|(r, (score, _))| {
+                score.is_some_and(|s| s <= model.threshold()) && model.classify(r) == Some(true)
+            })
+            .map(|(_, (_, finding))| finding.as_ref().expect("the supervised verdict raises"))
+            .collect();
+        assert!(
+            !rescued.is_empty(),
+            "no anomaly was left to the supervised model"
+        );
+        assert!(rescued.iter().all(|f| {
+            f.details()
+                .starts_with("classified anomalous by the supervised model")
+        }));
     }
 
     #[test]
