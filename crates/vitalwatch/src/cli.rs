@@ -135,6 +135,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub from_db: bool,
 
+    /// Train on stored readings labelled by clinicians' verdicts on alert episodes
+    /// (POST /api/alerts/{id}/verdict): readings of true alarms are anomalous, of false alarms
+    /// normal, plus readings that raised no anomaly. Also trains the supervised random forest
+    /// and reports its held-out precision and recall.
+    #[arg(long, conflicts_with_all = ["input", "from_db"])]
+    pub from_alerts: bool,
+
     /// With --from-db: only readings at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
     #[arg(long, value_name = "TIME", requires = "from_db")]
     pub since: Option<String>,

@@ -32,7 +32,8 @@ pub async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
         sample_size: args.sample_size,
         contamination: args.contamination.unwrap_or(DEFAULT_CONTAMINATION),
         seed: args.seed,
-        random_forest_trees: args.label_column.as_ref().map(|_| args.rf_trees),
+        random_forest_trees: (args.label_column.is_some() || args.from_alerts)
+            .then_some(args.rf_trees),
     };
     let trained_at = match args.trained_at.as_deref() {
         None => Timestamp::from_secs(DETERMINISTIC_TRAINED_AT),
@@ -140,6 +141,36 @@ async fn training_data(config: &Config, args: &TrainArgs) -> anyhow::Result<(Dat
         let data = Dataset::from_csv(&text).with_context(|| format!("in {}", input.display()))?;
         return Ok((data, input.display().to_string()));
     }
+    if args.from_alerts {
+        let store = open_store(config)?;
+        let labelled = store.verdict_readings(args.max_rows).await;
+        let normal = store.normal_readings(None, args.max_rows).await;
+        store.close().await;
+        let mut labelled = labelled.context("reading alert verdicts")?;
+        if !labelled.iter().any(|(_, true_alarm)| *true_alarm) {
+            bail!(
+                "no alert has a true-alarm verdict yet: record verdicts with POST /api/alerts/{{id}}/verdict"
+            );
+        }
+        let seen: std::collections::HashSet<i64> = labelled.iter().map(|(r, _)| r.id).collect();
+        labelled.extend(
+            normal
+                .context("reading stored readings")?
+                .into_iter()
+                .filter(|r| !seen.contains(&r.id))
+                .map(|r| (r, false)),
+        );
+        let (records, labels): (Vec<ReadingRecord>, Vec<bool>) = labelled.into_iter().unzip();
+        let n_true = labels.iter().filter(|l| **l).count();
+        let data = dataset_of(&records, Some(labels))?;
+        return Ok((
+            data,
+            format!(
+                "{} (alert verdicts: {n_true} readings of true alarms)",
+                config.database_path().display()
+            ),
+        ));
+    }
     if args.from_db {
         let since = match &args.since {
             None => None,
@@ -152,7 +183,7 @@ async fn training_data(config: &Config, args: &TrainArgs) -> anyhow::Result<(Dat
         let records = store.normal_readings(since, args.max_rows).await;
         store.close().await;
         let records = records.context("reading stored readings")?;
-        let data = dataset_of(&records)?;
+        let data = dataset_of(&records, None)?;
         return Ok((
             data,
             format!(
@@ -195,7 +226,7 @@ fn rename_label_column(text: &str, label_column: &str) -> anyhow::Result<String>
     Ok(format!("{}\n{rest}", cells.join(",")))
 }
 
-fn dataset_of(records: &[ReadingRecord]) -> anyhow::Result<Dataset> {
+fn dataset_of(records: &[ReadingRecord], labels: Option<Vec<bool>>) -> anyhow::Result<Dataset> {
     let columns = Feature::ALL
         .into_iter()
         .map(|feature| {
@@ -215,7 +246,7 @@ fn dataset_of(records: &[ReadingRecord]) -> anyhow::Result<Dataset> {
             (feature, values)
         })
         .collect();
-    Dataset::new(columns, None).context("building the training data from stored readings")
+    Dataset::new(columns, labels).context("building the training data from stored readings")
 }
 
 fn progress_bar(trees: u64) -> ProgressBar {

@@ -532,3 +532,44 @@ pub async fn webhook_deliveries(
         json!({ "count": deliveries.len(), "deliveries": deliveries }),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictBody {
+    by: String,
+    /// "true_alarm" or "false_alarm".
+    verdict: String,
+}
+
+/// A clinician's verdict on an alert episode: the labels `vitalwatch train --from-alerts`
+/// trains the supervised model from. Audited.
+pub async fn verdict(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = alert_id(&raw_id)?;
+    let body: VerdictBody = json_body(&headers, body).await?;
+    check_text("by", &body.by, MAX_USER_LEN, true)?;
+    let true_alarm = match body.verdict.as_str() {
+        "true_alarm" => true,
+        "false_alarm" => false,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "verdict must be \"true_alarm\" or \"false_alarm\"",
+            ));
+        }
+    };
+    let id = i64::try_from(id)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "alert_not_found", "no such alert"))?;
+    state
+        .store
+        .set_alert_verdict(id, true_alarm, body.by.clone())
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "id": id, "verdict": body.verdict, "by": body.by }),
+    ))
+}

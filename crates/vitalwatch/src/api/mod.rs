@@ -49,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/api/alerts/{id}/silence", post(alerts::silence))
         .route("/api/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/api/alerts/{id}/verdict", post(alerts::verdict))
         .route("/api/devices/{id}/news2", get(alerts::device_news2))
         .route(
             "/api/devices/{id}/thresholds",
@@ -125,6 +126,11 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "device_not_found",
                 format!("device {id} is not registered"),
+            ),
+            StoreError::AlertNotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "alert_not_found",
+                format!("alert {id} does not exist"),
             ),
             StoreError::DeviceExists(id) => ApiError::new(
                 StatusCode::CONFLICT,

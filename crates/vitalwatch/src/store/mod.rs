@@ -259,6 +259,8 @@ pub enum StoreError {
     DeviceNotFound(String),
     #[error("device {0} is already registered")]
     DeviceExists(String),
+    #[error("alert {0} does not exist")]
+    AlertNotFound(i64),
     #[error("the store is shutting down")]
     Closed,
     #[error("the store is busy; try again")]
@@ -304,6 +306,19 @@ pub trait Store: Send + Sync + 'static {
     async fn anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError>;
     /// Audit rows with `id > after_id`, in id order, at most `limit`.
     async fn audit_log(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Records a clinician's verdict on an alert episode (audited in the same transaction).
+    async fn set_alert_verdict(
+        &self,
+        alert_id: i64,
+        true_alarm: bool,
+        by: String,
+    ) -> Result<(), StoreError>;
+    /// Readings received during alert episodes that have a verdict, labelled with it
+    /// (true = a true alarm), oldest first, at most `limit`.
+    async fn verdict_readings(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(ReadingRecord, bool)>, StoreError>;
     /// The newest audit row with this action, if any.
     async fn last_audit(&self, action: String) -> Result<Option<AuditRecord>, StoreError>;
     async fn health(&self) -> StoreHealth;

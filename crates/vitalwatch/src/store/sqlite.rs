@@ -43,6 +43,7 @@ enum Command {
     Audit(AuditEntry),
     Purge(Timestamp, Retention, Reply<PurgeCounts>),
     Alerting(alerts::AlertCommand),
+    Verdict(i64, bool, String, Reply<()>),
 }
 
 pub struct SqliteStore {
@@ -306,6 +307,10 @@ impl Writer {
 
     fn handle_other(&mut self, command: Command) {
         match command {
+            Command::Verdict(alert_id, true_alarm, by, reply) => {
+                let res = self.in_transaction(|tx| set_verdict(tx, alert_id, true_alarm, &by));
+                let _ = reply.send(res);
+            }
             Command::Write(items, reply) => {
                 self.commit_writes(vec![(items, reply)], &mut Vec::new())
             }
@@ -790,6 +795,35 @@ fn purge(
     Ok(counts)
 }
 
+fn set_verdict(
+    tx: &rusqlite::Transaction<'_>,
+    alert_id: i64,
+    true_alarm: bool,
+    by: &str,
+) -> Result<(), StoreError> {
+    let verdict = if true_alarm {
+        "true_alarm"
+    } else {
+        "false_alarm"
+    };
+    let changed = tx.execute(
+        "UPDATE alerts SET verdict = ?2, verdict_by = ?3, verdict_at = ?4 WHERE id = ?1",
+        params![alert_id, verdict, by, now_text()],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::AlertNotFound(alert_id));
+    }
+    append_audit(
+        tx,
+        &AuditEntry {
+            actor: by.to_owned(),
+            action: "alert.verdict".to_owned(),
+            target: alert_id.to_string(),
+            details: serde_json::json!({ "verdict": verdict }),
+        },
+    )
+}
+
 fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<ReadingRecord> {
     let extra: Option<String> = row.get(16)?;
     Ok(ReadingRecord {
@@ -1050,6 +1084,60 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn set_alert_verdict(
+        &self,
+        alert_id: i64,
+        true_alarm: bool,
+        by: String,
+    ) -> Result<(), StoreError> {
+        self.request(|reply| Command::Verdict(alert_id, true_alarm, by, reply))
+            .await
+    }
+
+    async fn verdict_readings(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(ReadingRecord, bool)>, StoreError> {
+        self.read(move |conn| {
+            let episodes: Vec<(String, String, Option<String>, String)> = conn
+                .prepare_cached(
+                    "SELECT device_id, opened_at, resolved_at, verdict FROM alerts \
+                     WHERE verdict IS NOT NULL ORDER BY id",
+                )?
+                .query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, device_id, timestamp, timestamp_from_device, received_at, heart_rate, \
+                 body_temp, signal_strength, battery_level, spo2, respiratory_rate, systolic_bp, \
+                 diastolic_bp, consciousness, on_oxygen, seq, extra, ml_score, source \
+                 FROM readings WHERE device_id = ?1 AND received_at >= ?2 AND received_at <= ?3 \
+                 ORDER BY id LIMIT ?4",
+            )?;
+            let mut out = Vec::new();
+            for (device_id, opened_at, resolved_at, verdict) in episodes {
+                // The reading that opened the episode was committed just before the engine saw
+                // it, so the window starts a little before `opened_at`.
+                let from = Timestamp::parse_text(&opened_at)
+                    .map(|t| t.saturating_add_micros(-10_000_000).to_rfc3339())
+                    .unwrap_or(opened_at);
+                let until = resolved_at.unwrap_or_else(|| "9999-12-31T23:59:59.999999Z".to_owned());
+                let remaining = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
+                if remaining == 0 {
+                    break;
+                }
+                let rows =
+                    stmt.query_map(params![device_id, from, until, remaining], reading_from_row)?;
+                for row in rows {
+                    out.push((row?, verdict == "true_alarm"));
+                }
+            }
+            Ok(out)
         })
         .await
     }

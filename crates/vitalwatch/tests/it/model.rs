@@ -541,3 +541,91 @@ fn reload_through_the_api_and_sighup_is_audited_and_a_refused_reload_keeps_the_m
     assert!(rows[2].1.contains("\"outcome\":\"loaded\"") && rows[2].1.contains(&third));
     assert!(server.terminate());
 }
+
+#[test]
+fn clinicians_verdicts_on_alerts_train_the_random_forest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let agent = agent();
+    let url = server.url("/api/telemetry");
+    // Calm patients, a tachycardia episode (a true alarm) and a bradycardia one (a false alarm:
+    // say a probe that slipped).
+    for n in 0..150 {
+        for device in ["calm-1", "calm-2"] {
+            let hr = 64.0 + (n % 17) as f64;
+            assert_eq!(
+                post_json(&agent, &url, &reading(device, n, hr, 36.7)).status,
+                200
+            );
+        }
+    }
+    for n in 0..25 {
+        post_json(
+            &agent,
+            &url,
+            &reading("tachy-1", n, 150.0 + (n % 5) as f64, 38.9),
+        );
+        post_json(&agent, &url, &reading("brady-1", n, 35.0, 36.6));
+    }
+    let alerts = get(&agent, &server.url("/api/alerts")).json;
+    let id_of = |device: &str| {
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["device_id"] == device)
+            .unwrap_or_else(|| panic!("no alert for {device}: {alerts}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let verdict = |id: i64, verdict: &str| {
+        send(
+            &agent,
+            "POST",
+            &server.url(&format!("/api/alerts/{id}/verdict")),
+            Some("application/json"),
+            format!(r#"{{"by":"dr.ward","verdict":"{verdict}"}}"#).as_bytes(),
+        )
+    };
+    assert_eq!(verdict(id_of("tachy-1"), "true_alarm").status, 200);
+    assert_eq!(verdict(id_of("brady-1"), "false_alarm").status, 200);
+    assert_eq!(verdict(id_of("brady-1"), "maybe").status, 422);
+    assert_eq!(verdict(999_999, "true_alarm").status, 404);
+    assert!(server.terminate(), "{}", server.log());
+
+    let out = vitalwatch(
+        dir.path(),
+        &[
+            "train",
+            "--from-alerts",
+            "--output",
+            "rf.json",
+            "--rf-trees",
+            "20",
+            "--trees",
+            "20",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("random forest:") && l.contains("precision")),
+        "{stdout}"
+    );
+    let out = vitalwatch(dir.path(), &["model", "info", "rf.json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let verdicts = Command::new("sqlite3")
+        .arg(dir.path().join("data/anomalies.db"))
+        .arg("SELECT actor || ':' || details FROM audit_log WHERE action = 'alert.verdict' ORDER BY id")
+        .output()
+        .unwrap();
+    let verdicts = text(&verdicts.stdout);
+    assert_eq!(verdicts.lines().count(), 2, "{verdicts}");
+    assert!(
+        verdicts.contains("dr.ward:") && verdicts.contains("false_alarm"),
+        "{verdicts}"
+    );
+}

@@ -136,7 +136,7 @@ impl Server {
     pub fn terminate(&mut self) -> bool {
         signal(self.pid(), "TERM");
         let mut child = self.child.take().unwrap();
-        wait_with_timeout(&mut child, Duration::from_secs(30))
+        wait_with_timeout(&mut child, Duration::from_secs(60))
     }
 
     /// SIGKILL: no chance to flush anything.
