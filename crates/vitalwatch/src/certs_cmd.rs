@@ -69,6 +69,24 @@ pub async fn run(config: Config, command: CertsCommand) -> anyhow::Result<()> {
             )
             .await?;
         }
+        CertsCommand::Consumer { name, force } => {
+            let name = DeviceId::parse(&name, config.limits.max_device_id_len).map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid consumer name {name:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . : -"
+                )
+            })?;
+            let issued = pki::issue_consumer(&certs, name.as_str(), force)?;
+            println!("wrote {}", certs.device_cert(name.as_str()).display());
+            println!("wrote {}", certs.device_key(name.as_str()).display());
+            println!("{}", serde_json::to_string(&issued)?);
+            audit(
+                &config,
+                "certificate.issue",
+                name.as_str(),
+                serde_json::json!({ "serial": issued.serial, "not_after": issued.not_after, "role": "consumer" }),
+            )
+            .await?;
+        }
         CertsCommand::List => {
             for cert in pki::list(&certs)? {
                 println!("{}", serde_json::to_string(&cert)?);

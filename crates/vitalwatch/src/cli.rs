@@ -110,6 +110,15 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Issue a consumer certificate (OU = consumer) for a system that subscribes to
+    /// vitalwatch/alerts/# and vitalwatch/telemetry/# on the embedded broker.
+    Consumer {
+        /// The consumer's name (same characters as a device id).
+        name: String,
+        /// Replace its current certificate (the old one is revoked).
+        #[arg(long)]
+        force: bool,
+    },
     /// List issued device certificates as JSON lines.
     List,
     /// Revoke a device's certificates: it is refused at the handshake (after a restart) and at

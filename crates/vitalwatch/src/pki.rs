@@ -321,6 +321,22 @@ fn write_crl(certs: &CertsDir, issuer: &Issuer<'_, KeyPair>, index: &Index) -> a
 /// Issues a client certificate whose subject CN is `device_id`. Refuses to replace an
 /// unrevoked one unless `force` (the old one is then revoked).
 pub fn issue_device(certs: &CertsDir, device_id: &str, force: bool) -> anyhow::Result<IssuedCert> {
+    issue_client(certs, device_id, "device", force)
+}
+
+/// Issues a consumer certificate (OU = consumer): it may subscribe below `vitalwatch/` on the
+/// embedded broker and may not publish readings. Files go to `devices/NAME.crt` and `.key`,
+/// names share the device namespace so one revocation list covers both.
+pub fn issue_consumer(certs: &CertsDir, name: &str, force: bool) -> anyhow::Result<IssuedCert> {
+    issue_client(certs, name, "consumer", force)
+}
+
+fn issue_client(
+    certs: &CertsDir,
+    device_id: &str,
+    unit: &str,
+    force: bool,
+) -> anyhow::Result<IssuedCert> {
     let issuer = load_issuer(certs)?;
     create_dir_private(&certs.devices())?;
     let mut index = load_index(certs)?;
@@ -348,7 +364,7 @@ pub fn issue_device(certs: &CertsDir, device_id: &str, force: bool) -> anyhow::R
         .push(DnType::CommonName, device_id);
     params
         .distinguished_name
-        .push(DnType::OrganizationalUnitName, "device");
+        .push(DnType::OrganizationalUnitName, unit);
     params.not_before = now() - Duration::minutes(5);
     params.not_after = now() + Duration::days(DEVICE_DAYS);
     let serial = random_serial();

@@ -11,6 +11,7 @@
 //! devices are refused with the spec's failure codes (0x80 in 3.1.1, NotAuthorized in 5.0).
 
 use super::BrokerSettings;
+use super::consumers::{self, Consumer, ConsumerSink, Registry};
 use crate::metrics::Refusal;
 use crate::pipeline::{IngestError, Pipeline};
 use crate::pki;
@@ -54,13 +55,18 @@ impl TryFrom<BrokerError> for v5::PublishAck {
 
 /// Per-connection state: who the peer proved to be.
 #[derive(Clone)]
-struct DeviceSession {
-    device_id: Rc<str>,
+enum DeviceSession {
+    /// A device: may publish its own readings, may not subscribe.
+    Device(Rc<str>),
+    /// A consumer: may subscribe below `vitalwatch/`, may not publish.
+    Consumer(Rc<Consumer>),
 }
 
 /// Shared by all connections of one worker.
 struct BrokerCtx {
     pipeline: Arc<Pipeline>,
+    /// This worker's consumers and retained alert state.
+    registry: Rc<Registry>,
     settings: BrokerSettings,
     revoked: RevocationCache,
 }
@@ -99,6 +105,7 @@ impl RevocationCache {
 
 enum Verdict {
     Device(Rc<str>),
+    Consumer(Rc<str>),
     Refused(&'static str),
 }
 
@@ -119,12 +126,13 @@ fn identify(io: &ntex_io::IoBoxed, ctx: &BrokerCtx) -> Verdict {
     if ctx.revoked.is_revoked(&serial) {
         return Verdict::Refused("revoked certificate");
     }
-    if unit.as_deref().is_some_and(|u| u != "device") {
-        return Verdict::Refused("certificate is not a device certificate");
-    }
-    match DeviceId::parse(&common_name, ctx.pipeline.limits().max_device_id_len) {
-        Ok(id) => Verdict::Device(Rc::from(id.as_str())),
-        Err(_) => Verdict::Refused("certificate CN is not a valid device id"),
+    let Ok(id) = DeviceId::parse(&common_name, ctx.pipeline.limits().max_device_id_len) else {
+        return Verdict::Refused("certificate CN is not a valid device id");
+    };
+    match unit.as_deref() {
+        None | Some("device") => Verdict::Device(Rc::from(id.as_str())),
+        Some("consumer") => Verdict::Consumer(Rc::from(id.as_str())),
+        Some(_) => Verdict::Refused("certificate is neither a device nor a consumer certificate"),
     }
 }
 
@@ -139,13 +147,18 @@ async fn handle_publish(
     topic: &str,
     payload: &[u8],
 ) -> Result<(), PublishError> {
+    let DeviceSession::Device(device_id) = session else {
+        // Consumers read; they never write readings.
+        ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
+        return Err(PublishError::WrongDevice);
+    };
     if topic != ctx.settings.topic {
         ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
         return Err(PublishError::TopicNotAllowed);
     }
     match ctx
         .pipeline
-        .ingest_device_payload(payload, Source::Mqtt, Some(&session.device_id))
+        .ingest_device_payload(payload, Source::Mqtt, Some(device_id))
         .await
     {
         Ok(_) => Ok(()),
@@ -163,12 +176,32 @@ enum PublishError {
     NotCommitted,
 }
 
+/// Sends the retained alert state for newly granted filters, after the SUBACK has gone out.
+fn send_retained_after_suback(
+    ctx: &Rc<BrokerCtx>,
+    consumer: &Rc<Consumer>,
+    granted: Vec<(String, ntex_mqtt::QoS)>,
+) {
+    if granted.is_empty() {
+        return;
+    }
+    let registry = Rc::clone(&ctx.registry);
+    let consumer = Rc::clone(consumer);
+    ntex_rt::spawn(async move {
+        ntex_util::time::sleep(ntex_util::time::Millis(10)).await;
+        for (filter, qos) in granted {
+            registry.send_retained(&consumer, &filter, qos);
+        }
+    });
+}
+
 /// The MQTT 3.1.1 server: publish, protocol (subscriptions) and connect handlers. A macro
 /// because ntex's service types cannot be named outside the crate.
 macro_rules! v3_server {
     ($ctx:expr) => {{
         let ctx: Rc<BrokerCtx> = $ctx;
     let connect_ctx = Rc::clone(&ctx);
+    let protocol_ctx = Rc::clone(&ctx);
     let publish_ctx = ctx;
     v3::MqttServer::new(async move |session: &v3::Session<DeviceSession>, publish: v3::Publish| {
         let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
@@ -186,14 +219,38 @@ macro_rules! v3_server {
             Err(PublishError::NotCommitted) => Err(BrokerError::NotCommitted),
         }
     })
-    .protocol(async |_session: &v3::Session<DeviceSession>, message: v3::ProtocolMessage| {
+    .protocol(async move |session: &v3::Session<DeviceSession>, message: v3::ProtocolMessage| {
         Ok::<_, BrokerError>(match message {
             v3::ProtocolMessage::Subscribe(mut subscribe) => {
-                // Devices read nothing: every subscription fails (return code 0x80).
+                let mut granted = Vec::new();
                 for mut subscription in subscribe.iter_mut() {
-                    subscription.fail();
+                    // Devices read nothing; consumers only below vitalwatch/ (0x80 otherwise).
+                    let grant = match &**session {
+                        DeviceSession::Device(_) => None,
+                        DeviceSession::Consumer(consumer) => {
+                            consumer.subscribe(subscription.topic(), subscription.qos())
+                        }
+                    };
+                    match grant {
+                        Some(qos) => {
+                            subscription.confirm(qos);
+                            granted.push((subscription.topic().to_string(), qos));
+                        }
+                        None => subscription.fail(),
+                    }
+                }
+                if let DeviceSession::Consumer(consumer) = &**session {
+                    send_retained_after_suback(&protocol_ctx, consumer, granted);
                 }
                 subscribe.ack()
+            }
+            v3::ProtocolMessage::Unsubscribe(unsubscribe) => {
+                if let DeviceSession::Consumer(consumer) = &**session {
+                    for topic in unsubscribe.iter() {
+                        consumer.unsubscribe(topic);
+                    }
+                }
+                unsubscribe.ack()
             }
             other => other.ack(),
         })
@@ -202,12 +259,17 @@ macro_rules! v3_server {
         match identify(connect.io(), &connect_ctx) {
             Verdict::Device(device_id) => Ok::<_, BrokerError>(
                 connect
-                    .ack(DeviceSession { device_id }, false)
+                    .ack(DeviceSession::Device(device_id), false)
                     .max_packet_size(
                         std::num::NonZeroU32::new(connect_ctx.settings.max_packet_size)
                             .expect("max_packet_size is validated positive"),
                     ),
             ),
+            Verdict::Consumer(name) => {
+                let consumer = Consumer::new(name, ConsumerSink::V3(connect.sink()));
+                connect_ctx.registry.add(&consumer);
+                Ok(connect.ack(DeviceSession::Consumer(consumer), false))
+            }
             Verdict::Refused(why) => {
                 refuse_connect(&connect_ctx, why, "3.1.1");
                 Ok(connect.not_authorized())
@@ -222,6 +284,7 @@ macro_rules! v5_server {
     ($ctx:expr) => {{
         let ctx: Rc<BrokerCtx> = $ctx;
         let connect_ctx = Rc::clone(&ctx);
+        let protocol_ctx = Rc::clone(&ctx);
         let publish_ctx = ctx;
         v5::MqttServer::new(
             async move |session: &v5::Session<DeviceSession>, publish: v5::Publish| {
@@ -245,13 +308,38 @@ macro_rules! v5_server {
             },
         )
         .protocol(
-            async |_session: &v5::Session<DeviceSession>, message: v5::ProtocolMessage| {
+            async move |session: &v5::Session<DeviceSession>, message: v5::ProtocolMessage| {
                 Ok::<_, BrokerError>(match message {
                     v5::ProtocolMessage::Subscribe(mut subscribe) => {
+                        let mut granted = Vec::new();
                         for mut subscription in subscribe.iter_mut() {
-                            subscription.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                            let grant = match &**session {
+                                DeviceSession::Device(_) => None,
+                                DeviceSession::Consumer(consumer) => consumer
+                                    .subscribe(subscription.topic(), subscription.options().qos),
+                            };
+                            match grant {
+                                Some(qos) => {
+                                    subscription.confirm(qos);
+                                    granted.push((subscription.topic().to_string(), qos));
+                                }
+                                None => {
+                                    subscription.fail(v5::codec::SubscribeAckReason::NotAuthorized)
+                                }
+                            }
+                        }
+                        if let DeviceSession::Consumer(consumer) = &**session {
+                            send_retained_after_suback(&protocol_ctx, consumer, granted);
                         }
                         subscribe.ack()
+                    }
+                    v5::ProtocolMessage::Unsubscribe(unsubscribe) => {
+                        if let DeviceSession::Consumer(consumer) = &**session {
+                            for topic in unsubscribe.iter() {
+                                consumer.unsubscribe(topic);
+                            }
+                        }
+                        unsubscribe.ack()
                     }
                     other => other.ack(),
                 })
@@ -260,7 +348,12 @@ macro_rules! v5_server {
         .build(async move |connect: v5::Connect| {
             match identify(connect.io(), &connect_ctx) {
                 Verdict::Device(device_id) => {
-                    Ok::<_, BrokerError>(connect.ack(DeviceSession { device_id }))
+                    Ok::<_, BrokerError>(connect.ack(DeviceSession::Device(device_id)))
+                }
+                Verdict::Consumer(name) => {
+                    let consumer = Consumer::new(name, ConsumerSink::V5(connect.sink()));
+                    connect_ctx.registry.add(&consumer);
+                    Ok(connect.ack(DeviceSession::Consumer(consumer)))
                 }
                 Verdict::Refused(why) => {
                     refuse_connect(&connect_ctx, why, "5.0");
@@ -325,7 +418,10 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                     .workers(workers)
                     .disable_signals()
                     .listen("mqtts", listener, mqtt_config, async move |_| {
+                        let registry = Rc::new(Registry::default());
+                        ntex_rt::spawn(consumers::dispatch(Rc::clone(&registry), pipeline.subscribe()));
                         let ctx = Rc::new(BrokerCtx {
+                            registry,
                             pipeline: Arc::clone(&pipeline),
                             settings: settings.clone(),
                             revoked: RevocationCache::new(settings.certs.clone()),

@@ -2,6 +2,7 @@
 //! client certificates. Every reading goes through the same [`crate::pipeline::Pipeline`] as
 //! `POST /api/telemetry`.
 
+pub mod consumers;
 pub mod embedded;
 
 use crate::pki::CertsDir;

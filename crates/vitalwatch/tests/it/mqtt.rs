@@ -517,3 +517,148 @@ fn hostile_mqtt_traffic_never_stops_the_broker() {
     publish_ok(&server);
     assert_eq!(counts(&server.data_dir).readings, 6);
 }
+
+/// Issues a consumer certificate (OU = consumer) with the real CLI.
+fn issue_consumer(server: &Server, name: &str) -> DeviceCert {
+    let output = Command::new(bin())
+        .args(["certs", "consumer", name, "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    DeviceCert {
+        cert: certs_dir(server).join(format!("devices/{name}.crt")),
+        key: certs_dir(server).join(format!("devices/{name}.key")),
+    }
+}
+
+/// A running `mosquitto_sub -d -v`, read line by line.
+struct Subscriber {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    fn start(server: &Server, cert: &DeviceCert, filter: &str, count: u32) -> Subscriber {
+        use std::io::BufRead;
+        // stdbuf: mosquitto_sub block-buffers a pipe; each line is needed as it happens.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "localhost",
+                "-p",
+                &server.mqtts.unwrap().port().to_string(),
+                "--cafile",
+            ])
+            .arg(ca(server))
+            .arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key)
+            .args([
+                "-t",
+                filter,
+                "-q",
+                "1",
+                "-v",
+                "-d",
+                "-C",
+                &count.to_string(),
+                "-W",
+                "30",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Subscriber { child, lines }
+    }
+
+    /// The next line containing `needle` (waits at most 20 s).
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("mosquitto_sub never printed {needle:?}");
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn consumers_subscribe_to_alerts_and_telemetry_with_retained_alert_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let station = issue_consumer(&server, "nurse-station");
+    let agent = agent();
+
+    let alerts = Subscriber::start(&server, &station, "vitalwatch/alerts/#", 1);
+    alerts.wait_for("received SUBACK");
+    let telemetry = Subscriber::start(&server, &station, "vitalwatch/telemetry/+", 1);
+    telemetry.wait_for("received SUBACK");
+
+    // A reading far out of range raises a high-priority alert at once.
+    let reading = r#"{"device_id":"bed-9","timestamp":1767225600000,"heart_rate":150,"body_temp":36.8,"signal_strength":-60,"battery_level":90}"#;
+    assert_eq!(
+        crate::support::post_json(&agent, &server.url("/api/telemetry"), reading).status,
+        200
+    );
+
+    let line = alerts.wait_for("vitalwatch/alerts/bed-9 ");
+    let message: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+    assert_eq!(message["device_id"], "bed-9");
+    assert_eq!(message["transition"]["kind"], "raised", "{message}");
+    assert_eq!(
+        message["open_alerts"].as_array().unwrap().len(),
+        1,
+        "{message}"
+    );
+    let line = telemetry.wait_for("vitalwatch/telemetry/bed-9 ");
+    let record: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+    assert_eq!(record["heart_rate"], 150.0);
+
+    // A late subscriber learns the current alert state from the retained message.
+    let late = Subscriber::start(&server, &station, "vitalwatch/alerts/+", 1);
+    let publish = late.wait_for("received PUBLISH");
+    assert!(publish.contains("r1"), "not retained: {publish}");
+    late.wait_for("vitalwatch/alerts/bed-9 ");
+
+    // Consumers read, never write; and only below vitalwatch/.
+    let (_, out) = mosquitto_pub(
+        &server,
+        Some((&station.cert, &station.key)),
+        &["-q", "1", "-V", "mqttv5", "-m", reading],
+    );
+    assert!(out.contains("RC:135"), "{out}");
+    let denied = Subscriber::start(&server, &station, "/iot/health", 1);
+    let suback = denied.wait_for("Subscribed (mid");
+    assert!(suback.ends_with(": 128"), "{suback}");
+    let granted = Subscriber::start(&server, &station, "vitalwatch/alerts/#", 1);
+    let suback = granted.wait_for("Subscribed (mid");
+    assert!(suback.ends_with(": 1"), "{suback}");
+}
