@@ -99,10 +99,14 @@ impl Default for WebhookDeliveryConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTarget {
-    /// An `http://` URL (this build has no TLS client for webhooks).
+    /// An `https://` URL (or `http://` on a trusted network).
     pub url: String,
     /// The HMAC-SHA256 key; the body's signature is sent as `X-VitalWatch-Signature`.
     pub secret: Secret,
+    /// For `https://`: a PEM file of the CA that signed the receiver's certificate (e.g. the
+    /// project's own `ca.crt`); default: Mozilla's root certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// A secret that never prints: `Debug`, `Display` and serialisation show `[redacted]`.
@@ -158,11 +162,15 @@ impl AlertingConfig {
             bail!("alerting.webhook_delivery.timeout_ms must be at least 1");
         }
         for (idx, hook) in self.webhooks.iter().enumerate() {
-            if !hook.url.starts_with("http://") || hook.url.len() <= "http://".len() {
-                bail!(
-                    "alerting.webhooks[{idx}].url must be an http:// URL (https webhooks need the \
-                     TLS client, not in this build)"
-                );
+            let scheme_ok = ["https://", "http://"]
+                .iter()
+                .any(|scheme| hook.url.starts_with(scheme) && hook.url.len() > scheme.len());
+            if !scheme_ok {
+                bail!("alerting.webhooks[{idx}].url must be an https:// (or http://) URL");
+            }
+            if let Some(ca) = &hook.ca {
+                super::webhooks::load_ca(ca)
+                    .map_err(|err| anyhow::anyhow!("alerting.webhooks[{idx}].ca: {err:#}"))?;
             }
             if hook.secret.0.len() < 16 {
                 bail!("alerting.webhooks[{idx}].secret must be at least 16 characters");

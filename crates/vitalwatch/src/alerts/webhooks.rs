@@ -43,8 +43,47 @@ pub fn backoff(config: &WebhookDeliveryConfig, retry: u32) -> Duration {
     )
 }
 
+/// The CA certificates in a PEM file, for verifying an HTTPS receiver.
+pub fn load_ca(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    use anyhow::Context;
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(err) => Some(Err(err)),
+        })
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
+}
+
+/// The HTTP client for one target: TLS 1.2+ through rustls (ring, installed at start), with
+/// the target's CA or Mozilla's roots.
+fn agent_for(target: &WebhookTarget, config: &WebhookDeliveryConfig) -> ureq::Agent {
+    let roots = match target.ca.as_deref().map(load_ca) {
+        Some(Ok(certs)) => ureq::tls::RootCerts::new_with_certs(&certs),
+        // Validated at start; a file that vanished since fails the deliveries, visibly.
+        Some(Err(_)) => ureq::tls::RootCerts::Specific(Arc::new(Vec::new())),
+        None => ureq::tls::RootCerts::WebPki,
+    };
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(roots)
+                .build(),
+        )
+        .build()
+        .into()
+}
+
 /// One notification for one target.
 struct Delivery {
+    agent: ureq::Agent,
     url: String,
     secret: Secret,
     alert_id: Option<u64>,
@@ -55,7 +94,7 @@ struct Delivery {
 
 /// The sending side, held by the alert service.
 pub struct Webhooks {
-    targets: Vec<WebhookTarget>,
+    targets: Vec<(WebhookTarget, ureq::Agent)>,
     queue: mpsc::Sender<Delivery>,
     store: Arc<dyn Store>,
 }
@@ -72,6 +111,13 @@ impl Webhooks {
         if targets.is_empty() {
             return None;
         }
+        let targets = targets
+            .into_iter()
+            .map(|target| {
+                let agent = agent_for(&target, &config);
+                (target, agent)
+            })
+            .collect();
         let (queue, rx) = mpsc::channel(config.queue_capacity);
         tasks.spawn(worker(
             rx,
@@ -89,8 +135,9 @@ impl Webhooks {
 
     /// Queues `body` for every target without waiting.
     pub fn notify(&self, alert_id: Option<u64>, transition: &str, body: &str, now: Timestamp) {
-        for target in &self.targets {
+        for (target, agent) in &self.targets {
             let delivery = Delivery {
+                agent: agent.clone(),
                 url: target.url.clone(),
                 secret: target.secret.clone(),
                 alert_id,
@@ -154,11 +201,6 @@ async fn worker(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(config.concurrency));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
-        .build()
-        .into();
     loop {
         let delivery = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -171,7 +213,7 @@ async fn worker(
             break;
         };
         let (agent, store, config, shutdown) = (
-            agent.clone(),
+            delivery.agent.clone(),
             Arc::clone(&store),
             config.clone(),
             shutdown.clone(),

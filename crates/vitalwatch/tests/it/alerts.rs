@@ -576,3 +576,71 @@ fn evaluate_the_shipped_scenarios_meets_the_aims() {
         .unwrap();
     assert!(!missing.status.success());
 }
+
+#[test]
+fn webhooks_go_over_verified_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent();
+    // The project's PKI signs the receiver's certificate (SAN localhost, 127.0.0.1).
+    let init = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["certs", "init"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let certs = dir.path().join("data/certs");
+    let mut child = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/clients/https_receiver.py"))
+        .arg(certs.join("server.crt"))
+        .arg(certs.join("server.key"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is installed by scripts/test");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("port ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let secret = "an https webhook secret";
+    let url = format!("https://localhost:{port}/hook");
+    let untrusted = format!("https://127.0.0.1:{port}/untrusted");
+    let config = format!(
+        "{QUIET}[alerting.webhook_delivery]\nmax_attempts = 1\n\
+         [[alerting.webhooks]]\nurl = \"{url}\"\nsecret = \"{secret}\"\nca = \"{}\"\n\
+         [[alerting.webhooks]]\nurl = \"{untrusted}\"\nsecret = \"{secret}\"\n",
+        certs.join("ca.crt").display()
+    );
+    let server = start(dir.path(), &config);
+    let answer = post_json(
+        &agent,
+        &server.url("/api/telemetry"),
+        &reading("bed-7", 1, 35.0),
+    );
+    assert_eq!(answer.status, 200);
+    let deliveries = wait_for("two finished deliveries", || {
+        let list = get(&agent, &server.url("/api/webhooks/deliveries")).json["deliveries"]
+            .as_array()?
+            .clone();
+        (list.len() >= 2).then_some(list)
+    });
+    let of = |u: &str| deliveries.iter().find(|d| d["url"] == u).unwrap().clone();
+    assert_eq!(of(&url)["state"], "delivered", "{deliveries:?}");
+    // Without our CA the receiver's certificate is not trusted: verification is on.
+    assert_eq!(of(&untrusted)["state"], "failed", "{deliveries:?}");
+    let received: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let body = received["body"].as_str().unwrap();
+    assert_eq!(
+        received["signature"],
+        format!("sha256={}", python_hmac(secret, body.as_bytes()))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
