@@ -6,6 +6,7 @@ mod cli;
 mod durability;
 mod hostile;
 mod jepsen;
+mod logs;
 mod model;
 mod mqtt;
 mod registry;
