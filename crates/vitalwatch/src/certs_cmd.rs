@@ -87,6 +87,25 @@ pub async fn run(config: Config, command: CertsCommand) -> anyhow::Result<()> {
             )
             .await?;
         }
+        CertsCommand::Secret { id } => {
+            let id = DeviceId::parse(&id, config.limits.max_device_id_len).map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid device id {id:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . : -"
+                )
+            })?;
+            let secret = pki::issue_secret(&certs, id.as_str())?;
+            println!("{secret}");
+            eprintln!(
+                "This secret is shown once; VitalWatch keeps only its hash. MQTT username: {id}"
+            );
+            audit(
+                &config,
+                "device.secret",
+                id.as_str(),
+                serde_json::json!({ "issued": true }),
+            )
+            .await?;
+        }
         CertsCommand::List => {
             for cert in pki::list(&certs)? {
                 println!("{}", serde_json::to_string(&cert)?);

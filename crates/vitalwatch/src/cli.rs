@@ -119,6 +119,12 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Issue a per-device secret for the plaintext MQTT listener (printed once; only its
+    /// Argon2id hash is kept). Issuing again replaces it.
+    Secret {
+        /// The device id (the MQTT username).
+        id: String,
+    },
     /// List issued device certificates as JSON lines.
     List,
     /// Revoke a device's certificates: it is refused at the handshake (after a restart) and at
@@ -405,6 +411,17 @@ pub struct ServeArgs {
     /// Do not start the embedded MQTT broker.
     #[arg(long)]
     pub no_mqtt: bool,
+
+    /// Also listen for plaintext MQTT on ADDR (e.g. 127.0.0.1:1883; a warning is logged).
+    /// Devices authenticate with username = device id and password = their secret from
+    /// `vitalwatch certs secret`.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_addr: Option<SocketAddr>,
+
+    /// On the plaintext listener, let clients without credentials in (lab use only; their
+    /// payloads' device ids are trusted).
+    #[arg(long, requires = "mqtt_addr")]
+    pub mqtt_allow_anonymous: bool,
 
     /// The anomaly model file to load at start and on reload [default: <data-dir>/model.json].
     #[arg(long, env = "VITALWATCH_MODEL", value_name = "FILE")]

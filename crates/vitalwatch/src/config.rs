@@ -46,6 +46,11 @@ pub struct MqttConfig {
     pub max_packet_size: u32,
     pub max_inflight: u16,
     pub workers: usize,
+    /// A plaintext listener (e.g. "127.0.0.1:1883"), off by default; devices authenticate with
+    /// username = device id and password = the secret from `vitalwatch certs secret`.
+    pub plaintext_addr: Option<SocketAddr>,
+    /// On the plaintext listener, let clients without credentials in (lab use only).
+    pub allow_anonymous: bool,
 }
 
 impl Default for MqttConfig {
@@ -59,6 +64,8 @@ impl Default for MqttConfig {
             max_packet_size: 8192,
             max_inflight: 32,
             workers: 1,
+            plaintext_addr: None,
+            allow_anonymous: false,
         }
     }
 }
@@ -167,6 +174,8 @@ pub struct Overrides {
     pub mqtt_topic: Option<String>,
     pub certs_dir: Option<PathBuf>,
     pub mqtt_disabled: bool,
+    pub mqtt_plaintext_addr: Option<SocketAddr>,
+    pub mqtt_allow_anonymous: bool,
     pub model_path: Option<PathBuf>,
 }
 
@@ -205,6 +214,12 @@ impl Config {
         }
         if overrides.mqtt_disabled {
             config.mqtt.enabled = false;
+        }
+        if let Some(addr) = overrides.mqtt_plaintext_addr {
+            config.mqtt.plaintext_addr = Some(addr);
+        }
+        if overrides.mqtt_allow_anonymous {
+            config.mqtt.allow_anonymous = true;
         }
         if let Some(model_path) = &overrides.model_path {
             config.model.path = Some(model_path.clone());
@@ -249,6 +264,11 @@ impl Config {
         }
         if self.mqtt.topic.is_empty() || self.mqtt.topic.contains(['+', '#']) {
             bail!("mqtt.topic must be a non-empty topic name without wildcards");
+        }
+        if self.mqtt.allow_anonymous && self.mqtt.plaintext_addr.is_none() {
+            bail!(
+                "mqtt.allow_anonymous applies to the plaintext listener only: set mqtt.plaintext_addr (--mqtt-addr) too"
+            );
         }
         if self.mqtt.max_packet_size < 256 || self.mqtt.max_inflight == 0 {
             bail!("mqtt.max_packet_size must be at least 256 and mqtt.max_inflight positive");

@@ -63,6 +63,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     mqtt_topic: args.mqtt_topic,
                     certs_dir: args.certs_dir,
                     mqtt_disabled: args.no_mqtt,
+                    mqtt_plaintext_addr: args.mqtt_addr,
+                    mqtt_allow_anonymous: args.mqtt_allow_anonymous,
                     model_path: args.model,
                     ..Overrides::default()
                 },

@@ -427,6 +427,58 @@ pub fn revoked_serials(certs: &CertsDir) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+fn secrets_path(certs: &CertsDir) -> PathBuf {
+    certs.devices().join("secrets.json")
+}
+
+/// Argon2id hashes (PHC strings) of per-device secrets, by device id.
+pub fn load_secrets(
+    certs: &CertsDir,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    match std::fs::read_to_string(secrets_path(certs)) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", secrets_path(certs).display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(err) => Err(err).with_context(|| format!("reading {}", secrets_path(certs).display())),
+    }
+}
+
+/// Issues a per-device secret for MQTT username/password authentication on a plaintext
+/// listener (`--mqtt-addr`): returns it once; only its Argon2id hash is kept (0600 file).
+pub fn issue_secret(certs: &CertsDir, device_id: &str) -> anyhow::Result<String> {
+    use argon2::PasswordHasher;
+    create_dir_private(&certs.devices())?;
+    let bytes: [u8; 24] = rand::random();
+    let secret = hex::encode(bytes);
+    let hash = argon2::Argon2::default()
+        .hash_password(secret.as_bytes())
+        .map_err(|err| anyhow::anyhow!("hashing the secret: {err}"))?;
+    let mut secrets = load_secrets(certs)?;
+    secrets.insert(device_id.to_owned(), hash.to_string());
+    let tmp = certs.devices().join("secrets.json.tmp");
+    write_private(&tmp, &serde_json::to_string_pretty(&secrets)?, 0o600)?;
+    std::fs::rename(&tmp, secrets_path(certs))?;
+    Ok(secret)
+}
+
+/// Whether `password` is `device_id`'s current secret.
+pub fn verify_secret(
+    hashes: &std::collections::BTreeMap<String, String>,
+    device_id: &str,
+    password: &[u8],
+) -> bool {
+    use argon2::PasswordVerifier;
+    let Some(stored) = hashes.get(device_id) else {
+        return false;
+    };
+    let Ok(parsed) = argon2::PasswordHash::new(stored) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password, &parsed)
+        .is_ok()
+}
+
 /// Refuses a private key that others can read.
 pub fn check_key_permissions(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
@@ -525,6 +577,20 @@ mod tests {
         assert!(revoke(&certs, "ESP32_001").is_err());
         // A new certificate can be issued after revocation.
         issue_device(&certs, "ESP32_001", false).unwrap();
+    }
+
+    #[test]
+    fn device_secrets_verify_and_are_stored_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = CertsDir::new(dir.path().join("certs"));
+        let secret = issue_secret(&certs, "esp-1").unwrap();
+        let hashes = load_secrets(&certs).unwrap();
+        assert!(verify_secret(&hashes, "esp-1", secret.as_bytes()));
+        assert!(!verify_secret(&hashes, "esp-1", b"guess"));
+        assert!(!verify_secret(&hashes, "esp-2", secret.as_bytes()));
+        let text = std::fs::read_to_string(certs.devices().join("secrets.json")).unwrap();
+        assert!(!text.contains(&secret) && text.contains("$argon2id$"));
+        check_key_permissions(&certs.devices().join("secrets.json")).unwrap();
     }
 
     #[test]

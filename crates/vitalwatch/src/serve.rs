@@ -109,11 +109,23 @@ pub async fn run_on(
             max_packet_size: config.mqtt.max_packet_size,
             max_inflight: config.mqtt.max_inflight,
             workers: config.mqtt.workers,
+            plaintext_addr: config.mqtt.plaintext_addr,
+            allow_anonymous: config.mqtt.allow_anonymous,
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;
         tracing::info!(message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);
+        if let Some(plain) = broker.plaintext_addr {
+            tracing::warn!(
+                message = "Plaintext MQTT is listening: readings and credentials cross the network unencrypted. Use it on a trusted lab network only.",
+                mqtt = %plain,
+                anonymous = config.mqtt.allow_anonymous,
+            );
+        }
         if announce {
             println!("listening mqtts={}", broker.addr);
+            if let Some(plain) = broker.plaintext_addr {
+                println!("listening mqtt={plain}");
+            }
         }
         Some(broker)
     } else {

@@ -60,6 +60,9 @@ enum DeviceSession {
     Device(Rc<str>),
     /// A consumer: may subscribe below `vitalwatch/`, may not publish.
     Consumer(Rc<Consumer>),
+    /// A client without credentials on the plaintext listener, let in by
+    /// `--mqtt-allow-anonymous`: its payloads' device ids are taken at their word.
+    Anonymous,
 }
 
 /// Shared by all connections of one worker.
@@ -69,6 +72,9 @@ struct BrokerCtx {
     registry: Rc<Registry>,
     settings: BrokerSettings,
     revoked: RevocationCache,
+    secrets: SecretCache,
+    /// False on the plaintext listener.
+    tls: bool,
 }
 
 /// Revoked serials, re-read from the PKI index whenever the file changes (a `stat` per
@@ -106,11 +112,22 @@ impl RevocationCache {
 enum Verdict {
     Device(Rc<str>),
     Consumer(Rc<str>),
+    Anonymous,
     Refused(&'static str),
+    BadCredentials,
 }
 
-/// Decides who a connecting client is, from its certificate.
-fn identify(io: &ntex_io::IoBoxed, ctx: &BrokerCtx) -> Verdict {
+/// Decides who a connecting client is: from its certificate over TLS, from its username and
+/// password on the plaintext listener.
+fn identify(
+    io: &ntex_io::IoBoxed,
+    ctx: &BrokerCtx,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Verdict {
+    if !ctx.tls {
+        return identify_by_credentials(ctx, username, password);
+    }
     let peer = io.query::<PeerCert<'static>>();
     let Some(cert) = peer.as_ref() else {
         return Verdict::Refused("no client certificate");
@@ -136,6 +153,60 @@ fn identify(io: &ntex_io::IoBoxed, ctx: &BrokerCtx) -> Verdict {
     }
 }
 
+fn identify_by_credentials(
+    ctx: &BrokerCtx,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Verdict {
+    let (Some(username), Some(password)) = (username, password) else {
+        if ctx.settings.allow_anonymous && username.is_none() {
+            return Verdict::Anonymous;
+        }
+        return Verdict::Refused("credentials required on the plaintext listener");
+    };
+    let Ok(id) = DeviceId::parse(username, ctx.pipeline.limits().max_device_id_len) else {
+        return Verdict::BadCredentials;
+    };
+    if ctx.secrets.verify(id.as_str(), password) {
+        Verdict::Device(Rc::from(id.as_str()))
+    } else {
+        Verdict::BadCredentials
+    }
+}
+
+/// Device secrets (Argon2id hashes), re-read when the file changes.
+struct SecretCache {
+    certs: pki::CertsDir,
+    state: std::cell::RefCell<(
+        Option<std::time::SystemTime>,
+        std::collections::BTreeMap<String, String>,
+    )>,
+}
+
+impl SecretCache {
+    fn new(certs: pki::CertsDir) -> SecretCache {
+        SecretCache {
+            certs,
+            state: std::cell::RefCell::new((None, Default::default())),
+        }
+    }
+
+    fn verify(&self, device_id: &str, password: &[u8]) -> bool {
+        let path = self.certs.devices().join("secrets.json");
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut state = self.state.borrow_mut();
+        if modified.is_some() && modified != state.0 {
+            match pki::load_secrets(&self.certs) {
+                Ok(secrets) => *state = (modified, secrets),
+                Err(err) => {
+                    tracing::warn!(message = "Device secrets unreadable; keeping the last ones.", error = %err)
+                }
+            }
+        }
+        pki::verify_secret(&state.1, device_id, password)
+    }
+}
+
 fn refuse_connect(ctx: &BrokerCtx, why: &'static str, protocol: &'static str) {
     ctx.pipeline.refuse(Refusal::ConnectRefused, Source::Mqtt);
     tracing::info!(message = "MQTT connection refused.", reason = why, protocol);
@@ -147,10 +218,14 @@ async fn handle_publish(
     topic: &str,
     payload: &[u8],
 ) -> Result<(), PublishError> {
-    let DeviceSession::Device(device_id) = session else {
-        // Consumers read; they never write readings.
-        ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
-        return Err(PublishError::WrongDevice);
+    let identity = match session {
+        DeviceSession::Device(device_id) => Some(&**device_id),
+        DeviceSession::Anonymous => None,
+        DeviceSession::Consumer(_) => {
+            // Consumers read; they never write readings.
+            ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
+            return Err(PublishError::WrongDevice);
+        }
     };
     if topic != ctx.settings.topic {
         ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
@@ -158,7 +233,7 @@ async fn handle_publish(
     }
     match ctx
         .pipeline
-        .ingest_device_payload(payload, Source::Mqtt, Some(device_id))
+        .ingest_device_payload(payload, Source::Mqtt, identity)
         .await
     {
         Ok(_) => Ok(()),
@@ -226,7 +301,7 @@ macro_rules! v3_server {
                 for mut subscription in subscribe.iter_mut() {
                     // Devices read nothing; consumers only below vitalwatch/ (0x80 otherwise).
                     let grant = match &**session {
-                        DeviceSession::Device(_) => None,
+                        DeviceSession::Device(_) | DeviceSession::Anonymous => None,
                         DeviceSession::Consumer(consumer) => {
                             consumer.subscribe(subscription.topic(), subscription.qos())
                         }
@@ -256,7 +331,19 @@ macro_rules! v3_server {
         })
     })
     .build(async move |connect: v3::Connect| {
-        match identify(connect.io(), &connect_ctx) {
+        let packet = connect.packet();
+        let verdict = identify(
+            connect.io(),
+            &connect_ctx,
+            packet.username.as_deref(),
+            packet.password.as_deref(),
+        );
+        match verdict {
+            Verdict::Anonymous => Ok::<_, BrokerError>(connect.ack(DeviceSession::Anonymous, false)),
+            Verdict::BadCredentials => {
+                refuse_connect(&connect_ctx, "bad username or password", "3.1.1");
+                Ok(connect.bad_username_or_pwd())
+            }
             Verdict::Device(device_id) => Ok::<_, BrokerError>(
                 connect
                     .ack(DeviceSession::Device(device_id), false)
@@ -314,7 +401,7 @@ macro_rules! v5_server {
                         let mut granted = Vec::new();
                         for mut subscription in subscribe.iter_mut() {
                             let grant = match &**session {
-                                DeviceSession::Device(_) => None,
+                                DeviceSession::Device(_) | DeviceSession::Anonymous => None,
                                 DeviceSession::Consumer(consumer) => consumer
                                     .subscribe(subscription.topic(), subscription.options().qos),
                             };
@@ -346,7 +433,19 @@ macro_rules! v5_server {
             },
         )
         .build(async move |connect: v5::Connect| {
-            match identify(connect.io(), &connect_ctx) {
+            let packet = connect.packet();
+            let verdict = identify(
+                connect.io(),
+                &connect_ctx,
+                packet.username.as_deref(),
+                packet.password.as_deref(),
+            );
+            match verdict {
+                Verdict::Anonymous => Ok::<_, BrokerError>(connect.ack(DeviceSession::Anonymous)),
+                Verdict::BadCredentials => {
+                    refuse_connect(&connect_ctx, "bad username or password", "5.0");
+                    Ok(connect.failed(v5::codec::ConnectAckReason::BadUserNameOrPassword))
+                }
                 Verdict::Device(device_id) => {
                     Ok::<_, BrokerError>(connect.ack(DeviceSession::Device(device_id)))
                 }
@@ -367,6 +466,8 @@ macro_rules! v5_server {
 /// A running broker: its bound address and a way to stop it.
 pub struct EmbeddedBroker {
     pub addr: SocketAddr,
+    /// The plaintext listener's address, when one was asked for.
+    pub plaintext_addr: Option<SocketAddr>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     system: ntex_rt::System,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -396,6 +497,19 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
     let listener = std::net::TcpListener::bind(settings.mqtts_addr)
         .with_context(|| format!("binding MQTT over TLS to {}", settings.mqtts_addr))?;
     let addr = listener.local_addr()?;
+    let plain_listener = match settings.plaintext_addr {
+        Some(plain) => Some(
+            std::net::TcpListener::bind(plain)
+                .with_context(|| format!("binding plaintext MQTT to {plain}"))?,
+        ),
+        None => None,
+    };
+    let plain_addr = plain_listener
+        .as_ref()
+        .map(std::net::TcpListener::local_addr)
+        .transpose()?;
+    let plain_pipeline = Arc::clone(&pipeline);
+    let plain_settings = settings.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let workers = settings.workers.max(1);
     let thread = std::thread::Builder::new()
@@ -403,7 +517,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         .spawn(move || {
             let res =
                 ntex_rt::System::new("vitalwatch-mqtt", ntex_net::DefaultRuntime).run(move || {
-                    let mqtt_config = SharedCfg::new("MQTT").add(
+                    let mqtt_config: SharedCfg = SharedCfg::new("MQTT").add(
                         MqttServiceConfig::new()
                             .set_max_size(settings.max_packet_size)
                             .set_max_receive(settings.max_inflight)
@@ -413,7 +527,8 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                             // that never saw its PUBACK redelivers, and the store deduplicates.
                             .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::ExactlyOnce))
                             .set_connect_timeout(ntex_util::time::Seconds(10)),
-                    );
+                    ).into();
+                    let plain_config = mqtt_config.clone();
                     let server = ntex_server::net::build()
                     .workers(workers)
                     .disable_signals()
@@ -425,6 +540,8 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                             pipeline: Arc::clone(&pipeline),
                             settings: settings.clone(),
                             revoked: RevocationCache::new(settings.certs.clone()),
+                            secrets: SecretCache::new(settings.certs.clone()),
+                            tls: true,
                         });
                         let on_tls_error = {
                             let ctx = Rc::clone(&ctx);
@@ -441,8 +558,29 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                                     .v3(v3_server!(Rc::clone(&ctx)))
                                     .v5(v5_server!(ctx)),
                             )
-                    })?
-                    .run();
+                    })?;
+                let server = match plain_listener {
+                    None => server,
+                    Some(plain) => {
+                        let (pipeline, settings) = (Arc::clone(&plain_pipeline), plain_settings.clone());
+                        server.listen("mqtt", plain, plain_config, async move |_| {
+                            let registry = Rc::new(Registry::default());
+                            ntex_rt::spawn(consumers::dispatch(Rc::clone(&registry), pipeline.subscribe()));
+                            let ctx = Rc::new(BrokerCtx {
+                                registry,
+                                pipeline: Arc::clone(&pipeline),
+                                settings: settings.clone(),
+                                revoked: RevocationCache::new(settings.certs.clone()),
+                                secrets: SecretCache::new(settings.certs.clone()),
+                                tls: false,
+                            });
+                            MqttServer::new()
+                                .v3(v3_server!(Rc::clone(&ctx)))
+                                .v5(v5_server!(ctx))
+                        })?
+                    }
+                };
+                let server = server.run();
                     let _ = tx.send((server.clone(), ntex_rt::System::current()));
                     ntex_rt::spawn(async move {
                         let _ = server.await;
@@ -459,6 +597,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         .context("the MQTT broker did not start")?;
     Ok(EmbeddedBroker {
         addr,
+        plaintext_addr: plain_addr,
         server,
         system,
         thread: Some(thread),

@@ -24,4 +24,10 @@ pub struct BrokerSettings {
     /// ntex applies the same limit to 3.1.1 connections).
     pub max_inflight: u16,
     pub workers: usize,
+    /// A plaintext MQTT listener (lab use): devices authenticate with username = device id and
+    /// password = the secret `vitalwatch certs secret` issued.
+    pub plaintext_addr: Option<SocketAddr>,
+    /// On the plaintext listener only: let clients without credentials in (their payload's
+    /// device_id is trusted). For a lab bench, never for patients.
+    pub allow_anonymous: bool,
 }

@@ -662,3 +662,118 @@ fn consumers_subscribe_to_alerts_and_telemetry_with_retained_alert_state() {
     let suback = granted.wait_for("Subscribed (mid");
     assert!(suback.ends_with(": 1"), "{suback}");
 }
+
+/// Runs `mosquitto_pub` against the plaintext listener.
+fn mosquitto_pub_plain(port: u16, args: &[&str]) -> (bool, String) {
+    let output = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "/iot/health",
+            "-d",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_plaintext_listener_is_off_by_default_and_authenticates_when_on() {
+    let default_dir = tempfile::tempdir().unwrap();
+    let default = crate::support::Server::start(default_dir.path());
+    assert!(default.mqtts.is_some() && !default.listeners.contains_key("mqtt"));
+    drop(default);
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::Server::start_with(crate::support::ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--mqtt-addr".into(), "127.0.0.1:0".into()],
+        free_port: true,
+    });
+    let port = server.listeners["mqtt"].port();
+    assert!(server.log().contains("Plaintext MQTT is listening"));
+    let secret = Command::new(bin())
+        .args(["certs", "secret", "lab-1", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(secret.status.success());
+    let secret = String::from_utf8_lossy(&secret.stdout).trim().to_owned();
+    assert_eq!(secret.len(), 48);
+
+    let payload = seed_payload("lab-1", 11);
+    let (ok, out) = mosquitto_pub_plain(
+        port,
+        &["-u", "lab-1", "-P", &secret, "-q", "1", "-m", &payload],
+    );
+    assert!(ok && out.contains("received PUBACK"), "{out}");
+    // A wrong password, another device's name, or no credentials: refused at CONNECT.
+    let (ok, out) = mosquitto_pub_plain(
+        port,
+        &["-u", "lab-1", "-P", "guess", "-q", "1", "-m", &payload],
+    );
+    assert!(!ok && !out.contains("PUBACK"), "{out}");
+    let (ok, _) = mosquitto_pub_plain(
+        port,
+        &["-u", "lab-2", "-P", &secret, "-q", "1", "-m", &payload],
+    );
+    assert!(!ok);
+    let (ok, _) = mosquitto_pub_plain(port, &["-q", "1", "-m", &payload]);
+    assert!(!ok);
+    // An authenticated device still cannot publish for another one.
+    let (_, out) = mosquitto_pub_plain(
+        port,
+        &[
+            "-u",
+            "lab-1",
+            "-P",
+            &secret,
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-m",
+            &seed_payload("lab-2", 12),
+        ],
+    );
+    assert!(out.contains("RC:135"), "{out}");
+    assert_eq!(counts(&server.data_dir).readings, 1);
+}
+
+#[test]
+fn anonymous_plaintext_is_an_explicit_lab_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::Server::start_with(crate::support::ServerOptions {
+        cwd: dir.path(),
+        args: vec![
+            "--mqtt-addr".into(),
+            "127.0.0.1:0".into(),
+            "--mqtt-allow-anonymous".into(),
+        ],
+        free_port: true,
+    });
+    let port = server.listeners["mqtt"].port();
+    let (ok, out) = mosquitto_pub_plain(port, &["-q", "1", "-m", &seed_payload("bench-1", 13)]);
+    assert!(ok && out.contains("received PUBACK"), "{out}");
+    assert_eq!(counts(&server.data_dir).readings, 1);
+    // Without the plaintext listener the flag is refused.
+    let refused = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--mqtt-allow-anonymous",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}

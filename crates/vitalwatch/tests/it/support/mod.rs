@@ -19,6 +19,8 @@ pub struct Server {
     pub api: SocketAddr,
     /// The embedded broker's TLS address, when it runs.
     pub mqtts: Option<SocketAddr>,
+    /// Every `listening NAME=ADDR` line the server printed.
+    pub listeners: std::collections::HashMap<String, SocketAddr>,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
 }
@@ -111,6 +113,7 @@ impl Server {
             child: Some(child),
             api,
             mqtts,
+            listeners: addrs.clone(),
             data_dir,
             stderr_log,
         }
