@@ -172,10 +172,12 @@ pub async fn run(options: SimOptions, shutdown: CancellationToken) -> anyhow::Re
     };
     let reporter = progress.then(|| stats::spawn_progress(Arc::clone(&stats), shutdown.clone()));
     let started = Instant::now();
-    let started_wall = wall_now();
-    // Sequence numbers unique across runs, so a restarted simulator is not taken for a
-    // redelivery (the store de-duplicates on seq within its redelivery window).
-    let seq_base = (started_wall.millis().max(0) as u64 / 1000) * 10_000_000;
+    // Sequence numbers unique across runs (a random base above any tick number), so a
+    // restarted simulator is not taken for a redelivery: the store de-duplicates on seq
+    // within its redelivery window.
+    let seq_base = u64::from(rand::random::<u32>()) << 23;
+    // Per device, the last payload: a redelivery repeats it byte for byte.
+    let mut last_payload: Vec<Vec<u8>> = vec![Vec::new(); device_ids.len()];
     let speed = match pace {
         Pace::Speed(speed) => speed,
         Pace::Rate(_) | Pace::Max => 1.0,
@@ -207,8 +209,11 @@ pub async fn run(options: SimOptions, shutdown: CancellationToken) -> anyhow::Re
         let timestamp =
             wall_now().saturating_add_micros(((transmission.skew_s - held_s) * 1e6).round() as i64);
         let seq = seq_base + transmission.reading.seq.unwrap_or(0);
+        if !transmission.redelivery || last_payload[idx].is_empty() {
+            last_payload[idx] = payload(&transmission, timestamp, seq);
+        }
         let outgoing = Outgoing {
-            payload: payload(&transmission, timestamp, seq),
+            payload: last_payload[idx].clone(),
             redelivery: transmission.redelivery,
         };
         tokio::select! {

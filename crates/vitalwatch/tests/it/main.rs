@@ -9,4 +9,5 @@ mod model;
 mod mqtt;
 mod registry;
 mod seed;
+mod sim;
 mod support;
