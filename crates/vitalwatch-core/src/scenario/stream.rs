@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 
 /// Mixed into the scenario seed for the transport behaviours' generator.
-const TRANSPORT_SEED: u64 = 0x5eed_0f_7a_a5_90_17;
+const TRANSPORT_SEED: u64 = 0x005e_ed0f_7aa5_9017;
 
 /// One message a device sends.
 #[derive(Clone, Debug, PartialEq)]

@@ -133,7 +133,7 @@ mod tests {
             .iter()
             .filter(|r| {
                 let number: usize = r.device_id.as_str()[4..].parse().expect("sim-NNN");
-                number % 5 != 0
+                !number.is_multiple_of(5)
             })
             .collect();
         for reading in healthy {

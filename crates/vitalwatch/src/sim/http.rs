@@ -2,19 +2,18 @@
 //! `…/api/telemetry` from its own thread (ureq, blocking). A reading counts as acknowledged on
 //! a 200 answer (the API answers after the commit) and as failed otherwise.
 
-use super::{Outgoing, Stats};
+use super::{Devices, Outgoing, Stats};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 pub fn start_devices(
     url: &str,
     device_ids: &[String],
     queue: usize,
     stats: &Arc<Stats>,
-) -> anyhow::Result<(Vec<mpsc::Sender<Outgoing>>, Vec<JoinHandle<()>>)> {
+) -> anyhow::Result<Devices> {
     anyhow::ensure!(
         url.starts_with("http://") || url.starts_with("https://"),
         "--http {url:?}: expected an http:// or https:// URL of /api/telemetry"

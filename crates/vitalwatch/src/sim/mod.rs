@@ -57,6 +57,12 @@ pub struct SimOptions {
     pub progress: bool,
 }
 
+/// What starting the devices gives: a queue per device and the tasks to wait for.
+pub type Devices = (
+    Vec<tokio::sync::mpsc::Sender<Outgoing>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
 /// One message for one device.
 #[derive(Debug)]
 pub struct Outgoing {

@@ -3,7 +3,7 @@
 //! is at hand). A message counts as sent when written to the socket and as acknowledged on
 //! its PUBACK; whatever is unacknowledged when the device stops counts as failed.
 
-use super::{Outgoing, Stats};
+use super::{Devices, Outgoing, Stats};
 use crate::pki::{self, CertsDir};
 use crate::tls::{load_certs, load_key};
 use anyhow::{Context, bail};
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 /// How long the first connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,7 +101,7 @@ pub async fn start_devices(
     device_ids: &[String],
     queue: usize,
     stats: Arc<Stats>,
-) -> anyhow::Result<(Vec<mpsc::Sender<Outgoing>>, Vec<JoinHandle<()>>)> {
+) -> anyhow::Result<Devices> {
     let configs = {
         let target = target.clone();
         let device_ids = device_ids.to_vec();
