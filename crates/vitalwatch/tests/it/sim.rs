@@ -337,6 +337,15 @@ fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The banner's mosquitto_pub line works as printed (QoS 1: acknowledged once committed).
+    let mosquitto = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("mosquitto_pub"))
+        .expect("a mosquitto_pub line");
+    let (ok, out, err) = crate::support::sh(dir.path(), mosquitto.trim());
+    assert!(ok, "{mosquitto}: {out}{err}");
+    let device = get(&agent(), &format!("http://{api}/api/devices/demo-pub"));
+    assert_eq!(device.status, 200, "{}", device.json);
     signal(child.id(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
