@@ -18,6 +18,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+mod stream;
+pub use stream::{Stream, Transmission, stream};
+
 /// The longest scenario: 31 days, to keep a run bounded.
 pub const MAX_DURATION_S: u64 = 31 * 86_400;
 /// The fastest reading interval.
@@ -117,6 +120,17 @@ pub enum EventKind {
     Dropout,
     /// The battery drains at `magnitude` % per hour (default 20).
     BatteryDrain,
+    /// The radio link weakens: signal strength falls to `magnitude` dBm (default −105), ramp 1 min.
+    WeakSignal,
+    /// The device's clock is off by `magnitude` seconds (default +120; negative: behind). A
+    /// transport behaviour: the vitals are unchanged, the payload's timestamp is shifted.
+    ClockSkew,
+    /// Each message is sent again (same `seq`) with probability `magnitude` (default 0.5), as
+    /// a QoS 1 redelivery would be.
+    Duplicates,
+    /// The device loses its connection but keeps measuring; what it buffered is sent in a
+    /// burst when the connection comes back (at the event's end).
+    Outage,
 }
 
 impl EventKind {
@@ -131,6 +145,10 @@ impl EventKind {
             EventKind::HrArtefact => "hr_artefact",
             EventKind::Dropout => "dropout",
             EventKind::BatteryDrain => "battery_drain",
+            EventKind::WeakSignal => "weak_signal",
+            EventKind::ClockSkew => "clock_skew",
+            EventKind::Duplicates => "duplicates",
+            EventKind::Outage => "outage",
         }
     }
 }
@@ -181,10 +199,13 @@ struct Vitals {
     spo2: f64,
     respiratory_rate: f64,
     systolic_bp: f64,
+    signal_strength: f64,
     battery: f64,
     probe_off: Option<f64>,
     hr_artefact: bool,
     dropout: bool,
+    /// Measured but held back until the connection returns (an `outage` event).
+    outage: bool,
 }
 
 fn ramp(spec: &EventSpec, t: f64, default_ramp_s: u64) -> f64 {
@@ -210,10 +231,12 @@ fn vitals_at(patient: &Patient, t: f64, time_of_day_s: f64) -> Vitals {
         spo2: base.spo2,
         respiratory_rate: base.respiratory_rate,
         systolic_bp: base.systolic_bp,
+        signal_strength: base.signal_strength,
         battery: (base.battery_level - base.battery_drain_pct_per_h * t / 3600.0).max(0.0),
         probe_off: None,
         hr_artefact: false,
         dropout: false,
+        outage: false,
     };
     for spec in &patient.events {
         match spec.kind {
@@ -257,6 +280,13 @@ fn vitals_at(patient: &Patient, t: f64, time_of_day_s: f64) -> Vitals {
                 }
                 v.battery = v.battery.max(0.0);
             }
+            EventKind::WeakSignal => {
+                let target = spec.magnitude.unwrap_or(-105.0);
+                v.signal_strength += (target - v.signal_strength) * ramp(spec, t, 60);
+            }
+            EventKind::Outage => v.outage |= ramp(spec, t, 0) > 0.0,
+            // Transport behaviours, applied by [`stream`]; the vitals are unchanged.
+            EventKind::ClockSkew | EventKind::Duplicates => {}
         }
     }
     v
@@ -357,6 +387,23 @@ fn criterion(spec: &EventSpec) -> Criterion {
             critical: false,
             conditions: vec![LowBattery],
         },
+        // The default rule table's weak-signal limit (below −100 dBm).
+        EventKind::WeakSignal => Criterion {
+            met: |v| v.signal_strength < -100.0,
+            critical: false,
+            conditions: vec![WeakSignal],
+        },
+        EventKind::Outage => Criterion {
+            met: |v| v.outage,
+            critical: true,
+            conditions: vec![DeviceOffline],
+        },
+        // Transport behaviours owe no alert: never met, so labelled as not critical.
+        EventKind::ClockSkew | EventKind::Duplicates => Criterion {
+            met: |_| false,
+            critical: false,
+            conditions: Vec::new(),
+        },
     }
 }
 
@@ -370,8 +417,8 @@ fn round_to(value: f64, step: f64) -> f64 {
     (value / step).round() * step
 }
 
-/// Generates the readings and the labelled events of `scenario`.
-pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
+/// Checks `scenario` and returns its start and device ids.
+fn validate(scenario: &Scenario) -> Result<(Timestamp, Vec<DeviceId>), ScenarioError> {
     let invalid = |problem: String| ScenarioError::Invalid {
         scenario: scenario.name.clone(),
         problem,
@@ -419,7 +466,56 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
         }
         devices.push(device);
     }
-    let start_tod = start.micros().rem_euclid(86_400_000_000) as f64 / 1e6;
+    Ok((start, devices))
+}
+
+/// The time of day, in seconds, at `start`.
+fn time_of_day_s(start: Timestamp) -> f64 {
+    start.micros().rem_euclid(86_400_000_000) as f64 / 1e6
+}
+
+/// One reading from noise-free vitals and the six noise draws of its tick.
+fn build_reading(
+    patient: &Patient,
+    device: &DeviceId,
+    v: &Vitals,
+    at: Timestamp,
+    tick: u64,
+    draws: &[f64; 6],
+) -> Reading {
+    let noise = patient.baseline.noise;
+    let mut reading = Reading::empty(device.clone(), at);
+    reading.heart_rate_bpm = Some(if v.hr_artefact {
+        0.0
+    } else {
+        round_to((v.heart_rate + noise * draws[0]).max(20.0), 1.0)
+    });
+    reading.body_temp_c = Some(match v.probe_off {
+        Some(room) => round_to(room + 0.2 * draws[1], 0.1),
+        None => round_to(v.body_temp + 0.04 * noise * draws[1], 0.1),
+    });
+    reading.spo2_pct = Some(round_to((v.spo2 + 0.3 * noise * draws[2]).min(100.0), 1.0));
+    reading.respiratory_rate_per_min = Some(round_to(
+        (v.respiratory_rate + 0.5 * noise * draws[3]).max(4.0),
+        1.0,
+    ));
+    reading.systolic_bp_mmhg = Some(round_to(v.systolic_bp + 2.0 * noise * draws[4], 1.0));
+    reading.signal_strength_dbm = Some(round_to(v.signal_strength + 1.5 * noise * draws[5], 1.0));
+    reading.battery_pct = Some(round_to(v.battery, 0.1));
+    reading.on_oxygen = Some(false);
+    reading.consciousness = Some(Consciousness::Alert);
+    reading.seq = Some(tick);
+    reading
+}
+
+/// Generates the readings and the labelled events of `scenario`.
+///
+/// Transport behaviours (`clock_skew`, `duplicates`, the late burst after an `outage`) are
+/// left out: these readings are what the patient's vitals were, each once, at its time; an
+/// outage drops its readings like a dropout. [`stream`] adds the transport behaviours.
+pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
+    let (start, devices) = validate(scenario)?;
+    let start_tod = time_of_day_s(start);
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     let n_ticks = (scenario.duration_s as f64 / scenario.interval_s).floor() as u64;
     let mut readings = Vec::new();
@@ -441,36 +537,11 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
                 }
             }
             // Noise is drawn even for dropped readings, so a dropout does not shift the rest.
-            let noise = patient.baseline.noise;
             let draws: [f64; 6] = std::array::from_fn(|_| gaussian(&mut rng));
-            if v.dropout {
+            if v.dropout || v.outage {
                 continue;
             }
-            let mut reading = Reading::empty(devices[idx].clone(), at);
-            reading.heart_rate_bpm = Some(if v.hr_artefact {
-                0.0
-            } else {
-                round_to((v.heart_rate + noise * draws[0]).max(20.0), 1.0)
-            });
-            reading.body_temp_c = Some(match v.probe_off {
-                Some(room) => round_to(room + 0.2 * draws[1], 0.1),
-                None => round_to(v.body_temp + 0.04 * noise * draws[1], 0.1),
-            });
-            reading.spo2_pct = Some(round_to((v.spo2 + 0.3 * noise * draws[2]).min(100.0), 1.0));
-            reading.respiratory_rate_per_min = Some(round_to(
-                (v.respiratory_rate + 0.5 * noise * draws[3]).max(4.0),
-                1.0,
-            ));
-            reading.systolic_bp_mmhg = Some(round_to(v.systolic_bp + 2.0 * noise * draws[4], 1.0));
-            reading.signal_strength_dbm = Some(round_to(
-                patient.baseline.signal_strength + 1.5 * noise * draws[5],
-                1.0,
-            ));
-            reading.battery_pct = Some(round_to(v.battery, 0.1));
-            reading.on_oxygen = Some(false);
-            reading.consciousness = Some(Consciousness::Alert);
-            reading.seq = Some(tick);
-            readings.push(reading);
+            readings.push(build_reading(patient, &devices[idx], &v, at, tick, &draws));
         }
     }
     let mut events = Vec::new();

@@ -51,6 +51,12 @@ pub enum Command {
     /// and alert engine, and score the alerts against the ground truth and the seed's
     /// one-alert-per-reading behaviour.
     Evaluate(EvaluateArgs),
+    /// Simulated patients as real devices: MQTT over TLS with their own certificates (or
+    /// HTTP, or a labelled CSV), paced in real or compressed time, or as fast as acks allow.
+    Simulate(SimulateArgs),
+    /// The whole system in one command: certificates, a model, the server and ten simulated
+    /// patients, until Ctrl-C.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -506,4 +512,99 @@ pub enum ConfigCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Number of simulated devices (patients) in the built-in population; ignored with
+    /// --scenario, whose patients are the devices.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub devices: usize,
+
+    /// Time between two readings of a device (e.g. 3s, 500ms) [default: the scenario's, 5s
+    /// for the built-in population].
+    #[arg(long, value_name = "DURATION", value_parser = crate::sim::parse_duration)]
+    pub interval: Option<std::time::Duration>,
+
+    /// The MQTT broker: mqtts://HOST[:PORT] (TLS; port 8883 by default).
+    #[arg(long, value_name = "URL", default_value = "mqtts://localhost:8883")]
+    pub broker: String,
+
+    /// The CA certificate that signed the broker's [default: <certs-dir>/ca.crt].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Where device certificates are (devices/ID.crt, ID.key); a missing one is issued when
+    /// the CA key is there [default: <data-dir>/certs].
+    #[arg(long, env = "VITALWATCH_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    /// The MQTT topic.
+    #[arg(
+        long,
+        env = "MQTT_TOPIC",
+        value_name = "TOPIC",
+        default_value = "/iot/health"
+    )]
+    pub topic: String,
+
+    /// MQTT QoS: 1 (acknowledged after the commit) or 0 (fire and forget).
+    #[arg(long, value_name = "0|1", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+
+    /// POST to this URL (e.g. http://127.0.0.1:5000/api/telemetry) instead of MQTT.
+    #[arg(long, value_name = "URL", conflicts_with = "csv")]
+    pub http: Option<String>,
+
+    /// Write the labelled stream to this CSV file (no broker, no pacing) and exit.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// A scenario file (TOML, docs/scenarios.md) [default: the built-in population].
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// Seeds the physiology (overrides the scenario's seed) [default: 1 for the built-in
+    /// population].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Scenario time to simulate (e.g. 10m, 24h) [default: the scenario's; 24h built in].
+    #[arg(long, value_name = "DURATION", value_parser = crate::sim::parse_duration, conflicts_with = "count")]
+    pub duration: Option<std::time::Duration>,
+
+    /// Stop after this many messages per device.
+    #[arg(long, value_name = "C")]
+    pub count: Option<u64>,
+
+    /// Scenario time per wall-clock time: 1x is real time, 60x a minute per second.
+    #[arg(long, value_name = "FACTOR", default_value = "1x", value_parser = crate::sim::parse_speed)]
+    pub speed: f64,
+
+    /// Ignore the scenario's pacing: "max" sends as fast as acknowledgements allow (load
+    /// mode: per-second counts on standard error); a number is messages per second in total.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Every `serve` flag, forwarded (the API and the broker bind to 127.0.0.1 unless given).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Scenario time per wall-clock time for the simulated patients.
+    #[arg(long, value_name = "FACTOR", default_value = "20x", value_parser = crate::sim::parse_speed)]
+    pub speed: f64,
+
+    /// Seeds the simulated patients.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
 }

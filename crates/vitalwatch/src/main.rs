@@ -4,10 +4,12 @@ use clap::Parser;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use vitalwatch::cli::{
-    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, LogFormat, StoreArgs,
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, LogFormat, ServeArgs, StoreArgs,
 };
 use vitalwatch::config::{self, Config, Overrides};
-use vitalwatch::{alerts_cmd, audit_cmd, bench, certs_cmd, devices_cmd, model_cmd, serve};
+use vitalwatch::{
+    alerts_cmd, audit_cmd, bench, certs_cmd, demo, devices_cmd, model_cmd, serve, sim,
+};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vitalwatch::tls::install_crypto_provider();
@@ -50,25 +52,27 @@ fn load_config(store: &StoreArgs, mut overrides: Overrides) -> anyhow::Result<Co
     Config::load(store.config.as_deref(), &overrides)
 }
 
+/// The configuration overrides `serve`'s flags give (`demo` forwards the same flags).
+fn serve_overrides(args: &ServeArgs) -> Overrides {
+    Overrides {
+        http_addr: args.http_addr,
+        registry_policy: args.registry_policy,
+        mqtts_addr: args.mqtts_addr,
+        mqtt_port: args.mqtt_port,
+        mqtt_topic: args.mqtt_topic.clone(),
+        certs_dir: args.certs_dir.clone(),
+        mqtt_disabled: args.no_mqtt,
+        mqtt_plaintext_addr: args.mqtt_addr,
+        mqtt_allow_anonymous: args.mqtt_allow_anonymous,
+        model_path: args.model.clone(),
+        ..Overrides::default()
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let config = load_config(
-                &args.store,
-                Overrides {
-                    http_addr: args.http_addr,
-                    registry_policy: args.registry_policy,
-                    mqtts_addr: args.mqtts_addr,
-                    mqtt_port: args.mqtt_port,
-                    mqtt_topic: args.mqtt_topic,
-                    certs_dir: args.certs_dir,
-                    mqtt_disabled: args.no_mqtt,
-                    mqtt_plaintext_addr: args.mqtt_addr,
-                    mqtt_allow_anonymous: args.mqtt_allow_anonymous,
-                    model_path: args.model,
-                    ..Overrides::default()
-                },
-            )?;
+            let config = load_config(&args.store, serve_overrides(&args))?;
             let shutdown = CancellationToken::new();
             serve::cancel_on_signals(shutdown.clone());
             serve::run(config, shutdown).await
@@ -136,6 +140,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(args) => {
             let config = load_config(&args.store, Overrides::default())?;
             model_cmd::train(config, args).await
+        }
+        Command::Simulate(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            let shutdown = CancellationToken::new();
+            serve::cancel_on_signals(shutdown.clone());
+            sim::cli::simulate(config, args, shutdown).await
+        }
+        Command::Demo(args) => {
+            let overrides = demo::overrides(serve_overrides(&args.serve));
+            let config = load_config(&args.serve.store, overrides)?;
+            let shutdown = CancellationToken::new();
+            serve::cancel_on_signals(shutdown.clone());
+            demo::run(config, demo::DemoOptions::from(&args), shutdown).await
         }
         Command::Model(args) => model_cmd::run(args.command).await,
         Command::Config(args) => match args.command {

@@ -11,4 +11,5 @@ mod model;
 mod mqtt;
 mod registry;
 mod seed;
+mod sim;
 mod support;

@@ -1,0 +1,366 @@
+//! `vitalwatch simulate` and `vitalwatch demo` through the real binary: simulated devices
+//! over MQTT with TLS and their own certificates, over HTTP, as CSV; a dropped-out device
+//! raising DEVICE_OFFLINE; the demo from an empty directory to ten reporting patients.
+
+use crate::support::{Server, ServerOptions, agent, bin, counts, get, signal};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn simulate(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .current_dir(cwd)
+        .arg("simulate")
+        .args(args)
+        .env_remove("VITALWATCH_DATA_DIR")
+        .env_remove("VITALWATCH_CERTS_DIR")
+        .env_remove("MQTT_TOPIC")
+        .output()
+        .expect("running vitalwatch simulate")
+}
+
+fn report(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "simulate failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON report")
+}
+
+fn broker(server: &Server) -> String {
+    format!(
+        "mqtts://127.0.0.1:{}",
+        server.mqtts.expect("broker runs").port()
+    )
+}
+
+#[test]
+fn simulate_over_mqtt_stores_exactly_what_it_reports_as_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let data_dir = server.data_dir.display().to_string();
+    let output = simulate(
+        dir.path(),
+        &[
+            "--devices",
+            "4",
+            "--count",
+            "25",
+            "--rate",
+            "max",
+            "--qos",
+            "1",
+            "--seed",
+            "5",
+            "--broker",
+            &broker(&server),
+            "--data-dir",
+            &data_dir,
+            "--json",
+        ],
+    );
+    let report = report(&output);
+    assert_eq!(report["sent"], 100, "{report}");
+    assert_eq!(report["acked"], 100, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["ack_latency_p99_ms"].as_f64().unwrap() > 0.0);
+    // QoS 1 is acknowledged after the commit: the rows are there when simulate returns.
+    assert_eq!(counts(&server.data_dir).readings, 100);
+    // Each device had its own certificate, issued from the CA in the certs dir.
+    for id in ["sim-001", "sim-002", "sim-003", "sim-004"] {
+        assert!(
+            server
+                .data_dir
+                .join(format!("certs/devices/{id}.crt"))
+                .exists()
+        );
+    }
+    let devices = get(&agent(), &server.url("/api/devices")).json;
+    assert_eq!(devices["count"], 4, "{devices}");
+}
+
+#[test]
+fn a_device_that_cannot_connect_is_an_error_not_a_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let data_dir = server.data_dir.display().to_string();
+    // A port where nothing listens: bind one, read it, close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = simulate(
+        dir.path(),
+        &[
+            "--devices",
+            "2",
+            "--count",
+            "3",
+            "--broker",
+            &format!("mqtts://127.0.0.1:{}", closed.port()),
+            "--data-dir",
+            &data_dir,
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("sent="));
+    assert_eq!(counts(&server.data_dir).readings, 0);
+}
+
+#[test]
+fn simulate_over_http_posts_every_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let output = simulate(
+        dir.path(),
+        &[
+            "--devices",
+            "3",
+            "--count",
+            "10",
+            "--interval",
+            "1s",
+            "--speed",
+            "1000x",
+            "--http",
+            &server.url("/api/telemetry"),
+            "--json",
+        ],
+    );
+    let report = report(&output);
+    assert_eq!(report["acked"], 30, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(counts(&server.data_dir).readings, 30);
+    let readings = get(&agent(), &server.url("/api/devices/sim-002/readings")).json;
+    assert!(
+        readings.to_string().contains("spo2"),
+        "extended vitals: {readings}"
+    );
+}
+
+#[test]
+fn a_dropped_out_device_shows_up_as_device_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    // Offline after 3 × 0.5 s without a reading.
+    let config = dir.path().join("vitalwatch.toml");
+    std::fs::write(&config, "[registry]\ndefault_expected_interval_s = 0.5\n").unwrap();
+    let server = Server::start_with(ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--config".into(), config.display().to_string()],
+        free_port: true,
+    });
+    let scenario = dir.path().join("dropout.toml");
+    std::fs::write(
+        &scenario,
+        r#"name = "dropout"
+seed = 3
+duration_s = 30
+interval_s = 0.5
+
+[[patients]]
+device_id = "steady"
+
+[[patients]]
+device_id = "walker"
+[[patients.events]]
+kind = "dropout"
+onset_s = 4
+end_s = 30
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "simulate",
+            "--speed",
+            "2x",
+            "--http",
+            &server.url("/api/telemetry"),
+        ])
+        .arg("--scenario")
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let offline = loop {
+        let alerts = get(&agent(), &server.url("/api/alerts?state=active")).json;
+        let found = alerts["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["condition"] == "DEVICE_OFFLINE")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no DEVICE_OFFLINE: {alerts}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(offline["device_id"], "walker", "{offline}");
+    signal(child.id(), "TERM");
+    let _ = child.wait();
+}
+
+#[test]
+fn csv_output_parses_and_trains_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("stream.csv");
+    let output = simulate(
+        dir.path(),
+        &[
+            "--devices",
+            "5",
+            "--duration",
+            "1h",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header = text.lines().next().unwrap();
+    for column in [
+        "device_id",
+        "heart_rate",
+        "body_temp",
+        "signal_strength",
+        "battery_level",
+        "spo2",
+        "label",
+    ] {
+        assert!(
+            header.split(',').any(|c| c == column),
+            "{column} in {header}"
+        );
+    }
+    assert_eq!(text.lines().count(), 1 + 5 * 721);
+    let model = dir.path().join("model.json");
+    let trained = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["train", "--input"])
+        .arg(&csv)
+        .arg("--output")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    assert!(model.exists());
+}
+
+#[test]
+fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.log");
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--data-dir",
+            "data",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--mqtts-addr",
+            "127.0.0.1:0",
+        ])
+        .env_remove("VITALWATCH_DATA_DIR")
+        .env_remove("VITALWATCH_HTTP_ADDR")
+        .env_remove("MQTT_PORT")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut api = None;
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(api.is_some() && banner.contains("Stop with Ctrl-C")) {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "demo did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        if let Some(addr) = line.strip_prefix("listening api=") {
+            api = Some(addr.trim().to_owned());
+        }
+        banner.push_str(&line);
+        banner.push('\n');
+    }
+    assert!(banner.contains("no authentication yet"), "{banner}");
+    assert!(banner.contains("mosquitto_pub"), "{banner}");
+    assert!(dir.path().join("data/model.json").exists());
+    let api = api.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let devices = get(&agent(), &format!("http://{api}/api/devices")).json;
+        let beds = devices["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                d["device_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("bed-"))
+            })
+            .count();
+        if beds == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{beds} of 10 patients after 15 s: {devices}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The banner's mosquitto_pub line works as printed (QoS 1: acknowledged once committed).
+    let mosquitto = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("mosquitto_pub"))
+        .expect("a mosquitto_pub line");
+    let (ok, out, err) = crate::support::sh(dir.path(), mosquitto.trim());
+    assert!(ok, "{mosquitto}: {out}{err}");
+    let device = get(&agent(), &format!("http://{api}/api/devices/demo-pub"));
+    assert_eq!(device.status, 200, "{}", device.json);
+    signal(child.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("demo did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
