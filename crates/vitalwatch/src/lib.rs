@@ -8,6 +8,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod devices_cmd;
 pub mod metrics;
 pub mod pipeline;

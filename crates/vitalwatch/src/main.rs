@@ -54,6 +54,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &args.store,
                 Overrides {
                     http_addr: args.http_addr,
+                    dashboard_addr: args.dashboard_addr,
                     registry_policy: args.registry_policy,
                     ..Overrides::default()
                 },

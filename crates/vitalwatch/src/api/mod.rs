@@ -4,8 +4,10 @@
 //! internal errors are a generic 500, logged once here, with no SQL or paths in the answer.
 //! Handlers never see raw rusqlite or serde errors.
 
+mod dashboard;
 mod devices;
 mod health;
+pub mod live;
 mod query;
 mod telemetry;
 
@@ -41,6 +43,13 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/devices/{id}/readings", get(devices::device_readings))
         .route("/api/anomalies", get(devices::list_anomalies))
+        // The dashboard's reads (api/dashboard.rs); the live stream is `live::routes`.
+        .route("/api/stats", get(dashboard::stats))
+        .route("/api/series", get(dashboard::series))
+        .route("/api/latest", get(dashboard::latest))
+        .route("/api/readings", get(dashboard::readings))
+        .route("/api/readings.csv", get(dashboard::readings_csv))
+        .route("/api/ranges", get(dashboard::ranges))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
