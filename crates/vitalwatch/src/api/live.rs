@@ -16,7 +16,7 @@ use super::AppState;
 use crate::pipeline::Event;
 use crate::store::Store;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
@@ -74,14 +74,28 @@ impl Cursor {
     }
 }
 
+/// The client's cursor: the `Last-Event-ID` header a browser's EventSource sends when it
+/// reconnects by itself, or `?last_event_id=` when the page had to open a new EventSource.
+fn last_cursor(headers: &HeaderMap, query: Option<&str>) -> Option<Cursor> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Cursor::parse)
+        .or_else(|| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query.unwrap_or(""))
+                .ok()?
+                .into_iter()
+                .find(|(key, _)| key == "last_event_id")
+                .and_then(|(_, value)| Cursor::parse(&value))
+        })
+}
+
 async fn events(
     State(live): State<LiveState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
-    let last = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(Cursor::parse);
+    let last = last_cursor(&headers, query.as_deref());
     // Subscribe before reading the database, so nothing falls between the two.
     let receiver = live.state.pipeline.subscribe();
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
