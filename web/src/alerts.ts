@@ -2,7 +2,7 @@
 // only then. The alert's JSON is read defensively (id, device_id, priority or severity,
 // state or status, condition or kind, message, raised_at or started_at) so small naming
 // differences in the API do not hide an alert.
-import { ago, h, localDateTime, sevBadge } from './util';
+import { ago, fill, h, localDateTime, sevBadge } from './util';
 
 export type AlertItem = Record<string, unknown> & {
   id?: string | number; alert_id?: string | number; device_id?: string;
@@ -71,7 +71,7 @@ export function renderAlerts(
         button('Acknowledge', 'ack', st.includes('ack')),
         button('Silence', 'silence', st.includes('silenc'))));
   });
-  panel.replaceChildren(
+  fill(panel, 
     h('h2', {}, 'Alerts'),
     hidden ? h('p', { class: 'banner banner-warning' }, `${hidden} alert(s) on other devices are hidden by the device filter.`) : null,
     items.length ? h('div', { class: 'alerts' }, ...items) : h('div', { class: 'empty' }, 'No alerts.'));

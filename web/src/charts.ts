@@ -144,12 +144,13 @@ export class Chart {
         stroke: line.color,
         width: 2,
         spanGaps: true,
-        points: { show: false },
+        // Sparse lines (a device that just started, an isolated old reading) need dots to show.
+        points: { show: line.t.length < 60, size: 6, fill: line.color },
         value: (_u, v) => (v === null || v === undefined ? '—' : `${v.toFixed(digits)} ${unit}`),
       });
       if (envelope) {
-        series.push({ label: 'min', stroke: 'rgba(0,114,178,0.35)', width: 1, spanGaps: true, points: { show: false } });
-        series.push({ label: 'max', stroke: 'rgba(0,114,178,0.35)', width: 1, spanGaps: true, points: { show: false } });
+        series.push({ label: 'Lowest', stroke: 'rgba(0,114,178,0.35)', width: 1, spanGaps: true, points: { show: false } });
+        series.push({ label: 'Highest', stroke: 'rgba(0,114,178,0.35)', width: 1, spanGaps: true, points: { show: false } });
         bands.push({ series: [3, 2], fill: 'rgba(0,114,178,0.15)' });
       }
     }

@@ -4,9 +4,10 @@
 import './style.css';
 import { Chart, Line, Marker } from './charts';
 import {
-  HttpError, PALETTE, ago, byId, getJson, h, intFmt, localDateTime, localTime, num, postJson,
+  HttpError, PALETTE, ago, byId, fill, getJson, h, intFmt, localDateTime, localTime, num, postJson,
   sevBadge, svg, typeLabel, withQuery,
 } from './util';
+import { fill } from './util';
 import { AlertItem, alertDevice, alertId, alertIsActive, alertSeverity, renderAlerts, sortAlerts } from './alerts';
 
 interface Reading {
@@ -141,7 +142,7 @@ function renderDeviceOptions(): void {
   const want = ['', ...state.devices.map((d) => d.device_id)];
   const have = Array.from(select.options).map((o) => o.value);
   if (want.join('\n') === have.join('\n')) return;
-  select.replaceChildren(
+  fill(select, 
     h('option', { value: '' }, 'All devices'),
     ...state.devices.map((d) => h('option', { value: d.device_id }, deviceLabel(d.device_id))),
   );
@@ -280,7 +281,7 @@ function tile(d: Device): HTMLElement {
     r?.spo2 != null ? vital('SpO₂', num(r.spo2), '%') : null,
     l?.news2 ? vital('NEWS2', String(l.news2.total) + (l.news2.partial ? '+' : ''), '') : null),
   h('div', { class: 'tile-foot' },
-    h('span', {}, `🔋 ${num(r?.battery_level ?? null)} %  📶 ${num(r?.signal_strength ?? null)} dBm`),
+    h('span', {}, `Battery ${num(r?.battery_level ?? null)} % · Signal ${num(r?.signal_strength ?? null)} dBm`),
     h('span', { title: localDateTime(r?.timestamp) }, r ? localTime(r.timestamp) : '—')));
 }
 
@@ -290,9 +291,9 @@ function rerenderTilesSoon(): void {
   tilesTimer = window.setTimeout(() => {
     tilesTimer = 0;
     const grid = document.getElementById('tiles');
-    if (grid) grid.replaceChildren(...visibleDevices().map(tile));
+    if (grid) fill(grid, ...visibleDevices().map(tile));
     const big = document.getElementById('big-vitals');
-    if (big && state.device) big.replaceChildren(...bigVitals(state.device));
+    if (big && state.device) fill(big, ...bigVitals(state.device));
     renderNewest();
   }, 250);
 }
@@ -304,7 +305,7 @@ function visibleDevices(): Device[] {
 function renderNewest(): void {
   const body = document.getElementById('newest-body');
   if (!body) return;
-  body.replaceChildren(...state.newest.slice(0, NEWEST_ROWS).map(readingRow));
+  fill(body, ...state.newest.slice(0, NEWEST_ROWS).map(readingRow));
 }
 
 function readingRow(r: Reading): HTMLElement {
@@ -378,7 +379,7 @@ async function renderRealtime(): Promise<void> {
   if (state.device) {
     const id = state.device;
     const l = state.latest.get(id);
-    panel.replaceChildren(
+    fill(panel, 
       h('div', { class: 'detail-head' },
         h('button', { class: 'btn', onclick: () => setDevice('') }, '← All devices'),
         h('h2', {}, deviceLabel(id)),
@@ -396,7 +397,7 @@ async function renderRealtime(): Promise<void> {
       .sort((a, b) => Number(withAnomalies.has(b.device_id)) - Number(withAnomalies.has(a.device_id)) || a.device_id.localeCompare(b.device_id))
       .slice(0, MAX_CHART_DEVICES)
       .map((d) => d.device_id);
-    panel.replaceChildren(
+    fill(panel, 
       h('h2', {}, 'Patients'),
       devices.length
         ? h('div', { class: 'tiles', id: 'tiles' }, ...devices.map(tile))
@@ -488,7 +489,7 @@ function renderAnomalies(): void {
   select.value = state.anomalyType;
   select.addEventListener('change', () => { state.anomalyType = select.value; renderAnomalies(); });
   const topDevices = (s?.by_device ?? []).filter((d) => d.anomalies > 0).sort((a, b) => b.anomalies - a.anomalies).slice(0, 10);
-  panel.replaceChildren(
+  fill(panel, 
     h('div', { class: 'split' },
       h('div', {}, h('h3', {}, 'By type'), types.length ? bars(types.map((t) => ({ label: typeLabel(t.type), count: t.count }))) : h('p', { class: 'hint' }, 'None in this time range.')),
       h('div', {}, h('h3', {}, 'By device (top 10)'), topDevices.length ? bars(topDevices.map((d) => ({ label: d.device_id, count: d.anomalies }))) : h('p', { class: 'hint' }, 'None in this time range.'))),
@@ -507,17 +508,18 @@ function renderDevices(): void {
     const c = counts.get(d.device_id);
     const online = d.last_seen && Date.now() - new Date(d.last_seen).getTime() < Math.max(60, d.expected_interval_s * 6) * 1000;
     const status = d.status !== 'active' ? 'Inactive' : online ? 'Online' : 'Offline';
+    const statusCls = status === 'Online' ? 'OK' : status === 'Offline' ? 'WARNING' : 'INFO';
     return h('tr', { class: `state-${d.status}`, 'data-device': d.device_id },
       h('td', {}, h('button', { class: 'btn', onclick: () => { setDevice(d.device_id); selectTab('realtime'); } }, d.device_id)),
       h('td', {}, d.patient_label ?? '—'),
       h('td', {}, d.location ?? '—'),
-      h('td', {}, status === 'Online' ? sevBadge('OK') : status === 'Offline' ? sevBadge('WARNING') : h('span', {}, 'Inactive'), ' ', status === 'Online' ? '' : status),
+      h('td', {}, h('span', { class: `sev sev-${statusCls}` }, status)),
       h('td', { class: 'n' }, intFmt.format(d.total_readings)),
       h('td', { class: 'n' }, intFmt.format(c?.readings ?? 0)),
       h('td', { class: 'n' }, intFmt.format(c?.anomalies ?? 0)),
       h('td', { title: localDateTime(d.last_seen) }, `${localDateTime(d.last_seen)} (${ago(d.last_seen)})`));
   });
-  panel.replaceChildren(
+  fill(panel, 
     h('h2', {}, 'Devices'),
     rows.length ? h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Device'), h('th', {}, 'Patient'), h('th', {}, 'Location'), h('th', {}, 'Status'),
@@ -549,7 +551,7 @@ function renderStatistics(): void {
   const panel = byId('panel-statistics');
   const s = state.stats;
   const types = s?.by_type ?? [];
-  panel.replaceChildren(
+  fill(panel, 
     h('h2', {}, 'Statistics'),
     h('div', { class: 'split' },
       h('div', {},
@@ -585,7 +587,7 @@ async function renderLogs(): Promise<void> {
     state.logsCursor = res.next_cursor;
     void renderLogs();
   } }, 'Load more');
-  panel.replaceChildren(
+  fill(panel, 
     h('div', { class: 'row' }, h('h2', {}, 'Readings'),
       h('a', { class: 'btn btn-primary', id: 'csv', href: csv, download: 'vitalwatch-readings.csv' }, '⭳ Download as CSV'),
       h('span', { class: 'hint' }, 'CSV holds every reading in the selected range and device (times in UTC).')),
@@ -630,7 +632,7 @@ function updateAlertBadge(): void {
   badge.classList.toggle('flash', critical.some((a) => !String(a.state ?? a.status ?? '').toLowerCase().includes('ack')));
   document.title = critical.length ? `(${critical.length}) CRITICAL — VitalWatch` : 'VitalWatch';
   const tab = byId('tab-alerts');
-  tab.replaceChildren('Alerts', ...(critical.length ? [h('span', { class: 'count' }, critical.length)] : []));
+  fill(tab, 'Alerts', ...(critical.length ? [h('span', { class: 'count' }, critical.length)] : []));
   const ids = new Set(critical.map((a) => alertId(a)));
   const fresh = [...ids].some((id) => !state.knownCritical.has(id));
   state.knownCritical = ids;
@@ -643,7 +645,7 @@ function updateHiddenCriticalBanner(): void {
   banner.hidden = hidden.length === 0;
   if (hidden.length) {
     const devices = [...new Set(hidden.map(alertDevice))].join(', ');
-    banner.replaceChildren(
+    fill(banner, 
       h('strong', {}, `▲ ${hidden.length} critical alert${hidden.length === 1 ? ' is' : 's are'} hidden by the device filter`),
       ` (${devices}).`,
       h('button', { class: 'btn', onclick: () => setDevice('') }, 'Show all devices'));
@@ -736,6 +738,7 @@ function onReading(r: Reading): void {
     state.stats.anomaly_rate = state.stats.readings ? state.stats.anomalous_readings / state.stats.readings : 0;
   }
   state.newest.unshift(r);
+  state.newest.sort((a, b) => b.timestamp.localeCompare(a.timestamp));
   state.newest.length = Math.min(state.newest.length, NEWEST_ROWS);
   if (state.tab === 'logs' && state.logs.length) {
     state.logs.unshift(r);

@@ -121,3 +121,8 @@ export function sevBadge(severity: string): HTMLElement {
 
 /** Okabe–Ito, in an order that keeps neighbours distinguishable; yellow darkened for white. */
 export const PALETTE = ['#0072b2', '#e69f00', '#009e73', '#cc79a7', '#56b4e9', '#d55e00', '#000000', '#b8a600'];
+
+/** Replaces an element's children, skipping null/undefined/false (replaceChildren would print "null"). */
+export function fill(el: Element, ...children: Child[]): void {
+  el.replaceChildren(...children.filter((c): c is Node | string | number => c !== null && c !== undefined && c !== false).map((c) => (c instanceof Node ? c : String(c))));
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the real `vitalwatch` binary, real sockets, real `curl` and `sqlite3`.
 
 mod cli;
+mod dashboard;
 mod durability;
 mod hostile;
 mod registry;
