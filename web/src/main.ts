@@ -95,6 +95,7 @@ function deviceLabel(id: string): string {
 
 async function loadAll(): Promise<void> {
   const gen = ++state.generation;
+  writeUrl();
   const p = windowParams();
   const [devices, stats, latest, anomalies, newest] = await Promise.all([
     getJson<{ devices: Device[] }>('/api/devices'),
@@ -285,17 +286,19 @@ function tile(d: Device): HTMLElement {
     h('span', { title: localDateTime(r?.timestamp) }, r ? localTime(r.timestamp) : '—')));
 }
 
-let tilesTimer = 0;
+let tilesScheduled = false;
+/** Re-renders tiles, big vitals and the newest readings at most once per animation frame. */
 function rerenderTilesSoon(): void {
-  if (tilesTimer) return;
-  tilesTimer = window.setTimeout(() => {
-    tilesTimer = 0;
+  if (tilesScheduled) return;
+  tilesScheduled = true;
+  requestAnimationFrame(() => {
+    tilesScheduled = false;
     const grid = document.getElementById('tiles');
     if (grid) fill(grid, ...visibleDevices().map(tile));
     const big = document.getElementById('big-vitals');
     if (big && state.device) fill(big, ...bigVitals(state.device));
     renderNewest();
-  }, 250);
+  });
 }
 
 function visibleDevices(): Device[] {
@@ -681,6 +684,7 @@ function beep(): void {
 let source: EventSource | null = null;
 let lastEventId = '';
 let retryMs = 1000;
+let connectedBefore = false;
 
 function connect(): void {
   source?.close();
@@ -692,8 +696,10 @@ function connect(): void {
     retryMs = 1000;
     const resumed = JSON.parse((e as MessageEvent).data).resumed;
     setConn('live', 'Live');
-    // A fresh connection (not a resume) may have missed anything: refetch.
-    if (!resumed && state.loadedAt) reloadSoon(0);
+    // A reconnection that could not resume may have missed anything: refetch. (The first
+    // connection needs nothing: start() loads the page's data.)
+    if (!resumed && connectedBefore) reloadSoon(0);
+    connectedBefore = true;
     void probeAlerts();
   });
   source.addEventListener('reading', (e) => { track(e as MessageEvent); onReading(JSON.parse((e as MessageEvent).data)); });
@@ -814,7 +820,28 @@ function onAnomaly(a: Anomaly): void {
 
 // ---------------------------------------------------------------------------- start
 
+/** `?range=SECONDS&device=ID` makes a view bookmarkable. */
+function readUrl(): void {
+  const q = new URLSearchParams(location.search);
+  const range = q.get('range');
+  const select = byId<HTMLSelectElement>('range');
+  if (range && Array.from(select.options).some((o) => o.value === range)) {
+    state.rangeS = Number(range);
+    select.value = range;
+  }
+  state.device = q.get('device') ?? '';
+}
+
+function writeUrl(): void {
+  const q = new URLSearchParams();
+  if (state.rangeS !== 3600) q.set('range', String(state.rangeS));
+  if (state.device) q.set('device', state.device);
+  const s = q.toString();
+  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+}
+
 async function start(): Promise<void> {
+  readUrl();
   bindControls();
   try {
     state.ranges = await getJson<Ranges>('/api/ranges');

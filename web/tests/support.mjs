@@ -9,7 +9,7 @@ import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const TARGET = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
-export const BIN = process.env.VITALWATCH_BIN ?? join(TARGET, 'debug/vitalwatch');
+export const BIN = process.env.VITALWATCH_BIN ? resolve(process.env.VITALWATCH_BIN) : join(TARGET, 'debug/vitalwatch');
 export const SHOTS = join(TARGET, 'dashboard-screenshots');
 mkdirSync(SHOTS, { recursive: true });
 
