@@ -68,6 +68,10 @@ const state = {
   generation: 0,
 };
 const charts = new Map<string, Chart>();
+/** The normal ranges, fetched once; tiles and chart bands need them. */
+const rangesReady: Promise<void> = getJson<Ranges>('/api/ranges')
+  .then((r) => { state.ranges = r; })
+  .catch((err) => { console.warn('ranges unavailable', err); });
 const freshTiles = new Set<string>();
 
 function sinceIso(): string {
@@ -97,16 +101,19 @@ async function loadAll(): Promise<void> {
   const gen = ++state.generation;
   writeUrl();
   const p = windowParams();
-  const [devices, stats, latest, anomalies, newest] = await Promise.all([
+  // Aggregates over a long window are the slowest read: everything else renders first, and
+  // the metrics (and the views that count) fill in when they arrive.
+  const statsPromise = getJson<Stats>('/api/stats', p);
+  const [devices, latest, anomalies, newest] = await Promise.all([
     getJson<{ devices: Device[] }>('/api/devices'),
-    getJson<Stats>('/api/stats', p),
     getJson<{ latest: Latest[] }>('/api/latest', p),
     getJson<{ anomalies: Anomaly[] }>('/api/anomalies', { ...p, limit: '500' }),
     getJson<{ readings: Reading[] }>('/api/readings', { ...p, limit: String(NEWEST_ROWS) }),
+    rangesReady,
   ]);
   if (gen !== state.generation) return;
   state.devices = devices.devices;
-  state.stats = stats;
+  state.stats = null;
   state.latest = new Map(latest.latest.map((l) => [l.reading.device_id, l]));
   state.anomalies = anomalies.anomalies;
   state.newest = newest.readings;
@@ -115,7 +122,13 @@ async function loadAll(): Promise<void> {
   state.loadedAt = Date.now();
   renderDeviceOptions();
   renderMetrics();
-  await renderTab();
+  const tabRendered = renderTab();
+  const stats = await statsPromise;
+  if (gen !== state.generation) return;
+  state.stats = stats;
+  renderMetrics();
+  if (state.tab === 'anomalies' || state.tab === 'devices' || state.tab === 'statistics') await renderTab();
+  await tabRendered;
 }
 
 let reloadTimer = 0;
@@ -152,7 +165,10 @@ function renderDeviceOptions(): void {
 
 function renderMetrics(): void {
   const s = state.stats;
-  if (!s) return;
+  if (!s) {
+    for (const id of ['m-devices', 'm-readings', 'm-anomalies', 'm-rate', 'm-active']) byId(id).textContent = '…';
+    return;
+  }
   byId('m-devices').textContent = intFmt.format(s.total_devices);
   byId('m-readings').textContent = intFmt.format(s.readings);
   byId('m-anomalies').textContent = intFmt.format(s.anomalies);
@@ -417,6 +433,7 @@ async function renderRealtime(): Promise<void> {
   const detail = !!state.device;
   const res = await getJson<{ series: Series[] }>('/api/series', {
     device_id: state.chartDevices.join(','), since, points: detail ? '400' : '240',
+    metrics: detail ? undefined : 'heart_rate,body_temp,signal_strength,battery_level',
   });
   if (gen !== state.generation || state.tab !== 'realtime') return;
   const container = document.getElementById('charts');
@@ -843,11 +860,6 @@ function writeUrl(): void {
 async function start(): Promise<void> {
   readUrl();
   bindControls();
-  try {
-    state.ranges = await getJson<Ranges>('/api/ranges');
-  } catch (err) {
-    console.warn('ranges unavailable', err);
-  }
   connect();
   await loadAll().catch(showLoadError);
   document.body.dataset.ready = 'true';

@@ -79,7 +79,7 @@ test('the time range and the device filter change what is shown', async () => {
     const rows = [...document.querySelectorAll('#logs-body tr')];
     return rows.length > 0 && rows.every((r) => r.textContent.includes('BED_1'));
   });
-  assert.equal(await page.locator('#m-devices').innerText(), '1');
+  await page.waitForFunction(() => document.querySelector('#m-devices')?.textContent === '1');
   await page.click('#tab-realtime');
   await page.waitForSelector('#big-vitals');
   await page.waitForSelector('[data-chart=heart_rate] canvas');
@@ -106,6 +106,7 @@ test('the CSV download contains the readings of the window', async () => {
 
 test('the statistics and devices views show counts', async () => {
   await page.click('#tab-statistics');
+  await page.waitForFunction(() => /Heart rate out of range\s+1/.test(document.querySelector('#panel-statistics')?.innerText ?? ''));
   const stats = await page.locator('#panel-statistics').innerText();
   assert.match(stats, /Heart rate out of range\s+1/);
   await shot('statistics');

@@ -5,7 +5,7 @@
 
 use super::query::{Params, next_cursor};
 use super::{ApiError, AppState};
-use crate::store::dashboard::{SeriesQuery, Window};
+use crate::store::dashboard::{SERIES_METRICS, SeriesQuery, Window};
 use crate::store::{ReadingQuery, ReadingRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -79,12 +79,16 @@ pub async fn stats(
 }
 
 /// `GET /api/series`: mean/min/max per bucket of each named device (comma-separated
-/// `device_id`, or every registered device up to 100), `points` buckets over the window.
+/// `device_id`, or every registered device up to 100), `points` buckets over the window,
+/// for the vitals named in `metrics` (comma-separated; all when absent).
 pub async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["since", "until", "device_id", "points"])?;
+    let params = Params::parse(
+        raw.as_deref(),
+        &["since", "until", "device_id", "points", "metrics"],
+    )?;
     let until = params.time("until")?.unwrap_or_else(crate::pipeline::now);
     let since = params
         .time("since")?
@@ -121,6 +125,23 @@ pub async fn series(
             .take(MAX_SERIES_DEVICES)
             .collect(),
     };
+    let metrics: Vec<&'static str> = match params.text("metrics") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|raw| {
+                SERIES_METRICS
+                    .into_iter()
+                    .find(|name| *name == raw.trim())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_query",
+                            format!("metrics must be among {}", SERIES_METRICS.join(", ")),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
     if device_ids.len() > MAX_SERIES_DEVICES {
         return Err(ApiError::bad_request(
             "invalid_query",
@@ -134,6 +155,7 @@ pub async fn series(
             since,
             until,
             points,
+            metrics,
         })
         .await?;
     Ok(Json(json!({

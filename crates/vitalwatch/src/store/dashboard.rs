@@ -61,6 +61,9 @@ pub struct SeriesQuery {
     pub since: Timestamp,
     pub until: Timestamp,
     pub points: usize,
+    /// Which of [`SERIES_METRICS`] to aggregate, in that order; each costs three aggregates
+    /// per row, so the overview asks only for what it draws.
+    pub metrics: Vec<&'static str>,
 }
 
 /// The vitals a series carries, in column order (the names are the readings' field names).
@@ -82,7 +85,7 @@ pub struct DeviceSeries {
     pub bucket_s: i64,
     pub t: Vec<i64>,
     pub count: Vec<i64>,
-    /// One entry per [`SERIES_METRICS`] name, in that order.
+    /// One entry per requested metric, in [`SERIES_METRICS`] order.
     pub metrics: Vec<MetricSeries>,
 }
 

@@ -79,6 +79,19 @@ fn stats_series_and_csv_agree_with_what_was_posted() {
     assert_eq!(hr["name"], "heart_rate");
     assert_eq!(hr["max"][0], 130.0, "the spike survives downsampling");
     assert_eq!(hr["min"][0], 70.0);
+    let two = get(
+        &agent,
+        &server.url(&format!(
+            "/api/series?{HOUR}&device_id=BED_1&metrics=battery_level,heart_rate"
+        )),
+    );
+    let names: Vec<&str> = two.json["series"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["heart_rate", "battery_level"]);
 
     let latest = get(&agent, &server.url(&format!("/api/latest?{HOUR}")));
     assert_eq!(latest.json["latest"][0]["reading"]["heart_rate"], 79.0);
@@ -108,6 +121,7 @@ fn stats_series_and_csv_agree_with_what_was_posted() {
         ),
         ("/api/series?points=0", "invalid_query"),
         ("/api/series?points=5000", "invalid_query"),
+        ("/api/series?metrics=heart_rate,password", "invalid_query"),
         ("/api/readings?bogus=1", "invalid_query"),
         ("/api/readings.csv?device_id=bad%20id", "invalid_device_id"),
     ] {

@@ -152,7 +152,12 @@ pub(super) fn series(
     let points = i64::try_from(query.points.max(1)).unwrap_or(i64::MAX);
     // Ceiling division: `points` buckets cover the whole window.
     let bucket_s = ((span_s + points - 1) / points).max(1);
-    let aggregates: String = SERIES_METRICS
+    let names: Vec<&'static str> = SERIES_METRICS
+        .into_iter()
+        .filter(|name| query.metrics.is_empty() || query.metrics.contains(name))
+        .collect();
+    // Column names come from the constant list above, never from the request.
+    let aggregates: String = names
         .iter()
         .map(|m| format!(", AVG({m}), MIN({m}), MAX({m})"))
         .collect();
@@ -169,7 +174,7 @@ pub(super) fn series(
         let mut series = DeviceSeries {
             device_id: device_id.clone(),
             bucket_s,
-            metrics: SERIES_METRICS
+            metrics: names
                 .iter()
                 .map(|name| MetricSeries {
                     name,
