@@ -163,7 +163,14 @@ export class Chart {
       legend: { show: lines.length > 0 && lines.length <= 8 },
       cursor: { drag: { x: true, y: false } },
       scales: {
-        x: { time: true },
+        // The whole window, not just the span with data: an empty stretch is information.
+        x: {
+          time: true,
+          range: (_u, _min, max) => {
+            const hi = Math.max(max ?? 0, Date.now() / 1000);
+            return [this.minT, hi + (hi - this.minT) * 0.015];
+          },
+        },
         y: {
           range: (_u, min, max) => {
             let lo = Number.isFinite(min) ? min : 0;

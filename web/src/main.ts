@@ -258,6 +258,12 @@ function vital(name: string, value: string, unit: string, out = false): HTMLElem
     h('span', { class: out ? 'vital-value out' : 'vital-value' }, value, unit ? h('small', {}, unit) : null));
 }
 
+function bp(systolic: number | null, diastolic: number | null): HTMLElement {
+  const el = vital('Blood pressure', systolic !== null ? `${num(systolic)}/${num(diastolic)}` : '—', 'mmHg');
+  el.querySelector('.vital-value')?.classList.add('bp');
+  return el;
+}
+
 function hrOut(v: number | null): boolean {
   const r = state.ranges?.heart_rate;
   return v !== null && !!r && (v < r.min || v > r.max);
@@ -378,7 +384,7 @@ function bigVitals(id: string): HTMLElement[] {
     vital('Temperature', num(r?.body_temp ?? null, 1), '°C', tempOut(r?.body_temp ?? null)),
     vital('SpO₂', num(r?.spo2 ?? null), '%'),
     vital('Resp. rate', num(r?.respiratory_rate ?? null), '/min'),
-    vital('Blood pressure', r?.systolic_bp != null ? `${num(r.systolic_bp)}/${num(r.diastolic_bp)}` : '—', 'mmHg'),
+    bp(r?.systolic_bp ?? null, r?.diastolic_bp ?? null),
     vital('Battery', num(r?.battery_level ?? null), '%'),
     vital('Signal', num(r?.signal_strength ?? null), 'dBm'),
   ];
