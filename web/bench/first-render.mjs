@@ -4,6 +4,7 @@
 // of live data. Usage (from the repo root, after scripts/build-web and cargo build --release):
 //   node web/bench/first-render.mjs [--devices 100] [--hours 24] [--interval 3] [--live 60]
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, launch, post, startServer, tempDir } from '../tests/support.mjs';
@@ -119,3 +120,4 @@ console.log(`page JS heap: ${heap0.toFixed(1)} MiB before, ${heap1.toFixed(1)} M
 console.log(`  extrapolated growth over one hour at this slope: ${(slope * 3600).toFixed(1)} MiB`);
 await browser.close();
 await server.stop();
+rmSync(dir, { recursive: true, force: true });

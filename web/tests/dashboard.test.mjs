@@ -2,7 +2,7 @@
 // One server and one page are shared by the steps, in order, to keep the run short.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SHOTS, launch, post, startServer, tempDir } from './support.mjs';
 
@@ -34,6 +34,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('the device appears with its latest values, live', async () => {
