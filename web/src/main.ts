@@ -63,6 +63,8 @@ const state = {
   alertsAvailable: false,
   alerts: [] as AlertItem[],
   knownCritical: new Set<string>(),
+  /** Critical anomalies that arrived live for devices the filter hides, by device. */
+  hiddenCriticalAnomalies: new Map<string, number>(),
   chartDevices: [] as string[],
   loadedAt: 0,
   generation: 0,
@@ -191,6 +193,7 @@ function selectTab(tab: Tab, focus = false): void {
 
 function setDevice(id: string): void {
   state.device = id;
+  state.hiddenCriticalAnomalies.clear();
   byId<HTMLSelectElement>('device').value = id;
   updateHiddenCriticalBanner();
   reloadSoon(0);
@@ -665,17 +668,22 @@ function updateAlertBadge(): void {
   if (fresh) beep();
 }
 
+/** A critical alert or anomaly is never hidden by the device filter without saying so. */
 function updateHiddenCriticalBanner(): void {
   const hidden = activeCritical().filter((a) => !matchesDevice(alertDevice(a)));
+  const anomalies = [...state.hiddenCriticalAnomalies.values()].reduce((x, y) => x + y, 0);
   const banner = byId('hidden-critical');
-  banner.hidden = hidden.length === 0;
-  if (hidden.length) {
-    const devices = [...new Set(hidden.map(alertDevice))].join(', ');
-    fill(banner, 
-      h('strong', {}, `▲ ${hidden.length} critical alert${hidden.length === 1 ? ' is' : 's are'} hidden by the device filter`),
-      ` (${devices}).`,
-      h('button', { class: 'btn', onclick: () => setDevice('') }, 'Show all devices'));
-  }
+  banner.hidden = hidden.length === 0 && anomalies === 0;
+  if (banner.hidden) return;
+  const devices = [...new Set([...hidden.map(alertDevice), ...state.hiddenCriticalAnomalies.keys()])].join(', ');
+  const parts = [
+    hidden.length ? `${hidden.length} critical alert${hidden.length === 1 ? '' : 's'}` : '',
+    anomalies ? `${anomalies} new critical anomal${anomalies === 1 ? 'y' : 'ies'}` : '',
+  ].filter(Boolean).join(' and ');
+  fill(banner,
+    h('strong', {}, `▲ ${parts} hidden by the device filter`),
+    ` (${devices}).`,
+    h('button', { class: 'btn', id: 'show-all', onclick: () => setDevice('') }, 'Show all devices'));
 }
 
 function renderAlertsPanel(): void {
@@ -804,7 +812,13 @@ function refreshLatestSoon(id: string): void {
 
 let anomalyRender = 0;
 function onAnomaly(a: Anomaly): void {
-  if (!matchesDevice(a.device_id)) return;
+  if (!matchesDevice(a.device_id)) {
+    if (a.severity.toUpperCase() === 'CRITICAL') {
+      state.hiddenCriticalAnomalies.set(a.device_id, (state.hiddenCriticalAnomalies.get(a.device_id) ?? 0) + 1);
+      updateHiddenCriticalBanner();
+    }
+    return;
+  }
   if (!inWindow(a.detected_at)) return;
   state.anomalies.unshift(a);
   state.anomalies.length = Math.min(state.anomalies.length, 2000);

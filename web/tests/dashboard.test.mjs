@@ -88,8 +88,15 @@ test('the time range and the device filter change what is shown', async () => {
   assert.match(await page.locator('#big-vitals').innerText(), /NEWS2/);
   await page.waitForTimeout(300);
   await shot('detail');
-  await page.selectOption('#device', '');
+  // A critical anomaly on a device the filter hides is announced, not hidden silently.
+  await post(server.api, { device_id: 'BED_2', heart_rate: 35, body_temp: 36.9, signal_strength: -70, battery_level: 50 });
+  const banner = page.locator('#hidden-critical');
+  await banner.waitFor({ state: 'visible' });
+  assert.match(await banner.innerText(), /1 new critical anomaly hidden by the device filter \(BED_2\)/);
+  await shot('hidden-critical');
+  await page.click('#show-all');
   await page.waitForSelector('.tile[data-device=BED_2]');
+  assert.equal(await banner.isHidden(), true);
 });
 
 test('the CSV download contains the readings of the window', async () => {
@@ -101,15 +108,15 @@ test('the CSV download contains the readings of the window', async () => {
   assert.match(lines[0], /^id,device_id,timestamp_utc/);
   assert.ok(lines.some((l) => l.includes(',BED_9,')), 'the 6 h window holds the old reading');
   assert.ok(lines.some((l) => l.includes(',WARD_3,') && l.includes(',66,')), 'live readings are exported');
-  assert.equal(lines.length - 1, 20 * 2 + 2 + 1 + 1, 'every reading in the window, once');
+  assert.equal(lines.length - 1, 20 * 2 + 2 + 1 + 1 + 1, 'every reading in the window, once');
   await shot('logs');
 });
 
 test('the statistics and devices views show counts', async () => {
   await page.click('#tab-statistics');
-  await page.waitForFunction(() => /Heart rate out of range\s+1/.test(document.querySelector('#panel-statistics')?.innerText ?? ''));
+  await page.waitForFunction(() => /Heart rate out of range\s+2/.test(document.querySelector('#panel-statistics')?.innerText ?? ''));
   const stats = await page.locator('#panel-statistics').innerText();
-  assert.match(stats, /Heart rate out of range\s+1/);
+  assert.match(stats, /Heart rate out of range\s+2/);
   await shot('statistics');
   await page.click('#tab-devices');
   const devices = await page.locator('#panel-devices').innerText();
