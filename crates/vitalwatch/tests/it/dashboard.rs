@@ -53,6 +53,17 @@ fn stats_series_and_csv_agree_with_what_was_posted() {
     assert_eq!(stats.json["anomaly_rate"], 0.05);
     assert_eq!(stats.json["by_device"][0]["device_id"], "BED_1");
     assert_eq!(stats.json["by_device"][0]["readings"], 10);
+    // Whole hours are counted from reading_hours (V3), partial ones from the readings.
+    let partial = get(
+        &agent,
+        &server.url("/api/stats?since=2026-01-01T00:00:05Z&until=2026-01-01T02:00:00Z"),
+    );
+    assert_eq!(
+        partial.json["readings"], 11,
+        "5 + 5 in the partial hour, 1 at 02:00"
+    );
+    let whole = get(&agent, &server.url("/api/stats"));
+    assert_eq!(whole.json["readings"], 21);
     let one = get(
         &agent,
         &server.url(&format!("/api/stats?{HOUR}&device_id=BED_2")),

@@ -32,6 +32,46 @@ fn bounds(window: &Window) -> (String, String) {
     )
 }
 
+/// The first and last whole hours (`YYYY-MM-DDTHH`) inside `[since, until]`; first > last
+/// when there is none, so the hour sum is empty and the index counts everything.
+fn full_hours(since: &str, until: &str) -> (String, String) {
+    let hour = |text: &str| text.get(..13).unwrap_or(text).to_owned();
+    // An hour is whole when the window starts at or before its first instant…
+    let since_hour = hour(since);
+    let first = if since.len() >= 13 && since[13..].trim_start_matches([':', '0', '.']) == "Z" {
+        since_hour
+    } else {
+        next_hour(&since_hour)
+    };
+    // …and ends at or after its last: [HH:00, HH:59:59.999999].
+    let until_hour = hour(until);
+    let last = if until.get(13..) == Some(":59:59.999999Z") || until == "9999" {
+        until_hour
+    } else {
+        prev_hour(&until_hour)
+    };
+    (first, last)
+}
+
+fn shift_hour(hour: &str, hours: i64) -> String {
+    chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00:00"), "%Y-%m-%dT%H:%M:%S")
+        .map(|t| {
+            (t + chrono::Duration::hours(hours))
+                .format("%Y-%m-%dT%H")
+                .to_string()
+        })
+        // The sentinels "0000"/"9999" are not hours: they already bound every stored time.
+        .unwrap_or_else(|_| hour.to_owned())
+}
+
+fn next_hour(hour: &str) -> String {
+    shift_hour(hour, 1)
+}
+
+fn prev_hour(hour: &str) -> String {
+    shift_hour(hour, -1)
+}
+
 pub(super) fn stats(
     conn: &Connection,
     window: &Window,
@@ -50,20 +90,39 @@ pub(super) fn stats(
         )?
         .query_row(params![device, hour_ago], |row| row.get(0))?;
 
-    // One index range count per device: readings has no index on timestamp alone.
+    // Whole hours inside the window come from `reading_hours` (V3, kept by triggers); only
+    // the window's two partial hours walk the (device_id, timestamp) index.
+    let (first_full, last_full) = full_hours(&since, &until);
+    // The partial edges as two index ranges: [since, head_end) and [tail_start, until]. A
+    // window without a whole hour is counted by the first range alone.
+    let (head_end, tail_start) = if first_full <= last_full {
+        (first_full.clone(), next_hour(&last_full))
+    } else {
+        ("9999".to_owned(), "9999".to_owned())
+    };
     let mut by_device: Vec<DeviceCount> = conn
         .prepare_cached(
-            "SELECT d.device_id, (SELECT COUNT(*) FROM readings r WHERE r.device_id = d.device_id \
-             AND r.timestamp >= ?2 AND r.timestamp <= ?3) \
+            "SELECT d.device_id, \
+               IFNULL((SELECT SUM(h.n) FROM reading_hours h WHERE h.device_id = d.device_id \
+                       AND h.hour >= ?4 AND h.hour <= ?5), 0) \
+             + (SELECT COUNT(*) FROM readings r WHERE r.device_id = d.device_id \
+                AND r.timestamp >= ?2 AND r.timestamp <= ?3 AND r.timestamp < ?6) \
+             + (SELECT COUNT(*) FROM readings r WHERE r.device_id = d.device_id \
+                AND r.timestamp >= ?2 AND r.timestamp <= ?3 AND r.timestamp >= ?7) \
              FROM devices d WHERE (?1 IS NULL OR d.device_id = ?1) ORDER BY d.device_id",
         )?
-        .query_map(params![device, since, until], |row| {
-            Ok(DeviceCount {
-                device_id: row.get(0)?,
-                readings: row.get(1)?,
-                anomalies: 0,
-            })
-        })?
+        .query_map(
+            params![
+                device, since, until, first_full, last_full, head_end, tail_start
+            ],
+            |row| {
+                Ok(DeviceCount {
+                    device_id: row.get(0)?,
+                    readings: row.get(1)?,
+                    anomalies: 0,
+                })
+            },
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let anomaly_filter =
         "detected_at >= ?2 AND detected_at <= ?3 AND (?1 IS NULL OR device_id = ?1)";
@@ -248,4 +307,48 @@ pub(super) fn max_event_ids(conn: &Connection) -> Result<(i64, i64), StoreError>
             "SELECT (SELECT IFNULL(MAX(id), 0) FROM readings), (SELECT IFNULL(MAX(id), 0) FROM anomalies)",
         )?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::full_hours;
+
+    #[test]
+    fn whole_hours_inside_a_window() {
+        let check = |since: &str, until: &str, first: &str, last: &str| {
+            assert_eq!(
+                full_hours(since, until),
+                (first.to_owned(), last.to_owned()),
+                "{since} … {until}"
+            );
+        };
+        check(
+            "2026-11-24T11:53:45.123456Z",
+            "2026-11-25T11:53:45.000000Z",
+            "2026-11-24T12",
+            "2026-11-25T10",
+        );
+        check(
+            "2026-11-24T11:00:00.000000Z",
+            "2026-11-24T12:59:59.999999Z",
+            "2026-11-24T11",
+            "2026-11-24T12",
+        );
+        // Across midnight and a month end.
+        check(
+            "2026-11-30T23:10:00.000000Z",
+            "2026-12-01T01:00:00.000000Z",
+            "2026-12-01T00",
+            "2026-12-01T00",
+        );
+        // Within one hour: none (first > last).
+        check(
+            "2026-11-24T11:10:00.000000Z",
+            "2026-11-24T11:50:00.000000Z",
+            "2026-11-24T12",
+            "2026-11-24T10",
+        );
+        // Open ends: the sentinels.
+        check("0000", "9999", "0000", "9999");
+    }
 }
