@@ -100,15 +100,20 @@ pub(super) fn stats(
     } else {
         ("9999".to_owned(), "9999".to_owned())
     };
+    // One bound per side, or SQLite may pick the looser one for the index range. For stored
+    // times (printable ASCII), `t <= until` is `t < until + "\u{1}"`.
+    let until_excl = format!("{until}\u{1}");
+    let head_end = head_end.min(until_excl);
+    let tail_start = tail_start.max(since.clone());
     let mut by_device: Vec<DeviceCount> = conn
         .prepare_cached(
             "SELECT d.device_id, \
                IFNULL((SELECT SUM(h.n) FROM reading_hours h WHERE h.device_id = d.device_id \
                        AND h.hour >= ?4 AND h.hour <= ?5), 0) \
              + (SELECT COUNT(*) FROM readings r WHERE r.device_id = d.device_id \
-                AND r.timestamp >= ?2 AND r.timestamp <= ?3 AND r.timestamp < ?6) \
+                AND r.timestamp >= ?2 AND r.timestamp < ?6) \
              + (SELECT COUNT(*) FROM readings r WHERE r.device_id = d.device_id \
-                AND r.timestamp >= ?2 AND r.timestamp <= ?3 AND r.timestamp >= ?7) \
+                AND r.timestamp >= ?7 AND r.timestamp <= ?3) \
              FROM devices d WHERE (?1 IS NULL OR d.device_id = ?1) ORDER BY d.device_id",
         )?
         .query_map(
