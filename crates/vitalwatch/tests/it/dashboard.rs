@@ -125,6 +125,42 @@ fn stats_series_and_csv_agree_with_what_was_posted() {
     );
     assert!(lines.iter().any(|l| l.contains(",130,")));
 
+    // The V3 rollup matches the readings, also after rows are deleted (retention does that).
+    drop(server);
+    let conn = rusqlite::Connection::open(dir.path().join("data/anomalies.db")).unwrap();
+    let rollup_matches = |conn: &rusqlite::Connection| -> bool {
+        conn.query_row(
+            "SELECT NOT EXISTS (SELECT device_id, substr(timestamp, 1, 13) AS hour, COUNT(*) AS n \
+             FROM readings GROUP BY 1, 2 EXCEPT SELECT device_id, hour, n FROM reading_hours WHERE n > 0) \
+             AND NOT EXISTS (SELECT device_id, hour, n FROM reading_hours WHERE n > 0 EXCEPT \
+             SELECT device_id, substr(timestamp, 1, 13), COUNT(*) FROM readings GROUP BY 1, 2)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert!(rollup_matches(&conn));
+    conn.execute(
+        "DELETE FROM readings WHERE device_id = 'BED_1' AND heart_rate < 75",
+        [],
+    )
+    .unwrap();
+    assert!(rollup_matches(&conn));
+    let bed1: i64 = conn
+        .query_row(
+            "SELECT n FROM reading_hours WHERE device_id = 'BED_1'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(bed1, 6, "70–74 deleted, 75–79 and 130 left");
+}
+
+#[test]
+fn bad_dashboard_queries_are_400s() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent();
+    let server = Server::start(dir.path());
     for (bad, code) in [
         (
             "/api/stats?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
