@@ -385,6 +385,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VITALWATCH_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
 
+    /// Address of the live dashboard [default: 0.0.0.0:8501]. Port 0 picks a free port; the
+    /// bound address is printed on standard output as `listening dashboard=ADDR`.
+    #[arg(long, env = "VITALWATCH_DASHBOARD_ADDR", value_name = "ADDR")]
+    pub dashboard_addr: Option<SocketAddr>,
+
     /// What to do with readings from devices that are not registered
     /// [default: auto-register].
     #[arg(

@@ -21,6 +21,8 @@ pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
 pub struct Config {
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
+    /// The live dashboard (the seed's Streamlit port 8501).
+    pub dashboard_addr: SocketAddr,
     pub registry: RegistryConfig,
     pub store: StoreConfig,
     pub limits: Limits,
@@ -75,6 +77,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("data"),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            dashboard_addr: SocketAddr::from(([0, 0, 0, 0], 8501)),
             registry: RegistryConfig::default(),
             store: StoreConfig::default(),
             limits: Limits::default(),
@@ -167,6 +170,7 @@ impl StoreConfig {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
+    pub dashboard_addr: Option<SocketAddr>,
     pub registry_policy: Option<RegistryPolicy>,
     pub mqtts_addr: Option<SocketAddr>,
     /// The seed's MQTT_PORT: the port of the TLS listener.
@@ -196,6 +200,9 @@ impl Config {
         }
         if let Some(http_addr) = overrides.http_addr {
             config.http_addr = http_addr;
+        }
+        if let Some(dashboard_addr) = overrides.dashboard_addr {
+            config.dashboard_addr = dashboard_addr;
         }
         if let Some(policy) = overrides.registry_policy {
             config.registry.policy = policy;

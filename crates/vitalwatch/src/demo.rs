@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 const DEMO_HTTP_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
 /// The broker's port unless told otherwise (bound to loopback).
 const DEMO_MQTT_PORT: u16 = 8883;
+const DEMO_DASHBOARD_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8501);
 /// The device whose certificate the banner's `mosquitto_pub` line uses.
 const MANUAL_DEVICE: &str = "demo-pub";
 
@@ -42,6 +44,9 @@ impl From<&DemoArgs> for DemoOptions {
 pub fn overrides(mut overrides: Overrides) -> Overrides {
     if overrides.http_addr.is_none() {
         overrides.http_addr = Some(DEMO_HTTP_ADDR);
+    }
+    if overrides.dashboard_addr.is_none() {
+        overrides.dashboard_addr = Some(DEMO_DASHBOARD_ADDR);
     }
     if overrides.mqtts_addr.is_none() {
         let port = overrides.mqtt_port.unwrap_or(DEMO_MQTT_PORT);
@@ -144,13 +149,18 @@ pub async fn run(
         .await
         .with_context(|| format!("binding the API to {}", config.http_addr))?;
     let api_addr = loopback_if_unspecified(listener.local_addr()?);
+    let dashboard_listener = tokio::net::TcpListener::bind(config.dashboard_addr)
+        .await
+        .with_context(|| format!("binding the dashboard to {}", config.dashboard_addr))?;
+    let dashboard_addr = loopback_if_unspecified(dashboard_listener.local_addr()?);
     let mqtt_addr = loopback_if_unspecified(config.mqtt.mqtts_addr);
     let mqtt_enabled = config.mqtt.enabled;
     let topic = config.mqtt.topic.clone();
     let server_stop = CancellationToken::new();
-    let mut server = tokio::spawn(crate::serve::run_on(
+    let mut server = tokio::spawn(crate::serve::serve_on(
         config,
         listener,
+        Some(dashboard_listener),
         server_stop.clone(),
         true,
     ));
@@ -186,6 +196,7 @@ pub async fn run(
     println!(
         "{}",
         banner(
+            dashboard_addr,
             api_addr,
             mqtt_enabled.then_some(mqtt_addr),
             &topic,
@@ -226,6 +237,7 @@ pub async fn run(
 }
 
 fn banner(
+    dashboard: SocketAddr,
     api: SocketAddr,
     mqtt: Option<SocketAddr>,
     topic: &str,
@@ -238,7 +250,10 @@ fn banner(
     text.push_str("\n==================== VitalWatch demo ====================\n");
     text.push_str(&format!("REST API:   http://{api}/api/devices\n"));
     text.push_str("HTTP API: no authentication yet — bind to loopback only.\n");
-    text.push_str("Dashboard:  not in this build yet; the REST API above serves the same data.\n");
+    text.push_str(&format!("Dashboard:  http://{dashboard}/\n"));
+    if !crate::dashboard::assets_built() {
+        text.push_str("            (its page is not built: run scripts/build-web, then rerun; the API works meanwhile)\n");
+    }
     match mqtt {
         Some(mqtt) => text.push_str(&format!(
             "MQTT:       mqtts://{mqtt} topic {topic} (TLS, client certificates from {certs_dir})\n"

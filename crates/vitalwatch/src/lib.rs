@@ -12,6 +12,7 @@ pub mod bench;
 pub mod certs_cmd;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod devices_cmd;
 pub mod ingest;

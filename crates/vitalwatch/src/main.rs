@@ -56,6 +56,7 @@ fn load_config(store: &StoreArgs, mut overrides: Overrides) -> anyhow::Result<Co
 fn serve_overrides(args: &ServeArgs) -> Overrides {
     Overrides {
         http_addr: args.http_addr,
+        dashboard_addr: args.dashboard_addr,
         registry_policy: args.registry_policy,
         mqtts_addr: args.mqtts_addr,
         mqtt_port: args.mqtt_port,

@@ -136,6 +136,11 @@ impl Pipeline {
         &self.metrics
     }
 
+    /// The rule set in force (the dashboard draws its ranges as chart bands).
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
     /// Live events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

@@ -44,7 +44,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the API to {}", config.http_addr))?;
-    run_on(config, listener, shutdown, true).await
+    let dashboard = tokio::net::TcpListener::bind(config.dashboard_addr)
+        .await
+        .with_context(|| format!("binding the dashboard to {}", config.dashboard_addr))?;
+    serve_on(config, listener, Some(dashboard), shutdown, true).await
 }
 
 /// Serves on an already-bound listener (benchmarks bind their own). With `announce`, prints
@@ -52,6 +55,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn run_on(
     config: Config,
     listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+    announce: bool,
+) -> anyhow::Result<()> {
+    serve_on(config, listener, None, shutdown, announce).await
+}
+
+/// [`run_on`] plus, when given, the dashboard's listener (assets + the same API routes).
+pub async fn serve_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    dashboard: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
     announce: bool,
 ) -> anyhow::Result<()> {
@@ -163,10 +177,37 @@ pub async fn run_on(
         shutdown.clone(),
     ));
 
-    let app = api::app(AppState {
+    let state = AppState {
         pipeline: Arc::clone(&pipeline),
         store: Arc::clone(&store),
-    });
+    };
+    let app = api::app(state.clone()).merge(api::live::routes(state.clone(), shutdown.clone()));
+    if let Some(dashboard) = dashboard {
+        let dashboard_addr = dashboard.local_addr()?;
+        if !crate::dashboard::assets_built() {
+            tracing::warn!(
+                message = "Dashboard assets not built; the dashboard shows how to build them.",
+                hint = "scripts/build-web"
+            );
+        }
+        tracing::info!(message = "Dashboard is serving.", dashboard = %dashboard_addr);
+        if announce {
+            println!("listening dashboard={dashboard_addr}");
+        }
+        let dashboard_app = crate::dashboard::app(app.clone());
+        let dashboard_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(
+                dashboard,
+                dashboard_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(dashboard_shutdown.cancelled_owned())
+            .await;
+            if let Err(err) = served {
+                tracing::error!(message = "The dashboard listener failed.", error = %err);
+            }
+        });
+    }
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

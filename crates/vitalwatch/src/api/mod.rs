@@ -5,8 +5,10 @@
 //! Handlers never see raw rusqlite or serde errors.
 
 mod alerts;
+mod dashboard;
 mod devices;
 mod health;
+pub mod live;
 mod model;
 mod query;
 mod telemetry;
@@ -59,6 +61,13 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/thresholds/preview", post(alerts::preview_thresholds))
         .route("/api/webhooks/deliveries", get(alerts::webhook_deliveries))
+        // The dashboard's reads (api/dashboard.rs); the live stream is `live::routes`.
+        .route("/api/stats", get(dashboard::stats))
+        .route("/api/series", get(dashboard::series))
+        .route("/api/latest", get(dashboard::latest))
+        .route("/api/readings", get(dashboard::readings))
+        .route("/api/readings.csv", get(dashboard::readings_csv))
+        .route("/api/ranges", get(dashboard::ranges))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -5,6 +5,7 @@
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
 pub mod audit;
+pub mod dashboard;
 pub mod sqlite;
 
 use crate::config::RegistryPolicy;
@@ -364,6 +365,32 @@ pub trait Store: Send + Sync + 'static {
         state: Option<String>,
         limit: usize,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
+    /// Top metrics and per-type/per-device/per-severity counts for a dashboard window.
+    async fn dashboard_stats(
+        &self,
+        window: dashboard::Window,
+        now: Timestamp,
+    ) -> Result<dashboard::DashboardStats, StoreError>;
+    /// Bucketed (mean/min/max) series of each device's vitals; one entry per device with data.
+    async fn series(
+        &self,
+        query: dashboard::SeriesQuery,
+    ) -> Result<Vec<dashboard::DeviceSeries>, StoreError>;
+    /// The newest reading in the window of each registered device (that has one).
+    async fn latest_readings(
+        &self,
+        window: dashboard::Window,
+    ) -> Result<Vec<ReadingRecord>, StoreError>;
+    /// Readings and anomalies stored after the given ids (oldest first, at most `limit` each),
+    /// for a live stream that reconnects.
+    async fn events_after(
+        &self,
+        reading_id: i64,
+        anomaly_id: i64,
+        limit: usize,
+    ) -> Result<(Vec<ReadingRecord>, Vec<AnomalyRecord>), StoreError>;
+    /// The highest reading and anomaly ids stored so far (0 when none).
+    async fn max_event_ids(&self) -> Result<(i64, i64), StoreError>;
     /// Commits what is queued and closes the database.
     async fn close(&self);
     /// Training data for the anomaly model: readings with timestamps at or after `since` that

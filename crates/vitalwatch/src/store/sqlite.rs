@@ -32,6 +32,8 @@ mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
+mod dashboard;
+
 const READ_CONNECTIONS: usize = 4;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -1280,6 +1282,44 @@ impl Store for SqliteStore {
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
         self.read(move |conn| alerts::webhook_deliveries(conn, state, limit))
             .await
+    }
+
+    async fn dashboard_stats(
+        &self,
+        window: super::dashboard::Window,
+        now: Timestamp,
+    ) -> Result<super::dashboard::DashboardStats, StoreError> {
+        self.read(move |conn| dashboard::stats(conn, &window, now))
+            .await
+    }
+
+    async fn series(
+        &self,
+        query: super::dashboard::SeriesQuery,
+    ) -> Result<Vec<super::dashboard::DeviceSeries>, StoreError> {
+        self.read(move |conn| dashboard::series(conn, &query)).await
+    }
+
+    async fn latest_readings(
+        &self,
+        window: super::dashboard::Window,
+    ) -> Result<Vec<ReadingRecord>, StoreError> {
+        self.read(move |conn| dashboard::latest(conn, &window))
+            .await
+    }
+
+    async fn events_after(
+        &self,
+        reading_id: i64,
+        anomaly_id: i64,
+        limit: usize,
+    ) -> Result<(Vec<ReadingRecord>, Vec<AnomalyRecord>), StoreError> {
+        self.read(move |conn| dashboard::events_after(conn, reading_id, anomaly_id, limit))
+            .await
+    }
+
+    async fn max_event_ids(&self) -> Result<(i64, i64), StoreError> {
+        self.read(dashboard::max_event_ids).await
     }
 
     async fn close(&self) {

@@ -3,6 +3,7 @@
 mod alerts;
 mod audit;
 mod cli;
+mod dashboard;
 mod durability;
 mod hostile;
 mod jepsen;

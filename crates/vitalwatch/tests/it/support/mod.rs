@@ -57,11 +57,16 @@ impl Server {
         if options.free_port {
             command.args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"]);
         }
+        if !options.args.iter().any(|a| a == "--dashboard-addr") {
+            // Tests run in parallel: never let them fight over the default port 8501.
+            command.args(["--dashboard-addr", "127.0.0.1:0"]);
+        }
         command
             .args(&options.args)
             .env("RUST_LOG", "vitalwatch=debug")
             .env_remove("VITALWATCH_DATA_DIR")
             .env_remove("VITALWATCH_HTTP_ADDR")
+            .env_remove("VITALWATCH_DASHBOARD_ADDR")
             .env_remove("VITALWATCH_CONFIG")
             .env_remove("VITALWATCH_CERTS_DIR")
             .env_remove("MQTT_PORT")

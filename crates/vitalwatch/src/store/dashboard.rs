@@ -1,0 +1,100 @@
+//! What the dashboard asks the store: aggregates over a time window, downsampled series, the
+//! newest reading per device, and the rows a live stream missed. Types only; each backend
+//! answers with its own SQL (aggregates are computed in the database, never by loading rows).
+
+use serde::Serialize;
+use vitalwatch_core::telemetry::Timestamp;
+
+/// The time window and device filter every dashboard view applies.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub device_id: Option<String>,
+}
+
+/// The top metrics and the Statistics view, for one [`Window`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DashboardStats {
+    /// Registered devices (1 when the filter names one that exists).
+    pub total_devices: i64,
+    /// Devices whose last reading arrived within the hour before `now` (window-independent).
+    pub active_last_hour: i64,
+    /// Readings whose timestamp is in the window.
+    pub readings: i64,
+    /// Anomalies detected in the window.
+    pub anomalies: i64,
+    /// Readings in the window with at least one anomaly.
+    pub anomalous_readings: i64,
+    /// `anomalous_readings / readings`, 0 when there are no readings.
+    pub anomaly_rate: f64,
+    pub by_type: Vec<TypeCount>,
+    pub by_severity: Vec<SeverityCount>,
+    pub by_device: Vec<DeviceCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TypeCount {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub count: i64,
+    pub last_detected: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeverityCount {
+    pub severity: String,
+    pub count: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeviceCount {
+    pub device_id: String,
+    pub readings: i64,
+    pub anomalies: i64,
+}
+
+/// A downsampled series request: `points` buckets of equal width over `[since, until]`.
+#[derive(Clone, Debug)]
+pub struct SeriesQuery {
+    pub device_ids: Vec<String>,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub points: usize,
+    /// Which of [`SERIES_METRICS`] to aggregate, in that order; each costs three aggregates
+    /// per row, so the overview asks only for what it draws.
+    pub metrics: Vec<&'static str>,
+}
+
+/// The vitals a series carries, in column order (the names are the readings' field names).
+pub const SERIES_METRICS: [&str; 7] = [
+    "heart_rate",
+    "body_temp",
+    "signal_strength",
+    "battery_level",
+    "spo2",
+    "respiratory_rate",
+    "systolic_bp",
+];
+
+/// One device's series, columnar: bucket `i` covers readings with time in
+/// `[t[i], t[i] + bucket_s)` seconds since the epoch. Buckets without readings are absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeviceSeries {
+    pub device_id: String,
+    pub bucket_s: i64,
+    pub t: Vec<i64>,
+    pub count: Vec<i64>,
+    /// One entry per requested metric, in [`SERIES_METRICS`] order.
+    pub metrics: Vec<MetricSeries>,
+}
+
+/// Mean, minimum and maximum of one vital per bucket (`None`: no value in that bucket), so a
+/// chart draws the mean with the min/max envelope and no spike is lost to downsampling.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MetricSeries {
+    pub name: &'static str,
+    pub avg: Vec<Option<f64>>,
+    pub min: Vec<Option<f64>>,
+    pub max: Vec<Option<f64>>,
+}

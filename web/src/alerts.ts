@@ -1,0 +1,78 @@
+// The Alerts view. Alerting is served by /api/alerts when the server has it; the view is shown
+// only then. The alert's JSON is read defensively (id, device_id, priority or severity,
+// state or status, condition or kind, message, raised_at or started_at) so small naming
+// differences in the API do not hide an alert.
+import { ago, fill, h, localDateTime, sevBadge } from './util';
+
+export type AlertItem = Record<string, unknown> & {
+  id?: string | number; alert_id?: string | number; device_id?: string;
+  severity?: string; priority?: string; state?: string; status?: string;
+  condition?: string; kind?: string; type?: string; message?: string; details?: string;
+  raised_at?: string; started_at?: string; opened_at?: string; updated_at?: string;
+};
+
+export function alertId(a: AlertItem): string {
+  return String(a.id ?? a.alert_id ?? '');
+}
+export function alertDevice(a: AlertItem): string {
+  return String(a.device_id ?? '');
+}
+/** HIGH priority (IEC 60601-1-8) and CRITICAL severity are both shown as critical. */
+export function alertSeverity(a: AlertItem): string {
+  const raw = String(a.severity ?? a.priority ?? '').toUpperCase();
+  if (raw === 'HIGH' || raw === 'CRITICAL') return 'CRITICAL';
+  if (raw === 'MEDIUM' || raw === 'WARNING') return 'WARNING';
+  return 'INFO';
+}
+function stateOf(a: AlertItem): string {
+  return String(a.state ?? a.status ?? 'active').toLowerCase();
+}
+export function alertIsActive(a: AlertItem): boolean {
+  const s = stateOf(a);
+  return !(s.includes('resolv') || s.includes('clear') || s.includes('closed') || s.includes('ended'));
+}
+const RANK: Record<string, number> = { CRITICAL: 0, WARNING: 1, INFO: 2 };
+export function sortAlerts(alerts: AlertItem[]): AlertItem[] {
+  return [...alerts].sort((x, y) =>
+    Number(!alertIsActive(x)) - Number(!alertIsActive(y)) ||
+    (RANK[alertSeverity(x)] ?? 3) - (RANK[alertSeverity(y)] ?? 3) ||
+    String(y.raised_at ?? y.started_at ?? '').localeCompare(String(x.raised_at ?? x.started_at ?? '')));
+}
+
+export function renderAlerts(
+  panel: HTMLElement,
+  alerts: AlertItem[],
+  shown: (deviceId: string) => boolean,
+  act: (a: AlertItem, action: 'ack' | 'silence') => Promise<void>,
+): void {
+  const visible = alerts.filter((a) => shown(alertDevice(a)));
+  const hidden = alerts.length - visible.length;
+  const items = visible.map((a) => {
+    const sev = alertSeverity(a);
+    const st = stateOf(a);
+    const active = alertIsActive(a);
+    const when = String(a.raised_at ?? a.started_at ?? a.opened_at ?? '');
+    const button = (label: string, action: 'ack' | 'silence', done: boolean) => h('button', {
+      class: action === 'ack' ? 'btn btn-primary' : 'btn',
+      'data-action': action,
+      disabled: !active || done,
+      onclick: async (e: Event) => {
+        const b = e.currentTarget as HTMLButtonElement;
+        b.disabled = true;
+        try { await act(a, action); } catch (err) { b.disabled = false; b.textContent = `${label} failed — retry`; console.error(err); }
+      },
+    }, label);
+    return h('article', { class: `alert sev-border-${sev}${active ? '' : ' inactive'}`, 'data-alert': alertId(a), 'data-state': st },
+      h('div', {},
+        h('div', { class: 'card-title' }, h('span', {}, `${a.condition ?? a.kind ?? a.type ?? 'Alert'} — ${alertDevice(a)}`), sevBadge(sev)),
+        h('div', { class: 'card-body' }, String(a.message ?? a.details ?? '')),
+        h('div', { class: 'card-time' }, `State: ${st}${when ? ` · raised ${localDateTime(when)} (${ago(when)})` : ''}`)),
+      h('div', { class: 'alert-actions' },
+        button('Acknowledge', 'ack', st.includes('ack')),
+        button('Silence', 'silence', st.includes('silenc'))));
+  });
+  fill(panel, 
+    h('h2', {}, 'Alerts'),
+    hidden ? h('p', { class: 'banner banner-warning' }, `${hidden} alert(s) on other devices are hidden by the device filter.`) : null,
+    items.length ? h('div', { class: 'alerts' }, ...items) : h('div', { class: 'empty' }, 'No alerts.'));
+}
