@@ -71,8 +71,14 @@ export function renderAlerts(
         button('Acknowledge', 'ack', st.includes('ack')),
         button('Silence', 'silence', st.includes('silenc'))));
   });
-  fill(panel, 
+  const by = h('input', {
+    id: 'ack-by', type: 'text', autocomplete: 'name', maxlength: '64',
+    placeholder: 'your name', value: localStorage.getItem('vw-ack-by') ?? '',
+    oninput: (e: Event) => localStorage.setItem('vw-ack-by', (e.currentTarget as HTMLInputElement).value),
+  });
+  fill(panel,
     h('h2', {}, 'Alerts'),
+    h('label', { class: 'ack-by' }, 'Acknowledge and silence as ', by),
     hidden ? h('p', { class: 'banner banner-warning' }, `${hidden} alert(s) on other devices are hidden by the device filter.`) : null,
     items.length ? h('div', { class: 'alerts' }, ...items) : h('div', { class: 'empty' }, 'No alerts.'));
 }

@@ -688,7 +688,16 @@ function updateHiddenCriticalBanner(): void {
 
 function renderAlertsPanel(): void {
   renderAlerts(byId('panel-alerts'), state.alerts, matchesDevice, async (a, action) => {
-    await postJson(`/api/alerts/${encodeURIComponent(alertId(a))}/${action}`, {});
+    // Who acts is recorded with the alert and in the audit trail (no login in this build).
+    const byInput = byId<HTMLInputElement>('ack-by');
+    const by = byInput.value.trim();
+    if (!by) {
+      byInput.focus();
+      throw new Error('enter your name first');
+    }
+    // An audio pause is time-limited (IEC 60601-1-8): two minutes.
+    const body = action === 'ack' ? { by } : { by, duration_s: 120 };
+    await postJson(`/api/alerts/${encodeURIComponent(alertId(a))}/${action}`, body);
     await probeAlerts();
   });
 }

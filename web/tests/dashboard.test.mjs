@@ -142,8 +142,12 @@ test('the alerts view follows /api/alerts: hidden on 404, acknowledging updates 
   const ack = page.locator('.alert button[data-action=ack]:not([disabled])').first();
   await ack.waitFor();
   const id = await ack.locator('xpath=ancestor::article').getAttribute('data-alert');
+  // Who acknowledges is recorded: the page asks for a name first.
+  await page.fill('#ack-by', 'Nurse Ada');
   await ack.click();
   await page.waitForFunction((alertId) => /ack/i.test(document.querySelector(`[data-alert="${alertId}"]`)?.getAttribute('data-state') ?? ''), id);
+  const detail = await (await fetch(`${server.api}/api/alerts/${id}`)).json();
+  assert.equal(detail.alert.acknowledged_by, 'Nurse Ada');
   await shot('alerts');
 });
 

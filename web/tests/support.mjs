@@ -19,7 +19,7 @@ export function tempDir(prefix = 'vw-dash-') {
 
 /** Starts `serve`; resolves once both `listening` lines were printed. */
 export function startServer({ dir, api = '127.0.0.1:0', dashboard = '127.0.0.1:0', args = [] }) {
-  const child = spawn(BIN, ['serve', '--data-dir', join(dir, 'data'), '--http-addr', api, '--dashboard-addr', dashboard, ...args], {
+  const child = spawn(BIN, ['serve', '--data-dir', join(dir, 'data'), '--http-addr', api, '--dashboard-addr', dashboard, '--mqtts-addr', '127.0.0.1:0', ...args], {
     cwd: dir,
     env: serverEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
