@@ -360,6 +360,33 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         batch: u64,
     },
+    /// MQTT over TLS, QoS 1, end to end: simulated devices (one client certificate each)
+    /// against an in-process `serve` with the embedded broker, compared in the same run with
+    /// Debian's Mosquitto forwarding the same load to one subscriber; then idle connections.
+    Ingest {
+        /// Simulated devices, each its own TLS connection and certificate.
+        #[arg(long, default_value_t = 100)]
+        devices: u64,
+        /// Readings in total, spread over the devices.
+        #[arg(long, default_value_t = 20_000)]
+        readings: u64,
+        /// Unacknowledged publishes each device keeps in flight.
+        #[arg(long, default_value_t = 8)]
+        inflight: u16,
+        /// Idle TLS device connections to open for the memory measurement (0 skips it).
+        #[arg(long, default_value_t = 2000)]
+        idle: u64,
+        /// Give up on a run after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        max_seconds: u64,
+        /// Skip the Mosquitto baseline (when mosquitto is not installed).
+        #[arg(long)]
+        no_mosquitto: bool,
+        /// Offered load in readings/s over all devices, paced per device (open loop), to
+        /// read latency at a given rate; 0 publishes as fast as acknowledgements allow.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
 }
 
 /// Options shared by every command that opens the database.
@@ -437,6 +464,44 @@ pub struct ServeArgs {
     /// The anomaly model file to load at start and on reload [default: <data-dir>/model.json].
     #[arg(long, env = "VITALWATCH_MODEL", value_name = "FILE")]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub external: ExternalBrokerArgs,
+}
+
+/// Subscribing to an existing broker instead of embedding one.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExternalBrokerArgs {
+    /// Subscribe to an existing broker (Mosquitto, EMQX...) instead of embedding one:
+    /// mqtts://HOST:PORT, mqtt://HOST:PORT (plaintext, warned about), or a bare host name as in
+    /// the seed (port from MQTT_PORT, TLS from MQTT_USE_TLS). Messages are acknowledged to that
+    /// broker only after they are committed.
+    #[arg(long, env = "MQTT_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// With a bare host name in --broker: connect with TLS [default: true].
+    #[arg(long, env = "MQTT_USE_TLS", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mqtt_use_tls: Option<bool>,
+
+    /// CA certificates (PEM) of the external broker [default: <certs-dir>/ca.crt].
+    #[arg(long, env = "MQTT_TLS_CA_CERTS", value_name = "FILE")]
+    pub broker_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS with the external broker.
+    #[arg(long, value_name = "FILE", requires = "broker_key")]
+    pub broker_cert: Option<PathBuf>,
+
+    /// Private key (PEM, mode 0600) of --broker-cert.
+    #[arg(long, value_name = "FILE", requires = "broker_cert")]
+    pub broker_key: Option<PathBuf>,
+
+    /// Our client id at the external broker; the persistent session is kept under it, so it
+    /// must stay the same across restarts and differ between nodes [default: vitalwatch].
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Subscribe as $share/NAME/<topic>: nodes with the same group split the stream.
+    #[arg(long, value_name = "NAME")]
+    pub share_group: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,26 @@ pub struct MqttConfig {
     pub plaintext_addr: Option<SocketAddr>,
     /// On the plaintext listener, let clients without credentials in (lab use only).
     pub allow_anonymous: bool,
+    /// An existing broker to subscribe to instead of embedding one (env MQTT_BROKER):
+    /// `mqtts://host:port`, `mqtt://host:port` (plaintext, only when written so), or a bare
+    /// host name as in the seed (then `use_tls` and MQTT_PORT decide). Unset: embedded broker.
+    pub broker: Option<String>,
+    /// For a bare host name in `broker`: connect with TLS (the seed's MQTT_USE_TLS).
+    pub use_tls: bool,
+    /// CA certificates (PEM) that sign the external broker's certificate (the seed's
+    /// MQTT_TLS_CA_CERTS); default `<certs_dir>/ca.crt`.
+    pub broker_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS with the external broker.
+    pub broker_cert: Option<PathBuf>,
+    pub broker_key: Option<PathBuf>,
+    /// Our MQTT client id at the external broker. Fixed, because the persistent session (and
+    /// the readings the broker keeps for us while we are down) belongs to it; every node of a
+    /// shared group needs its own.
+    pub client_id: String,
+    /// Subscribe as `$share/<group>/<topic>`, so several nodes split the stream.
+    pub share_group: Option<String>,
+    /// Longest wait between two reconnect attempts (the backoff doubles up to this).
+    pub reconnect_max_ms: u64,
 }
 
 impl Default for MqttConfig {
@@ -68,6 +88,14 @@ impl Default for MqttConfig {
             workers: 1,
             plaintext_addr: None,
             allow_anonymous: false,
+            broker: None,
+            use_tls: true,
+            broker_ca: None,
+            broker_cert: None,
+            broker_key: None,
+            client_id: "vitalwatch".to_owned(),
+            share_group: None,
+            reconnect_max_ms: 30_000,
         }
     }
 }
@@ -181,6 +209,13 @@ pub struct Overrides {
     pub mqtt_plaintext_addr: Option<SocketAddr>,
     pub mqtt_allow_anonymous: bool,
     pub model_path: Option<PathBuf>,
+    pub broker: Option<String>,
+    pub use_tls: Option<bool>,
+    pub broker_ca: Option<PathBuf>,
+    pub broker_cert: Option<PathBuf>,
+    pub broker_key: Option<PathBuf>,
+    pub client_id: Option<String>,
+    pub share_group: Option<String>,
 }
 
 impl Config {
@@ -231,6 +266,7 @@ impl Config {
         if let Some(model_path) = &overrides.model_path {
             config.model.path = Some(model_path.clone());
         }
+        apply_broker_overrides(&mut config.mqtt, overrides);
         config.validate()?;
         Ok(config)
     }
@@ -280,6 +316,24 @@ impl Config {
         if self.mqtt.max_packet_size < 256 || self.mqtt.max_inflight == 0 {
             bail!("mqtt.max_packet_size must be at least 256 and mqtt.max_inflight positive");
         }
+        if let Some(broker) = &self.mqtt.broker {
+            crate::ingest::external::BrokerUrl::parse(broker, self.mqtt.use_tls)
+                .map_err(|err| anyhow::anyhow!("mqtt.broker: {err}"))?;
+        }
+        if self.mqtt.broker_cert.is_some() != self.mqtt.broker_key.is_some() {
+            bail!("mqtt.broker_cert and mqtt.broker_key go together: give both or neither");
+        }
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
+            bail!("mqtt.client_id must be 1 to 64 characters");
+        }
+        if let Some(group) = &self.mqtt.share_group
+            && (group.is_empty() || group.contains(['/', '+', '#']))
+        {
+            bail!("mqtt.share_group must be a non-empty name without '/', '+' or '#'");
+        }
+        if self.mqtt.reconnect_max_ms < 100 {
+            bail!("mqtt.reconnect_max_ms must be at least 100");
+        }
         if !(self.registry.default_expected_interval_s.is_finite()
             && self.registry.default_expected_interval_s > 0.0)
         {
@@ -307,6 +361,38 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("model.json"))
+    }
+}
+
+/// The external-broker layer of [`Config::load`]. The seed's MQTT_PORT is the broker's port
+/// when MQTT_BROKER is a bare host name, so it is folded in as `host:port` here.
+fn apply_broker_overrides(mqtt: &mut MqttConfig, overrides: &Overrides) {
+    if let Some(broker) = &overrides.broker {
+        mqtt.broker = (!broker.trim().is_empty()).then(|| broker.trim().to_owned());
+    }
+    if let Some(use_tls) = overrides.use_tls {
+        mqtt.use_tls = use_tls;
+    }
+    if let (Some(port), Some(broker)) = (overrides.mqtt_port, &mut mqtt.broker)
+        && !broker.contains("://")
+        && !broker.contains(':')
+    {
+        *broker = format!("{broker}:{port}");
+    }
+    for (target, value) in [
+        (&mut mqtt.broker_ca, &overrides.broker_ca),
+        (&mut mqtt.broker_cert, &overrides.broker_cert),
+        (&mut mqtt.broker_key, &overrides.broker_key),
+    ] {
+        if let Some(value) = value {
+            *target = Some(value.clone());
+        }
+    }
+    if let Some(client_id) = &overrides.client_id {
+        mqtt.client_id = client_id.clone();
+    }
+    if let Some(group) = &overrides.share_group {
+        mqtt.share_group = Some(group.clone());
     }
 }
 
@@ -342,6 +428,32 @@ mod tests {
         assert_eq!(layered.http_addr.port(), 7000);
         assert_eq!(layered.data_dir, PathBuf::from("/srv/vw"));
         assert_eq!(layered.registry.policy, RegistryPolicy::Strict);
+    }
+
+    #[test]
+    fn the_seeds_broker_variables_layer_like_the_rest() {
+        let overrides = Overrides {
+            broker: Some("broker.example".to_owned()),
+            mqtt_port: Some(8884),
+            broker_ca: Some(PathBuf::from("/etc/ca.crt")),
+            ..Overrides::default()
+        };
+        let config = Config::load(None, &overrides).unwrap();
+        assert_eq!(config.mqtt.broker.as_deref(), Some("broker.example:8884"));
+        assert_eq!(config.mqtt.broker_ca, Some(PathBuf::from("/etc/ca.crt")));
+        let overrides = Overrides {
+            broker: Some("ftp://broker".to_owned()),
+            ..Overrides::default()
+        };
+        let err = Config::load(None, &overrides).unwrap_err();
+        assert!(err.to_string().contains("mqtt.broker"), "{err}");
+        let overrides = Overrides {
+            broker: Some("mqtts://broker".to_owned()),
+            broker_cert: Some(PathBuf::from("c.crt")),
+            ..Overrides::default()
+        };
+        let err = Config::load(None, &overrides).unwrap_err();
+        assert!(err.to_string().contains("broker_key"), "{err}");
     }
 
     #[test]

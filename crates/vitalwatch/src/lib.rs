@@ -9,6 +9,7 @@ pub mod alerts_cmd;
 pub mod api;
 pub mod audit_cmd;
 pub mod bench;
+pub mod bench_ingest;
 pub mod certs_cmd;
 pub mod cli;
 pub mod config;

@@ -8,7 +8,7 @@ use vitalwatch::cli::{
 };
 use vitalwatch::config::{self, Config, Overrides};
 use vitalwatch::{
-    alerts_cmd, audit_cmd, bench, certs_cmd, demo, devices_cmd, model_cmd, serve, sim,
+    alerts_cmd, audit_cmd, bench, bench_ingest, certs_cmd, demo, devices_cmd, model_cmd, serve, sim,
 };
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,6 +66,13 @@ fn serve_overrides(args: &ServeArgs) -> Overrides {
         mqtt_plaintext_addr: args.mqtt_addr,
         mqtt_allow_anonymous: args.mqtt_allow_anonymous,
         model_path: args.model.clone(),
+        broker: args.external.broker.clone(),
+        use_tls: args.external.mqtt_use_tls,
+        broker_ca: args.external.broker_ca.clone(),
+        broker_cert: args.external.broker_cert.clone(),
+        broker_key: args.external.broker_key.clone(),
+        client_id: args.external.client_id.clone(),
+        share_group: args.external.share_group.clone(),
         ..Overrides::default()
     }
 }
@@ -100,6 +107,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     readings,
                     clients,
                     batch,
+                })
+                .await
+            }
+            BenchCommand::Ingest {
+                devices,
+                readings,
+                inflight,
+                idle,
+                max_seconds,
+                no_mosquitto,
+                rate,
+            } => {
+                bench_ingest::run(bench_ingest::IngestBenchOptions {
+                    devices,
+                    readings,
+                    inflight,
+                    idle,
+                    max_time: std::time::Duration::from_secs(max_seconds),
+                    mosquitto: !no_mosquitto,
+                    rate,
                 })
                 .await
             }

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
 const CA_DAYS: i64 = 3650;
-const SERVER_DAYS: i64 = 825;
+/// Mozilla's "intermediate" TLS profile (v5.7) allows server certificates of at most 366 days;
+/// sslyze checks it (tests/it/tls_scan.rs).
+const SERVER_DAYS: i64 = 365;
 const DEVICE_DAYS: i64 = 730;
 const CRL_DAYS: i64 = 365;
 
@@ -356,6 +358,20 @@ fn issue_client(
             cert.revoked_at = Some(rfc3339(now()));
         }
     }
+    let issued = sign_device(certs, &issuer, device_id, unit)?;
+    index.certs.push(issued.clone());
+    save_index(certs, &index)?;
+    write_crl(certs, &issuer, &index)?;
+    Ok(issued)
+}
+
+/// Signs a device certificate and writes its files; the caller records it in the index.
+fn sign_device(
+    certs: &CertsDir,
+    issuer: &Issuer<'_, KeyPair>,
+    device_id: &str,
+    unit: &str,
+) -> anyhow::Result<IssuedCert> {
     let key = KeyPair::generate().context("generating the device key")?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -374,7 +390,7 @@ fn issue_client(
     params.use_authority_key_identifier_extension = true;
     params.subject_alt_names = Vec::<SanType>::new();
     let cert = params
-        .signed_by(&key, &issuer)
+        .signed_by(&key, issuer)
         .context("signing the device certificate")?;
     write_private(&certs.device_key(device_id), &key.serialize_pem(), 0o600)?;
     write_private(&certs.device_cert(device_id), &cert.pem(), 0o644)?;
@@ -385,7 +401,29 @@ fn issue_client(
         not_after: rfc3339(params.not_after),
         revoked_at: None,
     };
-    index.certs.push(issued.clone());
+    Ok(issued)
+}
+
+/// Issues certificates for many new devices at once (one index write and one CRL signature
+/// for the lot; `issue_device` does both per device). Refuses ids that already have an
+/// unrevoked certificate.
+pub fn issue_devices(certs: &CertsDir, device_ids: &[String]) -> anyhow::Result<Vec<IssuedCert>> {
+    let issuer = load_issuer(certs)?;
+    create_dir_private(&certs.devices())?;
+    let mut index = load_index(certs)?;
+    let mut issued = Vec::with_capacity(device_ids.len());
+    for device_id in device_ids {
+        if index
+            .certs
+            .iter()
+            .any(|c| &c.device_id == device_id && c.revoked_at.is_none())
+        {
+            bail!("device {device_id} already has a certificate");
+        }
+        let cert = sign_device(certs, &issuer, device_id, "device")?;
+        index.certs.push(cert.clone());
+        issued.push(cert);
+    }
     save_index(certs, &index)?;
     write_crl(certs, &issuer, &index)?;
     Ok(issued)

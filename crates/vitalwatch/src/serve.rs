@@ -6,7 +6,7 @@
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::ingest::{BrokerSettings, embedded};
+use crate::ingest::{BrokerSettings, BrokerStatus, embedded, external};
 use crate::metrics::Metrics;
 use crate::model::{self, ModelSlot};
 use crate::pipeline::{self, Pipeline};
@@ -105,7 +105,24 @@ pub async fn serve_on(
     #[cfg(unix)]
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
-    let broker = if config.mqtt.enabled {
+    let broker_status = BrokerStatus::default();
+    let external_broker = match external::ExternalSettings::from_config(&config)? {
+        Some(settings) if config.mqtt.enabled => {
+            tracing::info!(
+                message = "Subscribing to an external broker; the embedded broker is off.",
+                broker = %settings.url,
+                filter = %settings.filter(),
+                client_id = %settings.client_id,
+            );
+            Some(external::start(
+                settings,
+                Arc::clone(&pipeline),
+                broker_status.clone(),
+            )?)
+        }
+        _ => None,
+    };
+    let broker = if config.mqtt.enabled && external_broker.is_none() {
         let certs = crate::pki::CertsDir::new(config.certs_dir());
         if !certs.dir.exists() {
             let report = crate::pki::init(&certs, &[], false)?;
@@ -136,11 +153,12 @@ pub async fn serve_on(
             );
         }
         if announce {
-            println!("listening mqtts={}", broker.addr);
+            announce_line(&format!("listening mqtts={}", broker.addr));
             if let Some(plain) = broker.plaintext_addr {
-                println!("listening mqtt={plain}");
+                announce_line(&format!("listening mqtt={plain}"));
             }
         }
+        broker_status.embedded(broker.addr);
         Some(broker)
     } else {
         None
@@ -152,10 +170,6 @@ pub async fn serve_on(
         database = %config.database_path().display(),
         registry_policy = config.registry.policy.as_str(),
     );
-    if announce {
-        // A machine-readable line for scripts and tests that asked for port 0.
-        println!("listening api={api_addr}");
-    }
 
     let tasks = TaskTracker::new();
     let retention = Retention {
@@ -180,6 +194,7 @@ pub async fn serve_on(
     let state = AppState {
         pipeline: Arc::clone(&pipeline),
         store: Arc::clone(&store),
+        broker: broker_status,
     };
     let app = api::app(state.clone()).merge(api::live::routes(state.clone(), shutdown.clone()));
     if let Some(dashboard) = dashboard {
@@ -192,7 +207,7 @@ pub async fn serve_on(
         }
         tracing::info!(message = "Dashboard is serving.", dashboard = %dashboard_addr);
         if announce {
-            println!("listening dashboard={dashboard_addr}");
+            announce_line(&format!("listening dashboard={dashboard_addr}"));
         }
         let dashboard_app = crate::dashboard::app(app.clone());
         let dashboard_shutdown = shutdown.clone();
@@ -208,6 +223,11 @@ pub async fn serve_on(
             }
         });
     }
+    if announce {
+        // Machine-readable lines for scripts and tests that asked for port 0; the API's comes
+        // last, once every listener is up.
+        announce_line(&format!("listening api={api_addr}"));
+    }
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -219,6 +239,10 @@ pub async fn serve_on(
         // In-flight publishes finish: their readings commit and are acknowledged.
         broker.stop().await;
     }
+    if let Some(external_broker) = external_broker {
+        // In-flight commits finish and are acknowledged to the broker; the rest is redelivered.
+        external_broker.stop().await;
+    }
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
@@ -228,6 +252,15 @@ pub async fn serve_on(
     store.close().await;
     tracing::info!(message = "Stopped cleanly.");
     served.context("serving the API")
+}
+
+/// Writes one line to standard output; a reader that went away (closed pipe) is not an error
+/// worth stopping a clinical service for.
+fn announce_line(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }
 
 /// Audits the configuration in force when it differs from the last one this data dir ran

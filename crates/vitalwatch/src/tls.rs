@@ -128,3 +128,29 @@ pub fn peer_identity(der: &[u8]) -> Option<PeerIdentity> {
         unit,
     })
 }
+
+/// A TLS client configuration that trusts the CA certificates in `ca` (PEM) and, when given,
+/// presents `client` (certificate chain, key) for mutual TLS. Used to reach an external
+/// broker and by the ingest benchmark's simulated devices.
+pub fn client_config(
+    ca: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("adding {} to the root store", ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("selecting TLS versions")?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .context("loading the client certificate and key")?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}

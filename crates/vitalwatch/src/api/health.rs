@@ -21,6 +21,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "store": store,
         "readings": metrics.counts(),
         "rejected": metrics.refusals(),
+        "broker": state.broker.to_json(),
     });
     let status = if healthy {
         StatusCode::OK

@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub store: Arc<dyn Store>,
+    /// MQTT ingest state (embedded broker, or external broker connection) for `/health`.
+    pub broker: crate::ingest::BrokerStatus,
 }
 
 /// The whole API as one router, so tests can drive it in-process or over a socket.

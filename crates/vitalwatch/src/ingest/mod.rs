@@ -1,9 +1,13 @@
 //! Getting readings in over MQTT: the embedded broker ([`embedded`]), with device identity from
-//! client certificates. Every reading goes through the same [`crate::pipeline::Pipeline`] as
-//! `POST /api/telemetry`.
+//! client certificates, or a client of an existing broker ([`external`]). Every reading goes
+//! through the same [`crate::pipeline::Pipeline`] as `POST /api/telemetry`.
 
 pub mod consumers;
 pub mod embedded;
+pub mod external;
+mod status;
+
+pub use status::BrokerStatus;
 
 use crate::pki::CertsDir;
 use std::net::SocketAddr;

@@ -117,7 +117,18 @@ fn a_database_from_a_newer_version_is_refused() {
     )
     .unwrap();
     drop(conn);
-    let (ok, _, err) = run(&["serve", "--http-addr", "127.0.0.1:0"], dir.path());
+    let (ok, _, err) = run(
+        &[
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--dashboard-addr",
+            "127.0.0.1:0",
+            "--mqtts-addr",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
     assert!(!ok);
     assert!(
         err.contains("schema is version 99, newer than this VitalWatch supports"),

@@ -532,7 +532,13 @@ fn reload_through_the_api_and_sighup_is_audited_and_a_refused_reload_keeps_the_m
     }
     assert!(server.is_running());
 
-    let rows = audit_rows(&server.data_dir);
+    // The reload's audit row is queued after the swap; wait (bounded) for its commit.
+    let mut rows = audit_rows(&server.data_dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows.len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        rows = audit_rows(&server.data_dir);
+    }
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows[0].0.starts_with("api:127.0.0.1"), "{rows:?}");
     assert!(rows[0].1.contains("\"outcome\":\"loaded\"") && rows[0].1.contains(&second));

@@ -278,6 +278,8 @@ fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
             "127.0.0.1:0",
             "--mqtts-addr",
             "127.0.0.1:0",
+            "--dashboard-addr",
+            "127.0.0.1:0",
         ])
         .env_remove("VITALWATCH_DATA_DIR")
         .env_remove("VITALWATCH_HTTP_ADDR")

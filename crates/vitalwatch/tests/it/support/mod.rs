@@ -1,5 +1,8 @@
 //! Helpers for the integration tests: start the real `vitalwatch` binary on free ports in a
-//! temporary directory, talk to it over real sockets, stop it by its process id.
+//! temporary directory, talk to it over real sockets, stop it by its process id. A TLS
+//! Mosquitto from a config the test writes is in [`mosquitto`].
+
+pub mod mosquitto;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -71,6 +74,9 @@ impl Server {
             .env_remove("VITALWATCH_CERTS_DIR")
             .env_remove("MQTT_PORT")
             .env_remove("MQTT_TOPIC")
+            .env_remove("MQTT_BROKER")
+            .env_remove("MQTT_USE_TLS")
+            .env_remove("MQTT_TLS_CA_CERTS")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap());
         let mut child = command.spawn().expect("spawning vitalwatch serve");

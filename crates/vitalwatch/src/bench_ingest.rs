@@ -1,0 +1,654 @@
+//! `vitalwatch bench ingest`: MQTT over TLS with QoS 1, end to end, against a real
+//! `vitalwatch serve` (embedded broker, temporary data dir and PKI), compared in the same run
+//! with Debian's Mosquitto forwarding the same load to one subscriber; then idle connections.
+//!
+//! The server runs as a child process (this same binary, `serve`), not inside the bench, so
+//! its CPU and memory (read from `/proc/<pid>/stat` and `/proc/<pid>/status`) are not mixed
+//! with those of the thousands of simulated clients; Mosquitto is measured the same way.
+//! Every simulated device is a rumqttc client with its own certificate from the temporary PKI.
+//! A device's PUBACK from VitalWatch means the reading is committed, so acknowledged readings
+//! per second are committed readings per second; the run checks `/health` agrees at the end.
+//!
+//! Bounded: a fixed number of readings, and every phase gives up after `--max-seconds`.
+//! The server child inherits the environment, so `VITALWATCH_CONFIG=FILE` benchmarks a
+//! configuration other than the defaults (its data and certs directories are overridden).
+
+use crate::pki::{self, CertsDir};
+use anyhow::{Context, bail};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Barrier;
+
+#[derive(Clone, Copy, Debug)]
+pub struct IngestBenchOptions {
+    /// Simulated devices, each with its own TLS connection and certificate.
+    pub devices: u64,
+    /// Readings in total, spread evenly over the devices.
+    pub readings: u64,
+    /// Unacknowledged publishes each device keeps in flight.
+    pub inflight: u16,
+    /// Idle device connections to open for the memory measurement (0: skip).
+    pub idle: u64,
+    /// Each phase gives up after this long.
+    pub max_time: Duration,
+    /// Also measure Mosquitto forwarding the same load.
+    pub mosquitto: bool,
+    /// Offered load in readings/s over all devices (open loop); 0 = as fast as acks allow.
+    pub rate: u64,
+}
+
+/// Linux's USER_HZ, the unit of `/proc/<pid>/stat` CPU times (100 on every mainstream
+/// architecture; reading it with sysconf would need libc).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+const TOPIC: &str = "/iot/health";
+
+/// CPU time and resident memory of a process.
+#[derive(Clone, Copy, Debug)]
+struct ProcSample {
+    cpu_s: f64,
+    rss_kb: u64,
+    at: Instant,
+}
+
+fn sample(pid: u32) -> anyhow::Result<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc stat format")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse::<u64>()? as f64)
+    };
+    let cpu_s = (ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_S;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc status")?;
+    Ok(ProcSample {
+        cpu_s,
+        rss_kb,
+        at: Instant::now(),
+    })
+}
+
+fn cpu_percent(before: ProcSample, after: ProcSample) -> f64 {
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    100.0 * (after.cpu_s - before.cpu_s) / wall.max(1e-9)
+}
+
+/// A child process killed (SIGKILL) when dropped, unless it was stopped first.
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGTERM, then wait (bounded).
+    fn terminate(mut self, within: Duration) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One device's credentials, loaded once.
+#[derive(Clone)]
+struct Device {
+    id: String,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// What a load run measured.
+struct LoadResult {
+    acked: u64,
+    elapsed: Duration,
+    /// Publish written → PUBACK received, per message.
+    latencies: Vec<Duration>,
+    server: (ProcSample, ProcSample),
+}
+
+impl LoadResult {
+    fn per_second(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+pub async fn run(options: IngestBenchOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        options.devices > 0 && options.readings >= options.devices && options.inflight > 0,
+        "--devices and --inflight must be positive and --readings at least --devices"
+    );
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let certs = CertsDir::new(dir.path().join("pki"));
+    pki::init(&certs, &[], false)?;
+    let ids: Vec<String> = (0..options.devices).map(|i| format!("bench-{i}")).collect();
+    let mut all_ids = ids.clone();
+    all_ids.push("bench-subscriber".to_owned());
+    let started = Instant::now();
+    pki::issue_devices(&certs, &all_ids)?;
+    eprintln!(
+        "issued {} device certificates in {:.1} s",
+        all_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let load = |id: &str| -> anyhow::Result<Device> {
+        Ok(Device {
+            id: id.to_owned(),
+            tls: crate::tls::client_config(
+                &certs.ca_cert(),
+                Some((&certs.device_cert(id), &certs.device_key(id))),
+            )?,
+        })
+    };
+    let devices = ids
+        .iter()
+        .map(|id| load(id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let subscriber = load("bench-subscriber")?;
+
+    // VitalWatch.
+    let (server, api, mqtts) = start_server(dir.path(), &certs)?;
+    let ours = drive(mqtts.port(), &devices, &options, server.pid(), None).await?;
+    let stored = stored_count(api)?;
+    if stored < ours.acked {
+        bail!(
+            "VitalWatch acknowledged {} readings but /health counts {stored} stored",
+            ours.acked
+        );
+    }
+
+    server.terminate(Duration::from_secs(30));
+
+    // Idle connections, against a fresh server (so the load run's buffers are not counted).
+    let idle = if options.idle > 0 {
+        let (server, _, mqtts) = start_server(&dir.path().join("idle"), &certs)?;
+        let result = idle_connections(mqtts.port(), &devices, &options, server.pid()).await?;
+        server.terminate(Duration::from_secs(30));
+        Some(result)
+    } else {
+        None
+    };
+
+    // Mosquitto forwarding the same load to one subscriber.
+    let theirs = if options.mosquitto {
+        let (mosquitto, port) = start_mosquitto(dir.path(), &certs)?;
+        let result = drive(port, &devices, &options, mosquitto.pid(), Some(&subscriber)).await?;
+        mosquitto.terminate(Duration::from_secs(10));
+        Some(result)
+    } else {
+        None
+    };
+
+    report(&options, &ours, theirs.as_ref(), idle);
+    Ok(())
+}
+
+fn report(
+    options: &IngestBenchOptions,
+    ours: &LoadResult,
+    theirs: Option<&LoadResult>,
+    idle: Option<IdleResult>,
+) {
+    println!(
+        "MQTT over TLS (mutual, ECDSA P-256), QoS 1: {} devices, {} readings, {} in flight per device, offered rate {}",
+        options.devices,
+        options.readings,
+        options.inflight,
+        if options.rate > 0 {
+            format!("{}/s", options.rate)
+        } else {
+            "unlimited".to_owned()
+        }
+    );
+    println!(
+        "{:<44} {:>11} {:>9} {:>9} {:>7} {:>8}",
+        "run", "readings/s", "p50 ms", "p99 ms", "CPU %", "RSS MB"
+    );
+    let row = |label: &str, result: &LoadResult| {
+        let mut sorted = result.latencies.clone();
+        sorted.sort_unstable();
+        println!(
+            "{:<44} {:>11.0} {:>9.2} {:>9.2} {:>7.0} {:>8.1}",
+            label,
+            result.per_second(),
+            percentile(&sorted, 0.50),
+            percentile(&sorted, 0.99),
+            cpu_percent(result.server.0, result.server.1),
+            result.server.1.rss_kb as f64 / 1024.0,
+        );
+    };
+    row("VitalWatch: broker -> commit -> PUBACK", ours);
+    if let Some(theirs) = theirs {
+        row("Mosquitto: broker -> 1 subscriber (no store)", theirs);
+        println!(
+            "ratio VitalWatch / Mosquitto: {:.2}x",
+            ours.per_second() / theirs.per_second()
+        );
+    }
+    if let Some(idle) = idle {
+        println!(
+            "idle TLS device connections: {} of {} opened; server RSS {:.1} MB before, {:.1} MB after ({:.1} KB per connection){}",
+            idle.opened,
+            idle.asked,
+            idle.before_kb as f64 / 1024.0,
+            idle.after_kb as f64 / 1024.0,
+            (idle.after_kb.saturating_sub(idle.before_kb)) as f64 / idle.opened.max(1) as f64,
+            idle.failure
+                .as_deref()
+                .map(|f| format!("; first failure: {f}"))
+                .unwrap_or_default(),
+        );
+    }
+    println!(
+        "CPU % and RSS are the broker process's (100 % = one core); latency is publish written -> PUBACK read."
+    );
+}
+
+/// Starts `vitalwatch serve` (this binary) on free ports; returns it, the API and MQTT addresses.
+fn start_server(
+    dir: &Path,
+    certs: &CertsDir,
+) -> anyhow::Result<(ChildGuard, SocketAddr, SocketAddr)> {
+    let exe = std::env::current_exe().context("finding the vitalwatch binary")?;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--certs-dir")
+        .arg(&certs.dir)
+        .args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "vitalwatch=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting vitalwatch serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let guard = ChildGuard(Some(child));
+    let mut addrs = HashMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some((name, addr)) = line
+            .strip_prefix("listening ")
+            .and_then(|rest| rest.split_once('='))
+        {
+            addrs.insert(name.to_owned(), addr.trim().parse::<SocketAddr>()?);
+            if name == "api" {
+                break;
+            }
+        }
+    }
+    let (Some(api), Some(mqtts)) = (addrs.get("api"), addrs.get("mqtts")) else {
+        bail!("vitalwatch serve did not announce its addresses");
+    };
+    Ok((guard, *api, *mqtts))
+}
+
+fn stored_count(api: SocketAddr) -> anyhow::Result<u64> {
+    let mut response = ureq::get(&format!("http://{api}/health")).call()?;
+    let body: serde_json::Value = response.body_mut().read_json()?;
+    body["readings"]["stored"]
+        .as_u64()
+        .context("/health has no readings.stored")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Debian's Mosquitto with a TLS listener (client certificates required, like ours) and no
+/// queue limit, so a slow subscriber loses nothing.
+fn start_mosquitto(dir: &Path, certs: &CertsDir) -> anyhow::Result<(ChildGuard, u16)> {
+    let state = dir.join("mosquitto");
+    std::fs::create_dir_all(&state)?;
+    let port = free_port()?;
+    let conf = state.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n\
+             log_dest none\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
+             require_certificate true\n",
+            certs.ca_cert().display(),
+            certs.server_cert().display(),
+            certs.server_key().display(),
+        ),
+    )?;
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto (apt-get install mosquitto, or pass --no-mosquitto)")?;
+    let guard = ChildGuard(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("mosquitto did not start listening on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((guard, port))
+}
+
+fn mqtt_options(client_id: &str, port: u16, device: &Device, inflight: u16) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    options
+        .set_keep_alive(Duration::from_secs(60))
+        .set_clean_session(true)
+        .set_inflight(inflight)
+        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::clone(&device.tls),
+        )));
+    options
+}
+
+fn reading_json(device: &str, n: u64) -> String {
+    // Distinct timestamps per reading of a device, so nothing is deduplicated.
+    let ts = 1_767_225_600_000u64 + n;
+    format!(
+        r#"{{"device_id":"{device}","timestamp":{ts},"heart_rate":{},"body_temp":36.8,"signal_strength":-60,"battery_level":80}}"#,
+        60 + n % 50
+    )
+}
+
+/// Connects every device, then all publish their share at full speed; with `subscriber`
+/// (the Mosquitto run), the run ends when the subscriber has received everything.
+async fn drive(
+    port: u16,
+    devices: &[Device],
+    options: &IngestBenchOptions,
+    server_pid: u32,
+    subscriber: Option<&Device>,
+) -> anyhow::Result<LoadResult> {
+    let deadline = tokio::time::Instant::now() + options.max_time;
+    let n_devices = devices.len() as u64;
+    let per_device = options.readings / n_devices;
+    let total = per_device * n_devices;
+    let barrier = Arc::new(Barrier::new(devices.len() + 1));
+    let received = match subscriber {
+        Some(device) => Some(start_subscriber(port, device, total, deadline).await?),
+        None => None,
+    };
+    let mut tasks = Vec::with_capacity(devices.len());
+    for device in devices {
+        let device = device.clone();
+        let barrier = Arc::clone(&barrier);
+        let inflight = options.inflight;
+        // Each device's share of the offered rate, as the gap between its publishes.
+        let gap = (options.rate > 0)
+            .then(|| Duration::from_secs_f64(n_devices as f64 / options.rate as f64));
+        tasks.push(tokio::spawn(async move {
+            publish_all(port, device, per_device, inflight, gap, barrier, deadline).await
+        }));
+    }
+    barrier.wait().await;
+    let before = sample(server_pid)?;
+    let started = Instant::now();
+    let mut acked = 0;
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut first_error = None;
+    for task in tasks {
+        match task.await? {
+            Ok((n, mut lat)) => {
+                acked += n;
+                latencies.append(&mut lat);
+            }
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    let mut elapsed = started.elapsed();
+    if let Some(received) = received {
+        let (n, done_at) = received.await??;
+        if n < total {
+            bail!("the subscriber received {n} of {total} messages in time");
+        }
+        elapsed = done_at.duration_since(started).max(elapsed);
+    }
+    let after = sample(server_pid)?;
+    if let Some(err) = first_error {
+        return Err(err.context("a simulated device failed"));
+    }
+    if acked < total {
+        bail!("only {acked} of {total} publishes were acknowledged within the time limit");
+    }
+    Ok(LoadResult {
+        acked,
+        elapsed,
+        latencies,
+        server: (before, after),
+    })
+}
+
+/// One device: connect, wait for everyone, publish `count` readings, collect ack latencies.
+async fn publish_all(
+    port: u16,
+    device: Device,
+    count: u64,
+    inflight: u16,
+    gap: Option<Duration>,
+    barrier: Arc<Barrier>,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<(u64, Vec<Duration>)> {
+    let options = mqtt_options(&device.id, port, &device, inflight);
+    let (client, mut eventloop) = AsyncClient::new(options, usize::from(inflight) * 2 + 4);
+    let connected = loop {
+        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => break Err(anyhow::anyhow!("{}: connecting: {err}", device.id)),
+            Err(_) => break Err(anyhow::anyhow!("{}: connect timed out", device.id)),
+        }
+    };
+    // Everyone reaches the barrier, connected or not, so a failure cannot hang the others.
+    barrier.wait().await;
+    connected?;
+    let publisher = {
+        let client = client.clone();
+        let id = device.id.clone();
+        tokio::spawn(async move {
+            let mut ticks = gap.map(tokio::time::interval);
+            for n in 0..count {
+                if let Some(ticks) = ticks.as_mut() {
+                    ticks.tick().await;
+                }
+                if client
+                    .publish(TOPIC, QoS::AtLeastOnce, false, reading_json(&id, n))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let mut sent_at: HashMap<u16, Instant> = HashMap::with_capacity(usize::from(inflight) * 2);
+    let mut latencies = Vec::with_capacity(count as usize);
+    while (latencies.len() as u64) < count {
+        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                sent_at.insert(pkid, Instant::now());
+            }
+            Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                if let Some(at) = sent_at.remove(&ack.pkid) {
+                    latencies.push(at.elapsed());
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => bail!("{}: connection lost: {err}", device.id),
+            Err(_) => break,
+        }
+    }
+    publisher.abort();
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    Ok((latencies.len() as u64, latencies))
+}
+
+/// Subscribes (QoS 1) and counts messages until `total` arrived; resolves to (count, when).
+async fn start_subscriber(
+    port: u16,
+    device: &Device,
+    total: u64,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<(u64, Instant)>>> {
+    let options = mqtt_options("bench-subscriber", port, device, 100);
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    client.subscribe(TOPIC, QoS::AtLeastOnce).await?;
+    loop {
+        match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => bail!("subscriber: {err}"),
+            Err(_) => bail!("subscriber: no SUBACK in time"),
+        }
+    }
+    Ok(tokio::spawn(async move {
+        let _client = client;
+        let mut received = 0;
+        while received < total {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::Publish(_)))) => received += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => bail!("subscriber: {err}"),
+                Err(_) => break,
+            }
+        }
+        Ok((received, Instant::now()))
+    }))
+}
+
+struct IdleResult {
+    asked: u64,
+    opened: u64,
+    before_kb: u64,
+    after_kb: u64,
+    failure: Option<String>,
+}
+
+/// Opens `options.idle` device connections (certificates reused round-robin, distinct client
+/// ids), keeps them idle, and reads the server's RSS before and after.
+async fn idle_connections(
+    port: u16,
+    devices: &[Device],
+    options: &IngestBenchOptions,
+    server_pid: u32,
+) -> anyhow::Result<IdleResult> {
+    let before_kb = sample(server_pid)?.rss_kb;
+    let deadline = tokio::time::Instant::now() + options.max_time;
+    // Bounded concurrent handshakes, so the listen backlog is not the thing measured.
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(128));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let mut tasks = Vec::new();
+    for i in 0..options.idle {
+        let device = devices[(i % devices.len() as u64) as usize].clone();
+        let handshakes = Arc::clone(&handshakes);
+        let stop = stop.clone();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let permit = handshakes.acquire_owned().await;
+            let options = mqtt_options(&format!("idle-{i}"), port, &device, 1);
+            let (_client, mut eventloop) = AsyncClient::new(options, 1);
+            let first = tokio::time::timeout_at(deadline, async {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                        Ok(_) => {}
+                        Err(err) => return Err(err.to_string()),
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err("timed out".to_owned()));
+            drop(permit);
+            let ok = first.is_ok();
+            let _ = tx.send(first);
+            drop(tx);
+            if ok {
+                // Stay connected (answering keep-alives) until told to stop.
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        res = eventloop.poll() => if res.is_err() { break },
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut opened = 0;
+    let mut failure = None;
+    // One answer per connection (connected tasks keep their sender, so count, not close).
+    for _ in 0..options.idle {
+        match rx.recv().await {
+            Some(Ok(())) => opened += 1,
+            Some(Err(err)) => {
+                failure.get_or_insert(err);
+            }
+            None => break,
+        }
+    }
+    // Let the server settle (buffers shrink after the handshakes).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_kb = sample(server_pid)?.rss_kb;
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(IdleResult {
+        asked: options.idle,
+        opened,
+        before_kb,
+        after_kb,
+        failure,
+    })
+}
