@@ -6,7 +6,7 @@
 //! device's next reading.
 
 use super::query::Params;
-use super::{ApiError, AppState, actor, read_body, require_json};
+use super::{ApiError, AppState, actor, json_body};
 use crate::alerts::{ActionError, AlertService, ThresholdsError};
 use crate::store::{AlertQuery, AuditEntry, ReadingQuery};
 use axum::Json;
@@ -20,7 +20,6 @@ use vitalwatch_core::alerting::{AlertError, AlertState, Priority};
 use vitalwatch_core::rules::PatientThresholds;
 use vitalwatch_core::telemetry::{DeviceId, Timestamp};
 
-const MAX_BODY: usize = 16 * 1024;
 const MAX_USER_LEN: usize = 128;
 const MAX_NOTE_LEN: usize = 1000;
 /// Anomalies shown from this long before an alert opened.
@@ -52,22 +51,6 @@ fn alert_id(raw: &str) -> Result<u64, ApiError> {
         .ok()
         .filter(|id| *id > 0 && *id <= i64::MAX as u64)
         .ok_or_else(|| ApiError::bad_request("invalid_alert_id", "alert ids are positive integers"))
-}
-
-async fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: axum::body::Body,
-) -> Result<T, ApiError> {
-    require_json(headers)?;
-    let bytes = read_body(headers, body, MAX_BODY).await?;
-    serde_json::from_slice(&bytes).map_err(|err| {
-        let status = if err.is_data() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        ApiError::new(status, "invalid_body", err.to_string())
-    })
 }
 
 fn unprocessable(detail: impl Into<String>) -> ApiError {

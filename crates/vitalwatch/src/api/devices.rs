@@ -1,7 +1,7 @@
 //! The device registry, device readings and anomalies.
 
 use super::query::{Params, next_cursor};
-use super::{ApiError, AppState, actor, read_body, require_json};
+use super::{ApiError, AppState, actor, json_body};
 use crate::store::{AnomalyQuery, DeviceRegistration, DeviceUpdate, ReadingQuery};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -12,8 +12,6 @@ use std::net::SocketAddr;
 use vitalwatch_core::rules::{AnomalyType, Severity};
 use vitalwatch_core::telemetry::DeviceId;
 
-/// Device bodies are small; this is generous.
-const MAX_DEVICE_BODY: usize = 16 * 1024;
 const MAX_LABEL_LEN: usize = 128;
 const MAX_INTERVAL_S: f64 = 86_400.0;
 
@@ -74,23 +72,6 @@ struct UpdateBody {
     location: Option<Option<String>>,
     expected_interval_s: Option<f64>,
     active: Option<bool>,
-}
-
-async fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: axum::body::Body,
-) -> Result<T, ApiError> {
-    require_json(headers)?;
-    let bytes = read_body(headers, body, MAX_DEVICE_BODY).await?;
-    serde_json::from_slice(&bytes).map_err(|err| {
-        let status = if err.is_data() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        // serde's message names the field and the expectation, never a stored value.
-        ApiError::new(status, "invalid_body", err.to_string())
-    })
 }
 
 fn check_label(name: &str, value: Option<&str>) -> Result<(), ApiError> {

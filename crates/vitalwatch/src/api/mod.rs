@@ -233,6 +233,28 @@ pub async fn read_body(
     })
 }
 
+/// The largest JSON body of an administrative request (devices, alerts, thresholds).
+pub const MAX_JSON_BODY: usize = 16 * 1024;
+
+/// Reads a small JSON request body into `T`: 415 without a JSON content type, 413 over
+/// [`MAX_JSON_BODY`], 400 when unparseable, 422 when the shape is wrong. serde's message names
+/// the field and the expectation, never a stored value.
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
+    require_json(headers)?;
+    let bytes = read_body(headers, body, MAX_JSON_BODY).await?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        let status = if err.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, "invalid_body", err.to_string())
+    })
+}
+
 /// Who made a request, for the audit log (authentication arrives with the security issue).
 pub fn actor(remote: Option<std::net::SocketAddr>) -> String {
     match remote {

@@ -826,6 +826,19 @@ fn set_verdict(
     )
 }
 
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        actor: row.get(2)?,
+        action: row.get(3)?,
+        target: row.get(4)?,
+        details: row.get(5)?,
+        prev_hash: row.get(6)?,
+        hash: row.get(7)?,
+    })
+}
+
 fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<ReadingRecord> {
     let extra: Option<String> = row.get(16)?;
     Ok(ReadingRecord {
@@ -1073,18 +1086,7 @@ impl Store for SqliteStore {
                 "SELECT id, at, actor, action, target, details, prev_hash, hash FROM audit_log \
                  WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after_id, limit as i64], |row| {
-                Ok(AuditRecord {
-                    id: row.get(0)?,
-                    at: row.get(1)?,
-                    actor: row.get(2)?,
-                    action: row.get(3)?,
-                    target: row.get(4)?,
-                    details: row.get(5)?,
-                    prev_hash: row.get(6)?,
-                    hash: row.get(7)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![after_id, limit as i64], audit_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -1151,18 +1153,7 @@ impl Store for SqliteStore {
                     "SELECT id, at, actor, action, target, details, prev_hash, hash FROM audit_log \
                      WHERE action = ?1 ORDER BY id DESC LIMIT 1",
                 )?
-                .query_row([action], |row| {
-                    Ok(AuditRecord {
-                        id: row.get(0)?,
-                        at: row.get(1)?,
-                        actor: row.get(2)?,
-                        action: row.get(3)?,
-                        target: row.get(4)?,
-                        details: row.get(5)?,
-                        prev_hash: row.get(6)?,
-                        hash: row.get(7)?,
-                    })
-                })
+                .query_row([action], audit_from_row)
                 .optional()?)
         })
         .await
