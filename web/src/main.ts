@@ -276,11 +276,15 @@ function tempOut(v: number | null): boolean {
   return v !== null && !!r && (v < r.min || v > r.max);
 }
 
-/** A device's state from its latest reading: CRITICAL when a vital is out of range. */
-function tileState(l: Latest | undefined): string {
-  if (!l) return 'NONE';
+/** A device's state: its open alerts (e.g. SpO₂, NEWS2, offline), then its latest reading
+ *  against the ranges. A patient with an open high-priority alert is never shown as normal. */
+function tileState(l: Latest | undefined, deviceId: string): string {
+  const open = state.alerts.filter((a) => alertDevice(a) === deviceId && alertIsActive(a)).map(alertSeverity);
+  if (open.includes('CRITICAL')) return 'CRITICAL';
+  if (!l) return open.includes('WARNING') ? 'WARNING' : 'NONE';
   const r = l.reading;
   if (hrOut(r.heart_rate) || tempOut(r.body_temp) || (l.news2 && l.news2.total >= 7)) return 'CRITICAL';
+  if (open.includes('WARNING')) return 'WARNING';
   const lowBattery = r.battery_level !== null && state.ranges && r.battery_level < state.ranges.low_battery.below;
   const weak = r.signal_strength !== null && state.ranges && r.signal_strength < state.ranges.weak_signal.below;
   if (lowBattery || weak || (l.news2 && l.news2.total >= 5)) return 'WARNING';
@@ -290,7 +294,7 @@ function tileState(l: Latest | undefined): string {
 function tile(d: Device): HTMLElement {
   const l = state.latest.get(d.device_id);
   const r = l?.reading;
-  const st = tileState(l);
+  const st = tileState(l, d.device_id);
   return h('button', {
     class: `tile state-${st}${freshTiles.has(d.device_id) ? ' fresh' : ''}`,
     'data-device': d.device_id,
@@ -411,7 +415,7 @@ async function renderRealtime(): Promise<void> {
       h('div', { class: 'detail-head' },
         h('button', { class: 'btn', onclick: () => setDevice('') }, '← All devices'),
         h('h2', {}, deviceLabel(id)),
-        sevBadge(tileState(l) === 'NONE' ? 'INFO' : tileState(l)),
+        sevBadge(tileState(l, id) === 'NONE' ? 'INFO' : tileState(l, id)),
         h('span', { class: 'hint' }, l ? `Last reading ${localDateTime(l.reading.timestamp)} (${ago(l.reading.timestamp)})` : 'No reading in this time range')),
       h('div', { class: 'big-vitals', id: 'big-vitals' }, ...bigVitals(id)),
       h('p', { class: 'hint' }, 'Green band: normal range. Shaded envelope: minimum to maximum in each interval. ▲ marks an anomaly.'),
@@ -638,6 +642,7 @@ async function probeAlerts(): Promise<void> {
     if (!(err instanceof HttpError)) console.warn(err);
   }
   byId('tab-alerts').hidden = !state.alertsAvailable;
+  rerenderTilesSoon();
   updateAlertBadge();
   updateHiddenCriticalBanner();
   if (state.tab === 'alerts') renderAlertsPanel();
