@@ -366,3 +366,104 @@ fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn paced_duplicates_outages_and_skew_are_sent_as_devices_would_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let data_dir = server.data_dir.display().to_string();
+    // One device resends half its messages (same seq and timestamp), one holds its readings
+    // during an outage and bursts them on reconnect, one has a clock two minutes ahead.
+    std::fs::write(
+        dir.path().join("faults.toml"),
+        r#"name = "transport faults, short"
+seed = 3
+duration_s = 200
+interval_s = 5
+
+[[patients]]
+device_id = "dupes-1"
+[[patients.events]]
+kind = "duplicates"
+magnitude = 0.5
+onset_s = 0
+end_s = 200
+
+[[patients]]
+device_id = "outage-1"
+[[patients.events]]
+kind = "outage"
+onset_s = 50
+end_s = 120
+
+[[patients]]
+device_id = "skew-1"
+[[patients.events]]
+kind = "clock_skew"
+magnitude = 120.0
+onset_s = 0
+end_s = 200
+"#,
+    )
+    .unwrap();
+    let output = simulate(
+        dir.path(),
+        &[
+            "--scenario",
+            "faults.toml",
+            "--speed",
+            "200x",
+            "--qos",
+            "1",
+            "--broker",
+            &broker(&server),
+            "--data-dir",
+            &data_dir,
+            "--json",
+        ],
+    );
+    let faults = report(&output);
+    assert_eq!(faults["failed"], 0, "{faults}");
+    assert_eq!(faults["acked"], faults["sent"], "{faults}");
+    let redeliveries = faults["redeliveries"].as_u64().unwrap();
+    assert!(redeliveries > 0, "no duplicate was sent: {faults}");
+    // Every redelivery was recognised and stored once; held and skewed readings were stored.
+    let sent = faults["sent"].as_u64().unwrap();
+    assert_eq!(
+        counts(&server.data_dir).readings as u64,
+        sent - redeliveries,
+        "{faults}"
+    );
+    assert_eq!(
+        sent - redeliveries,
+        3 * 41,
+        "41 ticks (0 to 200 s every 5 s) per device"
+    );
+    let health = get(&agent(), &server.url("/health")).json;
+    assert_eq!(health["readings"]["duplicates"], redeliveries, "{health}");
+
+    // A numeric rate paces the run, which still ends by itself with everything acknowledged.
+    let paced = simulate(
+        dir.path(),
+        &[
+            "--devices",
+            "2",
+            "--count",
+            "10",
+            "--rate",
+            "40",
+            "--qos",
+            "1",
+            "--seed",
+            "9",
+            "--broker",
+            &broker(&server),
+            "--data-dir",
+            &data_dir,
+            "--json",
+        ],
+    );
+    let paced = report(&paced);
+    assert_eq!(paced["acked"], 20, "{paced}");
+    assert_eq!(paced["failed"], 0, "{paced}");
+}
