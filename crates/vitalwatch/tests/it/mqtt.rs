@@ -22,8 +22,13 @@ pub fn ca(server: &Server) -> PathBuf {
 
 /// Issues a device certificate with the real CLI, beside the running server.
 pub fn issue(server: &Server, device_id: &str) -> DeviceCert {
+    issue_kind(server, "device", device_id)
+}
+
+/// `vitalwatch certs device|consumer NAME` against the server's data dir.
+fn issue_kind(server: &Server, kind: &str, device_id: &str) -> DeviceCert {
     let output = Command::new(bin())
-        .args(["certs", "device", device_id, "--data-dir"])
+        .args(["certs", kind, device_id, "--data-dir"])
         .arg(&server.data_dir)
         .output()
         .unwrap();
@@ -520,20 +525,7 @@ fn hostile_mqtt_traffic_never_stops_the_broker() {
 
 /// Issues a consumer certificate (OU = consumer) with the real CLI.
 fn issue_consumer(server: &Server, name: &str) -> DeviceCert {
-    let output = Command::new(bin())
-        .args(["certs", "consumer", name, "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    DeviceCert {
-        cert: certs_dir(server).join(format!("devices/{name}.crt")),
-        key: certs_dir(server).join(format!("devices/{name}.key")),
-    }
+    issue_kind(server, "consumer", name)
 }
 
 /// A running `mosquitto_sub -d -v`, read line by line.
