@@ -6,7 +6,7 @@
 //! missing parameters is still computed (missing parameters score nothing) and is flagged
 //! `partial` with the list of what is missing: a partial total is a lower bound of the true one.
 //!
-//! Bands, from `/work/shared/CLINICAL.md` §1 ([NEWS2-chart], [NEWS2-RCPJ], [NEWS2-calc]):
+//! Bands, from the team's clinical reference (CLINICAL.md §1) ([NEWS2-chart], [NEWS2-RCPJ], [NEWS2-calc]):
 //!
 //! | Parameter | 3 | 2 | 1 | 0 | 1 | 2 | 3 |
 //! |---|---|---|---|---|---|---|---|
