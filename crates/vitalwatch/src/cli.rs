@@ -461,6 +461,11 @@ pub struct ServeArgs {
     #[arg(long, requires = "mqtt_addr")]
     pub mqtt_allow_anonymous: bool,
 
+    /// Also serve MQTT over WebSocket over TLS on ADDR (the seed's 8884, for browser clients;
+    /// subprotocol "mqtt"); the same client-certificate rules as --mqtts-addr.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_wss_addr: Option<SocketAddr>,
+
     /// The anomaly model file to load at start and on reload [default: <data-dir>/model.json].
     #[arg(long, env = "VITALWATCH_MODEL", value_name = "FILE")]
     pub model: Option<PathBuf>,

@@ -53,6 +53,9 @@ pub struct MqttConfig {
     pub plaintext_addr: Option<SocketAddr>,
     /// On the plaintext listener, let clients without credentials in (lab use only).
     pub allow_anonymous: bool,
+    /// MQTT over WebSocket over TLS for browser clients (the seed's 8884), off unless set;
+    /// the same certificate rules as `mqtts_addr`.
+    pub wss_addr: Option<SocketAddr>,
     /// An existing broker to subscribe to instead of embedding one (env MQTT_BROKER):
     /// `mqtts://host:port`, `mqtt://host:port` (plaintext, only when written so), or a bare
     /// host name as in the seed (then `use_tls` and MQTT_PORT decide). Unset: embedded broker.
@@ -88,6 +91,7 @@ impl Default for MqttConfig {
             workers: 1,
             plaintext_addr: None,
             allow_anonymous: false,
+            wss_addr: None,
             broker: None,
             use_tls: true,
             broker_ca: None,
@@ -208,6 +212,7 @@ pub struct Overrides {
     pub mqtt_disabled: bool,
     pub mqtt_plaintext_addr: Option<SocketAddr>,
     pub mqtt_allow_anonymous: bool,
+    pub mqtt_wss_addr: Option<SocketAddr>,
     pub model_path: Option<PathBuf>,
     pub broker: Option<String>,
     pub use_tls: Option<bool>,
@@ -262,6 +267,9 @@ impl Config {
         }
         if overrides.mqtt_allow_anonymous {
             config.mqtt.allow_anonymous = true;
+        }
+        if let Some(addr) = overrides.mqtt_wss_addr {
+            config.mqtt.wss_addr = Some(addr);
         }
         if let Some(model_path) = &overrides.model_path {
             config.model.path = Some(model_path.clone());

@@ -65,6 +65,7 @@ fn serve_overrides(args: &ServeArgs) -> Overrides {
         mqtt_disabled: args.no_mqtt,
         mqtt_plaintext_addr: args.mqtt_addr,
         mqtt_allow_anonymous: args.mqtt_allow_anonymous,
+        mqtt_wss_addr: args.mqtt_wss_addr,
         model_path: args.model.clone(),
         broker: args.external.broker.clone(),
         use_tls: args.external.mqtt_use_tls,

@@ -142,6 +142,7 @@ pub async fn serve_on(
             workers: config.mqtt.workers,
             plaintext_addr: config.mqtt.plaintext_addr,
             allow_anonymous: config.mqtt.allow_anonymous,
+            wss_addr: config.mqtt.wss_addr,
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;
         tracing::info!(message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);
@@ -156,6 +157,9 @@ pub async fn serve_on(
             announce_line(&format!("listening mqtts={}", broker.addr));
             if let Some(plain) = broker.plaintext_addr {
                 announce_line(&format!("listening mqtt={plain}"));
+            }
+            if let Some(wss) = broker.wss_addr {
+                announce_line(&format!("listening mqtt-wss={wss}"));
             }
         }
         broker_status.embedded(broker.addr);

@@ -468,6 +468,8 @@ pub struct EmbeddedBroker {
     pub addr: SocketAddr,
     /// The plaintext listener's address, when one was asked for.
     pub plaintext_addr: Option<SocketAddr>,
+    /// The MQTT-over-WebSocket (TLS) listener's address, when one was asked for.
+    pub wss_addr: Option<SocketAddr>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     system: ntex_rt::System,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -508,6 +510,29 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         .as_ref()
         .map(std::net::TcpListener::local_addr)
         .transpose()?;
+    let wss_listener = match settings.wss_addr {
+        Some(wss) => Some(
+            std::net::TcpListener::bind(wss)
+                .with_context(|| format!("binding MQTT over WebSocket to {wss}"))?,
+        ),
+        None => None,
+    };
+    let wss_addr = wss_listener
+        .as_ref()
+        .map(std::net::TcpListener::local_addr)
+        .transpose()?;
+    let wss_pipeline = Arc::clone(&pipeline);
+    let wss_settings = settings.clone();
+    let wss_tls = tls::server_config(
+        &settings.certs,
+        if settings.require_certificate {
+            tls::ClientAuth::Required
+        } else {
+            tls::ClientAuth::Optional
+        },
+        &[],
+    )
+    .context("loading the WebSocket listener's TLS configuration")?;
     let plain_pipeline = Arc::clone(&pipeline);
     let plain_settings = settings.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -529,6 +554,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                             .set_connect_timeout(ntex_util::time::Seconds(10)),
                     ).into();
                     let plain_config = mqtt_config.clone();
+                    let wss_config = mqtt_config.clone();
                     let server = ntex_server::net::build()
                     .workers(workers)
                     .disable_signals()
@@ -580,6 +606,50 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                         })?
                     }
                 };
+                let server = match wss_listener {
+                    None => server,
+                    Some(wss) => {
+                        let (pipeline, settings, tls_config) =
+                            (Arc::clone(&wss_pipeline), wss_settings.clone(), Arc::clone(&wss_tls));
+                        server.listen("mqtt-wss", wss, wss_config, async move |_| {
+                            let registry = Rc::new(Registry::default());
+                            ntex_rt::spawn(consumers::dispatch(Rc::clone(&registry), pipeline.subscribe()));
+                            let ctx = Rc::new(BrokerCtx {
+                                registry,
+                                pipeline: Arc::clone(&pipeline),
+                                settings: settings.clone(),
+                                revoked: RevocationCache::new(settings.certs.clone()),
+                                secrets: SecretCache::new(settings.certs.clone()),
+                                tls: true,
+                            });
+                            let on_tls_error = {
+                                let ctx = Rc::clone(&ctx);
+                                move |err: std::io::Error| {
+                                    ctx.pipeline.refuse(Refusal::TlsHandshake, Source::Mqtt);
+                                    tracing::debug!(message = "TLS handshake failed.", error = %err);
+                                    err
+                                }
+                            };
+                            let mqtt = ntex_service::Pipeline::new(
+                                (),
+                                MqttServer::new()
+                                    .v3(v3_server!(Rc::clone(&ctx)))
+                                    .v5(v5_server!(ctx))
+                                    .map_err(|err: MqttError<BrokerError>| {
+                                        std::io::Error::other(format!("{err:?}"))
+                                    }),
+                            );
+                            let http = ntex_service::Pipeline::new((), super::websocket::http_upgrade(mqtt.bind()));
+                            TlsAcceptor::new(tls_config.clone())
+                                .map_err(on_tls_error)
+                                .and_then(async move |io: ntex_io::Io<_>| {
+                                    http.call(io)
+                                        .await
+                                        .map_err(|err| std::io::Error::other(format!("{err:?}")))
+                                })
+                        })?
+                    }
+                };
                 let server = server.run();
                     let _ = tx.send((server.clone(), ntex_rt::System::current()));
                     ntex_rt::spawn(async move {
@@ -598,6 +668,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
     Ok(EmbeddedBroker {
         addr,
         plaintext_addr: plain_addr,
+        wss_addr,
         server,
         system,
         thread: Some(thread),

@@ -6,6 +6,7 @@ pub mod consumers;
 pub mod embedded;
 pub mod external;
 mod status;
+mod websocket;
 
 pub use status::BrokerStatus;
 
@@ -34,4 +35,7 @@ pub struct BrokerSettings {
     /// On the plaintext listener only: let clients without credentials in (their payload's
     /// device_id is trusted). For a lab bench, never for patients.
     pub allow_anonymous: bool,
+    /// MQTT over WebSocket over TLS (the seed's port 8884), for browser clients; same
+    /// identity rules as `mqtts_addr`. Off unless given.
+    pub wss_addr: Option<SocketAddr>,
 }

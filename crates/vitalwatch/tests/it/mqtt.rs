@@ -769,3 +769,61 @@ fn anonymous_plaintext_is_an_explicit_lab_choice() {
         .unwrap();
     assert!(!refused.status.success());
 }
+
+#[test]
+fn mqtt_over_websocket_over_tls_with_a_device_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::Server::start_with(crate::support::ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--mqtt-wss-addr".into(), "127.0.0.1:0".into()],
+        free_port: true,
+    });
+    let wss = server.listeners["mqtt-wss"];
+    let device = issue(&server, "browser-1");
+    let run = |cert: Option<&DeviceCert>, protocol: &str, start: &str| {
+        let mut command = Command::new(python());
+        command
+            .arg(client_script("paho_publish.py"))
+            .args(["--port", &wss.port().to_string(), "--ca"])
+            .arg(ca(&server))
+            .args([
+                "--device",
+                "browser-1",
+                "--transport",
+                "websockets",
+                "--qos",
+                "1",
+            ])
+            .args(["--protocol", protocol, "--count", "10", "--start", start]);
+        if let Some(cert) = cert {
+            command
+                .arg("--cert")
+                .arg(&cert.cert)
+                .arg("--key")
+                .arg(&cert.key);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str::<Value>(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let v3 = run(Some(&device), "311", "0");
+    assert_eq!(v3["acked"], 10, "{v3}");
+    let v5 = run(Some(&device), "5", "100");
+    assert_eq!(v5["acked"], 10, "{v5}");
+    assert_eq!(counts(&server.data_dir).readings, 20);
+    // Without a client certificate the TLS handshake refuses it, as on 8883.
+    let refused = run(None, "311", "200");
+    assert_eq!(refused["acked"], 0, "{refused}");
+    assert!(refused["error"].is_string(), "{refused}");
+    assert_eq!(counts(&server.data_dir).readings, 20);
+}

@@ -40,10 +40,11 @@ def main() -> int:
     p.add_argument("--stream-acks", action="store_true")
     p.add_argument("--inflight", type=int, default=20)
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--transport", default="tcp", choices=["tcp", "websockets"])
     a = p.parse_args()
 
     protocol = mqtt.MQTTv5 if a.protocol == "5" else mqtt.MQTTv311
-    kwargs = {"client_id": f"{a.device}-{a.start}", "protocol": protocol}
+    kwargs = {"client_id": f"{a.device}-{a.start}", "protocol": protocol, "transport": a.transport}
     if protocol == mqtt.MQTTv311:
         kwargs["clean_session"] = True
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
@@ -52,6 +53,8 @@ def main() -> int:
     if a.cert:
         context.load_cert_chain(a.cert, a.key)
     client.tls_set_context(context)
+    if a.transport == "websockets":
+        client.ws_set_options(path="/mqtt")
     client.max_inflight_messages_set(1 if a.esp32 else a.inflight)
     # Keep at most a few windows queued inside paho, so a long flood is generated as it is
     # sent (enqueuing 50 000 messages at once starves paho's network thread).
