@@ -56,6 +56,9 @@ pub struct MqttConfig {
     /// MQTT over WebSocket over TLS for browser clients (the seed's 8884), off unless set;
     /// the same certificate rules as `mqtts_addr`.
     pub wss_addr: Option<SocketAddr>,
+    /// Messages per second one MQTT connection may publish (after a one-second burst) before
+    /// its messages are delayed — acknowledged later, never dropped.
+    pub max_rate_per_connection: u32,
     /// An existing broker to subscribe to instead of embedding one (env MQTT_BROKER):
     /// `mqtts://host:port`, `mqtt://host:port` (plaintext, only when written so), or a bare
     /// host name as in the seed (then `use_tls` and MQTT_PORT decide). Unset: embedded broker.
@@ -92,6 +95,7 @@ impl Default for MqttConfig {
             plaintext_addr: None,
             allow_anonymous: false,
             wss_addr: None,
+            max_rate_per_connection: 2000,
             broker: None,
             use_tls: true,
             broker_ca: None,
@@ -315,6 +319,9 @@ impl Config {
         }
         if self.mqtt.topic.is_empty() || self.mqtt.topic.contains(['+', '#']) {
             bail!("mqtt.topic must be a non-empty topic name without wildcards");
+        }
+        if self.mqtt.max_rate_per_connection == 0 {
+            bail!("mqtt.max_rate_per_connection must be at least 1");
         }
         if self.mqtt.allow_anonymous && self.mqtt.plaintext_addr.is_none() {
             bail!(

@@ -68,6 +68,7 @@ pub struct Metrics {
     duplicates: AtomicU64,
     quarantined: AtomicU64,
     anomalies: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +78,8 @@ pub struct ReadingCounts {
     pub quarantined: u64,
     pub anomalies: u64,
     pub rejected: u64,
+    /// MQTT messages delayed by their connection's rate limit (none dropped).
+    pub rate_limited: u64,
 }
 
 impl Default for Metrics {
@@ -88,6 +91,7 @@ impl Default for Metrics {
             duplicates: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
             anomalies: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
         }
     }
 }
@@ -110,6 +114,10 @@ impl Metrics {
     pub fn quarantined(&self) {
         self.quarantined.fetch_add(1, Ordering::Relaxed);
         self.anomalies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn uptime_s(&self) -> u64 {
@@ -136,6 +144,7 @@ impl Metrics {
             quarantined: self.quarantined.load(Ordering::Relaxed),
             anomalies: self.anomalies.load(Ordering::Relaxed),
             rejected: self.refused.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
         }
     }
 }

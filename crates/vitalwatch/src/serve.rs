@@ -143,6 +143,7 @@ pub async fn serve_on(
             plaintext_addr: config.mqtt.plaintext_addr,
             allow_anonymous: config.mqtt.allow_anonymous,
             wss_addr: config.mqtt.wss_addr,
+            max_rate_per_connection: config.mqtt.max_rate_per_connection,
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;
         tracing::info!(message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);

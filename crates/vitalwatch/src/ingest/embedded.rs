@@ -12,6 +12,7 @@
 
 use super::BrokerSettings;
 use super::consumers::{self, Consumer, ConsumerSink, Registry};
+use super::rate::TokenBucket;
 use crate::metrics::Refusal;
 use crate::pipeline::{IngestError, Pipeline};
 use crate::pki;
@@ -22,10 +23,12 @@ use ntex_mqtt::{MqttError, MqttServer, MqttServiceConfig, v3, v5};
 use ntex_service::Service as _;
 use ntex_service::cfg::SharedCfg;
 use ntex_tls::rustls::{PeerCert, TlsAcceptor};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use vitalwatch_core::telemetry::DeviceId;
 
 /// Why the broker ended a connection or refused a message.
@@ -56,13 +59,14 @@ impl TryFrom<BrokerError> for v5::PublishAck {
 /// Per-connection state: who the peer proved to be.
 #[derive(Clone)]
 enum DeviceSession {
-    /// A device: may publish its own readings, may not subscribe.
-    Device(Rc<str>),
+    /// A device: may publish its own readings (at most its connection's rate), may not
+    /// subscribe.
+    Device(Rc<str>, Rc<RefCell<TokenBucket>>),
     /// A consumer: may subscribe below `vitalwatch/`, may not publish.
     Consumer(Rc<Consumer>),
     /// A client without credentials on the plaintext listener, let in by
     /// `--mqtt-allow-anonymous`: its payloads' device ids are taken at their word.
-    Anonymous,
+    Anonymous(Rc<RefCell<TokenBucket>>),
 }
 
 /// Shared by all connections of one worker.
@@ -106,6 +110,16 @@ impl RevocationCache {
             }
         }
         state.1.iter().any(|s| s == serial)
+    }
+}
+
+impl BrokerCtx {
+    /// A fresh rate limiter for one connection.
+    fn bucket(&self) -> Rc<RefCell<TokenBucket>> {
+        Rc::new(RefCell::new(TokenBucket::new(
+            self.settings.max_rate_per_connection,
+            Instant::now(),
+        )))
     }
 }
 
@@ -218,15 +232,20 @@ async fn handle_publish(
     topic: &str,
     payload: &[u8],
 ) -> Result<(), PublishError> {
-    let identity = match session {
-        DeviceSession::Device(device_id) => Some(&**device_id),
-        DeviceSession::Anonymous => None,
+    let (identity, bucket) = match session {
+        DeviceSession::Device(device_id, bucket) => (Some(&**device_id), bucket),
+        DeviceSession::Anonymous(bucket) => (None, bucket),
         DeviceSession::Consumer(_) => {
             // Consumers read; they never write readings.
             ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
             return Err(PublishError::WrongDevice);
         }
     };
+    let wait = bucket.borrow_mut().take(Instant::now());
+    if !wait.is_zero() {
+        ctx.pipeline.metrics().rate_limited();
+        ntex_util::time::sleep(wait).await;
+    }
     if topic != ctx.settings.topic {
         ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
         return Err(PublishError::TopicNotAllowed);
@@ -301,7 +320,7 @@ macro_rules! v3_server {
                 for mut subscription in subscribe.iter_mut() {
                     // Devices read nothing; consumers only below vitalwatch/ (0x80 otherwise).
                     let grant = match &**session {
-                        DeviceSession::Device(_) | DeviceSession::Anonymous => None,
+                        DeviceSession::Device(..) | DeviceSession::Anonymous(_) => None,
                         DeviceSession::Consumer(consumer) => {
                             consumer.subscribe(subscription.topic(), subscription.qos())
                         }
@@ -339,14 +358,14 @@ macro_rules! v3_server {
             packet.password.as_deref(),
         );
         match verdict {
-            Verdict::Anonymous => Ok::<_, BrokerError>(connect.ack(DeviceSession::Anonymous, false)),
+            Verdict::Anonymous => Ok::<_, BrokerError>(connect.ack(DeviceSession::Anonymous(connect_ctx.bucket()), false)),
             Verdict::BadCredentials => {
                 refuse_connect(&connect_ctx, "bad username or password", "3.1.1");
                 Ok(connect.bad_username_or_pwd())
             }
             Verdict::Device(device_id) => Ok::<_, BrokerError>(
                 connect
-                    .ack(DeviceSession::Device(device_id), false)
+                    .ack(DeviceSession::Device(device_id, connect_ctx.bucket()), false)
                     .max_packet_size(
                         std::num::NonZeroU32::new(connect_ctx.settings.max_packet_size)
                             .expect("max_packet_size is validated positive"),
@@ -401,7 +420,7 @@ macro_rules! v5_server {
                         let mut granted = Vec::new();
                         for mut subscription in subscribe.iter_mut() {
                             let grant = match &**session {
-                                DeviceSession::Device(_) | DeviceSession::Anonymous => None,
+                                DeviceSession::Device(..) | DeviceSession::Anonymous(_) => None,
                                 DeviceSession::Consumer(consumer) => consumer
                                     .subscribe(subscription.topic(), subscription.options().qos),
                             };
@@ -441,14 +460,16 @@ macro_rules! v5_server {
                 packet.password.as_deref(),
             );
             match verdict {
-                Verdict::Anonymous => Ok::<_, BrokerError>(connect.ack(DeviceSession::Anonymous)),
+                Verdict::Anonymous => Ok::<_, BrokerError>(
+                    connect.ack(DeviceSession::Anonymous(connect_ctx.bucket())),
+                ),
                 Verdict::BadCredentials => {
                     refuse_connect(&connect_ctx, "bad username or password", "5.0");
                     Ok(connect.failed(v5::codec::ConnectAckReason::BadUserNameOrPassword))
                 }
-                Verdict::Device(device_id) => {
-                    Ok::<_, BrokerError>(connect.ack(DeviceSession::Device(device_id)))
-                }
+                Verdict::Device(device_id) => Ok::<_, BrokerError>(
+                    connect.ack(DeviceSession::Device(device_id, connect_ctx.bucket())),
+                ),
                 Verdict::Consumer(name) => {
                     let consumer = Consumer::new(name, ConsumerSink::V5(connect.sink()));
                     connect_ctx.registry.add(&consumer);

@@ -5,6 +5,7 @@
 pub mod consumers;
 pub mod embedded;
 pub mod external;
+pub mod rate;
 mod status;
 mod websocket;
 
@@ -38,4 +39,7 @@ pub struct BrokerSettings {
     /// MQTT over WebSocket over TLS (the seed's port 8884), for browser clients; same
     /// identity rules as `mqtts_addr`. Off unless given.
     pub wss_addr: Option<SocketAddr>,
+    /// Messages per second one connection may publish before its messages are delayed (and
+    /// so acknowledged later): the per-connection rate limit.
+    pub max_rate_per_connection: u32,
 }

@@ -827,3 +827,47 @@ fn mqtt_over_websocket_over_tls_with_a_device_certificate() {
     assert!(refused["error"].is_string(), "{refused}");
     assert_eq!(counts(&server.data_dir).readings, 20);
 }
+
+#[test]
+fn a_flooding_connection_is_slowed_not_dropped_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("vw.toml"),
+        "[mqtt]\nmax_rate_per_connection = 20\n",
+    )
+    .unwrap();
+    let server = crate::support::Server::start_with(crate::support::ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--config".into(), "vw.toml".into()],
+        free_port: true,
+    });
+    let flooder = issue(&server, "flood-1");
+    let calm = issue(&server, "calm-1");
+    let flood = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            paho(
+                &server,
+                "flood-1",
+                Some(&flooder),
+                &["--qos", "1", "--count", "80", "--inflight", "40"],
+            )
+        });
+        let quiet = paho(
+            &server,
+            "calm-1",
+            Some(&calm),
+            &["--qos", "1", "--count", "10", "--start", "1000"],
+        );
+        assert_eq!(quiet["acked"], 10, "{quiet}");
+        flood.join().unwrap()
+    });
+    // Every message of the flood was acknowledged (later), none dropped.
+    assert_eq!(flood["acked"], 80, "{flood}");
+    assert_eq!(counts(&server.data_dir).readings, 90);
+    let health = get(&agent(), &server.url("/health")).json;
+    assert!(
+        health["readings"]["rate_limited"].as_u64().unwrap() > 0,
+        "the flood was never slowed: {}",
+        health["readings"]
+    );
+}
