@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::serve::open_store;
 use crate::store::Store;
-use crate::store::audit::ChainCheck;
+use crate::store::audit::{Anchor, ChainCheck, check_anchors};
 use vitalwatch_core::telemetry::Timestamp;
 
 const PAGE: usize = 5000;
@@ -11,20 +11,29 @@ const PAGE: usize = 5000;
 /// Verifies the whole chain; an error names the first bad entry.
 pub async fn verify(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
-    let res = verify_store(&*store).await;
+    let anchors =
+        crate::store::audit::read_anchors(&crate::store::audit::anchors_path(&config.data_dir))?;
+    let res = verify_store(&*store, &anchors).await;
     store.close().await;
     let verified = res?;
     println!("audit log verified: {verified} entries, hash chain intact");
     Ok(())
 }
 
-async fn verify_store(store: &dyn Store) -> anyhow::Result<u64> {
+async fn verify_store(store: &dyn Store, anchors: &[Anchor]) -> anyhow::Result<u64> {
     let mut check = ChainCheck::default();
     let mut after = 0;
+    let anchored: std::collections::HashSet<i64> = anchors.iter().map(|a| a.id).collect();
+    let mut seen = std::collections::HashMap::new();
+    let mut first_id = None;
     loop {
         let rows = store.audit_log(after, PAGE).await?;
         let Some(last) = rows.last() else { break };
         after = last.id;
+        first_id.get_or_insert(rows[0].id);
+        for row in rows.iter().filter(|row| anchored.contains(&row.id)) {
+            seen.insert(row.id, row.hash.clone());
+        }
         check.feed(&rows).map_err(|brk| {
             anyhow::anyhow!(
                 "audit log verification FAILED at entry #{}: {}",
@@ -33,13 +42,16 @@ async fn verify_store(store: &dyn Store) -> anyhow::Result<u64> {
             )
         })?;
     }
-    check.finish().map_err(|brk| {
-        anyhow::anyhow!(
-            "audit log verification FAILED at entry #{}: {}",
-            brk.id,
-            brk.reason
-        )
-    })?;
+    check
+        .finish()
+        .and_then(|()| check_anchors(anchors, &seen, first_id, (after > 0).then_some(after)))
+        .map_err(|brk| {
+            anyhow::anyhow!(
+                "audit log verification FAILED at entry #{}: {}",
+                brk.id,
+                brk.reason
+            )
+        })?;
     Ok(check.verified)
 }
 

@@ -90,6 +90,9 @@ async fn run_once(
     };
     config.store.max_batch = max_batch;
     config.mqtt.enabled = false;
+    // The benchmark's clients post from loopback without tokens, over plaintext HTTP.
+    config.http.tls = false;
+    config.http.trust_loopback = true;
     config.store.queue_capacity = 1024;
     config.store.queue_timeout_ms = 60_000;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -41,6 +41,13 @@ pub enum Command {
     Certs(CertsArgs),
     /// Check or export the tamper-evident audit trail.
     Audit(AuditArgs),
+    /// API tokens for scripts, integrations and devices: create (shown once), list, revoke.
+    Tokens(TokensArgs),
+    /// Dashboard users (passwords are read from standard input): create, list, passwd,
+    /// disable, enable.
+    Users(UsersArgs),
+    /// List every route of the API and dashboard with the role it needs.
+    Routes,
     /// Train the anomaly model (isolation forest) and write the model file.
     Train(TrainArgs),
     /// Score a CSV with a model file, or show a model file's metadata.
@@ -78,6 +85,80 @@ pub enum AuditCommand {
         /// Only entries at or after this time (RFC 3339 or epoch seconds).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it once (only its hash is kept).
+    Create {
+        /// What it may do: viewer, clinician, admin, or device (posts readings for --device).
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// A unique name, shown in the audit trail (e.g. "ward-3-display").
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// For a device token: the device id it may post readings for.
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// Expires after this many days [default: never; revoke it instead].
+        #[arg(long, value_name = "DAYS", conflicts_with = "expires")]
+        expires_in_days: Option<u32>,
+        /// Expires at this time (RFC 3339 or epoch seconds).
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id or name; it stops working at once.
+    Revoke {
+        #[arg(value_name = "ID_OR_NAME")]
+        token: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: UsersCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a dashboard user; the password (12+ characters) is read from standard input.
+    Create {
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// viewer, clinician or admin.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+    },
+    List,
+    /// Set a new password (read from standard input); ends the user's sessions.
+    Passwd {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Stop a user from logging in; ends their sessions.
+    Disable {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    Enable {
+        #[arg(value_name = "NAME")]
+        name: String,
     },
 }
 
@@ -416,6 +497,16 @@ pub struct ServeArgs {
     /// bound address is printed on standard output as `listening dashboard=ADDR`.
     #[arg(long, env = "VITALWATCH_DASHBOARD_ADDR", value_name = "ADDR")]
     pub dashboard_addr: Option<SocketAddr>,
+
+    /// Serve the API and dashboard over plaintext HTTP instead of HTTPS (a warning is
+    /// logged): for a loopback-only workstation or behind a TLS-terminating proxy.
+    #[arg(long)]
+    pub http_plaintext: bool,
+
+    /// Treat HTTP clients on loopback (127.0.0.0/8, ::1) as authenticated with every role, so
+    /// the seed's curl examples work on a workstation without a token. Off by default.
+    #[arg(long)]
+    pub trust_loopback: bool,
 
     /// What to do with readings from devices that are not registered
     /// [default: auto-register].

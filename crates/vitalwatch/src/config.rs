@@ -23,6 +23,7 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The live dashboard (the seed's Streamlit port 8501).
     pub dashboard_addr: SocketAddr,
+    pub http: HttpConfig,
     pub registry: RegistryConfig,
     pub store: StoreConfig,
     pub limits: Limits,
@@ -114,6 +115,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 5000)),
             dashboard_addr: SocketAddr::from(([0, 0, 0, 0], 8501)),
+            http: HttpConfig::default(),
             registry: RegistryConfig::default(),
             store: StoreConfig::default(),
             limits: Limits::default(),
@@ -121,6 +123,49 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             model: ModelConfig::default(),
             alerting: crate::alerts::AlertingConfig::default(),
+        }
+    }
+}
+
+/// Who may use the REST API and the dashboard, and how they reach them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTPS (the PKI's server certificate) on the API and dashboard ports; `false` is the
+    /// `--http-plaintext` opt-out, warned about at start.
+    pub tls: bool,
+    /// Treat HTTP clients on a loopback address as authenticated with every role (a
+    /// workstation's curl); `--trust-loopback`. Off by default.
+    pub trust_loopback: bool,
+    /// A dashboard session ends after this long without a request.
+    pub session_idle_timeout_s: u64,
+    /// ... and after this long in any case.
+    pub session_max_age_s: u64,
+    /// Failed logins allowed per user name, and per client address, within
+    /// `login_window_s`; more are answered 429 without checking the password.
+    pub login_failures_per_user: u32,
+    pub login_failures_per_address: u32,
+    pub login_window_s: u64,
+    /// Requests served at once per listener; more wait (HTTP connections beyond it queue in
+    /// the kernel's backlog).
+    pub max_concurrent_requests: usize,
+    /// Patient-data reads and failed authentications waiting to be written to the audit
+    /// trail; when this many wait, reads are refused (503) rather than served unaudited.
+    pub audit_buffer: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            tls: true,
+            trust_loopback: false,
+            session_idle_timeout_s: 900,
+            session_max_age_s: 12 * 3600,
+            login_failures_per_user: 5,
+            login_failures_per_address: 20,
+            login_window_s: 900,
+            max_concurrent_requests: 1024,
+            audit_buffer: 100_000,
         }
     }
 }
@@ -207,6 +252,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<SocketAddr>,
     pub dashboard_addr: Option<SocketAddr>,
+    pub http_plaintext: bool,
+    pub trust_loopback: bool,
     pub registry_policy: Option<RegistryPolicy>,
     pub mqtts_addr: Option<SocketAddr>,
     /// The seed's MQTT_PORT: the port of the TLS listener.
@@ -247,6 +294,12 @@ impl Config {
         }
         if let Some(dashboard_addr) = overrides.dashboard_addr {
             config.dashboard_addr = dashboard_addr;
+        }
+        if overrides.http_plaintext {
+            config.http.tls = false;
+        }
+        if overrides.trust_loopback {
+            config.http.trust_loopback = true;
         }
         if let Some(policy) = overrides.registry_policy {
             config.registry.policy = policy;

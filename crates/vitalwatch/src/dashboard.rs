@@ -7,11 +7,12 @@
 //! them from disk. When they were not built, `/` answers 503 with a page that says how to build
 //! them, so `cargo build` never needs node.
 
+use crate::auth::Access;
+use crate::auth::routes::{RouteRule, Routes};
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use rust_embed::Embed;
 
 #[derive(Embed)]
@@ -35,11 +36,17 @@ const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"
 
 /// The dashboard's routes: `/` and the bundle's files, merged with `api` (which keeps its
 /// JSON 404 fallback for everything else).
-pub fn app(api: Router) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/{file}", get(asset))
-        .merge(api)
+pub fn app(api: Router, api_table: &[RouteRule]) -> (Router, Vec<RouteRule>) {
+    let (page, mut table) = page_routes().into_parts();
+    table.extend(api_table.iter().cloned());
+    (page.merge(api), table)
+}
+
+/// The page and its assets: public, since the login form is part of the page.
+pub fn page_routes() -> Routes<()> {
+    Routes::new()
+        .get("/", Access::Public, index)
+        .get("/{file}", Access::Public, asset)
 }
 
 /// Whether the assets were built into (or beside) this binary.

@@ -48,6 +48,10 @@ pub fn overrides(mut overrides: Overrides) -> Overrides {
     if overrides.dashboard_addr.is_none() {
         overrides.dashboard_addr = Some(DEMO_DASHBOARD_ADDR);
     }
+    // A workstation demo: the seed's `curl http://localhost:5000/...` examples work as
+    // written because loopback clients are trusted over plaintext HTTP (said in the banner).
+    overrides.trust_loopback = true;
+    overrides.http_plaintext = true;
     if overrides.mqtts_addr.is_none() {
         let port = overrides.mqtt_port.unwrap_or(DEMO_MQTT_PORT);
         overrides.mqtts_addr = Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
@@ -249,7 +253,7 @@ fn banner(
     let mut text = String::new();
     text.push_str("\n==================== VitalWatch demo ====================\n");
     text.push_str(&format!("REST API:   http://{api}/api/devices\n"));
-    text.push_str("HTTP API: no authentication yet — bind to loopback only.\n");
+    text.push_str("Access:     --trust-loopback over plaintext HTTP: anyone on THIS host has full access\n            to the API and dashboard without a token. `vitalwatch serve` (HTTPS, tokens and\n            logins required) is the way to run it for real.\n");
     text.push_str(&format!("Dashboard:  http://{dashboard}/\n"));
     if !crate::dashboard::assets_built() {
         text.push_str("            (its page is not built: run scripts/build-web, then rerun; the API works meanwhile)\n");

@@ -4,10 +4,12 @@
 //! exists so benchmarks and tests can drive the same code in-process; the `vitalwatch`
 //! binary (`main.rs`) only parses flags and calls in here.
 
+pub mod access_cmd;
 pub mod alerts;
 pub mod alerts_cmd;
 pub mod api;
 pub mod audit_cmd;
+pub mod auth;
 pub mod bench;
 pub mod bench_ingest;
 pub mod certs_cmd;

@@ -57,6 +57,8 @@ fn serve_overrides(args: &ServeArgs) -> Overrides {
     Overrides {
         http_addr: args.http_addr,
         dashboard_addr: args.dashboard_addr,
+        http_plaintext: args.http_plaintext,
+        trust_loopback: args.trust_loopback,
         registry_policy: args.registry_policy,
         mqtts_addr: args.mqtts_addr,
         mqtt_port: args.mqtt_port,
@@ -132,6 +134,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
             }
         },
+        Command::Tokens(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            vitalwatch::access_cmd::tokens(config, args.command).await
+        }
+        Command::Users(args) => {
+            let config = load_config(&args.store, Overrides::default())?;
+            vitalwatch::access_cmd::users(config, args.command).await
+        }
+        Command::Routes => {
+            vitalwatch::access_cmd::routes();
+            Ok(())
+        }
         Command::Audit(args) => {
             let config = load_config(&args.store, Overrides::default())?;
             match args.command {

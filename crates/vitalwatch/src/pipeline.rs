@@ -218,16 +218,33 @@ impl Pipeline {
     }
 
     /// An HTTP body: one reading or a batch. Gives up with [`IngestError::Busy`] when the
-    /// queue stays full for the configured time (the caller answers 429).
+    /// queue stays full for the configured time (the caller answers 429). With `identity`
+    /// (a device token), a body with a reading for any other device id is refused whole as
+    /// [`IngestError::Unauthorized`].
     pub async fn ingest_body(
         &self,
         bytes: &[u8],
         source: Source,
+        identity: Option<&str>,
     ) -> Result<BodyOutcome, IngestError> {
         let decoded = telemetry::decode_body(bytes, now(), &self.limits).map_err(|rejection| {
             self.refuse(Refusal::Decode(rejection.reason), source);
             IngestError::Refused(rejection)
         })?;
+        if let Some(identity) = identity {
+            let foreign = match &decoded {
+                Decoded::One(Ok(reading)) => reading.device_id.as_str() != identity,
+                Decoded::One(Err(_)) => false,
+                Decoded::Batch(items) => items
+                    .iter()
+                    .flatten()
+                    .any(|reading| reading.device_id.as_str() != identity),
+            };
+            if foreign {
+                self.refuse(Refusal::Unauthorized, source);
+                return Err(IngestError::Unauthorized);
+            }
+        }
         match decoded {
             Decoded::One(Err(rejection)) => {
                 self.refuse(Refusal::Decode(rejection.reason), source);

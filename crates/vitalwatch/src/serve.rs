@@ -5,6 +5,7 @@
 //! store, which commits anything still queued.
 
 use crate::api::{self, AppState};
+use crate::auth::layer::AuthService;
 use crate::config::Config;
 use crate::ingest::{BrokerSettings, BrokerStatus, embedded, external};
 use crate::metrics::Metrics;
@@ -12,6 +13,7 @@ use crate::model::{self, ModelSlot};
 use crate::pipeline::{self, Pipeline};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AuditEntry, Retention, Store, StoreOptions};
+use crate::tls::ClientAuth;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,10 @@ use tokio_util::task::TaskTracker;
 
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
+/// How long in-flight HTTPS requests may take to finish at shutdown (SSE streams end at once).
+/// How often the audit chain's head is written outside the database.
+const ANCHOR_EVERY: Duration = Duration::from_secs(300);
+const HTTP_DRAIN: Duration = Duration::from_secs(30);
 
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
@@ -188,6 +194,12 @@ pub async fn serve_on(
         shutdown.clone(),
     ));
     tasks.spawn(refusal_audit_task(Arc::clone(&pipeline), shutdown.clone()));
+    let anchors = crate::store::audit::anchors_path(&config.data_dir);
+    tasks.spawn(anchor_task(
+        Arc::clone(&store),
+        anchors.clone(),
+        shutdown.clone(),
+    ));
     #[cfg(unix)]
     tasks.spawn(reload_on_sighup(
         hangup,
@@ -196,12 +208,42 @@ pub async fn serve_on(
         shutdown.clone(),
     ));
 
+    let auth = Arc::new(AuthService::new(Arc::clone(&store), &config.http));
+    // Stopped after both listeners (below), so reads answered during shutdown are audited.
+    let audit_stop = CancellationToken::new();
+    let audit_task = tokio::spawn(Arc::clone(&auth.audit).run(audit_stop.clone()));
     let state = AppState {
         pipeline: Arc::clone(&pipeline),
         store: Arc::clone(&store),
         broker: broker_status,
+        auth: Arc::clone(&auth),
     };
-    let app = api::app(state.clone()).merge(api::live::routes(state.clone(), shutdown.clone()));
+    let https = if config.http.tls {
+        let certs = crate::pki::CertsDir::new(config.certs_dir());
+        if !certs.dir.exists() {
+            crate::pki::init(&certs, &[], false)?;
+        }
+        Some(
+            crate::tls::server_config(&certs, ClientAuth::None, &[b"h2", b"http/1.1"])
+                .context("loading the HTTPS certificate")?,
+        )
+    } else {
+        if !config.http.trust_loopback || !api_addr.ip().is_loopback() {
+            tracing::warn!(
+                message = "The API and dashboard serve plaintext HTTP: tokens, session cookies and patient data cross the network unencrypted. Use it on loopback or behind a TLS-terminating proxy only.",
+                api = %api_addr,
+            );
+        }
+        None
+    };
+    if config.http.trust_loopback {
+        tracing::warn!(
+            message = "--trust-loopback: clients on this host reach the API and dashboard with every role and no token."
+        );
+    }
+    let (app, api_table) = api::app(state.clone(), shutdown.clone());
+    let limit = config.http.max_concurrent_requests;
+    let mut dashboard_task = None;
     if let Some(dashboard) = dashboard {
         let dashboard_addr = dashboard.local_addr()?;
         if !crate::dashboard::assets_built() {
@@ -214,31 +256,31 @@ pub async fn serve_on(
         if announce {
             announce_line(&format!("listening dashboard={dashboard_addr}"));
         }
-        let dashboard_app = crate::dashboard::app(app.clone());
-        let dashboard_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(
-                dashboard,
-                dashboard_app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(dashboard_shutdown.cancelled_owned())
-            .await;
-            if let Err(err) = served {
+        let (dashboard_app, table) = crate::dashboard::app(app.clone(), &api_table);
+        let dashboard_app = api::guarded(
+            dashboard_app,
+            &table,
+            Arc::clone(&auth),
+            https.is_some(),
+            limit,
+        );
+        let served = serve_http(dashboard, dashboard_app, https.clone(), shutdown.clone());
+        dashboard_task = Some(tokio::spawn(async move {
+            if let Err(err) = served.await {
                 tracing::error!(message = "The dashboard listener failed.", error = %err);
             }
-        });
+        }));
     }
+    let app = api::guarded(app, &api_table, Arc::clone(&auth), https.is_some(), limit);
     if announce {
         // Machine-readable lines for scripts and tests that asked for port 0; the API's comes
         // last, once every listener is up.
         announce_line(&format!("listening api={api_addr}"));
     }
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await;
+    let served = serve_http(listener, app, https, shutdown.clone()).await;
+    if let Some(task) = dashboard_task {
+        let _ = task.await;
+    }
     tracing::info!(message = "Shutting down: committing what is queued.");
     if let Some(broker) = broker {
         // In-flight publishes finish: their readings commit and are acknowledged.
@@ -254,9 +296,45 @@ pub async fn serve_on(
     alert_tasks.close();
     alert_tasks.wait().await;
     pipeline.flush_refusal_audit().await;
+    audit_stop.cancel();
+    let _ = audit_task.await;
     store.close().await;
+    // The final head, read after the last commit.
+    if let Ok(reopened) = SqliteStore::open(&config.database_path(), store_options(&config)) {
+        anchor_head(&reopened, &anchors).await;
+        reopened.close().await;
+    }
     tracing::info!(message = "Stopped cleanly.");
     served.context("serving the API")
+}
+
+/// Serves `app` on `listener` — HTTPS with `tls`, else plaintext — until `shutdown`, then lets
+/// in-flight requests finish (their readings are committed before they are answered).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = tls else {
+        return axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stopper.graceful_shutdown(Some(HTTP_DRAIN));
+    });
+    axum_server::from_tcp_rustls(
+        listener.into_std()?,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )?
+    .handle(handle)
+    .serve(service)
+    .await
 }
 
 /// Writes one line to standard output; a reader that went away (closed pipe) is not an error
@@ -320,6 +398,42 @@ async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: C
             Ok(counts) => tracing::debug!(message = "Retention pass done.", ?counts),
             Err(err) => tracing::warn!(message = "Retention pass failed.", error = %err),
         }
+    }
+}
+
+/// Writes the audit chain's head to the anchors file every [`ANCHOR_EVERY`] (when it moved).
+async fn anchor_task(store: Arc<dyn Store>, path: std::path::PathBuf, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(ANCHOR_EVERY) => {}
+        }
+        anchor_head(store.as_ref(), &path).await;
+    }
+}
+
+async fn anchor_head(store: &dyn Store, path: &std::path::Path) {
+    let head = match store.audit_head().await {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(message = "Audit anchor not written.", error = %err);
+            return;
+        }
+    };
+    let last = crate::store::audit::read_anchors(path)
+        .ok()
+        .and_then(|anchors| anchors.last().map(|a| a.id));
+    if last == Some(head.0) {
+        return;
+    }
+    let anchor = crate::store::audit::Anchor {
+        at: pipeline::now().to_rfc3339(),
+        id: head.0,
+        hash: head.1,
+    };
+    if let Err(err) = crate::store::audit::append_anchor(path, &anchor) {
+        tracing::warn!(message = "Audit anchor not written.", error = %err);
     }
 }
 

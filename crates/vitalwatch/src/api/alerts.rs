@@ -6,15 +6,16 @@
 //! device's next reading.
 
 use super::query::Params;
-use super::{ApiError, AppState, actor, json_body};
+use super::{ApiError, AppState, json_body};
 use crate::alerts::{ActionError, AlertService, ThresholdsError};
+use crate::auth::Principal;
 use crate::store::{AlertQuery, AuditEntry, ReadingQuery};
+use axum::Extension;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use vitalwatch_core::alerting::{AlertError, AlertState, Priority};
 use vitalwatch_core::rules::PatientThresholds;
@@ -234,14 +235,14 @@ pub struct ResolveBody {
 
 async fn audit_action(
     state: &AppState,
-    remote: SocketAddr,
+    who: &Principal,
     action: &str,
     alert: &vitalwatch_core::alerting::Alert,
     by: &str,
     extra: Value,
 ) {
     let entry = AuditEntry {
-        actor: format!("{} ({})", by, actor(Some(remote))),
+        actor: format!("{} ({})", by, who.actor()),
         action: format!("alert.{action}"),
         target: alert.id.to_string(),
         details: json!({
@@ -259,7 +260,7 @@ async fn audit_action(
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -274,7 +275,7 @@ pub async fn acknowledge(
         .await?;
     audit_action(
         &state,
-        remote,
+        &who,
         "acknowledge",
         &alert,
         &body.by,
@@ -287,7 +288,7 @@ pub async fn acknowledge(
 pub async fn silence(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -304,7 +305,7 @@ pub async fn silence(
     let alert = alerts.silence(id, &body.by, body.duration_s).await?;
     audit_action(
         &state,
-        remote,
+        &who,
         "silence",
         &alert,
         &body.by,
@@ -317,7 +318,7 @@ pub async fn silence(
 pub async fn resolve(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -325,7 +326,7 @@ pub async fn resolve(
     let body: ResolveBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
     let alert = service(&state)?.resolve(id, &body.by).await?;
-    audit_action(&state, remote, "resolve", &alert, &body.by, Value::Null).await;
+    audit_action(&state, &who, "resolve", &alert, &body.by, Value::Null).await;
     Ok(Json(json!(alert)))
 }
 
@@ -396,7 +397,7 @@ pub struct ThresholdsBody {
 pub async fn put_thresholds(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -413,7 +414,7 @@ pub async fn put_thresholds(
         })
         .transpose()?;
     require_device(&state, &id).await?;
-    let author = format!("{} ({})", body.author, actor(Some(remote)));
+    let author = format!("{} ({})", body.author, who.actor());
     let record = service(&state)?
         .set_thresholds(&id, body.thresholds, author, body.reason, effective_from)
         .await?;
@@ -423,7 +424,7 @@ pub async fn put_thresholds(
 pub async fn delete_thresholds(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let id = device_id(&raw_id, &state)?;
@@ -434,7 +435,7 @@ pub async fn delete_thresholds(
     let removed = service(&state)?
         .clear_thresholds(
             &id,
-            format!("{by} ({})", actor(Some(remote))),
+            format!("{by} ({})", who.actor()),
             params.text("reason").map(str::to_owned),
         )
         .await?;

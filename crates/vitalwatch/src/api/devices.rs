@@ -1,14 +1,15 @@
 //! The device registry, device readings and anomalies.
 
 use super::query::{Params, next_cursor};
-use super::{ApiError, AppState, actor, json_body};
+use super::{ApiError, AppState, json_body};
+use crate::auth::Principal;
 use crate::store::{AnomalyQuery, DeviceRegistration, DeviceUpdate, ReadingQuery};
+use axum::Extension;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use vitalwatch_core::rules::{AnomalyType, Severity};
 use vitalwatch_core::telemetry::DeviceId;
 
@@ -104,7 +105,7 @@ fn check_interval(value: Option<f64>) -> Result<(), ApiError> {
 
 pub async fn register_device(
     State(state): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -121,7 +122,7 @@ pub async fn register_device(
     };
     let device = state
         .store
-        .register_device(registration, actor(Some(remote)))
+        .register_device(registration, who.actor())
         .await?;
     Ok((StatusCode::CREATED, Json(json!(device))))
 }
@@ -129,7 +130,7 @@ pub async fn register_device(
 pub async fn update_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -150,10 +151,7 @@ pub async fn update_device(
         expected_interval_s: body.expected_interval_s,
         active: body.active,
     };
-    let device = state
-        .store
-        .update_device(id, update, actor(Some(remote)))
-        .await?;
+    let device = state.store.update_device(id, update, who.actor()).await?;
     Ok(Json(json!(device)))
 }
 
@@ -161,17 +159,14 @@ pub async fn update_device(
 pub async fn deactivate_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let update = DeviceUpdate {
         active: Some(false),
         ..DeviceUpdate::default()
     };
-    let device = state
-        .store
-        .update_device(id, update, actor(Some(remote)))
-        .await?;
+    let device = state.store.update_device(id, update, who.actor()).await?;
     Ok(Json(json!(device)))
 }
 

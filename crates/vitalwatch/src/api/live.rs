@@ -13,13 +13,14 @@
 //! graceful shutdown does not wait for browsers.
 
 use super::AppState;
+use crate::auth::Access;
+use crate::auth::routes::{RouteRule, Routes};
 use crate::pipeline::Event;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::get;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,14 +40,18 @@ const RETRY: Duration = Duration::from_millis(1000);
 
 /// The live routes. They need the server's shutdown token, so they are a router of their own
 /// that `serve` merges into the API and dashboard listeners.
-pub fn routes(state: AppState, shutdown: CancellationToken) -> Router {
-    Router::new()
-        .route("/api/events", get(events))
-        .with_state(LiveState { state, shutdown })
+pub fn routes(state: AppState, shutdown: CancellationToken) -> (Router, Vec<RouteRule>) {
+    let (router, table) = live_routes().into_parts();
+    (router.with_state(LiveState { state, shutdown }), table)
+}
+
+/// The live stream's route: patient data, like every read.
+pub fn live_routes() -> Routes<LiveState> {
+    Routes::new().get("/api/events", Access::Read, events)
 }
 
 #[derive(Clone)]
-struct LiveState {
+pub struct LiveState {
     state: AppState,
     shutdown: CancellationToken,
 }

@@ -5,6 +5,7 @@
 //! Handlers never see raw rusqlite or serde errors.
 
 mod alerts;
+mod auth;
 mod dashboard;
 mod devices;
 mod health;
@@ -13,13 +14,17 @@ mod model;
 mod query;
 mod telemetry;
 
+use crate::auth::Access;
+use crate::auth::layer::{AuthService, Guard};
+use crate::auth::routes::{Policy, RouteRule, Routes};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -28,51 +33,143 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// MQTT ingest state (embedded broker, or external broker connection) for `/health`.
     pub broker: crate::ingest::BrokerStatus,
+    pub auth: Arc<AuthService>,
 }
 
-/// The whole API as one router, so tests can drive it in-process or over a socket.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/api/telemetry", post(telemetry::post_telemetry))
-        .route(
-            "/api/devices",
-            get(devices::list_devices).post(devices::register_device),
-        )
-        .route(
-            "/api/devices/{id}",
-            get(devices::get_device)
-                .put(devices::update_device)
-                .delete(devices::deactivate_device),
-        )
-        .route("/api/devices/{id}/readings", get(devices::device_readings))
-        .route("/api/anomalies", get(devices::list_anomalies))
-        .route("/api/model/reload", post(model::reload))
-        .route("/api/alerts", get(alerts::list_alerts))
-        .route("/api/alerts/{id}", get(alerts::get_alert))
-        .route("/api/alerts/{id}/ack", post(alerts::acknowledge))
-        .route("/api/alerts/{id}/silence", post(alerts::silence))
-        .route("/api/alerts/{id}/resolve", post(alerts::resolve))
-        .route("/api/alerts/{id}/verdict", post(alerts::verdict))
-        .route("/api/devices/{id}/news2", get(alerts::device_news2))
-        .route(
+/// The API's routes, each with the access it needs (`auth::Access`).
+pub fn api_routes() -> Routes<AppState> {
+    use Access::{Admin, Authenticated, Clinical, Public, Read, Telemetry};
+    Routes::new()
+        .get("/health", Public, health::health)
+        .post("/auth/login", Public, auth::login)
+        .post("/auth/logout", Authenticated, auth::logout)
+        .get("/auth/me", Authenticated, auth::me)
+        .post("/api/telemetry", Telemetry, telemetry::post_telemetry)
+        .get("/api/devices", Read, devices::list_devices)
+        .post("/api/devices", Admin, devices::register_device)
+        .get("/api/devices/{id}", Read, devices::get_device)
+        .put("/api/devices/{id}", Admin, devices::update_device)
+        .delete("/api/devices/{id}", Admin, devices::deactivate_device)
+        .get("/api/devices/{id}/readings", Read, devices::device_readings)
+        .get("/api/anomalies", Read, devices::list_anomalies)
+        .post("/api/model/reload", Admin, model::reload)
+        .get("/api/alerts", Read, alerts::list_alerts)
+        .get("/api/alerts/{id}", Read, alerts::get_alert)
+        .post("/api/alerts/{id}/ack", Clinical, alerts::acknowledge)
+        .post("/api/alerts/{id}/silence", Clinical, alerts::silence)
+        .post("/api/alerts/{id}/resolve", Clinical, alerts::resolve)
+        .post("/api/alerts/{id}/verdict", Clinical, alerts::verdict)
+        .get("/api/devices/{id}/news2", Read, alerts::device_news2)
+        .get("/api/devices/{id}/thresholds", Read, alerts::get_thresholds)
+        .put(
             "/api/devices/{id}/thresholds",
-            get(alerts::get_thresholds)
-                .put(alerts::put_thresholds)
-                .delete(alerts::delete_thresholds),
+            Clinical,
+            alerts::put_thresholds,
         )
-        .route("/api/thresholds/preview", post(alerts::preview_thresholds))
-        .route("/api/webhooks/deliveries", get(alerts::webhook_deliveries))
+        .delete(
+            "/api/devices/{id}/thresholds",
+            Clinical,
+            alerts::delete_thresholds,
+        )
+        .post(
+            "/api/thresholds/preview",
+            Clinical,
+            alerts::preview_thresholds,
+        )
+        .get(
+            "/api/webhooks/deliveries",
+            Admin,
+            alerts::webhook_deliveries,
+        )
+        .get("/api/tokens", Admin, auth::list_tokens)
+        .post("/api/tokens", Admin, auth::create_token)
+        .delete("/api/tokens/{id}", Admin, auth::revoke_token)
+        .get("/api/users", Admin, auth::list_users)
+        .post("/api/users", Admin, auth::create_user)
+        .put("/api/users/{name}", Admin, auth::update_user)
         // The dashboard's reads (api/dashboard.rs); the live stream is `live::routes`.
-        .route("/api/stats", get(dashboard::stats))
-        .route("/api/series", get(dashboard::series))
-        .route("/api/latest", get(dashboard::latest))
-        .route("/api/readings", get(dashboard::readings))
-        .route("/api/readings.csv", get(dashboard::readings_csv))
-        .route("/api/ranges", get(dashboard::ranges))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .get("/api/stats", Read, dashboard::stats)
+        .get("/api/series", Read, dashboard::series)
+        .get("/api/latest", Read, dashboard::latest)
+        .get("/api/readings", Read, dashboard::readings)
+        .get("/api/readings.csv", Read, dashboard::readings_csv)
+        .get("/api/ranges", Read, dashboard::ranges)
+}
+
+/// The whole API (and the live stream) as one router with its route table; the guard is
+/// applied by [`guarded`] once the listener's table is complete.
+pub fn app(state: AppState, shutdown: CancellationToken) -> (Router, Vec<RouteRule>) {
+    let (api, mut table) = api_routes()
+        .map_router(|router| {
+            router
+                .fallback(not_found)
+                .method_not_allowed_fallback(method_not_allowed)
+        })
+        .into_parts();
+    let (live, live_table) = live::routes(state.clone(), shutdown);
+    table.extend(live_table);
+    (api.with_state(state).merge(live), table)
+}
+
+/// Every route of a listener (the API's, or the dashboard's, which adds its page).
+pub fn route_table(dashboard: bool) -> Vec<RouteRule> {
+    let mut table = api_routes().table().to_vec();
+    table.extend(live::live_routes().table().iter().cloned());
+    if dashboard {
+        table.extend(crate::dashboard::page_routes().table().iter().cloned());
+    }
+    table
+}
+
+/// Puts the authentication guard in front of every route of `router` (built from `table`),
+/// and the security headers on every answer.
+pub fn guarded(
+    router: Router,
+    table: &[RouteRule],
+    auth: Arc<AuthService>,
+    tls: bool,
+    max_concurrent_requests: usize,
+) -> Router {
+    let guard = Guard {
+        service: auth,
+        policy: Arc::new(Policy::from_rules(table)),
+    };
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::auth::layer::authorize,
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            max_concurrent_requests.max(1),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    if tls {
+        router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ))
+    } else {
+        router
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -118,6 +215,13 @@ impl ApiError {
                 "busy",
                 "the pipeline is saturated; retry after a second",
             )
+        }
+    }
+
+    pub fn too_many_requests(code: &'static str, detail: &str, retry_after_s: u64) -> ApiError {
+        ApiError {
+            retry_after_s: Some(retry_after_s),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
         }
     }
 
@@ -253,12 +357,4 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
         };
         ApiError::new(status, "invalid_body", err.to_string())
     })
-}
-
-/// Who made a request, for the audit log (authentication arrives with the security issue).
-pub fn actor(remote: Option<std::net::SocketAddr>) -> String {
-    match remote {
-        Some(addr) => format!("api:{}", addr.ip()),
-        None => "api".to_owned(),
-    }
 }

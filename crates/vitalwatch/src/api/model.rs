@@ -4,19 +4,20 @@
 //! attempt is audited either way (`model.reload`).
 
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 use crate::model::{self, ReloadOutcome};
+use axum::Extension;
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 pub async fn reload(
     State(state): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.pipeline.model();
-    let actor = super::actor(Some(remote));
+    let actor = who.actor();
     match model::reload_and_audit(slot, state.store.as_ref(), actor).await {
         ReloadOutcome::Loaded { sha256, previous } => {
             let status = slot.status();

@@ -1,18 +1,21 @@
 //! `POST /api/telemetry`: the seed's endpoint, answered only after the reading is committed.
 
 use super::{ApiError, AppState, read_body, require_json};
+use crate::auth::Principal;
 use crate::metrics::Refusal;
 use crate::pipeline::{BodyOutcome, IngestError, ReadingOutcome};
+use crate::store::AuditEntry;
 use crate::store::{ItemOutcome, Source};
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use vitalwatch_core::telemetry::{Limits, RejectReason, Rejection};
 
 pub async fn post_telemetry(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
@@ -32,7 +35,10 @@ pub async fn post_telemetry(
             return Err(err);
         }
     };
-    match pipeline.ingest_body(&bytes, Source::Http).await {
+    match pipeline
+        .ingest_body(&bytes, Source::Http, who.device_id.as_deref())
+        .await
+    {
         Ok(BodyOutcome::One(outcome)) => Ok(Json(one_json(&outcome)).into_response()),
         Ok(BodyOutcome::Batch(items)) => {
             let accepted = items.iter().filter(|item| item.is_ok()).count();
@@ -63,11 +69,19 @@ pub async fn post_telemetry(
         }
         Err(IngestError::Refused(rejection)) => Err(refusal_error(&rejection, limits)),
         Err(IngestError::Busy) => Err(ApiError::busy()),
-        Err(IngestError::Unauthorized) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "unauthorized",
-            "this client may not post readings for that device",
-        )),
+        Err(IngestError::Unauthorized) => {
+            let _ = state.auth.audit.record(AuditEntry {
+                actor: who.actor(),
+                action: "device.refused".to_owned(),
+                target: who.device_id.clone().unwrap_or_default(),
+                details: json!({ "reason": "reading for another device id", "source": "http" }),
+            });
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unauthorized",
+                "this token may only post readings for its own device id",
+            ))
+        }
         Err(IngestError::Store(err)) => Err(err.into()),
     }
 }

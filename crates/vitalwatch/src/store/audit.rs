@@ -130,6 +130,89 @@ impl ChainCheck {
     }
 }
 
+/// An anchor: the chain's head at some moment, written outside the database (the
+/// `audit-anchors.jsonl` file beside it; copy it off the host to make it worth more), so a
+/// truncated or rewritten tail is detected even though every remaining row still chains.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    pub at: String,
+    pub id: i64,
+    pub hash: String,
+}
+
+pub fn anchors_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("audit-anchors.jsonl")
+}
+
+/// Appends an anchor (the file is created 0600).
+pub fn append_anchor(path: &std::path::Path, anchor: &Anchor) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let line = serde_json::to_string(anchor).map_err(std::io::Error::other)?;
+    writeln!(file, "{line}")?;
+    file.sync_all()
+}
+
+/// The anchors recorded so far (none when the file does not exist).
+pub fn read_anchors(path: &std::path::Path) -> anyhow::Result<Vec<Anchor>> {
+    use anyhow::Context;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{} line {}: not an anchor", path.display(), n + 1))
+        })
+        .collect()
+}
+
+/// Checks anchors against the rows seen: `rows` maps id → hash for every remaining row, and
+/// `first_id` is the oldest remaining id (older anchors were purged by retention).
+pub fn check_anchors(
+    anchors: &[Anchor],
+    rows: &std::collections::HashMap<i64, String>,
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+) -> Result<(), ChainBreak> {
+    for anchor in anchors {
+        if first_id.is_some_and(|first| anchor.id < first) {
+            continue;
+        }
+        match rows.get(&anchor.id) {
+            Some(hash) if *hash == anchor.hash => {}
+            Some(_) => {
+                return Err(ChainBreak {
+                    id: anchor.id,
+                    reason: format!(
+                        "it differs from its anchor recorded at {} (the chain was rewritten from here)",
+                        anchor.at
+                    ),
+                });
+            }
+            None => {
+                return Err(ChainBreak {
+                    id: anchor.id,
+                    reason: format!(
+                        "it was anchored at {} but is missing: entries after #{} were deleted",
+                        anchor.at,
+                        last_id.unwrap_or(0)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

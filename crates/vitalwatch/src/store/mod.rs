@@ -15,10 +15,12 @@ use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{Reading, Timestamp};
 
 mod alerting;
+mod auth;
 pub use alerting::{
     AlertEventRecord, AlertQuery, AlertRecord, NewWebhookDelivery, ThresholdsRecord,
     WebhookDeliveryRecord, alert_state_str, transition_kind_str,
 };
+pub use auth::{AuthWrite, TokenRecord, UserRecord};
 
 /// Where a reading came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +268,8 @@ pub enum StoreError {
     Closed,
     #[error("the store is busy; try again")]
     Busy,
+    #[error("{0} already exists")]
+    Conflict(String),
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -300,6 +304,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<DeviceRecord, StoreError>;
     /// Queues an audit entry; never waits for a commit.
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// Queues audit entries without waiting at all: [`StoreError::Busy`] when the writer's
+    /// queue is full (the caller keeps them and retries), so audit never delays ingest.
+    fn try_audit_batch(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<(), (StoreError, Vec<AuditEntry>)>;
+    /// Creates, revokes or changes a token or user, audited by `actor` in the same
+    /// transaction; `false` when the named token or user does not exist.
+    async fn auth_write(&self, write: AuthWrite, actor: String) -> Result<bool, StoreError>;
+    async fn find_token(&self, id: String) -> Result<Option<TokenRecord>, StoreError>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    async fn find_user(&self, username: String) -> Result<Option<UserRecord>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
     async fn purge(&self, now: Timestamp, retention: Retention) -> Result<PurgeCounts, StoreError>;
     async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
     async fn get_device(&self, device_id: String) -> Result<Option<DeviceRecord>, StoreError>;
@@ -320,6 +337,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> Result<Vec<(ReadingRecord, bool)>, StoreError>;
+    /// The id and hash of the newest audit row (the chain's head), if any.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;
     /// The newest audit row with this action, if any.
     async fn last_audit(&self, action: String) -> Result<Option<AuditRecord>, StoreError>;
     async fn health(&self) -> StoreHealth;

@@ -12,9 +12,10 @@ use super::{
     WebhookDeliveryRecord,
 };
 use super::{
-    AnomalyQuery, AnomalyRecord, AuditEntry, AuditRecord, DeviceRecord, DeviceRegistration,
-    DeviceUpdate, ItemOutcome, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord,
-    Retention, Store, StoreError, StoreHealth, StoreOptions,
+    AnomalyQuery, AnomalyRecord, AuditEntry, AuditRecord, AuthWrite, DeviceRecord,
+    DeviceRegistration, DeviceUpdate, ItemOutcome, PreparedReading, PurgeCounts, ReadingQuery,
+    ReadingRecord, Retention, Store, StoreError, StoreHealth, StoreOptions, TokenRecord,
+    UserRecord,
 };
 use crate::config::RegistryPolicy;
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{Reading, Timestamp};
 
 mod alerts;
+mod auth;
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -42,7 +44,8 @@ enum Command {
     Write(Vec<PreparedReading>, Reply<Vec<ItemOutcome>>),
     Register(DeviceRegistration, String, Reply<DeviceRecord>),
     Update(String, DeviceUpdate, String, Reply<DeviceRecord>),
-    Audit(AuditEntry),
+    Audit(Vec<AuditEntry>),
+    Auth(AuthWrite, String, Reply<bool>),
     Purge(Timestamp, Retention, Reply<PurgeCounts>),
     Alerting(alerts::AlertCommand),
     Verdict(i64, bool, String, Reply<()>),
@@ -228,7 +231,7 @@ impl Writer {
                         n_readings += items.len();
                         writes.push((items, reply));
                     }
-                    Command::Audit(entry) => others.push(Command::Audit(entry)),
+                    Command::Audit(entries) => others.push(Command::Audit(entries)),
                     other => {
                         others.push(other);
                         break;
@@ -278,9 +281,11 @@ impl Writer {
                 }
                 if chunk_idx == 0 {
                     others.retain(|command| match command {
-                        Command::Audit(entry) => {
-                            if let Err(err) = append_audit(&tx, entry) {
-                                tracing::error!(message = "Audit entry could not be written.", error = %err);
+                        Command::Audit(entries) => {
+                            for entry in entries {
+                                if let Err(err) = append_audit(&tx, entry) {
+                                    tracing::error!(message = "Audit entry could not be written.", error = %err);
+                                }
                             }
                             false
                         }
@@ -316,8 +321,10 @@ impl Writer {
             Command::Write(items, reply) => {
                 self.commit_writes(vec![(items, reply)], &mut Vec::new())
             }
-            Command::Audit(entry) => {
-                let res = self.in_transaction(|tx| append_audit(tx, &entry));
+            Command::Audit(entries) => {
+                let res = self.in_transaction(|tx| {
+                    entries.iter().try_for_each(|entry| append_audit(tx, entry))
+                });
                 if let Err(err) = res {
                     tracing::error!(message = "Audit entry could not be written.", error = %err);
                 }
@@ -337,6 +344,7 @@ impl Writer {
                 let _ = reply.send(res);
             }
             Command::Alerting(command) => alerts::handle(&mut self.conn, command),
+            Command::Auth(write, actor, reply) => auth::handle(&mut self.conn, write, actor, reply),
         }
     }
 
@@ -968,9 +976,85 @@ impl Store for SqliteStore {
 
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.sender()?
-            .send(Command::Audit(entry))
+            .send(Command::Audit(vec![entry]))
             .await
             .map_err(|_| StoreError::Closed)
+    }
+
+    fn try_audit_batch(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<(), (StoreError, Vec<AuditEntry>)> {
+        let sender = match self.sender() {
+            Ok(sender) => sender,
+            Err(err) => return Err((err, entries)),
+        };
+        sender
+            .try_send(Command::Audit(entries))
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(Command::Audit(entries)) => {
+                    (StoreError::Busy, entries)
+                }
+                mpsc::error::TrySendError::Closed(Command::Audit(entries)) => {
+                    (StoreError::Closed, entries)
+                }
+                _ => unreachable!("try_send hands back the command it was given"),
+            })
+    }
+
+    async fn auth_write(&self, write: AuthWrite, actor: String) -> Result<bool, StoreError> {
+        self.request(|reply| Command::Auth(write, actor, reply))
+            .await
+    }
+
+    async fn find_token(&self, id: String) -> Result<Option<TokenRecord>, StoreError> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM api_tokens WHERE id = ?1",
+                    auth::TOKEN_COLUMNS
+                ))?
+                .query_row([id], auth::token_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM api_tokens ORDER BY created_at, name",
+                auth::TOKEN_COLUMNS
+            ))?;
+            let rows = stmt.query_map([], auth::token_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn find_user(&self, username: String) -> Result<Option<UserRecord>, StoreError> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM users WHERE username = ?1",
+                    auth::USER_COLUMNS
+                ))?
+                .query_row([username], auth::user_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM users ORDER BY username",
+                auth::USER_COLUMNS
+            ))?;
+            let rows = stmt.query_map([], auth::user_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
     }
 
     async fn purge(&self, now: Timestamp, retention: Retention) -> Result<PurgeCounts, StoreError> {
@@ -1142,6 +1226,16 @@ impl Store for SqliteStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?)
         })
         .await
     }

@@ -26,7 +26,7 @@ fn tampered(src: &Path, name: &str, sql: &str) -> tempfile::TempDir {
     let (ok, _, err) = sh(
         src,
         &format!(
-            "mkdir -p {0}/data && cp data/anomalies.db {0}/data/",
+            "mkdir -p {0}/data && cp data/anomalies.db data/audit-anchors.jsonl {0}/data/",
             copy.path().display()
         ),
     );
@@ -87,6 +87,14 @@ fn tampering_with_the_audit_log_is_detected_and_named() {
             "UPDATE audit_log SET id = -id WHERE id IN (2, 3); UPDATE audit_log SET id = 3 WHERE id = -2; UPDATE audit_log SET id = 2 WHERE id = -3;",
             "entry #2",
             "broken",
+        ),
+        (
+            // Every remaining row still chains; the anchor written at shutdown (outside the
+            // database) is what shows the tail is gone.
+            "truncate the end",
+            "DELETE FROM audit_log WHERE id = 5;",
+            "entry #5",
+            "entries after #4 were deleted",
         ),
         (
             "truncate the start",

@@ -384,6 +384,8 @@ fn the_seeds_variables_select_the_external_broker() {
         .current_dir(dir.path())
         .args([
             "serve",
+            "--http-plaintext",
+            "--trust-loopback",
             "--http-addr",
             "127.0.0.1:0",
             "--dashboard-addr",

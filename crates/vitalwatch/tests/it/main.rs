@@ -12,6 +12,7 @@ mod logs;
 mod model;
 mod mqtt;
 mod registry;
+mod security;
 mod seed;
 mod sim;
 mod support;

@@ -540,7 +540,7 @@ fn reload_through_the_api_and_sighup_is_audited_and_a_refused_reload_keeps_the_m
         rows = audit_rows(&server.data_dir);
     }
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert!(rows[0].0.starts_with("api:127.0.0.1"), "{rows:?}");
+    assert!(rows[0].0.starts_with("loopback:127.0.0.1"), "{rows:?}");
     assert!(rows[0].1.contains("\"outcome\":\"loaded\"") && rows[0].1.contains(&second));
     assert!(rows[1].1.contains("\"outcome\":\"refused\"") && rows[1].1.contains(&second));
     assert_eq!(rows[2].0, "system:sighup");

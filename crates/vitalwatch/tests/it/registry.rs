@@ -123,7 +123,7 @@ fn auto_register_is_audited_and_devices_are_managed_over_the_api() {
             .unwrap()
             .split(':')
             .next(),
-        Some("api")
+        Some("loopback")
     );
     let again = post_json(
         &agent,

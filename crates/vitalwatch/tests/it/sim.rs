@@ -313,7 +313,7 @@ fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
         banner.push_str(&line);
         banner.push('\n');
     }
-    assert!(banner.contains("no authentication yet"), "{banner}");
+    assert!(banner.contains("--trust-loopback"), "{banner}");
     assert!(banner.contains("mosquitto_pub"), "{banner}");
     assert!(dir.path().join("data/model.json").exists());
     let api = api.unwrap();

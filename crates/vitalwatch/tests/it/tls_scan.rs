@@ -1,8 +1,9 @@
-//! The embedded broker's TLS port, judged by tools we did not write: sslyze checks it against
-//! Mozilla's "intermediate" profile, and plaintext MQTT sent to it is refused.
+//! The TLS ports, judged by tools we did not write: sslyze checks the embedded broker's port
+//! and the HTTPS API and dashboard ports against Mozilla's "intermediate" profile, and
+//! plaintext MQTT sent to the broker's port is refused.
 
 use crate::mqtt::{ca, issue, python};
-use crate::support::{Server, agent, get};
+use crate::support::{Server, ServerOptions, agent, get};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -35,6 +36,36 @@ fn sslyze_finds_the_mqtts_port_compliant_with_mozilla_intermediate() {
     );
     assert!(report.contains("OK - Compliant"), "{report}");
     // What it saw: no TLS 1.0/1.1, forward-secret AEAD suites only.
+    assert!(!report.contains("TLS_RSA_WITH"), "{report}");
+}
+
+#[test]
+fn sslyze_finds_the_https_api_and_dashboard_ports_compliant_with_mozilla_intermediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_secure(ServerOptions {
+        cwd: dir.path(),
+        args: Vec::new(),
+        free_port: true,
+    });
+    let mut command = Command::new(python());
+    command
+        .args(["-m", "sslyze", "--mozilla_config=intermediate"])
+        .arg("--certinfo_ca_file")
+        .arg(ca(&server));
+    for addr in [server.api, server.listeners["dashboard"]] {
+        command.arg(format!("127.0.0.1:{}", addr.port()));
+    }
+    let output = command
+        .output()
+        .expect("running sslyze (scripts/test installs it)");
+    let report = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "sslyze: not compliant (exit {:?}):\n{report}",
+        output.status.code()
+    );
+    assert_eq!(report.matches("OK - Compliant").count(), 2, "{report}");
     assert!(!report.contains("TLS_RSA_WITH"), "{report}");
 }
 

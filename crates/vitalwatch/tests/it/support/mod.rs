@@ -18,6 +18,8 @@ pub fn bin() -> &'static str {
 
 /// A running `vitalwatch serve`.
 pub struct Server {
+    /// "http" or "https".
+    pub scheme: &'static str,
     child: Option<Child>,
     pub api: SocketAddr,
     /// The embedded broker's TLS address, when it runs.
@@ -47,7 +49,24 @@ impl Server {
         })
     }
 
+    /// Starts `serve` as most tests want it: plaintext HTTP with loopback trusted, so they can
+    /// talk to the API without tokens. The security tests use [`Server::start_secure`].
     pub fn start_with(options: ServerOptions<'_>) -> Server {
+        let mut options = options;
+        options.args.splice(
+            0..0,
+            ["--http-plaintext", "--trust-loopback"].map(str::to_owned),
+        );
+        Server::launch(options, "http")
+    }
+
+    /// Starts `serve` with its defaults: HTTPS, no trusted loopback, every route but
+    /// `/health` behind a token or login.
+    pub fn start_secure(options: ServerOptions<'_>) -> Server {
+        Server::launch(options, "https")
+    }
+
+    fn launch(options: ServerOptions<'_>, scheme: &'static str) -> Server {
         let stderr_log = options.cwd.join(format!(
             "server-{}.log",
             std::time::SystemTime::now()
@@ -121,6 +140,7 @@ impl Server {
             .map(|i| options.cwd.join(&options.args[i + 1]))
             .unwrap_or_else(|| options.cwd.join("data"));
         Server {
+            scheme,
             child: Some(child),
             api,
             mqtts,
@@ -131,7 +151,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.api, path)
+        format!("{}://{}{}", self.scheme, self.api, path)
     }
 
     pub fn pid(&self) -> u32 {

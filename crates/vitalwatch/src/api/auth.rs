@@ -1,0 +1,342 @@
+//! Dashboard logins (`/auth/*`) and the administration of tokens and users (`/api/tokens`,
+//! `/api/users`, admin only).
+
+use super::{ApiError, AppState, json_body};
+use crate::auth::session::COOKIE;
+use crate::auth::{AuthChangeError, Credential, Principal, Role, TokenRequest};
+use crate::store::{AuditEntry, AuthWrite, StoreError};
+use axum::Extension;
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+impl From<AuthChangeError> for ApiError {
+    fn from(err: AuthChangeError) -> ApiError {
+        match err {
+            AuthChangeError::Invalid(text) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text)
+            }
+            AuthChangeError::Store(StoreError::Conflict(what)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "exists",
+                format!("{what} already exists"),
+            ),
+            AuthChangeError::Store(err) => err.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_s}"
+    ))
+    .expect("a hex session id and digits make a valid header value")
+}
+
+/// `POST /auth/login {"username", "password"}`: a session cookie and the CSRF token.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let auth = &state.auth;
+    let login: Login = json_body(&headers, body).await?;
+    let address = remote.ip().to_canonical();
+    if let Some(wait_s) = auth.limiter.blocked(&login.username, address) {
+        auth.audit_failure(
+            "auth.login_throttled",
+            address,
+            "too many failures",
+            "/auth/login",
+        );
+        return Err(ApiError::too_many_requests(
+            "login_throttled",
+            "too many failed logins; wait before trying again",
+            wait_s,
+        ));
+    }
+    let user = if login.username.len() <= 64 {
+        state.store.find_user(login.username.clone()).await?
+    } else {
+        None
+    };
+    let stored = user.as_ref().map_or_else(
+        || crate::auth::dummy_password_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let password = login.password;
+    let verified =
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &password))
+            .await
+            .unwrap_or(false);
+    let user = match user {
+        Some(user) if verified && user.disabled_at.is_none() => user,
+        _ => {
+            auth.limiter.failed(&login.username, address);
+            let _ = auth.audit.record(AuditEntry {
+                actor: format!("anonymous:{address}"),
+                action: "auth.failed".to_owned(),
+                target: "/auth/login".to_owned(),
+                details: json!({ "reason": "login_failed", "username": login.username }),
+            });
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "login_failed",
+                "unknown user name or wrong password",
+            ));
+        }
+    };
+    auth.limiter.succeeded(&user.username);
+    let role = Role::parse(&user.role).ok_or_else(ApiError::internal)?;
+    let (session, csrf) = auth.sessions.create(&user.username, role);
+    state
+        .store
+        .audit(AuditEntry {
+            actor: format!("user:{}", user.username),
+            action: "auth.login".to_owned(),
+            target: format!("user:{}", user.username),
+            details: json!({ "address": address.to_string() }),
+        })
+        .await?;
+    let mut response = Json(json!({
+        "username": user.username,
+        "role": user.role,
+        "csrf_token": csrf,
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&session, auth.sessions.max_age().as_secs()),
+    );
+    Ok(response)
+}
+
+/// `POST /auth/logout`: ends the session and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(id) = crate::auth::layer::session_cookie(&headers) {
+        state.auth.sessions.remove(id);
+    }
+    state
+        .store
+        .audit(AuditEntry {
+            actor: who.actor(),
+            action: "auth.logout".to_owned(),
+            target: who.actor(),
+            details: json!({}),
+        })
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie("", 0));
+    Ok(response)
+}
+
+/// `GET /auth/me`: who the caller is (and, for a session, its CSRF token).
+pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
+    let (kind, csrf) = match &who.credential {
+        Credential::Token { .. } => ("token", None),
+        Credential::Session { csrf } => ("session", Some(csrf.clone())),
+        Credential::Loopback => ("loopback", None),
+    };
+    Json(json!({
+        "name": who.name,
+        "role": who.role_name(),
+        "kind": kind,
+        "csrf_token": csrf,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: String,
+    #[serde(default)]
+    device_id: Option<String>,
+    /// Days until it expires; none = until revoked.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+fn parse_role(text: &str) -> Result<Role, ApiError> {
+    Role::parse(text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "role is one of viewer, clinician, admin, device",
+        )
+    })
+}
+
+/// `POST /api/tokens`: the token's text is in this answer and nowhere else, ever.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let request: NewToken = json_body(&headers, body).await?;
+    let expires_at = match request.expires_in_days {
+        Some(0) | None => None,
+        Some(days) if days <= 3650 => {
+            Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "expires_in_days is at most 3650",
+            ));
+        }
+    };
+    let (text, record) = crate::auth::issue_token(
+        state.store.as_ref(),
+        TokenRequest {
+            name: request.name,
+            role: parse_role(&request.role)?,
+            device_id: request.device_id,
+            expires_at,
+        },
+        who.actor(),
+    )
+    .await?;
+    let mut body = serde_json::to_value(&record).map_err(|_| ApiError::internal())?;
+    body["token"] = json!(text);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tokens = state.store.list_tokens().await?;
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+/// `DELETE /api/tokens/{id}` (id or name): revoked at once.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state
+        .store
+        .auth_write(AuthWrite::RevokeToken(id.clone()), who.actor())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "token_not_found",
+            format!("no active token {id:?}"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    role: String,
+    password: String,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let request: NewUser = json_body(&headers, body).await?;
+    let record = crate::auth::create_user(
+        state.store.as_ref(),
+        request.username,
+        parse_role(&request.role)?,
+        request.password,
+        who.actor(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let users = state.store.list_users().await?;
+    Ok(Json(json!({ "users": users })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+/// `PUT /api/users/{name} {"password"?, "disabled"?}`: either ends the user's sessions.
+pub async fn update_user(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<StatusCode, ApiError> {
+    let change: UserChange = json_body(&headers, body).await?;
+    let mut found = true;
+    if let Some(password) = change.password {
+        crate::auth::check_password_strength(&password).map_err(|text| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text)
+        })?;
+        let hash = crate::auth::hash_password_blocking(password).await?;
+        found &= state
+            .store
+            .auth_write(
+                AuthWrite::SetPassword {
+                    username: username.clone(),
+                    hash,
+                },
+                who.actor(),
+            )
+            .await?;
+    }
+    if let Some(disabled) = change.disabled {
+        found &= state
+            .store
+            .auth_write(
+                AuthWrite::SetUserDisabled {
+                    username: username.clone(),
+                    disabled,
+                },
+                who.actor(),
+            )
+            .await?;
+    }
+    if !found {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+            format!("no user {username:?}"),
+        ));
+    }
+    state.auth.sessions.remove_user(&username);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,297 @@
+//! The authentication and authorization middleware, and the session endpoints
+//! (`/auth/login`, `/auth/logout`, `/auth/me`).
+
+use super::audit_buffer::AuditBuffer;
+use super::routes::Policy;
+use super::session::{COOKIE, LoginLimiter, Sessions};
+use super::{Access, Credential, Principal, Role};
+use crate::api::ApiError;
+use crate::config::HttpConfig;
+use crate::store::{AuditEntry, Store};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The header a session's state-changing requests carry their CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Everything the middleware and the session endpoints share.
+pub struct AuthService {
+    pub store: Arc<dyn Store>,
+    pub sessions: Sessions,
+    pub limiter: LoginLimiter,
+    pub audit: Arc<AuditBuffer>,
+    pub trust_loopback: bool,
+}
+
+impl AuthService {
+    pub fn new(store: Arc<dyn Store>, config: &HttpConfig) -> AuthService {
+        AuthService {
+            audit: Arc::new(AuditBuffer::new(Arc::clone(&store), config.audit_buffer)),
+            store,
+            sessions: Sessions::new(
+                Duration::from_secs(config.session_idle_timeout_s),
+                Duration::from_secs(config.session_max_age_s),
+            ),
+            limiter: LoginLimiter::new(
+                config.login_failures_per_user,
+                config.login_failures_per_address,
+                Duration::from_secs(config.login_window_s),
+            ),
+            trust_loopback: config.trust_loopback,
+        }
+    }
+
+    /// Records a failed authentication (buffered; a full buffer is counted, not waited on).
+    pub fn audit_failure(&self, action: &str, remote: IpAddr, reason: &str, path: &str) {
+        let _ = self.audit.record(AuditEntry {
+            actor: format!("anonymous:{remote}"),
+            action: action.to_owned(),
+            target: path.to_owned(),
+            details: serde_json::json!({ "reason": reason }),
+        });
+    }
+}
+
+/// The middleware's state: the service and the routes' rules.
+#[derive(Clone)]
+pub struct Guard {
+    pub service: Arc<AuthService>,
+    pub policy: Arc<Policy>,
+}
+
+fn unauthenticated(code: &'static str, detail: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, detail).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"vitalwatch\""),
+    );
+    response
+}
+
+/// The session cookie's value, if the request has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+}
+
+enum Refusal {
+    /// 401 with a stable code.
+    Unauthenticated(&'static str, &'static str),
+}
+
+/// Works out who sent the request; `Ok(None)` when it carries no credentials.
+async fn identify(
+    service: &AuthService,
+    headers: &HeaderMap,
+    remote: SocketAddr,
+) -> Result<Option<Principal>, Refusal> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or("");
+        let Some(token) = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+        else {
+            return Err(Refusal::Unauthenticated(
+                "invalid_token",
+                "use Authorization: Bearer <token>",
+            ));
+        };
+        let invalid = Refusal::Unauthenticated("invalid_token", "the token is not valid");
+        let Some((id, secret)) = super::parse_token(token.trim()) else {
+            return Err(invalid);
+        };
+        let record = match service.store.find_token(id.to_owned()).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(invalid),
+            Err(err) => {
+                tracing::error!(message = "Token lookup failed.", error = %err);
+                return Err(invalid);
+            }
+        };
+        if !super::constant_time_eq(&super::hash_secret(secret), &record.secret_hash) {
+            return Err(invalid);
+        }
+        if record.revoked_at.is_some() {
+            return Err(Refusal::Unauthenticated(
+                "token_revoked",
+                "the token has been revoked",
+            ));
+        }
+        if let Some(expires) = &record.expires_at
+            && chrono::DateTime::parse_from_rfc3339(expires)
+                .map_or(true, |at| at <= chrono::Utc::now())
+        {
+            return Err(Refusal::Unauthenticated(
+                "token_expired",
+                "the token has expired",
+            ));
+        }
+        let Some(role) = Role::parse(&record.role) else {
+            return Err(invalid);
+        };
+        return Ok(Some(Principal {
+            name: record.name,
+            role: Some(role),
+            device_id: record.device_id,
+            credential: Credential::Token { id: record.id },
+        }));
+    }
+    if let Some(cookie) = session_cookie(headers) {
+        let expired =
+            Refusal::Unauthenticated("session_expired", "the session has ended; log in again");
+        let Some(session) = service.sessions.get(cookie) else {
+            return Err(expired);
+        };
+        // A disabled user's sessions end at once, whatever the cookie says.
+        match service.store.find_user(session.username.clone()).await {
+            Ok(Some(user)) if user.disabled_at.is_none() => {}
+            _ => {
+                service.sessions.remove(cookie);
+                return Err(expired);
+            }
+        }
+        return Ok(Some(Principal {
+            name: session.username,
+            role: Some(session.role),
+            device_id: None,
+            credential: Credential::Session { csrf: session.csrf },
+        }));
+    }
+    if service.trust_loopback && remote.ip().to_canonical().is_loopback() {
+        return Ok(Some(Principal {
+            name: remote.ip().to_string(),
+            role: None,
+            device_id: None,
+            credential: Credential::Loopback,
+        }));
+    }
+    Ok(None)
+}
+
+/// Refuses what the route's rule does not allow, audits patient-data reads, and hands the
+/// caller to the handler as a [`Principal`] extension.
+pub async fn authorize(
+    State(guard): State<Guard>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let service = &guard.service;
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let rule = matched
+        .as_deref()
+        .and_then(|path| guard.policy.lookup(request.method(), path))
+        .cloned();
+    if rule.as_ref().is_some_and(|r| r.access == Access::Public) {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_owned();
+    let principal = match identify(service, request.headers(), remote).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => {
+            service.audit_failure("auth.failed", remote.ip(), "no credentials", &path);
+            return unauthenticated(
+                "unauthenticated",
+                "this route needs a token (Authorization: Bearer …) or a dashboard login",
+            );
+        }
+        Err(Refusal::Unauthenticated(code, detail)) => {
+            service.audit_failure("auth.failed", remote.ip(), code, &path);
+            return unauthenticated(code, detail);
+        }
+    };
+    let Some(rule) = rule else {
+        // No rule for this method: the router answers 404 or 405 — unless the route was added
+        // without any rule at all, which nobody may use (deny by default).
+        if let Some(matched) = &matched
+            && !guard.policy.knows_path(matched)
+        {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route has no access rule",
+            )
+            .into_response();
+        }
+        request.extensions_mut().insert(principal);
+        return next.run(request).await;
+    };
+    if !rule.access.allows(principal.role) {
+        let _ = service.audit.record(AuditEntry {
+            actor: principal.actor(),
+            action: "auth.forbidden".to_owned(),
+            target: path,
+            details: serde_json::json!({
+                "method": request.method().as_str(),
+                "role": principal.role_name(),
+                "needs": rule.access,
+            }),
+        });
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {} role may not use this route", principal.role_name()),
+        )
+        .into_response();
+    }
+    if let Credential::Session { csrf } = &principal.credential
+        && !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
+    {
+        let presented = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if !Sessions::csrf_matches(csrf, presented) {
+            let _ = service.audit.record(AuditEntry {
+                actor: principal.actor(),
+                action: "auth.csrf_refused".to_owned(),
+                target: path,
+                details: serde_json::json!({ "method": request.method().as_str() }),
+            });
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "a state-changing request from the dashboard needs its X-CSRF-Token header",
+            )
+            .into_response();
+        }
+    }
+    if rule.patient_data {
+        let entry = AuditEntry {
+            actor: principal.actor(),
+            action: "phi.read".to_owned(),
+            target: path,
+            details: serde_json::json!({
+                "route": rule.path,
+                "query": request.uri().query().unwrap_or(""),
+            }),
+        };
+        if service.audit.record(entry).is_err() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "patient data cannot be served while the audit trail is not keeping up; retry shortly",
+            )
+            .into_response();
+        }
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}

@@ -1,0 +1,628 @@
+//! Access control on the real server with its defaults (HTTPS, deny by default): every
+//! registered route × every kind of caller, device tokens bound to their device, dashboard
+//! sessions (cookie flags, CSRF, idle end, throttled logins), security headers, plaintext
+//! refused on the HTTPS port, and the audit trail of reads and refusals.
+
+use crate::support::{Server, ServerOptions, bin};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use vitalwatch::auth::{Access, Role};
+
+/// An HTTPS agent that trusts the server's CA and returns 4xx/5xx as values.
+fn https_agent(data_dir: &Path) -> ureq::Agent {
+    vitalwatch::tls::install_crypto_provider();
+    let pem = std::fs::read(data_dir.join("certs/ca.crt")).unwrap();
+    let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    ca,
+                ])))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+struct Reply {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    json: Value,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Creds<'a> {
+    bearer: Option<&'a str>,
+    cookie: Option<&'a str>,
+    csrf: Option<&'a str>,
+}
+
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    creds: Creds<'_>,
+    body: Option<&str>,
+) -> Reply {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = creds.bearer {
+        builder = builder.header("Authorization", format!("Bearer {token}"));
+    }
+    if let Some(cookie) = creds.cookie {
+        builder = builder.header("Cookie", cookie);
+    }
+    if let Some(csrf) = creds.csrf {
+        builder = builder.header("X-CSRF-Token", csrf);
+    }
+    if body.is_some() {
+        builder = builder.header("Content-Type", "application/json");
+    }
+    let request = builder
+        .body(body.unwrap_or("").as_bytes().to_vec())
+        .unwrap();
+    let mut response = agent
+        .run(request)
+        .unwrap_or_else(|err| panic!("{method} {url}: transport failure: {err}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    // The live stream never ends: its status and headers are enough.
+    let text = if url.contains("/api/events") && status == 200 {
+        String::new()
+    } else {
+        response.body_mut().read_to_string().unwrap_or_default()
+    };
+    Reply {
+        status,
+        headers,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+fn cli(dir: &Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .env_remove("VITALWATCH_DATA_DIR")
+        .env_remove("VITALWATCH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "vitalwatch {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn token(dir: &Path, role: &str, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["tokens", "create", "--role", role, "--name", name];
+    args.extend_from_slice(extra);
+    let text = cli(dir, &args, "");
+    assert!(text.starts_with("vw_"), "{text}");
+    text
+}
+
+fn start(dir: &Path) -> Server {
+    Server::start_secure(ServerOptions {
+        cwd: dir,
+        args: Vec::new(),
+        free_port: true,
+    })
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("/api/devices/{id}", "/api/devices/WARD_1")
+        .replace("/api/alerts/{id}", "/api/alerts/1")
+        .replace("{id}", "no-such-token")
+        .replace("{name}", "nobody")
+        .replace("{file}", "favicon.svg")
+}
+
+fn reading(device: &str, heart_rate: f64) -> String {
+    format!(
+        r#"{{"device_id":"{device}","heart_rate":{heart_rate},"body_temp":36.8,"signal_strength":-55,"battery_level":90}}"#
+    )
+}
+
+#[test]
+fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    let tokens: std::collections::HashMap<Role, String> = Role::ALL
+        .into_iter()
+        .map(|role| {
+            let extra: &[&str] = if role == Role::Device {
+                &["--device", "WARD_1"]
+            } else {
+                &[]
+            };
+            (role, token(dir.path(), role.as_str(), role.as_str(), extra))
+        })
+        .collect();
+    let expiring = token(
+        dir.path(),
+        "admin",
+        "expiring",
+        &["--expires", &{
+            (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339()
+        }],
+    );
+    let revoked = token(dir.path(), "admin", "revoked", &[]);
+    cli(dir.path(), &["tokens", "revoke", "revoked"], "");
+    // A well-formed token nobody issued, and a real one with its secret changed.
+    let forged = format!("vw_0123456789abcdef_{}", "0".repeat(64));
+    let mut tampered = tokens[&Role::Admin].clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    // The device reading that the read routes find, posted with the device's own token.
+    let posted = call(
+        &agent,
+        "POST",
+        &server.url("/api/telemetry"),
+        Creds {
+            bearer: Some(&tokens[&Role::Device]),
+            ..Creds::default()
+        },
+        Some(&reading("WARD_1", 72.0)),
+    );
+    assert_eq!(posted.status, 200, "{}", posted.json);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let table = vitalwatch::api::route_table(false);
+    assert!(table.len() >= 35, "the API has {} routes", table.len());
+    let mut checked = 0;
+    for rule in &table {
+        let url = server.url(&concrete(rule.path));
+        let method = rule.method.as_str();
+        let body = matches!(method, "POST" | "PUT").then_some("{}");
+        let status_with = |bearer: Option<&str>| {
+            call(
+                &agent,
+                method,
+                &url,
+                Creds {
+                    bearer,
+                    ..Creds::default()
+                },
+                body,
+            )
+        };
+        let what = format!("{method} {}", rule.path);
+        if rule.access == Access::Public {
+            for bearer in [None, Some(forged.as_str())] {
+                let reply = status_with(bearer);
+                assert!(
+                    ![401, 403].contains(&reply.status),
+                    "{what}: {}",
+                    reply.status
+                );
+            }
+            checked += 1;
+            continue;
+        }
+        for (bearer, code) in [
+            (None, "unauthenticated"),
+            (Some(forged.as_str()), "invalid_token"),
+            (Some(tampered.as_str()), "invalid_token"),
+            (Some("not-a-token"), "invalid_token"),
+            (Some(expiring.as_str()), "token_expired"),
+            (Some(revoked.as_str()), "token_revoked"),
+        ] {
+            let reply = status_with(bearer);
+            assert_eq!(reply.status, 401, "{what} with {code}: {}", reply.json);
+            assert_eq!(reply.json["error"], code, "{what}");
+            assert!(reply.headers.contains_key("www-authenticate"), "{what}");
+        }
+        let wrong = match rule.access {
+            Access::Read => Some(Role::Device),
+            Access::Clinical => Some(Role::Viewer),
+            Access::Admin => Some(Role::Clinician),
+            Access::Telemetry => Some(Role::Admin),
+            Access::Authenticated | Access::Public => None,
+        };
+        if let Some(wrong) = wrong {
+            let reply = status_with(Some(&tokens[&wrong]));
+            assert_eq!(reply.status, 403, "{what} as {wrong:?}: {}", reply.json);
+            assert_eq!(reply.json["error"], "forbidden", "{what}");
+        }
+        let right = rule.access.least_role().unwrap();
+        let reply = status_with(Some(&tokens[&right]));
+        assert!(
+            ![401, 403].contains(&reply.status) && reply.status < 500,
+            "{what} as {right:?}: {} {}",
+            reply.status,
+            reply.json
+        );
+        // Roles above the least one are admitted too (the device role stands apart).
+        if matches!(rule.access, Access::Read | Access::Clinical) {
+            let reply = status_with(Some(&tokens[&Role::Admin]));
+            assert!(![401, 403].contains(&reply.status), "{what} as admin");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, table.len());
+
+    // Unknown routes reveal nothing to strangers; a caller with a token gets 404.
+    let unknown = server.url("/api/no-such-route");
+    assert_eq!(
+        call(&agent, "GET", &unknown, Creds::default(), None).status,
+        401
+    );
+    let viewer = Creds {
+        bearer: Some(&tokens[&Role::Viewer]),
+        ..Creds::default()
+    };
+    assert_eq!(call(&agent, "GET", &unknown, viewer, None).status, 404);
+
+    // Tokens, good or bad, never reach the (debug-level) log; their secrets are not stored.
+    let log = server.log();
+    let mut db = std::fs::read(server.data_dir.join("anomalies.db")).unwrap();
+    db.extend(std::fs::read(server.data_dir.join("anomalies.db-wal")).unwrap_or_default());
+    for text in tokens
+        .values()
+        .chain([&forged, &tampered, &expiring, &revoked])
+    {
+        assert!(!log.contains(&text[20..]), "the log holds a token");
+    }
+    // (The forged one's all-zero secret would match the chain's genesis hash.)
+    for text in tokens.values().chain([&expiring, &revoked]) {
+        let secret = &text[20..];
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a token secret is stored"
+        );
+    }
+}
+
+#[test]
+fn a_device_token_posts_only_for_its_own_device_and_revocation_is_immediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    let device = token(dir.path(), "device", "bed-1", &["--device", "BED_1"]);
+    let admin = token(dir.path(), "admin", "ops", &[]);
+    let as_device = Creds {
+        bearer: Some(&device),
+        ..Creds::default()
+    };
+    let url = server.url("/api/telemetry");
+    let own = call(
+        &agent,
+        "POST",
+        &url,
+        as_device,
+        Some(&reading("BED_1", 70.0)),
+    );
+    assert_eq!(own.status, 200, "{}", own.json);
+    let other = call(
+        &agent,
+        "POST",
+        &url,
+        as_device,
+        Some(&reading("BED_2", 70.0)),
+    );
+    assert_eq!(other.status, 403, "{}", other.json);
+    // One foreign reading in a batch refuses the whole batch.
+    let batch = format!("[{},{}]", reading("BED_1", 71.0), reading("BED_2", 71.0));
+    assert_eq!(
+        call(&agent, "POST", &url, as_device, Some(&batch)).status,
+        403
+    );
+
+    // Revoked through the API by an admin: refused on the next request.
+    let tokens = call(
+        &agent,
+        "GET",
+        &server.url("/api/tokens"),
+        Creds {
+            bearer: Some(&admin),
+            ..Creds::default()
+        },
+        None,
+    );
+    let listed = tokens.json["tokens"].to_string();
+    assert!(
+        listed.contains("bed-1") && !listed.contains(&device[20..]),
+        "{listed}"
+    );
+    let revoke = call(
+        &agent,
+        "DELETE",
+        &server.url("/api/tokens/bed-1"),
+        Creds {
+            bearer: Some(&admin),
+            ..Creds::default()
+        },
+        None,
+    );
+    assert_eq!(revoke.status, 204);
+    let after = call(
+        &agent,
+        "POST",
+        &url,
+        as_device,
+        Some(&reading("BED_1", 72.0)),
+    );
+    assert_eq!(
+        (after.status, after.json["error"].as_str()),
+        (401, Some("token_revoked"))
+    );
+
+    // /health needs nothing and says nothing about patients.
+    let health = call(
+        &agent,
+        "GET",
+        &server.url("/health"),
+        Creds::default(),
+        None,
+    );
+    assert_eq!(health.status, 200);
+    assert!(
+        !health.json.to_string().contains("BED_1"),
+        "{}",
+        health.json
+    );
+
+    // The stored readings: one, from the device's own post.
+    let db = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();
+    let devices: Vec<String> = db
+        .prepare("SELECT DISTINCT device_id FROM readings")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(devices, ["BED_1"]);
+}
+
+fn login(agent: &ureq::Agent, server: &Server, user: &str, password: &str) -> Reply {
+    call(
+        agent,
+        "POST",
+        &server.url("/auth/login"),
+        Creds::default(),
+        Some(&serde_json::json!({ "username": user, "password": password }).to_string()),
+    )
+}
+
+#[test]
+fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    let password = "correct horse battery staple";
+    cli(
+        dir.path(),
+        &["users", "create", "--name", "alice", "--role", "clinician"],
+        &format!("{password}\n"),
+    );
+    // A short password is refused.
+    let short = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["users", "create", "--name", "bob", "--role", "viewer"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(b"short\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("12 characters"));
+
+    let wrong = login(&agent, &server, "alice", "wrong password here");
+    assert_eq!(
+        (wrong.status, wrong.json["error"].as_str()),
+        (401, Some("login_failed"))
+    );
+    let unknown = login(&agent, &server, "mallory", "wrong password here");
+    assert_eq!(
+        unknown.json, wrong.json,
+        "an unknown user looks like a wrong password"
+    );
+
+    let ok = login(&agent, &server, "alice", password);
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    let set_cookie = ok.headers["set-cookie"].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let csrf = ok.json["csrf_token"].as_str().unwrap().to_owned();
+    let session = Creds {
+        cookie: Some(&cookie),
+        ..Creds::default()
+    };
+
+    let me = call(&agent, "GET", &server.url("/auth/me"), session, None);
+    assert_eq!(me.json["role"], "clinician");
+    assert_eq!(me.json["csrf_token"], csrf.as_str());
+    let devices = call(&agent, "GET", &server.url("/api/devices"), session, None);
+    assert_eq!(devices.status, 200);
+    // A clinician may not administer.
+    let admin_only = call(&agent, "GET", &server.url("/api/tokens"), session, None);
+    assert_eq!(admin_only.status, 403);
+
+    // State changes need the CSRF token as well as the cookie.
+    let ack_url = server.url("/api/alerts/1/ack");
+    let body = Some(r#"{"by":"alice"}"#);
+    let no_csrf = call(&agent, "POST", &ack_url, session, body);
+    assert_eq!(
+        (no_csrf.status, no_csrf.json["error"].as_str()),
+        (403, Some("csrf"))
+    );
+    let bad_csrf = Creds {
+        csrf: Some("00"),
+        ..session
+    };
+    assert_eq!(call(&agent, "POST", &ack_url, bad_csrf, body).status, 403);
+    let with_csrf = Creds {
+        csrf: Some(&csrf),
+        ..session
+    };
+    let acked = call(&agent, "POST", &ack_url, with_csrf, body);
+    assert_eq!(
+        acked.status, 404,
+        "no alert 1 yet, but allowed: {}",
+        acked.json
+    );
+
+    // Logging out ends the session.
+    let out = call(&agent, "POST", &server.url("/auth/logout"), with_csrf, None);
+    assert_eq!(out.status, 204);
+    assert!(
+        out.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = call(&agent, "GET", &server.url("/api/devices"), session, None);
+    assert_eq!(
+        (after.status, after.json["error"].as_str()),
+        (401, Some("session_expired"))
+    );
+
+    // Disabling a user ends their sessions at once.
+    let again = login(&agent, &server, "alice", password);
+    let cookie2 = again.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let session2 = Creds {
+        cookie: Some(&cookie2),
+        ..Creds::default()
+    };
+    assert_eq!(
+        call(&agent, "GET", &server.url("/api/devices"), session2, None).status,
+        200
+    );
+    cli(dir.path(), &["users", "disable", "alice"], "");
+    assert_eq!(
+        call(&agent, "GET", &server.url("/api/devices"), session2, None).status,
+        401
+    );
+    assert_eq!(login(&agent, &server, "alice", password).status, 401);
+    cli(dir.path(), &["users", "enable", "alice"], "");
+
+    // Five failures for one user name: the sixth attempt is refused unchecked, even with the
+    // right password, and says when to come back.
+    for _ in 0..4 {
+        assert_eq!(
+            login(&agent, &server, "alice", "still the wrong one").status,
+            401
+        );
+    }
+    let throttled = login(&agent, &server, "alice", password);
+    assert_eq!(throttled.status, 429, "{}", throttled.json);
+    assert_eq!(throttled.json["error"], "login_throttled");
+    let retry: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 900);
+
+    // The audit trail has the reads, the logins and the refusals, with who.
+    std::thread::sleep(Duration::from_millis(500));
+    let export = cli(dir.path(), &["audit", "export"], "");
+    let rows: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |action: &str, actor: &str| {
+        rows.iter()
+            .any(|r| r["action"] == action && r["actor"].as_str().unwrap().starts_with(actor))
+    };
+    assert!(has("phi.read", "user:alice"));
+    assert!(has("auth.login", "user:alice"));
+    assert!(has("auth.failed", "anonymous:"));
+    assert!(has("auth.csrf_refused", "user:alice"));
+    assert!(has("auth.forbidden", "user:alice"));
+    assert!(has("user.created", "cli:"));
+    assert!(has("user.disabled", "cli:"));
+    assert!(
+        !export.contains(password),
+        "a password reached the audit trail"
+    );
+    let verify = cli(dir.path(), &["audit", "verify"], "");
+    assert!(verify.contains("intact"), "{verify}");
+    // Nor did the password, the session or the CSRF token reach the (debug-level) log.
+    let log = server.log();
+    assert!(
+        log.contains("VitalWatch is serving"),
+        "the log was captured"
+    );
+    let session_id = cookie.split_once('=').unwrap().1;
+    for secret in [password, session_id, csrf.as_str()] {
+        assert!(!log.contains(secret), "the log holds a secret");
+    }
+}
+
+#[test]
+fn https_sends_security_headers_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    for url in [
+        server.url("/health"),
+        format!("https://{}/", server.listeners["dashboard"]),
+    ] {
+        let reply = call(&agent, "GET", &url, Creds::default(), None);
+        assert_eq!(reply.status, 200, "{url}");
+        let header = |name: &str| {
+            reply
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        assert!(
+            header("strict-transport-security").contains("max-age="),
+            "{url}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        let csp = header("content-security-policy");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+    }
+    // Plaintext HTTP to the HTTPS ports gets no HTTP answer.
+    for addr in [server.api, server.listeners["dashboard"]] {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            !answer.starts_with(b"HTTP/"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
