@@ -725,6 +725,18 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "URL", conflicts_with = "csv")]
     pub http: Option<String>,
 
+    /// With --http: the API token to send (`vitalwatch tokens create --role device --device
+    /// ID`; a device token posts for its own device only). Not needed against a server that
+    /// trusts loopback (`demo`, `serve --trust-loopback`).
+    #[arg(
+        long,
+        env = "VITALWATCH_TOKEN",
+        value_name = "TOKEN",
+        requires = "http",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
     /// Write the labelled stream to this CSV file (no broker, no pacing) and exit.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,

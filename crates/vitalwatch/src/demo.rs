@@ -179,7 +179,11 @@ pub async fn run(
             certs: certs.clone(),
         })
     } else {
-        Target::Http(format!("http://{api_addr}/api/telemetry"))
+        Target::Http(crate::sim::http::HttpTarget {
+            url: format!("http://{api_addr}/api/telemetry"),
+            token: None,
+            ca: None,
+        })
     };
     let scenario = sim::builtin::demo(options.seed);
     let patients: Vec<String> = scenario

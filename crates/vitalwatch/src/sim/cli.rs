@@ -79,7 +79,17 @@ pub async fn simulate(
         return Ok(());
     }
     let target = match &args.http {
-        Some(url) => Target::Http(url.clone()),
+        Some(url) => Target::Http(super::http::HttpTarget {
+            url: url.clone(),
+            token: args.token.clone(),
+            // An https:// server's certificate comes from our CA: --ca, else the certs dir's.
+            ca: url.starts_with("https://").then(|| {
+                args.ca.clone().unwrap_or_else(|| {
+                    CertsDir::new(args.certs_dir.clone().unwrap_or_else(|| config.certs_dir()))
+                        .ca_cert()
+                })
+            }),
+        }),
         None => {
             let (host, port) = parse_broker(&args.broker)?;
             let certs = CertsDir::new(args.certs_dir.clone().unwrap_or_else(|| config.certs_dir()));

@@ -3,17 +3,47 @@
 //! a 200 answer (the API answers after the commit) and as failed otherwise.
 
 use super::{Devices, Outgoing, Stats};
+use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Where and how to post.
+#[derive(Clone, Debug)]
+pub struct HttpTarget {
+    pub url: String,
+    /// Sent as `Authorization: Bearer …` (a device token posts only for its own id).
+    pub token: Option<String>,
+    /// The CA that signed an https:// server's certificate (the server's `certs/ca.crt`).
+    pub ca: Option<std::path::PathBuf>,
+}
+
+fn agent(target: &HttpTarget) -> anyhow::Result<ureq::Agent> {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)));
+    if let Some(ca) = &target.ca {
+        crate::tls::install_crypto_provider();
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let cert = ureq::tls::Certificate::from_pem(&pem)
+            .with_context(|| format!("parsing {}", ca.display()))?;
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![cert])))
+                .build(),
+        );
+    }
+    Ok(config.build().into())
+}
+
 pub fn start_devices(
-    url: &str,
+    target: &HttpTarget,
     device_ids: &[String],
     queue: usize,
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Devices> {
+    let url = &target.url;
     anyhow::ensure!(
         url.starts_with("http://") || url.starts_with("https://"),
         "--http {url:?}: expected an http:// or https:// URL of /api/telemetry"
@@ -25,22 +55,20 @@ pub fn start_devices(
         senders.push(tx);
         let url = url.to_owned();
         let stats = Arc::clone(stats);
+        let agent = agent(target)?;
+        let authorization = target.token.as_ref().map(|token| format!("Bearer {token}"));
         tasks.push(tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(30)))
-                .build()
-                .into();
             while let Some(message) = rx.blocking_recv() {
                 if message.redelivery {
                     stats.redeliveries.fetch_add(1, Ordering::Relaxed);
                 }
                 let started = Instant::now();
                 stats.sent.fetch_add(1, Ordering::Relaxed);
-                let answer = agent
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .send(&message.payload[..]);
+                let mut request = agent.post(&url).header("Content-Type", "application/json");
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                let answer = request.send(&message.payload[..]);
                 match answer {
                     Ok(response) if response.status().as_u16() == 200 => {
                         stats.acked.fetch_add(1, Ordering::Relaxed);

@@ -30,8 +30,8 @@ const DEVICE_QUEUE: usize = 4096;
 pub enum Target {
     /// MQTT over TLS: each device a client with its own certificate.
     Mqtt(mqtt::MqttTarget),
-    /// `POST` each reading to this URL (`…/api/telemetry`).
-    Http(String),
+    /// `POST` each reading to `…/api/telemetry`.
+    Http(http::HttpTarget),
 }
 
 /// How fast messages go out.
@@ -174,7 +174,7 @@ pub async fn run(options: SimOptions, shutdown: CancellationToken) -> anyhow::Re
         Target::Mqtt(target) => {
             mqtt::start_devices(target, &device_ids, DEVICE_QUEUE, Arc::clone(&stats)).await?
         }
-        Target::Http(url) => http::start_devices(url, &device_ids, DEVICE_QUEUE, &stats)?,
+        Target::Http(target) => http::start_devices(target, &device_ids, DEVICE_QUEUE, &stats)?,
     };
     let reporter = progress.then(|| stats::spawn_progress(Arc::clone(&stats), shutdown.clone()));
     let started = Instant::now();

@@ -626,3 +626,47 @@ fn https_sends_security_headers_and_refuses_plaintext() {
         );
     }
 }
+
+#[test]
+fn the_simulator_posts_over_https_with_a_device_token_and_is_refused_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let device = token(dir.path(), "device", "sim-1", &["--device", "sim-001"]);
+    let simulate = |token: Option<&str>| {
+        let mut command = Command::new(bin());
+        command.current_dir(dir.path()).args([
+            "simulate",
+            "--devices",
+            "1",
+            "--count",
+            "5",
+            "--interval",
+            "1s",
+            "--speed",
+            "1000x",
+            "--json",
+            "--http",
+            &server.url("/api/telemetry"),
+        ]);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let report: Value = stdout
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str(line).ok())
+            .unwrap_or(Value::Null);
+        (output.status.success(), report)
+    };
+    let (ok, report) = simulate(Some(&device));
+    assert!(ok, "{report}");
+    assert_eq!(
+        (report["acked"].as_u64(), report["failed"].as_u64()),
+        (Some(5), Some(0))
+    );
+    let (ok, report) = simulate(None);
+    assert!(!ok);
+    assert_eq!(report["failed"].as_u64(), Some(5), "{report}");
+}
