@@ -267,18 +267,19 @@ pub async fn acknowledge(
     let id = alert_id(&raw_id)?;
     let body: AckBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
+    let by = who.acting_as(&body.by);
     if let Some(note) = &body.note {
         check_text("note", note, MAX_NOTE_LEN, false)?;
     }
     let alert = service(&state)?
-        .acknowledge(id, &body.by, body.note.as_deref())
+        .acknowledge(id, by, body.note.as_deref())
         .await?;
     audit_action(
         &state,
         &who,
         "acknowledge",
         &alert,
-        &body.by,
+        by,
         json!({ "note_set": body.note.is_some() }),
     )
     .await;
@@ -295,6 +296,7 @@ pub async fn silence(
     let id = alert_id(&raw_id)?;
     let body: SilenceBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
+    let by = who.acting_as(&body.by);
     let alerts = service(&state)?;
     let max = alerts.config().engine.audio_pause_max_s;
     if body.duration_s == 0 || body.duration_s > max {
@@ -302,13 +304,13 @@ pub async fn silence(
             "duration_s must be between 1 and {max} seconds"
         )));
     }
-    let alert = alerts.silence(id, &body.by, body.duration_s).await?;
+    let alert = alerts.silence(id, by, body.duration_s).await?;
     audit_action(
         &state,
         &who,
         "silence",
         &alert,
-        &body.by,
+        by,
         json!({ "duration_s": body.duration_s }),
     )
     .await;
@@ -325,8 +327,9 @@ pub async fn resolve(
     let id = alert_id(&raw_id)?;
     let body: ResolveBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
-    let alert = service(&state)?.resolve(id, &body.by).await?;
-    audit_action(&state, &who, "resolve", &alert, &body.by, Value::Null).await;
+    let by = who.acting_as(&body.by);
+    let alert = service(&state)?.resolve(id, by).await?;
+    audit_action(&state, &who, "resolve", &alert, by, Value::Null).await;
     Ok(Json(json!(alert)))
 }
 
@@ -414,7 +417,7 @@ pub async fn put_thresholds(
         })
         .transpose()?;
     require_device(&state, &id).await?;
-    let author = format!("{} ({})", body.author, who.actor());
+    let author = format!("{} ({})", who.acting_as(&body.author), who.actor());
     let record = service(&state)?
         .set_thresholds(&id, body.thresholds, author, body.reason, effective_from)
         .await?;
@@ -429,7 +432,7 @@ pub async fn delete_thresholds(
 ) -> Result<Json<Value>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let params = Params::parse(raw.as_deref(), &["by", "reason"])?;
-    let by = params.text("by").unwrap_or("unknown");
+    let by = who.acting_as(params.text("by").unwrap_or("unknown"));
     check_text("by", by, MAX_USER_LEN, true)?;
     require_device(&state, &id).await?;
     let removed = service(&state)?
@@ -530,12 +533,14 @@ pub struct VerdictBody {
 pub async fn verdict(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = alert_id(&raw_id)?;
     let body: VerdictBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
+    let by = who.acting_as(&body.by);
     let true_alarm = match body.verdict.as_str() {
         "true_alarm" => true,
         "false_alarm" => false,
@@ -551,9 +556,9 @@ pub async fn verdict(
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "alert_not_found", "no such alert"))?;
     state
         .store
-        .set_alert_verdict(id, true_alarm, body.by.clone())
+        .set_alert_verdict(id, true_alarm, by.to_owned())
         .await?;
     Ok(Json(
-        serde_json::json!({ "id": id, "verdict": body.verdict, "by": body.by }),
+        serde_json::json!({ "id": id, "verdict": body.verdict, "by": by }),
     ))
 }

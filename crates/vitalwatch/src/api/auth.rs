@@ -152,7 +152,7 @@ pub async fn logout(
 pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
     let (kind, csrf) = match &who.credential {
         Credential::Token { .. } => ("token", None),
-        Credential::Session { csrf } => ("session", Some(csrf.clone())),
+        Credential::Session { csrf, .. } => ("session", Some(csrf.0.clone())),
         Credential::Loopback => ("loopback", None),
     };
     Json(json!({

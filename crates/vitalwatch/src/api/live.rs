@@ -13,10 +13,12 @@
 //! graceful shutdown does not wait for browsers.
 
 use super::AppState;
-use crate::auth::Access;
+use crate::auth::layer::AuthService;
 use crate::auth::routes::{RouteRule, Routes};
+use crate::auth::{Access, Principal};
 use crate::pipeline::Event;
 use crate::store::Store;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -35,6 +37,8 @@ pub const CATCH_UP_LIMIT: usize = 2000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// SSE frames queued per client before its task waits (the task, not the pipeline).
 const CLIENT_QUEUE: usize = 256;
+/// How often an open stream checks that its caller's session or token is still valid.
+const ACCESS_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long a browser waits before reconnecting (the `retry:` field).
 const RETRY: Duration = Duration::from_millis(1000);
 
@@ -97,6 +101,7 @@ fn last_cursor(headers: &HeaderMap, query: Option<&str>) -> Option<Cursor> {
 
 async fn events(
     State(live): State<LiveState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
@@ -104,14 +109,43 @@ async fn events(
     // Subscribe before reading the database, so nothing falls between the two.
     let receiver = live.state.pipeline.subscribe();
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+    // The stream ends with the server, or when its caller's session or token ends.
+    let end = live.shutdown.child_token();
+    tokio::spawn(watch_access(
+        Arc::clone(&live.state.auth),
+        who,
+        tx.clone(),
+        end.clone(),
+    ));
     tokio::spawn(forward(
         Arc::clone(&live.state.store),
         receiver,
         last,
         tx,
-        live.shutdown,
+        end,
     ));
     Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+/// Ends the stream (`end`) once the caller is no longer authenticated; checked every
+/// [`ACCESS_CHECK_EVERY`] until the client goes away.
+async fn watch_access(
+    auth: Arc<AuthService>,
+    who: Principal,
+    tx: mpsc::Sender<SseEvent>,
+    end: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = end.cancelled() => return,
+            () = tx.closed() => return,
+            () = tokio::time::sleep(ACCESS_CHECK_EVERY) => {}
+        }
+        if !auth.still_valid(&who).await {
+            end.cancel();
+            return;
+        }
+    }
 }
 
 fn frame(name: &str, cursor: Cursor, data: &serde_json::Value) -> SseEvent {

@@ -4,7 +4,7 @@
 use super::audit_buffer::AuditBuffer;
 use super::routes::Policy;
 use super::session::{COOKIE, LoginLimiter, Sessions};
-use super::{Access, Credential, Principal, Role};
+use super::{Access, Credential, Principal, Role, Secret};
 use crate::api::ApiError;
 use crate::config::HttpConfig;
 use crate::store::{AuditEntry, Store};
@@ -46,6 +46,33 @@ impl AuthService {
         }
     }
 
+    /// Whether a caller authenticated earlier still is: its session has not ended (an open
+    /// stream does not count as activity, so idle sessions still end), its user is enabled,
+    /// its token is neither revoked nor expired. Long-lived responses (the live stream) check
+    /// this periodically and end when it is false.
+    pub async fn still_valid(&self, principal: &Principal) -> bool {
+        match &principal.credential {
+            Credential::Loopback => true,
+            Credential::Session { id, .. } => {
+                self.sessions.peek(&id.0)
+                    && matches!(
+                        self.store.find_user(principal.name.clone()).await,
+                        Ok(Some(user)) if user.disabled_at.is_none()
+                    )
+            }
+            Credential::Token { id } => match self.store.find_token(id.clone()).await {
+                Ok(Some(token)) => {
+                    token.revoked_at.is_none()
+                        && token.expires_at.as_deref().is_none_or(|at| {
+                            chrono::DateTime::parse_from_rfc3339(at)
+                                .is_ok_and(|at| at > chrono::Utc::now())
+                        })
+                }
+                _ => false,
+            },
+        }
+    }
+
     /// Records a failed authentication (buffered; a full buffer is counted, not waited on).
     pub fn audit_failure(&self, action: &str, remote: IpAddr, reason: &str, path: &str) {
         let _ = self.audit.record(AuditEntry {
@@ -83,6 +110,25 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value)
+}
+
+/// Whether the request names this host by a loopback name (`Host: localhost:5000`,
+/// `127.0.0.1`, `[::1]`). A web page from elsewhere that got a browser on this host to send
+/// the request (DNS rebinding) names its own domain, and so is not trusted.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        // HTTP/2 carries the authority in the URI, not a Host header; curl over HTTP/1.1
+        // always sends one. No name at all is not a rebinding page.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 enum Refusal {
@@ -165,10 +211,14 @@ async fn identify(
             name: session.username,
             role: Some(session.role),
             device_id: None,
-            credential: Credential::Session { csrf: session.csrf },
+            credential: Credential::Session {
+                id: Secret(cookie.to_owned()),
+                csrf: Secret(session.csrf),
+            },
         }));
     }
-    if service.trust_loopback && remote.ip().to_canonical().is_loopback() {
+    if service.trust_loopback && remote.ip().to_canonical().is_loopback() && loopback_host(headers)
+    {
         return Ok(Some(Principal {
             name: remote.ip().to_string(),
             role: None,
@@ -248,7 +298,7 @@ pub async fn authorize(
         )
         .into_response();
     }
-    if let Credential::Session { csrf } = &principal.credential
+    if let Credential::Session { csrf, .. } = &principal.credential
         && !matches!(
             *request.method(),
             Method::GET | Method::HEAD | Method::OPTIONS
@@ -258,7 +308,7 @@ pub async fn authorize(
             .headers()
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok());
-        if !Sessions::csrf_matches(csrf, presented) {
+        if !Sessions::csrf_matches(&csrf.0, presented) {
             let _ = service.audit.record(AuditEntry {
                 actor: principal.actor(),
                 action: "auth.csrf_refused".to_owned(),

@@ -96,8 +96,18 @@ impl Access {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
     Token { id: String },
-    Session { csrf: String },
+    Session { id: Secret, csrf: Secret },
     Loopback,
+}
+
+/// A secret value that never shows in `Debug` output (and so never in a log line).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// An authenticated caller, in every request's extensions.
@@ -119,6 +129,16 @@ impl Principal {
             Credential::Token { .. } => format!("token:{}", self.name),
             Credential::Session { .. } => format!("user:{}", self.name),
             Credential::Loopback => format!("loopback:{}", self.name),
+        }
+    }
+
+    /// The name an action is recorded under: a logged-in user's own name, whatever the
+    /// request claims; for tokens and loopback (scripts acting for a named person) the
+    /// claimed name, with the token's name beside it in the audit trail.
+    pub fn acting_as<'a>(&'a self, claimed: &'a str) -> &'a str {
+        match self.credential {
+            Credential::Session { .. } => &self.name,
+            Credential::Token { .. } | Credential::Loopback => claimed,
         }
     }
 

@@ -86,6 +86,14 @@ impl Sessions {
         Some(session.clone())
     }
 
+    /// Whether a session is live, without counting this as activity.
+    pub fn peek(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.map()
+            .get(id)
+            .is_some_and(|session| !self.expired(session, now))
+    }
+
     pub fn remove(&self, id: &str) {
         self.map().remove(id);
     }

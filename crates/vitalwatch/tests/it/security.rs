@@ -670,3 +670,117 @@ fn the_simulator_posts_over_https_with_a_device_token_and_is_refused_without() {
     assert!(!ok);
     assert_eq!(report["failed"].as_u64(), Some(5), "{report}");
 }
+
+#[test]
+fn session_actions_carry_the_users_own_name_and_streams_end_with_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    let password = "correct horse battery staple";
+    cli(
+        dir.path(),
+        &["users", "create", "--name", "alice", "--role", "clinician"],
+        &format!("{password}\n"),
+    );
+    let device = token(dir.path(), "device", "bed-1", &["--device", "bed-1"]);
+    for n in 0..12 {
+        let body = crate::support::reading("bed-1", n, 150.0);
+        let creds = Creds {
+            bearer: Some(&device),
+            ..Creds::default()
+        };
+        let posted = call(
+            &agent,
+            "POST",
+            &server.url("/api/telemetry"),
+            creds,
+            Some(&body),
+        );
+        assert_eq!(posted.status, 200, "{}", posted.json);
+    }
+    let ok = login(&agent, &server, "alice", password);
+    let cookie = ok.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = ok.json["csrf_token"].as_str().unwrap().to_owned();
+    let session = Creds {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        ..Creds::default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let alerts = call(
+            &agent,
+            "GET",
+            &server.url("/api/alerts?device_id=bed-1"),
+            session,
+            None,
+        );
+        if let Some(id) = alerts.json["alerts"][0]["id"].as_u64() {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert: {}",
+            alerts.json
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The body claims someone else; the alert records the logged-in user.
+    let acked = call(
+        &agent,
+        "POST",
+        &server.url(&format!("/api/alerts/{id}/ack")),
+        session,
+        Some(r#"{"by":"someone.else"}"#),
+    );
+    assert_eq!(acked.status, 200, "{}", acked.json);
+    assert_eq!(acked.json["acknowledged_by"], "alice", "{}", acked.json);
+
+    // A live stream opened in the session ends once the session does.
+    let request = ureq::http::Request::builder()
+        .uri(server.url("/api/events"))
+        .header("Cookie", &cookie)
+        .body(Vec::new())
+        .unwrap();
+    let mut stream = agent.run(request).unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let out = call(&agent, "POST", &server.url("/auth/logout"), session, None);
+    assert_eq!(out.status, 204);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = stream.body_mut().read_to_string();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "the stream outlived its session"
+    );
+}
+
+#[test]
+fn trusted_loopback_refuses_a_rebound_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test harness's usual server: plaintext, loopback trusted.
+    let server = Server::start(dir.path());
+    let curl = |host: Option<&str>| {
+        let mut command = Command::new("curl");
+        command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(host) = host {
+            command.args(["-H", &format!("Host: {host}")]);
+        }
+        let output = command.arg(server.url("/api/devices")).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(curl(None), "200");
+    assert_eq!(curl(Some("localhost:5000")), "200");
+    assert_eq!(curl(Some("[::1]:5000")), "200");
+    // A page from another site that rebinds its name to 127.0.0.1 is not this workstation.
+    assert_eq!(curl(Some("rebind.attacker.example")), "401");
+    assert_eq!(curl(Some("rebind.attacker.example:5000")), "401");
+}
