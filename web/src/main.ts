@@ -4,11 +4,11 @@
 import './style.css';
 import { Chart, Line, Marker } from './charts';
 import {
-  HttpError, PALETTE, ago, byId, fill, getJson, h, intFmt, localDateTime, localTime, num, postJson,
-  sevBadge, svg, typeLabel, withQuery,
+  HttpError, PALETTE, ago, byId, fill, getJson, h, intFmt, isUnauthorized, localDateTime, localTime, num,
+  onUnauthorized, postJson, setCsrfToken, sevBadge, svg, typeLabel, withQuery,
 } from './util';
-import { fill } from './util';
 import { AlertItem, alertDevice, alertId, alertIsActive, alertSeverity, renderAlerts, sortAlerts } from './alerts';
+import { Me, bindLogin, canActOnAlerts, hideLogin, showLogin, showUser, signOut, whoAmI } from './auth';
 
 interface Reading {
   id: number; device_id: string; timestamp: string; received_at: string;
@@ -70,10 +70,19 @@ const state = {
   generation: 0,
 };
 const charts = new Map<string, Chart>();
-/** The normal ranges, fetched once; tiles and chart bands need them. */
-const rangesReady: Promise<void> = getJson<Ranges>('/api/ranges')
-  .then((r) => { state.ranges = r; })
-  .catch((err) => { console.warn('ranges unavailable', err); });
+/** Who is signed in (or the trusted loopback client); null while the sign-in form shows. */
+let session: Me | null = null;
+/** The normal ranges, fetched once per session; tiles and chart bands need them. */
+let rangesReady: Promise<void> | null = null;
+function loadRanges(): Promise<void> {
+  rangesReady ??= getJson<Ranges>('/api/ranges')
+    .then((r) => { state.ranges = r; })
+    .catch((err) => {
+      rangesReady = null;
+      if (!isUnauthorized(err)) console.warn('ranges unavailable', err);
+    });
+  return rangesReady;
+}
 const freshTiles = new Set<string>();
 
 function sinceIso(): string {
@@ -100,6 +109,7 @@ function deviceLabel(id: string): string {
 // ---------------------------------------------------------------------------- loading
 
 async function loadAll(): Promise<void> {
+  if (!session) return;
   const gen = ++state.generation;
   writeUrl();
   const p = windowParams();
@@ -111,7 +121,7 @@ async function loadAll(): Promise<void> {
     getJson<{ latest: Latest[] }>('/api/latest', p),
     getJson<{ anomalies: Anomaly[] }>('/api/anomalies', { ...p, limit: '500' }),
     getJson<{ readings: Reading[] }>('/api/readings', { ...p, limit: String(NEWEST_ROWS) }),
-    rangesReady,
+    loadRanges(),
   ]);
   if (gen !== state.generation) return;
   state.devices = devices.devices;
@@ -140,6 +150,8 @@ function reloadSoon(delayMs = 300): void {
 }
 
 function showLoadError(err: unknown): void {
+  // A 401 already brought the sign-in form back (onUnauthorized).
+  if (isUnauthorized(err) || !session) return;
   console.error(err);
   setConn('down', 'Server unreachable');
 }
@@ -631,11 +643,14 @@ async function renderLogs(): Promise<void> {
 // ---------------------------------------------------------------------------- alerts
 
 async function probeAlerts(): Promise<void> {
+  if (!session) return;
   try {
     const res = await getJson<unknown>('/api/alerts');
+    if (!session) return;
     state.alertsAvailable = true;
     state.alerts = sortAlerts(Array.isArray(res) ? res as AlertItem[] : ((res as { alerts?: AlertItem[] }).alerts ?? []));
   } catch (err) {
+    if (!session || isUnauthorized(err)) return;
     // 404: alerting is not part of this server (yet); hide the view quietly.
     state.alertsAvailable = false;
     state.alerts = [];
@@ -692,19 +707,24 @@ function updateHiddenCriticalBanner(): void {
 }
 
 function renderAlertsPanel(): void {
+  const actor = { name: session?.kind === 'session' ? session.name : null, canAct: canActOnAlerts(session) };
   renderAlerts(byId('panel-alerts'), state.alerts, matchesDevice, async (a, action) => {
-    // Who acts is recorded with the alert and in the audit trail (no login in this build).
-    const byInput = byId<HTMLInputElement>('ack-by');
-    const by = byInput.value.trim();
+    // Who acts is recorded with the alert and in the audit trail: the signed-in user, or on a
+    // trusted workstation (no sign-in) the name typed in.
+    let by = actor.name ?? '';
     if (!by) {
-      byInput.focus();
-      throw new Error('enter your name first');
+      const byInput = byId<HTMLInputElement>('ack-by');
+      by = byInput.value.trim();
+      if (!by) {
+        byInput.focus();
+        throw new Error('enter your name first');
+      }
     }
     // An audio pause is time-limited (IEC 60601-1-8): two minutes.
     const body = action === 'ack' ? { by } : { by, duration_s: 120 };
     await postJson(`/api/alerts/${encodeURIComponent(alertId(a))}/${action}`, body);
     await probeAlerts();
-  });
+  }, actor);
 }
 
 let audio: AudioContext | null = null;
@@ -730,9 +750,13 @@ let source: EventSource | null = null;
 let lastEventId = '';
 let retryMs = 1000;
 let connectedBefore = false;
+let reconnectTimer = 0;
 
 function connect(): void {
   source?.close();
+  source = null;
+  window.clearTimeout(reconnectTimer);
+  if (!session) return;
   const url = lastEventId ? withQuery('/api/events', { last_event_id: lastEventId }) : '/api/events';
   source = new EventSource(url);
   const track = (e: MessageEvent) => { if (e.lastEventId) lastEventId = e.lastEventId; };
@@ -753,13 +777,30 @@ function connect(): void {
   source.addEventListener('resync', (e) => { track(e as MessageEvent); reloadSoon(0); });
   source.addEventListener('error', () => {
     setConn('down', 'Disconnected — reconnecting');
+    // An EventSource cannot tell a 401 from a network error: ask /auth/me whether the session
+    // ended.
+    void checkSession();
     // The browser retries by itself while readyState is CONNECTING; when it gave up, we retry
     // with the last cursor in the URL so nothing is missed.
     if (source?.readyState === EventSource.CLOSED) {
-      window.setTimeout(connect, retryMs);
+      window.clearTimeout(reconnectTimer);
+      reconnectTimer = window.setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 10_000);
     }
   });
+}
+
+let checkingSession = false;
+async function checkSession(): Promise<void> {
+  if (checkingSession || !session || session.kind === 'loopback') return;
+  checkingSession = true;
+  try {
+    if (session && (await whoAmI()) === null) endSession('Your session ended; sign in again.');
+  } catch {
+    // The server is unreachable: the stream's reconnection reports it and retries.
+  } finally {
+    checkingSession = false;
+  }
 }
 
 function onReading(r: Reading): void {
@@ -818,7 +859,8 @@ function refreshLatestSoon(id: string): void {
   if (latestTimers.has(id)) return;
   latestTimers.set(id, window.setTimeout(async () => {
     latestTimers.delete(id);
-    const res = await getJson<{ latest: Latest[] }>('/api/latest', { since: sinceIso(), device_id: id });
+    const res = await getJson<{ latest: Latest[] }>('/api/latest', { since: sinceIso(), device_id: id }).catch(() => null);
+    if (!res || !session) return;
     for (const l of res.latest) state.latest.set(l.reading.device_id, l);
     rerenderTilesSoon();
   }, 500));
@@ -891,12 +933,98 @@ function writeUrl(): void {
   history.replaceState(null, '', s ? `?${s}` : location.pathname);
 }
 
-async function start(): Promise<void> {
-  readUrl();
-  bindControls();
+/** Starts the dashboard for whoever /auth/me or the sign-in form says is signed in. */
+function startSession(me: Me): void {
+  session = me;
+  setCsrfToken(me.csrf_token);
+  showUser(me);
+  hideLogin();
+  setConn('connecting', 'Connecting…');
+  retryMs = 1000;
   connect();
-  await loadAll().catch(showLoadError);
-  document.body.dataset.ready = 'true';
+  void loadAll().catch(showLoadError).finally(() => { if (session === me) document.body.dataset.ready = 'true'; });
 }
 
-void start();
+/** The session ended (401, or signed out): stop the live stream and every pending call, forget
+ *  the patient data shown, and bring the sign-in form back. */
+function endSession(notice: string): void {
+  if (!session) return;
+  session = null;
+  setCsrfToken(null);
+  source?.close();
+  source = null;
+  window.clearTimeout(reconnectTimer);
+  window.clearTimeout(reloadTimer);
+  window.clearTimeout(alertTimer);
+  window.clearTimeout(anomalyRender);
+  for (const t of latestTimers.values()) window.clearTimeout(t);
+  latestTimers.clear();
+  state.generation++;
+  lastEventId = '';
+  connectedBefore = false;
+  delete document.body.dataset.ready;
+  clearData();
+  showLogin(notice);
+}
+
+function clearData(): void {
+  destroyCharts();
+  Object.assign(state, {
+    devices: [], latest: new Map(), stats: null, anomalies: [], newest: [], logs: [], logsCursor: null,
+    alertsAvailable: false, alerts: [], knownCritical: new Set(), hiddenCriticalAnomalies: new Map(), chartDevices: [], loadedAt: 0,
+  });
+  freshTiles.clear();
+  for (const t of TABS) fill(byId(`panel-${t}`));
+  renderDeviceOptions();
+  renderMetrics();
+  for (const id of ['m-devices', 'm-readings', 'm-anomalies', 'm-rate', 'm-active']) byId(id).textContent = '–';
+  byId('tab-alerts').hidden = true;
+  updateAlertBadge();
+  updateHiddenCriticalBanner();
+  byId('disconnected').hidden = true;
+}
+
+async function signOutClicked(): Promise<void> {
+  const button = byId<HTMLButtonElement>('sign-out');
+  button.disabled = true;
+  let notice = 'You have signed out.';
+  try {
+    await signOut();
+  } catch (err) {
+    // Already ended (401): signed out all the same. Otherwise the page forgets the session, but
+    // the server still has it (the cookie is out of the page's reach): say so.
+    if (!isUnauthorized(err)) {
+      console.warn('sign-out', err);
+      notice = 'Signed out of this page, but the server could not be reached to end the session: close the browser to be sure.';
+    }
+  } finally {
+    button.disabled = false;
+  }
+  endSession(notice);
+}
+
+/** Asks /auth/me who is signed in: the dashboard, or the sign-in form. Retries while the
+ *  server cannot be reached. */
+async function boot(): Promise<void> {
+  readUrl();
+  bindControls();
+  bindLogin(startSession);
+  byId('sign-out').addEventListener('click', () => void signOutClicked());
+  onUnauthorized(() => endSession('Your session ended; sign in again.'));
+  // Calls that were under way when the session ended fail with 401: already handled.
+  window.addEventListener('unhandledrejection', (e) => { if (isUnauthorized(e.reason)) e.preventDefault(); });
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      const me = await whoAmI();
+      if (me) startSession(me);
+      else showLogin();
+      return;
+    } catch (err) {
+      console.warn('/auth/me', err);
+      setConn('down', 'Server unreachable');
+      await new Promise((r) => window.setTimeout(r, delay));
+    }
+  }
+}
+
+void boot();

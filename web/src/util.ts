@@ -70,25 +70,88 @@ export function num(v: number | null | undefined, digits = 0): string {
 
 export const intFmt = new Intl.NumberFormat();
 
+/** A refused or failed API call: the HTTP status and the API's JSON error (`{"error","detail"}`). */
 export class HttpError extends Error {
-  constructor(public status: number, message: string) { super(message); }
+  constructor(
+    public status: number,
+    message: string,
+    /** The API's stable error code, e.g. "forbidden", "csrf", "session_expired", "login_failed". */
+    public code = '',
+    public detail = '',
+    /** Seconds from a Retry-After header (429), when given. */
+    public retryAfterS: number | null = null,
+  ) { super(message); }
+}
+
+// The session's CSRF token lives in memory only (never localStorage): a reload asks /auth/me.
+let csrfToken: string | null = null;
+export function setCsrfToken(token: string | null): void {
+  csrfToken = token;
+}
+
+let unauthorized: ((err: HttpError) => void) | null = null;
+/** Called on any 401 from the API (the session ended or there never was one), once per call. */
+export function onUnauthorized(handler: (err: HttpError) => void): void {
+  unauthorized = handler;
+}
+
+async function httpError(path: string, res: Response): Promise<HttpError> {
+  let code = '';
+  let detail = '';
+  try {
+    const body = await res.json() as { error?: unknown; detail?: unknown };
+    code = typeof body.error === 'string' ? body.error : '';
+    detail = typeof body.detail === 'string' ? body.detail : '';
+  } catch { /* not JSON */ }
+  const retry = Number(res.headers.get('retry-after') ?? '');
+  return new HttpError(res.status, `${path}: HTTP ${res.status}${code ? ` ${code}` : ''}`, code, detail,
+    Number.isFinite(retry) && retry > 0 ? Math.ceil(retry) : null);
+}
+
+export interface CallOptions {
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  body?: unknown;
+  /** The /auth/* calls answer 401 as part of their flow: do not treat it as "the session ended". */
+  authFlow?: boolean;
+}
+
+/** Every API call goes through here: the CSRF header on state-changing methods, JSON errors
+ *  as HttpError, and 401 handed to the handler set with onUnauthorized(). */
+export async function call(path: string, opts: CallOptions = {}): Promise<Response> {
+  const method = opts.method ?? 'GET';
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    credentials: 'same-origin',
+  });
+  if (res.ok) return res;
+  const err = await httpError(path, res);
+  if (res.status === 401 && !opts.authFlow) unauthorized?.(err);
+  throw err;
 }
 
 export async function getJson<T>(path: string, params: Record<string, string | undefined> = {}): Promise<T> {
-  const res = await fetch(withQuery(path, params), { headers: { accept: 'application/json' } });
-  if (!res.ok) throw new HttpError(res.status, `${path}: HTTP ${res.status}`);
+  const res = await call(withQuery(path, params));
   return res.json() as Promise<T>;
 }
 
-export async function postJson<T>(path: string, body: unknown = {}): Promise<T> {
-  const res = await fetch(path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new HttpError(res.status, `${path}: HTTP ${res.status}`);
+/** POST, PUT or DELETE with a JSON body; the answer's JSON, or {} when it has none. */
+export async function sendJson<T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body: unknown = {}, opts: Omit<CallOptions, 'method' | 'body'> = {}): Promise<T> {
+  const res = await call(path, { ...opts, method, body });
   const text = await res.text();
   return (text ? JSON.parse(text) : {}) as T;
+}
+
+export function postJson<T>(path: string, body: unknown = {}): Promise<T> {
+  return sendJson<T>('POST', path, body);
+}
+
+export function isUnauthorized(err: unknown): boolean {
+  return err instanceof HttpError && err.status === 401;
 }
 
 export function withQuery(path: string, params: Record<string, string | undefined>): string {

@@ -1,7 +1,9 @@
 // Helpers for the browser tests: start the real `vitalwatch serve` on free ports in a temp
 // data dir, post readings through the API, and launch Debian's chromium through playwright-core.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,9 +19,16 @@ export function tempDir(prefix = 'vw-dash-') {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Starts `serve`; resolves once both `listening` lines were printed. */
-export function startServer({ dir, api = '127.0.0.1:0', dashboard = '127.0.0.1:0', args = [] }) {
-  const child = spawn(BIN, ['serve', '--data-dir', join(dir, 'data'), '--http-addr', api, '--dashboard-addr', dashboard, '--mqtts-addr', '127.0.0.1:0', ...args], {
+/** Starts `serve`; resolves once both `listening` lines were printed.
+ *
+ *  By default plaintext HTTP with loopback clients trusted (no login), as the dashboard tests
+ *  expect. `secure: true` runs it as deployed: HTTPS with the certificate of the CA created in
+ *  `<dir>/data/certs` on first start, and every API route needs a login or a token; the answer
+ *  then has `ca` (the CA's PEM) for node-side requests (see request()). */
+export function startServer({ dir, api = '127.0.0.1:0', dashboard = '127.0.0.1:0', args = [], secure = false }) {
+  const mode = secure ? [] : ['--http-plaintext', '--trust-loopback'];
+  const scheme = secure ? 'https' : 'http';
+  const child = spawn(BIN, ['serve', '--data-dir', join(dir, 'data'), '--http-addr', api, '--dashboard-addr', dashboard, '--mqtts-addr', '127.0.0.1:0', ...mode, ...args], {
     cwd: dir,
     env: serverEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -40,8 +49,10 @@ export function startServer({ dir, api = '127.0.0.1:0', dashboard = '127.0.0.1:0
         clearTimeout(timer);
         resolvePromise({
           child,
-          api: `http://${found.api}`,
-          dashboard: `http://${found.dashboard}`,
+          secure,
+          ca: secure ? readFileSync(join(dir, 'data/certs/ca.crt')) : undefined,
+          api: `${scheme}://${found.api}`,
+          dashboard: `${scheme}://${found.dashboard}`,
           apiAddr: found.api,
           dashboardAddr: found.dashboard,
           stop: () => stopChild(child),
@@ -67,12 +78,59 @@ function stopChild(child) {
   });
 }
 
-export async function post(base, body) {
-  const res = await fetch(`${base}/api/telemetry`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+/** One HTTP(S) request from node, trusting `ca` (PEM) for https URLs; bounded by `timeoutMs`.
+ *  Resolves to { status, headers, text, json() } whatever the status. */
+export function request(url, { method = 'GET', headers = {}, body, ca, timeoutMs = 10_000 } = {}) {
+  const u = new URL(url);
+  const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  const lib = u.protocol === 'https:' ? https : http;
+  return new Promise((resolvePromise, reject) => {
+    const req = lib.request(u, {
+      method,
+      headers: { ...(data !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}), ...headers },
+      ...(u.protocol === 'https:' ? { ca } : {}),
+      timeout: timeoutMs,
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolvePromise({ status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (data !== undefined) req.write(data);
+    req.end();
   });
-  if (!res.ok) throw new Error(`POST /api/telemetry: ${res.status} ${await res.text()}`);
+}
+
+/** Posts readings to /api/telemetry; over HTTPS pass the server's `ca` and a `token`. */
+export async function post(base, body, { ca, token } = {}) {
+  const res = await request(`${base}/api/telemetry`, {
+    method: 'POST', body, ca, headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  if (res.status !== 200) throw new Error(`POST /api/telemetry: ${res.status} ${res.text}`);
   return res.json();
+}
+
+/** Runs a `vitalwatch` command (e.g. `users create`) with `input` on its standard input;
+ *  resolves to its standard output, rejects on a non-zero exit or after `timeoutMs`. */
+export function cli(args, { input = '', cwd, timeoutMs = 30_000 } = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(BIN, args, { cwd, env: serverEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`vitalwatch ${args.join(' ')}: timed out\n${stderr}`)); }, timeoutMs);
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolvePromise(stdout);
+      else reject(new Error(`vitalwatch ${args.join(' ')}: exit ${code}\n${stderr}`));
+    });
+    child.stdin.end(input);
+  });
 }
 
 export async function launch() {
