@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::serve;
+use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +51,32 @@ pub async fn http(options: HttpBenchOptions) -> anyhow::Result<()> {
         ),
         ("batched POST, group commit", 2048, options.batch),
     ] {
-        let result = run_once(label, max_batch, per_post, options).await?;
+        let result = run_once(label, max_batch, per_post, Caller::Loopback, options).await?;
+        eprintln!(
+            "{label}: {} readings in {:.2} s",
+            result.readings,
+            result.elapsed.as_secs_f64()
+        );
+        results.push(result);
+    }
+    // What authentication costs: the same single-POST group-commit run, with each client
+    // sending its device token (looked up on every request), then over HTTPS as well.
+    for (label, caller) in [
+        (
+            "single POST, group commit, trusted loopback",
+            Caller::Loopback,
+        ),
+        ("single POST, group commit, device token", Caller::Token),
+        (
+            "single POST, group commit, trusted loopback",
+            Caller::Loopback,
+        ),
+        (
+            "single POST, group commit, device token over HTTPS",
+            Caller::TokenTls,
+        ),
+    ] {
+        let result = run_once(label, 2048, 1, caller, options).await?;
         eprintln!(
             "{label}: {} readings in {:.2} s",
             result.readings,
@@ -59,7 +85,7 @@ pub async fn http(options: HttpBenchOptions) -> anyhow::Result<()> {
         results.push(result);
     }
     println!(
-        "POST /api/telemetry, {} readings per run, {} clients, batches of {}, SQLite WAL synchronous=FULL",
+        "POST /api/telemetry, {} readings per run (keep-alive connections), {} clients, batches of {}, SQLite WAL synchronous=FULL",
         options.readings, options.clients, options.batch
     );
     println!("{:<52} {:>12} {:>8}", "run", "readings/s", "ratio");
@@ -77,10 +103,22 @@ pub async fn http(options: HttpBenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the bench's clients authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    /// Plain HTTP from loopback with `--trust-loopback`: no credential at all.
+    Loopback,
+    /// Plain HTTP, one device token per client.
+    Token,
+    /// HTTPS, one device token per client.
+    TokenTls,
+}
+
 async fn run_once(
     label: &str,
     max_batch: usize,
     per_post: u64,
+    caller: Caller,
     options: HttpBenchOptions,
 ) -> anyhow::Result<RunResult> {
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
@@ -90,13 +128,40 @@ async fn run_once(
     };
     config.store.max_batch = max_batch;
     config.mqtt.enabled = false;
-    // The benchmark's clients post from loopback without tokens, over plaintext HTTP.
-    config.http.tls = false;
-    config.http.trust_loopback = true;
+    config.http.tls = caller == Caller::TokenTls;
+    config.http.trust_loopback = caller == Caller::Loopback;
     config.store.queue_capacity = 1024;
     config.store.queue_timeout_ms = 60_000;
+    let mut tokens = Vec::new();
+    if caller != Caller::Loopback {
+        let store = serve::open_store(&config)?;
+        for client in 0..options.clients {
+            let request = crate::auth::TokenRequest {
+                name: format!("bench-{client}"),
+                role: crate::auth::Role::Device,
+                device_id: Some(format!("bench-{client}")),
+                expires_at: None,
+            };
+            tokens.push(Some(
+                crate::auth::issue_token(&*store, request, "system:bench".to_owned())
+                    .await?
+                    .0,
+            ));
+        }
+        store.close().await;
+    } else {
+        tokens.resize(options.clients as usize, None);
+    }
+    let ca = if caller == Caller::TokenTls {
+        let certs = crate::pki::CertsDir::new(config.certs_dir());
+        crate::pki::init(&certs, &[], false)?;
+        Some(certs.ca_cert())
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/api/telemetry", listener.local_addr()?);
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/api/telemetry", listener.local_addr()?);
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(serve::run_on(config, listener, shutdown.clone(), false));
 
@@ -104,10 +169,14 @@ async fn run_once(
     let started = Instant::now();
     let clients: Vec<_> = (0..options.clients)
         .map(|client| {
-            let url = url.clone();
+            let target = crate::sim::http::HttpTarget {
+                url: url.clone(),
+                token: tokens[client as usize].clone(),
+                ca: ca.clone(),
+            };
             let next = Arc::clone(&next);
             std::thread::spawn(move || {
-                post_until_done(&url, client, per_post, options.readings, &next)
+                post_until_done(&target, client, per_post, options.readings, &next)
             })
         })
         .collect();
@@ -129,16 +198,14 @@ async fn run_once(
 
 /// Posts readings (`per_post` at a time) until `total` have been claimed across clients.
 fn post_until_done(
-    url: &str,
+    target: &crate::sim::http::HttpTarget,
     client: u64,
     per_post: u64,
     total: u64,
     next: &AtomicU64,
 ) -> anyhow::Result<u64> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::sim::http::agent(target)?;
+    let authorization = target.token.as_ref().map(|token| format!("Bearer {token}"));
     let mut posted = 0;
     loop {
         let first = next.fetch_add(per_post, Ordering::Relaxed);
@@ -152,11 +219,13 @@ fn post_until_done(
             let items: Vec<String> = (first..last).map(|n| reading_json(client, n)).collect();
             format!("[{}]", items.join(","))
         };
-        let response = agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(body.as_bytes())
-            .context("posting a reading")?;
+        let mut request = agent
+            .post(&target.url)
+            .header("Content-Type", "application/json");
+        if let Some(authorization) = &authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request.send(body.as_bytes()).context("posting a reading")?;
         anyhow::ensure!(
             response.status() == 200,
             "the server answered {}",

@@ -328,11 +328,15 @@ async fn serve_http(
         shutdown.cancelled().await;
         stopper.graceful_shutdown(Some(HTTP_DRAIN));
     });
-    axum_server::from_tcp_rustls(
-        listener.into_std()?,
+    // TCP_NODELAY: a response goes out as several TLS records, and Nagle's algorithm would
+    // hold the last one for the client's delayed ACK (~40 ms per request).
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )?
-    .handle(handle)
+    )
+    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::from_tcp(listener.into_std()?)?
+        .acceptor(acceptor)
+        .handle(handle)
     .serve(service)
     .await
 }

@@ -19,7 +19,8 @@ pub struct HttpTarget {
     pub ca: Option<std::path::PathBuf>,
 }
 
-fn agent(target: &HttpTarget) -> anyhow::Result<ureq::Agent> {
+/// A blocking HTTP client for `target` (trusting its CA for https://).
+pub fn agent(target: &HttpTarget) -> anyhow::Result<ureq::Agent> {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)));
