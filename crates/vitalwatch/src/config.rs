@@ -149,6 +149,9 @@ pub struct HttpConfig {
     /// Requests served at once per listener; more wait (HTTP connections beyond it queue in
     /// the kernel's backlog).
     pub max_concurrent_requests: usize,
+    /// Open HTTP connections per listener; over plain HTTP more wait in the kernel's backlog,
+    /// over HTTPS more are closed before their handshake.
+    pub max_connections: usize,
     /// Patient-data reads and failed authentications waiting to be written to the audit
     /// trail; when this many wait, reads are refused (503) rather than served unaudited.
     pub audit_buffer: usize,
@@ -165,6 +168,7 @@ impl Default for HttpConfig {
             login_failures_per_address: 20,
             login_window_s: 900,
             max_concurrent_requests: 1024,
+            max_connections: 4096,
             audit_buffer: 100_000,
         }
     }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod devices_cmd;
+pub mod http_listen;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

@@ -15,7 +15,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{AuditEntry, Retention, Store, StoreOptions};
 use crate::tls::ClientAuth;
 use anyhow::Context;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +22,8 @@ use tokio_util::task::TaskTracker;
 
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
-/// How long in-flight HTTPS requests may take to finish at shutdown (SSE streams end at once).
 /// How often the audit chain's head is written outside the database.
 const ANCHOR_EVERY: Duration = Duration::from_secs(300);
-const HTTP_DRAIN: Duration = Duration::from_secs(30);
 
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
@@ -264,7 +261,13 @@ pub async fn serve_on(
             https.is_some(),
             limit,
         );
-        let served = serve_http(dashboard, dashboard_app, https.clone(), shutdown.clone());
+        let served = crate::http_listen::serve(
+            dashboard,
+            dashboard_app,
+            https.clone(),
+            config.http.max_connections,
+            shutdown.clone(),
+        );
         dashboard_task = Some(tokio::spawn(async move {
             if let Err(err) = served.await {
                 tracing::error!(message = "The dashboard listener failed.", error = %err);
@@ -277,7 +280,14 @@ pub async fn serve_on(
         // last, once every listener is up.
         announce_line(&format!("listening api={api_addr}"));
     }
-    let served = serve_http(listener, app, https, shutdown.clone()).await;
+    let served = crate::http_listen::serve(
+        listener,
+        app,
+        https,
+        config.http.max_connections,
+        shutdown.clone(),
+    )
+    .await;
     if let Some(task) = dashboard_task {
         let _ = task.await;
     }
@@ -306,39 +316,6 @@ pub async fn serve_on(
     }
     tracing::info!(message = "Stopped cleanly.");
     served.context("serving the API")
-}
-
-/// Serves `app` on `listener` — HTTPS with `tls`, else plaintext — until `shutdown`, then lets
-/// in-flight requests finish (their readings are committed before they are answered).
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let Some(tls) = tls else {
-        return axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-    };
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        stopper.graceful_shutdown(Some(HTTP_DRAIN));
-    });
-    // TCP_NODELAY: a response goes out as several TLS records, and Nagle's algorithm would
-    // hold the last one for the client's delayed ACK (~40 ms per request).
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )
-    .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    axum_server::from_tcp(listener.into_std()?)?
-        .acceptor(acceptor)
-        .handle(handle)
-    .serve(service)
-    .await
 }
 
 /// Writes one line to standard output; a reader that went away (closed pipe) is not an error

@@ -784,3 +784,81 @@ fn trusted_loopback_refuses_a_rebound_host_name() {
     assert_eq!(curl(Some("rebind.attacker.example")), "401");
     assert_eq!(curl(Some("rebind.attacker.example:5000")), "401");
 }
+
+#[test]
+fn open_connections_are_bounded_per_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vw.toml"), "[http]\nmax_connections = 3\n").unwrap();
+    let server = Server::start_secure(ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--config".into(), "vw.toml".into()],
+        free_port: true,
+    });
+    // No pooling: every request opens its own connection.
+    let fresh = ureq::Agent::config_builder()
+        .tls_config(https_agent(&server.data_dir).config().tls_config().clone())
+        .timeout_global(Some(Duration::from_secs(10)))
+        .max_idle_connections(0)
+        .build()
+        .new_agent();
+    assert_eq!(
+        fresh.get(server.url("/health")).call().unwrap().status(),
+        200
+    );
+    // Three idle connections (no TLS handshake, as a slowloris client would leave them) use
+    // up the limit: the next connection is closed unanswered.
+    let idle: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(server.api).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = fresh.get(server.url("/health")).call();
+    assert!(refused.is_err(), "a fourth connection was served");
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match fresh.get(server.url("/health")).call() {
+            Ok(response) => {
+                assert_eq!(response.status().as_u16(), 200);
+                break;
+            }
+            Err(err) => assert!(std::time::Instant::now() < deadline, "{err}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn plain_http_connections_beyond_the_bound_wait_for_a_free_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vw.toml"), "[http]\nmax_connections = 2\n").unwrap();
+    let server = Server::start_with(ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--config".into(), "vw.toml".into()],
+        free_port: true,
+    });
+    let curl = |max_time: &str| {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                max_time,
+            ])
+            .arg(server.url("/health"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(curl("10"), "200");
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(server.api).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Not accepted while both permits are held: no answer within 2 s.
+    assert_eq!(curl("2"), "000");
+    drop(idle);
+    assert_eq!(curl("10"), "200");
+}
