@@ -85,12 +85,15 @@ pub async fn login(
         Some(user) if verified && user.disabled_at.is_none() => user,
         _ => {
             auth.limiter.failed(&login.username, address);
-            let _ = auth.audit.record(AuditEntry {
-                actor: format!("anonymous:{address}"),
-                action: "auth.failed".to_owned(),
-                target: "/auth/login".to_owned(),
-                details: json!({ "reason": "login_failed", "username": login.username }),
-            });
+            auth.audit.record_from(
+                address,
+                AuditEntry {
+                    actor: format!("anonymous:{address}"),
+                    action: "auth.failed".to_owned(),
+                    target: "/auth/login".to_owned(),
+                    details: json!({ "reason": "login_failed", "username": login.username }),
+                },
+            );
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "login_failed",

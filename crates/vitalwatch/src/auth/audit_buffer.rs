@@ -4,6 +4,8 @@
 //! buffer is full, patient-data reads are refused (503) rather than served unaudited.
 
 use crate::store::{AuditEntry, Store, StoreError};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,16 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Entries one client address may add per [`SOURCE_WINDOW`] through
+/// [`AuditBuffer::record_from`]; beyond that they are counted and written as one
+/// `audit.suppressed` summary per address and window, so a flood of failed requests can
+/// neither fill the buffer (and lock readers out) nor the disk.
+pub const PER_SOURCE: u32 = 20;
+pub const SOURCE_WINDOW: Duration = Duration::from_secs(60);
+
+/// When the current window started, and per address: (entries recorded, suppressed).
+type SourceWindow = (std::time::Instant, HashMap<IpAddr, (u32, u64)>);
 
 /// The buffer is full: the entry was not taken.
 #[derive(Debug)]
@@ -20,6 +32,8 @@ pub struct AuditBuffer {
     store: Arc<dyn Store>,
     pending: Mutex<Vec<AuditEntry>>,
     capacity: usize,
+    /// Per address: entries recorded and suppressed in the current window.
+    sources: Mutex<SourceWindow>,
     /// Entries refused because the buffer was full.
     pub refused: AtomicU64,
     pub written: AtomicU64,
@@ -31,6 +45,7 @@ impl AuditBuffer {
             store,
             pending: Mutex::new(Vec::new()),
             capacity: capacity.max(1),
+            sources: Mutex::new((std::time::Instant::now(), HashMap::new())),
             refused: AtomicU64::new(0),
             written: AtomicU64::new(0),
         }
@@ -54,6 +69,53 @@ impl AuditBuffer {
         Ok(())
     }
 
+    /// Like [`AuditBuffer::record`] for entries a client can cause without credentials
+    /// (failed authentication): at most [`PER_SOURCE`] per address and window are recorded,
+    /// the rest summarised.
+    pub fn record_from(&self, source: IpAddr, entry: AuditEntry) {
+        {
+            let mut sources = self
+                .sources
+                .lock()
+                .expect("the audit source mutex is never poisoned: no code panics holding it");
+            let counts = sources.1.entry(source).or_insert((0, 0));
+            if counts.0 >= PER_SOURCE {
+                counts.1 += 1;
+                return;
+            }
+            counts.0 += 1;
+        }
+        let _ = self.record(entry);
+    }
+
+    /// Ends the per-address window when it is over: one summary entry per address that had
+    /// entries suppressed.
+    fn roll_sources(&self, now: bool) {
+        let suppressed: Vec<(IpAddr, u64)> = {
+            let mut sources = self
+                .sources
+                .lock()
+                .expect("the audit source mutex is never poisoned: no code panics holding it");
+            if !now && sources.0.elapsed() < SOURCE_WINDOW {
+                return;
+            }
+            sources.0 = std::time::Instant::now();
+            std::mem::take(&mut sources.1)
+                .into_iter()
+                .filter(|(_, (_, suppressed))| *suppressed > 0)
+                .map(|(addr, (_, suppressed))| (addr, suppressed))
+                .collect()
+        };
+        for (addr, count) in suppressed {
+            let _ = self.record(AuditEntry {
+                actor: format!("anonymous:{addr}"),
+                action: "audit.suppressed".to_owned(),
+                target: "auth.failed".to_owned(),
+                details: serde_json::json!({ "count": count, "window_s": SOURCE_WINDOW.as_secs() }),
+            });
+        }
+    }
+
     pub fn waiting(&self) -> usize {
         self.pending().len()
     }
@@ -61,6 +123,7 @@ impl AuditBuffer {
     /// Hands what is waiting to the store without waiting for room; keeps it (in order) when
     /// the writer's queue is full.
     pub fn flush(&self) {
+        self.roll_sources(false);
         let batch = std::mem::take(&mut *self.pending());
         if batch.is_empty() {
             return;
@@ -95,6 +158,7 @@ impl AuditBuffer {
 
     /// Writes everything waiting, waiting for room in the store's queue.
     pub async fn drain(&self) {
+        self.roll_sources(true);
         let batch = std::mem::take(&mut *self.pending());
         let count = batch.len() as u64;
         for entry in batch {
@@ -119,6 +183,46 @@ mod tests {
             target: format!("/api/devices/D{n}"),
             details: serde_json::json!({}),
         }
+    }
+
+    #[tokio::test]
+    async fn a_flooding_address_is_summarised_not_recorded_entry_by_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(
+                &dir.path().join("a.db"),
+                crate::serve::store_options(&crate::config::Config::default()),
+            )
+            .unwrap(),
+        );
+        let buffer = AuditBuffer::new(store.clone(), 1000);
+        let flooder: IpAddr = [10, 0, 0, 9].into();
+        let other: IpAddr = [10, 0, 0, 10].into();
+        for n in 0..500 {
+            buffer.record_from(flooder, entry(n));
+        }
+        buffer.record_from(other, entry(1000));
+        assert_eq!(buffer.waiting(), PER_SOURCE as usize + 1);
+        buffer.drain().await;
+        store.close().await;
+        let store = SqliteStore::open(
+            &dir.path().join("a.db"),
+            crate::serve::store_options(&crate::config::Config::default()),
+        )
+        .unwrap();
+        let rows = store.audit_log(0, 100).await.unwrap();
+        let summary = rows
+            .iter()
+            .find(|r| r.action == "audit.suppressed")
+            .unwrap();
+        assert_eq!(summary.actor, "anonymous:10.0.0.9");
+        assert!(
+            summary.details.contains("\"count\":480"),
+            "{}",
+            summary.details
+        );
+        assert!(rows.iter().any(|r| r.target == "/api/devices/D1000"));
+        store.close().await;
     }
 
     #[tokio::test]

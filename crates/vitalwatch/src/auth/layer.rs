@@ -75,12 +75,15 @@ impl AuthService {
 
     /// Records a failed authentication (buffered; a full buffer is counted, not waited on).
     pub fn audit_failure(&self, action: &str, remote: IpAddr, reason: &str, path: &str) {
-        let _ = self.audit.record(AuditEntry {
-            actor: format!("anonymous:{remote}"),
-            action: action.to_owned(),
-            target: path.to_owned(),
-            details: serde_json::json!({ "reason": reason }),
-        });
+        self.audit.record_from(
+            remote,
+            AuditEntry {
+                actor: format!("anonymous:{remote}"),
+                action: action.to_owned(),
+                target: path.to_owned(),
+                details: serde_json::json!({ "reason": reason }),
+            },
+        );
     }
 }
 
