@@ -259,6 +259,22 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
     }
     assert_eq!(checked, table.len());
 
+    // The dashboard's listener serves the same API plus its page: the same rules hold there.
+    let dashboard = server.listeners["dashboard"];
+    let dashboard_table = vitalwatch::api::route_table(true);
+    assert!(dashboard_table.len() > table.len());
+    for rule in &dashboard_table {
+        let url = format!("https://{dashboard}{}", concrete(rule.path));
+        let method = rule.method.as_str();
+        let body = matches!(method, "POST" | "PUT").then_some("{}");
+        let reply = call(&agent, method, &url, Creds::default(), body);
+        if rule.access == Access::Public {
+            assert!(![401, 403].contains(&reply.status), "{method} {url}");
+        } else {
+            assert_eq!(reply.status, 401, "{method} {url} without a token");
+        }
+    }
+
     // Unknown routes reveal nothing to strangers; a caller with a token gets 404.
     let unknown = server.url("/api/no-such-route");
     assert_eq!(
