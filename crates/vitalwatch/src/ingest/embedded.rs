@@ -31,6 +31,9 @@ use std::time::Duration;
 use std::time::Instant;
 use vitalwatch_core::telemetry::DeviceId;
 
+/// How long `stop` lets in-flight publishes finish before it stops the broker anyway.
+const GRACEFUL_STOP: Duration = Duration::from_secs(30);
+
 /// Why the broker ended a connection or refused a message.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -500,7 +503,20 @@ impl EmbeddedBroker {
     /// Stops accepting, lets in-flight publishes finish (their commits complete and are
     /// acknowledged), then ends the broker's threads.
     pub async fn stop(mut self) {
-        self.server.stop(true).await;
+        // Graceful: in-flight publishes finish (committed, then acknowledged). Bounded, because
+        // a stop once waited for hours (seen once, not reproduced); what is not acknowledged
+        // by then is redelivered by its device, and queued readings still commit when the
+        // store closes.
+        if tokio::time::timeout(GRACEFUL_STOP, self.server.stop(true))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                message = "The MQTT broker did not stop gracefully in time; stopping it now.",
+                waited_s = GRACEFUL_STOP.as_secs()
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.server.stop(false)).await;
+        }
         self.system.stop();
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
