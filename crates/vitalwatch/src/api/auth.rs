@@ -304,6 +304,13 @@ pub async fn update_user(
     body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
     let change: UserChange = json_body(&headers, body).await?;
+    if change.password.is_none() && change.disabled.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "give a new password, disabled, or both",
+        ));
+    }
     let mut found = true;
     if let Some(password) = change.password {
         crate::auth::check_password_strength(&password).map_err(|text| {

@@ -878,3 +878,107 @@ fn plain_http_connections_beyond_the_bound_wait_for_a_free_one() {
     drop(idle);
     assert_eq!(curl("10"), "200");
 }
+
+#[test]
+fn admins_manage_tokens_and_users_over_the_api_without_secrets_leaking() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    let admin = token(dir.path(), "admin", "root", &[]);
+    let as_admin = Creds {
+        bearer: Some(&admin),
+        ..Creds::default()
+    };
+    let created = call(
+        &agent,
+        "POST",
+        &server.url("/api/tokens"),
+        as_admin,
+        Some(r#"{"name":"ward-display","role":"viewer","expires_in_days":30}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.json);
+    let viewer = created.json["token"].as_str().unwrap().to_owned();
+    assert!(created.json["expires_at"].is_string());
+    let as_viewer = Creds {
+        bearer: Some(&viewer),
+        ..Creds::default()
+    };
+    assert_eq!(
+        call(&agent, "GET", &server.url("/api/devices"), as_viewer, None).status,
+        200
+    );
+    let duplicate = call(
+        &agent,
+        "POST",
+        &server.url("/api/tokens"),
+        as_admin,
+        Some(r#"{"name":"ward-display","role":"viewer"}"#),
+    );
+    assert_eq!(duplicate.status, 409);
+    for bad in [
+        r#"{"name":"x","role":"root"}"#,
+        r#"{"name":"x","role":"device"}"#,
+        r#"{"name":"x","role":"viewer","device_id":"bed-1"}"#,
+        r#"{"name":"bad name!","role":"viewer"}"#,
+    ] {
+        let reply = call(
+            &agent,
+            "POST",
+            &server.url("/api/tokens"),
+            as_admin,
+            Some(bad),
+        );
+        assert_eq!(reply.status, 422, "{bad}: {}", reply.json);
+    }
+
+    let user = call(
+        &agent,
+        "POST",
+        &server.url("/api/users"),
+        as_admin,
+        Some(r#"{"username":"bob","role":"viewer","password":"twelve chars ok"}"#),
+    );
+    assert_eq!(user.status, 201, "{}", user.json);
+    let weak = call(
+        &agent,
+        "POST",
+        &server.url("/api/users"),
+        as_admin,
+        Some(r#"{"username":"eve","role":"viewer","password":"short"}"#),
+    );
+    assert_eq!(weak.status, 422);
+    assert_eq!(login(&agent, &server, "bob", "twelve chars ok").status, 200);
+    let changed = call(
+        &agent,
+        "PUT",
+        &server.url("/api/users/bob"),
+        as_admin,
+        Some(r#"{"password":"another long one"}"#),
+    );
+    assert_eq!(changed.status, 204);
+    assert_eq!(login(&agent, &server, "bob", "twelve chars ok").status, 401);
+    assert_eq!(
+        login(&agent, &server, "bob", "another long one").status,
+        200
+    );
+    let nobody = call(
+        &agent,
+        "PUT",
+        &server.url("/api/users/nobody"),
+        as_admin,
+        Some(r#"{"disabled":true}"#),
+    );
+    assert_eq!(nobody.status, 404);
+
+    // Listings show neither secrets nor hashes.
+    let users = call(&agent, "GET", &server.url("/api/users"), as_admin, None).json;
+    let tokens = call(&agent, "GET", &server.url("/api/tokens"), as_admin, None).json;
+    let listed = format!("{users}{tokens}");
+    assert!(
+        listed.contains("bob") && listed.contains("ward-display"),
+        "{listed}"
+    );
+    for secret in ["argon2", "secret_hash", "password", &viewer[20..]] {
+        assert!(!listed.contains(secret), "a listing holds {secret:?}");
+    }
+}
