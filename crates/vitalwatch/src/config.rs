@@ -152,6 +152,9 @@ pub struct HttpConfig {
     /// Open HTTP connections per listener; over plain HTTP more wait in the kernel's backlog,
     /// over HTTPS more are closed before their handshake.
     pub max_connections: usize,
+    /// Over HTTPS, a connection that sends no complete request headers for this long is
+    /// closed (a handshake itself must finish within 10 s).
+    pub header_read_timeout_s: u64,
     /// Patient-data reads and failed authentications waiting to be written to the audit
     /// trail; when this many wait, reads are refused (503) rather than served unaudited.
     pub audit_buffer: usize,
@@ -169,6 +172,7 @@ impl Default for HttpConfig {
             login_window_s: 900,
             max_concurrent_requests: 1024,
             max_connections: 4096,
+            header_read_timeout_s: 30,
             audit_buffer: 100_000,
         }
     }

@@ -127,13 +127,15 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for CountingAc
 }
 
 /// Serves `app` on `listener` — HTTPS with `tls`, else plaintext — with at most
-/// `max_connections` open, until `shutdown`; then lets in-flight requests finish (their
+/// `max_connections` open (over HTTPS, each must send a request's headers within
+/// `header_read_timeout`), until `shutdown`; then lets in-flight requests finish (their
 /// readings are committed before they are answered).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     max_connections: usize,
+    header_read_timeout: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
@@ -155,9 +157,15 @@ pub async fn serve(
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
     )
     .acceptor(CountingAcceptor { permits });
-    axum_server::from_tcp(listener.into_std()?)?
+    let mut server = axum_server::from_tcp(listener.into_std()?)?
         .acceptor(acceptor)
         .handle(handle)
-        .serve(service)
-        .await
+        .first_request_timeout(header_read_timeout);
+    // A client that connects, shakes hands and then sends no request (or stops between
+    // requests) is dropped, so it cannot sit on a connection permit.
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(header_read_timeout));
+    server.serve(service).await
 }

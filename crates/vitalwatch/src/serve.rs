@@ -266,6 +266,7 @@ pub async fn serve_on(
             dashboard_app,
             https.clone(),
             config.http.max_connections,
+            Duration::from_secs(config.http.header_read_timeout_s),
             shutdown.clone(),
         );
         dashboard_task = Some(tokio::spawn(async move {
@@ -285,6 +286,7 @@ pub async fn serve_on(
         app,
         https,
         config.http.max_connections,
+        Duration::from_secs(config.http.header_read_timeout_s),
         shutdown.clone(),
     )
     .await;

@@ -982,3 +982,38 @@ fn admins_manage_tokens_and_users_over_the_api_without_secrets_leaking() {
         assert!(!listed.contains(secret), "a listing holds {secret:?}");
     }
 }
+
+#[test]
+fn an_https_client_that_sends_no_request_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("vw.toml"),
+        "[http]\nheader_read_timeout_s = 1\n",
+    )
+    .unwrap();
+    let server = Server::start_secure(ServerOptions {
+        cwd: dir.path(),
+        args: vec!["--config".into(), "vw.toml".into()],
+        free_port: true,
+    });
+    // Python's ssl: handshake, send nothing, wait (at most 20 s) for the server to close.
+    let script = "import socket, ssl, sys, time\n\
+ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[2]))), server_hostname='localhost')\n\
+s.settimeout(20)\n\
+start = time.time()\n\
+try:\n    data = s.recv(1)\nexcept (socket.timeout, TimeoutError):\n    print('open'); sys.exit(0)\nexcept OSError:\n    data = b''\n\
+print('closed' if not data else 'data', round(time.time() - start))\n";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(server.data_dir.join("certs/ca.crt"))
+        .arg(server.api.port().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("closed"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
