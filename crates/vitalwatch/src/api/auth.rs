@@ -168,6 +168,76 @@ pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value>
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct OwnPassword {
+    current: String,
+    new: String,
+}
+
+/// `POST /auth/password {"current", "new"}`: a signed-in user changes their own password.
+/// The current one is checked (and a wrong one counts as a failed login); every session of
+/// the user ends, this one included, so they sign in again with the new password.
+pub async fn change_own_password(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<StatusCode, ApiError> {
+    let change: OwnPassword = json_body(&headers, body).await?;
+    let auth = &state.auth;
+    let address = remote.ip().to_canonical();
+    if let Some(wait_s) = auth.limiter.blocked(&who.name, address) {
+        return Err(ApiError::too_many_requests(
+            "login_throttled",
+            "too many failed attempts; wait before trying again",
+            wait_s,
+        ));
+    }
+    let user = state
+        .store
+        .find_user(who.name.clone())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "session_expired", "log in again")
+        })?;
+    let (stored, current) = (user.password_hash.clone(), change.current);
+    let verified =
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &current))
+            .await
+            .unwrap_or(false);
+    if !verified {
+        auth.limiter.failed(&who.name, address);
+        auth.audit_failure(
+            "auth.failed",
+            address,
+            "wrong current password",
+            "/auth/password",
+        );
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is not right",
+        ));
+    }
+    crate::auth::check_password_strength(&change.new)
+        .map_err(|text| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text))?;
+    let hash = crate::auth::hash_password_blocking(change.new).await?;
+    state
+        .store
+        .auth_write(
+            AuthWrite::SetPassword {
+                username: who.name.clone(),
+                hash,
+            },
+            who.actor(),
+        )
+        .await?;
+    auth.sessions.remove_user(&who.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
     role: String,

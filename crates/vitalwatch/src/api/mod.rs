@@ -38,12 +38,13 @@ pub struct AppState {
 
 /// The API's routes, each with the access it needs (`auth::Access`).
 pub fn api_routes() -> Routes<AppState> {
-    use Access::{Admin, Authenticated, Clinical, Public, Read, Telemetry};
+    use Access::{Admin, Authenticated, Clinical, Public, Read, Session, Telemetry};
     Routes::new()
         .get("/health", Public, health::health)
         .post("/auth/login", Public, auth::login)
         .post("/auth/logout", Authenticated, auth::logout)
         .get("/auth/me", Authenticated, auth::me)
+        .post("/auth/password", Session, auth::change_own_password)
         .post("/api/telemetry", Telemetry, telemetry::post_telemetry)
         .get("/api/devices", Read, devices::list_devices)
         .post("/api/devices", Admin, devices::register_device)

@@ -283,7 +283,9 @@ pub async fn authorize(
         request.extensions_mut().insert(principal);
         return next.run(request).await;
     };
-    if !rule.access.allows(principal.role) {
+    let session_only = rule.access == Access::Session
+        && !matches!(principal.credential, Credential::Session { .. });
+    if session_only || !rule.access.allows(principal.role) {
         let _ = service.audit.record(AuditEntry {
             actor: principal.actor(),
             action: "auth.forbidden".to_owned(),
@@ -297,7 +299,11 @@ pub async fn authorize(
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("the {} role may not use this route", principal.role_name()),
+            if session_only {
+                "this route is for a signed-in dashboard user".to_owned()
+            } else {
+                format!("the {} role may not use this route", principal.role_name())
+            },
         )
         .into_response();
     }

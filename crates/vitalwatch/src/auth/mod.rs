@@ -54,6 +54,8 @@ pub enum Access {
     Public,
     /// Any authenticated caller (their own session: `/auth/me`, `/auth/logout`).
     Authenticated,
+    /// A signed-in dashboard user (not a token, not loopback): their own password.
+    Session,
     /// Patient data: viewer, clinician, admin. Every such read is audited.
     Read,
     /// Clinical actions: clinician, admin.
@@ -73,6 +75,7 @@ impl Access {
         };
         match self {
             Access::Public | Access::Authenticated => true,
+            Access::Session => role != Role::Device,
             Access::Read => matches!(role, Role::Viewer | Role::Clinician | Role::Admin),
             Access::Clinical => matches!(role, Role::Clinician | Role::Admin),
             Access::Admin => role == Role::Admin,
@@ -84,7 +87,7 @@ impl Access {
     pub fn least_role(self) -> Option<Role> {
         match self {
             Access::Public => None,
-            Access::Authenticated | Access::Read => Some(Role::Viewer),
+            Access::Authenticated | Access::Session | Access::Read => Some(Role::Viewer),
             Access::Clinical => Some(Role::Clinician),
             Access::Admin => Some(Role::Admin),
             Access::Telemetry => Some(Role::Device),
@@ -284,6 +287,7 @@ mod tests {
             assert_eq!(got, expected, "{role:?}");
         }
         assert!(Admin.allows(None) && Telemetry.allows(None));
+        assert!(Session.allows(Some(Role::Viewer)) && !Session.allows(Some(Role::Device)));
     }
 
     #[test]

@@ -185,6 +185,28 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
     assert_eq!(posted.status, 200, "{}", posted.json);
     std::thread::sleep(Duration::from_secs(2));
 
+    // A signed-in dashboard user, for the routes only a session may use.
+    cli(
+        dir.path(),
+        &["users", "create", "--name", "dora", "--role", "viewer"],
+        "a long enough password\n",
+    );
+    let signed_in = login(&agent, &server, "dora", "a long enough password");
+    assert_eq!(signed_in.status, 200);
+    let cookie = signed_in.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = signed_in.json["csrf_token"].as_str().unwrap().to_owned();
+    let user_session = Creds {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        ..Creds::default()
+    };
+
     let table = vitalwatch::api::route_table(false);
     assert!(table.len() >= 35, "the API has {} routes", table.len());
     let mut checked = 0;
@@ -235,6 +257,8 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
             Access::Clinical => Some(Role::Viewer),
             Access::Admin => Some(Role::Clinician),
             Access::Telemetry => Some(Role::Admin),
+            // A token is not a signed-in user.
+            Access::Session => Some(Role::Viewer),
             Access::Authenticated | Access::Public => None,
         };
         if let Some(wrong) = wrong {
@@ -243,7 +267,11 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
             assert_eq!(reply.json["error"], "forbidden", "{what}");
         }
         let right = rule.access.least_role().unwrap();
-        let reply = status_with(Some(&tokens[&right]));
+        let reply = if rule.access == Access::Session {
+            call(&agent, method, &url, user_session, body)
+        } else {
+            status_with(Some(&tokens[&right]))
+        };
         assert!(
             ![401, 403].contains(&reply.status) && reply.status < 500,
             "{what} as {right:?}: {} {}",
@@ -1015,5 +1043,89 @@ print('closed' if not data else 'data', round(time.time() - start))\n";
         stdout.starts_with("closed"),
         "{stdout} {}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_user_changes_their_own_password_and_must_sign_in_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let agent = https_agent(&server.data_dir);
+    let old = "first password here";
+    cli(
+        dir.path(),
+        &["users", "create", "--name", "carol", "--role", "viewer"],
+        &format!("{old}\n"),
+    );
+    let ok = login(&agent, &server, "carol", old);
+    let cookie = ok.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = ok.json["csrf_token"].as_str().unwrap().to_owned();
+    let session = Creds {
+        cookie: Some(&cookie),
+        csrf: Some(&csrf),
+        ..Creds::default()
+    };
+    let url = server.url("/auth/password");
+    let wrong = call(
+        &agent,
+        "POST",
+        &url,
+        session,
+        Some(r#"{"current":"not it at all","new":"second password here"}"#),
+    );
+    assert_eq!(
+        (wrong.status, wrong.json["error"].as_str()),
+        (403, Some("wrong_password"))
+    );
+    let weak = call(
+        &agent,
+        "POST",
+        &url,
+        session,
+        Some(&format!(r#"{{"current":"{old}","new":"short"}}"#)),
+    );
+    assert_eq!(weak.status, 422);
+    let changed = call(
+        &agent,
+        "POST",
+        &url,
+        session,
+        Some(&format!(
+            r#"{{"current":"{old}","new":"second password here"}}"#
+        )),
+    );
+    assert_eq!(changed.status, 204, "{}", changed.json);
+    // The session ended; the old password no longer works, the new one does.
+    assert_eq!(
+        call(&agent, "GET", &server.url("/auth/me"), session, None).status,
+        401
+    );
+    assert_eq!(login(&agent, &server, "carol", old).status, 401);
+    assert_eq!(
+        login(&agent, &server, "carol", "second password here").status,
+        200
+    );
+    // A token has no password to change.
+    let viewer = token(dir.path(), "viewer", "v", &[]);
+    let by_token = Creds {
+        bearer: Some(&viewer),
+        ..Creds::default()
+    };
+    assert_eq!(
+        call(
+            &agent,
+            "POST",
+            &url,
+            by_token,
+            Some(r#"{"current":"x","new":"y"}"#)
+        )
+        .status,
+        403
     );
 }
