@@ -191,16 +191,7 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
         &["users", "create", "--name", "dora", "--role", "viewer"],
         "a long enough password\n",
     );
-    let signed_in = login(&agent, &server, "dora", "a long enough password");
-    assert_eq!(signed_in.status, 200);
-    let cookie = signed_in.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = signed_in.json["csrf_token"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = session_of(&login(&agent, &server, "dora", "a long enough password"));
     let user_session = Creds {
         cookie: Some(&cookie),
         csrf: Some(&csrf),
@@ -446,6 +437,17 @@ fn login(agent: &ureq::Agent, server: &Server, user: &str, password: &str) -> Re
     )
 }
 
+/// The session cookie (`vw_session=…`) and CSRF token of a successful login.
+fn session_of(reply: &Reply) -> (String, String) {
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let set_cookie = reply.headers["set-cookie"].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    (
+        cookie,
+        reply.json["csrf_token"].as_str().unwrap().to_owned(),
+    )
+}
+
 #[test]
 fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
     let dir = tempfile::tempdir().unwrap();
@@ -545,14 +547,7 @@ fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
     );
 
     // Disabling a user ends their sessions at once.
-    let again = login(&agent, &server, "alice", password);
-    let cookie2 = again.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (cookie2, _) = session_of(&login(&agent, &server, "alice", password));
     let session2 = Creds {
         cookie: Some(&cookie2),
         ..Creds::default()
@@ -742,15 +737,7 @@ fn session_actions_carry_the_users_own_name_and_streams_end_with_the_session() {
         );
         assert_eq!(posted.status, 200, "{}", posted.json);
     }
-    let ok = login(&agent, &server, "alice", password);
-    let cookie = ok.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = ok.json["csrf_token"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = session_of(&login(&agent, &server, "alice", password));
     let session = Creds {
         cookie: Some(&cookie),
         csrf: Some(&csrf),
@@ -849,12 +836,25 @@ fn open_connections_are_bounded_per_listener() {
         fresh.get(server.url("/health")).call().unwrap().status(),
         200
     );
+    // That connection closed; let the server see it and free its permit.
+    std::thread::sleep(Duration::from_millis(500));
     // Three idle connections (no TLS handshake, as a slowloris client would leave them) use
     // up the limit: the next connection is closed unanswered.
     let idle: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(server.api).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Each connection takes its permit in a task of its own: give them time to run, and make
+    // sure none of the three was the one turned away.
+    std::thread::sleep(Duration::from_secs(1));
+    for stream in &idle {
+        stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let peeked = stream.peek(&mut byte);
+        assert!(
+            matches!(&peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "an idle connection was closed: {peeked:?}"
+        );
+    }
     let refused = fresh.get(server.url("/health")).call();
     assert!(refused.is_err(), "a fourth connection was served");
     drop(idle);
@@ -900,7 +900,7 @@ fn plain_http_connections_beyond_the_bound_wait_for_a_free_one() {
     let idle: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(server.api).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
     // Not accepted while both permits are held: no answer within 2 s.
     assert_eq!(curl("2"), "000");
     drop(idle);
@@ -1057,15 +1057,7 @@ fn a_user_changes_their_own_password_and_must_sign_in_again() {
         &["users", "create", "--name", "carol", "--role", "viewer"],
         &format!("{old}\n"),
     );
-    let ok = login(&agent, &server, "carol", old);
-    let cookie = ok.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = ok.json["csrf_token"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = session_of(&login(&agent, &server, "carol", old));
     let session = Creds {
         cookie: Some(&cookie),
         csrf: Some(&csrf),
