@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use vitalwatch::auth::{Access, Role};
 
-/// An HTTPS agent that trusts the server's CA and returns 4xx/5xx as values.
+/// An HTTPS agent that trusts the server's CA and returns 4xx/5xx as values. Each request
+/// has a connection of its own: a pooled keep-alive connection the server has just closed
+/// (idle timeout, a stream it ended) would fail a POST, which a client may not retry.
 fn https_agent(data_dir: &Path) -> ureq::Agent {
     vitalwatch::tls::install_crypto_provider();
     let pem = std::fs::read(data_dir.join("certs/ca.crt")).unwrap();
@@ -19,6 +21,7 @@ fn https_agent(data_dir: &Path) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
+        .max_idle_connections(0)
         .tls_config(
             ureq::tls::TlsConfig::builder()
                 .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
