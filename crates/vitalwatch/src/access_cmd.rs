@@ -3,6 +3,7 @@
 //! server: the server looks tokens and users up on every request).
 
 use crate::auth::{self, Role, TokenRequest};
+use crate::cli::actor;
 use crate::cli::{TokensCommand, UsersCommand};
 use crate::config::Config;
 use crate::serve::open_store;
@@ -10,13 +11,6 @@ use crate::store::{AuthWrite, Store};
 use anyhow::{Context, bail};
 use std::io::BufRead;
 use vitalwatch_core::telemetry::Timestamp;
-
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
-}
 
 fn role(text: &str) -> anyhow::Result<Role> {
     Role::parse(text)

@@ -3,6 +3,7 @@
 
 use crate::alerts::replay::{self, ReplaySettings, ScenarioResult};
 use crate::alerts::{PreviewAnswer, preview_history, validate_thresholds};
+use crate::cli::actor;
 use crate::cli::{ThresholdLimits, ThresholdsCommand};
 use crate::config::Config;
 use crate::serve::open_store;
@@ -15,13 +16,6 @@ use vitalwatch_core::alerting::Evaluation;
 use vitalwatch_core::rules::PatientThresholds;
 use vitalwatch_core::scenario::{self, Scenario};
 use vitalwatch_core::telemetry::{DeviceId, Timestamp};
-
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
-}
 
 fn check_id(raw: &str, config: &Config) -> anyhow::Result<DeviceId> {
     DeviceId::parse(raw, config.limits.max_device_id_len).map_err(|_| {

@@ -2,18 +2,12 @@
 //! written to the audit trail.
 
 use crate::cli::CertsCommand;
+use crate::cli::actor;
 use crate::config::Config;
 use crate::pki::{self, CertsDir};
 use crate::serve::open_store;
 use crate::store::{AuditEntry, Store};
 use vitalwatch_core::telemetry::DeviceId;
-
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
-}
 
 async fn audit(
     config: &Config,

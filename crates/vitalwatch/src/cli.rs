@@ -27,6 +27,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who runs a command-line change, as the audit trail records it: `cli:<login name>`.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: pipeline, SQLite store and REST API.

@@ -2,19 +2,13 @@
 //! same audit trail) as the API. Safe to run beside a running server: SQLite serialises the
 //! writers, and the audit chain is extended inside each transaction.
 
+use crate::cli::actor;
 use crate::cli::{DeviceFields, DevicesCommand};
 use crate::config::Config;
 use crate::serve::open_store;
 use crate::store::{DeviceRegistration, DeviceUpdate, Store};
 use anyhow::{Context, bail};
 use vitalwatch_core::telemetry::DeviceId;
-
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
-}
 
 fn check_id(raw: &str, config: &Config) -> anyhow::Result<String> {
     DeviceId::parse(raw, config.limits.max_device_id_len)
