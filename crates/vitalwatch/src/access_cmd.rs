@@ -71,16 +71,7 @@ async fn tokens_on(store: &dyn Store, command: TokensCommand) -> anyhow::Result<
                 "ID", "NAME", "ROLE", "DEVICE", "EXPIRES"
             );
             for token in store.list_tokens().await? {
-                let state = match (&token.revoked_at, &token.expires_at) {
-                    (Some(_), _) => "revoked",
-                    (None, Some(at))
-                        if chrono::DateTime::parse_from_rfc3339(at)
-                            .is_ok_and(|at| at <= chrono::Utc::now()) =>
-                    {
-                        "expired"
-                    }
-                    _ => "active",
-                };
+                let state = token.state(chrono::Utc::now()).as_str();
                 println!(
                     "{:<16} {:<24} {:<10} {:<16} {:<25} {state}",
                     token.id,

@@ -7,7 +7,7 @@ use super::session::{COOKIE, LoginLimiter, Sessions};
 use super::{Access, Credential, Principal, Role, Secret};
 use crate::api::ApiError;
 use crate::config::HttpConfig;
-use crate::store::{AuditEntry, Store};
+use crate::store::{AuditEntry, Store, TokenState};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -61,13 +61,7 @@ impl AuthService {
                     )
             }
             Credential::Token { id } => match self.store.find_token(id.clone()).await {
-                Ok(Some(token)) => {
-                    token.revoked_at.is_none()
-                        && token.expires_at.as_deref().is_none_or(|at| {
-                            chrono::DateTime::parse_from_rfc3339(at)
-                                .is_ok_and(|at| at > chrono::Utc::now())
-                        })
-                }
+                Ok(Some(token)) => token.state(chrono::Utc::now()) == TokenState::Active,
                 _ => false,
             },
         }
@@ -171,20 +165,20 @@ async fn identify(
         if !super::constant_time_eq(&super::hash_secret(secret), &record.secret_hash) {
             return Err(invalid);
         }
-        if record.revoked_at.is_some() {
-            return Err(Refusal::Unauthenticated(
-                "token_revoked",
-                "the token has been revoked",
-            ));
-        }
-        if let Some(expires) = &record.expires_at
-            && chrono::DateTime::parse_from_rfc3339(expires)
-                .map_or(true, |at| at <= chrono::Utc::now())
-        {
-            return Err(Refusal::Unauthenticated(
-                "token_expired",
-                "the token has expired",
-            ));
+        match record.state(chrono::Utc::now()) {
+            TokenState::Active => {}
+            TokenState::Revoked => {
+                return Err(Refusal::Unauthenticated(
+                    "token_revoked",
+                    "the token has been revoked",
+                ));
+            }
+            TokenState::Expired => {
+                return Err(Refusal::Unauthenticated(
+                    "token_expired",
+                    "the token has expired",
+                ));
+            }
         }
         let Some(role) = Role::parse(&record.role) else {
             return Err(invalid);

@@ -20,7 +20,7 @@ pub use alerting::{
     AlertEventRecord, AlertQuery, AlertRecord, NewWebhookDelivery, ThresholdsRecord,
     WebhookDeliveryRecord, alert_state_str, transition_kind_str,
 };
-pub use auth::{AuthWrite, TokenRecord, UserRecord};
+pub use auth::{AuthWrite, TokenRecord, TokenState, UserRecord};
 
 /// Where a reading came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
