@@ -113,6 +113,15 @@ fn cli(dir: &Path, args: &[&str], stdin: &str) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// A dashboard user, made with the real CLI (the password goes in on standard input).
+fn create_user(dir: &Path, name: &str, role: &str, password: &str) {
+    cli(
+        dir,
+        &["users", "create", "--name", name, "--role", role],
+        &format!("{password}\n"),
+    );
+}
+
 fn token(dir: &Path, role: &str, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["tokens", "create", "--role", role, "--name", name];
     args.extend_from_slice(extra);
@@ -189,11 +198,7 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
     std::thread::sleep(Duration::from_secs(2));
 
     // A signed-in dashboard user, for the routes only a session may use.
-    cli(
-        dir.path(),
-        &["users", "create", "--name", "dora", "--role", "viewer"],
-        "a long enough password\n",
-    );
+    create_user(dir.path(), "dora", "viewer", "a long enough password");
     let (cookie, csrf) = session_of(&login(&agent, &server, "dora", "a long enough password"));
     let user_session = Creds {
         cookie: Some(&cookie),
@@ -457,11 +462,7 @@ fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
     let server = start(dir.path());
     let agent = https_agent(&server.data_dir);
     let password = "correct horse battery staple";
-    cli(
-        dir.path(),
-        &["users", "create", "--name", "alice", "--role", "clinician"],
-        &format!("{password}\n"),
-    );
+    create_user(dir.path(), "alice", "clinician", password);
     // A short password is refused.
     let short = Command::new(bin())
         .current_dir(dir.path())
@@ -719,11 +720,7 @@ fn session_actions_carry_the_users_own_name_and_streams_end_with_the_session() {
     let server = start(dir.path());
     let agent = https_agent(&server.data_dir);
     let password = "correct horse battery staple";
-    cli(
-        dir.path(),
-        &["users", "create", "--name", "alice", "--role", "clinician"],
-        &format!("{password}\n"),
-    );
+    create_user(dir.path(), "alice", "clinician", password);
     let device = token(dir.path(), "device", "bed-1", &["--device", "bed-1"]);
     for n in 0..12 {
         let body = crate::support::reading("bed-1", n, 150.0);
@@ -1055,11 +1052,7 @@ fn a_user_changes_their_own_password_and_must_sign_in_again() {
     let server = start(dir.path());
     let agent = https_agent(&server.data_dir);
     let old = "first password here";
-    cli(
-        dir.path(),
-        &["users", "create", "--name", "carol", "--role", "viewer"],
-        &format!("{old}\n"),
-    );
+    create_user(dir.path(), "carol", "viewer", old);
     let (cookie, csrf) = session_of(&login(&agent, &server, "carol", old));
     let session = Creds {
         cookie: Some(&cookie),
