@@ -7,10 +7,11 @@
 use crate::api::{self, AppState};
 use crate::auth::layer::AuthService;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::ingest::{BrokerSettings, BrokerStatus, embedded, external};
 use crate::metrics::Metrics;
 use crate::model::{self, ModelSlot};
-use crate::pipeline::{self, Pipeline};
+use crate::pipeline::{self, Pipeline, PipelineParts};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AuditEntry, Retention, Store, StoreOptions};
 use crate::tls::ClientAuth;
@@ -81,14 +82,7 @@ pub async fn serve_on(
             .await
             .context("loading the anomaly model")?,
     );
-    let pipeline = Pipeline::new(
-        Arc::clone(&store),
-        config.limits.clone(),
-        config.rules.clone(),
-        metrics,
-        config.store.queue_timeout(),
-    )
-    .with_model(Arc::clone(&model_slot));
+    let events = EventBus::new();
     // Alert tasks stop after the API (in-flight readings still reach the engine) and before
     // the store closes (their transitions are committed).
     let alert_tasks = TaskTracker::new();
@@ -96,13 +90,22 @@ pub async fn serve_on(
         Arc::clone(&store),
         config.alerting.clone(),
         config.rules.clone(),
-        pipeline.event_sender(),
+        events.clone(),
         &alert_tasks,
         shutdown.clone(),
     )
     .await
     .context("starting alerting")?;
-    let pipeline = Arc::new(pipeline.with_alerts(alerts));
+    let pipeline = Arc::new(Pipeline::new(PipelineParts {
+        store: Arc::clone(&store),
+        limits: config.limits.clone(),
+        rules: config.rules.clone(),
+        metrics,
+        queue_timeout: config.store.queue_timeout(),
+        model: Arc::clone(&model_slot),
+        alerts,
+        events,
+    }));
     // Installed before the service announces itself, so a SIGHUP sent as soon as the API
     // answers reloads the model instead of ending the process.
     #[cfg(unix)]

@@ -8,7 +8,7 @@
 //!   transitions (cheap, in memory).
 //! - Every transition is queued, in engine order, to one persister task that writes it through
 //!   the store's writer thread; then it is published on the pipeline's event bus
-//!   ([`crate::pipeline::Event::Alert`], the seam for the dashboard stream and MQTT alert
+//!   ([`crate::events::Event::Alert`], the seam for the dashboard stream and MQTT alert
 //!   topics) and queued for webhooks. Ingest never waits for a webhook.
 //! - One timer task sleeps until [`AlertEngine::next_deadline`] (or a wake-up) and calls
 //!   `tick`: DEVICE_OFFLINE, escalation, end of audio pause.
@@ -27,12 +27,13 @@ pub use checks::{Checks, findings, remember_temperature};
 pub use config::{AlertingConfig, Secret, WebhookDeliveryConfig, WebhookTarget};
 pub use preview::{PreviewAnswer, preview_history};
 
-use crate::pipeline::{self, Event};
+use crate::clock;
+use crate::events::{Event, EventBus};
 use crate::store::{Store, StoreError, ThresholdsRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
-use tokio::sync::{Mutex, Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitalwatch_core::alerting::{
@@ -98,7 +99,7 @@ pub struct AlertService {
     state: Mutex<EngineState>,
     wake: Notify,
     persist: mpsc::Sender<PersistJob>,
-    events: broadcast::Sender<Event>,
+    events: EventBus,
     webhooks: Option<Webhooks>,
     /// Devices whose registry interval the engine already has (`None`: quarantined only).
     known: StdMutex<HashMap<DeviceId, Option<u64>>>,
@@ -111,12 +112,12 @@ impl AlertService {
         store: Arc<dyn Store>,
         config: AlertingConfig,
         site_rules: RuleSet,
-        events: broadcast::Sender<Event>,
+        events: EventBus,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<AlertService>> {
         use anyhow::Context;
-        let now = pipeline::now();
+        let now = clock::now();
         let (last_id, open_alerts) = store.open_alerts().await.context("loading open alerts")?;
         let devices = store.list_devices().await.context("loading devices")?;
         let mut known = HashMap::new();
@@ -224,7 +225,7 @@ impl AlertService {
             };
             intervals.push((device_id.clone(), interval));
         }
-        let now = pipeline::now();
+        let now = clock::now();
         let mut state = self.state.lock().await;
         let state = &mut *state;
         let wake = !intervals.is_empty();
@@ -305,7 +306,7 @@ impl AlertService {
                     now,
                 );
             }
-            let _ = self.events.send(Event::Alert(transition.clone()));
+            self.events.publish(Event::Alert(transition.clone()));
         }
         let job = PersistJob { transitions, done };
         if self.persist.send(job).await.is_err() {
@@ -319,7 +320,7 @@ impl AlertService {
         id: u64,
         action: impl FnOnce(&mut AlertEngine, Timestamp) -> Result<Vec<AlertTransition>, AlertError>,
     ) -> Result<Alert, ActionError> {
-        let now = pipeline::now();
+        let now = clock::now();
         let (done, committed) = oneshot::channel();
         let res = {
             let mut state = self.state.lock().await;
@@ -451,7 +452,7 @@ impl AlertService {
             let deadline = self.state.lock().await.engine.next_deadline();
             let wait = match deadline {
                 Some(deadline) => Duration::from_micros(
-                    u64::try_from(deadline.saturating_sub(pipeline::now())).unwrap_or(0),
+                    u64::try_from(deadline.saturating_sub(clock::now())).unwrap_or(0),
                 ),
                 None => Duration::from_secs(3600),
             };
@@ -460,7 +461,7 @@ impl AlertService {
                 () = self.wake.notified() => continue,
                 () = tokio::time::sleep(wait) => {}
             }
-            let now = pipeline::now();
+            let now = clock::now();
             let mut state = self.state.lock().await;
             let transitions = state.engine.tick(now);
             self.dispatch(transitions, None, now).await;
@@ -511,7 +512,7 @@ pub fn validate_thresholds(
         thresholds,
         author,
         reason,
-        effective_from: effective_from.unwrap_or_else(pipeline::now).to_rfc3339(),
+        effective_from: effective_from.unwrap_or_else(clock::now).to_rfc3339(),
         updated_at: String::new(),
     })
 }

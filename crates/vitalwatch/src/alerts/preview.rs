@@ -64,7 +64,7 @@ pub async fn preview_history(
         .iter()
         .max()
         .copied()
-        .unwrap_or_else(crate::pipeline::now);
+        .unwrap_or_else(crate::clock::now);
     let recorded: Vec<_> = match first {
         None => Vec::new(),
         Some(first) => store

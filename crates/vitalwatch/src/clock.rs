@@ -1,0 +1,42 @@
+//! The server's one wall clock.
+//!
+//! Everything in the service that needs "now" as a calendar time asks here, so there is one
+//! place that reads the system clock and one format for it. Core code never reads a clock:
+//! callers pass the [`Timestamp`] this returns. Durations and deadlines use tokio's (or std's)
+//! monotonic `Instant`, which this module does not replace.
+
+use vitalwatch_core::telemetry::Timestamp;
+
+/// Now, as a [`Timestamp`] (UTC, microseconds).
+pub fn now() -> Timestamp {
+    Timestamp::from_datetime(now_utc())
+}
+
+/// Now, as a chrono UTC time (token expiry, session records).
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// Now as RFC 3339 text with millisecond precision and `Z` (status fields, audit details).
+pub fn now_rfc3339_millis() -> String {
+    now_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forms_of_now_agree() {
+        let before = now_utc();
+        let stamp = now();
+        let text = now_rfc3339_millis();
+        let after = now_utc();
+        assert!(before.timestamp_millis() <= stamp.millis());
+        assert!(stamp.millis() <= after.timestamp_millis());
+        let parsed = chrono::DateTime::parse_from_rfc3339(&text).expect("valid RFC 3339");
+        assert!(parsed.timestamp_millis() >= before.timestamp_millis());
+        assert!(parsed.timestamp_millis() <= after.timestamp_millis());
+        assert!(text.ends_with('Z'));
+    }
+}
