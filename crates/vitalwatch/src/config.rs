@@ -5,6 +5,12 @@
 //! applied last. The defaults ship as a commented TOML ([`DEFAULT_TOML`]) that
 //! `vitalwatch config default` prints; a test keeps it equal to [`Config::default`].
 
+mod alerting;
+mod broker_url;
+
+pub use alerting::{AlertingConfig, WebhookDeliveryConfig, WebhookTarget};
+pub use broker_url::BrokerUrl;
+
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -30,7 +36,7 @@ pub struct Config {
     pub rules: RuleSet,
     pub mqtt: MqttConfig,
     pub model: ModelConfig,
-    pub alerting: crate::alerts::AlertingConfig,
+    pub alerting: AlertingConfig,
 }
 
 /// The embedded MQTT broker.
@@ -122,7 +128,7 @@ impl Default for Config {
             rules: RuleSet::default(),
             mqtt: MqttConfig::default(),
             model: ModelConfig::default(),
-            alerting: crate::alerts::AlertingConfig::default(),
+            alerting: AlertingConfig::default(),
         }
     }
 }
@@ -393,7 +399,7 @@ impl Config {
             bail!("mqtt.max_packet_size must be at least 256 and mqtt.max_inflight positive");
         }
         if let Some(broker) = &self.mqtt.broker {
-            crate::ingest::external::BrokerUrl::parse(broker, self.mqtt.use_tls)
+            BrokerUrl::parse(broker, self.mqtt.use_tls)
                 .map_err(|err| anyhow::anyhow!("mqtt.broker: {err}"))?;
         }
         if self.mqtt.broker_cert.is_some() != self.mqtt.broker_key.is_some() {

@@ -246,7 +246,7 @@ pub async fn serve_on(
     let mut dashboard_task = None;
     if let Some(dashboard) = dashboard {
         let dashboard_addr = dashboard.local_addr()?;
-        if !crate::dashboard::assets_built() {
+        if !crate::assets::assets_built() {
             tracing::warn!(
                 message = "Dashboard assets not built; the dashboard shows how to build them.",
                 hint = "scripts/build-web"
@@ -256,7 +256,7 @@ pub async fn serve_on(
         if announce {
             announce_line(&format!("listening dashboard={dashboard_addr}"));
         }
-        let (dashboard_app, table) = crate::dashboard::app(app.clone(), &api_table);
+        let (dashboard_app, table) = crate::assets::app(app.clone(), &api_table);
         let dashboard_app = api::guarded(
             dashboard_app,
             &table,

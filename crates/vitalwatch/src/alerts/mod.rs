@@ -18,16 +18,15 @@
 //! Must not: log vital values or payloads, hold the engine lock across a store read.
 
 mod checks;
-mod config;
 mod preview;
 pub mod replay;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, remember_temperature};
-pub use config::{AlertingConfig, Secret, WebhookDeliveryConfig, WebhookTarget};
 pub use preview::{PreviewAnswer, preview_history};
 
 use crate::clock;
+use crate::config::AlertingConfig;
 use crate::events::{Event, EventBus};
 use crate::store::{Store, StoreError, ThresholdsRecord};
 use std::collections::HashMap;
@@ -157,7 +156,7 @@ impl AlertService {
             Arc::clone(&store),
             tasks,
             shutdown.clone(),
-        );
+        )?;
         let service = Arc::new(AlertService {
             store: Arc::clone(&store),
             config,

@@ -3,8 +3,8 @@
 //! and `vitalwatch thresholds preview`; changes nothing.
 
 use super::ThresholdsError;
-use super::config::AlertingConfig;
 use super::replay::{self, Preview, ReplaySettings};
+use crate::config::AlertingConfig;
 use crate::store::{AlertQuery, ReadingQuery, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;

@@ -155,7 +155,7 @@ pub async fn logout(
 pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
     let (kind, csrf) = match &who.credential {
         Credential::Token { .. } => ("token", None),
-        Credential::Session { csrf, .. } => ("session", Some(csrf.0.clone())),
+        Credential::Session { csrf, .. } => ("session", Some(csrf.expose().to_owned())),
         Credential::Loopback => ("loopback", None),
     };
     Json(json!({

@@ -4,9 +4,10 @@
 use super::audit_buffer::AuditBuffer;
 use super::routes::Policy;
 use super::session::{COOKIE, LoginLimiter, Sessions};
-use super::{Access, Credential, Principal, Role, Secret};
-use crate::api::ApiError;
+use super::{Access, Credential, Principal, Role};
+use crate::api_error::ApiError;
 use crate::config::HttpConfig;
+use crate::secret::Secret;
 use crate::store::{AuditEntry, Store, TokenState};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -54,7 +55,7 @@ impl AuthService {
         match &principal.credential {
             Credential::Loopback => true,
             Credential::Session { id, .. } => {
-                self.sessions.peek(&id.0)
+                self.sessions.peek(id.expose())
                     && matches!(
                         self.store.find_user(principal.name.clone()).await,
                         Ok(Some(user)) if user.disabled_at.is_none()
@@ -209,8 +210,8 @@ async fn identify(
             role: Some(session.role),
             device_id: None,
             credential: Credential::Session {
-                id: Secret(cookie.to_owned()),
-                csrf: Secret(session.csrf),
+                id: Secret::new(cookie),
+                csrf: Secret::new(session.csrf),
             },
         }));
     }
@@ -311,7 +312,7 @@ pub async fn authorize(
             .headers()
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok());
-        if !Sessions::csrf_matches(&csrf.0, presented) {
+        if !Sessions::csrf_matches(csrf.expose(), presented) {
             let _ = service.audit.record(AuditEntry {
                 actor: principal.actor(),
                 action: "auth.csrf_refused".to_owned(),

@@ -12,6 +12,7 @@ pub mod layer;
 pub mod routes;
 pub mod session;
 
+use crate::secret::Secret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -101,16 +102,6 @@ pub enum Credential {
     Token { id: String },
     Session { id: Secret, csrf: Secret },
     Loopback,
-}
-
-/// A secret value that never shows in `Debug` output (and so never in a log line).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 /// An authenticated caller, in every request's extensions.
