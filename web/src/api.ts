@@ -17,31 +17,25 @@ export type AnomalyType =
 /** The ACVPU letter of `telemetry::Consciousness`. */
 export type Acvpu = 'A' | 'C' | 'V' | 'P' | 'U';
 
-/** `store::ReadingRecord`. Times are RFC 3339 UTC. */
-export interface Reading {
+/** The numeric vitals of a reading (every vital of generated/vitals.ts but the two that are
+ *  not numbers). */
+export type NumericVital = Exclude<VitalKey, 'consciousness' | 'on_oxygen'>;
+
+/** `store::ReadingRecord`: one field per vital of generated/vitals.ts, named by its key, and
+ *  the record's own fields. Times are RFC 3339 UTC. */
+export type Reading = { [K in NumericVital]: number | null } & {
   id: number;
   device_id: string;
   timestamp: string;
   timestamp_from_device: boolean;
   received_at: string;
-  heart_rate: number | null;
-  body_temp: number | null;
-  signal_strength: number | null;
-  battery_level: number | null;
-  spo2: number | null;
-  respiratory_rate: number | null;
-  systolic_bp: number | null;
-  diastolic_bp: number | null;
   consciousness: Acvpu | null;
   on_oxygen: boolean | null;
   seq: number | null;
   extra: unknown;
   ml_score: number | null;
   source: string;
-}
-
-/** The numeric vitals of a reading. */
-export type NumericVital = Exclude<VitalKey, 'consciousness' | 'on_oxygen'>;
+};
 
 /** `store::AnomalyRecord`. */
 export interface Anomaly {
