@@ -1,55 +1,35 @@
-// The Alerts view. Alerting is served by /api/alerts when the server has it; the view is shown
-// only then. The alert's JSON is read defensively (id, device_id, priority or severity,
-// state or status, condition or kind, message, raised_at or started_at) so small naming
-// differences in the API do not hide an alert.
-import { HttpError, ago, fill, h, localDateTime, sevBadge } from './util';
+// The Alerts view and the alert badge. Alerts come from /api/alerts (refetched when the live
+// stream says one changed); the view is shown only when the server answers it. A new open
+// high-priority alert sounds (when the user turned the sound on) and shows in the header.
+import { type Alert, HttpError, acknowledgeAlert, getAlerts, isUnauthorized, silenceAlert } from './api';
+import { canActOnAlerts } from './auth';
+import { conditionLabel, priorityLevel } from './labels';
+import { rerenderTilesSoon } from './overview';
+import { activeCritical, alertIsActive, auth, matchesDevice, nav, state } from './state';
+import { ago, byId, fill, h, localDateTime, num, sevBadge } from './util';
 
-export type AlertItem = Record<string, unknown> & {
-  id?: string | number; alert_id?: string | number; device_id?: string;
-  severity?: string; priority?: string; state?: string; status?: string;
-  condition?: string; kind?: string; type?: string; message?: string; details?: string;
-  raised_at?: string; started_at?: string; opened_at?: string; updated_at?: string;
-};
+/** How long "Silence" pauses an alert's audio (IEC 60601-1-8 practice: at most two minutes). */
+const AUDIO_PAUSE_S = 120;
 
-export function alertId(a: AlertItem): string {
-  return String(a.id ?? a.alert_id ?? '');
-}
-export function alertDevice(a: AlertItem): string {
-  return String(a.device_id ?? '');
-}
-/** HIGH priority (IEC 60601-1-8) and CRITICAL severity are both shown as critical. */
-export function alertSeverity(a: AlertItem): string {
-  const raw = String(a.severity ?? a.priority ?? '').toUpperCase();
-  if (raw === 'HIGH' || raw === 'CRITICAL') return 'CRITICAL';
-  if (raw === 'MEDIUM' || raw === 'WARNING') return 'WARNING';
-  return 'INFO';
-}
-function stateOf(a: AlertItem): string {
-  return String(a.state ?? a.status ?? 'active').toLowerCase();
-}
-export function alertIsActive(a: AlertItem): boolean {
-  const s = stateOf(a);
-  return !(s.includes('resolv') || s.includes('clear') || s.includes('closed') || s.includes('ended'));
-}
-const RANK: Record<string, number> = { CRITICAL: 0, WARNING: 1, INFO: 2 };
-export function sortAlerts(alerts: AlertItem[]): AlertItem[] {
+const RANK: Record<Alert['priority'], number> = { high: 0, medium: 1, low: 2 };
+
+/** Open first, then by priority, then newest first. */
+export function sortAlerts(alerts: Alert[]): Alert[] {
   return [...alerts].sort((x, y) =>
     Number(!alertIsActive(x)) - Number(!alertIsActive(y)) ||
-    (RANK[alertSeverity(x)] ?? 3) - (RANK[alertSeverity(y)] ?? 3) ||
-    String(y.raised_at ?? y.started_at ?? '').localeCompare(String(x.raised_at ?? x.started_at ?? '')));
+    RANK[x.priority] - RANK[y.priority] ||
+    y.opened_at.localeCompare(x.opened_at));
 }
 
-export interface AlertActor {
-  /** The signed-in user's name: recorded as who acted (no free-text name then). */
-  name: string | null;
-  /** False for a read-only role (viewer): the buttons are disabled and say why. */
-  canAct: boolean;
+function isSilenced(a: Alert, now = Date.now()): boolean {
+  return a.silenced_until !== null && new Date(a.silenced_until).getTime() > now;
 }
 
-const ACTION_WORDS: Record<'ack' | 'silence', string> = { ack: 'acknowledge', silence: 'silence' };
+type Action = 'ack' | 'silence';
+const ACTION_WORDS: Record<Action, string> = { ack: 'acknowledge', silence: 'silence' };
 
-/** What to tell the user when an action failed. */
-function actionError(err: unknown, action: 'ack' | 'silence'): { text: string; final: boolean } {
+/** What to tell the user when an action failed, and whether retrying could help. */
+function actionError(err: unknown, action: Action): { text: string; final: boolean } {
   if (err instanceof HttpError) {
     if (err.status === 403 && err.code === 'csrf') {
       return { text: 'The server refused the request (its security token was missing or stale). Reload the page and try again.', final: false };
@@ -63,65 +43,167 @@ function actionError(err: unknown, action: 'ack' | 'silence'): { text: string; f
   return { text: `Could not ${ACTION_WORDS[action]} the alert: ${err instanceof Error ? err.message : String(err)}.`, final: false };
 }
 
-export function renderAlerts(
-  panel: HTMLElement,
-  alerts: AlertItem[],
-  shown: (deviceId: string) => boolean,
-  act: (a: AlertItem, action: 'ack' | 'silence') => Promise<void>,
-  actor: AlertActor = { name: null, canAct: true },
-): void {
-  const visible = alerts.filter((a) => shown(alertDevice(a)));
-  const hidden = alerts.length - visible.length;
-  const items = visible.map((a) => {
-    const sev = alertSeverity(a);
-    const st = stateOf(a);
-    const active = alertIsActive(a);
-    const when = String(a.raised_at ?? a.started_at ?? a.opened_at ?? '');
-    const error = h('p', { class: 'alert-error', role: 'alert', hidden: true });
-    const button = (label: string, action: 'ack' | 'silence', done: boolean) => h('button', {
-      class: action === 'ack' ? 'btn btn-primary' : 'btn',
-      'data-action': action,
-      disabled: !active || done || !actor.canAct,
-      title: actor.canAct ? undefined : `Your role may not ${ACTION_WORDS[action]} alerts`,
-      onclick: async (e: Event) => {
-        const b = e.currentTarget as HTMLButtonElement;
-        b.disabled = true;
-        error.hidden = true;
-        try {
-          await act(a, action);
-        } catch (err) {
-          const { text, final } = actionError(err, action);
-          error.textContent = text;
-          error.hidden = false;
-          b.disabled = final;
-          if (!final) b.textContent = `${label} failed — retry`;
-          console.error(err);
-        }
-      },
-    }, label);
-    return h('article', { class: `alert sev-border-${sev}${active ? '' : ' inactive'}`, 'data-alert': alertId(a), 'data-state': st },
-      h('div', {},
-        h('div', { class: 'card-title' }, h('span', {}, `${a.condition ?? a.kind ?? a.type ?? 'Alert'} — ${alertDevice(a)}`), sevBadge(sev)),
-        h('div', { class: 'card-body' }, String(a.message ?? a.details ?? '')),
-        h('div', { class: 'card-time' }, `State: ${st}${when ? ` · raised ${localDateTime(when)} (${ago(when)})` : ''}`)),
-      h('div', { class: 'alert-actions' },
-        button('Acknowledge', 'ack', st.includes('ack')),
-        button('Silence', 'silence', st.includes('silenc'))),
-      error);
-  });
+/** Who acts: the signed-in user, or on a trusted workstation (no sign-in) the name typed in. */
+function actingName(): string {
+  const session = auth.session;
+  if (session?.kind === 'session') return session.name;
+  const input = byId<HTMLInputElement>('ack-by');
+  const by = input.value.trim();
+  if (!by) {
+    input.focus();
+    throw new Error('enter your name first');
+  }
+  return by;
+}
+
+async function act(a: Alert, action: Action): Promise<void> {
+  const by = actingName();
+  if (action === 'ack') await acknowledgeAlert(a.id, by);
+  else await silenceAlert(a.id, by, AUDIO_PAUSE_S);
+  await probeAlerts();
+}
+
+function alertCard(a: Alert, canAct: boolean): HTMLElement {
+  const active = alertIsActive(a);
+  const error = h('p', { class: 'alert-error', role: 'alert', hidden: true });
+  const button = (label: string, action: Action, done: boolean) => h('button', {
+    class: action === 'ack' ? 'btn btn-primary' : 'btn',
+    'data-action': action,
+    disabled: !active || done || !canAct,
+    title: canAct ? undefined : `Your role may not ${ACTION_WORDS[action]} alerts`,
+    onclick: async (e: Event) => {
+      const b = e.currentTarget as HTMLButtonElement;
+      b.disabled = true;
+      error.hidden = true;
+      try {
+        await act(a, action);
+      } catch (err) {
+        const { text, final } = actionError(err, action);
+        error.textContent = text;
+        error.hidden = false;
+        b.disabled = final;
+        if (!final) b.textContent = `${label} failed — retry`;
+        console.error(err);
+      }
+    },
+  }, label);
+  const value = a.last_value !== null
+    ? `Value ${num(a.last_value, 1)}${a.threshold !== null ? ` (limit ${num(a.threshold, 1)})` : ''}`
+    : '';
+  const silenced = isSilenced(a);
+  return h('article', { class: `alert sev-border-${priorityLevel(a.priority)}${active ? '' : ' inactive'}`, 'data-alert': a.id, 'data-state': a.state },
+    h('div', {},
+      h('div', { class: 'card-title' }, h('span', {}, `${conditionLabel(a.condition)} — ${a.device_id}`), sevBadge(priorityLevel(a.priority))),
+      value ? h('div', { class: 'card-body' }, value) : null,
+      h('div', { class: 'card-time' },
+        `State: ${a.state}${silenced ? ' (audio paused)' : ''} · raised ${localDateTime(a.opened_at)} (${ago(a.opened_at)})`)),
+    h('div', { class: 'alert-actions' },
+      button('Acknowledge', 'ack', a.state === 'acknowledged'),
+      button('Silence', 'silence', silenced)),
+    error);
+}
+
+export function renderAlertsPanel(): void {
+  const session = auth.session;
+  const name = session?.kind === 'session' ? session.name : null;
+  const canAct = canActOnAlerts(session);
+  const visible = state.alerts.filter((a) => matchesDevice(a.device_id));
+  const hidden = state.alerts.length - visible.length;
   // Signed in, the user is who acts; otherwise (a trusted workstation) the page asks for a name.
-  const by = actor.name !== null
-    ? h('input', { id: 'ack-by', type: 'text', readonly: true, value: actor.name, 'aria-readonly': 'true' })
+  const by = name !== null
+    ? h('input', { id: 'ack-by', type: 'text', readonly: true, value: name, 'aria-readonly': 'true' })
     : h('input', {
       id: 'ack-by', type: 'text', autocomplete: 'name', maxlength: '64',
       placeholder: 'your name', value: localStorage.getItem('vw-ack-by') ?? '',
       oninput: (e: Event) => localStorage.setItem('vw-ack-by', (e.currentTarget as HTMLInputElement).value),
     });
-  fill(panel,
+  fill(byId('panel-alerts'),
     h('h2', {}, 'Alerts'),
-    actor.canAct
+    canAct
       ? h('label', { class: 'ack-by' }, 'Acknowledge and silence as ', by)
       : h('p', { class: 'hint', id: 'alerts-read-only' }, 'Your role can view alerts but not acknowledge or silence them.'),
     hidden ? h('p', { class: 'banner banner-warning' }, `${hidden} alert(s) on other devices are hidden by the device filter.`) : null,
-    items.length ? h('div', { class: 'alerts' }, ...items) : h('div', { class: 'empty' }, 'No alerts.'));
+    visible.length ? h('div', { class: 'alerts' }, ...visible.map((a) => alertCard(a, canAct))) : h('div', { class: 'empty' }, 'No alerts.'));
+}
+
+/** Refetches the alerts and redraws what shows them; hides the view when the server has none. */
+export async function probeAlerts(): Promise<void> {
+  if (!auth.session) return;
+  try {
+    const res = await getAlerts();
+    if (!auth.session) return;
+    state.alertsAvailable = true;
+    state.alerts = sortAlerts(res.alerts);
+  } catch (err) {
+    if (!auth.session || isUnauthorized(err)) return;
+    // 404: alerting is not part of this server; hide the view quietly.
+    state.alertsAvailable = false;
+    state.alerts = [];
+    if (!(err instanceof HttpError)) console.warn(err);
+  }
+  byId('tab-alerts').hidden = !state.alertsAvailable;
+  rerenderTilesSoon();
+  updateAlertBadge();
+  updateHiddenCriticalBanner();
+  if (state.tab === 'alerts') renderAlertsPanel();
+}
+
+let alertTimer = 0;
+/** Refetches shortly, once for a burst of alert events. */
+export function refreshAlertsSoon(): void {
+  window.clearTimeout(alertTimer);
+  alertTimer = window.setTimeout(() => void probeAlerts(), 150);
+}
+
+export function stopAlertRefresh(): void {
+  window.clearTimeout(alertTimer);
+}
+
+export function updateAlertBadge(): void {
+  const critical = activeCritical();
+  const badge = byId('alert-badge');
+  badge.hidden = critical.length === 0;
+  badge.textContent = `▲ ${critical.length} CRITICAL ALERT${critical.length === 1 ? '' : 'S'}`;
+  badge.classList.toggle('flash', critical.some((a) => a.state === 'active'));
+  document.title = critical.length ? `(${critical.length}) CRITICAL — VitalWatch` : 'VitalWatch';
+  fill(byId('tab-alerts'), 'Alerts', ...(critical.length ? [h('span', { class: 'count' }, critical.length)] : []));
+  const ids = new Set(critical.map((a) => a.id));
+  const fresh = [...ids].some((id) => !state.knownCritical.has(id));
+  state.knownCritical = ids;
+  if (fresh) beep();
+}
+
+/** A critical alert or anomaly is never hidden by the device filter without saying so. */
+export function updateHiddenCriticalBanner(): void {
+  const hidden = activeCritical().filter((a) => !matchesDevice(a.device_id));
+  const anomalies = [...state.hiddenCriticalAnomalies.values()].reduce((x, y) => x + y, 0);
+  const banner = byId('hidden-critical');
+  banner.hidden = hidden.length === 0 && anomalies === 0;
+  if (banner.hidden) return;
+  const devices = [...new Set([...hidden.map((a) => a.device_id), ...state.hiddenCriticalAnomalies.keys()])].join(', ');
+  const parts = [
+    hidden.length ? `${hidden.length} critical alert${hidden.length === 1 ? '' : 's'}` : '',
+    anomalies ? `${anomalies} new critical anomal${anomalies === 1 ? 'y' : 'ies'}` : '',
+  ].filter(Boolean).join(' and ');
+  fill(banner,
+    h('strong', {}, `▲ ${parts} hidden by the device filter`),
+    ` (${devices}).`,
+    h('button', { class: 'btn', id: 'show-all', onclick: () => nav().setDevice('') }, 'Show all devices'));
+}
+
+let audio: AudioContext | null = null;
+function beep(): void {
+  if (!byId<HTMLInputElement>('sound').checked) return;
+  try {
+    audio ??= new AudioContext();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = 880;
+    gain.gain.value = 0.2;
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.6);
+  } catch (err) {
+    console.warn('sound unavailable', err);
+  }
 }

@@ -1,21 +1,14 @@
 // Signing in and out. The server keeps the session in an HttpOnly cookie the page never sees;
-// the page keeps only the session's CSRF token, in memory (util.setCsrfToken). /auth/me says
+// the page keeps only the session's CSRF token, in memory (api.setCsrfToken). /auth/me says
 // who is signed in: a session, a token, or "loopback" (a server run with --trust-loopback,
 // where nobody signs in).
-import { HttpError, byId, call, sendJson } from './util';
-
-export interface Me {
-  name: string;
-  role: string;
-  kind: 'session' | 'token' | 'loopback';
-  csrf_token: string | null;
-}
+import { HttpError, type Me, getMe, login, logout } from './api';
+import { byId } from './util';
 
 /** Who is signed in; null when nobody is (401). A server without /auth (404) is open. */
 export async function whoAmI(): Promise<Me | null> {
   try {
-    const res = await call('/auth/me', { authFlow: true });
-    return await res.json() as Me;
+    return await getMe();
   } catch (err) {
     if (err instanceof HttpError && err.status === 401) return null;
     if (err instanceof HttpError && err.status === 404) return { name: '', role: 'loopback', kind: 'loopback', csrf_token: null };
@@ -24,14 +17,13 @@ export async function whoAmI(): Promise<Me | null> {
 }
 
 export async function signIn(username: string, password: string): Promise<Me> {
-  const res = await sendJson<{ username: string; role: string; csrf_token: string }>(
-    'POST', '/auth/login', { username, password }, { authFlow: true });
+  const res = await login(username, password);
   return { name: res.username, role: res.role, kind: 'session', csrf_token: res.csrf_token };
 }
 
 /** Ends the session on the server (the cookie is cleared by its answer). */
 export async function signOut(): Promise<void> {
-  await sendJson('POST', '/auth/logout', {}, { authFlow: true });
+  await logout();
 }
 
 /** May this caller acknowledge and silence alerts? (viewer: read only) */
@@ -39,14 +31,14 @@ export function canActOnAlerts(me: Me | null): boolean {
   return !!me && me.role !== 'viewer';
 }
 
-const ROLE_LABELS: Record<string, string> = { viewer: 'Viewer', clinician: 'Clinician', admin: 'Administrator' };
+const ROLE_LABELS: Record<Me['role'], string> = { viewer: 'Viewer', clinician: 'Clinician', admin: 'Administrator', device: 'Device', loopback: 'Trusted workstation' };
 
 /** The header's "who is signed in" block; nothing for a trusted loopback client. */
 export function showUser(me: Me | null): void {
   const box = byId('user');
   box.hidden = !me || me.kind === 'loopback';
   byId('user-name').textContent = me?.name ?? '';
-  byId('user-role').textContent = me ? ROLE_LABELS[me.role] ?? me.role : '';
+  byId('user-role').textContent = me ? ROLE_LABELS[me.role] : '';
   byId('sign-out').hidden = me?.kind !== 'session';
 }
 

@@ -1,6 +1,9 @@
 // uPlot wrappers: one Chart per vital. Lines are kept per device as columns and aligned with
 // uPlot.join at most once per animation frame, so a burst of live readings costs one redraw.
-// Old points are trimmed to the time window, which keeps memory flat on a long-running page.
+// The time axis is always the selected window, [now - range, now], whatever the data spans
+// (uPlot alone would stretch a single point to a 1000-day axis), and old points are trimmed to
+// it, which keeps memory flat on a long-running page. The plot element carries the axis's
+// bounds and labels (data-x-min, data-x-max in seconds, data-x-ticks) for tests and tools.
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
@@ -23,6 +26,8 @@ export interface ChartOptions {
   floor?: number;
   height?: number;
   digits?: number;
+  /** The window's length in seconds: the time axis ends now and starts this long before. */
+  rangeS: number;
 }
 
 export interface Marker { t: number; v: number; label: string }
@@ -37,13 +42,18 @@ export class Chart {
   private scheduled = false;
   private shape = '';
   private readonly observer: ResizeObserver;
-  minT = 0;
 
   constructor(private readonly el: HTMLElement, private readonly opts: ChartOptions) {
     this.observer = new ResizeObserver(() => {
       if (this.u) this.u.setSize({ width: this.width(), height: this.opts.height ?? 220 });
     });
     this.observer.observe(el);
+  }
+
+  /** The window in seconds since the epoch, as of now. */
+  private window(): [number, number] {
+    const until = Date.now() / 1000;
+    return [until - this.opts.rangeS, until];
   }
 
   private width(): number {
@@ -81,7 +91,7 @@ export class Chart {
     }
     // Keep time order: a late reading is inserted where it belongs.
     let i = line.t.length;
-    while (i > 0 && line.t[i - 1] > t) i--;
+    while (i > 0 && (line.t[i - 1] ?? -Infinity) > t) i--;
     line.t.splice(i, 0, t);
     line.v.splice(i, 0, v);
     line.min?.splice(i, 0, v);
@@ -90,9 +100,10 @@ export class Chart {
   }
 
   private trim(): void {
+    const [since] = this.window();
     for (const line of this.lines) {
       let drop = 0;
-      while (drop < line.t.length && line.t[drop] < this.minT) drop++;
+      while (drop < line.t.length && (line.t[drop] ?? Infinity) < since) drop++;
       drop = Math.max(drop, line.t.length - MAX_POINTS_PER_LINE);
       if (drop > 0) {
         line.t.splice(0, drop);
@@ -101,7 +112,7 @@ export class Chart {
         line.max?.splice(0, drop);
       }
     }
-    this.markers = this.markers.filter((m) => m.t >= this.minT).slice(-500);
+    this.markers = this.markers.filter((m) => m.t >= since).slice(-500);
   }
 
   private schedule(): void {
@@ -116,7 +127,7 @@ export class Chart {
   private render(): void {
     this.trim();
     const withData = this.lines.filter((l) => l.t.length > 0);
-    const envelope = withData.length === 1 && withData[0].min !== undefined;
+    const envelope = withData.length === 1 && withData[0]?.min !== undefined;
     const shape = withData.map((l) => l.label).join('|') + (envelope ? '+env' : '');
     const tables: uPlot.AlignedData[] = withData.map((l) =>
       envelope
@@ -135,6 +146,10 @@ export class Chart {
 
   private options(lines: Line[], envelope: boolean): uPlot.Options {
     const { band, floor, unit } = this.opts;
+    // Times of day for a window up to a day, with the date beyond; in the viewer's zone.
+    const tickFmt = new Intl.DateTimeFormat(undefined, this.opts.rangeS > 86_400
+      ? { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' }
+      : { hour: '2-digit', minute: '2-digit' });
     const digits = this.opts.digits ?? 0;
     const series: uPlot.Series[] = [{}];
     const bands: uPlot.Band[] = [];
@@ -163,14 +178,9 @@ export class Chart {
       legend: { show: lines.length > 0 && lines.length <= 8 },
       cursor: { drag: { x: true, y: false } },
       scales: {
-        // The whole window, not just the span with data: an empty stretch is information.
-        x: {
-          time: true,
-          range: (_u, _min, max) => {
-            const hi = Math.max(max ?? 0, Date.now() / 1000);
-            return [this.minT, hi + (hi - this.minT) * 0.015];
-          },
-        },
+        // The whole window, not the span with data: an empty stretch is information, and a
+        // lone point must not stretch the axis (uPlot widens min == max by 86 400 000 s).
+        x: { time: true, range: () => this.window() },
         y: {
           range: (_u, min, max) => {
             let lo = Number.isFinite(min) ? min : 0;
@@ -183,11 +193,23 @@ export class Chart {
         },
       },
       axes: [
-        { stroke: '#111418', grid: { stroke: '#e3e6ea' }, ticks: { stroke: '#c9ced6' } },
+        { stroke: '#111418', grid: { stroke: '#e3e6ea' }, ticks: { stroke: '#c9ced6' },
+          values: (_u, ticks) => {
+            const labels = ticks.map((t) => tickFmt.format(new Date(t * 1000)));
+            this.el.dataset.xTicks = JSON.stringify(labels);
+            return labels;
+          } },
         { stroke: '#111418', grid: { stroke: '#e3e6ea' }, ticks: { stroke: '#c9ced6' }, size: 56,
           values: (_u, ticks) => ticks.map((v) => v.toFixed(digits)) },
       ],
       hooks: {
+        setScale: [
+          (u, key) => {
+            if (key !== 'x') return;
+            this.el.dataset.xMin = String(u.scales.x?.min ?? '');
+            this.el.dataset.xMax = String(u.scales.x?.max ?? '');
+          },
+        ],
         drawClear: [
           (u) => {
             const ctx = u.ctx;

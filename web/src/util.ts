@@ -1,5 +1,7 @@
-// DOM, formatting and API helpers. Every text goes in through textContent (h()), never
+// DOM and formatting helpers. Every text goes in through textContent (h()), never
 // innerHTML, so a device id or detail string can never become markup.
+
+import type { Level } from './labels';
 
 export type Child = Node | string | number | null | undefined | false;
 
@@ -70,120 +72,19 @@ export function num(v: number | null | undefined, digits = 0): string {
 
 export const intFmt = new Intl.NumberFormat();
 
-/** A refused or failed API call: the HTTP status and the API's JSON error (`{"error","detail"}`). */
-export class HttpError extends Error {
-  constructor(
-    public status: number,
-    message: string,
-    /** The API's stable error code, e.g. "forbidden", "csrf", "session_expired", "login_failed". */
-    public code = '',
-    public detail = '',
-    /** Seconds from a Retry-After header (429), when given. */
-    public retryAfterS: number | null = null,
-  ) { super(message); }
-}
-
-// The session's CSRF token lives in memory only (never localStorage): a reload asks /auth/me.
-let csrfToken: string | null = null;
-export function setCsrfToken(token: string | null): void {
-  csrfToken = token;
-}
-
-let unauthorized: ((err: HttpError) => void) | null = null;
-/** Called on any 401 from the API (the session ended or there never was one), once per call. */
-export function onUnauthorized(handler: (err: HttpError) => void): void {
-  unauthorized = handler;
-}
-
-async function httpError(path: string, res: Response): Promise<HttpError> {
-  let code = '';
-  let detail = '';
-  try {
-    const body = await res.json() as { error?: unknown; detail?: unknown };
-    code = typeof body.error === 'string' ? body.error : '';
-    detail = typeof body.detail === 'string' ? body.detail : '';
-  } catch { /* not JSON */ }
-  const retry = Number(res.headers.get('retry-after') ?? '');
-  return new HttpError(res.status, `${path}: HTTP ${res.status}${code ? ` ${code}` : ''}`, code, detail,
-    Number.isFinite(retry) && retry > 0 ? Math.ceil(retry) : null);
-}
-
-export interface CallOptions {
-  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  body?: unknown;
-  /** The /auth/* calls answer 401 as part of their flow: do not treat it as "the session ended". */
-  authFlow?: boolean;
-}
-
-/** Every API call goes through here: the CSRF header on state-changing methods, JSON errors
- *  as HttpError, and 401 handed to the handler set with onUnauthorized(). */
-export async function call(path: string, opts: CallOptions = {}): Promise<Response> {
-  const method = opts.method ?? 'GET';
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (opts.body !== undefined) headers['content-type'] = 'application/json';
-  if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
-  const res = await fetch(path, {
-    method,
-    headers,
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-    credentials: 'same-origin',
-  });
-  if (res.ok) return res;
-  const err = await httpError(path, res);
-  if (res.status === 401 && !opts.authFlow) unauthorized?.(err);
-  throw err;
-}
-
-export async function getJson<T>(path: string, params: Record<string, string | undefined> = {}): Promise<T> {
-  const res = await call(withQuery(path, params));
-  return res.json() as Promise<T>;
-}
-
-/** POST, PUT or DELETE with a JSON body; the answer's JSON, or {} when it has none. */
-export async function sendJson<T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body: unknown = {}, opts: Omit<CallOptions, 'method' | 'body'> = {}): Promise<T> {
-  const res = await call(path, { ...opts, method, body });
-  const text = await res.text();
-  return (text ? JSON.parse(text) : {}) as T;
-}
-
-export function postJson<T>(path: string, body: unknown = {}): Promise<T> {
-  return sendJson<T>('POST', path, body);
-}
-
-export function isUnauthorized(err: unknown): boolean {
-  return err instanceof HttpError && err.status === 401;
-}
-
-export function withQuery(path: string, params: Record<string, string | undefined>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, v);
-  const s = q.toString();
-  return s ? `${path}?${s}` : path;
-}
-
-export const TYPE_LABELS: Record<string, string> = {
-  OUT_OF_RANGE_HR: 'Heart rate out of range',
-  OUT_OF_RANGE_TEMP: 'Temperature out of range',
-  WEAK_SIGNAL: 'Weak signal',
-  LOW_BATTERY: 'Low battery',
-  ML_ANOMALY: 'Unusual pattern (model)',
-  MISSING_FIELDS: 'Incomplete reading',
-  UNKNOWN_DEVICE: 'Unknown device',
-  SENSOR_FAULT: 'Sensor fault',
-};
-
-export function typeLabel(t: string): string {
-  return TYPE_LABELS[t] ?? t;
-}
-
-export function sevBadge(severity: string): HTMLElement {
-  const s = (severity || 'INFO').toUpperCase();
-  const word = s === 'CRITICAL' ? 'Critical' : s === 'WARNING' ? 'Warning' : s === 'OK' ? 'Normal' : s.charAt(0) + s.slice(1).toLowerCase();
-  return h('span', { class: `sev sev-${s}` }, word);
+/** A level's badge: a word and a colour (never the colour alone). */
+export function sevBadge(level: Level): HTMLElement {
+  const word = level === 'CRITICAL' ? 'Critical' : level === 'WARNING' ? 'Warning' : level === 'OK' ? 'Normal' : 'Info';
+  return h('span', { class: `sev sev-${level}` }, word);
 }
 
 /** Okabe–Ito, in an order that keeps neighbours distinguishable; yellow darkened for white. */
-export const PALETTE = ['#0072b2', '#e69f00', '#009e73', '#cc79a7', '#56b4e9', '#d55e00', '#000000', '#b8a600'];
+export const PALETTE = ['#0072b2', '#e69f00', '#009e73', '#cc79a7', '#56b4e9', '#d55e00', '#000000', '#b8a600'] as const;
+
+/** The palette's `i`-th colour, wrapping around. */
+export function paletteColor(i: number): string {
+  return PALETTE[i % PALETTE.length] ?? PALETTE[0];
+}
 
 /** Replaces an element's children, skipping null/undefined/false (replaceChildren would print "null"). */
 export function fill(el: Element, ...children: Child[]): void {

@@ -13,6 +13,14 @@ let page;
 
 const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 
+/** Waits until every chart on the page is drawn (its time axis set) and the page has painted
+ *  twice since, so a screenshot or a layout measurement sees the settled page. */
+async function settled() {
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-chart]')]
+    .every((c) => c.querySelector('[data-x-max]') && c.querySelector('canvas')));
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+}
+
 before(async () => {
   server = await startServer({ dir });
   // Some history before the page opens: two beds, one with extended vitals.
@@ -49,7 +57,7 @@ test('the device appears with its latest values, live', async () => {
   // A newer reading replaces the shown value without a reload.
   await post(server.api, { device_id: 'WARD_3', heart_rate: 66, body_temp: 36.7, signal_strength: -58, battery_level: 76 });
   await page.waitForFunction(() => /66\s*bpm/.test(document.querySelector('.tile[data-device=WARD_3]')?.textContent ?? ''));
-  await page.waitForTimeout(300);
+  await settled();
   await shot('realtime');
 });
 
@@ -86,7 +94,7 @@ test('the time range and the device filter change what is shown', async () => {
   await page.waitForSelector('[data-chart=heart_rate] canvas');
   assert.equal(await page.locator('.tile').count(), 0, 'one device: the detail view, not the grid');
   assert.match(await page.locator('#big-vitals').innerText(), /NEWS2/);
-  await page.waitForTimeout(300);
+  await settled();
   await shot('detail');
   // A critical anomaly on a device the filter hides is announced, not hidden silently.
   await post(server.api, { device_id: 'BED_2', heart_rate: 35, body_temp: 36.9, signal_strength: -70, battery_level: 50 });
@@ -165,8 +173,45 @@ test('the page shows the disconnection and recovers after the server restarts', 
 
 test('the page is usable at tablet width', async () => {
   await page.setViewportSize({ width: 768, height: 1024 });
-  await page.waitForTimeout(300);
+  await page.waitForFunction(() => window.innerWidth === 768);
+  await settled();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 1, `no horizontal scrolling at 768 px (overflow ${overflow}px)`);
   await shot('tablet');
+});
+
+test('with a single reading, "Last hour" draws a time axis of the last hour', async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // One reading 20 minutes ago on a device of its own: one bucket, one point.
+  const at = Date.now() - 20 * 60_000;
+  await post(server.api, { device_id: 'SOLO_1', timestamp: new Date(at).toISOString(), heart_rate: 72, body_temp: 36.8, signal_strength: -60, battery_level: 90 });
+  await page.waitForSelector('#device option[value=SOLO_1]', { state: 'attached' });
+  await page.selectOption('#range', '3600');
+  await page.selectOption('#device', 'SOLO_1');
+  await page.click('#tab-realtime');
+  await page.waitForFunction(() => /SOLO_1/.test(document.querySelector('.detail-head h2')?.textContent ?? ''));
+  const plot = page.locator('[data-chart=heart_rate] [data-x-max]');
+  await plot.waitFor();
+  await settled();
+  const now = Date.now() / 1000;
+  const min = Number(await plot.getAttribute('data-x-min'));
+  const max = Number(await plot.getAttribute('data-x-max'));
+  assert.ok(Math.abs(max - now) < 120, `the axis ends now (ends ${new Date(max * 1000).toISOString()})`);
+  assert.ok(Math.abs(max - min - 3600) < 1, `the axis spans the hour (${max - min} s)`);
+  assert.ok(min <= at / 1000 && at / 1000 <= max, 'the reading is on the axis');
+  // The labels are times of day within that hour, as the page's locale writes them: no
+  // dates, no other years.
+  const ticks = JSON.parse(await plot.getAttribute('data-x-ticks'));
+  assert.ok(ticks.length >= 2, `several labels (${ticks})`);
+  const minutes = await page.evaluate(([lo, hi]) => {
+    const fmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+    const out = [];
+    for (let t = Math.floor(lo / 60) * 60; t <= hi; t += 60) out.push(fmt.format(new Date(t * 1000)));
+    return out;
+  }, [min, max]);
+  for (const label of ticks) {
+    assert.doesNotMatch(label, /\d{4}/, `no year in ${label}`);
+    assert.ok(minutes.includes(label), `${label} is a minute of the last hour (${minutes[0]} … ${minutes.at(-1)})`);
+  }
+  await shot('single-reading-hour');
 });

@@ -2,6 +2,15 @@
 
 use crate::support::{Server, ServerOptions, sh};
 
+// The seed's examples exactly as README.md shows them; the second test checks it still does.
+const HEALTH: &str = "curl http://localhost:5000/health";
+const TELEMETRY: &str = r#"curl -X POST http://localhost:5000/api/telemetry \
+  -H "Content-Type: application/json" \
+  -d '{"device_id":"TEST_001","heart_rate":75,"body_temp":36.8,"signal_strength":-55,"battery_level":90}'"#;
+/// `sqlite3` and then what is typed into it.
+const SQLITE3: &str = "sqlite3 data/anomalies.db";
+const SQLITE3_INPUT: &str = "SELECT COUNT(*) FROM anomalies;\n.quit";
+
 #[test]
 fn seed_curl_and_sqlite3_examples_work_as_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -13,18 +22,13 @@ fn seed_curl_and_sqlite3_examples_work_as_written() {
     });
     assert_eq!(server.api.port(), 5000);
 
-    let (ok, health, err) = sh(dir.path(), "curl -sS http://localhost:5000/health");
+    let (ok, health, err) = sh(dir.path(), HEALTH);
     assert!(ok, "{err}");
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["model_loaded"], false);
 
-    let (ok, answer, err) = sh(
-        dir.path(),
-        r#"curl -X POST http://localhost:5000/api/telemetry \
-  -H "Content-Type: application/json" \
-  -d '{"device_id":"TEST_001","heart_rate":75,"body_temp":36.8,"signal_strength":-55,"battery_level":90}'"#,
-    );
+    let (ok, answer, err) = sh(dir.path(), TELEMETRY);
     assert!(ok, "{err}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["status"], "received");
@@ -48,7 +52,7 @@ fn seed_curl_and_sqlite3_examples_work_as_written() {
 
     let (ok, out, err) = sh(
         dir.path(),
-        "sqlite3 data/anomalies.db <<'SQL'\nSELECT COUNT(*) FROM anomalies;\n.quit\nSQL",
+        &format!("{SQLITE3} <<'SQL'\n{SQLITE3_INPUT}\nSQL"),
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "2");
@@ -68,4 +72,17 @@ fn seed_curl_and_sqlite3_examples_work_as_written() {
     assert_eq!(anomalies["count"], 1);
     assert_eq!(anomalies["anomalies"][0]["severity"], "CRITICAL");
     drop(server);
+}
+
+#[test]
+fn the_readme_shows_the_seed_examples_as_the_test_above_runs_them() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let block = format!(
+        "# Health check\n{HEALTH}\n\n# Send test telemetry\n{TELEMETRY}\n\n# Check the database\n{SQLITE3}\n{SQLITE3_INPUT}\n"
+    );
+    assert!(
+        readme.contains(&block),
+        "README.md no longer shows the seed's examples as seed.rs runs them:\n{block}"
+    );
 }
