@@ -437,6 +437,18 @@ impl Config {
         self.data_dir.join("anomalies.db")
     }
 
+    /// What the store needs of these settings, fixed when it opens.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            policy: self.registry.policy,
+            default_expected_interval_s: self.registry.default_expected_interval_s,
+            max_batch: self.store.max_batch,
+            queue_capacity: self.store.queue_capacity,
+            redelivery_window_s: self.store.redelivery_window_s,
+            unknown_device_severity: self.rules.unknown_device.severity,
+        }
+    }
+
     /// The model file: `[model] path`, else `<data-dir>/model.json`.
     pub fn model_path(&self) -> PathBuf {
         self.model

@@ -27,14 +27,7 @@ const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
 const ANCHOR_EVERY: Duration = Duration::from_secs(300);
 
 pub fn store_options(config: &Config) -> StoreOptions {
-    StoreOptions {
-        policy: config.registry.policy,
-        default_expected_interval_s: config.registry.default_expected_interval_s,
-        max_batch: config.store.max_batch,
-        queue_capacity: config.store.queue_capacity,
-        redelivery_window_s: config.store.redelivery_window_s,
-        unknown_device_severity: config.rules.unknown_device.severity,
-    }
+    config.store_options()
 }
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {

@@ -191,7 +191,7 @@ mod tests {
         let store = Arc::new(
             SqliteStore::open(
                 &dir.path().join("a.db"),
-                crate::serve::store_options(&crate::config::Config::default()),
+                crate::config::Config::default().store_options(),
             )
             .unwrap(),
         );
@@ -207,7 +207,7 @@ mod tests {
         store.close().await;
         let store = SqliteStore::open(
             &dir.path().join("a.db"),
-            crate::serve::store_options(&crate::config::Config::default()),
+            crate::config::Config::default().store_options(),
         )
         .unwrap();
         let rows = store.audit_log(0, 100).await.unwrap();
@@ -231,7 +231,7 @@ mod tests {
         let store = Arc::new(
             SqliteStore::open(
                 &dir.path().join("a.db"),
-                crate::serve::store_options(&crate::config::Config::default()),
+                crate::config::Config::default().store_options(),
             )
             .unwrap(),
         );
@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(buffer.waiting(), 1);
         let store = SqliteStore::open(
             &dir.path().join("a.db"),
-            crate::serve::store_options(&crate::config::Config::default()),
+            crate::config::Config::default().store_options(),
         )
         .unwrap();
         let rows = store.audit_log(0, 10).await.unwrap();

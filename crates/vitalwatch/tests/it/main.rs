@@ -16,4 +16,5 @@ mod security;
 mod seed;
 mod sim;
 mod support;
+mod tidy;
 mod tls_scan;
