@@ -8,9 +8,8 @@ pub mod audit;
 pub mod dashboard;
 pub mod sqlite;
 
-use crate::config::RegistryPolicy;
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{Reading, Timestamp};
 
@@ -66,6 +65,25 @@ pub enum ItemOutcome {
         quarantine_id: i64,
         anomalies: Vec<AnomalyRecord>,
     },
+}
+
+/// What happens to a reading from a device that is not in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistryPolicy {
+    /// Register the device on its first reading (the seed's behaviour); audited.
+    AutoRegister,
+    /// Quarantine the reading and raise UNKNOWN_DEVICE.
+    Strict,
+}
+
+impl RegistryPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryPolicy::AutoRegister => "auto-register",
+            RegistryPolicy::Strict => "strict",
+        }
+    }
 }
 
 /// How the store treats devices and redeliveries; fixed when it opens.

@@ -14,10 +14,9 @@ use super::{
 use super::{
     AnomalyQuery, AnomalyRecord, AuditEntry, AuditRecord, AuthWrite, DeviceRecord,
     DeviceRegistration, DeviceUpdate, ItemOutcome, PreparedReading, PurgeCounts, ReadingQuery,
-    ReadingRecord, Retention, Store, StoreError, StoreHealth, StoreOptions, TokenRecord,
-    UserRecord,
+    ReadingRecord, RegistryPolicy, Retention, Store, StoreError, StoreHealth, StoreOptions,
+    TokenRecord, UserRecord,
 };
-use crate::config::RegistryPolicy;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use std::path::Path;
