@@ -15,5 +15,6 @@ mod registry;
 mod security;
 mod seed;
 mod sim;
+mod store_conformance;
 mod support;
 mod tls_scan;
