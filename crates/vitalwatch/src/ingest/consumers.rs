@@ -9,6 +9,10 @@
 //! Delivery is QoS 0 or 1 (a QoS 2 request is granted QoS 1). Consumers may not publish, and
 //! may subscribe only below `vitalwatch/`.
 //!
+//! No ntex type appears here: a consumer's connection is a [`Sink`], which `embedded.rs`
+//! implements for the 3.1.1 and 5.0 sinks; which filters a consumer may use is decided by
+//! [`session::grant`].
+//!
 //! Each ntex worker thread keeps its own registry of its consumers and its own copy of the
 //! retained state, fed by its own subscription to the pipeline's event bus, so nothing here
 //! crosses threads. A consumer that cannot keep up loses QoS 0 messages first; QoS 1 messages
@@ -226,5 +230,143 @@ pub async fn dispatch<S: Sink>(registry: Rc<Registry<S>>, mut events: broadcast:
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what would be sent; QoS 1 messages stay pending until `ack_all`.
+    #[derive(Default)]
+    struct Recorder {
+        sent: RefCell<Vec<(String, String, Qos, bool)>>,
+        unacked: RefCell<Vec<Pending>>,
+        closed: Cell<bool>,
+    }
+
+    impl Recorder {
+        fn ack_all(&self) {
+            self.unacked.borrow_mut().clear();
+        }
+    }
+
+    impl Sink for Rc<Recorder> {
+        type Payload = String;
+
+        fn is_open(&self) -> bool {
+            !self.closed.get()
+        }
+
+        fn send_at_most_once(&self, topic: &str, payload: String, retain: bool) -> bool {
+            let sent = (topic.to_owned(), payload, Qos::AtMostOnce, retain);
+            self.sent.borrow_mut().push(sent);
+            true
+        }
+
+        fn send_at_least_once(&self, topic: &str, payload: String, retain: bool, pending: Pending) {
+            let sent = (topic.to_owned(), payload, Qos::AtLeastOnce, retain);
+            self.sent.borrow_mut().push(sent);
+            self.unacked.borrow_mut().push(pending);
+        }
+    }
+
+    fn consumer(registry: &Registry<Rc<Recorder>>) -> (Rc<Recorder>, Rc<Consumer<Rc<Recorder>>>) {
+        let recorder = Rc::new(Recorder::default());
+        let consumer = Consumer::new(Rc::from("station"), Rc::clone(&recorder));
+        registry.add(&consumer);
+        (recorder, consumer)
+    }
+
+    fn retain(registry: &Registry<Rc<Recorder>>, topic: &str, payload: &str) {
+        registry
+            .retained
+            .borrow_mut()
+            .insert(topic.to_owned(), payload.to_owned());
+    }
+
+    #[test]
+    fn a_new_subscriber_gets_the_matching_retained_messages() {
+        let registry = Registry::default();
+        retain(&registry, "vitalwatch/alerts/bed-1", "one");
+        retain(&registry, "vitalwatch/alerts/bed-2", "two");
+        let (recorder, station) = consumer(&registry);
+        registry.send_retained(&station, "vitalwatch/alerts/bed-2", Qos::AtMostOnce);
+        registry.send_retained(&station, "vitalwatch/telemetry/#", Qos::AtMostOnce);
+        assert_eq!(
+            *recorder.sent.borrow(),
+            [(
+                "vitalwatch/alerts/bed-2".to_owned(),
+                "two".to_owned(),
+                Qos::AtMostOnce,
+                true
+            )]
+        );
+        registry.send_retained(&station, "vitalwatch/alerts/+", Qos::AtLeastOnce);
+        let topics: Vec<(String, Qos)> = recorder.sent.borrow()[1..]
+            .iter()
+            .map(|(topic, _, qos, _)| (topic.clone(), *qos))
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                ("vitalwatch/alerts/bed-1".to_owned(), Qos::AtLeastOnce),
+                ("vitalwatch/alerts/bed-2".to_owned(), Qos::AtLeastOnce)
+            ]
+        );
+    }
+
+    #[test]
+    fn live_messages_follow_the_filters_at_their_best_qos() {
+        let registry = Registry::default();
+        let (recorder, station) = consumer(&registry);
+        registry.publish("vitalwatch/alerts/bed-1", &"before".to_owned());
+        station.subscribe("vitalwatch/alerts/+", Qos::AtMostOnce);
+        station.subscribe("vitalwatch/alerts/bed-1", Qos::AtLeastOnce);
+        registry.publish("vitalwatch/alerts/bed-1", &"a".to_owned());
+        registry.publish("vitalwatch/alerts/bed-2", &"b".to_owned());
+        registry.publish("vitalwatch/telemetry/bed-1", &"c".to_owned());
+        station.unsubscribe("vitalwatch/alerts/+");
+        registry.publish("vitalwatch/alerts/bed-2", &"d".to_owned());
+        let sent: Vec<(String, Qos, bool)> = recorder
+            .sent
+            .borrow()
+            .iter()
+            .map(|(_, payload, qos, retain)| (payload.clone(), *qos, *retain))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("a".to_owned(), Qos::AtLeastOnce, false),
+                ("b".to_owned(), Qos::AtMostOnce, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn qos1_messages_beyond_the_pending_bound_are_dropped_and_counted() {
+        let registry = Registry::default();
+        let (recorder, station) = consumer(&registry);
+        station.subscribe("vitalwatch/telemetry/#", Qos::AtLeastOnce);
+        for _ in 0..MAX_PENDING + 3 {
+            registry.publish("vitalwatch/telemetry/bed-1", &"r".to_owned());
+        }
+        assert_eq!(recorder.sent.borrow().len(), MAX_PENDING);
+        assert_eq!(registry.dropped(), 3);
+        // Acknowledged messages free their places.
+        recorder.ack_all();
+        registry.publish("vitalwatch/telemetry/bed-1", &"r".to_owned());
+        assert_eq!(recorder.sent.borrow().len(), MAX_PENDING + 1);
+        assert_eq!(registry.dropped(), 3);
+    }
+
+    #[test]
+    fn closed_and_dropped_consumers_leave_the_registry() {
+        let registry = Registry::default();
+        let (first, station) = consumer(&registry);
+        first.closed.set(true);
+        drop(station);
+        let (_second, _other) = consumer(&registry);
+        assert_eq!(registry.consumers.borrow().len(), 1);
     }
 }
