@@ -1,7 +1,7 @@
 //! Command-line definitions (clap derive). Every option's doc comment is its `--help` text;
 //! flag docs are written once, here.
 
-use crate::config::RegistryPolicy;
+use crate::store::RegistryPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;

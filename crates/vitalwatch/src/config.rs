@@ -11,6 +11,7 @@ mod broker_url;
 pub use alerting::{AlertingConfig, WebhookDeliveryConfig, WebhookTarget};
 pub use broker_url::BrokerUrl;
 
+use crate::store::RegistryPolicy;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -191,25 +192,6 @@ pub struct ModelConfig {
     /// The model file `serve` loads at start (and on reload) and `train` writes by default;
     /// `None` means `<data_dir>/model.json`.
     pub path: Option<PathBuf>,
-}
-
-/// What happens to a reading from a device that is not in the registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum RegistryPolicy {
-    /// Register the device on its first reading (the seed's behaviour); audited.
-    AutoRegister,
-    /// Quarantine the reading and raise UNKNOWN_DEVICE.
-    Strict,
-}
-
-impl RegistryPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistryPolicy::AutoRegister => "auto-register",
-            RegistryPolicy::Strict => "strict",
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

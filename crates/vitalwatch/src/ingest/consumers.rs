@@ -9,166 +9,149 @@
 //! Delivery is QoS 0 or 1 (a QoS 2 request is granted QoS 1). Consumers may not publish, and
 //! may subscribe only below `vitalwatch/`.
 //!
+//! No ntex type appears here: a consumer's connection is a [`Sink`], which `embedded.rs`
+//! implements for the 3.1.1 and 5.0 sinks; which filters a consumer may use is decided by
+//! [`session::grant`].
+//!
 //! Each ntex worker thread keeps its own registry of its consumers and its own copy of the
 //! retained state, fed by its own subscription to the pipeline's event bus, so nothing here
 //! crosses threads. A consumer that cannot keep up loses QoS 0 messages first; QoS 1 messages
 //! beyond [`MAX_PENDING`] per consumer are dropped and counted, never allowed to stall ingest.
 
+use super::session::{self, Qos};
 use crate::pipeline::Event;
-use ntex_bytes::Bytes;
-use ntex_mqtt::{QoS, TopicFilter, v3, v5};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use tokio::sync::broadcast;
 
-/// The topic namespace consumers may subscribe to.
-pub const PREFIX: &str = "vitalwatch/";
 /// QoS 1 messages waiting for a consumer's PUBACK before newer ones are dropped.
 pub const MAX_PENDING: usize = 1024;
 
-/// How to reach one connected consumer.
-pub enum ConsumerSink {
-    V3(v3::MqttSink),
-    V5(v5::MqttSink),
+/// How to reach one connected consumer: the MQTT connection's outgoing side, implemented in
+/// `embedded.rs` for the 3.1.1 and 5.0 sinks (and by a recorder in the tests).
+pub trait Sink {
+    /// A message body; cloning it must be cheap, as one is sent to many consumers.
+    type Payload: Clone + From<String>;
+
+    fn is_open(&self) -> bool;
+
+    /// Sends at QoS 0; false when the message could not be written.
+    fn send_at_most_once(&self, topic: &str, payload: Self::Payload, retain: bool) -> bool;
+
+    /// Starts a QoS 1 send without waiting for it; `pending` is dropped once the consumer
+    /// acknowledged it (or the send failed).
+    fn send_at_least_once(
+        &self,
+        topic: &str,
+        payload: Self::Payload,
+        retain: bool,
+        pending: Pending,
+    );
 }
 
-impl ConsumerSink {
-    fn is_open(&self) -> bool {
-        match self {
-            ConsumerSink::V3(sink) => sink.is_open(),
-            ConsumerSink::V5(sink) => sink.is_open(),
-        }
+/// One QoS 1 message a consumer has not acknowledged yet; dropping it frees its place.
+pub struct Pending(Rc<Cell<usize>>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
-pub struct Consumer {
+pub struct Consumer<S> {
     pub name: Rc<str>,
-    sink: ConsumerSink,
-    filters: RefCell<Vec<(TopicFilter, QoS)>>,
-    pending: Cell<usize>,
+    sink: S,
+    /// The granted topic filters (checked by [`session::grant`]) and their QoS.
+    filters: RefCell<Vec<(String, Qos)>>,
+    pending: Rc<Cell<usize>>,
 }
 
-impl Consumer {
-    pub fn new(name: Rc<str>, sink: ConsumerSink) -> Rc<Consumer> {
+impl<S: Sink> Consumer<S> {
+    pub fn new(name: Rc<str>, sink: S) -> Rc<Consumer<S>> {
         Rc::new(Consumer {
             name,
             sink,
             filters: RefCell::new(Vec::new()),
-            pending: Cell::new(0),
+            pending: Rc::new(Cell::new(0)),
         })
     }
 
-    /// Checks a requested filter and grants a QoS, or refuses it.
-    pub fn subscribe(&self, filter: &str, requested: QoS) -> Option<QoS> {
-        if !filter.starts_with(PREFIX) {
-            return None;
-        }
-        let parsed = TopicFilter::try_from(ntex_bytes::ByteString::from(filter)).ok()?;
-        let granted = if requested == QoS::AtMostOnce {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
+    /// Starts delivering what matches a granted `filter`, at `qos` (replacing an earlier
+    /// subscription to the same filter).
+    pub fn subscribe(&self, filter: &str, qos: Qos) {
         let mut filters = self.filters.borrow_mut();
-        filters.retain(|(existing, _)| existing != &parsed);
-        filters.push((parsed, granted));
-        Some(granted)
+        filters.retain(|(existing, _)| existing != filter);
+        filters.push((filter.to_owned(), qos));
     }
 
     pub fn unsubscribe(&self, filter: &str) {
-        if let Ok(parsed) = TopicFilter::try_from(ntex_bytes::ByteString::from(filter)) {
-            self.filters
-                .borrow_mut()
-                .retain(|(existing, _)| existing != &parsed);
-        }
+        self.filters
+            .borrow_mut()
+            .retain(|(existing, _)| existing != filter);
     }
 
     /// The best QoS among this consumer's filters matching `topic`.
-    fn wants(&self, topic: &str) -> Option<QoS> {
+    fn wants(&self, topic: &str) -> Option<Qos> {
         self.filters
             .borrow()
             .iter()
-            .filter(|(filter, _)| filter.matches_topic(topic))
+            .filter(|(filter, _)| session::filter_matches(filter, topic))
             .map(|(_, qos)| *qos)
-            .max_by_key(|qos| *qos as u8)
+            .max()
     }
 
-    /// Sends one message; never waits (QoS 1 acknowledgements are awaited in a task).
-    fn deliver(self: &Rc<Self>, topic: &str, payload: &Bytes, qos: QoS, retain: bool) -> bool {
-        if qos == QoS::AtMostOnce {
-            let sent = match &self.sink {
-                ConsumerSink::V3(sink) => {
-                    let builder = sink.publish(topic.to_owned());
-                    let builder = if retain { builder.retain() } else { builder };
-                    builder.send_at_most_once(payload.clone()).is_ok()
-                }
-                ConsumerSink::V5(sink) => sink
-                    .publish(topic.to_owned())
-                    .retain(retain)
-                    .send_at_most_once(payload.clone())
-                    .is_ok(),
-            };
-            return sent;
+    /// Sends one message; never waits (QoS 1 acknowledgements are awaited by the sink).
+    fn deliver(&self, topic: &str, payload: &S::Payload, qos: Qos, retain: bool) -> bool {
+        if qos == Qos::AtMostOnce {
+            return self.sink.send_at_most_once(topic, payload.clone(), retain);
         }
         if self.pending.get() >= MAX_PENDING {
             return false;
         }
         self.pending.set(self.pending.get() + 1);
-        let consumer = Rc::clone(self);
-        let topic = topic.to_owned();
-        let payload = payload.clone();
-        ntex_rt::spawn(async move {
-            match &consumer.sink {
-                ConsumerSink::V3(sink) => {
-                    let builder = sink.publish(topic);
-                    let builder = if retain { builder.retain() } else { builder };
-                    let _ = builder.send_at_least_once(payload).await;
-                }
-                ConsumerSink::V5(sink) => {
-                    let _ = sink
-                        .publish(topic)
-                        .retain(retain)
-                        .send_at_least_once(payload)
-                        .await;
-                }
-            }
-            consumer
-                .pending
-                .set(consumer.pending.get().saturating_sub(1));
-        });
+        let pending = Pending(Rc::clone(&self.pending));
+        self.sink
+            .send_at_least_once(topic, payload.clone(), retain, pending);
         true
     }
 }
 
 /// One worker thread's consumers and retained messages.
-#[derive(Default)]
-pub struct Registry {
-    consumers: RefCell<Vec<Weak<Consumer>>>,
+pub struct Registry<S: Sink> {
+    consumers: RefCell<Vec<Weak<Consumer<S>>>>,
     /// The latest alert message per device topic.
-    retained: RefCell<BTreeMap<String, Bytes>>,
+    retained: RefCell<BTreeMap<String, S::Payload>>,
     /// Open alerts per device (by alert id), to describe the current state in each message.
     open: RefCell<BTreeMap<String, BTreeMap<u64, serde_json::Value>>>,
     dropped: Cell<u64>,
 }
 
-impl Registry {
-    pub fn add(&self, consumer: &Rc<Consumer>) {
+impl<S: Sink> Default for Registry<S> {
+    fn default() -> Self {
+        Registry {
+            consumers: RefCell::default(),
+            retained: RefCell::default(),
+            open: RefCell::default(),
+            dropped: Cell::default(),
+        }
+    }
+}
+
+impl<S: Sink> Registry<S> {
+    pub fn add(&self, consumer: &Rc<Consumer<S>>) {
         let mut consumers = self.consumers.borrow_mut();
         consumers.retain(|weak| weak.upgrade().is_some_and(|c| c.sink.is_open()));
         consumers.push(Rc::downgrade(consumer));
     }
 
     /// Sends the retained messages matching `filter` to a consumer that just subscribed.
-    pub fn send_retained(&self, consumer: &Rc<Consumer>, filter: &str, qos: QoS) {
-        let Ok(parsed) = TopicFilter::try_from(ntex_bytes::ByteString::from(filter)) else {
-            return;
-        };
-        let retained: Vec<(String, Bytes)> = self
+    pub fn send_retained(&self, consumer: &Consumer<S>, filter: &str, qos: Qos) {
+        let retained: Vec<(String, S::Payload)> = self
             .retained
             .borrow()
             .iter()
-            .filter(|(topic, _)| parsed.matches_topic(topic.as_str()))
+            .filter(|(topic, _)| session::filter_matches(filter, topic))
             .map(|(topic, payload)| (topic.clone(), payload.clone()))
             .collect();
         for (topic, payload) in retained {
@@ -176,8 +159,13 @@ impl Registry {
         }
     }
 
-    fn publish(&self, topic: &str, payload: &Bytes) {
-        let consumers: Vec<Rc<Consumer>> = self
+    /// Messages dropped because a consumer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+
+    fn publish(&self, topic: &str, payload: &S::Payload) {
+        let consumers: Vec<Rc<Consumer<S>>> = self
             .consumers
             .borrow()
             .iter()
@@ -212,8 +200,8 @@ impl Registry {
                     "transition": transition,
                     "open_alerts": open_alerts,
                 });
-                let topic = format!("{PREFIX}alerts/{device_id}");
-                let payload = Bytes::from(message.to_string());
+                let topic = format!("{}alerts/{device_id}", session::CONSUMER_PREFIX);
+                let payload = S::Payload::from(message.to_string());
                 self.retained
                     .borrow_mut()
                     .insert(topic.clone(), payload.clone());
@@ -223,8 +211,8 @@ impl Registry {
                 if self.consumers.borrow().is_empty() {
                     return;
                 }
-                let topic = format!("{PREFIX}telemetry/{}", record.device_id);
-                let payload = Bytes::from(serde_json::to_string(record).unwrap_or_default());
+                let topic = format!("{}telemetry/{}", session::CONSUMER_PREFIX, record.device_id);
+                let payload = S::Payload::from(serde_json::to_string(record).unwrap_or_default());
                 self.publish(&topic, &payload);
             }
             Event::Anomaly(_) => {}
@@ -233,7 +221,7 @@ impl Registry {
 }
 
 /// Feeds one worker's registry from the event bus until the bus closes.
-pub async fn dispatch(registry: Rc<Registry>, mut events: broadcast::Receiver<Event>) {
+pub async fn dispatch<S: Sink>(registry: Rc<Registry<S>>, mut events: broadcast::Receiver<Event>) {
     loop {
         match events.recv().await {
             Ok(event) => registry.on_event(&event),
@@ -242,5 +230,143 @@ pub async fn dispatch(registry: Rc<Registry>, mut events: broadcast::Receiver<Ev
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what would be sent; QoS 1 messages stay pending until `ack_all`.
+    #[derive(Default)]
+    struct Recorder {
+        sent: RefCell<Vec<(String, String, Qos, bool)>>,
+        unacked: RefCell<Vec<Pending>>,
+        closed: Cell<bool>,
+    }
+
+    impl Recorder {
+        fn ack_all(&self) {
+            self.unacked.borrow_mut().clear();
+        }
+    }
+
+    impl Sink for Rc<Recorder> {
+        type Payload = String;
+
+        fn is_open(&self) -> bool {
+            !self.closed.get()
+        }
+
+        fn send_at_most_once(&self, topic: &str, payload: String, retain: bool) -> bool {
+            let sent = (topic.to_owned(), payload, Qos::AtMostOnce, retain);
+            self.sent.borrow_mut().push(sent);
+            true
+        }
+
+        fn send_at_least_once(&self, topic: &str, payload: String, retain: bool, pending: Pending) {
+            let sent = (topic.to_owned(), payload, Qos::AtLeastOnce, retain);
+            self.sent.borrow_mut().push(sent);
+            self.unacked.borrow_mut().push(pending);
+        }
+    }
+
+    fn consumer(registry: &Registry<Rc<Recorder>>) -> (Rc<Recorder>, Rc<Consumer<Rc<Recorder>>>) {
+        let recorder = Rc::new(Recorder::default());
+        let consumer = Consumer::new(Rc::from("station"), Rc::clone(&recorder));
+        registry.add(&consumer);
+        (recorder, consumer)
+    }
+
+    fn retain(registry: &Registry<Rc<Recorder>>, topic: &str, payload: &str) {
+        registry
+            .retained
+            .borrow_mut()
+            .insert(topic.to_owned(), payload.to_owned());
+    }
+
+    #[test]
+    fn a_new_subscriber_gets_the_matching_retained_messages() {
+        let registry = Registry::default();
+        retain(&registry, "vitalwatch/alerts/bed-1", "one");
+        retain(&registry, "vitalwatch/alerts/bed-2", "two");
+        let (recorder, station) = consumer(&registry);
+        registry.send_retained(&station, "vitalwatch/alerts/bed-2", Qos::AtMostOnce);
+        registry.send_retained(&station, "vitalwatch/telemetry/#", Qos::AtMostOnce);
+        assert_eq!(
+            *recorder.sent.borrow(),
+            [(
+                "vitalwatch/alerts/bed-2".to_owned(),
+                "two".to_owned(),
+                Qos::AtMostOnce,
+                true
+            )]
+        );
+        registry.send_retained(&station, "vitalwatch/alerts/+", Qos::AtLeastOnce);
+        let topics: Vec<(String, Qos)> = recorder.sent.borrow()[1..]
+            .iter()
+            .map(|(topic, _, qos, _)| (topic.clone(), *qos))
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                ("vitalwatch/alerts/bed-1".to_owned(), Qos::AtLeastOnce),
+                ("vitalwatch/alerts/bed-2".to_owned(), Qos::AtLeastOnce)
+            ]
+        );
+    }
+
+    #[test]
+    fn live_messages_follow_the_filters_at_their_best_qos() {
+        let registry = Registry::default();
+        let (recorder, station) = consumer(&registry);
+        registry.publish("vitalwatch/alerts/bed-1", &"before".to_owned());
+        station.subscribe("vitalwatch/alerts/+", Qos::AtMostOnce);
+        station.subscribe("vitalwatch/alerts/bed-1", Qos::AtLeastOnce);
+        registry.publish("vitalwatch/alerts/bed-1", &"a".to_owned());
+        registry.publish("vitalwatch/alerts/bed-2", &"b".to_owned());
+        registry.publish("vitalwatch/telemetry/bed-1", &"c".to_owned());
+        station.unsubscribe("vitalwatch/alerts/+");
+        registry.publish("vitalwatch/alerts/bed-2", &"d".to_owned());
+        let sent: Vec<(String, Qos, bool)> = recorder
+            .sent
+            .borrow()
+            .iter()
+            .map(|(_, payload, qos, retain)| (payload.clone(), *qos, *retain))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("a".to_owned(), Qos::AtLeastOnce, false),
+                ("b".to_owned(), Qos::AtMostOnce, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn qos1_messages_beyond_the_pending_bound_are_dropped_and_counted() {
+        let registry = Registry::default();
+        let (recorder, station) = consumer(&registry);
+        station.subscribe("vitalwatch/telemetry/#", Qos::AtLeastOnce);
+        for _ in 0..MAX_PENDING + 3 {
+            registry.publish("vitalwatch/telemetry/bed-1", &"r".to_owned());
+        }
+        assert_eq!(recorder.sent.borrow().len(), MAX_PENDING);
+        assert_eq!(registry.dropped(), 3);
+        // Acknowledged messages free their places.
+        recorder.ack_all();
+        registry.publish("vitalwatch/telemetry/bed-1", &"r".to_owned());
+        assert_eq!(recorder.sent.borrow().len(), MAX_PENDING + 1);
+        assert_eq!(registry.dropped(), 3);
+    }
+
+    #[test]
+    fn closed_and_dropped_consumers_leave_the_registry() {
+        let registry = Registry::default();
+        let (first, station) = consumer(&registry);
+        first.closed.set(true);
+        drop(station);
+        let (_second, _other) = consumer(&registry);
+        assert_eq!(registry.consumers.borrow().len(), 1);
     }
 }

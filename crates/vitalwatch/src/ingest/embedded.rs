@@ -2,26 +2,36 @@
 //! from the client certificate, and a PUBACK that is sent only after the reading is committed.
 //!
 //! ntex-mqtt encodes the PUBACK (PUBREC for QoS 2) only when the publish handler's future
-//! resolves `Ok`, so the handler awaits the pipeline's commit before returning. Every ntex type
-//! stays inside this file: ntex runs its workers on its own threads (a tokio current-thread
-//! runtime each, via ntex's `tokio` feature) and calls the pipeline, whose channels work on any
-//! runtime.
+//! resolves `Ok`, so the handler awaits the pipeline's commit before returning. ntex runs its
+//! workers on its own threads (a tokio current-thread runtime each, via ntex's `tokio`
+//! feature) and calls the pipeline, whose channels work on any runtime.
+//!
+//! This file only translates: it gathers the facts of a CONNECT, SUBSCRIBE or PUBLISH, asks
+//! [`super::session`] for the decision and turns the answer into ntex packets. Every ntex
+//! type stays here and in `websocket.rs`.
 //!
 //! What a device may do: publish its own readings to the telemetry topic. Subscriptions from
 //! devices are refused with the spec's failure codes (0x80 in 3.1.1, NotAuthorized in 5.0).
 
 use super::BrokerSettings;
-use super::consumers::{self, Consumer, ConsumerSink, Registry};
+use super::consumers::{self, Consumer, Pending, Registry, Sink};
+use super::identity::Identities;
 use super::rate::TokenBucket;
+use super::session::{
+    self, Answer3, Answer5, CloseReason, ConnackCode, ConnectRefusal, CredentialStep, Grant,
+    PeerCertificate, PubackCode, PublishOutcome, Qos, Role, Verdict,
+};
 use crate::metrics::Refusal;
 use crate::pipeline::{IngestError, Pipeline};
-use crate::pki;
-use crate::store::Source;
-use crate::tls::{self, PeerIdentity};
+use crate::store::{ItemOutcome, Source};
+use crate::tls;
 use anyhow::Context;
+use ntex_bytes::Bytes;
+use ntex_io::{Io, IoBoxed};
 use ntex_mqtt::{MqttError, MqttServer, MqttServiceConfig, v3, v5};
-use ntex_service::Service as _;
+use ntex_service::boxed::{self, BoxService};
 use ntex_service::cfg::SharedCfg;
+use ntex_service::{RequestState, Service, State};
 use ntex_tls::rustls::{PeerCert, TlsAcceptor};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -29,7 +39,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
-use vitalwatch_core::telemetry::DeviceId;
 
 /// How long `stop` lets in-flight publishes finish before it stops the broker anyway.
 const GRACEFUL_STOP: Duration = Duration::from_secs(30);
@@ -51,6 +60,15 @@ impl From<()> for BrokerError {
     }
 }
 
+impl From<CloseReason> for BrokerError {
+    fn from(reason: CloseReason) -> BrokerError {
+        match reason {
+            CloseReason::NotAuthorized => BrokerError::NotAuthorized,
+            CloseReason::NotCommitted => BrokerError::NotCommitted,
+        }
+    }
+}
+
 impl TryFrom<BrokerError> for v5::PublishAck {
     type Error = BrokerError;
 
@@ -59,6 +77,61 @@ impl TryFrom<BrokerError> for v5::PublishAck {
     }
 }
 
+/// How to reach a connected consumer: its connection's sink.
+pub enum NtexSink {
+    V3(v3::MqttSink),
+    V5(v5::MqttSink),
+}
+
+impl Sink for NtexSink {
+    type Payload = Bytes;
+
+    fn is_open(&self) -> bool {
+        match self {
+            NtexSink::V3(sink) => sink.is_open(),
+            NtexSink::V5(sink) => sink.is_open(),
+        }
+    }
+
+    fn send_at_most_once(&self, topic: &str, payload: Bytes, retain: bool) -> bool {
+        match self {
+            NtexSink::V3(sink) => {
+                let builder = sink.publish(topic.to_owned());
+                let builder = if retain { builder.retain() } else { builder };
+                builder.send_at_most_once(payload).is_ok()
+            }
+            NtexSink::V5(sink) => sink
+                .publish(topic.to_owned())
+                .retain(retain)
+                .send_at_most_once(payload)
+                .is_ok(),
+        }
+    }
+
+    fn send_at_least_once(&self, topic: &str, payload: Bytes, retain: bool, pending: Pending) {
+        let topic = topic.to_owned();
+        match self {
+            NtexSink::V3(sink) => {
+                let builder = sink.publish(topic);
+                let builder = if retain { builder.retain() } else { builder };
+                ntex_rt::spawn(async move {
+                    let _ = builder.send_at_least_once(payload).await;
+                    drop(pending);
+                });
+            }
+            NtexSink::V5(sink) => {
+                let builder = sink.publish(topic).retain(retain);
+                ntex_rt::spawn(async move {
+                    let _ = builder.send_at_least_once(payload).await;
+                    drop(pending);
+                });
+            }
+        }
+    }
+}
+
+type NtexConsumer = Consumer<NtexSink>;
+
 /// Per-connection state: who the peer proved to be.
 #[derive(Clone)]
 enum DeviceSession {
@@ -66,167 +139,119 @@ enum DeviceSession {
     /// subscribe.
     Device(Rc<str>, Rc<RefCell<TokenBucket>>),
     /// A consumer: may subscribe below `vitalwatch/`, may not publish.
-    Consumer(Rc<Consumer>),
+    Consumer(Rc<NtexConsumer>),
     /// A client without credentials on the plaintext listener, let in by
     /// `--mqtt-allow-anonymous`: its payloads' device ids are taken at their word.
     Anonymous(Rc<RefCell<TokenBucket>>),
 }
 
-/// Shared by all connections of one worker.
-struct BrokerCtx {
+impl DeviceSession {
+    fn role(&self) -> Role {
+        match self {
+            DeviceSession::Device(..) => Role::Device,
+            DeviceSession::Consumer(_) => Role::Consumer,
+            DeviceSession::Anonymous(_) => Role::Anonymous,
+        }
+    }
+}
+
+/// Shared by every worker and listener.
+struct Shared {
     pipeline: Arc<Pipeline>,
-    /// This worker's consumers and retained alert state.
-    registry: Rc<Registry>,
     settings: BrokerSettings,
-    revoked: RevocationCache,
-    secrets: SecretCache,
+    identities: Arc<Identities>,
+    tls_config: Arc<rustls::ServerConfig>,
+}
+
+/// Shared by all connections of one listener on one worker.
+struct BrokerCtx {
+    shared: Arc<Shared>,
+    /// This worker's consumers and retained alert state.
+    registry: Rc<Registry<NtexSink>>,
     /// False on the plaintext listener.
     tls: bool,
 }
 
-/// Revoked serials, re-read from the PKI index whenever the file changes (a `stat` per
-/// CONNECT), so a revocation takes effect at the next CONNECT without a restart.
-struct RevocationCache {
-    certs: pki::CertsDir,
-    state: std::cell::RefCell<(Option<std::time::SystemTime>, Vec<String>)>,
-}
-
-impl RevocationCache {
-    fn new(certs: pki::CertsDir) -> RevocationCache {
-        RevocationCache {
-            certs,
-            state: std::cell::RefCell::new((None, Vec::new())),
-        }
-    }
-
-    fn is_revoked(&self, serial: &str) -> bool {
-        let modified = std::fs::metadata(self.certs.index())
-            .and_then(|m| m.modified())
-            .ok();
-        let mut state = self.state.borrow_mut();
-        if modified.is_some() && modified != state.0 {
-            match pki::revoked_serials(&self.certs) {
-                Ok(serials) => *state = (modified, serials),
-                Err(err) => {
-                    tracing::warn!(message = "Revocation list unreadable; keeping the last one.", error = %err)
-                }
-            }
-        }
-        state.1.iter().any(|s| s == serial)
-    }
-}
-
 impl BrokerCtx {
+    /// The context of one listener on the calling worker, with its consumer registry fed from
+    /// the event bus.
+    fn on_this_worker(shared: &Arc<Shared>, tls: bool) -> Rc<BrokerCtx> {
+        let registry = Rc::new(Registry::default());
+        ntex_rt::spawn(consumers::dispatch(
+            Rc::clone(&registry),
+            shared.pipeline.subscribe(),
+        ));
+        Rc::new(BrokerCtx {
+            shared: Arc::clone(shared),
+            registry,
+            tls,
+        })
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        &self.shared.pipeline
+    }
+
     /// A fresh rate limiter for one connection.
     fn bucket(&self) -> Rc<RefCell<TokenBucket>> {
         Rc::new(RefCell::new(TokenBucket::new(
-            self.settings.max_rate_per_connection,
+            self.shared.settings.max_rate_per_connection,
             Instant::now(),
         )))
     }
 }
 
-enum Verdict {
-    Device(Rc<str>),
-    Consumer(Rc<str>),
-    Anonymous,
-    Refused(&'static str),
-    BadCredentials,
-}
-
 /// Decides who a connecting client is: from its certificate over TLS, from its username and
-/// password on the plaintext listener.
-fn identify(
-    io: &ntex_io::IoBoxed,
+/// password on the plaintext listener. The revocation and secret checks run off the worker.
+async fn identify(
     ctx: &BrokerCtx,
+    cert: PeerCertificate,
     username: Option<&str>,
     password: Option<&[u8]>,
 ) -> Verdict {
+    let max_id_len = ctx.pipeline().limits().max_device_id_len;
+    let identities = &ctx.shared.identities;
     if !ctx.tls {
-        return identify_by_credentials(ctx, username, password);
-    }
-    let peer = io.query::<PeerCert<'static>>();
-    let Some(cert) = peer.as_ref() else {
-        return Verdict::Refused("no client certificate");
-    };
-    let Some(PeerIdentity {
-        common_name,
-        serial,
-        unit,
-    }) = tls::peer_identity(cert.0.as_ref())
-    else {
-        return Verdict::Refused("unreadable client certificate");
-    };
-    if ctx.revoked.is_revoked(&serial) {
-        return Verdict::Refused("revoked certificate");
-    }
-    let Ok(id) = DeviceId::parse(&common_name, ctx.pipeline.limits().max_device_id_len) else {
-        return Verdict::Refused("certificate CN is not a valid device id");
-    };
-    match unit.as_deref() {
-        None | Some("device") => Verdict::Device(Rc::from(id.as_str())),
-        Some("consumer") => Verdict::Consumer(Rc::from(id.as_str())),
-        Some(_) => Verdict::Refused("certificate is neither a device nor a consumer certificate"),
-    }
-}
-
-fn identify_by_credentials(
-    ctx: &BrokerCtx,
-    username: Option<&str>,
-    password: Option<&[u8]>,
-) -> Verdict {
-    let (Some(username), Some(password)) = (username, password) else {
-        if ctx.settings.allow_anonymous && username.is_none() {
-            return Verdict::Anonymous;
-        }
-        return Verdict::Refused("credentials required on the plaintext listener");
-    };
-    let Ok(id) = DeviceId::parse(username, ctx.pipeline.limits().max_device_id_len) else {
-        return Verdict::BadCredentials;
-    };
-    if ctx.secrets.verify(id.as_str(), password) {
-        Verdict::Device(Rc::from(id.as_str()))
-    } else {
-        Verdict::BadCredentials
-    }
-}
-
-/// Device secrets (Argon2id hashes), re-read when the file changes.
-struct SecretCache {
-    certs: pki::CertsDir,
-    state: std::cell::RefCell<(
-        Option<std::time::SystemTime>,
-        std::collections::BTreeMap<String, String>,
-    )>,
-}
-
-impl SecretCache {
-    fn new(certs: pki::CertsDir) -> SecretCache {
-        SecretCache {
-            certs,
-            state: std::cell::RefCell::new((None, Default::default())),
-        }
-    }
-
-    fn verify(&self, device_id: &str, password: &[u8]) -> bool {
-        let path = self.certs.devices().join("secrets.json");
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let mut state = self.state.borrow_mut();
-        if modified.is_some() && modified != state.0 {
-            match pki::load_secrets(&self.certs) {
-                Ok(secrets) => *state = (modified, secrets),
-                Err(err) => {
-                    tracing::warn!(message = "Device secrets unreadable; keeping the last ones.", error = %err)
-                }
+        let allow_anonymous = ctx.shared.settings.allow_anonymous;
+        return match session::by_credentials(username, password, allow_anonymous, max_id_len) {
+            CredentialStep::Decided(verdict) => verdict,
+            CredentialStep::CheckSecret(device_id) => {
+                let matched = identities
+                    .verify_secret(device_id.as_str(), password.unwrap_or_default())
+                    .await;
+                session::after_secret_check(device_id, matched)
             }
-        }
-        pki::verify_secret(&state.1, device_id, password)
+        };
+    }
+    let revoked = match cert.serial() {
+        Some(serial) => match identities.is_revoked(serial).await {
+            Some(revoked) => revoked,
+            None => return Verdict::Refused(ConnectRefusal::CheckFailed),
+        },
+        None => false,
+    };
+    session::by_certificate(&cert, revoked, max_id_len)
+}
+
+/// What the TLS layer of `io` says about the client certificate.
+fn peer_certificate(io: &IoBoxed) -> PeerCertificate {
+    let peer = io.query::<PeerCert<'static>>();
+    match peer.as_ref() {
+        None => PeerCertificate::Missing,
+        Some(cert) => match tls::peer_identity(cert.0.as_ref()) {
+            Some(identity) => PeerCertificate::Read(identity),
+            None => PeerCertificate::Unreadable,
+        },
     }
 }
 
-fn refuse_connect(ctx: &BrokerCtx, why: &'static str, protocol: &'static str) {
-    ctx.pipeline.refuse(Refusal::ConnectRefused, Source::Mqtt);
-    tracing::info!(message = "MQTT connection refused.", reason = why, protocol);
+fn refuse_connect(ctx: &BrokerCtx, why: ConnectRefusal, protocol: &'static str) {
+    ctx.pipeline().refuse(Refusal::ConnectRefused, Source::Mqtt);
+    tracing::info!(
+        message = "MQTT connection refused.",
+        reason = why.as_str(),
+        protocol
+    );
 }
 
 async fn handle_publish(
@@ -234,257 +259,342 @@ async fn handle_publish(
     session: &DeviceSession,
     topic: &str,
     payload: &[u8],
-) -> Result<(), PublishError> {
+) -> PublishOutcome {
     let (identity, bucket) = match session {
         DeviceSession::Device(device_id, bucket) => (Some(&**device_id), bucket),
         DeviceSession::Anonymous(bucket) => (None, bucket),
         DeviceSession::Consumer(_) => {
             // Consumers read; they never write readings.
-            ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
-            return Err(PublishError::WrongDevice);
+            ctx.pipeline().refuse(Refusal::Unauthorized, Source::Mqtt);
+            return PublishOutcome::IdentityMismatch;
         }
     };
     let wait = bucket.borrow_mut().take(Instant::now());
     if !wait.is_zero() {
-        ctx.pipeline.metrics().rate_limited();
+        ctx.pipeline().metrics().rate_limited();
         ntex_util::time::sleep(wait).await;
     }
-    if topic != ctx.settings.topic {
-        ctx.pipeline.refuse(Refusal::Unauthorized, Source::Mqtt);
-        return Err(PublishError::TopicNotAllowed);
+    if topic != ctx.shared.settings.topic {
+        ctx.pipeline().refuse(Refusal::Unauthorized, Source::Mqtt);
+        return PublishOutcome::WrongTopic;
     }
     match ctx
-        .pipeline
+        .pipeline()
         .ingest_device_payload(payload, Source::Mqtt, identity)
         .await
     {
-        Ok(_) => Ok(()),
-        Err(IngestError::Refused(_)) => Err(PublishError::Malformed),
-        Err(IngestError::Unauthorized) => Err(PublishError::WrongDevice),
-        Err(IngestError::Busy | IngestError::Store(_)) => Err(PublishError::NotCommitted),
+        Ok(outcome) => match outcome.outcome {
+            ItemOutcome::Duplicate { .. } => PublishOutcome::Duplicate,
+            _ => PublishOutcome::Stored,
+        },
+        Err(IngestError::Refused(rejection)) => PublishOutcome::Rejected(rejection.reason),
+        Err(IngestError::Unauthorized) => PublishOutcome::IdentityMismatch,
+        Err(IngestError::Busy | IngestError::Store(_)) => PublishOutcome::StoreFailed,
     }
 }
 
-enum PublishError {
-    TopicNotAllowed,
-    /// Counted and audited by the pipeline; the message itself is answered per protocol.
-    Malformed,
-    WrongDevice,
-    NotCommitted,
+/// Decides one topic filter of a SUBSCRIBE; a granted filter is live at once.
+fn subscribe(session: &DeviceSession, filter: &str, requested: Qos) -> Grant {
+    let grant = session::grant(session.role(), filter, requested);
+    match (&grant, session) {
+        (Grant::Granted(qos), DeviceSession::Consumer(consumer)) => {
+            consumer.subscribe(filter, *qos);
+        }
+        (Grant::Refused(why), _) => {
+            tracing::debug!(
+                message = "MQTT subscription refused.",
+                reason = why.as_str()
+            );
+        }
+        (Grant::Granted(_), _) => {}
+    }
+    grant
 }
 
-/// Sends the retained alert state for newly granted filters, after the SUBACK has gone out.
+fn unsubscribe<'a>(session: &DeviceSession, filters: impl Iterator<Item = &'a str>) {
+    if let DeviceSession::Consumer(consumer) = session {
+        for filter in filters {
+            consumer.unsubscribe(filter);
+        }
+    }
+}
+
+/// Sends the retained alert state for newly granted filters after the SUBACK.
+///
+/// No timer orders the two: ntex encodes the SUBACK in the same poll in which the protocol
+/// handler's future resolves, and this worker is single-threaded, so the task spawned here
+/// runs only after that poll, and its PUBLISHes are written after the SUBACK. Within the task
+/// the retained state is read when it runs, so a live alert delivered in between is never
+/// followed by an older retained one.
 fn send_retained_after_suback(
-    ctx: &Rc<BrokerCtx>,
-    consumer: &Rc<Consumer>,
-    granted: Vec<(String, ntex_mqtt::QoS)>,
+    ctx: &BrokerCtx,
+    session: &DeviceSession,
+    granted: Vec<(String, Qos)>,
 ) {
+    let DeviceSession::Consumer(consumer) = session else {
+        return;
+    };
     if granted.is_empty() {
         return;
     }
     let registry = Rc::clone(&ctx.registry);
     let consumer = Rc::clone(consumer);
     ntex_rt::spawn(async move {
-        ntex_util::time::sleep(ntex_util::time::Millis(10)).await;
         for (filter, qos) in granted {
             registry.send_retained(&consumer, &filter, qos);
         }
     });
 }
 
-/// The MQTT 3.1.1 server: publish, protocol (subscriptions) and connect handlers. A macro
-/// because ntex's service types cannot be named outside the crate.
-macro_rules! v3_server {
-    ($ctx:expr) => {{
-        let ctx: Rc<BrokerCtx> = $ctx;
+fn from_ntex_qos(qos: ntex_mqtt::QoS) -> Qos {
+    match qos {
+        ntex_mqtt::QoS::AtMostOnce => Qos::AtMostOnce,
+        ntex_mqtt::QoS::AtLeastOnce => Qos::AtLeastOnce,
+        ntex_mqtt::QoS::ExactlyOnce => Qos::ExactlyOnce,
+    }
+}
+
+fn to_ntex_qos(qos: Qos) -> ntex_mqtt::QoS {
+    match qos {
+        Qos::AtMostOnce => ntex_mqtt::QoS::AtMostOnce,
+        Qos::AtLeastOnce => ntex_mqtt::QoS::AtLeastOnce,
+        Qos::ExactlyOnce => ntex_mqtt::QoS::ExactlyOnce,
+    }
+}
+
+/// The MQTT 3.1.1 server: publish, protocol (subscriptions) and connect handlers.
+fn v3_server(
+    ctx: Rc<BrokerCtx>,
+) -> impl Service<(), State<(), IoBoxed>, Res = (), Error = MqttError<BrokerError>> {
     let connect_ctx = Rc::clone(&ctx);
     let protocol_ctx = Rc::clone(&ctx);
     let publish_ctx = ctx;
-    v3::MqttServer::new(async move |session: &v3::Session<DeviceSession>, publish: v3::Publish| {
-        let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
-        match handle_publish(&publish_ctx, session, publish.publish_topic(), &payload).await {
-            Ok(()) => Ok(()),
-            // 3.1.1 has no negative PUBACK: a malformed reading is recorded as rejected (counted,
-            // audited) and acknowledged, so it is not redelivered forever and later good
-            // readings on this connection still flow.
-            Err(PublishError::Malformed) => Ok(()),
-            // Refused: the spec's only answer is to close the connection.
-            Err(PublishError::TopicNotAllowed | PublishError::WrongDevice) => {
-                Err(BrokerError::NotAuthorized)
+    v3::MqttServer::new(
+        async move |session: &v3::Session<DeviceSession>, publish: v3::Publish| {
+            let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
+            let outcome =
+                handle_publish(&publish_ctx, session, publish.publish_topic(), &payload).await;
+            match session::answer_v3(outcome) {
+                Answer3::Ack => Ok(()),
+                Answer3::Close(reason) => Err(BrokerError::from(reason)),
             }
-            // Not committed, so not acknowledged: closing makes the device redeliver.
-            Err(PublishError::NotCommitted) => Err(BrokerError::NotCommitted),
-        }
-    })
-    .protocol(async move |session: &v3::Session<DeviceSession>, message: v3::ProtocolMessage| {
-        Ok::<_, BrokerError>(match message {
-            v3::ProtocolMessage::Subscribe(mut subscribe) => {
-                let mut granted = Vec::new();
-                for mut subscription in subscribe.iter_mut() {
-                    // Devices read nothing; consumers only below vitalwatch/ (0x80 otherwise).
-                    let grant = match &**session {
-                        DeviceSession::Device(..) | DeviceSession::Anonymous(_) => None,
-                        DeviceSession::Consumer(consumer) => {
-                            consumer.subscribe(subscription.topic(), subscription.qos())
+        },
+    )
+    .protocol(
+        async move |session: &v3::Session<DeviceSession>, message: v3::ProtocolMessage| {
+            Ok::<_, BrokerError>(match message {
+                v3::ProtocolMessage::Subscribe(mut subscribe_packet) => {
+                    let mut granted = Vec::new();
+                    for mut subscription in subscribe_packet.iter_mut() {
+                        let filter = subscription.topic().to_string();
+                        match subscribe(session, &filter, from_ntex_qos(subscription.qos())) {
+                            Grant::Granted(qos) => {
+                                subscription.confirm(to_ntex_qos(qos));
+                                granted.push((filter, qos));
+                            }
+                            Grant::Refused(_) => subscription.fail(),
                         }
-                    };
-                    match grant {
-                        Some(qos) => {
-                            subscription.confirm(qos);
-                            granted.push((subscription.topic().to_string(), qos));
-                        }
-                        None => subscription.fail(),
                     }
+                    send_retained_after_suback(&protocol_ctx, session, granted);
+                    subscribe_packet.ack()
                 }
-                if let DeviceSession::Consumer(consumer) = &**session {
-                    send_retained_after_suback(&protocol_ctx, consumer, granted);
+                v3::ProtocolMessage::Unsubscribe(unsubscribe_packet) => {
+                    unsubscribe(session, unsubscribe_packet.iter().map(|t| &**t));
+                    unsubscribe_packet.ack()
                 }
-                subscribe.ack()
-            }
-            v3::ProtocolMessage::Unsubscribe(unsubscribe) => {
-                if let DeviceSession::Consumer(consumer) = &**session {
-                    for topic in unsubscribe.iter() {
-                        consumer.unsubscribe(topic);
-                    }
-                }
-                unsubscribe.ack()
-            }
-            other => other.ack(),
-        })
-    })
+                other => other.ack(),
+            })
+        },
+    )
     .build(async move |connect: v3::Connect| {
+        let ctx = &connect_ctx;
         let packet = connect.packet();
+        let cert = peer_certificate(connect.io());
         let verdict = identify(
-            connect.io(),
-            &connect_ctx,
+            ctx,
+            cert,
             packet.username.as_deref(),
             packet.password.as_deref(),
-        );
-        match verdict {
-            Verdict::Anonymous => Ok::<_, BrokerError>(connect.ack(DeviceSession::Anonymous(connect_ctx.bucket()), false)),
-            Verdict::BadCredentials => {
-                refuse_connect(&connect_ctx, "bad username or password", "3.1.1");
-                Ok(connect.bad_username_or_pwd())
-            }
-            Verdict::Device(device_id) => Ok::<_, BrokerError>(
-                connect
-                    .ack(DeviceSession::Device(device_id, connect_ctx.bucket()), false)
-                    .max_packet_size(
-                        std::num::NonZeroU32::new(connect_ctx.settings.max_packet_size)
-                            .expect("max_packet_size is validated positive"),
-                    ),
-            ),
+        )
+        .await;
+        Ok::<_, BrokerError>(match verdict {
+            Verdict::Anonymous => connect.ack(DeviceSession::Anonymous(ctx.bucket()), false),
+            Verdict::Device(device_id) => connect
+                .ack(
+                    DeviceSession::Device(Rc::from(device_id.as_str()), ctx.bucket()),
+                    false,
+                )
+                .max_packet_size(
+                    std::num::NonZeroU32::new(ctx.shared.settings.max_packet_size)
+                        .expect("max_packet_size is validated positive"),
+                ),
             Verdict::Consumer(name) => {
-                let consumer = Consumer::new(name, ConsumerSink::V3(connect.sink()));
-                connect_ctx.registry.add(&consumer);
-                Ok(connect.ack(DeviceSession::Consumer(consumer), false))
+                let consumer = Consumer::new(Rc::from(name.as_str()), NtexSink::V3(connect.sink()));
+                ctx.registry.add(&consumer);
+                connect.ack(DeviceSession::Consumer(consumer), false)
             }
             Verdict::Refused(why) => {
-                refuse_connect(&connect_ctx, why, "3.1.1");
-                Ok(connect.not_authorized())
+                refuse_connect(ctx, why, "3.1.1");
+                match why.code() {
+                    ConnackCode::BadUserNameOrPassword => connect.bad_username_or_pwd(),
+                    ConnackCode::NotAuthorized => connect.not_authorized(),
+                }
             }
-        }
+        })
     })
-    }};
 }
 
 /// The MQTT 5.0 server, as [`v3_server`] with PUBACK reason codes.
-macro_rules! v5_server {
-    ($ctx:expr) => {{
-        let ctx: Rc<BrokerCtx> = $ctx;
-        let connect_ctx = Rc::clone(&ctx);
-        let protocol_ctx = Rc::clone(&ctx);
-        let publish_ctx = ctx;
-        v5::MqttServer::new(
-            async move |session: &v5::Session<DeviceSession>, publish: v5::Publish| {
-                let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
-                let topic = publish.publish_topic().to_owned();
-                let res = handle_publish(&publish_ctx, session, &topic, &payload).await;
-                use v5::codec::PublishAckReason as Reason;
-                match res {
-                    Ok(()) => Ok(publish.ack()),
-                    Err(PublishError::Malformed) => {
-                        Ok(publish.ack().reason_code(Reason::PayloadFormatInvalid))
-                    }
-                    Err(PublishError::WrongDevice) => {
-                        Ok(publish.ack().reason_code(Reason::NotAuthorized))
-                    }
-                    Err(PublishError::TopicNotAllowed) => {
-                        Ok(publish.ack().reason_code(Reason::TopicNameInvalid))
-                    }
-                    Err(PublishError::NotCommitted) => Err(BrokerError::NotCommitted),
+fn v5_server(
+    ctx: Rc<BrokerCtx>,
+) -> impl Service<(), State<(), IoBoxed>, Res = (), Error = MqttError<BrokerError>> {
+    let connect_ctx = Rc::clone(&ctx);
+    let protocol_ctx = Rc::clone(&ctx);
+    let publish_ctx = ctx;
+    v5::MqttServer::new(
+        async move |session: &v5::Session<DeviceSession>, publish: v5::Publish| {
+            let payload = publish.read_all().await.map_err(|_| BrokerError::Payload)?;
+            let topic = publish.publish_topic().to_owned();
+            let outcome = handle_publish(&publish_ctx, session, &topic, &payload).await;
+            use v5::codec::PublishAckReason as Reason;
+            match session::answer_v5(outcome) {
+                Answer5::Ack(PubackCode::Success) => Ok(publish.ack()),
+                Answer5::Ack(PubackCode::PayloadFormatInvalid) => {
+                    Ok(publish.ack().reason_code(Reason::PayloadFormatInvalid))
                 }
-            },
+                Answer5::Ack(PubackCode::NotAuthorized) => {
+                    Ok(publish.ack().reason_code(Reason::NotAuthorized))
+                }
+                Answer5::Ack(PubackCode::TopicNameInvalid) => {
+                    Ok(publish.ack().reason_code(Reason::TopicNameInvalid))
+                }
+                Answer5::Close(reason) => Err(BrokerError::from(reason)),
+            }
+        },
+    )
+    .protocol(
+        async move |session: &v5::Session<DeviceSession>, message: v5::ProtocolMessage| {
+            Ok::<_, BrokerError>(match message {
+                v5::ProtocolMessage::Subscribe(mut subscribe_packet) => {
+                    let mut granted = Vec::new();
+                    for mut subscription in subscribe_packet.iter_mut() {
+                        let filter = subscription.topic().to_string();
+                        let requested = from_ntex_qos(subscription.options().qos);
+                        match subscribe(session, &filter, requested) {
+                            Grant::Granted(qos) => {
+                                subscription.confirm(to_ntex_qos(qos));
+                                granted.push((filter, qos));
+                            }
+                            Grant::Refused(_) => {
+                                subscription.fail(v5::codec::SubscribeAckReason::NotAuthorized)
+                            }
+                        }
+                    }
+                    send_retained_after_suback(&protocol_ctx, session, granted);
+                    subscribe_packet.ack()
+                }
+                v5::ProtocolMessage::Unsubscribe(unsubscribe_packet) => {
+                    unsubscribe(session, unsubscribe_packet.iter().map(|t| &**t));
+                    unsubscribe_packet.ack()
+                }
+                other => other.ack(),
+            })
+        },
+    )
+    .build(async move |connect: v5::Connect| {
+        let ctx = &connect_ctx;
+        let packet = connect.packet();
+        let cert = peer_certificate(connect.io());
+        let verdict = identify(
+            ctx,
+            cert,
+            packet.username.as_deref(),
+            packet.password.as_deref(),
         )
-        .protocol(
-            async move |session: &v5::Session<DeviceSession>, message: v5::ProtocolMessage| {
-                Ok::<_, BrokerError>(match message {
-                    v5::ProtocolMessage::Subscribe(mut subscribe) => {
-                        let mut granted = Vec::new();
-                        for mut subscription in subscribe.iter_mut() {
-                            let grant = match &**session {
-                                DeviceSession::Device(..) | DeviceSession::Anonymous(_) => None,
-                                DeviceSession::Consumer(consumer) => consumer
-                                    .subscribe(subscription.topic(), subscription.options().qos),
-                            };
-                            match grant {
-                                Some(qos) => {
-                                    subscription.confirm(qos);
-                                    granted.push((subscription.topic().to_string(), qos));
-                                }
-                                None => {
-                                    subscription.fail(v5::codec::SubscribeAckReason::NotAuthorized)
-                                }
-                            }
-                        }
-                        if let DeviceSession::Consumer(consumer) = &**session {
-                            send_retained_after_suback(&protocol_ctx, consumer, granted);
-                        }
-                        subscribe.ack()
+        .await;
+        Ok::<_, BrokerError>(match verdict {
+            Verdict::Anonymous => connect.ack(DeviceSession::Anonymous(ctx.bucket())),
+            Verdict::Device(device_id) => connect.ack(DeviceSession::Device(
+                Rc::from(device_id.as_str()),
+                ctx.bucket(),
+            )),
+            Verdict::Consumer(name) => {
+                let consumer = Consumer::new(Rc::from(name.as_str()), NtexSink::V5(connect.sink()));
+                ctx.registry.add(&consumer);
+                connect.ack(DeviceSession::Consumer(consumer))
+            }
+            Verdict::Refused(why) => {
+                refuse_connect(ctx, why, "5.0");
+                connect.failed(match why.code() {
+                    ConnackCode::BadUserNameOrPassword => {
+                        v5::codec::ConnectAckReason::BadUserNameOrPassword
                     }
-                    v5::ProtocolMessage::Unsubscribe(unsubscribe) => {
-                        if let DeviceSession::Consumer(consumer) = &**session {
-                            for topic in unsubscribe.iter() {
-                                consumer.unsubscribe(topic);
-                            }
-                        }
-                        unsubscribe.ack()
-                    }
-                    other => other.ack(),
+                    ConnackCode::NotAuthorized => v5::codec::ConnectAckReason::NotAuthorized,
                 })
-            },
-        )
-        .build(async move |connect: v5::Connect| {
-            let packet = connect.packet();
-            let verdict = identify(
-                connect.io(),
-                &connect_ctx,
-                packet.username.as_deref(),
-                packet.password.as_deref(),
-            );
-            match verdict {
-                Verdict::Anonymous => Ok::<_, BrokerError>(
-                    connect.ack(DeviceSession::Anonymous(connect_ctx.bucket())),
-                ),
-                Verdict::BadCredentials => {
-                    refuse_connect(&connect_ctx, "bad username or password", "5.0");
-                    Ok(connect.failed(v5::codec::ConnectAckReason::BadUserNameOrPassword))
-                }
-                Verdict::Device(device_id) => Ok::<_, BrokerError>(
-                    connect.ack(DeviceSession::Device(device_id, connect_ctx.bucket())),
-                ),
-                Verdict::Consumer(name) => {
-                    let consumer = Consumer::new(name, ConsumerSink::V5(connect.sink()));
-                    connect_ctx.registry.add(&consumer);
-                    Ok(connect.ack(DeviceSession::Consumer(consumer)))
-                }
-                Verdict::Refused(why) => {
-                    refuse_connect(&connect_ctx, why, "5.0");
-                    Ok(connect.failed(v5::codec::ConnectAckReason::NotAuthorized))
-                }
             }
         })
-    }};
+    })
+}
+
+/// MQTT 3.1.1 and 5.0 on one connection transport.
+fn mqtt_server<Req>(
+    ctx: Rc<BrokerCtx>,
+) -> impl Service<(), Req, Res = (), Error = MqttError<BrokerError>>
+where
+    Req: RequestState<IoBoxed, State = ()> + 'static,
+{
+    MqttServer::new()
+        .v3(v3_server(Rc::clone(&ctx)))
+        .v5(v5_server(ctx))
+}
+
+/// The broker's listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// MQTT over TLS (8883).
+    Tls,
+    /// Plaintext MQTT, credentials or anonymous (lab use).
+    Plaintext,
+    /// MQTT over WebSocket over TLS (8884).
+    WebSocket,
+}
+
+/// A connection's service on one worker: counts failed TLS handshakes, then runs MQTT.
+type ConnectionService = BoxService<(), Io, (), std::io::Error>;
+
+fn io_error(err: impl std::fmt::Debug) -> std::io::Error {
+    std::io::Error::other(format!("{err:?}"))
+}
+
+/// The factory of every listener: on each worker, the service for one `transport`.
+fn listener(
+    shared: Arc<Shared>,
+    transport: Transport,
+) -> impl AsyncFn(&()) -> ConnectionService + Send + Clone + 'static {
+    async move |_: &()| {
+        let ctx = BrokerCtx::on_this_worker(&shared, transport != Transport::Plaintext);
+        let on_tls_error = {
+            let ctx = Rc::clone(&ctx);
+            move |err: std::io::Error| {
+                ctx.pipeline().refuse(Refusal::TlsHandshake, Source::Mqtt);
+                tracing::debug!(message = "TLS handshake failed.", error = %err);
+                err
+            }
+        };
+        let tls = TlsAcceptor::new(Arc::clone(&shared.tls_config)).map_err(on_tls_error);
+        match transport {
+            Transport::Plaintext => boxed::service(mqtt_server(ctx).map_err(io_error)),
+            Transport::Tls => boxed::service(tls.and_then(mqtt_server(ctx).map_err(io_error))),
+            Transport::WebSocket => {
+                let mqtt = ntex_service::Pipeline::new((), mqtt_server(ctx).map_err(io_error));
+                let http =
+                    ntex_service::Pipeline::new((), super::websocket::http_upgrade(mqtt.bind()));
+                boxed::service(
+                    tls.and_then(async move |io: Io<_>| http.call(io).await.map_err(io_error)),
+                )
+            }
+        }
+    }
 }
 
 /// A running broker: its bound address and a way to stop it.
@@ -524,6 +634,13 @@ impl EmbeddedBroker {
     }
 }
 
+fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(std::net::TcpListener, SocketAddr)> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("binding {what} to {addr}"))?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
 /// Starts the broker on `settings.mqtts_addr` (TLS) on its own threads.
 pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Result<EmbeddedBroker> {
     let client_auth = if settings.require_certificate {
@@ -533,161 +650,67 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
     };
     let tls_config = tls::server_config(&settings.certs, client_auth, &[])
         .context("loading the broker's TLS configuration")?;
-    let listener = std::net::TcpListener::bind(settings.mqtts_addr)
-        .with_context(|| format!("binding MQTT over TLS to {}", settings.mqtts_addr))?;
-    let addr = listener.local_addr()?;
-    let plain_listener = match settings.plaintext_addr {
-        Some(plain) => Some(
-            std::net::TcpListener::bind(plain)
-                .with_context(|| format!("binding plaintext MQTT to {plain}"))?,
-        ),
-        None => None,
+    let (socket, addr) = bind(settings.mqtts_addr, "MQTT over TLS")?;
+    let mut listeners = vec![(Transport::Tls, socket)];
+    let mut optional = |wanted: Option<SocketAddr>, transport, what| match wanted {
+        Some(wanted) => {
+            let (socket, bound) = bind(wanted, what)?;
+            listeners.push((transport, socket));
+            anyhow::Ok(Some(bound))
+        }
+        None => Ok(None),
     };
-    let plain_addr = plain_listener
-        .as_ref()
-        .map(std::net::TcpListener::local_addr)
-        .transpose()?;
-    let wss_listener = match settings.wss_addr {
-        Some(wss) => Some(
-            std::net::TcpListener::bind(wss)
-                .with_context(|| format!("binding MQTT over WebSocket to {wss}"))?,
-        ),
-        None => None,
-    };
-    let wss_addr = wss_listener
-        .as_ref()
-        .map(std::net::TcpListener::local_addr)
-        .transpose()?;
-    let wss_pipeline = Arc::clone(&pipeline);
-    let wss_settings = settings.clone();
-    let wss_tls = tls::server_config(
-        &settings.certs,
-        if settings.require_certificate {
-            tls::ClientAuth::Required
-        } else {
-            tls::ClientAuth::Optional
-        },
-        &[],
-    )
-    .context("loading the WebSocket listener's TLS configuration")?;
-    let plain_pipeline = Arc::clone(&pipeline);
-    let plain_settings = settings.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let plaintext_addr = optional(
+        settings.plaintext_addr,
+        Transport::Plaintext,
+        "plaintext MQTT",
+    )?;
+    let wss_addr = optional(
+        settings.wss_addr,
+        Transport::WebSocket,
+        "MQTT over WebSocket",
+    )?;
+    let mqtt_config: SharedCfg = SharedCfg::new("MQTT")
+        .add(
+            MqttServiceConfig::new()
+                .set_max_size(settings.max_packet_size)
+                .set_max_receive(settings.max_inflight)
+                .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
+                // A message that arrived is processed even if its sender hangs up first
+                // (mosquitto_pub sends QoS 0 then DISCONNECT at once); a QoS 1/2 sender that
+                // never saw its PUBACK redelivers, and the store deduplicates.
+                .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::ExactlyOnce))
+                .set_connect_timeout(ntex_util::time::Seconds(10)),
+        )
+        .into();
     let workers = settings.workers.max(1);
+    let shared = Arc::new(Shared {
+        identities: Identities::new(settings.certs.clone()),
+        pipeline,
+        settings,
+        tls_config,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("vitalwatch-mqtt".to_owned())
         .spawn(move || {
             let res =
                 ntex_rt::System::new("vitalwatch-mqtt", ntex_net::DefaultRuntime).run(move || {
-                    let mqtt_config: SharedCfg = SharedCfg::new("MQTT").add(
-                        MqttServiceConfig::new()
-                            .set_max_size(settings.max_packet_size)
-                            .set_max_receive(settings.max_inflight)
-                            .set_max_qos(ntex_mqtt::QoS::ExactlyOnce)
-                            // A message that arrived is processed even if its sender hangs up first
-                            // (mosquitto_pub sends QoS 0 then DISCONNECT at once); a QoS 1/2 sender
-                            // that never saw its PUBACK redelivers, and the store deduplicates.
-                            .set_handle_qos_after_disconnect(Some(ntex_mqtt::QoS::ExactlyOnce))
-                            .set_connect_timeout(ntex_util::time::Seconds(10)),
-                    ).into();
-                    let plain_config = mqtt_config.clone();
-                    let wss_config = mqtt_config.clone();
-                    let server = ntex_server::net::build()
-                    .workers(workers)
-                    .disable_signals()
-                    .listen("mqtts", listener, mqtt_config, async move |_| {
-                        let registry = Rc::new(Registry::default());
-                        ntex_rt::spawn(consumers::dispatch(Rc::clone(&registry), pipeline.subscribe()));
-                        let ctx = Rc::new(BrokerCtx {
-                            registry,
-                            pipeline: Arc::clone(&pipeline),
-                            settings: settings.clone(),
-                            revoked: RevocationCache::new(settings.certs.clone()),
-                            secrets: SecretCache::new(settings.certs.clone()),
-                            tls: true,
-                        });
-                        let on_tls_error = {
-                            let ctx = Rc::clone(&ctx);
-                            move |err: std::io::Error| {
-                                ctx.pipeline.refuse(Refusal::TlsHandshake, Source::Mqtt);
-                                tracing::debug!(message = "TLS handshake failed.", error = %err);
-                                MqttError::Service(BrokerError::NotAuthorized)
-                            }
+                    let mut server = ntex_server::net::build().workers(workers).disable_signals();
+                    for (transport, socket) in listeners {
+                        let name = match transport {
+                            Transport::Tls => "mqtts",
+                            Transport::Plaintext => "mqtt",
+                            Transport::WebSocket => "mqtt-wss",
                         };
-                        TlsAcceptor::new(tls_config.clone())
-                            .map_err(on_tls_error)
-                            .and_then(
-                                MqttServer::new()
-                                    .v3(v3_server!(Rc::clone(&ctx)))
-                                    .v5(v5_server!(ctx)),
-                            )
-                    })?;
-                let server = match plain_listener {
-                    None => server,
-                    Some(plain) => {
-                        let (pipeline, settings) = (Arc::clone(&plain_pipeline), plain_settings.clone());
-                        server.listen("mqtt", plain, plain_config, async move |_| {
-                            let registry = Rc::new(Registry::default());
-                            ntex_rt::spawn(consumers::dispatch(Rc::clone(&registry), pipeline.subscribe()));
-                            let ctx = Rc::new(BrokerCtx {
-                                registry,
-                                pipeline: Arc::clone(&pipeline),
-                                settings: settings.clone(),
-                                revoked: RevocationCache::new(settings.certs.clone()),
-                                secrets: SecretCache::new(settings.certs.clone()),
-                                tls: false,
-                            });
-                            MqttServer::new()
-                                .v3(v3_server!(Rc::clone(&ctx)))
-                                .v5(v5_server!(ctx))
-                        })?
+                        server = server.listen(
+                            name,
+                            socket,
+                            mqtt_config.clone(),
+                            listener(Arc::clone(&shared), transport),
+                        )?;
                     }
-                };
-                let server = match wss_listener {
-                    None => server,
-                    Some(wss) => {
-                        let (pipeline, settings, tls_config) =
-                            (Arc::clone(&wss_pipeline), wss_settings.clone(), Arc::clone(&wss_tls));
-                        server.listen("mqtt-wss", wss, wss_config, async move |_| {
-                            let registry = Rc::new(Registry::default());
-                            ntex_rt::spawn(consumers::dispatch(Rc::clone(&registry), pipeline.subscribe()));
-                            let ctx = Rc::new(BrokerCtx {
-                                registry,
-                                pipeline: Arc::clone(&pipeline),
-                                settings: settings.clone(),
-                                revoked: RevocationCache::new(settings.certs.clone()),
-                                secrets: SecretCache::new(settings.certs.clone()),
-                                tls: true,
-                            });
-                            let on_tls_error = {
-                                let ctx = Rc::clone(&ctx);
-                                move |err: std::io::Error| {
-                                    ctx.pipeline.refuse(Refusal::TlsHandshake, Source::Mqtt);
-                                    tracing::debug!(message = "TLS handshake failed.", error = %err);
-                                    err
-                                }
-                            };
-                            let mqtt = ntex_service::Pipeline::new(
-                                (),
-                                MqttServer::new()
-                                    .v3(v3_server!(Rc::clone(&ctx)))
-                                    .v5(v5_server!(ctx))
-                                    .map_err(|err: MqttError<BrokerError>| {
-                                        std::io::Error::other(format!("{err:?}"))
-                                    }),
-                            );
-                            let http = ntex_service::Pipeline::new((), super::websocket::http_upgrade(mqtt.bind()));
-                            TlsAcceptor::new(tls_config.clone())
-                                .map_err(on_tls_error)
-                                .and_then(async move |io: ntex_io::Io<_>| {
-                                    http.call(io)
-                                        .await
-                                        .map_err(|err| std::io::Error::other(format!("{err:?}")))
-                                })
-                        })?
-                    }
-                };
-                let server = server.run();
+                    let server = server.run();
                     let _ = tx.send((server.clone(), ntex_rt::System::current()));
                     ntex_rt::spawn(async move {
                         let _ = server.await;
@@ -704,7 +727,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         .context("the MQTT broker did not start")?;
     Ok(EmbeddedBroker {
         addr,
-        plaintext_addr: plain_addr,
+        plaintext_addr,
         wss_addr,
         server,
         system,

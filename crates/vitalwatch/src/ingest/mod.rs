@@ -5,7 +5,9 @@
 pub mod consumers;
 pub mod embedded;
 pub mod external;
+mod identity;
 pub mod rate;
+pub mod session;
 mod status;
 mod websocket;
 

@@ -8,9 +8,8 @@ pub mod audit;
 pub mod dashboard;
 pub mod sqlite;
 
-use crate::config::RegistryPolicy;
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{Reading, Timestamp};
 
@@ -66,6 +65,25 @@ pub enum ItemOutcome {
         quarantine_id: i64,
         anomalies: Vec<AnomalyRecord>,
     },
+}
+
+/// What happens to a reading from a device that is not in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistryPolicy {
+    /// Register the device on its first reading (the seed's behaviour); audited.
+    AutoRegister,
+    /// Quarantine the reading and raise UNKNOWN_DEVICE.
+    Strict,
+}
+
+impl RegistryPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryPolicy::AutoRegister => "auto-register",
+            RegistryPolicy::Strict => "strict",
+        }
+    }
 }
 
 /// How the store treats devices and redeliveries; fixed when it opens.
@@ -256,6 +274,14 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
+/// A backend's own error, boxed so that no backend type appears in this module or the trait.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store operation failed, in terms a caller can act on; the same for every backend.
+///
+/// Only the first six variants carry text meant for a person (an API client sees them as
+/// 4xx/503 answers); the others are for the server's log, and the API answers them with a
+/// generic 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("device {0} is not registered")]
@@ -264,16 +290,38 @@ pub enum StoreError {
     DeviceExists(String),
     #[error("alert {0} does not exist")]
     AlertNotFound(i64),
+    /// The store is closed or shutting down: nothing more will be written.
     #[error("the store is shutting down")]
     Closed,
+    /// The writer's queue had no room in time: retry later.
     #[error("the store is busy; try again")]
     Busy,
+    /// Another record already has this name (a token, a user).
     #[error("{0} already exists")]
     Conflict(String),
+    /// The database was migrated by a newer VitalWatch; this one refuses to touch it.
+    #[error(
+        "the database schema is version {found}, newer than this VitalWatch supports \
+         (up to {supported}): run a newer VitalWatch, or restore a backup made by this version"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// A value could not be stored, or a stored row could not be read back.
+    #[error("invalid stored data: {0}")]
+    InvalidData(String),
+    /// The backend failed (I/O, a constraint, the driver). The message is written into this
+    /// error's own text, not chained as its `source`, because the log prints the text alone.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Backend(BoxError),
+    /// Something around the backend failed (a worker task that stopped).
     #[error("{0}")]
     Other(String),
+}
+
+impl StoreError {
+    /// A backend failure described by a message.
+    pub fn backend(message: impl Into<String>) -> StoreError {
+        StoreError::Backend(message.into().into())
+    }
 }
 
 /// Durable storage behind one interface; SQLite now, PostgreSQL behind the same trait later.

@@ -15,6 +15,7 @@ mod registry;
 mod security;
 mod seed;
 mod sim;
+mod store_conformance;
 mod support;
 mod tidy;
 mod tls_scan;

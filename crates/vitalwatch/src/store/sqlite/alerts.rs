@@ -2,7 +2,10 @@
 //! webhook deliveries. Writes run on the store's one writer thread (see `Writer`), reads on the
 //! read-only connections, exactly like the readings.
 
-use super::{Reply, append_audit, now_text};
+use super::audit;
+use super::filter::Filter;
+use super::now_text;
+use super::writer::Reply;
 use crate::store::{
     AlertEventRecord, AlertQuery, AlertRecord, AuditEntry, NewWebhookDelivery, StoreError,
     ThresholdsRecord, WebhookDeliveryRecord, alert_state_str, transition_kind_str,
@@ -13,15 +16,24 @@ use vitalwatch_core::rules::PatientThresholds;
 
 /// A write for the writer thread.
 pub(super) enum AlertCommand {
-    Transitions(Vec<AlertTransition>, Reply<()>),
-    SetThresholds(ThresholdsRecord, Reply<ThresholdsRecord>),
+    Transitions {
+        transitions: Vec<AlertTransition>,
+        reply: Reply<()>,
+    },
+    SetThresholds {
+        record: ThresholdsRecord,
+        reply: Reply<ThresholdsRecord>,
+    },
     ClearThresholds {
         device_id: String,
         actor: String,
         reason: Option<String>,
         reply: Reply<bool>,
     },
-    Delivery(NewWebhookDelivery, Reply<()>),
+    Delivery {
+        delivery: NewWebhookDelivery,
+        reply: Reply<()>,
+    },
 }
 
 /// Runs one command in its own transaction and answers its caller.
@@ -43,10 +55,10 @@ pub(super) fn handle(conn: &mut Connection, command: AlertCommand) {
         let _ = reply.send(res);
     }
     match command {
-        AlertCommand::Transitions(transitions, reply) => {
+        AlertCommand::Transitions { transitions, reply } => {
             run(conn, reply, |tx| write_transitions(tx, &transitions))
         }
-        AlertCommand::SetThresholds(record, reply) => {
+        AlertCommand::SetThresholds { record, reply } => {
             run(conn, reply, |tx| set_thresholds(tx, record))
         }
         AlertCommand::ClearThresholds {
@@ -57,7 +69,7 @@ pub(super) fn handle(conn: &mut Connection, command: AlertCommand) {
         } => run(conn, reply, |tx| {
             clear_thresholds(tx, &device_id, &actor, reason)
         }),
-        AlertCommand::Delivery(delivery, reply) => {
+        AlertCommand::Delivery { delivery, reply } => {
             run(conn, reply, |tx| record_delivery(tx, &delivery))
         }
     }
@@ -86,7 +98,7 @@ fn write_transitions(
     for transition in transitions {
         let alert = &transition.alert;
         let json = serde_json::to_string(alert)
-            .map_err(|err| StoreError::Other(format!("alert not serialisable: {err}")))?;
+            .map_err(|err| StoreError::InvalidData(format!("alert not serialisable: {err}")))?;
         let text = |ts: Option<vitalwatch_core::telemetry::Timestamp>| ts.map(|t| t.to_rfc3339());
         tx.prepare_cached(
             "INSERT INTO alerts (id, device_id, condition, class, priority, priority_rank, state, \
@@ -179,7 +191,7 @@ pub(super) fn open_alerts(conn: &Connection) -> Result<(u64, Vec<Alert>), StoreE
 }
 
 pub(super) fn alerts(conn: &Connection, query: AlertQuery) -> Result<Vec<AlertRecord>, StoreError> {
-    let mut filter = super::Filter::new();
+    let mut filter = Filter::new();
     if query.open_only {
         filter.add("state <> ?", "resolved".to_owned());
     } else if let Some(state) = query.state {
@@ -264,7 +276,7 @@ fn set_thresholds(
         record.effective_from,
         record.updated_at,
     ])?;
-    append_audit(
+    audit::append(
         tx,
         &AuditEntry {
             actor: record.author.clone(),
@@ -291,7 +303,7 @@ fn clear_thresholds(
         [device_id],
     )?;
     if removed > 0 {
-        append_audit(
+        audit::append(
             tx,
             &AuditEntry {
                 actor: actor.to_owned(),

@@ -2,16 +2,17 @@
 //! writer thread, each in one transaction with its audit entry; reads on the read-only
 //! connections. Secrets and password hashes never appear in an audit entry.
 
-use super::{Reply, append_audit, now_text};
+use super::now_text;
+use super::writer::Reply;
 use crate::store::{AuditEntry, AuthWrite, StoreError, TokenRecord, UserRecord};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-pub(super) const TOKEN_COLUMNS: &str =
+const TOKEN_COLUMNS: &str =
     "id, name, role, device_id, secret_hash, created_at, created_by, expires_at, revoked_at";
-pub(super) const USER_COLUMNS: &str =
+const USER_COLUMNS: &str =
     "username, role, password_hash, created_at, created_by, updated_at, disabled_at";
 
-pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -25,7 +26,7 @@ pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     })
 }
 
-pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         username: row.get(0)?,
         role: row.get(1)?,
@@ -35,6 +36,43 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         updated_at: row.get(5)?,
         disabled_at: row.get(6)?,
     })
+}
+
+pub(super) fn find_token(conn: &Connection, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"
+        ))?
+        .query_row([id], token_from_row)
+        .optional()?)
+}
+
+pub(super) fn list_tokens(conn: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, name"
+    ))?;
+    let rows = stmt.query_map([], token_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn find_user(
+    conn: &Connection,
+    username: &str,
+) -> Result<Option<UserRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
+        ))?
+        .query_row([username], user_from_row)
+        .optional()?)
+}
+
+pub(super) fn list_users(conn: &Connection) -> Result<Vec<UserRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+    ))?;
+    let rows = stmt.query_map([], user_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// Runs one change in its own transaction and answers its caller.
@@ -60,7 +98,7 @@ fn audit(
     target: String,
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
-    append_audit(
+    super::audit::append(
         tx,
         &AuditEntry {
             actor: actor.to_owned(),

@@ -2,7 +2,7 @@
 //! index, one index range per device, so a window's cost grows with the rows in it and never
 //! loads them into memory.
 
-use super::{anomaly_from_row, reading_from_row};
+use super::readings::{ANOMALY_COLUMNS, anomaly_from_row, reading_from_row, select_columns};
 use crate::store::dashboard::{
     DashboardStats, DeviceCount, DeviceSeries, MetricSeries, SERIES_METRICS, SeriesQuery,
     SeverityCount, TypeCount, Window,
@@ -10,14 +10,6 @@ use crate::store::dashboard::{
 use crate::store::{AnomalyRecord, ReadingRecord, StoreError};
 use rusqlite::{Connection, params};
 use vitalwatch_core::telemetry::Timestamp;
-
-/// The columns `reading_from_row` reads, in its order.
-const READING_COLUMNS: &str = "id, device_id, timestamp, timestamp_from_device, received_at, \
-    heart_rate, body_temp, signal_strength, battery_level, spo2, respiratory_rate, systolic_bp, \
-    diastolic_bp, consciousness, on_oxygen, seq, extra, ml_score, source";
-
-const ANOMALY_COLUMNS: &str =
-    "id, device_id, reading_id, type, severity, value, threshold, detected_at, details";
 
 /// Text bounds of a window: stored times are fixed-width RFC 3339, so text order is time order
 /// and these sentinels sort before and after every stored time.
@@ -271,11 +263,12 @@ pub(super) fn series(
 pub(super) fn latest(conn: &Connection, window: &Window) -> Result<Vec<ReadingRecord>, StoreError> {
     let (since, until) = bounds(window);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {READING_COLUMNS} FROM readings WHERE id IN (\
+        "SELECT {} FROM readings WHERE id IN (\
            SELECT (SELECT r.id FROM readings r WHERE r.device_id = d.device_id \
                    AND r.timestamp >= ?2 AND r.timestamp <= ?3 ORDER BY r.timestamp DESC LIMIT 1) \
            FROM devices d WHERE (?1 IS NULL OR d.device_id = ?1)) \
-         ORDER BY device_id"
+         ORDER BY device_id",
+        select_columns()
     ))?;
     let rows = stmt.query_map(
         params![window.device_id.as_deref(), since, until],
@@ -293,7 +286,8 @@ pub(super) fn events_after(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let readings = conn
         .prepare_cached(&format!(
-            "SELECT {READING_COLUMNS} FROM readings WHERE id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT {} FROM readings WHERE id > ?1 ORDER BY id LIMIT ?2",
+            select_columns()
         ))?
         .query_map(params![reading_id, limit], reading_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -1,9 +1,11 @@
 //! Store behaviour that needs no server: retention and the durability settings.
 
 use super::*;
-use crate::store::Source;
+use crate::store::{RegistryPolicy, Source};
+use vitalwatch_core::rules::Severity;
 use vitalwatch_core::rules::{RuleSet, check};
 use vitalwatch_core::telemetry::DeviceId;
+use vitalwatch_core::telemetry::Reading;
 
 fn options() -> StoreOptions {
     StoreOptions {

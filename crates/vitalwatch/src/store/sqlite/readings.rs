@@ -1,0 +1,357 @@
+//! SQL for readings and their anomalies: the one list of the `readings` columns, writing one
+//! reading (registry check, de-duplication by timestamp and by redelivered `seq`, anomalies,
+//! device counters) inside the writer's batch transaction, and the list queries.
+
+use super::devices;
+use super::filter::Filter;
+use crate::store::{
+    AnomalyQuery, AnomalyRecord, DeviceRegistration, ItemOutcome, PreparedReading, ReadingQuery,
+    ReadingRecord, RegistryPolicy, StoreError, StoreOptions,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::LazyLock;
+use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
+use vitalwatch_core::telemetry::Timestamp;
+
+/// Every column of `readings` after `id`: the order the INSERT binds them in and
+/// [`reading_from_row`] reads them in (at index 1 + position). The only place the table's
+/// columns are listed; every statement on `readings` that maps rows is built from it.
+const READING_COLUMNS: [&str; 18] = [
+    "device_id",
+    "timestamp",
+    "timestamp_from_device",
+    "received_at",
+    // The vitals, as the seed's payload names them.
+    "heart_rate",
+    "body_temp",
+    "signal_strength",
+    "battery_level",
+    "spo2",
+    "respiratory_rate",
+    "systolic_bp",
+    "diastolic_bp",
+    "consciousness",
+    "on_oxygen",
+    "seq",
+    "extra",
+    "ml_score",
+    "source",
+];
+
+/// `id` and [`READING_COLUMNS`], for `SELECT … FROM readings`.
+static SELECT_COLUMNS: LazyLock<String> =
+    LazyLock::new(|| format!("id, {}", READING_COLUMNS.join(", ")));
+
+/// The INSERT of one reading; a second reading with the same device and timestamp is a no-op.
+static INSERT_READING: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=READING_COLUMNS.len())
+        .map(|n| format!("?{n}"))
+        .collect();
+    format!(
+        "INSERT INTO readings ({}) VALUES ({}) ON CONFLICT (device_id, timestamp) DO NOTHING",
+        READING_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+});
+
+/// The columns [`reading_from_row`] reads, in its order.
+pub(super) fn select_columns() -> &'static str {
+    &SELECT_COLUMNS
+}
+
+/// The columns [`anomaly_from_row`] reads, in its order.
+pub(super) const ANOMALY_COLUMNS: &str =
+    "id, device_id, reading_id, type, severity, value, threshold, detected_at, details";
+
+/// The index of `name` in a row selected with [`select_columns`]; evaluated at compile time,
+/// so a name that is not in [`READING_COLUMNS`] does not build.
+const fn col(name: &str) -> usize {
+    let mut idx = 0;
+    while idx < READING_COLUMNS.len() {
+        let column = READING_COLUMNS[idx].as_bytes();
+        let wanted = name.as_bytes();
+        if column.len() == wanted.len() {
+            let mut byte = 0;
+            while byte < column.len() && column[byte] == wanted[byte] {
+                byte += 1;
+            }
+            if byte == column.len() {
+                return idx + 1;
+            }
+        }
+        idx += 1;
+    }
+    panic!("not a column of readings")
+}
+
+/// Reads a row selected with [`select_columns`].
+pub(super) fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<ReadingRecord> {
+    let extra: Option<String> = row.get(const { col("extra") })?;
+    Ok(ReadingRecord {
+        id: row.get(0)?,
+        device_id: row.get(const { col("device_id") })?,
+        timestamp: row.get(const { col("timestamp") })?,
+        timestamp_from_device: row.get(const { col("timestamp_from_device") })?,
+        received_at: row.get(const { col("received_at") })?,
+        heart_rate: row.get(const { col("heart_rate") })?,
+        body_temp: row.get(const { col("body_temp") })?,
+        signal_strength: row.get(const { col("signal_strength") })?,
+        battery_level: row.get(const { col("battery_level") })?,
+        spo2: row.get(const { col("spo2") })?,
+        respiratory_rate: row.get(const { col("respiratory_rate") })?,
+        systolic_bp: row.get(const { col("systolic_bp") })?,
+        diastolic_bp: row.get(const { col("diastolic_bp") })?,
+        consciousness: row.get(const { col("consciousness") })?,
+        on_oxygen: row.get(const { col("on_oxygen") })?,
+        seq: row.get(const { col("seq") })?,
+        extra: extra.and_then(|text| serde_json::from_str(&text).ok()),
+        ml_score: row.get(const { col("ml_score") })?,
+        source: row.get(const { col("source") })?,
+    })
+}
+
+/// Reads a row selected with [`ANOMALY_COLUMNS`].
+pub(super) fn anomaly_from_row(row: &Row<'_>) -> rusqlite::Result<AnomalyRecord> {
+    let kind: String = row.get(3)?;
+    let severity: String = row.get(4)?;
+    let bad_text = |column: usize, text: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("unknown value {text:?}").into(),
+        )
+    };
+    Ok(AnomalyRecord {
+        id: row.get(0)?,
+        device_id: row.get(1)?,
+        reading_id: row.get(2)?,
+        kind: AnomalyType::parse(&kind).ok_or_else(|| bad_text(3, kind.clone()))?,
+        severity: Severity::parse(&severity).ok_or_else(|| bad_text(4, severity.clone()))?,
+        value: row.get(5)?,
+        threshold: row.get(6)?,
+        detected_at: row.get(7)?,
+        details: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+    })
+}
+
+/// Stores one reading in the writer's transaction: quarantined when its device may not
+/// report, registered first under the auto-register policy, a duplicate when the same
+/// reading (device + timestamp, or device + a `seq` seen within the redelivery window) is
+/// already stored.
+pub(super) fn write_one(
+    tx: &rusqlite::Transaction<'_>,
+    item: &PreparedReading,
+    options: &StoreOptions,
+) -> Result<ItemOutcome, StoreError> {
+    let reading = &item.reading;
+    let device_id = reading.device_id.as_str();
+    let mut registered = false;
+    match devices::state(tx, device_id)? {
+        Some(true) => {}
+        Some(false) => return devices::quarantine(tx, item, "device is deactivated", options),
+        None if options.policy == RegistryPolicy::Strict => {
+            return devices::quarantine(tx, item, "device is not registered", options);
+        }
+        None => {
+            let registration = DeviceRegistration {
+                device_id: device_id.to_owned(),
+                ..DeviceRegistration::default()
+            };
+            let actor = format!("auto-register:{}", item.source.as_str());
+            devices::register(
+                tx,
+                &registration,
+                &actor,
+                options.default_expected_interval_s,
+            )?;
+            registered = true;
+        }
+    }
+
+    if let Some(seq) = reading.seq {
+        let window_micros = (options.redelivery_window_s as i64).saturating_mul(1_000_000);
+        let since = reading
+            .received_at
+            .saturating_add_micros(-window_micros)
+            .to_rfc3339();
+        let existing: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM readings WHERE device_id = ?1 AND seq = ?2 AND received_at >= ?3 LIMIT 1",
+            )?
+            .query_row(params![device_id, seq as i64, since], |row| row.get(0))
+            .optional()?;
+        if let Some(reading_id) = existing {
+            return Ok(ItemOutcome::Duplicate { reading_id });
+        }
+    }
+
+    let timestamp = reading.timestamp.to_rfc3339();
+    let received_at = reading.received_at.to_rfc3339();
+    // Bound in READING_COLUMNS order.
+    let inserted = tx.prepare_cached(&INSERT_READING)?.execute(params![
+        device_id,
+        timestamp,
+        reading.timestamp_from_device,
+        received_at,
+        reading.heart_rate_bpm,
+        reading.body_temp_c,
+        reading.signal_strength_dbm,
+        reading.battery_pct,
+        reading.spo2_pct,
+        reading.respiratory_rate_per_min,
+        reading.systolic_bp_mmhg,
+        reading.diastolic_bp_mmhg,
+        reading.consciousness.map(|c| c.letter()),
+        reading.on_oxygen,
+        reading.seq.map(|s| s as i64),
+        reading.extra,
+        item.ml_score,
+        item.source.as_str(),
+    ])?;
+    if inserted == 0 {
+        let reading_id: i64 = tx
+            .prepare_cached("SELECT id FROM readings WHERE device_id = ?1 AND timestamp = ?2")?
+            .query_row(params![device_id, timestamp], |row| row.get(0))?;
+        return Ok(ItemOutcome::Duplicate { reading_id });
+    }
+    let reading_id = tx.last_insert_rowid();
+    let anomalies = insert_anomalies(
+        tx,
+        device_id,
+        Some(reading_id),
+        &item.findings,
+        &received_at,
+    )?;
+    tx.prepare_cached(
+        "UPDATE devices SET total_readings = total_readings + 1, \
+         last_seen = CASE WHEN last_seen IS NULL OR last_seen < ?2 THEN ?2 ELSE last_seen END \
+         WHERE device_id = ?1",
+    )?
+    .execute(params![device_id, received_at])?;
+    Ok(ItemOutcome::Stored {
+        reading_id,
+        anomalies,
+        registered,
+    })
+}
+
+/// Stores one anomaly per finding; `reading_id` is `None` for a quarantined reading.
+pub(super) fn insert_anomalies(
+    tx: &rusqlite::Transaction<'_>,
+    device_id: &str,
+    reading_id: Option<i64>,
+    findings: &[Finding],
+    detected_at: &str,
+) -> Result<Vec<AnomalyRecord>, StoreError> {
+    let mut out = Vec::with_capacity(findings.len());
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO anomalies (device_id, reading_id, type, severity, value, threshold, detected_at, details) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for finding in findings {
+        let details = finding.details();
+        stmt.execute(params![
+            device_id,
+            reading_id,
+            finding.kind.as_str(),
+            finding.severity.as_str(),
+            finding.value,
+            finding.threshold,
+            detected_at,
+            details
+        ])?;
+        out.push(AnomalyRecord {
+            id: tx.last_insert_rowid(),
+            device_id: device_id.to_owned(),
+            reading_id,
+            kind: finding.kind,
+            severity: finding.severity,
+            value: finding.value,
+            threshold: finding.threshold,
+            detected_at: detected_at.to_owned(),
+            details,
+        });
+    }
+    Ok(out)
+}
+
+/// Readings matching `query`, newest first.
+pub(super) fn query(
+    conn: &Connection,
+    query: ReadingQuery,
+) -> Result<Vec<ReadingRecord>, StoreError> {
+    let mut filter = Filter::new();
+    if let Some(device_id) = query.device_id {
+        filter.add("device_id = ?", device_id);
+    }
+    if let Some(since) = query.since {
+        filter.add("timestamp >= ?", since.to_rfc3339());
+    }
+    if let Some(until) = query.until {
+        filter.add("timestamp <= ?", until.to_rfc3339());
+    }
+    if let Some(before_id) = query.before_id {
+        filter.add("id < ?", before_id);
+    }
+    let sql = format!(
+        "SELECT {} FROM readings {} ORDER BY id DESC LIMIT {}",
+        select_columns(),
+        filter.sql(),
+        query.limit
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(filter.values), reading_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Readings at or after `since` that raised no anomaly, oldest first.
+pub(super) fn normal(
+    conn: &Connection,
+    since: Option<Timestamp>,
+    limit: usize,
+) -> Result<Vec<ReadingRecord>, StoreError> {
+    let since = since.map_or_else(String::new, Timestamp::to_rfc3339);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM readings r WHERE r.timestamp >= ?1 \
+         AND NOT EXISTS (SELECT 1 FROM anomalies a WHERE a.reading_id = r.id) \
+         ORDER BY r.id LIMIT ?2",
+        select_columns()
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![since, limit], reading_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Anomalies matching `query`, newest first.
+pub(super) fn anomalies(
+    conn: &Connection,
+    query: AnomalyQuery,
+) -> Result<Vec<AnomalyRecord>, StoreError> {
+    let mut filter = Filter::new();
+    if let Some(device_id) = query.device_id {
+        filter.add("device_id = ?", device_id);
+    }
+    if let Some(kind) = query.kind {
+        filter.add("type = ?", kind.as_str().to_owned());
+    }
+    if let Some(severity) = query.severity {
+        filter.add("severity = ?", severity.as_str().to_owned());
+    }
+    if let Some(since) = query.since {
+        filter.add("detected_at >= ?", since.to_rfc3339());
+    }
+    if let Some(until) = query.until {
+        filter.add("detected_at <= ?", until.to_rfc3339());
+    }
+    if let Some(before_id) = query.before_id {
+        filter.add("id < ?", before_id);
+    }
+    let sql = format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies {} ORDER BY id DESC LIMIT {}",
+        filter.sql(),
+        query.limit
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(filter.values), anomaly_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
