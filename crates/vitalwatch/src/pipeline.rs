@@ -14,8 +14,9 @@ use crate::model::{self, ModelSlot};
 use crate::store::{
     AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store, StoreError,
 };
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use vitalwatch_core::rules::{self, RuleSet};
 use vitalwatch_core::telemetry::{self, Decoded, Limits, Reading, Rejection, Timestamp};
@@ -136,7 +137,6 @@ impl Pipeline {
         *self
             .pending_refusals
             .lock()
-            .expect("the refusal map mutex is never poisoned: no code panics holding it")
             .entry((refusal.as_str(), source.as_str()))
             .or_default() += 1;
     }
@@ -370,12 +370,7 @@ impl Pipeline {
 
     /// Writes one audit row per (reason, source) refused since the last call.
     pub async fn flush_refusal_audit(&self) {
-        let pending = std::mem::take(
-            &mut *self
-                .pending_refusals
-                .lock()
-                .expect("the refusal map mutex is never poisoned"),
-        );
+        let pending = std::mem::take(&mut *self.pending_refusals.lock());
         for ((reason, source), count) in pending {
             let entry = AuditEntry {
                 actor: format!("system:{source}"),

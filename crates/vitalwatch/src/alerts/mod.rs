@@ -29,8 +29,9 @@ use crate::clock;
 use crate::config::AlertingConfig;
 use crate::events::{Event, EventBus};
 use crate::store::{Store, StoreError, ThresholdsRecord};
+use parking_lot::Mutex as SyncMutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -101,7 +102,7 @@ pub struct AlertService {
     events: EventBus,
     webhooks: Option<Webhooks>,
     /// Devices whose registry interval the engine already has (`None`: quarantined only).
-    known: StdMutex<HashMap<DeviceId, Option<u64>>>,
+    known: SyncMutex<HashMap<DeviceId, Option<u64>>>,
 }
 
 impl AlertService {
@@ -169,7 +170,7 @@ impl AlertService {
             persist,
             events,
             webhooks,
-            known: StdMutex::new(known),
+            known: SyncMutex::new(known),
         });
         tasks.spawn(persister(Arc::clone(&store), persist_rx, shutdown.clone()));
         tasks.spawn(Arc::clone(&service).timer(shutdown.clone()));
@@ -200,12 +201,7 @@ impl AlertService {
         let mut intervals = Vec::new();
         for item in &items {
             let device_id = &item.reading.device_id;
-            let cached = self
-                .known
-                .lock()
-                .expect("the known-devices mutex is never poisoned")
-                .get(device_id)
-                .copied();
+            let cached = self.known.lock().get(device_id).copied();
             let needs_lookup = match cached {
                 None => true,
                 Some(None) => item.stored,
@@ -232,10 +228,7 @@ impl AlertService {
             state
                 .engine
                 .set_expected_interval(&device_id, Some(interval.unwrap_or(NO_OFFLINE_MS)));
-            self.known
-                .lock()
-                .expect("the known-devices mutex is never poisoned")
-                .insert(device_id, interval);
+            self.known.lock().insert(device_id, interval);
         }
         let mut transitions = Vec::new();
         for item in &items {

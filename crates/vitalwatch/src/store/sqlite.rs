@@ -25,9 +25,10 @@ use super::{
     WebhookDeliveryRecord,
 };
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
@@ -95,11 +96,7 @@ impl SqliteStore {
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {
-        self.commands
-            .lock()
-            .expect("the sender mutex is never poisoned: no code panics while holding it")
-            .clone()
-            .ok_or(StoreError::Closed)
+        self.commands.lock().clone().ok_or(StoreError::Closed)
     }
 
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -131,12 +128,8 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let guard = readers
                 .iter()
-                .find_map(|slot| slot.try_lock().ok())
-                .unwrap_or_else(|| {
-                    readers[0]
-                        .lock()
-                        .expect("reader mutexes are never poisoned: queries do not panic")
-                });
+                .find_map(|slot| slot.try_lock())
+                .unwrap_or_else(|| readers[0].lock());
             query(&guard)
         })
         .await
@@ -334,7 +327,6 @@ impl Store for SqliteStore {
         let writer_alive = self
             .writer
             .lock()
-            .expect("the writer handle mutex is never poisoned")
             .as_ref()
             .is_some_and(|handle| !handle.is_finished());
         let probe = self
@@ -481,17 +473,8 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        drop(
-            self.commands
-                .lock()
-                .expect("the sender mutex is never poisoned")
-                .take(),
-        );
-        let handle = self
-            .writer
-            .lock()
-            .expect("the writer handle mutex is never poisoned")
-            .take();
+        drop(self.commands.lock().take());
+        let handle = self.writer.lock().take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }

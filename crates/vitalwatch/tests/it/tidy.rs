@@ -265,10 +265,12 @@ fn long_files(files: &[Source], prefix: &str) -> Vec<String> {
 }
 
 fn forbidden(name: &str) -> bool {
-    CORE_FORBIDDEN.iter().any(|rule| match rule.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => name == *rule,
-    })
+    CORE_FORBIDDEN
+        .iter()
+        .any(|rule| match rule.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *rule,
+        })
 }
 
 /// Forbidden dependencies of core, and chrono's `clock` feature wherever core's chrono gets
@@ -404,15 +406,24 @@ fn tidy_catches_same_layer_imports_super_paths_and_unlisted_modules() {
     let layers = declared_layers(TABLE, "demo").expect("the table parses");
     let files = [
         source("store/mod.rs", "use super::tls::config;\n"),
-        source("store/sqlite/writer.rs", "use super::super::super::alerts::X;\n"),
+        source(
+            "store/sqlite/writer.rs",
+            "use super::super::super::alerts::X;\n",
+        ),
         source("store/sqlite/rows.rs", "use super::super::Store;\n"),
         source("metrics.rs", "pub struct M;\n"),
     ];
     let problems = layer_violations(&layers, &files);
     assert_eq!(problems.len(), 3, "{problems:#?}");
-    assert!(problems[0].contains("`crate::tls` (layer 2)"), "{problems:#?}");
+    assert!(
+        problems[0].contains("`crate::tls` (layer 2)"),
+        "{problems:#?}"
+    );
     assert!(problems[1].contains("`crate::alerts`"), "{problems:#?}");
-    assert!(problems[2].contains("`metrics` has no layer"), "{problems:#?}");
+    assert!(
+        problems[2].contains("`metrics` has no layer"),
+        "{problems:#?}"
+    );
 }
 
 #[test]
