@@ -17,6 +17,11 @@ pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
+/// Now, for certificate validity periods (rcgen takes `time`'s type).
+pub fn now_offset() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
 /// Now as RFC 3339 text with millisecond precision and `Z` (status fields, audit details).
 pub fn now_rfc3339_millis() -> String {
     now_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

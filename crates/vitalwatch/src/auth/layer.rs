@@ -62,7 +62,7 @@ impl AuthService {
                     )
             }
             Credential::Token { id } => match self.store.find_token(id.clone()).await {
-                Ok(Some(token)) => token.state(chrono::Utc::now()) == TokenState::Active,
+                Ok(Some(token)) => token.state(crate::clock::now_utc()) == TokenState::Active,
                 _ => false,
             },
         }
@@ -129,7 +129,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
-enum Refusal {
+enum AuthFailure {
     /// 401 with a stable code.
     Unauthenticated(&'static str, &'static str),
 }
@@ -139,19 +139,19 @@ async fn identify(
     service: &AuthService,
     headers: &HeaderMap,
     remote: SocketAddr,
-) -> Result<Option<Principal>, Refusal> {
+) -> Result<Option<Principal>, AuthFailure> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value.to_str().unwrap_or("");
         let Some(token) = text
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
         else {
-            return Err(Refusal::Unauthenticated(
+            return Err(AuthFailure::Unauthenticated(
                 "invalid_token",
                 "use Authorization: Bearer <token>",
             ));
         };
-        let invalid = Refusal::Unauthenticated("invalid_token", "the token is not valid");
+        let invalid = AuthFailure::Unauthenticated("invalid_token", "the token is not valid");
         let Some((id, secret)) = super::parse_token(token.trim()) else {
             return Err(invalid);
         };
@@ -166,16 +166,16 @@ async fn identify(
         if !super::constant_time_eq(&super::hash_secret(secret), &record.secret_hash) {
             return Err(invalid);
         }
-        match record.state(chrono::Utc::now()) {
+        match record.state(crate::clock::now_utc()) {
             TokenState::Active => {}
             TokenState::Revoked => {
-                return Err(Refusal::Unauthenticated(
+                return Err(AuthFailure::Unauthenticated(
                     "token_revoked",
                     "the token has been revoked",
                 ));
             }
             TokenState::Expired => {
-                return Err(Refusal::Unauthenticated(
+                return Err(AuthFailure::Unauthenticated(
                     "token_expired",
                     "the token has expired",
                 ));
@@ -193,7 +193,7 @@ async fn identify(
     }
     if let Some(cookie) = session_cookie(headers) {
         let expired =
-            Refusal::Unauthenticated("session_expired", "the session has ended; log in again");
+            AuthFailure::Unauthenticated("session_expired", "the session has ended; log in again");
         let Some(session) = service.sessions.get(cookie) else {
             return Err(expired);
         };
@@ -257,7 +257,7 @@ pub async fn authorize(
                 "this route needs a token (Authorization: Bearer …) or a dashboard login",
             );
         }
-        Err(Refusal::Unauthenticated(code, detail)) => {
+        Err(AuthFailure::Unauthenticated(code, detail)) => {
             service.audit_failure("auth.failed", remote.ip(), code, &path);
             return unauthenticated(code, detail);
         }

@@ -339,12 +339,12 @@ pub async fn issue_token(
     }
     if request
         .expires_at
-        .is_some_and(|at| at <= chrono::Utc::now())
+        .is_some_and(|at| at <= crate::clock::now_utc())
     {
         return Err(invalid("the expiry is in the past"));
     }
     let token = generate_token();
-    let now = chrono::Utc::now();
+    let now = crate::clock::now_utc();
     let record = crate::store::TokenRecord {
         id: token.id,
         name: request.name,
@@ -381,7 +381,7 @@ pub async fn create_user(
     }
     check_password_strength(&password).map_err(invalid)?;
     let hash = hash_password_blocking(password).await?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = crate::clock::now_rfc3339_millis();
     let record = crate::store::UserRecord {
         username,
         role: role.as_str().to_owned(),

@@ -32,10 +32,6 @@ enum State {
     },
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl BrokerStatus {
     fn set(&self, update: impl FnOnce(&mut State)) {
         let mut state = self.0.lock();
@@ -53,7 +49,7 @@ impl BrokerStatus {
             *state = State::External {
                 broker,
                 connected: false,
-                since: now_rfc3339(),
+                since: crate::clock::now_rfc3339_millis(),
                 last_error: None,
                 connects: 0,
                 subscribed: false,
@@ -72,7 +68,7 @@ impl BrokerStatus {
             } = state
             {
                 if !*connected {
-                    *since = now_rfc3339();
+                    *since = crate::clock::now_rfc3339_millis();
                 }
                 *connected = true;
                 *connects += 1;
@@ -101,7 +97,7 @@ impl BrokerStatus {
             } = state
             {
                 if *connected {
-                    *since = now_rfc3339();
+                    *since = crate::clock::now_rfc3339_millis();
                 }
                 *connected = false;
                 *subscribed = false;

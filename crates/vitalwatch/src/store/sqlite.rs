@@ -63,7 +63,7 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The time a row is written, as stored.
 fn now_text() -> String {
-    Timestamp::from_datetime(chrono::Utc::now()).to_rfc3339()
+    crate::clock::now().to_rfc3339()
 }
 
 pub struct SqliteStore {
