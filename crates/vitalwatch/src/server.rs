@@ -523,3 +523,74 @@ async fn reload_on_sighup(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_binds_port_zero_and_returns_what_it_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            http_addr: any_port,
+            dashboard_addr: any_port,
+            ..Config::default()
+        };
+        config.http.tls = false;
+        config.mqtt.mqtts_addr = any_port;
+        config.mqtt.plaintext_addr = Some(any_port);
+        let shutdown = CancellationToken::new();
+        let running = start(config, shutdown.clone()).await.unwrap();
+        let dashboard = running.dashboard.expect("started with a dashboard");
+        let mqtts = running.mqtts.expect("the embedded broker is on");
+        let mqtt = running.mqtt.expect("a plaintext listener was asked for");
+        assert!(running.mqtt_wss.is_none());
+        for addr in [running.api, dashboard, mqtts, mqtt] {
+            assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+        }
+        // Bound and accepting once `start` returns: no polling needed.
+        let health = get(running.api, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        let health = get(dashboard, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        tokio::net::TcpStream::connect(mqtts).await.unwrap();
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("the server stops within a minute of shutdown")
+            .unwrap();
+        // It closed the store: the audit chain it wrote on start is anchored outside it.
+        let anchors = crate::store::audit::anchors_path(&dir.path().join("data"));
+        assert!(
+            !crate::store::audit::read_anchors(&anchors)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn start_names_the_address_it_could_not_bind() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            http_addr: taken.local_addr().unwrap(),
+            ..Config::default()
+        };
+        let err = start(config, CancellationToken::new()).await.unwrap_err();
+        let expected = format!("binding the API to {}", taken.local_addr().unwrap());
+        assert_eq!(err.to_string(), expected);
+    }
+}
