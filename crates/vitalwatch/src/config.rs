@@ -1,9 +1,9 @@
 //! Configuration: one [`Config`] tree, layered in exactly one function ([`Config::load`]).
 //!
 //! Precedence: built-in defaults < TOML file (`--config`) < environment < flags. clap merges
-//! environment and flags (a flag beats its variable), so the command's flags carry both and are
-//! applied last, by the function the caller passes to [`Config::load`] (`serve`'s is
-//! `commands::serve::ServeArgs::config`). The defaults ship as a commented TOML ([`DEFAULT_TOML`]) that
+//! environment and flags (a flag beats its variable), so a command's flags carry both and are
+//! applied last, by the function its caller passes to [`Config::load`] (for `serve`, the one in
+//! `commands/serve.rs`). The defaults ship as a commented TOML ([`DEFAULT_TOML`]) that
 //! `vitalwatch config default` prints; a test keeps it equal to [`Config::default`].
 
 use anyhow::{Context, bail};
