@@ -191,7 +191,7 @@ mod tests {
         let store = Arc::new(
             SqliteStore::open(
                 &dir.path().join("a.db"),
-                crate::serve::store_options(&crate::config::Config::default()),
+                crate::server::store_options(&crate::config::Config::default()),
             )
             .unwrap(),
         );
@@ -207,7 +207,7 @@ mod tests {
         store.close().await;
         let store = SqliteStore::open(
             &dir.path().join("a.db"),
-            crate::serve::store_options(&crate::config::Config::default()),
+            crate::server::store_options(&crate::config::Config::default()),
         )
         .unwrap();
         let rows = store.audit_log(0, 100).await.unwrap();
@@ -231,7 +231,7 @@ mod tests {
         let store = Arc::new(
             SqliteStore::open(
                 &dir.path().join("a.db"),
-                crate::serve::store_options(&crate::config::Config::default()),
+                crate::server::store_options(&crate::config::Config::default()),
             )
             .unwrap(),
         );
@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(buffer.waiting(), 1);
         let store = SqliteStore::open(
             &dir.path().join("a.db"),
-            crate::serve::store_options(&crate::config::Config::default()),
+            crate::server::store_options(&crate::config::Config::default()),
         )
         .unwrap();
         let rows = store.audit_log(0, 10).await.unwrap();

@@ -7,7 +7,6 @@
 //! acknowledged and failed are kept in [`Stats`]. Never logs payloads or vital values.
 
 pub mod builtin;
-pub mod cli;
 pub mod csv;
 pub mod http;
 pub mod mqtt;
