@@ -1,8 +1,9 @@
 //! Configuration: one [`Config`] tree, layered in exactly one function ([`Config::load`]).
 //!
 //! Precedence: built-in defaults < TOML file (`--config`) < environment < flags. clap merges
-//! environment and flags (a flag beats its variable), so [`Overrides`] carries both and is
-//! applied last. The defaults ship as a commented TOML ([`DEFAULT_TOML`]) that
+//! environment and flags (a flag beats its variable), so a command's flags carry both and are
+//! applied last, by the function its caller passes to [`Config::load`] (for `serve`, the one in
+//! `commands/serve.rs`). The defaults ship as a commented TOML ([`DEFAULT_TOML`]) that
 //! `vitalwatch config default` prints; a test keeps it equal to [`Config::default`].
 
 mod alerting;
@@ -242,37 +243,13 @@ impl StoreConfig {
     }
 }
 
-/// Values given on the command line or in the environment; `None` leaves the layer below.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    pub data_dir: Option<PathBuf>,
-    pub http_addr: Option<SocketAddr>,
-    pub dashboard_addr: Option<SocketAddr>,
-    pub http_plaintext: bool,
-    pub trust_loopback: bool,
-    pub registry_policy: Option<RegistryPolicy>,
-    pub mqtts_addr: Option<SocketAddr>,
-    /// The seed's MQTT_PORT: the port of the TLS listener.
-    pub mqtt_port: Option<u16>,
-    pub mqtt_topic: Option<String>,
-    pub certs_dir: Option<PathBuf>,
-    pub mqtt_disabled: bool,
-    pub mqtt_plaintext_addr: Option<SocketAddr>,
-    pub mqtt_allow_anonymous: bool,
-    pub mqtt_wss_addr: Option<SocketAddr>,
-    pub model_path: Option<PathBuf>,
-    pub broker: Option<String>,
-    pub use_tls: Option<bool>,
-    pub broker_ca: Option<PathBuf>,
-    pub broker_cert: Option<PathBuf>,
-    pub broker_key: Option<PathBuf>,
-    pub client_id: Option<String>,
-    pub share_group: Option<String>,
-}
-
 impl Config {
-    /// Defaults, then the TOML file (if any), then environment and flags.
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    /// Defaults, then the TOML file (if any), then `overrides` (the environment and flags,
+    /// which clap has merged), then validation: the one place the layers meet.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Config> {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -282,52 +259,7 @@ impl Config {
             }
             None => Config::default(),
         };
-        if let Some(data_dir) = &overrides.data_dir {
-            config.data_dir = data_dir.clone();
-        }
-        if let Some(http_addr) = overrides.http_addr {
-            config.http_addr = http_addr;
-        }
-        if let Some(dashboard_addr) = overrides.dashboard_addr {
-            config.dashboard_addr = dashboard_addr;
-        }
-        if overrides.http_plaintext {
-            config.http.tls = false;
-        }
-        if overrides.trust_loopback {
-            config.http.trust_loopback = true;
-        }
-        if let Some(policy) = overrides.registry_policy {
-            config.registry.policy = policy;
-        }
-        if let Some(port) = overrides.mqtt_port {
-            config.mqtt.mqtts_addr.set_port(port);
-        }
-        if let Some(addr) = overrides.mqtts_addr {
-            config.mqtt.mqtts_addr = addr;
-        }
-        if let Some(topic) = &overrides.mqtt_topic {
-            config.mqtt.topic = topic.clone();
-        }
-        if let Some(dir) = &overrides.certs_dir {
-            config.mqtt.certs_dir = Some(dir.clone());
-        }
-        if overrides.mqtt_disabled {
-            config.mqtt.enabled = false;
-        }
-        if let Some(addr) = overrides.mqtt_plaintext_addr {
-            config.mqtt.plaintext_addr = Some(addr);
-        }
-        if overrides.mqtt_allow_anonymous {
-            config.mqtt.allow_anonymous = true;
-        }
-        if let Some(addr) = overrides.mqtt_wss_addr {
-            config.mqtt.wss_addr = Some(addr);
-        }
-        if let Some(model_path) = &overrides.model_path {
-            config.model.path = Some(model_path.clone());
-        }
-        apply_broker_overrides(&mut config.mqtt, overrides);
+        overrides(&mut config);
         config.validate()?;
         Ok(config)
     }
@@ -440,38 +372,6 @@ impl Config {
     }
 }
 
-/// The external-broker layer of [`Config::load`]. The seed's MQTT_PORT is the broker's port
-/// when MQTT_BROKER is a bare host name, so it is folded in as `host:port` here.
-fn apply_broker_overrides(mqtt: &mut MqttConfig, overrides: &Overrides) {
-    if let Some(broker) = &overrides.broker {
-        mqtt.broker = (!broker.trim().is_empty()).then(|| broker.trim().to_owned());
-    }
-    if let Some(use_tls) = overrides.use_tls {
-        mqtt.use_tls = use_tls;
-    }
-    if let (Some(port), Some(broker)) = (overrides.mqtt_port, &mut mqtt.broker)
-        && !broker.contains("://")
-        && !broker.contains(':')
-    {
-        *broker = format!("{broker}:{port}");
-    }
-    for (target, value) in [
-        (&mut mqtt.broker_ca, &overrides.broker_ca),
-        (&mut mqtt.broker_cert, &overrides.broker_cert),
-        (&mut mqtt.broker_key, &overrides.broker_key),
-    ] {
-        if let Some(value) = value {
-            *target = Some(value.clone());
-        }
-    }
-    if let Some(client_id) = &overrides.client_id {
-        mqtt.client_id = client_id.clone();
-    }
-    if let Some(group) = &overrides.share_group {
-        mqtt.share_group = Some(group.clone());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,46 +390,23 @@ mod tests {
             "data_dir = \"/srv/vw\"\nhttp_addr = \"127.0.0.1:6000\"\n[rules]\nheart_rate = { min = 45.0, max = 100.0, severity = \"CRITICAL\" }\n",
         )
         .unwrap();
-        let from_file = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let from_file = Config::load(Some(&path), |_| {}).unwrap();
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/vw"));
         assert_eq!(from_file.rules.heart_rate.min, 45.0);
         assert_eq!(from_file.rules.body_temp, RuleSet::default().body_temp);
 
-        let overrides = Overrides {
-            http_addr: Some("127.0.0.1:7000".parse().unwrap()),
-            registry_policy: Some(RegistryPolicy::Strict),
-            ..Overrides::default()
-        };
-        let layered = Config::load(Some(&path), &overrides).unwrap();
+        let layered = Config::load(Some(&path), |config| {
+            config.http_addr = "127.0.0.1:7000".parse().unwrap();
+            config.registry.policy = RegistryPolicy::Strict;
+        })
+        .unwrap();
         assert_eq!(layered.http_addr.port(), 7000);
         assert_eq!(layered.data_dir, PathBuf::from("/srv/vw"));
         assert_eq!(layered.registry.policy, RegistryPolicy::Strict);
-    }
-
-    #[test]
-    fn the_seeds_broker_variables_layer_like_the_rest() {
-        let overrides = Overrides {
-            broker: Some("broker.example".to_owned()),
-            mqtt_port: Some(8884),
-            broker_ca: Some(PathBuf::from("/etc/ca.crt")),
-            ..Overrides::default()
-        };
-        let config = Config::load(None, &overrides).unwrap();
-        assert_eq!(config.mqtt.broker.as_deref(), Some("broker.example:8884"));
-        assert_eq!(config.mqtt.broker_ca, Some(PathBuf::from("/etc/ca.crt")));
-        let overrides = Overrides {
-            broker: Some("ftp://broker".to_owned()),
-            ..Overrides::default()
-        };
-        let err = Config::load(None, &overrides).unwrap_err();
-        assert!(err.to_string().contains("mqtt.broker"), "{err}");
-        let overrides = Overrides {
-            broker: Some("mqtts://broker".to_owned()),
-            broker_cert: Some(PathBuf::from("c.crt")),
-            ..Overrides::default()
-        };
-        let err = Config::load(None, &overrides).unwrap_err();
-        assert!(err.to_string().contains("broker_key"), "{err}");
+        // The overrides are validated like the file.
+        let err =
+            Config::load(Some(&path), |config| config.mqtt.topic = "#".to_owned()).unwrap_err();
+        assert!(err.to_string().contains("mqtt.topic"), "{err}");
     }
 
     #[test]

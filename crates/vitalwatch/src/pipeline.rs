@@ -8,7 +8,7 @@
 
 use crate::alerts::{AlertService, Committed};
 use crate::clock;
-use crate::events::EventBus;
+use crate::events::{Event, EventBus};
 use crate::metrics::{Metrics, Refusal};
 use crate::model::{self, ModelSlot};
 use crate::store::{
@@ -384,7 +384,3 @@ impl Pipeline {
         }
     }
 }
-
-// Kept while callers move to `crate::events` and `crate::clock`.
-pub use crate::clock::now;
-pub use crate::events::Event;

@@ -7,7 +7,6 @@
 //! acknowledged and failed are kept in [`Stats`]. Never logs payloads or vital values.
 
 pub mod builtin;
-pub mod cli;
 pub mod csv;
 pub mod http;
 pub mod mqtt;
@@ -144,7 +143,7 @@ pub fn payload(transmission: &Transmission, timestamp: Timestamp, seq: u64) -> V
 }
 
 fn wall_now() -> Timestamp {
-    crate::pipeline::now()
+    crate::clock::now()
 }
 
 /// Runs the simulation until the scenario (or `--count`) ends or `shutdown` is cancelled,

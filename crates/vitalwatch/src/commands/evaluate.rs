@@ -1,136 +1,26 @@
-//! `vitalwatch thresholds …` and `vitalwatch evaluate …`: per-patient thresholds through the
-//! same store and audit trail as the API, and the scenario evaluation of alerting.
+//! `vitalwatch evaluate`: replays labelled scenarios through the real rules and alert engine
+//! and scores the alerts against the ground truth and the seed's one-alert-per-reading
+//! behaviour.
 
 use crate::alerts::replay::{self, ReplaySettings, ScenarioResult};
-use crate::alerts::{PreviewAnswer, preview_history, validate_thresholds};
-use crate::cli::actor;
-use crate::cli::{ThresholdLimits, ThresholdsCommand};
 use crate::config::Config;
-use crate::serve::open_store;
-use crate::store::Store;
 use anyhow::{Context, bail};
-use serde_json::json;
+use clap::Args;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use vitalwatch_core::alerting::Evaluation;
-use vitalwatch_core::rules::PatientThresholds;
 use vitalwatch_core::scenario::{self, Scenario};
-use vitalwatch_core::telemetry::{DeviceId, Timestamp};
 
-fn check_id(raw: &str, config: &Config) -> anyhow::Result<DeviceId> {
-    DeviceId::parse(raw, config.limits.max_device_id_len).map_err(|_| {
-        anyhow::anyhow!("invalid device id {raw:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . : -")
-    })
-}
-
-fn thresholds_of(limits: ThresholdLimits) -> PatientThresholds {
-    PatientThresholds {
-        heart_rate_min: limits.hr_min,
-        heart_rate_max: limits.hr_max,
-        body_temp_min: limits.temp_min,
-        body_temp_max: limits.temp_max,
-    }
-}
-
-fn time(raw: Option<&str>, flag: &str) -> anyhow::Result<Option<Timestamp>> {
-    raw.map(|raw| {
-        Timestamp::parse_text(raw).ok_or_else(|| anyhow::anyhow!("{flag} must be an RFC 3339 time"))
-    })
-    .transpose()
-}
-
-pub async fn thresholds(config: Config, command: ThresholdsCommand) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = open_store(&config)?;
-    let res = dispatch(&config, Arc::clone(&store), command).await;
-    store.close().await;
-    res
-}
-
-async fn require_device(store: &dyn Store, id: &DeviceId) -> anyhow::Result<()> {
-    if store.get_device(id.as_str().to_owned()).await?.is_none() {
-        bail!("device {} is not registered", id.as_str());
-    }
-    Ok(())
-}
-
-async fn dispatch(
-    config: &Config,
-    store: Arc<dyn Store>,
-    command: ThresholdsCommand,
-) -> anyhow::Result<()> {
-    match command {
-        ThresholdsCommand::Set {
-            id,
-            limits,
-            reason,
-            author,
-        } => {
-            let id = check_id(&id, config)?;
-            require_device(&*store, &id).await?;
-            let author = author.map_or_else(actor, |name| format!("{name} ({})", actor()));
-            let record = validate_thresholds(
-                &config.rules,
-                &id,
-                thresholds_of(limits),
-                author,
-                reason,
-                None,
-            )
-            .map_err(|err| anyhow::anyhow!("thresholds refused: {err}"))?;
-            let record = store.set_thresholds(record).await?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
-        }
-        ThresholdsCommand::Show { id } => {
-            let id = check_id(&id, config)?;
-            require_device(&*store, &id).await?;
-            let record = store
-                .thresholds(Some(id.as_str().to_owned()))
-                .await?
-                .into_iter()
-                .next();
-            let answer = json!({
-                "device_id": id.as_str(),
-                "override": record,
-                "site": { "heart_rate": config.rules.heart_rate, "body_temp": config.rules.body_temp },
-            });
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-        }
-        ThresholdsCommand::Clear { id, reason } => {
-            let id = check_id(&id, config)?;
-            require_device(&*store, &id).await?;
-            let removed = store
-                .clear_thresholds(id.as_str().to_owned(), actor(), reason)
-                .await?;
-            println!(
-                "{}",
-                json!({ "device_id": id.as_str(), "removed": removed })
-            );
-        }
-        ThresholdsCommand::Preview {
-            id,
-            limits,
-            since,
-            until,
-        } => {
-            let id = id.map(|raw| check_id(&raw, config)).transpose()?;
-            if let Some(id) = &id {
-                require_device(&*store, id).await?;
-            }
-            let answer: PreviewAnswer = preview_history(
-                store,
-                &config.alerting,
-                &config.rules,
-                id.map(|id| id.as_str().to_owned()),
-                thresholds_of(limits),
-                time(since.as_deref(), "--since")?,
-                time(until.as_deref(), "--until")?,
-            )
-            .await
-            .map_err(|err| anyhow::anyhow!("preview refused: {err}"))?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-        }
-    }
-    Ok(())
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Configuration file whose [rules] and [alerting] tables are evaluated (default: built-in).
+    #[arg(long, env = "VITALWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Scenario files (TOML, see docs/scenarios.md) or directories of them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 /// Scenario files named on the command line, directories expanded to their `*.toml` (sorted).
@@ -161,9 +51,10 @@ fn load_scenario(path: &Path) -> anyhow::Result<Scenario> {
     toml::from_str(&text).with_context(|| format!("in scenario {}", path.display()))
 }
 
-/// Runs every scenario and prints the report (a table, or JSON with `json`).
-pub async fn evaluate(config: Config, paths: &[PathBuf], json_out: bool) -> anyhow::Result<()> {
-    let files = scenario_files(paths)?;
+/// Runs every scenario and prints the report (a table, or JSON with `--json`).
+pub async fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), |_| {})?;
+    let files = scenario_files(&args.paths)?;
     let scenarios = files
         .iter()
         .map(|path| load_scenario(path))
@@ -192,7 +83,7 @@ pub async fn evaluate(config: Config, paths: &[PathBuf], json_out: bool) -> anyh
     .await
     .context("the evaluation task failed")??;
     let report = Report::new(results);
-    if json_out {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());

@@ -1,15 +1,52 @@
 //! `vitalwatch audit verify|export`: check the audit trail's hash chain, and export it.
 
+use super::StoreArgs;
 use crate::config::Config;
-use crate::serve::open_store;
+use crate::server::open_store;
 use crate::store::Store;
 use crate::store::audit::{Anchor, ChainCheck, check_anchors};
+use clap::{Args, Subcommand};
 use vitalwatch_core::telemetry::Timestamp;
 
 const PAGE: usize = 5000;
 
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exits non-zero and names the first bad entry when a row was
+    /// edited, deleted or reordered.
+    Verify,
+    /// Write the audit trail as JSON lines on standard output.
+    Export {
+        /// Only entries at or after this time (RFC 3339 or epoch seconds).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+}
+
+pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
+    let config = args.store.config()?;
+    match args.command {
+        AuditCommand::Verify => verify(config).await,
+        AuditCommand::Export { since } => {
+            let since = since
+                .map(|raw| super::time_or_epoch(&raw, "--since"))
+                .transpose()?;
+            export(config, since).await
+        }
+    }
+}
+
 /// Verifies the whole chain; an error names the first bad entry.
-pub async fn verify(config: Config) -> anyhow::Result<()> {
+async fn verify(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let anchors =
         crate::store::audit::read_anchors(&crate::store::audit::anchors_path(&config.data_dir))?;
@@ -56,7 +93,7 @@ async fn verify_store(store: &dyn Store, anchors: &[Anchor]) -> anyhow::Result<u
 }
 
 /// Writes entries at or after `since` as JSON lines on standard output.
-pub async fn export(config: Config, since: Option<Timestamp>) -> anyhow::Result<()> {
+async fn export(config: Config, since: Option<Timestamp>) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let since = since.map(Timestamp::to_rfc3339);
     let mut after = 0;

@@ -1,22 +1,22 @@
 //! `vitalwatch demo`: the whole system in one command on a fresh clone.
 //!
 //! Creates the PKI when missing, trains a small model when there is none (the same code as
-//! `vitalwatch train`), runs `serve` in-process with every `serve` flag forwarded (the API
-//! and the broker bind to 127.0.0.1 unless told otherwise), connects ten simulated patients
-//! over MQTT with TLS and their own certificates (`sim`), and prints what to try. On Ctrl-C
-//! or SIGTERM the simulators stop first, then the server shuts down gracefully.
+//! `vitalwatch train`), starts the server in-process with every `serve` flag (the API and the
+//! broker bind to 127.0.0.1 unless told otherwise), connects ten simulated patients over MQTT
+//! with TLS and their own certificates (`sim`), and prints what to try. On Ctrl-C or SIGTERM
+//! the simulators stop first, then the server shuts down gracefully.
 
-use crate::cli::{DemoArgs, TrainArgs};
-use crate::config::{Config, Overrides};
+use super::serve::ServeArgs;
+use super::train::TrainArgs;
+use crate::config::Config;
 use crate::pki::{self, CertsDir};
 use crate::sim::{self, Pace, SimOptions, Target, mqtt::MqttTarget};
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The API's address unless a flag, the environment or the config says otherwise.
+/// The API's address unless a flag or the environment says otherwise.
 const DEMO_HTTP_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 5000);
 /// The broker's port unless told otherwise (bound to loopback).
 const DEMO_MQTT_PORT: u16 = 8883;
@@ -25,38 +25,37 @@ const DEMO_DASHBOARD_ADDR: SocketAddr =
 /// The device whose certificate the banner's `mosquitto_pub` line uses.
 const MANUAL_DEVICE: &str = "demo-pub";
 
-#[derive(Clone, Debug)]
-pub struct DemoOptions {
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Every `serve` flag (the API and the broker bind to 127.0.0.1 unless given).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Scenario time per wall-clock time for the simulated patients.
+    #[arg(long, value_name = "FACTOR", default_value = "20x", value_parser = crate::sim::parse_speed)]
     pub speed: f64,
+
+    /// Seeds the simulated patients.
+    #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
 }
 
-impl From<&DemoArgs> for DemoOptions {
-    fn from(args: &DemoArgs) -> DemoOptions {
-        DemoOptions {
-            speed: args.speed,
-            seed: args.seed,
+impl DemoArgs {
+    /// `serve`'s configuration with the demo's loopback defaults in place of flags not given.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut serve = self.serve.clone();
+        serve.http_addr.get_or_insert(DEMO_HTTP_ADDR);
+        serve.dashboard_addr.get_or_insert(DEMO_DASHBOARD_ADDR);
+        // A workstation demo: the seed's `curl http://localhost:5000/...` examples work as
+        // written because loopback clients are trusted over plaintext HTTP (said in the banner).
+        serve.trust_loopback = true;
+        serve.http_plaintext = true;
+        if serve.mqtts_addr.is_none() {
+            let port = serve.mqtt_port.unwrap_or(DEMO_MQTT_PORT);
+            serve.mqtts_addr = Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
         }
+        serve.config()
     }
-}
-
-/// `serve`'s overrides with the demo's loopback defaults filled in.
-pub fn overrides(mut overrides: Overrides) -> Overrides {
-    if overrides.http_addr.is_none() {
-        overrides.http_addr = Some(DEMO_HTTP_ADDR);
-    }
-    if overrides.dashboard_addr.is_none() {
-        overrides.dashboard_addr = Some(DEMO_DASHBOARD_ADDR);
-    }
-    // A workstation demo: the seed's `curl http://localhost:5000/...` examples work as
-    // written because loopback clients are trusted over plaintext HTTP (said in the banner).
-    overrides.trust_loopback = true;
-    overrides.http_plaintext = true;
-    if overrides.mqtts_addr.is_none() {
-        let port = overrides.mqtt_port.unwrap_or(DEMO_MQTT_PORT);
-        overrides.mqtts_addr = Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
-    }
-    overrides
 }
 
 /// `vitalwatch train`'s flags, parsed the way the command line would be.
@@ -85,7 +84,7 @@ async fn train_if_missing(config: &Config) -> anyhow::Result<()> {
         path.as_os_str(),
     ])
     .context("building the training flags")?;
-    crate::model_cmd::train(config.clone(), flags.train).await
+    super::train::train(config.clone(), flags.train).await
 }
 
 async fn certs_ready(certs: &CertsDir) -> anyhow::Result<()> {
@@ -108,15 +107,6 @@ async fn certs_ready(certs: &CertsDir) -> anyhow::Result<()> {
     .context("the certificate task failed")?
 }
 
-/// Binds `addr` and returns the port: for port 0, a free one (released for the server).
-fn concrete(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
-    let probe = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
-    Ok(probe.local_addr()?)
-}
-
 fn loopback_if_unspecified(mut addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         addr.set_ip(Ipv4Addr::LOCALHOST.into());
@@ -124,68 +114,44 @@ fn loopback_if_unspecified(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-async fn wait_for_port(
-    addr: SocketAddr,
-    server: &tokio::task::JoinHandle<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if server.is_finished() {
-            anyhow::bail!("the server stopped while starting");
-        }
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the broker did not start listening on {addr} within 30 s")
+/// Runs the demo until SIGINT or SIGTERM.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    demo(config, args.speed, args.seed, super::shutdown_on_signals()).await
 }
 
-pub async fn run(
-    mut config: Config,
-    options: DemoOptions,
+async fn demo(
+    config: Config,
+    speed: f64,
+    seed: u64,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     train_if_missing(&config).await?;
     let certs = CertsDir::new(config.certs_dir());
     certs_ready(&certs).await?;
-    config.mqtt.mqtts_addr = concrete(config.mqtt.mqtts_addr)?;
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("binding the API to {}", config.http_addr))?;
-    let api_addr = loopback_if_unspecified(listener.local_addr()?);
-    let dashboard_listener = tokio::net::TcpListener::bind(config.dashboard_addr)
-        .await
-        .with_context(|| format!("binding the dashboard to {}", config.dashboard_addr))?;
-    let dashboard_addr = loopback_if_unspecified(dashboard_listener.local_addr()?);
-    let mqtt_addr = loopback_if_unspecified(config.mqtt.mqtts_addr);
-    let mqtt_enabled = config.mqtt.enabled;
     let topic = config.mqtt.topic.clone();
     let server_stop = CancellationToken::new();
-    let mut server = tokio::spawn(crate::serve::serve_on(
-        config,
-        listener,
-        Some(dashboard_listener),
-        server_stop.clone(),
-        true,
-    ));
-    let target = if mqtt_enabled {
-        wait_for_port(mqtt_addr, &server).await?;
-        Target::Mqtt(MqttTarget {
+    let mut server = crate::server::start(config, server_stop.clone()).await?;
+    server.announce();
+    let api_addr = loopback_if_unspecified(server.api);
+    let dashboard_addr = server.dashboard.map(loopback_if_unspecified);
+    let mqtt_addr = server.mqtts.map(loopback_if_unspecified);
+    let target = match mqtt_addr {
+        Some(mqtt_addr) => Target::Mqtt(MqttTarget {
             host: mqtt_addr.ip().to_string(),
             port: mqtt_addr.port(),
             topic: topic.clone(),
             qos: 1,
             ca: certs.ca_cert(),
             certs: certs.clone(),
-        })
-    } else {
-        Target::Http(crate::sim::http::HttpTarget {
+        }),
+        None => Target::Http(crate::sim::http::HttpTarget {
             url: format!("http://{api_addr}/api/telemetry"),
             token: None,
             ca: None,
-        })
+        }),
     };
-    let scenario = sim::builtin::demo(options.seed);
+    let scenario = sim::builtin::demo(seed);
     let patients: Vec<String> = scenario
         .patients
         .iter()
@@ -195,7 +161,7 @@ pub async fn run(
         SimOptions {
             scenario,
             target,
-            pace: Pace::Speed(options.speed),
+            pace: Pace::Speed(speed),
             count: None,
             progress: false,
         },
@@ -206,11 +172,11 @@ pub async fn run(
         banner(
             dashboard_addr,
             api_addr,
-            mqtt_enabled.then_some(mqtt_addr),
+            mqtt_addr,
             &topic,
             &certs,
             &patients,
-            options.speed
+            speed
         )
     );
     let mut simulator = Some(simulator);
@@ -221,7 +187,7 @@ pub async fn run(
             if let Some(simulator) = simulator.take() {
                 simulator.abort();
             }
-            return finished.context("the server task failed")?.context("the server stopped");
+            return finished.context("the server stopped");
         }
         finished = async { simulator.as_mut().expect("set above").await } => {
             simulator = None;
@@ -241,11 +207,11 @@ pub async fn run(
         }
     }
     server_stop.cancel();
-    server.await.context("the server task failed")?
+    server.await
 }
 
 fn banner(
-    dashboard: SocketAddr,
+    dashboard: Option<SocketAddr>,
     api: SocketAddr,
     mqtt: Option<SocketAddr>,
     topic: &str,
@@ -258,9 +224,11 @@ fn banner(
     text.push_str("\n==================== VitalWatch demo ====================\n");
     text.push_str(&format!("REST API:   http://{api}/api/devices\n"));
     text.push_str("Access:     --trust-loopback over plaintext HTTP: anyone on THIS host has full access\n            to the API and dashboard without a token. `vitalwatch serve` (HTTPS, tokens and\n            logins required) is the way to run it for real.\n");
-    text.push_str(&format!("Dashboard:  http://{dashboard}/\n"));
-    if !crate::assets::assets_built() {
-        text.push_str("            (its page is not built: run scripts/build-web, then rerun; the API works meanwhile)\n");
+    if let Some(dashboard) = dashboard {
+        text.push_str(&format!("Dashboard:  http://{dashboard}/\n"));
+        if !crate::assets::assets_built() {
+            text.push_str("            (its page is not built: run scripts/build-web, then rerun; the API works meanwhile)\n");
+        }
     }
     match mqtt {
         Some(mqtt) => text.push_str(&format!(

@@ -1,22 +1,22 @@
-//! `vitalwatch train` and `vitalwatch model score|info`: the anomaly model's command line.
+//! `vitalwatch train`: trains the anomaly model and writes the model file.
 //!
-//! The training and scoring logic is `vitalwatch_core::detect`; this module reads CSV and
-//! model files, queries the store for `--from-db`, draws the progress bar and writes the model
-//! file atomically (a temporary file renamed over the target, so a running server reloading
-//! it never sees half a file). Training runs on `spawn_blocking`.
+//! The training logic is `vitalwatch_core::detect`; this module reads CSV files, queries the
+//! store for `--from-db` and `--from-alerts`, draws the progress bar and writes the model file
+//! atomically (a temporary file renamed over the target, so a running server reloading it
+//! never sees half a file). Training runs on `spawn_blocking`.
 
-use crate::cli::{ModelCommand, TrainArgs};
+use super::StoreArgs;
 use crate::config::Config;
-use crate::model::read_model_file;
-use crate::serve::open_store;
+use crate::server::open_store;
 use crate::store::{ReadingRecord, Store};
 use anyhow::{Context, bail};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use vitalwatch_core::detect::{
-    DEFAULT_CONTAMINATION, Dataset, Feature, LABEL_COLUMN, Model, PopulationOptions, Progress,
-    Stage, TrainOptions, normal_population,
+    DEFAULT_CONTAMINATION, Dataset, Feature, LABEL_COLUMN, PopulationOptions, Progress, Stage,
+    TrainOptions, normal_population,
 };
 use vitalwatch_core::telemetry::Timestamp;
 
@@ -24,6 +24,101 @@ use vitalwatch_core::telemetry::Timestamp;
 /// and seed give a byte-identical model file (`--trained-at now` stamps the clock instead).
 const DETERMINISTIC_TRAINED_AT: i64 = 0;
 
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Training data as CSV with a header; columns are named like the payload fields
+    /// (heart_rate, body_temp, signal_strength, battery_level, …). Without it (and without
+    /// --from-db) the built-in synthetic normal population is used.
+    #[arg(long, value_name = "CSV", conflicts_with = "from_db")]
+    pub input: Option<PathBuf>,
+
+    /// Train on readings stored in the database that raised no anomaly.
+    #[arg(long)]
+    pub from_db: bool,
+
+    /// Train on stored readings labelled by clinicians' verdicts on alert episodes
+    /// (POST /api/alerts/{id}/verdict): readings of true alarms are anomalous, of false alarms
+    /// normal, plus readings that raised no anomaly. Also trains the supervised random forest
+    /// and reports its held-out precision and recall.
+    #[arg(long, conflicts_with_all = ["input", "from_db"])]
+    pub from_alerts: bool,
+
+    /// With --from-db: only readings at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", requires = "from_db")]
+    pub since: Option<String>,
+
+    /// With --from-db: at most this many readings (oldest first).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        requires = "from_db"
+    )]
+    pub max_rows: usize,
+
+    /// Where to write the model file [default: the configured model path,
+    /// <data-dir>/model.json].
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Seeds every random choice: the same data, options and seed give a byte-identical file.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Number of isolation trees.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub trees: u32,
+
+    /// Rows drawn for each tree (ψ).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub sample_size: u32,
+
+    /// Share of training rows scored above the threshold [default: 0.005, see the README].
+    #[arg(long, value_name = "SHARE")]
+    pub contamination: Option<f64>,
+
+    /// Comma-separated features the model reads.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "heart_rate,body_temp,signal_strength,battery_level"
+    )]
+    pub features: Vec<String>,
+
+    /// A CSV column of 0/1 labels (1 = anomalous): also train the supervised random forest
+    /// and report its precision and recall on a held-out 20 %.
+    #[arg(long, value_name = "NAME", requires = "input")]
+    pub label_column: Option<String>,
+
+    /// Trees of the supervised random forest (with --label-column).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub rf_trees: u16,
+
+    /// Patients in the built-in synthetic population (each contributes
+    /// --readings-per-patient readings).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub patients: usize,
+
+    /// Readings per synthetic patient.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub readings_per_patient: usize,
+
+    /// The training time recorded in the file: an RFC 3339 time or "now" [default:
+    /// 1970-01-01T00:00:00Z, so the same inputs give a byte-identical file].
+    #[arg(long, value_name = "TIME")]
+    pub trained_at: Option<String>,
+}
+
+pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let config = args.store.config()?;
+    train(config, args).await
+}
+
+/// Trains with `args` under `config` (`demo` trains its first model this way).
 pub async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
     let features = parse_features(&args.features)?;
     let (data, from) = training_data(&config, &args).await?;
@@ -37,7 +132,7 @@ pub async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
     };
     let trained_at = match args.trained_at.as_deref() {
         None => Timestamp::from_secs(DETERMINISTIC_TRAINED_AT),
-        Some("now") => crate::pipeline::now(),
+        Some("now") => crate::clock::now(),
         Some(text) => Timestamp::parse_text(text)
             .with_context(|| format!("--trained-at {text:?} is not an RFC 3339 time or \"now\""))?,
     };
@@ -71,49 +166,6 @@ pub async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
     println!("model written to {}", output.display());
     println!("{}", model.info());
     Ok(())
-}
-
-pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
-    match command {
-        ModelCommand::Info { file } => {
-            let model = load(&file).await?;
-            println!("file:           {}", file.display());
-            println!("{}", model.info());
-            Ok(())
-        }
-        ModelCommand::Score { model, input } => {
-            let model = load(&model).await?;
-            let text = std::fs::read_to_string(&input)
-                .with_context(|| format!("reading {}", input.display()))?;
-            let data =
-                Dataset::from_csv(&text).with_context(|| format!("in {}", input.display()))?;
-            let scores = model.score_dataset(&data).map_err(|feature| {
-                anyhow::anyhow!(
-                    "{} has no {} column, which the model needs (it reads {})",
-                    input.display(),
-                    feature.as_str(),
-                    model.info().features.join(", ")
-                )
-            })?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for score in scores {
-                match score {
-                    Some(score) => writeln!(out, "{}", score.value)?,
-                    None => writeln!(out, "NaN")?,
-                }
-            }
-            out.flush()?;
-            Ok(())
-        }
-    }
-}
-
-async fn load(path: &Path) -> anyhow::Result<Model> {
-    let path = path.to_owned();
-    let model = tokio::task::spawn_blocking(move || read_model_file(&path))
-        .await
-        .context("the model loading task failed")??;
-    Ok(model)
 }
 
 fn parse_features(names: &[String]) -> anyhow::Result<Vec<Feature>> {

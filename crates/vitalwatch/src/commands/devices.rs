@@ -2,22 +2,78 @@
 //! same audit trail) as the API. Safe to run beside a running server: SQLite serialises the
 //! writers, and the audit chain is extended inside each transaction.
 
-use crate::cli::actor;
-use crate::cli::{DeviceFields, DevicesCommand};
+use super::{StoreArgs, actor};
 use crate::config::Config;
-use crate::serve::open_store;
+use crate::server::open_store;
 use crate::store::{DeviceRegistration, DeviceUpdate, Store};
 use anyhow::{Context, bail};
-use vitalwatch_core::telemetry::DeviceId;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub command: DevicesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List registered devices as JSON lines.
+    List,
+    /// Show one device as JSON.
+    Show {
+        /// The device id.
+        id: String,
+    },
+    /// Register a device.
+    Register {
+        /// The device id: 1 to 64 characters of A-Z a-z 0-9 _ . : -
+        id: String,
+        #[command(flatten)]
+        fields: DeviceFields,
+    },
+    /// Change a device's label, location or expected interval.
+    Update {
+        /// The device id.
+        id: String,
+        #[command(flatten)]
+        fields: DeviceFields,
+        /// Remove the patient label.
+        #[arg(long, conflicts_with = "patient_label")]
+        clear_patient_label: bool,
+        /// Remove the location.
+        #[arg(long, conflicts_with = "location")]
+        clear_location: bool,
+    },
+    /// Deactivate a device: its history stays, its new readings are quarantined.
+    Deactivate {
+        /// The device id.
+        id: String,
+    },
+    /// Reactivate a deactivated device.
+    Reactivate {
+        /// The device id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct DeviceFields {
+    /// A label that identifies the patient to clinicians (e.g. bed and initials).
+    #[arg(long, value_name = "TEXT")]
+    pub patient_label: Option<String>,
+    /// Where the device is (ward, room).
+    #[arg(long, value_name = "TEXT")]
+    pub location: Option<String>,
+    /// Seconds expected between two readings (used to detect an offline device).
+    #[arg(long, value_name = "SECONDS")]
+    pub expected_interval: Option<f64>,
+}
 
 fn check_id(raw: &str, config: &Config) -> anyhow::Result<String> {
-    DeviceId::parse(raw, config.limits.max_device_id_len)
-        .map(|id| id.as_str().to_owned())
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "invalid device id {raw:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . : -"
-            )
-        })
+    super::device_id(raw, config).map(|id| id.as_str().to_owned())
 }
 
 fn check_fields(fields: &DeviceFields) -> anyhow::Result<()> {
@@ -37,9 +93,10 @@ fn check_fields(fields: &DeviceFields) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(config: Config, command: DevicesCommand) -> anyhow::Result<()> {
+pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
+    let config = args.store.config()?;
     let store = open_store(&config)?;
-    let res = dispatch(&config, &*store, command).await;
+    let res = dispatch(&config, &*store, args.command).await;
     store.close().await;
     res
 }

@@ -5,21 +5,25 @@
 //! Bounded: every run posts a fixed number of readings and stops.
 
 use crate::config::Config;
-use crate::serve;
+use crate::server;
 use crate::store::Store;
 use anyhow::Context;
+use clap::Args;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Copy, Debug)]
-pub struct HttpBenchOptions {
-    /// Readings posted per run.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct HttpArgs {
+    /// Readings posted in each of the four runs.
+    #[arg(long, default_value_t = 5000)]
     pub readings: u64,
     /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 16)]
     pub clients: u64,
     /// Readings per POST in the batched runs.
+    #[arg(long, default_value_t = 100)]
     pub batch: u64,
 }
 
@@ -35,7 +39,7 @@ impl RunResult {
     }
 }
 
-pub async fn http(options: HttpBenchOptions) -> anyhow::Result<()> {
+pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         options.readings > 0 && options.clients > 0 && options.batch > 0,
         "--readings, --clients and --batch must be positive"
@@ -119,7 +123,7 @@ async fn run_once(
     max_batch: usize,
     per_post: u64,
     caller: Caller,
-    options: HttpBenchOptions,
+    options: HttpArgs,
 ) -> anyhow::Result<RunResult> {
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let mut config = Config {
@@ -134,7 +138,7 @@ async fn run_once(
     config.store.queue_timeout_ms = 60_000;
     let mut tokens = Vec::new();
     if caller != Caller::Loopback {
-        let store = serve::open_store(&config)?;
+        let store = server::open_store(&config)?;
         for client in 0..options.clients {
             let request = crate::auth::TokenRequest {
                 name: format!("bench-{client}"),
@@ -163,7 +167,7 @@ async fn run_once(
     let scheme = if ca.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{}/api/telemetry", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve::run_on(config, listener, shutdown.clone(), false));
+    let server = tokio::spawn(server::run_on(config, listener, shutdown.clone(), false));
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

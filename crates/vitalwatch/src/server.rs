@@ -1,8 +1,13 @@
-//! `vitalwatch serve`: wires store, pipeline and API together and runs until a signal.
+//! The server: store, pipeline, alerting, broker and API wired together, started by
+//! `serve`, `demo`, the benchmarks and the tests alike.
 //!
-//! Shutdown order: stop accepting, let in-flight requests finish (their readings are
-//! committed before they are answered), summarise refusals into the audit log, then close the
-//! store, which commits anything still queued.
+//! [`start`] binds every listener the configuration names (port 0 picks a free one), returns
+//! their addresses in [`Running`] once requests are accepted, and serves until `shutdown` is
+//! cancelled; awaiting the [`Running`] waits for the end. Shutdown order: stop accepting, let
+//! in-flight requests finish (their readings are committed before they are answered),
+//! summarise refusals into the audit log, then close the store, which commits anything still
+//! queued. This module reads no flags and installs no signal handler but SIGHUP's (reload the
+//! model); the commands above it do that.
 
 use crate::api::{self, AppState};
 use crate::auth::layer::AuthService;
@@ -11,13 +16,19 @@ use crate::events::EventBus;
 use crate::ingest::{BrokerSettings, BrokerStatus, embedded, external};
 use crate::metrics::Metrics;
 use crate::model::{self, ModelSlot};
-use crate::pipeline::{self, Pipeline, PipelineParts};
+use crate::pipeline::{Pipeline, PipelineParts};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditEntry, Retention, Store, StoreOptions};
+use crate::store::{AuditEntry, Retention, Store};
 use crate::tls::ClientAuth;
 use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,46 +37,107 @@ const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(60);
 /// How often the audit chain's head is written outside the database.
 const ANCHOR_EVERY: Duration = Duration::from_secs(300);
 
-pub fn store_options(config: &Config) -> StoreOptions {
-    config.store_options()
+/// A started server: the addresses it listens on, and (awaited) its end.
+///
+/// Awaiting it returns once `shutdown` was cancelled and everything queued is committed, or
+/// when serving failed. Dropping it leaves the server running in the background.
+#[derive(Debug)]
+pub struct Running {
+    /// The REST API.
+    pub api: SocketAddr,
+    /// The live dashboard (assets and the same API routes); `None` when started without one.
+    pub dashboard: Option<SocketAddr>,
+    /// The embedded broker's MQTT over TLS; `None` with the broker off or an external broker.
+    pub mqtts: Option<SocketAddr>,
+    /// The embedded broker's plaintext MQTT listener, when configured.
+    pub mqtt: Option<SocketAddr>,
+    /// The embedded broker's MQTT over WebSocket over TLS, when configured.
+    pub mqtt_wss: Option<SocketAddr>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Prints `listening NAME=ADDR` on standard output for every listener, the API's last:
+    /// machine-readable lines for scripts and tests that asked for port 0.
+    pub fn announce(&self) {
+        let lines = [
+            ("mqtts", self.mqtts),
+            ("mqtt", self.mqtt),
+            ("mqtt-wss", self.mqtt_wss),
+            ("dashboard", self.dashboard),
+            ("api", Some(self.api)),
+        ];
+        for (name, addr) in lines {
+            if let Some(addr) = addr {
+                announce_line(&format!("listening {name}={addr}"));
+            }
+        }
+    }
+}
+
+impl Future for Running {
+    type Output = anyhow::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.task).poll(cx) {
+            Poll::Ready(res) => Poll::Ready(res.context("the server task failed").and_then(|r| r)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     let path = config.database_path();
-    let store = SqliteStore::open(&path, store_options(config))
+    let store = SqliteStore::open(&path, config.store_options())
         .with_context(|| format!("opening the store at {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
+/// Binds the API and the dashboard to the configured addresses and starts the server on them.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the API to {}", config.http_addr))?;
-    let dashboard = tokio::net::TcpListener::bind(config.dashboard_addr)
+    let dashboard = TcpListener::bind(config.dashboard_addr)
         .await
         .with_context(|| format!("binding the dashboard to {}", config.dashboard_addr))?;
-    serve_on(config, listener, Some(dashboard), shutdown, true).await
+    start_on(config, listener, Some(dashboard), shutdown).await
 }
 
-/// Serves on an already-bound listener (benchmarks bind their own). With `announce`, prints
-/// `listening api=ADDR` on standard output once the store is open and requests are accepted.
+/// Serves on an already-bound listener (benchmarks bind their own) until `shutdown`. With
+/// `announce`, prints `listening api=ADDR` on standard output once requests are accepted.
 pub async fn run_on(
     config: Config,
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     shutdown: CancellationToken,
     announce: bool,
 ) -> anyhow::Result<()> {
     serve_on(config, listener, None, shutdown, announce).await
 }
 
-/// [`run_on`] plus, when given, the dashboard's listener (assets + the same API routes).
+/// [`run_on`] plus, when given, the dashboard's listener.
 pub async fn serve_on(
     config: Config,
-    listener: tokio::net::TcpListener,
-    dashboard: Option<tokio::net::TcpListener>,
+    listener: TcpListener,
+    dashboard: Option<TcpListener>,
     shutdown: CancellationToken,
     announce: bool,
 ) -> anyhow::Result<()> {
+    let running = start_on(config, listener, dashboard, shutdown).await?;
+    if announce {
+        running.announce();
+    }
+    running.await
+}
+
+/// Starts the server on already-bound listeners: the API's and, when given, the dashboard's.
+/// Returns once every listener accepts.
+pub async fn start_on(
+    config: Config,
+    listener: TcpListener,
+    dashboard: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
     let store: Arc<dyn Store> = open_store(&config)?;
     audit_config_change(&*store, &config).await?;
     let metrics = Arc::new(Metrics::default());
@@ -153,15 +225,6 @@ pub async fn serve_on(
                 anonymous = config.mqtt.allow_anonymous,
             );
         }
-        if announce {
-            announce_line(&format!("listening mqtts={}", broker.addr));
-            if let Some(plain) = broker.plaintext_addr {
-                announce_line(&format!("listening mqtt={plain}"));
-            }
-            if let Some(wss) = broker.wss_addr {
-                announce_line(&format!("listening mqtt-wss={wss}"));
-            }
-        }
         broker_status.embedded(broker.addr);
         Some(broker)
     } else {
@@ -237,6 +300,7 @@ pub async fn serve_on(
     let (app, api_table) = api::app(state.clone(), shutdown.clone());
     let limit = config.http.max_concurrent_requests;
     let mut dashboard_task = None;
+    let mut dashboard_bound = None;
     if let Some(dashboard) = dashboard {
         let dashboard_addr = dashboard.local_addr()?;
         if !crate::assets::assets_built() {
@@ -246,9 +310,7 @@ pub async fn serve_on(
             );
         }
         tracing::info!(message = "Dashboard is serving.", dashboard = %dashboard_addr);
-        if announce {
-            announce_line(&format!("listening dashboard={dashboard_addr}"));
-        }
+        dashboard_bound = Some(dashboard_addr);
         let (dashboard_app, table) = crate::assets::app(app.clone(), &api_table);
         let dashboard_app = api::guarded(
             dashboard_app,
@@ -272,11 +334,6 @@ pub async fn serve_on(
         }));
     }
     let app = api::guarded(app, &api_table, Arc::clone(&auth), https.is_some(), limit);
-    if announce {
-        // Machine-readable lines for scripts and tests that asked for port 0; the API's comes
-        // last, once every listener is up.
-        announce_line(&format!("listening api={api_addr}"));
-    }
     let served = crate::http_listen::serve(
         listener,
         app,
@@ -284,36 +341,48 @@ pub async fn serve_on(
         config.http.max_connections,
         Duration::from_secs(config.http.header_read_timeout_s),
         shutdown.clone(),
-    )
-    .await;
-    if let Some(task) = dashboard_task {
-        let _ = task.await;
-    }
-    tracing::info!(message = "Shutting down: committing what is queued.");
-    if let Some(broker) = broker {
-        // In-flight publishes finish: their readings commit and are acknowledged.
-        broker.stop().await;
-    }
-    if let Some(external_broker) = external_broker {
-        // In-flight commits finish and are acknowledged to the broker; the rest is redelivered.
-        external_broker.stop().await;
-    }
-    shutdown.cancel();
-    tasks.close();
-    tasks.wait().await;
-    alert_tasks.close();
-    alert_tasks.wait().await;
-    pipeline.flush_refusal_audit().await;
-    audit_stop.cancel();
-    let _ = audit_task.await;
-    store.close().await;
-    // The final head, read after the last commit.
-    if let Ok(reopened) = SqliteStore::open(&config.database_path(), store_options(&config)) {
-        anchor_head(&reopened, &anchors).await;
-        reopened.close().await;
-    }
-    tracing::info!(message = "Stopped cleanly.");
-    served.context("serving the API")
+    );
+    let running = Running {
+        api: api_addr,
+        dashboard: dashboard_bound,
+        mqtts: broker.as_ref().map(|broker| broker.addr),
+        mqtt: broker.as_ref().and_then(|broker| broker.plaintext_addr),
+        mqtt_wss: broker.as_ref().and_then(|broker| broker.wss_addr),
+        task: tokio::spawn(async move {
+            let served = served.await;
+            if let Some(task) = dashboard_task {
+                let _ = task.await;
+            }
+            tracing::info!(message = "Shutting down: committing what is queued.");
+            if let Some(broker) = broker {
+                // In-flight publishes finish: their readings commit and are acknowledged.
+                broker.stop().await;
+            }
+            if let Some(external_broker) = external_broker {
+                // In-flight commits finish and are acknowledged to the broker; the rest is
+                // redelivered.
+                external_broker.stop().await;
+            }
+            shutdown.cancel();
+            tasks.close();
+            tasks.wait().await;
+            alert_tasks.close();
+            alert_tasks.wait().await;
+            pipeline.flush_refusal_audit().await;
+            audit_stop.cancel();
+            let _ = audit_task.await;
+            store.close().await;
+            // The final head, read after the last commit.
+            if let Ok(reopened) = SqliteStore::open(&config.database_path(), config.store_options())
+            {
+                anchor_head(&reopened, &anchors).await;
+                reopened.close().await;
+            }
+            tracing::info!(message = "Stopped cleanly.");
+            served.context("serving the API")
+        }),
+    };
+    Ok(running)
 }
 
 /// Writes one line to standard output; a reader that went away (closed pipe) is not an error
@@ -373,7 +442,7 @@ async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: C
             () = tokio::time::sleep(delay) => {}
         }
         delay = RETENTION_EVERY;
-        match store.purge(pipeline::now(), retention).await {
+        match store.purge(crate::clock::now(), retention).await {
             Ok(counts) => tracing::debug!(message = "Retention pass done.", ?counts),
             Err(err) => tracing::warn!(message = "Retention pass failed.", error = %err),
         }
@@ -407,7 +476,7 @@ async fn anchor_head(store: &dyn Store, path: &std::path::Path) {
         return;
     }
     let anchor = crate::store::audit::Anchor {
-        at: pipeline::now().to_rfc3339(),
+        at: crate::clock::now().to_rfc3339(),
         id: head.0,
         hash: head.1,
     };
@@ -447,29 +516,73 @@ async fn reload_on_sighup(
     }
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-pub fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(err) => {
-                    tracing::warn!(message = "SIGTERM handler not installed.", error = %err);
-                    std::future::pending::<()>().await;
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_binds_port_zero_and_returns_what_it_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            http_addr: any_port,
+            dashboard_addr: any_port,
+            ..Config::default()
         };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {}
-            () = terminate => {}
+        config.http.tls = false;
+        config.mqtt.mqtts_addr = any_port;
+        config.mqtt.plaintext_addr = Some(any_port);
+        let shutdown = CancellationToken::new();
+        let running = start(config, shutdown.clone()).await.unwrap();
+        let dashboard = running.dashboard.expect("started with a dashboard");
+        let mqtts = running.mqtts.expect("the embedded broker is on");
+        let mqtt = running.mqtt.expect("a plaintext listener was asked for");
+        assert!(running.mqtt_wss.is_none());
+        for addr in [running.api, dashboard, mqtts, mqtt] {
+            assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
         }
-        tracing::info!(message = "Signal received; stopping.");
-        token.cancel();
-    });
+        // Bound and accepting once `start` returns: no polling needed.
+        let health = get(running.api, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        let health = get(dashboard, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        tokio::net::TcpStream::connect(mqtts).await.unwrap();
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("the server stops within a minute of shutdown")
+            .unwrap();
+        // It closed the store: the audit chain it wrote on start is anchored outside it.
+        let anchors = crate::store::audit::anchors_path(&dir.path().join("data"));
+        assert!(
+            !crate::store::audit::read_anchors(&anchors)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn start_names_the_address_it_could_not_bind() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            http_addr: taken.local_addr().unwrap(),
+            ..Config::default()
+        };
+        let err = start(config, CancellationToken::new()).await.unwrap_err();
+        let expected = format!("binding the API to {}", taken.local_addr().unwrap());
+        assert_eq!(err.to_string(), expected);
+    }
 }

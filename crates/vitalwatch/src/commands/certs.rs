@@ -1,13 +1,74 @@
 //! `vitalwatch certs …`: the PKI from the command line. Issuing and revoking certificates is
 //! written to the audit trail.
 
-use crate::cli::CertsCommand;
-use crate::cli::actor;
+use super::{StoreArgs, actor, device_id};
 use crate::config::Config;
 use crate::pki::{self, CertsDir};
-use crate::serve::open_store;
+use crate::server::open_store;
 use crate::store::{AuditEntry, Store};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
 use vitalwatch_core::telemetry::DeviceId;
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The PKI directory [default: <data-dir>/certs].
+    #[arg(long, global = true, env = "VITALWATCH_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: CertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the CA (ca.crt, ca.key), the server certificate (server.crt, server.key) and an
+    /// empty revocation list. ECDSA P-256; keys are written 0600.
+    Init {
+        /// An extra subject alternative name for the server (host name or IP); repeatable.
+        /// localhost, 127.0.0.1, ::1 and this machine's host name are always included.
+        #[arg(long, value_name = "NAME")]
+        san: Vec<String>,
+        /// Replace an existing CA (every device certificate issued so far stops working).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate for a device (subject CN = the device id) into
+    /// <certs-dir>/devices/ID.crt and ID.key.
+    Device {
+        /// The device id.
+        id: String,
+        /// Replace the device's current certificate (the old one is revoked).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a consumer certificate (OU = consumer) for a system that subscribes to
+    /// vitalwatch/alerts/# and vitalwatch/telemetry/# on the embedded broker.
+    Consumer {
+        /// The consumer's name (same characters as a device id).
+        name: String,
+        /// Replace its current certificate (the old one is revoked).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a per-device secret for the plaintext MQTT listener (printed once; only its
+    /// Argon2id hash is kept). Issuing again replaces it.
+    Secret {
+        /// The device id (the MQTT username).
+        id: String,
+    },
+    /// List issued device certificates as JSON lines.
+    List,
+    /// Revoke a device's certificates: it is refused at the handshake (after a restart) and at
+    /// CONNECT (at once).
+    Revoke {
+        /// The device id.
+        id: String,
+    },
+}
 
 async fn audit(
     config: &Config,
@@ -28,9 +89,14 @@ async fn audit(
     Ok(res?)
 }
 
-pub async fn run(config: Config, command: CertsCommand) -> anyhow::Result<()> {
+pub async fn run(args: CertsArgs) -> anyhow::Result<()> {
+    let config = args.store.config_with(|config| {
+        if let Some(dir) = args.certs_dir {
+            config.mqtt.certs_dir = Some(dir);
+        }
+    })?;
     let certs = CertsDir::new(config.certs_dir());
-    match command {
+    match args.command {
         CertsCommand::Init { san, force } => {
             let report = pki::init(&certs, &san, force)?;
             for file in &report.files {
@@ -46,11 +112,7 @@ pub async fn run(config: Config, command: CertsCommand) -> anyhow::Result<()> {
             .await?;
         }
         CertsCommand::Device { id, force } => {
-            let id = DeviceId::parse(&id, config.limits.max_device_id_len).map_err(|_| {
-                anyhow::anyhow!(
-                    "invalid device id {id:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . : -"
-                )
-            })?;
+            let id = device_id(&id, &config)?;
             let issued = pki::issue_device(&certs, id.as_str(), force)?;
             println!("wrote {}", certs.device_cert(id.as_str()).display());
             println!("wrote {}", certs.device_key(id.as_str()).display());
@@ -82,11 +144,7 @@ pub async fn run(config: Config, command: CertsCommand) -> anyhow::Result<()> {
             .await?;
         }
         CertsCommand::Secret { id } => {
-            let id = DeviceId::parse(&id, config.limits.max_device_id_len).map_err(|_| {
-                anyhow::anyhow!(
-                    "invalid device id {id:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . : -"
-                )
-            })?;
+            let id = device_id(&id, &config)?;
             let secret = pki::issue_secret(&certs, id.as_str())?;
             println!("{secret}");
             eprintln!(

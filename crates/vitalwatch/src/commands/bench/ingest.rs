@@ -15,6 +15,7 @@
 
 use crate::pki::{self, CertsDir};
 use anyhow::{Context, bail};
+use clap::Args;
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -27,22 +28,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
-#[derive(Clone, Copy, Debug)]
-pub struct IngestBenchOptions {
-    /// Simulated devices, each with its own TLS connection and certificate.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct IngestArgs {
+    /// Simulated devices, each its own TLS connection and certificate.
+    #[arg(long, default_value_t = 100)]
     pub devices: u64,
-    /// Readings in total, spread evenly over the devices.
+    /// Readings in total, spread over the devices.
+    #[arg(long, default_value_t = 20_000)]
     pub readings: u64,
     /// Unacknowledged publishes each device keeps in flight.
+    #[arg(long, default_value_t = 8)]
     pub inflight: u16,
-    /// Idle device connections to open for the memory measurement (0: skip).
+    /// Idle TLS device connections to open for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 2000)]
     pub idle: u64,
-    /// Each phase gives up after this long.
-    pub max_time: Duration,
-    /// Also measure Mosquitto forwarding the same load.
-    pub mosquitto: bool,
-    /// Offered load in readings/s over all devices (open loop); 0 = as fast as acks allow.
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub max_seconds: u64,
+    /// Skip the Mosquitto baseline (when mosquitto is not installed).
+    #[arg(long)]
+    pub no_mosquitto: bool,
+    /// Offered load in readings/s over all devices, paced per device (open loop), to
+    /// read latency at a given rate; 0 publishes as fast as acknowledgements allow.
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
+}
+
+impl IngestArgs {
+    /// Each phase gives up after this long.
+    fn max_time(&self) -> Duration {
+        Duration::from_secs(self.max_seconds)
+    }
 }
 
 /// Linux's USER_HZ, the unit of `/proc/<pid>/stat` CPU times (100 on every mainstream
@@ -157,7 +173,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1000.0
 }
 
-pub async fn run(options: IngestBenchOptions) -> anyhow::Result<()> {
+pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         options.devices > 0 && options.readings >= options.devices && options.inflight > 0,
         "--devices and --inflight must be positive and --readings at least --devices"
@@ -214,7 +230,7 @@ pub async fn run(options: IngestBenchOptions) -> anyhow::Result<()> {
     };
 
     // Mosquitto forwarding the same load to one subscriber.
-    let theirs = if options.mosquitto {
+    let theirs = if !options.no_mosquitto {
         let (mosquitto, port) = start_mosquitto(dir.path(), &certs)?;
         let result = drive(port, &devices, &options, mosquitto.pid(), Some(&subscriber)).await?;
         mosquitto.terminate(Duration::from_secs(10));
@@ -228,7 +244,7 @@ pub async fn run(options: IngestBenchOptions) -> anyhow::Result<()> {
 }
 
 fn report(
-    options: &IngestBenchOptions,
+    options: &IngestArgs,
     ours: &LoadResult,
     theirs: Option<&LoadResult>,
     idle: Option<IdleResult>,
@@ -403,11 +419,11 @@ fn reading_json(device: &str, n: u64) -> String {
 async fn drive(
     port: u16,
     devices: &[Device],
-    options: &IngestBenchOptions,
+    options: &IngestArgs,
     server_pid: u32,
     subscriber: Option<&Device>,
 ) -> anyhow::Result<LoadResult> {
-    let deadline = tokio::time::Instant::now() + options.max_time;
+    let deadline = tokio::time::Instant::now() + options.max_time();
     let n_devices = devices.len() as u64;
     let per_device = options.readings / n_devices;
     let total = per_device * n_devices;
@@ -579,11 +595,11 @@ struct IdleResult {
 async fn idle_connections(
     port: u16,
     devices: &[Device],
-    options: &IngestBenchOptions,
+    options: &IngestArgs,
     server_pid: u32,
 ) -> anyhow::Result<IdleResult> {
     let before_kb = sample(server_pid)?.rss_kb;
-    let deadline = tokio::time::Instant::now() + options.max_time;
+    let deadline = tokio::time::Instant::now() + options.max_time();
     // Bounded concurrent handshakes, so the listen backlog is not the thing measured.
     let handshakes = Arc::new(tokio::sync::Semaphore::new(128));
     let stop = tokio_util::sync::CancellationToken::new();
