@@ -161,6 +161,7 @@ impl Reading {
 
     /// The value of a numeric vital; `None` when the reading lacks it, and for the kinds that
     /// are not numbers (use [`Reading::vital_value`] for those).
+    #[inline]
     pub fn vital(&self, vital: VitalKey) -> Option<f64> {
         match self.vital_value(vital)? {
             VitalValue::Number(value) => Some(value),
@@ -168,12 +169,14 @@ impl Reading {
         }
     }
 
+    #[inline]
     pub fn has_vital(&self, vital: VitalKey) -> bool {
         self.vital_value(vital).is_some()
     }
 
     /// The value of any vital, of its table kind. With [`Reading::vital_slot`], the one place
     /// that maps a [`VitalKey`] to a field of `Reading`.
+    #[inline]
     pub fn vital_value(&self, vital: VitalKey) -> Option<VitalValue> {
         use VitalValue::{Acvpu, Bool, Number};
         match vital {
@@ -191,6 +194,7 @@ impl Reading {
     }
 
     /// Where `vital` is kept, for writing it (the decoder fills a reading through this).
+    #[inline]
     pub fn vital_slot(&mut self, vital: VitalKey) -> VitalSlot<'_> {
         match vital {
             VitalKey::HeartRate => VitalSlot::Number(&mut self.heart_rate_bpm),
