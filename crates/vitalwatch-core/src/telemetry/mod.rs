@@ -149,6 +149,7 @@ impl Reading {
     }
 
     /// The seed's four expected fields that this reading lacks.
+    #[inline]
     pub fn missing_seed_fields(&self) -> FieldSet {
         let mut missing = FieldSet::EMPTY;
         for vital in VitalKey::SEED {
@@ -291,6 +292,7 @@ impl Field {
     }
 
     /// This field's position in [`Field::ALL`], which is also its bit in a [`FieldSet`].
+    #[inline]
     const fn index(self) -> usize {
         match self {
             Field::DeviceId => 0,
@@ -300,6 +302,7 @@ impl Field {
         }
     }
 
+    #[inline]
     fn bit(self) -> u16 {
         1 << self.index()
     }
@@ -320,12 +323,14 @@ pub struct FieldSet(u16);
 impl FieldSet {
     pub const EMPTY: FieldSet = FieldSet(0);
 
+    #[inline]
     pub fn insert(&mut self, field: Field) -> bool {
         let had = self.contains(field);
         self.0 |= field.bit();
         !had
     }
 
+    #[inline]
     pub fn contains(self, field: Field) -> bool {
         self.0 & field.bit() != 0
     }
