@@ -24,7 +24,7 @@
 //! a whole number, temperature to 0.1 °C (36.05 scores as 36.1). This module does no I/O and
 //! reads no clock: the window is judged against a `now` the caller passes in.
 
-use crate::telemetry::{Consciousness, Field, FieldSet, Reading, Timestamp};
+use crate::telemetry::{Consciousness, Field, FieldSet, Reading, Timestamp, VitalKey};
 use serde::{Deserialize, Serialize};
 
 /// Which SpO2 scale applies. Scale 2 is only for patients with hypercapnic respiratory failure
@@ -324,29 +324,29 @@ impl LatestVitals {
     pub fn observe(&mut self, reading: &Reading, untrusted: FieldSet) {
         let at = reading.timestamp;
         let trusted = |field: Field| !untrusted.contains(field);
-        if trusted(Field::RespiratoryRate) {
+        if trusted(Field::Vital(VitalKey::RespiratoryRate)) {
             update(
                 &mut self.respiration_rate_per_min,
                 reading.respiratory_rate_per_min,
                 at,
             );
         }
-        if trusted(Field::Spo2) {
+        if trusted(Field::Vital(VitalKey::Spo2)) {
             update(&mut self.spo2_pct, reading.spo2_pct, at);
         }
-        if trusted(Field::OnOxygen) {
+        if trusted(Field::Vital(VitalKey::OnOxygen)) {
             update(&mut self.on_oxygen, reading.on_oxygen, at);
         }
-        if trusted(Field::SystolicBp) {
+        if trusted(Field::Vital(VitalKey::SystolicBp)) {
             update(&mut self.systolic_bp_mmhg, reading.systolic_bp_mmhg, at);
         }
-        if trusted(Field::HeartRate) {
+        if trusted(Field::Vital(VitalKey::HeartRate)) {
             update(&mut self.pulse_bpm, reading.heart_rate_bpm, at);
         }
-        if trusted(Field::Consciousness) {
+        if trusted(Field::Vital(VitalKey::Consciousness)) {
             update(&mut self.consciousness, reading.consciousness, at);
         }
-        if trusted(Field::BodyTemp) {
+        if trusted(Field::Vital(VitalKey::BodyTemp)) {
             update(&mut self.temperature_c, reading.body_temp_c, at);
         }
     }

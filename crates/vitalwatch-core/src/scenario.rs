@@ -13,7 +13,7 @@
 
 use crate::alerting::{AlertCondition, LabelledEvent};
 use crate::news2::{self, Spo2Scale};
-use crate::telemetry::{Consciousness, DeviceId, Reading, Timestamp};
+use crate::telemetry::{Consciousness, DeviceId, Reading, Timestamp, VitalKey};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,20 @@ pub use stream::{Stream, Transmission, stream};
 pub const MAX_DURATION_S: u64 = 31 * 86_400;
 /// The fastest reading interval.
 pub const MIN_INTERVAL_S: f64 = 0.5;
+
+/// The vitals every generated reading carries, in table order (diastolic BP is not modelled).
+/// The simulator's CSV has a column for each numeric one.
+pub const GENERATED_VITALS: [VitalKey; 9] = [
+    VitalKey::HeartRate,
+    VitalKey::BodyTemp,
+    VitalKey::SignalStrength,
+    VitalKey::BatteryLevel,
+    VitalKey::Spo2,
+    VitalKey::RespiratoryRate,
+    VitalKey::SystolicBp,
+    VitalKey::Consciousness,
+    VitalKey::OnOxygen,
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -583,6 +597,33 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_vitals_are_the_ones_readings_carry() {
+        let spec = EventSpec {
+            kind: EventKind::Sepsis,
+            onset_s: 600,
+            end_s: 3000,
+            label: None,
+            critical: None,
+            magnitude: None,
+            ramp_s: None,
+        };
+        let generated = generate(&scenario(vec![spec])).expect("valid");
+        assert!(!generated.readings.is_empty());
+        for reading in &generated.readings {
+            for vital in VitalKey::ALL {
+                assert_eq!(
+                    reading.has_vital(vital),
+                    GENERATED_VITALS.contains(&vital),
+                    "{vital:?}"
+                );
+            }
+        }
+        let mut in_table_order = GENERATED_VITALS;
+        in_table_order.sort();
+        assert_eq!(in_table_order, GENERATED_VITALS);
+    }
 
     fn scenario(events: Vec<EventSpec>) -> Scenario {
         Scenario {

@@ -8,7 +8,7 @@
 use super::{AlertCondition, AlertConfig, Priority};
 use crate::news2::{self, ClinicalRisk, News2, Spo2Scale};
 use crate::rules::{AnomalyType, Finding};
-use crate::telemetry::{Field, FieldSet, Reading};
+use crate::telemetry::{Field, FieldSet, Reading, VitalKey};
 
 /// SpO2 Scale 1: 96 % and above scores 0 (RCP 2017 Chart 1).
 const SPO2_SCALE_1_NORMAL_PCT: f64 = 96.0;
@@ -81,7 +81,7 @@ pub(super) fn observe(
     // Heart rate and temperature: the seed's findings, graded by NEWS2 bands.
     let ranges = [
         (
-            Field::HeartRate,
+            Field::Vital(VitalKey::HeartRate),
             reading.heart_rate_bpm,
             AnomalyType::OutOfRangeHr,
             AlertCondition::HeartRateHigh,
@@ -89,7 +89,7 @@ pub(super) fn observe(
             news2::pulse_subscore as fn(f64) -> u8,
         ),
         (
-            Field::BodyTemp,
+            Field::Vital(VitalKey::BodyTemp),
             reading.body_temp_c,
             AnomalyType::OutOfRangeTemp,
             AlertCondition::TemperatureHigh,
@@ -131,7 +131,7 @@ pub(super) fn observe(
 
     // SpO2: no seed rule; the low side of the NEWS2 scale the patient is scored on.
     let spo2 = match reading.spo2_pct {
-        Some(_) if faulted.contains(Field::Spo2) => Observation::Unknown,
+        Some(_) if faulted.contains(Field::Vital(VitalKey::Spo2)) => Observation::Unknown,
         None => Observation::Unknown,
         Some(value) => {
             let scale = news2.map(|n| n.scale).unwrap_or_default();

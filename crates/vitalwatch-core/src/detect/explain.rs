@@ -53,15 +53,16 @@ pub(crate) fn explain(
             if rank > 0 {
                 sentence.push_str("; ");
             }
-            let feature = features[*idx];
-            let decimals = feature.display_decimals();
+            let info = features[*idx].info();
+            let decimals = usize::from(info.decimals);
             let _ = write!(
                 sentence,
-                "{} {:.*}{} unusual (typical {:.*}–{:.*})",
-                feature.as_str(),
+                "{} {:.*}{}{} unusual (typical {:.*}–{:.*})",
+                info.key,
                 decimals,
                 raw[*idx],
-                feature.unit(),
+                info.unit_separator(),
+                info.unit,
                 decimals,
                 typical.low[*idx],
                 decimals,
@@ -73,14 +74,16 @@ pub(crate) fn explain(
 }
 
 fn describe(out: &mut String, feature: Feature, value: f64, typical: &TypicalRange, idx: usize) {
-    let decimals = feature.display_decimals();
+    let info = feature.info();
+    let decimals = usize::from(info.decimals);
     let _ = write!(
         out,
-        "{} {:.*}{} (typical {:.*}–{:.*})",
-        feature.as_str(),
+        "{} {:.*}{}{} (typical {:.*}–{:.*})",
+        info.key,
         decimals,
         value,
-        feature.unit(),
+        info.unit_separator(),
+        info.unit,
         decimals,
         typical.low[idx],
         decimals,

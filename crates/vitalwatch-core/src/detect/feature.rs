@@ -1,6 +1,8 @@
 //! Model features: which vitals the anomaly model reads, and how a [`Reading`] becomes a
 //! feature vector.
 //!
+//! The features are the numeric vitals of the vitals table ([`VitalKey::NUMERIC`]), and
+//! everything about one (its name, unit, decimals, value in a reading) comes from that table.
 //! A feature's name is the payload field name (`heart_rate`, `body_temp`, …), so a model file,
 //! a CSV header and a payload all spell it the same way. Extraction never guesses: a reading
 //! that lacks a feature the model needs yields `None` and is not scored, rather than being
@@ -8,12 +10,13 @@
 //!
 //! This module must not know about trees, scaling or files.
 
-use crate::telemetry::Reading;
+use crate::telemetry::{Reading, VitalInfo, VitalKey};
 
-/// The most features a model may use (every variant of [`Feature`]).
-pub const MAX_FEATURES: usize = 8;
+/// The most features a model may use (every variant of [`Feature`]: every numeric vital).
+pub const MAX_FEATURES: usize = VitalKey::NUMERIC.len();
 
-/// A vital the anomaly model can read.
+/// A vital the anomaly model can read: a numeric vital of the vitals table. The variants are
+/// the model's vocabulary (model files name them); [`Feature::vital`] links each to its row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Feature {
     HeartRate,
@@ -27,7 +30,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    /// Every feature, in a stable order (the order of CSV columns we emit).
+    /// Every feature, in table order (the order of CSV columns we emit).
     pub const ALL: [Feature; MAX_FEATURES] = [
         Feature::HeartRate,
         Feature::BodyTemp,
@@ -47,18 +50,27 @@ impl Feature {
         Feature::BatteryLevel,
     ];
 
+    /// The vital this feature reads.
+    pub const fn vital(self) -> VitalKey {
+        match self {
+            Feature::HeartRate => VitalKey::HeartRate,
+            Feature::BodyTemp => VitalKey::BodyTemp,
+            Feature::SignalStrength => VitalKey::SignalStrength,
+            Feature::BatteryLevel => VitalKey::BatteryLevel,
+            Feature::Spo2 => VitalKey::Spo2,
+            Feature::RespiratoryRate => VitalKey::RespiratoryRate,
+            Feature::SystolicBp => VitalKey::SystolicBp,
+            Feature::DiastolicBp => VitalKey::DiastolicBp,
+        }
+    }
+
+    pub(crate) fn info(self) -> &'static VitalInfo {
+        self.vital().info()
+    }
+
     /// The payload field name; also the CSV column and the model file's feature name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Feature::HeartRate => "heart_rate",
-            Feature::BodyTemp => "body_temp",
-            Feature::SignalStrength => "signal_strength",
-            Feature::BatteryLevel => "battery_level",
-            Feature::Spo2 => "spo2",
-            Feature::RespiratoryRate => "respiratory_rate",
-            Feature::SystolicBp => "systolic_bp",
-            Feature::DiastolicBp => "diastolic_bp",
-        }
+        self.vital().key()
     }
 
     pub fn from_name(name: &str) -> Option<Feature> {
@@ -69,36 +81,7 @@ impl Feature {
 
     /// This feature's value in `reading`, if the reading has it.
     pub fn value(self, reading: &Reading) -> Option<f64> {
-        match self {
-            Feature::HeartRate => reading.heart_rate_bpm,
-            Feature::BodyTemp => reading.body_temp_c,
-            Feature::SignalStrength => reading.signal_strength_dbm,
-            Feature::BatteryLevel => reading.battery_pct,
-            Feature::Spo2 => reading.spo2_pct,
-            Feature::RespiratoryRate => reading.respiratory_rate_per_min,
-            Feature::SystolicBp => reading.systolic_bp_mmhg,
-            Feature::DiastolicBp => reading.diastolic_bp_mmhg,
-        }
-    }
-
-    /// Decimal places worth showing to a clinician (temperature to 0.1 °C, the rest whole).
-    pub(crate) fn display_decimals(self) -> usize {
-        match self {
-            Feature::BodyTemp => 1,
-            _ => 0,
-        }
-    }
-
-    /// The unit shown after a value in an explanation.
-    pub(crate) fn unit(self) -> &'static str {
-        match self {
-            Feature::HeartRate => " bpm",
-            Feature::BodyTemp => " °C",
-            Feature::SignalStrength => " dBm",
-            Feature::BatteryLevel | Feature::Spo2 => " %",
-            Feature::RespiratoryRate => "/min",
-            Feature::SystolicBp | Feature::DiastolicBp => " mmHg",
-        }
+        reading.vital(self.vital())
     }
 }
 
@@ -185,6 +168,16 @@ mod tests {
             );
         }
         assert_eq!(Feature::from_name("temperature"), None);
+    }
+
+    #[test]
+    fn vitals_features_are_the_numeric_vitals_in_table_order() {
+        assert_eq!(Feature::ALL.map(Feature::vital), VitalKey::NUMERIC);
+        assert_eq!(
+            Feature::SEED.map(Feature::vital),
+            VitalKey::SEED,
+            "the seed model reads the seed's payload vitals"
+        );
     }
 
     #[test]

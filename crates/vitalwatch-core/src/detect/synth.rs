@@ -12,7 +12,7 @@
 //! Everything is drawn from one ChaCha8 stream seeded by the caller: same options, same data.
 
 use super::dataset::Dataset;
-use super::feature::Feature;
+use super::feature::{Feature, MAX_FEATURES};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f64::consts::PI;
@@ -82,8 +82,14 @@ fn new_patient(rng: &mut ChaCha8Rng) -> Patient {
     }
 }
 
-/// One reading of `patient` at `epoch_s`, in [`Feature::ALL`] order.
-fn reading(patient: &Patient, epoch_s: f64, since_start_s: f64, rng: &mut ChaCha8Rng) -> [f64; 8] {
+/// One reading of `patient` at `epoch_s`, in [`Feature::ALL`] order (a new feature fails to
+/// compile here until the physiology gives it a value).
+fn reading(
+    patient: &Patient,
+    epoch_s: f64,
+    since_start_s: f64,
+    rng: &mut ChaCha8Rng,
+) -> [f64; MAX_FEATURES] {
     let hour = epoch_s.rem_euclid(86_400.0) / 3600.0;
     // +1 at 17:00, −1 at 05:00.
     let circadian = (2.0 * PI * (hour - 17.0) / 24.0).cos();
@@ -109,7 +115,7 @@ fn reading(patient: &Patient, epoch_s: f64, since_start_s: f64, rng: &mut ChaCha
     ]
 }
 
-fn population_rows(options: &PopulationOptions, rng: &mut ChaCha8Rng) -> Vec<[f64; 8]> {
+fn population_rows(options: &PopulationOptions, rng: &mut ChaCha8Rng) -> Vec<[f64; MAX_FEATURES]> {
     let mut rows = Vec::with_capacity(options.patients * options.readings_per_patient);
     for _ in 0..options.patients {
         let patient = new_patient(rng);
@@ -124,7 +130,7 @@ fn population_rows(options: &PopulationOptions, rng: &mut ChaCha8Rng) -> Vec<[f6
     rows
 }
 
-fn to_dataset(rows: &[[f64; 8]], labels: Option<Vec<bool>>) -> Dataset {
+fn to_dataset(rows: &[[f64; MAX_FEATURES]], labels: Option<Vec<bool>>) -> Dataset {
     let columns = Feature::ALL
         .iter()
         .enumerate()
@@ -163,7 +169,7 @@ impl Injected {
         Injected::Hypothermia,
     ];
 
-    fn apply(self, row: &mut [f64; 8], rng: &mut ChaCha8Rng) {
+    fn apply(self, row: &mut [f64; MAX_FEATURES], rng: &mut ChaCha8Rng) {
         let (hr, temp) = (0, 1);
         match self {
             Injected::Fever => {

@@ -378,7 +378,7 @@ fn latest_vitals_within_a_window() {
     wearable.heart_rate_bpm = Some(0.0);
     wearable.spo2_pct = Some(97.0);
     let mut faulted = FieldSet::EMPTY;
-    faulted.insert(Field::HeartRate);
+    faulted.insert(Field::Vital(VitalKey::HeartRate));
     vitals.observe(&wearable, faulted);
     // An older reading does not overwrite a newer value.
     let mut stale = Reading::empty(device, t0.saturating_add_micros(-1_000_000));

@@ -14,7 +14,7 @@
 //! values out of physiological alerts and NEWS2. This module decides, it does not store.
 
 use super::{AnomalyType, Finding, Severity};
-use crate::telemetry::{Field, FieldSet, Reading, Timestamp};
+use crate::telemetry::{Field, FieldSet, Reading, Timestamp, VitalKey};
 use serde::{Deserialize, Serialize};
 
 /// Limits beyond which a value is a sensor fault. `Default` is the table.
@@ -102,7 +102,7 @@ pub fn check_sensor_faults(
     if let Some(hr) = reading.heart_rate_bpm {
         if hr <= rule.heart_rate_at_or_below {
             out.push(fault(
-                Field::HeartRate,
+                Field::Vital(VitalKey::HeartRate),
                 hr,
                 rule.heart_rate_at_or_below,
                 "no pulse detected: sensor detached?",
@@ -110,7 +110,7 @@ pub fn check_sensor_faults(
             ));
         } else if hr >= rule.heart_rate_at_or_above {
             out.push(fault(
-                Field::HeartRate,
+                Field::Vital(VitalKey::HeartRate),
                 hr,
                 rule.heart_rate_at_or_above,
                 "impossible heart rate: motion artefact?",
@@ -129,7 +129,7 @@ pub fn check_sensor_faults(
         });
         if temp < rule.body_temp_below {
             out.push(fault(
-                Field::BodyTemp,
+                Field::Vital(VitalKey::BodyTemp),
                 temp,
                 rule.body_temp_below,
                 "temperature probe reads the air: probe off?",
@@ -137,7 +137,7 @@ pub fn check_sensor_faults(
             ));
         } else if temp > rule.body_temp_above {
             out.push(fault(
-                Field::BodyTemp,
+                Field::Vital(VitalKey::BodyTemp),
                 temp,
                 rule.body_temp_above,
                 "impossible body temperature: probe fault?",
@@ -145,7 +145,7 @@ pub fn check_sensor_faults(
             ));
         } else if let Some(prev) = jump {
             out.push(fault(
-                Field::BodyTemp,
+                Field::Vital(VitalKey::BodyTemp),
                 temp,
                 prev.body_temp_c,
                 "body temperature jumped within seconds: probe moved?",
@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn faults() {
-        use Field::{BodyTemp as T, HeartRate as HR};
+        const HR: Field = Field::Vital(VitalKey::HeartRate);
+        const T: Field = Field::Vital(VitalKey::BodyTemp);
         check(Some(72.0), Some(36.8), None, &[]);
         check(Some(0.0), Some(36.8), None, &[HR]);
         check(Some(0.1), Some(36.8), None, &[]);

@@ -12,7 +12,7 @@
 
 use super::{
     Consciousness, DeviceId, Field, FieldSet, Limits, Reading, RejectReason, Rejection, Timestamp,
-    time::EARLIEST_MICROS,
+    VitalSlot, time::EARLIEST_MICROS,
 };
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -259,7 +259,7 @@ impl<'de> Visitor<'de> for ReadingSeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let limits = self.ctx.limits;
-        let mut fields = Fields::default();
+        let mut fields = Fields::new(self.ctx.received_at);
         let mut seen = FieldSet::EMPTY;
         let mut extra: Option<serde_json::Map<String, serde_json::Value>> = None;
         let mut first_rejection: Option<Rejection> = None;
@@ -421,22 +421,12 @@ impl<'de> Visitor<'de> for ScalarSeed {
     }
 }
 
-/// The known fields as they are filled in.
-#[derive(Default)]
+/// The known fields as they are filled in: the vitals and `seq` straight into the reading
+/// that [`Fields::finish`] completes with its identity.
 struct Fields {
     device_id: Option<DeviceId>,
     timestamp: Option<Timestamp>,
-    heart_rate: Option<f64>,
-    body_temp: Option<f64>,
-    signal_strength: Option<f64>,
-    battery_level: Option<f64>,
-    spo2: Option<f64>,
-    respiratory_rate: Option<f64>,
-    systolic_bp: Option<f64>,
-    diastolic_bp: Option<f64>,
-    consciousness: Option<Consciousness>,
-    on_oxygen: Option<bool>,
-    seq: Option<u64>,
+    reading: Reading,
 }
 
 /// The spellings of non-finite numbers that JSON encoders emit as strings.
@@ -448,6 +438,15 @@ fn is_non_finite_spelling(raw: &str) -> bool {
 }
 
 impl Fields {
+    fn new(received_at: Timestamp) -> Fields {
+        Fields {
+            device_id: None,
+            timestamp: None,
+            // Replaced in `finish`; an empty `String` does not allocate.
+            reading: Reading::empty(DeviceId(String::new()), received_at),
+        }
+    }
+
     fn set(&mut self, field: Field, value: Scalar<'_>, limits: &Limits) -> Result<(), Rejection> {
         let wrong_type = Rejection::at(RejectReason::WrongType, field);
         if let Scalar::LongStr = value {
@@ -482,65 +481,57 @@ impl Fields {
                     _ => return Err(wrong_type),
                 };
             }
-            Field::Consciousness => match value {
-                Scalar::Str(raw) => {
-                    self.consciousness = Some(
-                        Consciousness::from_letter(raw.trim())
-                            .ok_or(Rejection::at(RejectReason::InvalidConsciousness, field))?,
-                    );
-                }
-                Scalar::Null => {}
-                _ => return Err(wrong_type),
-            },
-            Field::OnOxygen => match value {
-                Scalar::Bool(v) => self.on_oxygen = Some(v),
-                Scalar::Null => {}
-                _ => return Err(wrong_type),
-            },
             Field::Seq => match value {
-                Scalar::UInt(v) => self.seq = Some(v),
+                Scalar::UInt(v) => self.reading.seq = Some(v),
                 Scalar::Int(_) => return Err(Rejection::at(RejectReason::OutOfBounds, field)),
                 // 2^53: above it a float no longer holds every integer exactly.
                 Scalar::Float(v)
                     if v.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&v) =>
                 {
-                    self.seq = Some(v as u64)
+                    self.reading.seq = Some(v as u64)
                 }
                 Scalar::Null => {}
                 _ => return Err(wrong_type),
             },
-            _ => {
-                let number = match value {
-                    Scalar::UInt(v) => v as f64,
-                    Scalar::Int(v) => v as f64,
-                    Scalar::Float(v) => v,
-                    Scalar::Null => return Ok(()),
-                    Scalar::Str(raw) if is_non_finite_spelling(&raw) => {
+            Field::Vital(vital) => match self.reading.vital_slot(vital) {
+                VitalSlot::Acvpu(slot) => match value {
+                    Scalar::Str(raw) => {
+                        *slot = Some(
+                            Consciousness::from_letter(raw.trim())
+                                .ok_or(Rejection::at(RejectReason::InvalidConsciousness, field))?,
+                        );
+                    }
+                    Scalar::Null => {}
+                    _ => return Err(wrong_type),
+                },
+                VitalSlot::Bool(slot) => match value {
+                    Scalar::Bool(v) => *slot = Some(v),
+                    Scalar::Null => {}
+                    _ => return Err(wrong_type),
+                },
+                VitalSlot::Number(slot) => {
+                    let number = match value {
+                        Scalar::UInt(v) => v as f64,
+                        Scalar::Int(v) => v as f64,
+                        Scalar::Float(v) => v,
+                        Scalar::Null => return Ok(()),
+                        Scalar::Str(raw) if is_non_finite_spelling(&raw) => {
+                            return Err(Rejection::at(RejectReason::NonFinite, field));
+                        }
+                        _ => return Err(wrong_type),
+                    };
+                    if !number.is_finite() {
                         return Err(Rejection::at(RejectReason::NonFinite, field));
                     }
-                    _ => return Err(wrong_type),
-                };
-                if !number.is_finite() {
-                    return Err(Rejection::at(RejectReason::NonFinite, field));
+                    let bounds = limits
+                        .vital_bounds(vital)
+                        .expect("every numeric vital has bounds");
+                    if !bounds.contains(number) {
+                        return Err(Rejection::at(RejectReason::OutOfBounds, field));
+                    }
+                    *slot = Some(number);
                 }
-                let bounds = limits
-                    .bounds(field)
-                    .expect("every remaining field is a numeric vital with bounds");
-                if !bounds.contains(number) {
-                    return Err(Rejection::at(RejectReason::OutOfBounds, field));
-                }
-                let slot = match field {
-                    Field::HeartRate => &mut self.heart_rate,
-                    Field::BodyTemp => &mut self.body_temp,
-                    Field::SignalStrength => &mut self.signal_strength,
-                    Field::BatteryLevel => &mut self.battery_level,
-                    Field::Spo2 => &mut self.spo2,
-                    Field::RespiratoryRate => &mut self.respiratory_rate,
-                    Field::SystolicBp => &mut self.systolic_bp,
-                    _ => &mut self.diastolic_bp,
-                };
-                *slot = Some(number);
-            }
+            },
         }
         Ok(())
     }
@@ -550,12 +541,17 @@ impl Fields {
         extra: Option<serde_json::Map<String, serde_json::Value>>,
         ctx: &Ctx<'_>,
     ) -> Result<Reading, Rejection> {
-        let device_id = self.device_id.ok_or(Rejection::at(
+        let Fields {
+            device_id,
+            timestamp,
+            mut reading,
+        } = self;
+        let device_id = device_id.ok_or(Rejection::at(
             RejectReason::MissingDeviceId,
             Field::DeviceId,
         ))?;
         let received_at = ctx.received_at;
-        let (timestamp, timestamp_from_device) = match self.timestamp {
+        let (timestamp, timestamp_from_device) = match timestamp {
             Some(ts) => {
                 if ts.micros() < EARLIEST_MICROS {
                     return Err(Rejection::at(
@@ -574,25 +570,12 @@ impl Fields {
             }
             None => (received_at, false),
         };
-        let extra = extra.map(|map| serde_json::Value::Object(map).to_string());
-        Ok(Reading {
-            device_id,
-            timestamp,
-            timestamp_from_device,
-            received_at,
-            heart_rate_bpm: self.heart_rate,
-            body_temp_c: self.body_temp,
-            signal_strength_dbm: self.signal_strength,
-            battery_pct: self.battery_level,
-            spo2_pct: self.spo2,
-            respiratory_rate_per_min: self.respiratory_rate,
-            systolic_bp_mmhg: self.systolic_bp,
-            diastolic_bp_mmhg: self.diastolic_bp,
-            consciousness: self.consciousness,
-            on_oxygen: self.on_oxygen,
-            seq: self.seq,
-            extra,
-        })
+        reading.device_id = device_id;
+        reading.timestamp = timestamp;
+        reading.timestamp_from_device = timestamp_from_device;
+        reading.received_at = received_at;
+        reading.extra = extra.map(|map| serde_json::Value::Object(map).to_string());
+        Ok(reading)
     }
 }
 

@@ -2,9 +2,12 @@
 //!
 //! Bounds here are *plausibility* bounds of the sensor, not clinical ranges: a heart rate of
 //! 10 000 is refused as impossible input, while 0 or 350 is accepted and left to the rules
-//! (a sensor fault is still worth recording). Clinical ranges live in `rules`.
+//! (a sensor fault is still worth recording). Clinical ranges live in `rules`. The default
+//! bounds are the vitals table's ([`VitalInfo::plausible`](super::VitalInfo::plausible)); the
+//! named fields below are the `[limits]` section of the configuration file, one per numeric
+//! vital and spelt like its payload key.
 
-use super::Field;
+use super::{Field, VitalKey};
 use serde::{Deserialize, Serialize};
 
 /// An inclusive `[min, max]` interval.
@@ -45,6 +48,7 @@ pub struct Limits {
     pub max_batch_len: usize,
     /// How far ahead of the server clock a device timestamp may be, in seconds.
     pub max_future_skew_s: u64,
+    // Plausibility bounds, one per numeric vital (see the vitals table for each default).
     pub heart_rate: Bounds,
     pub body_temp: Bounds,
     pub signal_strength: Bounds,
@@ -66,34 +70,89 @@ impl Default for Limits {
             max_device_id_len: 64,
             max_batch_len: 1000,
             max_future_skew_s: 24 * 3600,
-            // Sensors report 0 when detached and up to ~350 on artefacts; beyond is garbage.
-            heart_rate: Bounds::new(0.0, 400.0),
-            // A probe off the skin reads room temperature, or 0; beyond is garbage.
-            body_temp: Bounds::new(-20.0, 60.0),
-            // RSSI in dBm: Wi-Fi/BLE radios report roughly -127..0.
-            signal_strength: Bounds::new(-150.0, 20.0),
-            battery_level: Bounds::new(0.0, 100.0),
-            spo2: Bounds::new(0.0, 100.0),
-            respiratory_rate: Bounds::new(0.0, 200.0),
-            systolic_bp: Bounds::new(0.0, 400.0),
-            diastolic_bp: Bounds::new(0.0, 300.0),
+            heart_rate: plausible(VitalKey::HeartRate),
+            body_temp: plausible(VitalKey::BodyTemp),
+            signal_strength: plausible(VitalKey::SignalStrength),
+            battery_level: plausible(VitalKey::BatteryLevel),
+            spo2: plausible(VitalKey::Spo2),
+            respiratory_rate: plausible(VitalKey::RespiratoryRate),
+            systolic_bp: plausible(VitalKey::SystolicBp),
+            diastolic_bp: plausible(VitalKey::DiastolicBp),
         }
     }
+}
+
+/// The table's default bounds of a numeric vital.
+fn plausible(vital: VitalKey) -> Bounds {
+    vital
+        .info()
+        .plausible
+        .expect("the vitals table gives every numeric vital bounds")
 }
 
 impl Limits {
     /// The plausibility bounds of a numeric vital, if `field` is one.
     pub fn bounds(&self, field: Field) -> Option<Bounds> {
         match field {
-            Field::HeartRate => Some(self.heart_rate),
-            Field::BodyTemp => Some(self.body_temp),
-            Field::SignalStrength => Some(self.signal_strength),
-            Field::BatteryLevel => Some(self.battery_level),
-            Field::Spo2 => Some(self.spo2),
-            Field::RespiratoryRate => Some(self.respiratory_rate),
-            Field::SystolicBp => Some(self.systolic_bp),
-            Field::DiastolicBp => Some(self.diastolic_bp),
-            _ => None,
+            Field::Vital(vital) => self.vital_bounds(vital),
+            Field::DeviceId | Field::Timestamp | Field::Seq => None,
+        }
+    }
+
+    /// The plausibility bounds of `vital`; `None` for the kinds that are not numbers.
+    pub fn vital_bounds(&self, vital: VitalKey) -> Option<Bounds> {
+        match vital {
+            VitalKey::HeartRate => Some(self.heart_rate),
+            VitalKey::BodyTemp => Some(self.body_temp),
+            VitalKey::SignalStrength => Some(self.signal_strength),
+            VitalKey::BatteryLevel => Some(self.battery_level),
+            VitalKey::Spo2 => Some(self.spo2),
+            VitalKey::RespiratoryRate => Some(self.respiratory_rate),
+            VitalKey::SystolicBp => Some(self.systolic_bp),
+            VitalKey::DiastolicBp => Some(self.diastolic_bp),
+            VitalKey::Consciousness | VitalKey::OnOxygen => None,
+        }
+    }
+
+    /// Every numeric vital with its bounds, in table order (e.g. to validate a configuration).
+    pub fn numeric_bounds(&self) -> impl Iterator<Item = (VitalKey, Bounds)> + '_ {
+        VitalKey::NUMERIC
+            .into_iter()
+            .filter_map(|vital| self.vital_bounds(vital).map(|bounds| (vital, bounds)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vitals_defaults_are_the_tables_bounds() {
+        let limits = Limits::default();
+        for vital in VitalKey::ALL {
+            assert_eq!(
+                limits.vital_bounds(vital),
+                vital.info().plausible,
+                "{vital:?}"
+            );
+        }
+        assert_eq!(limits.numeric_bounds().count(), VitalKey::NUMERIC.len());
+        assert_eq!(limits.heart_rate, Bounds::new(0.0, 400.0));
+    }
+
+    #[test]
+    fn vitals_limits_keys_are_the_payload_keys() {
+        // The `[limits]` section names each vital's bounds by its payload key.
+        let mut limits = Limits::default();
+        let value = serde_json::to_value(&limits).expect("serialises");
+        for vital in VitalKey::NUMERIC {
+            let mut bounds = value[vital.key()].clone();
+            assert!(bounds.is_object(), "limits.{} is missing", vital.key());
+            bounds["max"] = serde_json::json!(1.5);
+            let mut edited = value.clone();
+            edited[vital.key()] = bounds;
+            limits = serde_json::from_value(edited).expect("deserialises");
+            assert_eq!(limits.vital_bounds(vital).map(|b| b.max), Some(1.5));
         }
     }
 }

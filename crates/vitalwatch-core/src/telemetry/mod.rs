@@ -5,15 +5,19 @@
 //! decoder ([`decode`]) turns bytes into a [`Reading`] or a [`Rejection`] with a precise,
 //! stable reason; it never panics on any byte string.
 //!
+//! Which vitals exist, and every fact about each, is the table in [`VITALS`] (`vitals.rs`).
+//!
 //! This module must not know where bytes come from (MQTT, HTTP, a file) nor where readings go.
 
 mod decode;
 mod limits;
 mod time;
+mod vitals;
 
 pub use decode::{Decoded, decode, decode_body};
 pub use limits::{Bounds, Limits};
 pub use time::Timestamp;
+pub use vitals::{VITALS, VitalInfo, VitalKey, VitalKind};
 
 use std::fmt;
 
@@ -145,85 +149,172 @@ impl Reading {
     }
 
     /// The seed's four expected fields that this reading lacks.
+    #[inline]
     pub fn missing_seed_fields(&self) -> FieldSet {
         let mut missing = FieldSet::EMPTY;
-        let expected = [
-            (Field::HeartRate, self.heart_rate_bpm),
-            (Field::BodyTemp, self.body_temp_c),
-            (Field::SignalStrength, self.signal_strength_dbm),
-            (Field::BatteryLevel, self.battery_pct),
-        ];
-        for (field, value) in expected {
-            if value.is_none() {
-                missing.insert(field);
+        for vital in VitalKey::SEED {
+            if !self.has_vital(vital) {
+                missing.insert(Field::Vital(vital));
             }
         }
         missing
     }
+
+    /// The value of a numeric vital; `None` when the reading lacks it, and for the kinds that
+    /// are not numbers (use [`Reading::vital_value`] for those).
+    #[inline]
+    pub fn vital(&self, vital: VitalKey) -> Option<f64> {
+        match self.vital_value(vital)? {
+            VitalValue::Number(value) => Some(value),
+            VitalValue::Acvpu(_) | VitalValue::Bool(_) => None,
+        }
+    }
+
+    #[inline]
+    pub fn has_vital(&self, vital: VitalKey) -> bool {
+        self.vital_value(vital).is_some()
+    }
+
+    /// The value of any vital, of its table kind. With [`Reading::vital_slot`], the one place
+    /// that maps a [`VitalKey`] to a field of `Reading`.
+    #[inline]
+    pub fn vital_value(&self, vital: VitalKey) -> Option<VitalValue> {
+        use VitalValue::{Acvpu, Bool, Number};
+        match vital {
+            VitalKey::HeartRate => self.heart_rate_bpm.map(Number),
+            VitalKey::BodyTemp => self.body_temp_c.map(Number),
+            VitalKey::SignalStrength => self.signal_strength_dbm.map(Number),
+            VitalKey::BatteryLevel => self.battery_pct.map(Number),
+            VitalKey::Spo2 => self.spo2_pct.map(Number),
+            VitalKey::RespiratoryRate => self.respiratory_rate_per_min.map(Number),
+            VitalKey::SystolicBp => self.systolic_bp_mmhg.map(Number),
+            VitalKey::DiastolicBp => self.diastolic_bp_mmhg.map(Number),
+            VitalKey::Consciousness => self.consciousness.map(Acvpu),
+            VitalKey::OnOxygen => self.on_oxygen.map(Bool),
+        }
+    }
+
+    /// Where `vital` is kept, for writing it (the decoder fills a reading through this).
+    #[inline]
+    pub fn vital_slot(&mut self, vital: VitalKey) -> VitalSlot<'_> {
+        match vital {
+            VitalKey::HeartRate => VitalSlot::Number(&mut self.heart_rate_bpm),
+            VitalKey::BodyTemp => VitalSlot::Number(&mut self.body_temp_c),
+            VitalKey::SignalStrength => VitalSlot::Number(&mut self.signal_strength_dbm),
+            VitalKey::BatteryLevel => VitalSlot::Number(&mut self.battery_pct),
+            VitalKey::Spo2 => VitalSlot::Number(&mut self.spo2_pct),
+            VitalKey::RespiratoryRate => VitalSlot::Number(&mut self.respiratory_rate_per_min),
+            VitalKey::SystolicBp => VitalSlot::Number(&mut self.systolic_bp_mmhg),
+            VitalKey::DiastolicBp => VitalSlot::Number(&mut self.diastolic_bp_mmhg),
+            VitalKey::Consciousness => VitalSlot::Acvpu(&mut self.consciousness),
+            VitalKey::OnOxygen => VitalSlot::Bool(&mut self.on_oxygen),
+        }
+    }
 }
 
-/// A payload field that VitalWatch understands.
+/// One vital's value, of its [`VitalKind`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VitalValue {
+    Number(f64),
+    Acvpu(Consciousness),
+    Bool(bool),
+}
+
+/// A vital's field in a [`Reading`], typed by its [`VitalKind`].
+#[derive(Debug)]
+pub enum VitalSlot<'r> {
+    Number(&'r mut Option<f64>),
+    Acvpu(&'r mut Option<Consciousness>),
+    Bool(&'r mut Option<bool>),
+}
+
+impl VitalSlot<'_> {
+    pub fn kind(&self) -> VitalKind {
+        match self {
+            VitalSlot::Number(_) => VitalKind::Number,
+            VitalSlot::Acvpu(_) => VitalKind::Acvpu,
+            VitalSlot::Bool(_) => VitalKind::Bool,
+        }
+    }
+}
+
+/// A payload field that VitalWatch understands: the identifying fields, every vital of
+/// [`VITALS`], and the device's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
     DeviceId,
     Timestamp,
-    HeartRate,
-    BodyTemp,
-    SignalStrength,
-    BatteryLevel,
-    Spo2,
-    RespiratoryRate,
-    SystolicBp,
-    DiastolicBp,
-    Consciousness,
-    OnOxygen,
+    Vital(VitalKey),
     Seq,
 }
 
 impl Field {
-    pub const ALL: [Field; 13] = [
-        Field::DeviceId,
-        Field::Timestamp,
-        Field::HeartRate,
-        Field::BodyTemp,
-        Field::SignalStrength,
-        Field::BatteryLevel,
-        Field::Spo2,
-        Field::RespiratoryRate,
-        Field::SystolicBp,
-        Field::DiastolicBp,
-        Field::Consciousness,
-        Field::OnOxygen,
-        Field::Seq,
-    ];
+    /// Every field: identity, the vitals in table order, then `seq`.
+    pub const ALL: [Field; VitalKey::COUNT + 3] = {
+        let mut all = [Field::DeviceId; VitalKey::COUNT + 3];
+        all[1] = Field::Timestamp;
+        let mut idx = 0;
+        while idx < VitalKey::COUNT {
+            all[2 + idx] = Field::Vital(VitalKey::ALL[idx]);
+            idx += 1;
+        }
+        all[VitalKey::COUNT + 2] = Field::Seq;
+        all
+    };
+
+    /// The payload keys of [`Field::ALL`], in that order, so [`Field::from_key`] compares
+    /// strings from one array.
+    const KEYS: [&'static str; Field::ALL.len()] = {
+        let mut keys = [""; Field::ALL.len()];
+        let mut idx = 0;
+        while idx < keys.len() {
+            keys[idx] = Field::ALL[idx].as_str();
+            idx += 1;
+        }
+        keys
+    };
 
     /// The payload key, as the seed spells it.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Field::DeviceId => "device_id",
             Field::Timestamp => "timestamp",
-            Field::HeartRate => "heart_rate",
-            Field::BodyTemp => "body_temp",
-            Field::SignalStrength => "signal_strength",
-            Field::BatteryLevel => "battery_level",
-            Field::Spo2 => "spo2",
-            Field::RespiratoryRate => "respiratory_rate",
-            Field::SystolicBp => "systolic_bp",
-            Field::DiastolicBp => "diastolic_bp",
-            Field::Consciousness => "consciousness",
-            Field::OnOxygen => "on_oxygen",
+            Field::Vital(vital) => vital.key(),
             Field::Seq => "seq",
         }
     }
 
     pub fn from_key(key: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|field| field.as_str() == key)
+        Field::KEYS
+            .iter()
+            .position(|known| *known == key)
+            .map(|idx| Field::ALL[idx])
     }
 
+    /// This field's position in [`Field::ALL`], which is also its bit in a [`FieldSet`].
+    #[inline]
+    const fn index(self) -> usize {
+        match self {
+            Field::DeviceId => 0,
+            Field::Timestamp => 1,
+            Field::Vital(vital) => 2 + vital as usize,
+            Field::Seq => VitalKey::COUNT + 2,
+        }
+    }
+
+    #[inline]
     fn bit(self) -> u16 {
-        1 << (self as u16)
+        1 << self.index()
     }
 }
+
+impl From<VitalKey> for Field {
+    fn from(vital: VitalKey) -> Field {
+        Field::Vital(vital)
+    }
+}
+
+const _: () = assert!(Field::ALL.len() <= 16, "a FieldSet is a u16 bit mask");
 
 /// A small set of [`Field`]s (a bit mask), cheap to copy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -232,12 +323,14 @@ pub struct FieldSet(u16);
 impl FieldSet {
     pub const EMPTY: FieldSet = FieldSet(0);
 
+    #[inline]
     pub fn insert(&mut self, field: Field) -> bool {
         let had = self.contains(field);
         self.0 |= field.bit();
         !had
     }
 
+    #[inline]
     pub fn contains(self, field: Field) -> bool {
         self.0 & field.bit() != 0
     }
@@ -435,10 +528,54 @@ fn expected(field: Option<Field>) -> &'static str {
     match field {
         Some(Field::DeviceId) => "expected a string",
         Some(Field::Timestamp) => "expected a string or a number",
-        Some(Field::Consciousness) => "expected a string",
-        Some(Field::OnOxygen) => "expected true or false",
+        Some(Field::Vital(vital)) => match vital.kind() {
+            VitalKind::Number => "expected a number",
+            VitalKind::Acvpu => "expected a string",
+            VitalKind::Bool => "expected true or false",
+        },
         Some(Field::Seq) => "expected a non-negative integer",
-        Some(_) => "expected a number",
         None => "unexpected type",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_identity_then_vitals_then_seq() {
+        assert_eq!(Field::ALL[0], Field::DeviceId);
+        assert_eq!(Field::ALL[2], Field::Vital(VitalKey::HeartRate));
+        assert_eq!(Field::ALL[12], Field::Seq);
+        for (idx, field) in Field::ALL.into_iter().enumerate() {
+            assert_eq!(field.index(), idx);
+            assert_eq!(Field::from_key(field.as_str()), Some(field));
+        }
+        assert_eq!(Field::from_key("temperature"), None);
+    }
+
+    #[test]
+    fn vitals_slots_have_the_table_kind_and_round_trip() {
+        let mut reading = Reading::empty(
+            DeviceId::parse("dev-1", 64).expect("valid id"),
+            Timestamp::from_secs(1_700_000_000),
+        );
+        for (n, vital) in VitalKey::ALL.into_iter().enumerate() {
+            assert!(!reading.has_vital(vital));
+            let slot = reading.vital_slot(vital);
+            assert_eq!(slot.kind(), vital.kind(), "{vital:?}");
+            let expected = match slot {
+                VitalSlot::Number(slot) => VitalValue::Number(*slot.insert(n as f64)),
+                VitalSlot::Acvpu(slot) => VitalValue::Acvpu(*slot.insert(Consciousness::Voice)),
+                VitalSlot::Bool(slot) => VitalValue::Bool(*slot.insert(true)),
+            };
+            assert_eq!(reading.vital_value(vital), Some(expected));
+            let number = matches!(vital.kind(), VitalKind::Number).then_some(n as f64);
+            assert_eq!(reading.vital(vital), number);
+        }
+        assert_eq!(reading.heart_rate_bpm, Some(0.0));
+        assert_eq!(reading.diastolic_bp_mmhg, Some(7.0));
+        assert_eq!(reading.on_oxygen, Some(true));
+        assert!(reading.missing_seed_fields().is_empty());
     }
 }

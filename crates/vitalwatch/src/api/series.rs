@@ -5,7 +5,7 @@
 
 use super::query::{Params, next_cursor};
 use super::{ApiError, AppState};
-use crate::store::dashboard::{SERIES_METRICS, SeriesQuery, Window};
+use crate::store::dashboard::{SeriesQuery, Window};
 use crate::store::{ReadingQuery, ReadingRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use std::fmt::Write as _;
 use tokio_stream::wrappers::ReceiverStream;
 use vitalwatch_core::news2::{self, Spo2Scale};
-use vitalwatch_core::telemetry::{Consciousness, DeviceId, Timestamp};
+use vitalwatch_core::telemetry::{Consciousness, DeviceId, Timestamp, VitalKey};
 
 /// Buckets a series has when the page does not say.
 const DEFAULT_POINTS: usize = 300;
@@ -130,13 +130,15 @@ pub async fn series(
         Some(list) => list
             .split(',')
             .map(|raw| {
-                SERIES_METRICS
+                VitalKey::SERIES
                     .into_iter()
+                    .map(VitalKey::key)
                     .find(|name| *name == raw.trim())
                     .ok_or_else(|| {
+                        let names = VitalKey::SERIES.map(VitalKey::key).join(", ");
                         ApiError::bad_request(
                             "invalid_query",
-                            format!("metrics must be among {}", SERIES_METRICS.join(", ")),
+                            format!("metrics must be among {names}"),
                         )
                     })
             })
@@ -395,6 +397,20 @@ mod tests {
             line.split(',').count(),
             CSV_HEADER.split(',').count(),
             "header and rows have the same number of columns"
+        );
+    }
+
+    #[test]
+    fn vitals_csv_header_and_series_follow_the_vitals_table() {
+        let header: Vec<&str> = CSV_HEADER.trim_end().split(',').collect();
+        assert_eq!(
+            header[4..header.len() - 2],
+            VitalKey::ALL.map(VitalKey::key)
+        );
+        // The store aggregates its own list until it is derived from the table too.
+        assert_eq!(
+            crate::store::dashboard::SERIES_METRICS,
+            VitalKey::SERIES.map(VitalKey::key)
         );
     }
 

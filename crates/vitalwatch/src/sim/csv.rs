@@ -1,33 +1,38 @@
 //! `simulate --csv FILE`: the labelled stream as CSV, without a broker, as fast as it can be
 //! written. Columns are named like the payload fields (so `vitalwatch train --input` and
-//! `Dataset::from_csv` read them), then the ground truth: `label` (1 while an event that owes
-//! an alert is under way, from its labelled onset) and `events` (the labels of every event
-//! under way, `;`-separated).
+//! `Dataset::from_csv` read them): one per numeric vital the scenario generates, in the vitals
+//! table's order, then the ground truth: `label` (1 while an event that owes an alert is under
+//! way, from its labelled onset) and `events` (the labels of every event under way,
+//! `;`-separated).
 
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
 use vitalwatch_core::alerting::LabelledEvent;
 use vitalwatch_core::scenario::{self, EventKind, Scenario};
+use vitalwatch_core::telemetry::{VitalKey, VitalKind};
+
+/// The vitals with a column: the numeric vitals a scenario generates, in table order.
+fn vital_columns() -> impl Iterator<Item = VitalKey> {
+    scenario::GENERATED_VITALS
+        .into_iter()
+        .filter(|vital| vital.kind() == VitalKind::Number)
+}
 
 /// The header, in order.
-pub const COLUMNS: [&str; 15] = [
-    "device_id",
-    "timestamp",
-    "heart_rate",
-    "body_temp",
-    "signal_strength",
-    "battery_level",
-    "spo2",
-    "respiratory_rate",
-    "systolic_bp",
-    "seq",
-    "send_s",
-    "measured_s",
-    "redelivery",
-    "label",
-    "events",
-];
+pub fn columns() -> Vec<&'static str> {
+    let mut columns = vec!["device_id", "timestamp"];
+    columns.extend(vital_columns().map(VitalKey::key));
+    columns.extend([
+        "seq",
+        "send_s",
+        "measured_s",
+        "redelivery",
+        "label",
+        "events",
+    ]);
+    columns
+}
 
 /// Event kinds that are about the device's transport, not about the patient or the sensor:
 /// they never make a reading anomalous.
@@ -58,10 +63,9 @@ pub fn write(scenario: &Scenario, count: Option<u64>, path: &Path) -> anyhow::Re
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "{}", COLUMNS.join(","))?;
+    writeln!(out, "{}", columns().join(","))?;
     let mut per_device = vec![0u64; scenario.patients.len()];
     let mut rows = 0u64;
-    let cell = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
     for transmission in stream {
         let idx = transmission.device_idx;
         if count.is_some_and(|limit| per_device[idx] >= limit) {
@@ -87,18 +91,21 @@ pub fn write(scenario: &Scenario, count: Option<u64>, path: &Path) -> anyhow::Re
                     .unwrap_or_else(|| e.kind.as_str().to_owned())
             })
             .collect();
+        write!(
+            out,
+            "{},{}",
+            reading.device_id.as_str(),
+            reading.timestamp.to_rfc3339()
+        )?;
+        for vital in vital_columns() {
+            match reading.vital(vital) {
+                Some(value) => write!(out, ",{value}")?,
+                None => write!(out, ",")?,
+            }
+        }
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            reading.device_id.as_str(),
-            reading.timestamp.to_rfc3339(),
-            cell(reading.heart_rate_bpm),
-            cell(reading.body_temp_c),
-            cell(reading.signal_strength_dbm),
-            cell(reading.battery_pct),
-            cell(reading.spo2_pct),
-            cell(reading.respiratory_rate_per_min),
-            cell(reading.systolic_bp_mmhg),
+            ",{},{},{},{},{},{}",
             reading.seq.unwrap_or(0),
             transmission.send_s,
             transmission.measured_s,
@@ -117,6 +124,15 @@ pub fn write(scenario: &Scenario, count: Option<u64>, path: &Path) -> anyhow::Re
 mod tests {
     use super::*;
     use vitalwatch_core::detect::Dataset;
+
+    #[test]
+    fn the_header_is_the_generated_numeric_vitals_between_identity_and_truth() {
+        assert_eq!(
+            columns().join(","),
+            "device_id,timestamp,heart_rate,body_temp,signal_strength,battery_level,spo2,\
+             respiratory_rate,systolic_bp,seq,send_s,measured_s,redelivery,label,events"
+        );
+    }
 
     #[test]
     fn the_csv_reads_back_as_a_labelled_dataset() {

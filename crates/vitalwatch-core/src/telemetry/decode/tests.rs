@@ -1,4 +1,5 @@
 use super::*;
+use crate::telemetry::VitalKey;
 use proptest::prelude::*;
 
 const NOW: Timestamp = Timestamp::from_micros(1_705_401_045_000_000); // 2024-01-16T10:30:45Z
@@ -77,8 +78,16 @@ fn extended_vitals_and_unknown_fields() {
 fn null_vitals_count_as_missing() {
     let reading = decode_str(r#"{"device_id":"d1","heart_rate":null,"body_temp":36.6}"#).unwrap();
     assert_eq!(reading.heart_rate_bpm, None);
-    assert!(reading.missing_seed_fields().contains(Field::HeartRate));
-    assert!(!reading.missing_seed_fields().contains(Field::BodyTemp));
+    assert!(
+        reading
+            .missing_seed_fields()
+            .contains(Field::Vital(VitalKey::HeartRate))
+    );
+    assert!(
+        !reading
+            .missing_seed_fields()
+            .contains(Field::Vital(VitalKey::BodyTemp))
+    );
 }
 
 #[test]
@@ -135,37 +144,37 @@ fn hostile_payloads_have_precise_reasons() {
         (
             r#"{"device_id":"a","heart_rate":"72"}"#,
             R::WrongType,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","heart_rate":true}"#,
             R::WrongType,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","heart_rate":[72]}"#,
             R::WrongType,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","heart_rate":{"v":72}}"#,
             R::WrongType,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","heart_rate":"NaN"}"#,
             R::NonFinite,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","body_temp":"Infinity"}"#,
             R::NonFinite,
-            Some(F::BodyTemp),
+            Some(F::Vital(VitalKey::BodyTemp)),
         ),
         (
             r#"{"device_id":"a","body_temp":"-inf"}"#,
             R::NonFinite,
-            Some(F::BodyTemp),
+            Some(F::Vital(VitalKey::BodyTemp)),
         ),
         (
             r#"{"device_id":"a","heart_rate":NaN}"#,
@@ -180,37 +189,37 @@ fn hostile_payloads_have_precise_reasons() {
         (
             r#"{"device_id":"a","heart_rate":10000}"#,
             R::OutOfBounds,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","heart_rate":-1}"#,
             R::OutOfBounds,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (
             r#"{"device_id":"a","battery_level":-5}"#,
             R::OutOfBounds,
-            Some(F::BatteryLevel),
+            Some(F::Vital(VitalKey::BatteryLevel)),
         ),
         (
             r#"{"device_id":"a","battery_level":100.5}"#,
             R::OutOfBounds,
-            Some(F::BatteryLevel),
+            Some(F::Vital(VitalKey::BatteryLevel)),
         ),
         (
             r#"{"device_id":"a","spo2":101}"#,
             R::OutOfBounds,
-            Some(F::Spo2),
+            Some(F::Vital(VitalKey::Spo2)),
         ),
         (
             r#"{"device_id":"a","signal_strength":-1000}"#,
             R::OutOfBounds,
-            Some(F::SignalStrength),
+            Some(F::Vital(VitalKey::SignalStrength)),
         ),
         (
             r#"{"device_id":"a","body_temp":1e300}"#,
             R::OutOfBounds,
-            Some(F::BodyTemp),
+            Some(F::Vital(VitalKey::BodyTemp)),
         ),
         (
             r#"{"device_id":"a","device_id":"b"}"#,
@@ -220,7 +229,7 @@ fn hostile_payloads_have_precise_reasons() {
         (
             r#"{"device_id":"a","heart_rate":70,"heart_rate":200}"#,
             R::DuplicateField,
-            Some(F::HeartRate),
+            Some(F::Vital(VitalKey::HeartRate)),
         ),
         (r#"{"device_id":"a","x":1,"x":2}"#, R::DuplicateField, None),
         (
@@ -251,22 +260,22 @@ fn hostile_payloads_have_precise_reasons() {
         (
             r#"{"device_id":"a","consciousness":"X"}"#,
             R::InvalidConsciousness,
-            Some(F::Consciousness),
+            Some(F::Vital(VitalKey::Consciousness)),
         ),
         (
             r#"{"device_id":"a","consciousness":1}"#,
             R::WrongType,
-            Some(F::Consciousness),
+            Some(F::Vital(VitalKey::Consciousness)),
         ),
         (
             r#"{"device_id":"a","on_oxygen":"yes"}"#,
             R::WrongType,
-            Some(F::OnOxygen),
+            Some(F::Vital(VitalKey::OnOxygen)),
         ),
         (
             r#"{"device_id":"a","on_oxygen":1}"#,
             R::WrongType,
-            Some(F::OnOxygen),
+            Some(F::Vital(VitalKey::OnOxygen)),
         ),
         (
             r#"{"device_id":"a","seq":-1}"#,
@@ -391,7 +400,11 @@ fn batches_reject_per_reading() {
 fn every_rejection_has_a_detail_without_the_value() {
     let limits = Limits::default();
     for reason in RejectReason::ALL {
-        for field in [None, Some(Field::HeartRate), Some(Field::DeviceId)] {
+        for field in [
+            None,
+            Some(Field::Vital(VitalKey::HeartRate)),
+            Some(Field::DeviceId),
+        ] {
             let detail = Rejection { reason, field }.detail(&limits);
             assert!(!detail.is_empty());
         }
