@@ -5,7 +5,7 @@
 
 use super::query::{Params, next_cursor};
 use super::{ApiError, AppState};
-use crate::store::dashboard::{SeriesQuery, Window};
+use crate::store::series::{SeriesQuery, Window};
 use crate::store::{ReadingQuery, ReadingRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -407,9 +407,8 @@ mod tests {
             header[4..header.len() - 2],
             VitalKey::ALL.map(VitalKey::key)
         );
-        // The store aggregates its own list until it is derived from the table too.
         assert_eq!(
-            crate::store::dashboard::SERIES_METRICS,
+            crate::store::series::SERIES_METRICS,
             VitalKey::SERIES.map(VitalKey::key)
         );
     }

@@ -37,12 +37,12 @@ use writer::{Command, Reply, Writer};
 mod alerts;
 mod audit;
 mod auth;
-mod dashboard;
 mod devices;
 mod filter;
 mod readings;
 mod retention;
 mod schema;
+mod series;
 mod verdicts;
 mod writer;
 
@@ -436,26 +436,25 @@ impl Store for SqliteStore {
 
     async fn dashboard_stats(
         &self,
-        window: super::dashboard::Window,
+        window: super::series::Window,
         now: Timestamp,
-    ) -> Result<super::dashboard::DashboardStats, StoreError> {
-        self.read(move |conn| dashboard::stats(conn, &window, now))
+    ) -> Result<super::series::DashboardStats, StoreError> {
+        self.read(move |conn| series::stats(conn, &window, now))
             .await
     }
 
     async fn series(
         &self,
-        query: super::dashboard::SeriesQuery,
-    ) -> Result<Vec<super::dashboard::DeviceSeries>, StoreError> {
-        self.read(move |conn| dashboard::series(conn, &query)).await
+        query: super::series::SeriesQuery,
+    ) -> Result<Vec<super::series::DeviceSeries>, StoreError> {
+        self.read(move |conn| series::series(conn, &query)).await
     }
 
     async fn latest_readings(
         &self,
-        window: super::dashboard::Window,
+        window: super::series::Window,
     ) -> Result<Vec<ReadingRecord>, StoreError> {
-        self.read(move |conn| dashboard::latest(conn, &window))
-            .await
+        self.read(move |conn| series::latest(conn, &window)).await
     }
 
     async fn events_after(
@@ -464,12 +463,12 @@ impl Store for SqliteStore {
         anomaly_id: i64,
         limit: usize,
     ) -> Result<(Vec<ReadingRecord>, Vec<AnomalyRecord>), StoreError> {
-        self.read(move |conn| dashboard::events_after(conn, reading_id, anomaly_id, limit))
+        self.read(move |conn| series::events_after(conn, reading_id, anomaly_id, limit))
             .await
     }
 
     async fn max_event_ids(&self) -> Result<(i64, i64), StoreError> {
-        self.read(dashboard::max_event_ids).await
+        self.read(series::max_event_ids).await
     }
 
     async fn close(&self) {
