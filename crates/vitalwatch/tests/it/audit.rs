@@ -123,9 +123,8 @@ fn a_changed_configuration_is_audited_with_what_changed() {
     .unwrap();
     let start = |dir: &Path| {
         Server::start_with(crate::support::ServerOptions {
-            cwd: dir,
             args: vec!["--config".into(), "vw.toml".into()],
-            free_port: true,
+            ..crate::support::ServerOptions::new(dir)
         })
     };
     let mut server = start(dir.path());
