@@ -28,4 +28,6 @@ pub mod pki;
 pub mod serve;
 pub mod sim;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod tls;
