@@ -76,7 +76,7 @@ def main() -> int:
 
     lock = threading.Lock()
     # Notified on every acknowledgement (QoS 0: every write), so the publisher waits for
-    # progress instead of sleeping.
+    # progress instead of pausing for a fixed time.
     progress = threading.Condition(lock)
     acked = {}
     reason_codes = {}

@@ -1,6 +1,6 @@
-//! Waiting for a condition, bounded: the one place the integration tests poll. A test never
-//! sleeps to order events or to "give the server time"; it names what it waits for and how
-//! long it may take (a bound for a stuck run, not a speed assertion).
+//! Waiting for a condition, bounded: the one place the integration tests poll. No test pauses
+//! for a fixed time to order events or to "give the server time"; it names what it waits for
+//! and how long it may take (a bound for a stuck run, not a speed assertion).
 
 use std::time::{Duration, Instant};
 
