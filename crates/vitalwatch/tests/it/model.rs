@@ -2,19 +2,15 @@
 //! scoring readings, hostile model files, and reloads through the API and SIGHUP.
 
 use crate::support::{
-    Server, ServerOptions, WAIT, agent, bin, get, poll_until, post_json, send, signal,
+    Server, ServerOptions, WAIT, agent, command, get, poll_until, post_json, send, signal,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn vitalwatch(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .current_dir(cwd)
+    command(cwd)
         .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CONFIG")
-        .env_remove("VITALWATCH_MODEL")
         .output()
         .expect("running vitalwatch")
 }

@@ -2,23 +2,8 @@
 //! trail they leave.
 
 use crate::support::{
-    Server, ServerOptions, agent, bin, counts, get, in_process, post_json, reading, send,
+    Server, ServerOptions, agent, counts, get, in_process, post_json, reading, run, send,
 };
-use std::process::Command;
-
-fn cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// The registry's audit entries (`device.*`): the guard's audited reads are buffered, so
 /// whether they are committed yet depends on timing (the security tests check those).
@@ -59,7 +44,7 @@ fn strict_policy_quarantines_unknown_devices_until_registered() {
     );
 
     // Registered through the CLI, beside the running server.
-    let (ok, out, err) = cli(
+    let (ok, out, err) = run(
         dir.path(),
         &[
             "devices",
@@ -170,7 +155,7 @@ fn auto_register_is_audited_and_devices_are_managed_over_the_api() {
     assert_eq!(audit[2].1, "device.update");
     assert_eq!(audit.len(), 3);
 
-    let (ok, out, _) = cli(dir.path(), &["devices", "list"]);
+    let (ok, out, _) = run(dir.path(), &["devices", "list"]);
     assert!(ok);
     assert_eq!(out.lines().count(), 2);
 }

@@ -3,11 +3,13 @@
 //! sessions (cookie flags, CSRF, idle end, throttled logins), security headers, plaintext
 //! refused on the HTTPS port, and the audit trail of reads and refusals.
 
-use crate::support::{Server, ServerOptions, WAIT, bin, https_agent, poll_until, wait_until};
+use crate::support::{
+    Server, ServerOptions, WAIT, bin, https_agent, poll_until, run_with_stdin, wait_until,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use vitalwatch::auth::{Access, Role};
 
@@ -66,23 +68,7 @@ fn call(
 }
 
 fn cli(dir: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_with_stdin(dir, args, stdin);
     assert!(
         output.status.success(),
         "vitalwatch {args:?}: {}",
@@ -451,17 +437,11 @@ fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
     let password = "correct horse battery staple";
     create_user(dir.path(), "alice", "clinician", password);
     // A short password is refused.
-    let short = Command::new(bin())
-        .current_dir(dir.path())
-        .args(["users", "create", "--name", "bob", "--role", "viewer"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(b"short\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let short = run_with_stdin(
+        dir.path(),
+        &["users", "create", "--name", "bob", "--role", "viewer"],
+        "short\n",
+    );
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("12 characters"));
 

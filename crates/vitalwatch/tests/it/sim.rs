@@ -3,7 +3,7 @@
 //! raising DEVICE_OFFLINE; the demo from an empty directory to ten reporting patients.
 
 use crate::support::{
-    Guarded, Server, ServerOptions, WAIT, agent, bin, counts, free_port, get, poll_until,
+    Guarded, Server, ServerOptions, WAIT, agent, bin, command, counts, free_port, get, poll_until,
     wait_until,
 };
 use serde_json::Value;
@@ -12,12 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn simulate(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .current_dir(cwd)
+    command(cwd)
         .arg("simulate")
         .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CERTS_DIR")
         .env_remove("MQTT_TOPIC")
         .output()
         .expect("running vitalwatch simulate")

@@ -17,7 +17,7 @@ pub mod wait;
 pub use http::{agent, get, https_agent, post_json, send};
 pub use net::free_port;
 pub use process::{Guarded, Lines};
-pub use server::{Server, ServerOptions, bin};
+pub use server::{Server, ServerOptions, bin, command, run, run_with_stdin};
 pub use wait::{WAIT, poll_until, wait_until};
 
 use std::path::Path;

@@ -16,8 +16,9 @@ pub fn bin() -> &'static str {
 
 /// Environment variables that configure the binary: removed, so the host's settings never
 /// reach a test (a test that wants one sets it in [`ServerOptions::env`]).
-const CONFIG_ENV: [&str; 10] = [
+const CONFIG_ENV: [&str; 11] = [
     "VITALWATCH_DATA_DIR",
+    "VITALWATCH_MODEL",
     "VITALWATCH_HTTP_ADDR",
     "VITALWATCH_DASHBOARD_ADDR",
     "VITALWATCH_CONFIG",
@@ -28,6 +29,48 @@ const CONFIG_ENV: [&str; 10] = [
     "MQTT_USE_TLS",
     "MQTT_TLS_CA_CERTS",
 ];
+
+/// `vitalwatch` to run in `cwd`, with the host's configuration variables removed.
+pub fn command(cwd: &Path) -> Command {
+    let mut command = Command::new(bin());
+    command.current_dir(cwd);
+    for name in CONFIG_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs `vitalwatch ARGS` in `cwd` to its end: (success, stdout, stderr).
+pub fn run(cwd: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = command(cwd)
+        .args(args)
+        .output()
+        .expect("running vitalwatch");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// [`run`] with `stdin` written to its standard input (passwords are read from there).
+pub fn run_with_stdin(cwd: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command(cwd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running vitalwatch");
+    child
+        .stdin
+        .take()
+        .expect("standard input is piped")
+        .write_all(stdin.as_bytes())
+        .expect("writing to vitalwatch's standard input");
+    child.wait_with_output().expect("waiting for vitalwatch")
+}
 
 /// A running `vitalwatch serve` (or `demo`).
 pub struct Server {
@@ -111,8 +154,8 @@ impl Server {
                 .expect("the clock is after 1970")
                 .as_nanos()
         ));
-        let mut command = Command::new(bin());
-        command.current_dir(options.cwd).arg(subcommand);
+        let mut command = command(options.cwd);
+        command.arg(subcommand);
         if options.free_port {
             command.args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"]);
         }
