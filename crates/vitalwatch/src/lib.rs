@@ -20,4 +20,6 @@ pub mod pki;
 pub mod server;
 pub mod sim;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod tls;

@@ -420,6 +420,14 @@ impl Pipeline {
 }
 
 /// The server clock, as a [`Timestamp`].
+#[cfg(not(test))]
 pub fn now() -> Timestamp {
     Timestamp::from_datetime(chrono::Utc::now())
 }
+
+/// Unit tests read a clock that follows tokio's, so that `tokio::time::pause` moves it.
+#[cfg(test)]
+pub use crate::testing::now;
+
+#[cfg(test)]
+mod tests;

@@ -21,6 +21,8 @@ mod checks;
 mod config;
 mod preview;
 pub mod replay;
+#[cfg(test)]
+mod tests;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, remember_temperature};

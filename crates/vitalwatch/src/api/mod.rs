@@ -13,6 +13,8 @@ pub mod live;
 mod model;
 mod query;
 mod telemetry;
+#[cfg(test)]
+mod tests;
 
 use crate::auth::Access;
 use crate::auth::layer::{AuthService, Guard};
