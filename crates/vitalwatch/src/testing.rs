@@ -72,7 +72,7 @@ pub async fn service_in(
 ) -> Service {
     let mut config = config(dir.path());
     tweak(&mut config);
-    let store = crate::serve::open_store(&config).expect("opening the store in a temp dir");
+    let store = crate::server::open_store(&config).expect("opening the store in a temp dir");
     let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
     let pipeline = Pipeline::new(
         Arc::clone(&dyn_store),

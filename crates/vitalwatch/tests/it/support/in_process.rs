@@ -1,5 +1,5 @@
 //! The service started inside the test process: its listeners bound here on port 0, so the
-//! addresses are known before it starts, served by `vitalwatch::serve::serve_on` on a runtime
+//! addresses are known before it starts, served by `vitalwatch::server::serve_on` on a runtime
 //! of its own, and stopped (shutdown token, then the thread joined) when the guard drops.
 //!
 //! For tests of the HTTP API that need a real socket but not the binary's process: no
@@ -65,7 +65,7 @@ pub fn start(config: Config) -> InProcess {
         runtime.block_on(async move {
             let api = tokio::net::TcpListener::from_std(api)?;
             let dashboard = tokio::net::TcpListener::from_std(dashboard)?;
-            vitalwatch::serve::serve_on(config, api, Some(dashboard), token, false).await
+            vitalwatch::server::serve_on(config, api, Some(dashboard), token, false).await
         })
     });
     let mut service = InProcess {
