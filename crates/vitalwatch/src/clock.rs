@@ -13,8 +13,25 @@ pub fn now() -> Timestamp {
 }
 
 /// Now, as a chrono UTC time (token expiry, session records).
+#[cfg(not(test))]
 pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
+}
+
+/// In unit tests: the wall clock when first read, then moved by tokio's clock, so that
+/// `tokio::time::pause`/`advance` move the service's time too (unpaused, tokio's clock is the
+/// monotonic clock, so this stays the wall clock).
+#[cfg(test)]
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    use std::sync::OnceLock;
+    static BASE: OnceLock<(chrono::DateTime<chrono::Utc>, std::time::Instant)> = OnceLock::new();
+    let (wall, at) = *BASE.get_or_init(|| (chrono::Utc::now(), std::time::Instant::now()));
+    let instant = tokio::time::Instant::now().into_std();
+    let delta = |d: std::time::Duration| chrono::TimeDelta::from_std(d).unwrap_or_default();
+    match instant.checked_duration_since(at) {
+        Some(ahead) => wall + delta(ahead),
+        None => wall - delta(at.duration_since(instant)),
+    }
 }
 
 /// Now, for certificate validity periods (rcgen takes `time`'s type).

@@ -24,4 +24,6 @@ pub mod secret;
 pub mod server;
 pub mod sim;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod tls;

@@ -384,3 +384,6 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

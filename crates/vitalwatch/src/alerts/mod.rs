@@ -20,6 +20,8 @@
 mod checks;
 mod preview;
 pub mod replay;
+#[cfg(test)]
+mod tests;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, remember_temperature};

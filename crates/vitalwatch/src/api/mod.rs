@@ -15,6 +15,8 @@ mod model;
 mod query;
 mod series;
 mod telemetry;
+#[cfg(test)]
+mod tests;
 
 use crate::auth::Access;
 use crate::auth::layer::{AuthService, Guard};

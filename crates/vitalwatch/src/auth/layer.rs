@@ -349,3 +349,6 @@ pub async fn authorize(
     request.extensions_mut().insert(principal);
     next.run(request).await
 }
+
+#[cfg(test)]
+mod tests;

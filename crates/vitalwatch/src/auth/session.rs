@@ -4,7 +4,9 @@ use super::{Role, constant_time_eq};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock (the monotonic clock, unless a test pauses it).
+use tokio::time::Instant;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "vw_session";
@@ -171,38 +173,4 @@ impl LoginLimiter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sessions_expire_when_idle() {
-        let sessions = Sessions::new(Duration::from_millis(30), Duration::from_secs(60));
-        let (id, csrf) = sessions.create("alice", Role::Clinician);
-        assert_eq!(sessions.get(&id).unwrap().csrf, csrf);
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(sessions.get(&id).is_none());
-    }
-
-    #[test]
-    fn the_limiter_blocks_after_the_allowed_failures_per_user_and_address() {
-        let limiter = LoginLimiter::new(2, 3, Duration::from_secs(60));
-        let a: IpAddr = [10, 0, 0, 1].into();
-        assert!(limiter.blocked("alice", a).is_none());
-        limiter.failed("alice", a);
-        limiter.failed("alice", a);
-        assert!(limiter.blocked("alice", a).is_some());
-        // Another user from the same address has one failure left there.
-        assert!(limiter.blocked("bob", a).is_none());
-        limiter.failed("bob", a);
-        assert!(limiter.blocked("bob", a).is_some());
-        limiter.succeeded("alice");
-        assert!(limiter.blocked("carol", [10, 0, 0, 2].into()).is_none());
-    }
-
-    #[test]
-    fn csrf_needs_the_exact_token() {
-        assert!(Sessions::csrf_matches("abc", Some("abc")));
-        assert!(!Sessions::csrf_matches("abc", Some("abd")));
-        assert!(!Sessions::csrf_matches("abc", None));
-    }
-}
+mod tests;

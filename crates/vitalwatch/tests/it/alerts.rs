@@ -3,34 +3,22 @@
 //! (signature checked with python3's hmac), device offline, per-patient thresholds, the
 //! what-if preview, and `vitalwatch evaluate` on the shipped scenarios.
 
-use crate::support::{Server, ServerOptions, agent, bin, get, post_json, reading, send};
+use crate::support::{
+    Guarded, Server, ServerOptions, WAIT, agent, bin, get, post_json, reading, send, wait_until,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// Polls `probe` until it gives a value; panics after 30 s (a bound, not a speed assertion).
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn start(dir: &Path, config: &str) -> Server {
     let path = dir.join("vitalwatch.toml");
     std::fs::write(&path, config).unwrap();
     Server::start_with(ServerOptions {
-        cwd: dir,
         args: vec!["--config".into(), path.display().to_string()],
-        free_port: true,
+        ..ServerOptions::new(dir)
     })
 }
 
@@ -75,7 +63,7 @@ fn many_out_of_range_readings_raise_one_alert_that_users_silence_ack_and_resolve
     );
     assert_eq!(anomalies.json["count"], 12);
     // ... but one alert episode.
-    let alert = wait_for("the HR alert", || {
+    let alert = wait_until(WAIT, "the HR alert", || {
         alerts_of(&server, "device_id=bed-1")
             .into_iter()
             .find(|a| a["condition"] == "HEART_RATE_HIGH")
@@ -145,7 +133,7 @@ fn many_out_of_range_readings_raise_one_alert_that_users_silence_ack_and_resolve
         get(&agent, &server.url("/api/alerts?state=maybe")).status,
         400
     );
-    let kinds: Vec<String> = wait_for("the resolution in the history", || {
+    let kinds: Vec<String> = wait_until(WAIT, "the resolution in the history", || {
         let detail = get(&agent, &server.url(&format!("/api/alerts/{id}")));
         let kinds: Vec<String> = detail.json["events"]
             .as_array()?
@@ -193,7 +181,7 @@ fn a_silent_device_goes_offline_and_comes_back() {
         &server.url("/api/telemetry"),
         &reading("walker", 1, 72.0),
     );
-    let offline = wait_for("DEVICE_OFFLINE", || {
+    let offline = wait_until(WAIT, "DEVICE_OFFLINE", || {
         alerts_of(&server, "device_id=walker&state=active")
             .into_iter()
             .find(|a| a["condition"] == "DEVICE_OFFLINE")
@@ -205,7 +193,7 @@ fn a_silent_device_goes_offline_and_comes_back() {
         &reading("walker", 2, 72.0),
     );
     let id = offline["id"].as_u64().unwrap();
-    wait_for("DEVICE_OFFLINE resolved", || {
+    wait_until(WAIT, "DEVICE_OFFLINE resolved", || {
         let detail = get(&agent, &server.url(&format!("/api/alerts/{id}")));
         (detail.json["alert"]["state"] == "resolved").then_some(())
     });
@@ -318,7 +306,7 @@ fn webhooks_are_signed_retried_and_kept_when_undeliverable() {
         &reading("bed-9", 1, 35.0),
     );
     assert_eq!(answer.status, 200);
-    let deliveries = wait_for("three finished deliveries", || {
+    let deliveries = wait_until(WAIT, "three finished deliveries", || {
         let answer = get(&agent, &server.url("/api/webhooks/deliveries"));
         let list = answer.json["deliveries"].as_array()?.clone();
         (list.len() >= 3).then_some(list)
@@ -380,7 +368,7 @@ fn per_patient_thresholds_change_the_outcome_and_preview_answers_first() {
             200
         );
     }
-    let recorded = wait_for("the HR alert", || {
+    let recorded = wait_until(WAIT, "the HR alert", || {
         alerts_of(&server, "device_id=athlete")
             .into_iter()
             .find(|a| a["condition"] == "HEART_RATE_HIGH")
@@ -490,7 +478,7 @@ fn per_patient_thresholds_change_the_outcome_and_preview_answers_first() {
     let (ok, _, err) = cli(&["clear", "athlete", "--reason", "discharged"]);
     assert!(ok, "{err}");
     // The server reloads overrides written by the CLI.
-    wait_for("the cleared override to apply", || {
+    wait_until(WAIT, "the cleared override to apply", || {
         let answer = post_json(
             &agent,
             &telemetry,
@@ -593,22 +581,17 @@ fn webhooks_go_over_verified_https() {
         String::from_utf8_lossy(&init.stderr)
     );
     let certs = dir.path().join("data/certs");
-    let mut child = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/clients/https_receiver.py"))
-        .arg(certs.join("server.crt"))
-        .arg(certs.join("server.key"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is installed by scripts/test");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut receiver = Guarded::spawn(
+        Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/clients/https_receiver.py"))
+            .arg(certs.join("server.crt"))
+            .arg(certs.join("server.key"))
+            .stdout(std::process::Stdio::piped()),
+    );
+    let mut lines = receiver.lines();
     let port: u16 = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .strip_prefix("port ")
-        .unwrap()
-        .parse()
-        .unwrap();
+        .find(WAIT, |line| line.strip_prefix("port ")?.parse().ok())
+        .expect("the receiver prints its port");
     let secret = "an https webhook secret";
     let url = format!("https://localhost:{port}/hook");
     let untrusted = format!("https://127.0.0.1:{port}/untrusted");
@@ -625,7 +608,7 @@ fn webhooks_go_over_verified_https() {
         &reading("bed-7", 1, 35.0),
     );
     assert_eq!(answer.status, 200);
-    let deliveries = wait_for("two finished deliveries", || {
+    let deliveries = wait_until(WAIT, "two finished deliveries", || {
         let list = get(&agent, &server.url("/api/webhooks/deliveries")).json["deliveries"]
             .as_array()?
             .clone();
@@ -635,12 +618,12 @@ fn webhooks_go_over_verified_https() {
     assert_eq!(of(&url)["state"], "delivered", "{deliveries:?}");
     // Without our CA the receiver's certificate is not trusted: verification is on.
     assert_eq!(of(&untrusted)["state"], "failed", "{deliveries:?}");
-    let received: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let received: Value = lines
+        .find(WAIT, |line| serde_json::from_str(line).ok())
+        .expect("the receiver prints what it received");
     let body = received["body"].as_str().unwrap();
     assert_eq!(
         received["signature"],
         format!("sha256={}", python_hmac(secret, body.as_bytes()))
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

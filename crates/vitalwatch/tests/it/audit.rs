@@ -1,23 +1,13 @@
 //! The audit trail is tamper-evident: editing, deleting or reordering a row with the real
 //! `sqlite3` CLI makes `vitalwatch audit verify` fail and name the first bad entry.
 
-use crate::support::{Server, agent, bin, post_json, sh};
+use crate::support::{Server, agent, post_json, run, sh};
 use std::path::Path;
-use std::process::Command;
 
 fn audit(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(bin())
-        .arg("audit")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    run(dir, &all)
 }
 
 /// A copy of `src` (a cwd with `data/`) tampered with by `sql` through the sqlite3 CLI.
@@ -123,9 +113,8 @@ fn a_changed_configuration_is_audited_with_what_changed() {
     .unwrap();
     let start = |dir: &Path| {
         Server::start_with(crate::support::ServerOptions {
-            cwd: dir,
             args: vec!["--config".into(), "vw.toml".into()],
-            free_port: true,
+            ..crate::support::ServerOptions::new(dir)
         })
     };
     let mut server = start(dir.path());

@@ -1,9 +1,9 @@
 //! Nothing acknowledged is lost: across restarts, SIGTERM mid-stream and SIGKILL; and a
 //! redelivered reading is stored once.
 
-use crate::support::{Server, ServerOptions, agent, counts, get, post_json, reading};
+use crate::support::{Server, WAIT, agent, counts, get, post_json, reading, wait_until};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[test]
 fn committed_readings_survive_a_restart() {
@@ -70,16 +70,19 @@ fn a_redelivered_reading_is_stored_once() {
     assert_eq!(health.json["readings"]["duplicates"], 3);
 }
 
-/// Posts distinct readings from `threads` clients until `stop`; returns the acknowledged ones.
+/// Posts distinct readings from `threads` clients until `stop`; returns the acknowledged ones
+/// and counts them in `n_acked` as they come.
 fn flood(
     url: String,
     threads: u64,
     stop: Arc<AtomicBool>,
+    n_acked: Arc<AtomicUsize>,
 ) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
     (0..threads)
         .map(|t| {
             let url = url.clone();
             let stop = Arc::clone(&stop);
+            let n_acked = Arc::clone(&n_acked);
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut acked = Vec::new();
@@ -93,7 +96,10 @@ fn flood(
                         .body(body.into_bytes())
                         .unwrap();
                     match agent.run(request) {
-                        Ok(response) if response.status() == 200 => acked.push(t * 1_000_000 + n),
+                        Ok(response) if response.status() == 200 => {
+                            acked.push(t * 1_000_000 + n);
+                            n_acked.fetch_add(1, Ordering::Relaxed);
+                        }
                         // Refused connections once the server stops: not acknowledged.
                         _ => {}
                     }
@@ -130,8 +136,17 @@ fn check_no_acked_reading_lost(kill: impl FnOnce(&mut Server)) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
-    let handles = flood(server.url("/api/telemetry"), 4, Arc::clone(&stop));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let n_acked = Arc::new(AtomicUsize::new(0));
+    let handles = flood(
+        server.url("/api/telemetry"),
+        4,
+        Arc::clone(&stop),
+        Arc::clone(&n_acked),
+    );
+    // Stopped mid-stream: once the flood is well under way, while it still runs.
+    wait_until(WAIT, "200 acknowledged readings", || {
+        n_acked.load(Ordering::Relaxed) >= 200
+    });
     kill(&mut server);
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<u64> = handles
@@ -145,11 +160,7 @@ fn check_no_acked_reading_lost(kill: impl FnOnce(&mut Server)) {
     );
 
     // Reopen through the server (recovery runs there), then read what is stored.
-    let restarted = Server::start_with(ServerOptions {
-        cwd: dir.path(),
-        args: Vec::new(),
-        free_port: true,
-    });
+    let restarted = Server::start(dir.path());
     let stored = stored_keys(&restarted.data_dir);
     let lost: Vec<&u64> = acked.iter().filter(|k| !stored.contains(k)).collect();
     assert!(

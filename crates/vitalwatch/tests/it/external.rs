@@ -5,10 +5,9 @@
 
 use crate::mqtt::{client_script, python};
 use crate::support::mosquitto::{Mosquitto, Pki};
-use crate::support::{Server, ServerOptions, agent, counts, get};
+use crate::support::{Guarded, Server, ServerOptions, WAIT, agent, counts, get, poll_until};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -30,9 +29,8 @@ fn start_node(dir: &Path, name: &str, broker: &Mosquitto, pki: &Pki, extra: &[&s
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Server::start_with(ServerOptions {
-        cwd: dir,
         args,
-        free_port: true,
+        ..ServerOptions::new(dir)
     })
 }
 
@@ -40,20 +38,15 @@ fn broker_health(server: &Server) -> Value {
     get(&agent(), &server.url("/health")).json["broker"].clone()
 }
 
-/// Polls `/health` (at most 30 s) until `pred` holds for its `broker` object; returns it.
+/// Waits (at most 30 s) until `pred` holds for `/health`'s `broker` object; returns it.
 fn wait_broker(server: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..600 {
-        let broker = broker_health(server);
-        if pred(&broker) {
-            return broker;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "broker never {what}: {}\nlog:\n{}",
-        broker_health(server),
-        server.log()
-    );
+    poll_until(WAIT, || Some(broker_health(server)).filter(&pred)).unwrap_or_else(|| {
+        panic!(
+            "broker never {what}: {}\nlog:\n{}",
+            broker_health(server),
+            server.log()
+        )
+    })
 }
 
 fn wait_subscribed(server: &Server) -> Value {
@@ -62,17 +55,13 @@ fn wait_subscribed(server: &Server) -> Value {
     })
 }
 
-/// Polls (at most `seconds`) until `data_dir` holds at least `n` readings.
+/// Waits (at most `seconds`) until `data_dir` holds at least `n` readings; returns how many
+/// it holds then.
 fn wait_readings(data_dir: &Path, n: i64, seconds: u64) -> i64 {
-    let mut stored = 0;
-    for _ in 0..seconds * 20 {
-        stored = counts(data_dir).readings;
-        if stored >= n {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stored
+    let _ = poll_until(Duration::from_secs(seconds), || {
+        counts(data_dir).readings >= n
+    });
+    counts(data_dir).readings
 }
 
 fn mosquitto_pub(broker: &Mosquitto, pki: &Pki, device: &str, args: &[&str]) -> String {
@@ -210,24 +199,25 @@ fn check_flood_survives(stop: impl FnOnce(&mut Server)) {
 
     // Paho publishes with QoS 1 to Mosquitto and prints each PUBACK Mosquitto sends it.
     let (cert, key) = pki.client("flood-1");
-    let mut publisher = Command::new(python())
-        .arg(client_script("paho_publish.py"))
-        .args(["--port", &broker.port.to_string(), "--ca"])
-        .arg(pki.ca())
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .args(["--device", "flood-1", "--qos", "1", "--stream-acks"])
-        .args(["--count", &FLOOD.to_string(), "--timeout", "120"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("running python3 with paho-mqtt");
-    let stdout = publisher.stdout.take().unwrap();
+    let mut publisher = Guarded::spawn(
+        Command::new(python())
+            .arg(client_script("paho_publish.py"))
+            .args(["--port", &broker.port.to_string(), "--ca"])
+            .arg(pki.ca())
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--device", "flood-1", "--qos", "1", "--stream-acks"])
+            .args(["--count", &FLOOD.to_string(), "--timeout", "120"])
+            .stdout(Stdio::piped()),
+    );
+    let stdout = publisher.take_stdout();
     let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
         let mut acked = BTreeSet::new();
         let mut summary = String::new();
-        for line in BufReader::new(stdout).lines() {
+        for line in std::io::BufReader::new(stdout).lines() {
             let line = line.unwrap();
             if let Some(index) = line.strip_prefix("ack ") {
                 acked.insert(index.parse::<u64>().unwrap());
@@ -249,7 +239,11 @@ fn check_flood_survives(stop: impl FnOnce(&mut Server)) {
     );
 
     let mut server = start_node(dir.path(), "data", &broker, &pki, &[]);
-    assert!(publisher.wait().unwrap().success());
+    let published = publisher.wait_timeout(Duration::from_secs(180));
+    assert!(
+        published.is_some_and(|status| status.success()),
+        "{published:?}"
+    );
     let (acked, summary) = reader.join().unwrap();
     assert_eq!(acked.len() as u64, FLOOD, "publisher: {summary}");
 
@@ -352,12 +346,9 @@ fn a_shared_subscription_splits_readings_between_two_nodes() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    for _ in 0..600 {
-        if counts(&a.data_dir).readings + counts(&b.data_dir).readings >= COUNT as i64 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _ = poll_until(WAIT, || {
+        counts(&a.data_dir).readings + counts(&b.data_dir).readings >= COUNT as i64
+    });
     let on_a = stored_timestamps(&a.data_dir, "shared-1");
     let on_b = stored_timestamps(&b.data_dir, "shared-1");
     assert!(
@@ -380,53 +371,28 @@ fn the_seeds_variables_select_the_external_broker() {
     let broker = Mosquitto::start(dir.path(), &pki);
     let (cert, key) = pki.client("vitalwatch-ingest");
     // The seed's spelling: MQTT_BROKER is a bare host, MQTT_PORT its port.
-    let mut child = Command::new(crate::support::bin())
-        .current_dir(dir.path())
-        .args([
-            "serve",
-            "--http-plaintext",
-            "--trust-loopback",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--dashboard-addr",
-            "127.0.0.1:0",
-            "--broker-cert",
-        ])
-        .arg(&cert)
-        .arg("--broker-key")
-        .arg(&key)
-        .env("MQTT_BROKER", "127.0.0.1")
-        .env("MQTT_PORT", broker.port.to_string())
-        .env("MQTT_USE_TLS", "true")
-        .env("MQTT_TLS_CA_CERTS", pki.ca())
-        .env("MQTT_TOPIC", "/iot/health")
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let api = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening api=").map(str::to_owned));
-    let Some(api) = api else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("vitalwatch serve did not print its API address");
-    };
-    let url = format!("http://{api}/health");
-    let mut health = Value::Null;
-    for _ in 0..600 {
-        health = get(&agent(), &url).json["broker"].clone();
-        if health["subscribed"] == true {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let env = [
+        ("MQTT_BROKER", "127.0.0.1".to_owned()),
+        ("MQTT_PORT", broker.port.to_string()),
+        ("MQTT_USE_TLS", "true".to_owned()),
+        ("MQTT_TLS_CA_CERTS", pki.ca().display().to_string()),
+        ("MQTT_TOPIC", "/iot/health".to_owned()),
+    ];
+    let server = Server::start_with(ServerOptions {
+        args: vec![
+            "--http-addr".into(),
+            "127.0.0.1:0".into(),
+            "--broker-cert".into(),
+            cert.display().to_string(),
+            "--broker-key".into(),
+            key.display().to_string(),
+        ],
+        // Only the API on a free port: the broker's address comes from the variables.
+        free_port: false,
+        env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+        ..ServerOptions::new(dir.path())
+    });
+    let health = wait_subscribed(&server);
     assert_eq!(health["mode"], "external", "{health}");
     assert_eq!(
         health["broker"],

@@ -4,7 +4,7 @@
 //! Set `VITALWATCH_EXPORT_CORPUS=DIR` to write the telemetry bodies into DIR as seeds for the
 //! fuzzer (`scripts/fuzz` does this), so the fuzz corpus grows from these cases.
 
-use crate::support::{Server, agent, counts, get, post_json, send};
+use crate::support::{Server, agent, counts, get, in_process, post_json, send};
 
 struct Case {
     name: &'static str,
@@ -599,7 +599,7 @@ fn hostile_inputs_get_precise_4xx_and_change_nothing() {
 #[test]
 fn a_batch_stores_its_good_readings_and_reports_each_bad_one() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = in_process::start(in_process::config(dir.path()));
     let agent = agent();
     let body = format!(
         "[{},{},{}]",
@@ -641,9 +641,8 @@ fn a_saturated_writer_answers_429_and_stores_exactly_what_it_accepted() {
     )
     .unwrap();
     let server = Server::start_with(crate::support::ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), "vw.toml".into()],
-        free_port: true,
+        ..crate::support::ServerOptions::new(dir.path())
     });
     let url = server.url("/api/telemetry");
     let handles: Vec<_> = (0..12u64)

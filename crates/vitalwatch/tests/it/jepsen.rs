@@ -1,6 +1,7 @@
 //! Durability under SIGKILL, reported in Jepsen's terms: a flood of QoS 1 readings from Paho
-//! clients, the server killed with SIGKILL at random moments, restarted, and every
-//! acknowledged reading checked to be stored exactly once.
+//! clients, the server killed with SIGKILL at random moments (after a random number of
+//! acknowledgements), restarted, and every acknowledged reading checked to be stored exactly
+//! once.
 //!
 //! - lost: acknowledged but not stored (must be 0);
 //! - duplicated: stored more than once (must be 0);
@@ -8,10 +9,12 @@
 //! - unexpected: stored but never sent (must be 0).
 
 use crate::mqtt::{DeviceCert, ca, client_script, issue, python};
-use crate::support::Server;
+use crate::support::{Guarded, Server, wait_until};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
@@ -25,7 +28,8 @@ const BASE_MS: u64 = 1_767_225_600_000;
 struct Lcg(u64);
 
 impl Lcg {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+    /// A number in `lo..hi`.
+    fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -34,14 +38,10 @@ impl Lcg {
     }
 }
 
-/// Runs one Paho flood client; returns (device, indices acknowledged).
-fn spawn_client(
-    server: &Server,
-    device: &str,
-    cert: &DeviceCert,
-    start: u64,
-) -> std::process::Child {
-    Command::new(python())
+/// Runs one Paho flood client, which prints each acknowledged index.
+fn spawn_client(server: &Server, device: &str, cert: &DeviceCert, start: u64) -> Guarded {
+    let mut command = Command::new(python());
+    command
         .arg(client_script("paho_publish.py"))
         .args(["--port", &server.mqtts.unwrap().port().to_string(), "--ca"])
         .arg(ca(server))
@@ -67,9 +67,8 @@ fn spawn_client(
             "5",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("running the paho flood client")
+        .stderr(Stdio::null());
+    Guarded::spawn(&mut command)
 }
 
 #[test]
@@ -103,33 +102,46 @@ fn sigkill_mid_flood_loses_no_acknowledged_reading() {
             .iter()
             .map(|(id, cert)| (id.clone(), spawn_client(&server, id, cert, start)))
             .collect();
+        // Acknowledgements seen this round, counted as the clients print them.
+        let n_acked = Arc::new(AtomicUsize::new(0));
         let readers: Vec<_> = children
             .iter_mut()
             .map(|(id, child)| {
-                let stdout = child.stdout.take().unwrap();
+                let stdout = child.take_stdout();
                 let id = id.clone();
+                let n_acked = Arc::clone(&n_acked);
                 std::thread::spawn(move || {
                     let mut mine = Vec::new();
                     for line in BufReader::new(stdout).lines() {
                         let Ok(line) = line else { break };
                         if let Some(n) = line.strip_prefix("ack ") {
                             mine.push((id.clone(), n.trim().parse::<u64>().unwrap()));
+                            n_acked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     mine
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(rng.next_ms(800, 2500)));
+        // The kill lands at a random point of the flood: after a random number of
+        // acknowledgements (the clients can send 200 000 this round).
+        let kill_after = rng.next_in(2_000, 8_000) as usize;
+        wait_until(
+            Duration::from_secs(60),
+            format_args!("{kill_after} acknowledgements in round {round}"),
+            || n_acked.load(Ordering::Relaxed) >= kill_after,
+        );
         server.kill9();
         kills += 1;
+        // The clients give up by themselves (--timeout 5) once the server is gone.
         let deadline = Instant::now() + Duration::from_secs(30);
         for (_, child) in &mut children {
-            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
+            if child
+                .wait_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_none()
+            {
+                child.kill();
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         for reader in readers {
             acked.extend(reader.join().unwrap());

@@ -22,9 +22,8 @@ fn logs_hold_no_vital_values_labels_or_secrets() {
     )
     .unwrap();
     let mut server = Server::start_with(ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), "vw.toml".into()],
-        free_port: true,
+        ..ServerOptions::new(dir.path())
     });
     let agent = agent();
     let url = server.url("/api/telemetry");

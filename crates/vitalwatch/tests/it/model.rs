@@ -1,19 +1,16 @@
 //! The anomaly model end to end: `vitalwatch train`, `model info`, `model score`, `serve`
 //! scoring readings, hostile model files, and reloads through the API and SIGHUP.
 
-use crate::support::{Server, ServerOptions, agent, bin, get, post_json, send, signal};
+use crate::support::{
+    Server, ServerOptions, WAIT, agent, command, get, poll_until, post_json, send, signal,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn vitalwatch(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .current_dir(cwd)
+    command(cwd)
         .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CONFIG")
-        .env_remove("VITALWATCH_MODEL")
         .output()
         .expect("running vitalwatch")
 }
@@ -425,9 +422,8 @@ fn hostile_model_files_are_refused_and_serve_runs_on_rules() {
         assert!(!stderr.contains("panicked"), "{stderr}");
 
         let server = Server::start_with(ServerOptions {
-            cwd: dir.path(),
             args: vec!["--model".to_owned(), path.to_str().unwrap().to_owned()],
-            free_port: true,
+            ..ServerOptions::new(dir.path())
         });
         let health = health(&server);
         assert_eq!(health["status"], "healthy");
@@ -521,24 +517,22 @@ fn reload_through_the_api_and_sighup_is_audited_and_a_refused_reload_keeps_the_m
     train_small(dir.path(), &model_path, 3);
     let third = sha256_of(&model_path);
     signal(server.pid(), "HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !health(&server)["model"].as_str().unwrap().contains(&third) {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not reload: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let reloaded = poll_until(WAIT, || {
+        health(&server)["model"].as_str().unwrap().contains(&third)
+    });
+    assert!(
+        reloaded.is_some(),
+        "SIGHUP did not reload: {}",
+        server.log()
+    );
     assert!(server.is_running());
 
     // The reload's audit row is queued after the swap; wait (bounded) for its commit.
-    let mut rows = audit_rows(&server.data_dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rows.len() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let mut rows = Vec::new();
+    let _ = poll_until(WAIT, || {
         rows = audit_rows(&server.data_dir);
-    }
+        rows.len() >= 3
+    });
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows[0].0.starts_with("loopback:127.0.0.1"), "{rows:?}");
     assert!(rows[0].1.contains("\"outcome\":\"loaded\"") && rows[0].1.contains(&second));

@@ -82,6 +82,51 @@ pub fn paho(server: &Server, device: &str, cert: Option<&DeviceCert>, args: &[&s
         .unwrap_or_else(|_| panic!("paho said: {stdout}"))
 }
 
+/// Runs the Paho publisher with `--hold`: once it has sent everything, waits (bounded) until
+/// the server has stored `stored` readings in all, then lets it disconnect; returns its
+/// summary. For QoS 0, where no acknowledgement says a message arrived.
+pub fn paho_until_stored(
+    server: &Server,
+    device: &str,
+    cert: &DeviceCert,
+    args: &[&str],
+    stored: i64,
+) -> Value {
+    let mut client = crate::support::Guarded::spawn(
+        Command::new(python())
+            .arg(client_script("paho_publish.py"))
+            .args(["--port", &server.mqtts.unwrap().port().to_string(), "--ca"])
+            .arg(ca(server))
+            .args(["--device", device, "--hold"])
+            .arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    );
+    let stdin = client.take_stdin();
+    let mut lines = client.lines();
+    let summary = |lines: &mut crate::support::Lines| {
+        lines.find(crate::support::WAIT, |line| {
+            serde_json::from_str::<Value>(line).ok()
+        })
+    };
+    let sent = summary(&mut lines);
+    assert!(sent.is_some(), "paho said: {:?}", lines.seen());
+    wait_for_readings(server, stored);
+    drop(stdin);
+    let done = summary(&mut lines).unwrap_or_else(|| panic!("paho said: {:?}", lines.seen()));
+    assert!(
+        client
+            .wait_timeout(crate::support::WAIT)
+            .is_some_and(|status| status.success()),
+        "paho client failed"
+    );
+    done
+}
+
 /// Runs `mosquitto_pub` with the CA and (optionally) a client certificate.
 fn mosquitto_pub(server: &Server, cert: Option<(&Path, &Path)>, args: &[&str]) -> (bool, String) {
     let mut command = Command::new("mosquitto_pub");
@@ -110,14 +155,12 @@ fn mosquitto_pub(server: &Server, cert: Option<(&Path, &Path)>, args: &[&str]) -
     (output.status.success(), text)
 }
 
-/// Polls (at most 10 s) until `n` readings are stored; QoS 0 gives nothing else to wait on.
+/// Waits (at most 10 s) until `n` readings are stored; QoS 0 gives nothing else to wait on.
+/// The caller asserts on what is stored then.
 pub fn wait_for_readings(server: &Server, n: i64) {
-    for _ in 0..200 {
-        if counts(&server.data_dir).readings >= n {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let _ = crate::support::poll_until(std::time::Duration::from_secs(10), || {
+        counts(&server.data_dir).readings >= n
+    });
 }
 
 fn seed_payload(device: &str, second: u32) -> String {
@@ -365,21 +408,21 @@ fn paho_clients_v311_and_v5_at_every_qos_and_an_esp32_profile() {
     let mut start = 0;
     for protocol in ["311", "5"] {
         for qos in ["0", "1", "2"] {
-            let summary = paho(
-                &server,
-                "paho-1",
-                Some(&device),
-                &[
-                    "--protocol",
-                    protocol,
-                    "--qos",
-                    qos,
-                    "--count",
-                    "20",
-                    "--start",
-                    &start.to_string(),
-                ],
-            );
+            let args = [
+                "--protocol",
+                protocol,
+                "--qos",
+                qos,
+                "--count",
+                "20",
+                "--start",
+                &start.to_string(),
+            ];
+            let summary = if qos == "0" {
+                paho_until_stored(&server, "paho-1", &device, &args, start + 20)
+            } else {
+                paho(&server, "paho-1", Some(&device), &args)
+            };
             assert_eq!(summary["sent"], 20, "{summary}");
             if qos != "0" {
                 assert_eq!(summary["acked"], 20, "v{protocol} qos {qos}: {summary}");
@@ -388,10 +431,11 @@ fn paho_clients_v311_and_v5_at_every_qos_and_an_esp32_profile() {
         }
     }
     let esp32 = issue(&server, "ESP32_007");
-    let summary = paho(
+    // QoS 0 has no acknowledgement: the client stays connected until the readings are stored.
+    let summary = paho_until_stored(
         &server,
         "ESP32_007",
-        Some(&esp32),
+        &esp32,
         &[
             "--esp32",
             "--protocol",
@@ -403,10 +447,9 @@ fn paho_clients_v311_and_v5_at_every_qos_and_an_esp32_profile() {
             "--start",
             "1000",
         ],
+        130,
     );
     assert_eq!(summary["sent"], 10, "{summary}");
-    // QoS 0 has no acknowledgement: wait (bounded) until the readings are stored.
-    wait_for_readings(&server, 130);
     assert_eq!(counts(&server.data_dir).readings, 130);
 }
 
@@ -515,7 +558,8 @@ fn hostile_mqtt_traffic_never_stops_the_broker() {
         publish_ok(&server);
     }
     let result = hostile(&server, &device, "slowloris");
-    assert_eq!(result["opened"], 20);
+    assert_eq!(result["opened"], 20, "{result}");
+    assert_eq!(result["served_while_held"], true, "{result}");
     let result = hostile(&server, &device, "churn");
     assert_eq!(result["opened"], 1000, "{result}");
     assert!(server.is_running());
@@ -530,75 +574,55 @@ fn issue_consumer(server: &Server, name: &str) -> DeviceCert {
 
 /// A running `mosquitto_sub -d -v`, read line by line.
 struct Subscriber {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    _process: crate::support::Guarded,
+    lines: crate::support::Lines,
 }
 
 impl Subscriber {
     fn start(server: &Server, cert: &DeviceCert, filter: &str, count: u32) -> Subscriber {
-        use std::io::BufRead;
         // stdbuf: mosquitto_sub block-buffers a pipe; each line is needed as it happens.
-        let mut child = Command::new("stdbuf")
-            .args([
-                "-oL",
-                "mosquitto_sub",
-                "-h",
-                "localhost",
-                "-p",
-                &server.mqtts.unwrap().port().to_string(),
-                "--cafile",
-            ])
-            .arg(ca(server))
-            .arg("--cert")
-            .arg(&cert.cert)
-            .arg("--key")
-            .arg(&cert.key)
-            .args([
-                "-t",
-                filter,
-                "-q",
-                "1",
-                "-v",
-                "-d",
-                "-C",
-                &count.to_string(),
-                "-W",
-                "30",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        Subscriber { child, lines }
+        let mut process = crate::support::Guarded::spawn(
+            Command::new("stdbuf")
+                .args([
+                    "-oL",
+                    "mosquitto_sub",
+                    "-h",
+                    "localhost",
+                    "-p",
+                    &server.mqtts.unwrap().port().to_string(),
+                    "--cafile",
+                ])
+                .arg(ca(server))
+                .arg("--cert")
+                .arg(&cert.cert)
+                .arg("--key")
+                .arg(&cert.key)
+                .args([
+                    "-t",
+                    filter,
+                    "-q",
+                    "1",
+                    "-v",
+                    "-d",
+                    "-C",
+                    &count.to_string(),
+                    "-W",
+                    "30",
+                ])
+                .stdout(std::process::Stdio::piped()),
+        );
+        let lines = process.lines();
+        Subscriber {
+            _process: process,
+            lines,
+        }
     }
 
     /// The next line containing `needle` (waits at most 20 s).
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("mosquitto_sub never printed {needle:?}");
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn wait_for(&mut self, needle: &str) -> String {
+        self.lines
+            .find_containing(std::time::Duration::from_secs(20), needle)
+            .unwrap_or_else(|| panic!("mosquitto_sub never printed {needle:?}"))
     }
 }
 
@@ -609,9 +633,9 @@ fn consumers_subscribe_to_alerts_and_telemetry_with_retained_alert_state() {
     let station = issue_consumer(&server, "nurse-station");
     let agent = agent();
 
-    let alerts = Subscriber::start(&server, &station, "vitalwatch/alerts/#", 1);
+    let mut alerts = Subscriber::start(&server, &station, "vitalwatch/alerts/#", 1);
     alerts.wait_for("received SUBACK");
-    let telemetry = Subscriber::start(&server, &station, "vitalwatch/telemetry/+", 1);
+    let mut telemetry = Subscriber::start(&server, &station, "vitalwatch/telemetry/+", 1);
     telemetry.wait_for("received SUBACK");
 
     // A reading far out of range raises a high-priority alert at once.
@@ -635,7 +659,7 @@ fn consumers_subscribe_to_alerts_and_telemetry_with_retained_alert_state() {
     assert_eq!(record["heart_rate"], 150.0);
 
     // A late subscriber learns the current alert state from the retained message.
-    let late = Subscriber::start(&server, &station, "vitalwatch/alerts/+", 1);
+    let mut late = Subscriber::start(&server, &station, "vitalwatch/alerts/+", 1);
     let publish = late.wait_for("received PUBLISH");
     assert!(publish.contains("r1"), "not retained: {publish}");
     late.wait_for("vitalwatch/alerts/bed-9 ");
@@ -647,10 +671,10 @@ fn consumers_subscribe_to_alerts_and_telemetry_with_retained_alert_state() {
         &["-q", "1", "-V", "mqttv5", "-m", reading],
     );
     assert!(out.contains("RC:135"), "{out}");
-    let denied = Subscriber::start(&server, &station, "/iot/health", 1);
+    let mut denied = Subscriber::start(&server, &station, "/iot/health", 1);
     let suback = denied.wait_for("Subscribed (mid");
     assert!(suback.ends_with(": 128"), "{suback}");
-    let granted = Subscriber::start(&server, &station, "vitalwatch/alerts/#", 1);
+    let mut granted = Subscriber::start(&server, &station, "vitalwatch/alerts/#", 1);
     let suback = granted.wait_for("Subscribed (mid");
     assert!(suback.ends_with(": 1"), "{suback}");
 }
@@ -686,9 +710,8 @@ fn the_plaintext_listener_is_off_by_default_and_authenticates_when_on() {
     drop(default);
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::Server::start_with(crate::support::ServerOptions {
-        cwd: dir.path(),
         args: vec!["--mqtt-addr".into(), "127.0.0.1:0".into()],
-        free_port: true,
+        ..crate::support::ServerOptions::new(dir.path())
     });
     let port = server.listeners["mqtt"].port();
     assert!(server.log().contains("Plaintext MQTT is listening"));
@@ -744,13 +767,12 @@ fn the_plaintext_listener_is_off_by_default_and_authenticates_when_on() {
 fn anonymous_plaintext_is_an_explicit_lab_choice() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::Server::start_with(crate::support::ServerOptions {
-        cwd: dir.path(),
         args: vec![
             "--mqtt-addr".into(),
             "127.0.0.1:0".into(),
             "--mqtt-allow-anonymous".into(),
         ],
-        free_port: true,
+        ..crate::support::ServerOptions::new(dir.path())
     });
     let port = server.listeners["mqtt"].port();
     let (ok, out) = mosquitto_pub_plain(port, &["-q", "1", "-m", &seed_payload("bench-1", 13)]);
@@ -774,9 +796,8 @@ fn anonymous_plaintext_is_an_explicit_lab_choice() {
 fn mqtt_over_websocket_over_tls_with_a_device_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::Server::start_with(crate::support::ServerOptions {
-        cwd: dir.path(),
         args: vec!["--mqtt-wss-addr".into(), "127.0.0.1:0".into()],
-        free_port: true,
+        ..crate::support::ServerOptions::new(dir.path())
     });
     let wss = server.listeners["mqtt-wss"];
     let device = issue(&server, "browser-1");
@@ -837,9 +858,8 @@ fn a_flooding_connection_is_slowed_not_dropped_and_others_are_served() {
     )
     .unwrap();
     let server = crate::support::Server::start_with(crate::support::ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), "vw.toml".into()],
-        free_port: true,
+        ..crate::support::ServerOptions::new(dir.path())
     });
     let flooder = issue(&server, "flood-1");
     let calm = issue(&server, "calm-1");

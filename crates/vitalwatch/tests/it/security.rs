@@ -3,35 +3,15 @@
 //! sessions (cookie flags, CSRF, idle end, throttled logins), security headers, plaintext
 //! refused on the HTTPS port, and the audit trail of reads and refusals.
 
-use crate::support::{Server, ServerOptions, bin};
+use crate::support::{
+    Server, ServerOptions, WAIT, bin, https_agent, poll_until, run_with_stdin, wait_until,
+};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use vitalwatch::auth::{Access, Role};
-
-/// An HTTPS agent that trusts the server's CA and returns 4xx/5xx as values. Each request
-/// has a connection of its own: a pooled keep-alive connection the server has just closed
-/// (idle timeout, a stream it ended) would fail a POST, which a client may not retry.
-fn https_agent(data_dir: &Path) -> ureq::Agent {
-    vitalwatch::tls::install_crypto_provider();
-    let pem = std::fs::read(data_dir.join("certs/ca.crt")).unwrap();
-    let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .max_idle_connections(0)
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
-                    ca,
-                ])))
-                .build(),
-        )
-        .build()
-        .into()
-}
 
 struct Reply {
     status: u16,
@@ -88,23 +68,7 @@ fn call(
 }
 
 fn cli(dir: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(bin())
-        .current_dir(dir)
-        .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_with_stdin(dir, args, stdin);
     assert!(
         output.status.success(),
         "vitalwatch {args:?}: {}",
@@ -131,11 +95,7 @@ fn token(dir: &Path, role: &str, name: &str, extra: &[&str]) -> String {
 }
 
 fn start(dir: &Path) -> Server {
-    Server::start_secure(ServerOptions {
-        cwd: dir,
-        args: Vec::new(),
-        free_port: true,
-    })
+    Server::start_secure(ServerOptions::new(dir))
 }
 
 fn concrete(path: &str) -> String {
@@ -195,7 +155,20 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
         Some(&reading("WARD_1", 72.0)),
     );
     assert_eq!(posted.status, 200, "{}", posted.json);
-    std::thread::sleep(Duration::from_secs(2));
+    // The expiring token is refused once its time has come.
+    wait_until(WAIT, "the expiring token to expire", || {
+        let reply = call(
+            &agent,
+            "GET",
+            &server.url("/auth/me"),
+            Creds {
+                bearer: Some(&expiring),
+                ..Creds::default()
+            },
+            None,
+        );
+        reply.json["error"] == "token_expired"
+    });
 
     // A signed-in dashboard user, for the routes only a session may use.
     create_user(dir.path(), "dora", "viewer", "a long enough password");
@@ -464,17 +437,11 @@ fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
     let password = "correct horse battery staple";
     create_user(dir.path(), "alice", "clinician", password);
     // A short password is refused.
-    let short = Command::new(bin())
-        .current_dir(dir.path())
-        .args(["users", "create", "--name", "bob", "--role", "viewer"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(b"short\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let short = run_with_stdin(
+        dir.path(),
+        &["users", "create", "--name", "bob", "--role", "viewer"],
+        "short\n",
+    );
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("12 characters"));
 
@@ -586,24 +553,33 @@ fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
         .unwrap();
     assert!(retry > 0 && retry <= 900);
 
-    // The audit trail has the reads, the logins and the refusals, with who.
-    std::thread::sleep(Duration::from_millis(500));
-    let export = cli(dir.path(), &["audit", "export"], "");
-    let rows: Vec<Value> = export
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let has = |action: &str, actor: &str| {
-        rows.iter()
-            .any(|r| r["action"] == action && r["actor"].as_str().unwrap().starts_with(actor))
-    };
-    assert!(has("phi.read", "user:alice"));
-    assert!(has("auth.login", "user:alice"));
-    assert!(has("auth.failed", "anonymous:"));
-    assert!(has("auth.csrf_refused", "user:alice"));
-    assert!(has("auth.forbidden", "user:alice"));
-    assert!(has("user.created", "cli:"));
-    assert!(has("user.disabled", "cli:"));
+    // The audit trail has the reads, the logins and the refusals, with who (the guard's
+    // entries are buffered: wait, bounded, until they are committed).
+    let expected = [
+        ("phi.read", "user:alice"),
+        ("auth.login", "user:alice"),
+        ("auth.failed", "anonymous:"),
+        ("auth.csrf_refused", "user:alice"),
+        ("auth.forbidden", "user:alice"),
+        ("user.created", "cli:"),
+        ("user.disabled", "cli:"),
+    ];
+    let mut export = String::new();
+    let mut missing = Vec::new();
+    let _ = poll_until(WAIT, || {
+        export = cli(dir.path(), &["audit", "export"], "");
+        let rows: Vec<Value> = export
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let has = |(action, actor): &(&str, &str)| {
+            rows.iter()
+                .any(|r| r["action"] == *action && r["actor"].as_str().unwrap().starts_with(actor))
+        };
+        missing = expected.iter().filter(|e| !has(e)).copied().collect();
+        missing.is_empty()
+    });
+    assert!(missing.is_empty(), "not audited: {missing:?}");
     assert!(
         !export.contains(password),
         "a password reached the audit trail"
@@ -743,8 +719,7 @@ fn session_actions_carry_the_users_own_name_and_streams_end_with_the_session() {
         csrf: Some(&csrf),
         ..Creds::default()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let id = loop {
+    let id = wait_until(WAIT, "an alert for bed-1", || {
         let alerts = call(
             &agent,
             "GET",
@@ -752,16 +727,8 @@ fn session_actions_carry_the_users_own_name_and_streams_end_with_the_session() {
             session,
             None,
         );
-        if let Some(id) = alerts.json["alerts"][0]["id"].as_u64() {
-            break id;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no alert: {}",
-            alerts.json
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        alerts.json["alerts"][0]["id"].as_u64()
+    });
     // The body claims someone else; the alert records the logged-in user.
     let acked = call(
         &agent,
@@ -797,23 +764,26 @@ fn session_actions_carry_the_users_own_name_and_streams_end_with_the_session() {
 #[test]
 fn trusted_loopback_refuses_a_rebound_host_name() {
     let dir = tempfile::tempdir().unwrap();
-    // The test harness's usual server: plaintext, loopback trusted.
-    let server = Server::start(dir.path());
-    let curl = |host: Option<&str>| {
-        let mut command = Command::new("curl");
-        command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
-        if let Some(host) = host {
-            command.args(["-H", &format!("Host: {host}")]);
-        }
-        let output = command.arg(server.url("/api/devices")).output().unwrap();
-        String::from_utf8_lossy(&output.stdout).to_string()
-    };
-    assert_eq!(curl(None), "200");
-    assert_eq!(curl(Some("localhost:5000")), "200");
-    assert_eq!(curl(Some("[::1]:5000")), "200");
-    // A page from another site that rebinds its name to 127.0.0.1 is not this workstation.
-    assert_eq!(curl(Some("rebind.attacker.example")), "401");
-    assert_eq!(curl(Some("rebind.attacker.example:5000")), "401");
+    // Plaintext, loopback trusted: the service in this process, asked by the real curl.
+    let server = crate::support::in_process::start(crate::support::in_process::config(dir.path()));
+    // The API's listener and the dashboard's (which serves the same API) alike.
+    for base in [server.url(""), format!("http://{}", server.dashboard)] {
+        let curl = |host: Option<&str>| {
+            let mut command = Command::new("curl");
+            command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+            if let Some(host) = host {
+                command.args(["-H", &format!("Host: {host}")]);
+            }
+            let output = command.arg(format!("{base}/api/devices")).output().unwrap();
+            String::from_utf8_lossy(&output.stdout).to_string()
+        };
+        assert_eq!(curl(None), "200", "{base}");
+        assert_eq!(curl(Some("localhost:5000")), "200", "{base}");
+        assert_eq!(curl(Some("[::1]:5000")), "200", "{base}");
+        // A page from another site that rebinds its name to 127.0.0.1 is not this workstation.
+        assert_eq!(curl(Some("rebind.attacker.example")), "401", "{base}");
+        assert_eq!(curl(Some("rebind.attacker.example:5000")), "401", "{base}");
+    }
 }
 
 #[test]
@@ -821,9 +791,8 @@ fn open_connections_are_bounded_per_listener() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("vw.toml"), "[http]\nmax_connections = 3\n").unwrap();
     let server = Server::start_secure(ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), "vw.toml".into()],
-        free_port: true,
+        ..ServerOptions::new(dir.path())
     });
     // No pooling: every request opens its own connection.
     let fresh = ureq::Agent::config_builder()
@@ -832,20 +801,16 @@ fn open_connections_are_bounded_per_listener() {
         .max_idle_connections(0)
         .build()
         .new_agent();
-    assert_eq!(
-        fresh.get(server.url("/health")).call().unwrap().status(),
-        200
-    );
-    // That connection closed; let the server see it and free its permit.
-    std::thread::sleep(Duration::from_millis(500));
     // Three idle connections (no TLS handshake, as a slowloris client would leave them) use
-    // up the limit: the next connection is closed unanswered.
+    // up the limit: once the server has taken their permits, the next connection is closed
+    // unanswered (each connection takes its permit in a task of its own, so the probe is
+    // repeated until the three hold theirs).
     let idle: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(server.api).unwrap())
         .collect();
-    // Each connection takes its permit in a task of its own: give them time to run, and make
-    // sure none of the three was the one turned away.
-    std::thread::sleep(Duration::from_secs(1));
+    let refused = poll_until(WAIT, || fresh.get(server.url("/health")).call().is_err());
+    assert!(refused.is_some(), "a fourth connection was still served");
+    // The three idle ones were not the ones turned away.
     for stream in &idle {
         stream.set_nonblocking(true).unwrap();
         let mut byte = [0u8; 1];
@@ -855,20 +820,18 @@ fn open_connections_are_bounded_per_listener() {
             "an idle connection was closed: {peeked:?}"
         );
     }
-    let refused = fresh.get(server.url("/health")).call();
-    assert!(refused.is_err(), "a fourth connection was served");
     drop(idle);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match fresh.get(server.url("/health")).call() {
-            Ok(response) => {
-                assert_eq!(response.status().as_u16(), 200);
-                break;
-            }
-            Err(err) => assert!(std::time::Instant::now() < deadline, "{err}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Their permits come back: a new connection is served again.
+    let served = poll_until(WAIT, || {
+        fresh
+            .get(server.url("/health"))
+            .call()
+            .is_ok_and(|response| response.status() == 200)
+    });
+    assert!(
+        served.is_some(),
+        "no connection was served after the idle ones closed"
+    );
 }
 
 #[test]
@@ -876,9 +839,8 @@ fn plain_http_connections_beyond_the_bound_wait_for_a_free_one() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("vw.toml"), "[http]\nmax_connections = 2\n").unwrap();
     let server = Server::start_with(ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), "vw.toml".into()],
-        free_port: true,
+        ..ServerOptions::new(dir.path())
     });
     let curl = |max_time: &str| {
         let output = Command::new("curl")
@@ -900,9 +862,11 @@ fn plain_http_connections_beyond_the_bound_wait_for_a_free_one() {
     let idle: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(server.api).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_secs(1));
-    // Not accepted while both permits are held: no answer within 2 s.
-    assert_eq!(curl("2"), "000");
+    // Not accepted while both permits are held: no answer within a second. (Until the server
+    // has accepted both idle connections a probe may still be served; it frees its permit
+    // when it ends, and the next connection waiting, an idle one, takes it.)
+    let waiting = poll_until(WAIT, || curl("1") == "000");
+    assert!(waiting.is_some(), "a third connection was always served");
     drop(idle);
     assert_eq!(curl("10"), "200");
 }
@@ -1020,9 +984,8 @@ fn an_https_client_that_sends_no_request_is_dropped() {
     )
     .unwrap();
     let server = Server::start_secure(ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), "vw.toml".into()],
-        free_port: true,
+        ..ServerOptions::new(dir.path())
     });
     // Python's ssl: handshake, send nothing, wait (at most 20 s) for the server to close.
     let script = "import socket, ssl, sys, time\n\

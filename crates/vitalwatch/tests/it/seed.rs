@@ -16,9 +16,8 @@ fn seed_curl_and_sqlite3_examples_work_as_written() {
     let dir = tempfile::tempdir().unwrap();
     // The defaults: 0.0.0.0:5000 and ./data, as the seed's examples assume.
     let server = Server::start_with(ServerOptions {
-        cwd: dir.path(),
-        args: Vec::new(),
         free_port: false,
+        ..ServerOptions::new(dir.path())
     });
     assert_eq!(server.api.port(), 5000);
 

@@ -2,20 +2,19 @@
 //! over MQTT with TLS and their own certificates, over HTTP, as CSV; a dropped-out device
 //! raising DEVICE_OFFLINE; the demo from an empty directory to ten reporting patients.
 
-use crate::support::{Server, ServerOptions, agent, bin, counts, get, signal};
+use crate::support::{
+    Guarded, Server, ServerOptions, WAIT, agent, bin, command, counts, free_port, get, poll_until,
+    wait_until,
+};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn simulate(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .current_dir(cwd)
+    command(cwd)
         .arg("simulate")
         .args(args)
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_CERTS_DIR")
         .env_remove("MQTT_TOPIC")
         .output()
         .expect("running vitalwatch simulate")
@@ -88,11 +87,8 @@ fn a_device_that_cannot_connect_is_an_error_not_a_publish() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let data_dir = server.data_dir.display().to_string();
-    // A port where nothing listens: bind one, read it, close it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port where nothing listens.
+    let closed = free_port();
     let output = simulate(
         dir.path(),
         &[
@@ -101,7 +97,7 @@ fn a_device_that_cannot_connect_is_an_error_not_a_publish() {
             "--count",
             "3",
             "--broker",
-            &format!("mqtts://127.0.0.1:{}", closed.port()),
+            &format!("mqtts://127.0.0.1:{closed}"),
             "--data-dir",
             &data_dir,
         ],
@@ -151,9 +147,8 @@ fn a_dropped_out_device_shows_up_as_device_offline() {
     let config = dir.path().join("vitalwatch.toml");
     std::fs::write(&config, "[registry]\ndefault_expected_interval_s = 0.5\n").unwrap();
     let server = Server::start_with(ServerOptions {
-        cwd: dir.path(),
         args: vec!["--config".into(), config.display().to_string()],
-        free_port: true,
+        ..ServerOptions::new(dir.path())
     });
     let scenario = dir.path().join("dropout.toml");
     std::fs::write(
@@ -175,39 +170,32 @@ end_s = 30
 "#,
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "simulate",
-            "--speed",
-            "2x",
-            "--http",
-            &server.url("/api/telemetry"),
-        ])
-        .arg("--scenario")
-        .arg(&scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let offline = loop {
+    let mut simulator = Guarded::spawn(
+        Command::new(bin())
+            .current_dir(dir.path())
+            .args([
+                "simulate",
+                "--speed",
+                "2x",
+                "--http",
+                &server.url("/api/telemetry"),
+            ])
+            .arg("--scenario")
+            .arg(&scenario)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let offline = wait_until(WAIT, "DEVICE_OFFLINE", || {
         let alerts = get(&agent(), &server.url("/api/alerts?state=active")).json;
-        let found = alerts["alerts"]
+        alerts["alerts"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|a| a["condition"] == "DEVICE_OFFLINE")
-            .cloned();
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(Instant::now() < deadline, "no DEVICE_OFFLINE: {alerts}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            .cloned()
+    });
     assert_eq!(offline["device_id"], "walker", "{offline}");
-    signal(child.id(), "TERM");
-    let _ = child.wait();
+    simulator.stop("TERM", WAIT);
 }
 
 #[test]
@@ -267,59 +255,26 @@ fn csv_output_parses_and_trains_a_model() {
 #[test]
 fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("demo.log");
-    let mut child = Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "demo",
-            "--data-dir",
-            "data",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtts-addr",
-            "127.0.0.1:0",
-            "--dashboard-addr",
-            "127.0.0.1:0",
-        ])
-        .env_remove("VITALWATCH_DATA_DIR")
-        .env_remove("VITALWATCH_HTTP_ADDR")
-        .env_remove("MQTT_PORT")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut api = None;
-    let mut banner = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(api.is_some() && banner.contains("Stop with Ctrl-C")) {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "demo did not start: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
-        if let Some(addr) = line.strip_prefix("listening api=") {
-            api = Some(addr.trim().to_owned());
-        }
-        banner.push_str(&line);
-        banner.push('\n');
-    }
+    let mut demo = Server::start_demo(ServerOptions::with_args(
+        dir.path(),
+        &["--data-dir", "data"],
+    ));
+    // The banner follows the listening lines.
+    let banner_end = |line: &str| line.contains("Stop with Ctrl-C");
+    let ended = demo.stdout().seen().iter().any(|l| banner_end(l))
+        || demo
+            .stdout()
+            .find(Duration::from_secs(60), |l| banner_end(l).then_some(()))
+            .is_some();
+    let banner = demo.stdout().seen().join("\n");
+    assert!(ended, "demo did not start: {banner}\n{}", demo.log());
     assert!(banner.contains("--trust-loopback"), "{banner}");
     assert!(banner.contains("mosquitto_pub"), "{banner}");
     assert!(dir.path().join("data/model.json").exists());
-    let api = api.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let devices = get(&agent(), &format!("http://{api}/api/devices")).json;
+    let api = demo.api;
+    let mut devices = Value::Null;
+    let beds = poll_until(Duration::from_secs(15), || {
+        devices = get(&agent(), &format!("http://{api}/api/devices")).json;
         let beds = devices["devices"]
             .as_array()
             .into_iter()
@@ -330,15 +285,9 @@ fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
                     .is_some_and(|id| id.starts_with("bed-"))
             })
             .count();
-        if beds == 10 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{beds} of 10 patients after 15 s: {devices}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        beds == 10
+    });
+    assert!(beds.is_some(), "not 10 patients after 15 s: {devices}");
     // The banner's mosquitto_pub line works as printed (QoS 1: acknowledged once committed).
     let mosquitto = banner
         .lines()
@@ -348,23 +297,7 @@ fn demo_from_an_empty_directory_brings_ten_patients_to_the_api() {
     assert!(ok, "{mosquitto}: {out}{err}");
     let device = get(&agent(), &format!("http://{api}/api/devices/demo-pub"));
     assert_eq!(device.status, 200, "{}", device.json);
-    signal(child.id(), "TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("demo did not stop within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    assert!(demo.terminate(), "{}", demo.log());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! plaintext MQTT sent to the broker's port is refused.
 
 use crate::mqtt::{ca, issue, python};
-use crate::support::{Server, ServerOptions, agent, get};
+use crate::support::{Server, ServerOptions, WAIT, agent, get, poll_until};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -43,9 +43,8 @@ fn sslyze_finds_the_mqtts_port_compliant_with_mozilla_intermediate() {
 fn sslyze_finds_the_https_api_and_dashboard_ports_compliant_with_mozilla_intermediate() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_secure(ServerOptions {
-        cwd: dir.path(),
         args: Vec::new(),
-        free_port: true,
+        ..ServerOptions::new(dir.path())
     });
     let mut command = Command::new(python());
     command
@@ -98,13 +97,10 @@ fn plaintext_mqtt_on_the_tls_port_is_refused_and_counted() {
     assert!(server.is_running());
     // The refusal is counted as the broker closes the connection: poll (bounded) for it.
     let mut health = serde_json::Value::Null;
-    for _ in 0..200 {
+    let _ = poll_until(WAIT, || {
         health = get(&agent(), &server.url("/health")).json;
-        if health["rejected"]["tls_handshake_failed"].as_u64() >= Some(1) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        health["rejected"]["tls_handshake_failed"].as_u64() >= Some(1)
+    });
     assert!(
         health["rejected"]["tls_handshake_failed"].as_u64() >= Some(1),
         "{health}"

@@ -10,7 +10,6 @@ import json
 import socket
 import ssl
 import struct
-import time
 
 
 def tls_socket(a):
@@ -109,12 +108,21 @@ def main():
             data, closed = b"", True
         result.update(closed=closed, puback=b"\x40\x02" in data)
     elif a.case == "slowloris":
-        # Open TLS connections that never send CONNECT; report how many are still open after
-        # a while (the broker's connect timeout closes them).
+        # Open TLS connections that never send CONNECT (one sends a single byte of one) and,
+        # while they are held, check that a proper client still gets its CONNACK.
         socks = [tls_socket(a) for _ in range(20)]
         send_all(socks[0], bytes([0x10]))  # one byte of a CONNECT, then nothing
         result["opened"] = len(socks)
-        time.sleep(1)
+        probe = tls_socket(a)
+        served = False
+        if send_all(probe, connect_packet(b"slowloris-probe")):
+            probe.settimeout(10)
+            try:
+                served = probe.recv(1) == b"\x20"
+            except (socket.timeout, ssl.SSLError, OSError):
+                served = False
+        result["served_while_held"] = served
+        probe.close()
         for s in socks:
             s.close()
     elif a.case == "churn":

@@ -2,16 +2,21 @@
 
 Usage: paho_publish.py --port P --ca CA --cert CRT --key KEY --device ID
                        [--protocol 311|5] [--qos 0|1|2] [--count N] [--start K]
-                       [--esp32] [--payload-json TEXT]... [--stream-acks]
+                       [--esp32] [--payload-json TEXT]... [--stream-acks] [--hold]
 
 Each reading gets timestamp 2026-01-01T00:00:00Z + (start + i) ms, so every one is distinct.
 Prints one JSON summary line at the end: sent, acked, reason codes, failures.
 With --stream-acks it also prints "ack I" as each acknowledgement arrives (flushed), so a
 caller that kills the server mid-flood knows exactly what was acknowledged.
+With --hold it prints the summary once everything is sent (and, above QoS 0, acknowledged),
+then stays connected until its standard input closes (at most --timeout seconds): QoS 0 has
+no acknowledgement, so the caller waits for what it can observe (the readings stored) before
+letting the client disconnect.
 """
 
 import argparse
 import json
+import select
 import ssl
 import sys
 import threading
@@ -20,6 +25,14 @@ import time
 import paho.mqtt.client as mqtt
 
 BASE_MS = 1_767_225_600_000
+
+
+def wait_published(info, timeout):
+    """Waits (bounded) until paho has written the message, or the connection is gone."""
+    try:
+        info.wait_for_publish(timeout)
+    except (RuntimeError, ValueError):
+        pass  # not queued (connection lost): nothing left to wait for
 
 
 def main() -> int:
@@ -38,6 +51,7 @@ def main() -> int:
     p.add_argument("--esp32", action="store_true", help="behave like PubSubClient on an ESP32")
     p.add_argument("--payload-json", action="append", default=[])
     p.add_argument("--stream-acks", action="store_true")
+    p.add_argument("--hold", action="store_true")
     p.add_argument("--inflight", type=int, default=20)
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--transport", default="tcp", choices=["tcp", "websockets"])
@@ -61,6 +75,9 @@ def main() -> int:
     client.max_queued_messages_set(max(1, a.inflight) * 4)
 
     lock = threading.Lock()
+    # Notified on every acknowledgement (QoS 0: every write), so the publisher waits for
+    # progress instead of pausing for a fixed time.
+    progress = threading.Condition(lock)
     acked = {}
     reason_codes = {}
     connected = threading.Event()
@@ -73,6 +90,8 @@ def main() -> int:
 
     def on_disconnect(client, userdata, flags, rc, properties=None):
         disconnected.set()
+        with progress:
+            progress.notify_all()
 
     early = {}
 
@@ -91,11 +110,13 @@ def main() -> int:
                 early[mid] = rc  # acknowledged before publish() returned its mid
             else:
                 record_ack(index, rc)
+            progress.notify_all()
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_publish = on_publish
     mids = {}
+    last = None
     summary = {"sent": 0, "acked": 0, "connect": None, "reason_codes": {}, "error": None}
     try:
         client.connect(a.host, a.port, keepalive=15 if a.esp32 else 60)
@@ -132,7 +153,10 @@ def main() -> int:
                 break
             info = client.publish(a.topic, payload, qos=a.qos)
             while info.rc == mqtt.MQTT_ERR_QUEUE_SIZE and not disconnected.is_set():
-                time.sleep(0.0005)
+                # paho's queue is full: room comes with the next acknowledgement (bounded, so
+                # an acknowledgement that raced this wait costs a moment, not the run).
+                with progress:
+                    progress.wait(0.05)
                 info = client.publish(a.topic, payload, qos=a.qos)
             if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                 break
@@ -142,16 +166,26 @@ def main() -> int:
                 else:
                     mids[info.mid] = a.start + i
             summary["sent"] += 1
+            last = info
             if a.esp32:
-                time.sleep(0.01)
-        deadline = time.time() + a.timeout
-        while a.qos > 0 and time.time() < deadline and not disconnected.is_set():
-            with lock:
-                if len(acked) >= summary["sent"]:
+                # PubSubClient's publish() returns once the message is written: one at a time.
+                wait_published(info, a.timeout)
+        deadline = time.monotonic() + a.timeout
+        with progress:
+            while a.qos > 0 and len(acked) < summary["sent"] and not disconnected.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-            time.sleep(0.01)
-    if a.qos == 0:
-        time.sleep(0.5)  # let the last QoS 0 messages leave before DISCONNECT
+                progress.wait(left)
+    if a.qos == 0 and last is not None:
+        # The last QoS 0 message has left (they leave in order) before DISCONNECT.
+        wait_published(last, a.timeout)
+    if a.hold:
+        with lock:
+            summary["acked"] = len(acked)
+        print(json.dumps(summary), flush=True)
+        if select.select([sys.stdin], [], [], a.timeout)[0]:
+            sys.stdin.read()
     client.disconnect()
     client.loop_stop()
     with lock:

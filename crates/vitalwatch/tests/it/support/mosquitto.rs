@@ -1,13 +1,16 @@
 //! A real Mosquitto 2.x (Debian's `mosquitto`) for tests: a PKI made with `vitalwatch certs`,
 //! a mosquitto.conf written into a temporary directory with one TLS listener on a free port
 //! (`require_certificate true`, persistence on), started with `mosquitto -c`, awaited until it
-//! accepts connections, and killed by its process id on drop.
+//! accepts connections, and killed by its process id on drop (its guard's).
 
 use super::bin;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use super::net::free_port;
+use super::process::Guarded;
+use super::wait::poll_until;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// A PKI made with the real CLI: CA, server certificate, and device certificates on demand.
 pub struct Pki {
@@ -55,16 +58,8 @@ impl Pki {
     }
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binding an ephemeral port")
-        .port()
-}
-
 pub struct Mosquitto {
-    child: Option<Child>,
+    process: Option<Guarded>,
     pub port: u16,
     conf: PathBuf,
     log: PathBuf,
@@ -108,7 +103,7 @@ impl Mosquitto {
         );
         std::fs::write(&conf, text).unwrap();
         let mut mosquitto = Mosquitto {
-            child: None,
+            process: None,
             port,
             conf,
             log,
@@ -118,27 +113,29 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting mosquitto (scripts/test installs it)");
-        self.child = Some(child);
+        // scripts/test installs mosquitto.
+        let mut process = Guarded::spawn(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(&self.conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("mosquitto exited with {status}; its log:\n{}", self.log());
-            }
+        let accepting = poll_until(Duration::from_secs(15), || {
             assert!(
-                Instant::now() < deadline,
-                "mosquitto did not accept connections; its log:\n{}",
+                process.is_running(),
+                "mosquitto exited; its log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        assert!(
+            accepting.is_some(),
+            "mosquitto did not accept connections; its log:\n{}",
+            self.log()
+        );
+        self.process = Some(process);
     }
 
     pub fn url(&self) -> String {
@@ -151,9 +148,8 @@ impl Mosquitto {
 
     /// SIGKILL (a crash: nothing saved since the last autosave), by process id.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
     }
 
