@@ -17,6 +17,14 @@ use std::path::{Path, PathBuf};
 
 const MAX_LINES: usize = 1000;
 
+/// The layer of test-only fixtures (a `test` row): unit tests (`tests.rs` files) of any module
+/// may use them, production code never.
+const TEST_ONLY: u32 = u32::MAX;
+
+fn is_test_file(rel: &str) -> bool {
+    rel.ends_with("/tests.rs") || rel == "tests.rs" || rel.contains("/tests/")
+}
+
 /// Dependencies core may never have (exact names or prefixes ending in `*`).
 const CORE_FORBIDDEN: &[&str] = &[
     "tokio*",
@@ -59,8 +67,13 @@ fn declared_layers(architecture: &str, krate: &str) -> Result<BTreeMap<String, u
     let mut layers = BTreeMap::new();
     for line in rest[..end].lines() {
         let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
-        let Some(Ok(layer)) = cells.first().map(|c| c.trim().parse::<u32>()) else {
-            continue;
+        let layer = match cells.first().map(|c| c.trim()) {
+            Some("test") => TEST_ONLY,
+            Some(cell) => match cell.parse::<u32>() {
+                Ok(layer) => layer,
+                Err(_) => continue,
+            },
+            None => continue,
         };
         let Some(modules) = cells.get(1) else {
             continue;
@@ -230,11 +243,19 @@ fn layer_violations(layers: &BTreeMap<String, u32>, files: &[Source]) -> Vec<Str
             ));
             continue;
         };
+        if own == TEST_ONLY {
+            continue;
+        }
         for target in referenced_modules(&file.rel, &file.text) {
             if target == module {
                 continue;
             }
             match layers.get(&target) {
+                Some(&TEST_ONLY) if is_test_file(&file.rel) => {}
+                Some(&TEST_ONLY) => problems.push(format!(
+                    "src/{}: `{module}` uses the test fixture `crate::{target}` outside a tests.rs",
+                    file.rel
+                )),
                 Some(&theirs) if theirs < own => {}
                 Some(&theirs) => problems.push(format!(
                     "src/{}: `{module}` (layer {own}) uses `crate::{target}` (layer {theirs}); \
@@ -376,7 +397,7 @@ fn source(rel: &str, text: &str) -> Source {
 
 const TABLE: &str = "intro\n<!-- tidy:layers demo -->\n| layer | modules |\n|---|---|\n\
                      | 1 | `clock` |\n| 2 | `store`, `tls` |\n| 3 | `alerts` |\n\
-                     | 4 | `pipeline` |\n\
+                     | 4 | `pipeline` |\n| test | `testing` |\n\
                      <!-- /tidy:layers -->\n";
 
 #[test]
@@ -412,9 +433,14 @@ fn tidy_catches_same_layer_imports_super_paths_and_unlisted_modules() {
         ),
         source("store/sqlite/rows.rs", "use super::super::Store;\n"),
         source("metrics.rs", "pub struct M;\n"),
+        // The fixture: fine from a unit-test file, not from production code.
+        source("store/tests.rs", "use crate::testing::fixture;\n"),
+        source("store/sqlite.rs", "use crate::testing::fixture;\n"),
+        source("testing.rs", "use crate::pipeline::Pipeline;\n"),
     ];
     let problems = layer_violations(&layers, &files);
-    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(problems[3].contains("src/store/sqlite.rs") && problems[3].contains("fixture"));
     assert!(
         problems[0].contains("`crate::tls` (layer 2)"),
         "{problems:#?}"
