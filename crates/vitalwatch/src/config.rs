@@ -6,6 +6,12 @@
 //! `commands/serve.rs`). The defaults ship as a commented TOML ([`DEFAULT_TOML`]) that
 //! `vitalwatch config default` prints; a test keeps it equal to [`Config::default`].
 
+mod alerting;
+mod broker_url;
+
+pub use alerting::{AlertingConfig, WebhookDeliveryConfig, WebhookTarget};
+pub use broker_url::BrokerUrl;
+
 use crate::store::RegistryPolicy;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -32,7 +38,7 @@ pub struct Config {
     pub rules: RuleSet,
     pub mqtt: MqttConfig,
     pub model: ModelConfig,
-    pub alerting: crate::alerts::AlertingConfig,
+    pub alerting: AlertingConfig,
 }
 
 /// The embedded MQTT broker.
@@ -124,7 +130,7 @@ impl Default for Config {
             rules: RuleSet::default(),
             mqtt: MqttConfig::default(),
             model: ModelConfig::default(),
-            alerting: crate::alerts::AlertingConfig::default(),
+            alerting: AlertingConfig::default(),
         }
     }
 }
@@ -307,7 +313,7 @@ impl Config {
             bail!("mqtt.max_packet_size must be at least 256 and mqtt.max_inflight positive");
         }
         if let Some(broker) = &self.mqtt.broker {
-            crate::ingest::external::BrokerUrl::parse(broker, self.mqtt.use_tls)
+            BrokerUrl::parse(broker, self.mqtt.use_tls)
                 .map_err(|err| anyhow::anyhow!("mqtt.broker: {err}"))?;
         }
         if self.mqtt.broker_cert.is_some() != self.mqtt.broker_key.is_some() {
@@ -343,6 +349,18 @@ impl Config {
     /// `<data-dir>/anomalies.db`, the seed's path.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("anomalies.db")
+    }
+
+    /// What the store needs of these settings, fixed when it opens.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            policy: self.registry.policy,
+            default_expected_interval_s: self.registry.default_expected_interval_s,
+            max_batch: self.store.max_batch,
+            queue_capacity: self.store.queue_capacity,
+            redelivery_window_s: self.store.redelivery_window_s,
+            unknown_device_severity: self.rules.unknown_device.severity,
+        }
     }
 
     /// The model file: `[model] path`, else `<data-dir>/model.json`.

@@ -7,16 +7,20 @@
 
 pub mod alerts;
 pub mod api;
+pub mod api_error;
+pub mod assets;
 pub mod auth;
+pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod dashboard;
+pub mod events;
 pub mod http_listen;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod pki;
+pub mod secret;
 pub mod server;
 pub mod sim;
 pub mod store;

@@ -9,9 +9,10 @@
 //! and scoring never sees half a model.
 
 use crate::store::{AuditEntry, Store};
+use parking_lot::RwLock;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use vitalwatch_core::detect::{DEFAULT_MAX_MODEL_BYTES, Model, ModelError};
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::{FieldSet, Reading};
@@ -150,18 +151,11 @@ impl ModelSlot {
 
     /// The model in use now, if any.
     pub fn current(&self) -> Option<Arc<Model>> {
-        self.state
-            .read()
-            .expect("the model slot lock is never poisoned: nothing panics holding it")
-            .model
-            .clone()
+        self.state.read().model.clone()
     }
 
     pub fn status(&self) -> ModelStatus {
-        let state = self
-            .state
-            .read()
-            .expect("the model slot lock is never poisoned");
+        let state = self.state.read();
         match &state.model {
             Some(model) => ModelStatus {
                 loaded: true,
@@ -185,10 +179,7 @@ impl ModelSlot {
             };
         };
         let loaded = read_model_file(path);
-        let mut state = self
-            .state
-            .write()
-            .expect("the model slot lock is never poisoned");
+        let mut state = self.state.write();
         let previous = state.model.as_ref().map(|model| model.sha256().to_owned());
         match loaded {
             Ok(model) => {

@@ -1,21 +1,23 @@
 //! The one path every reading takes, whatever door it came in by:
-//! decode → validate → rules → store (group commit) → answer, then publish [`Event`]s.
+//! decode → validate → rules → store (group commit) → publish [`Event`]s → answer.
 //!
 //! The pipeline knows nothing of MQTT or HTTP: transports hand it bytes and a [`Source`] and
 //! get back, only after the commit, what became of each reading. Refusals are counted by
 //! reason and summarised into the audit log once a minute (a flood of bad input costs one
 //! audit row per reason, not one per message).
 
+use crate::alerts::{AlertService, Committed};
+use crate::clock;
+use crate::events::{Event, EventBus};
 use crate::metrics::{Metrics, Refusal};
 use crate::model::{self, ModelSlot};
 use crate::store::{
-    AnomalyRecord, AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store,
-    StoreError,
+    AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store, StoreError,
 };
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use vitalwatch_core::rules::{self, RuleSet};
 use vitalwatch_core::telemetry::{self, Decoded, Limits, Reading, Rejection, Timestamp};
 
@@ -46,23 +48,25 @@ pub enum IngestError {
     Store(StoreError),
 }
 
-/// What happened, for live consumers (dashboard stream, webhooks, MQTT alert topics).
-/// Published after the commit; a lagging subscriber misses events and never slows ingest.
-#[derive(Clone, Debug, serde::Serialize)]
-#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
-pub enum Event {
-    Reading(ReadingRecord),
-    Anomaly(AnomalyRecord),
-    /// An alert changed (raised, updated, escalated, acknowledged, silenced, resolved,
-    /// reopened); MQTT `vitalwatch/alerts/<device_id>` and the dashboard stream consume it.
-    Alert(vitalwatch_core::alerting::AlertTransition),
-}
-
 /// A reading and its findings, kept for the alert engine until the commit answers.
 type ForAlerts = (Reading, Vec<rules::Finding>);
 
-/// Events kept for slow subscribers before they start missing some.
-const EVENT_BUFFER: usize = 4096;
+/// What a pipeline is built from. The alert service and the event bus exist before it, so
+/// every reading takes the same path: checks and engine always included.
+pub struct PipelineParts {
+    pub store: Arc<dyn Store>,
+    pub limits: Limits,
+    pub rules: RuleSet,
+    pub metrics: Arc<Metrics>,
+    /// How long an HTTP body waits for room in the writer's queue before a 429.
+    pub queue_timeout: Duration,
+    /// The anomaly model every reading is scored with, swapped on reload.
+    pub model: Arc<ModelSlot>,
+    /// Thresholds, SENSOR_FAULT and the alert engine.
+    pub alerts: Arc<AlertService>,
+    /// Where committed readings and anomalies are published.
+    pub events: EventBus,
+}
 
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -70,41 +74,28 @@ pub struct Pipeline {
     rules: RuleSet,
     metrics: Arc<Metrics>,
     queue_timeout: Duration,
-    events: broadcast::Sender<Event>,
+    events: EventBus,
     /// Refusals not yet summarised into the audit log, by (reason, source).
     pending_refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// The anomaly model every reading is scored with, swapped on reload.
     model: Arc<ModelSlot>,
-    /// Alerting (thresholds, SENSOR_FAULT, the alert engine), when wired in.
-    alerts: Option<Arc<crate::alerts::AlertService>>,
+    /// Thresholds, SENSOR_FAULT and the alert engine.
+    alerts: Arc<AlertService>,
 }
 
 impl Pipeline {
-    pub fn new(
-        store: Arc<dyn Store>,
-        limits: Limits,
-        rules: RuleSet,
-        metrics: Arc<Metrics>,
-        queue_timeout: Duration,
-    ) -> Pipeline {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+    pub fn new(parts: PipelineParts) -> Pipeline {
         Pipeline {
-            store,
-            limits,
-            rules,
-            metrics,
-            queue_timeout,
-            events,
+            store: parts.store,
+            limits: parts.limits,
+            rules: parts.rules,
+            metrics: parts.metrics,
+            queue_timeout: parts.queue_timeout,
+            events: parts.events,
             pending_refusals: Mutex::new(BTreeMap::new()),
-            model: Arc::new(ModelSlot::empty()),
-            alerts: None,
+            model: parts.model,
+            alerts: parts.alerts,
         }
-    }
-
-    /// Scores readings with the model in `slot` (without it, readings are not scored).
-    pub fn with_model(mut self, slot: Arc<ModelSlot>) -> Pipeline {
-        self.model = slot;
-        self
     }
 
     /// The model slot, for `/health` and reloads.
@@ -112,20 +103,14 @@ impl Pipeline {
         &self.model
     }
 
-    /// Routes readings through the alert service: its checks before the commit, its engine
-    /// after.
-    pub fn with_alerts(mut self, alerts: Arc<crate::alerts::AlertService>) -> Pipeline {
-        self.alerts = Some(alerts);
-        self
+    /// The alert service readings are routed through.
+    pub fn alerts(&self) -> &Arc<AlertService> {
+        &self.alerts
     }
 
-    pub fn alerts(&self) -> Option<&Arc<crate::alerts::AlertService>> {
-        self.alerts.as_ref()
-    }
-
-    /// The event bus's sending side, for services that publish (alerts).
-    pub fn event_sender(&self) -> broadcast::Sender<Event> {
-        self.events.clone()
+    /// The event bus committed readings are published on.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     pub fn limits(&self) -> &Limits {
@@ -142,7 +127,7 @@ impl Pipeline {
     }
 
     /// Live events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
@@ -152,7 +137,6 @@ impl Pipeline {
         *self
             .pending_refusals
             .lock()
-            .expect("the refusal map mutex is never poisoned: no code panics holding it")
             .entry((refusal.as_str(), source.as_str()))
             .or_default() += 1;
     }
@@ -168,14 +152,7 @@ impl Pipeline {
         readings
             .into_iter()
             .map(|reading| {
-                let mut findings = match &self.alerts {
-                    Some(alerts) => alerts.findings(&reading),
-                    None => {
-                        let mut findings = Vec::new();
-                        rules::check(&reading, &self.rules, &mut findings);
-                        findings
-                    }
-                };
+                let mut findings = self.alerts.findings(&reading);
                 let (ml_score, ml_finding) = scored
                     .as_mut()
                     .and_then(Iterator::next)
@@ -201,10 +178,11 @@ impl Pipeline {
         source: Source,
         identity: Option<&str>,
     ) -> Result<ReadingOutcome, IngestError> {
-        let reading = telemetry::decode(bytes, now(), &self.limits).map_err(|rejection| {
-            self.refuse(Refusal::Decode(rejection.reason), source);
-            IngestError::Refused(rejection)
-        })?;
+        let reading =
+            telemetry::decode(bytes, clock::now(), &self.limits).map_err(|rejection| {
+                self.refuse(Refusal::Decode(rejection.reason), source);
+                IngestError::Refused(rejection)
+            })?;
         if let Some(identity) = identity
             && reading.device_id.as_str() != identity
         {
@@ -227,10 +205,11 @@ impl Pipeline {
         source: Source,
         identity: Option<&str>,
     ) -> Result<BodyOutcome, IngestError> {
-        let decoded = telemetry::decode_body(bytes, now(), &self.limits).map_err(|rejection| {
-            self.refuse(Refusal::Decode(rejection.reason), source);
-            IngestError::Refused(rejection)
-        })?;
+        let decoded =
+            telemetry::decode_body(bytes, clock::now(), &self.limits).map_err(|rejection| {
+                self.refuse(Refusal::Decode(rejection.reason), source);
+                IngestError::Refused(rejection)
+            })?;
         if let Some(identity) = identity {
             let foreign = match &decoded {
                 Decoded::One(Ok(reading)) => reading.device_id.as_str() != identity,
@@ -308,19 +287,17 @@ impl Pipeline {
             .collect();
         let source = prepared[0].source;
         // Only build event payloads when someone listens.
-        let published: Option<Vec<(Reading, Option<f64>)>> = (self.events.receiver_count() > 0)
-            .then(|| {
+        let published: Option<Vec<(Reading, Option<f64>)>> =
+            self.events.has_subscribers().then(|| {
                 prepared
                     .iter()
                     .map(|p| (p.reading.clone(), p.ml_score))
                     .collect()
             });
-        let mut for_alerts: Option<Vec<Option<ForAlerts>>> = self.alerts.as_ref().map(|_| {
-            prepared
-                .iter()
-                .map(|p| Some((p.reading.clone(), p.findings.clone())))
-                .collect()
-        });
+        let mut for_alerts: Vec<Option<ForAlerts>> = prepared
+            .iter()
+            .map(|p| Some((p.reading.clone(), p.findings.clone())))
+            .collect();
         let mut committed = Vec::new();
         let res = match wait {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
@@ -343,10 +320,8 @@ impl Pipeline {
                     ..
                 } => {
                     self.metrics.stored(anomalies.len());
-                    if let Some((reading, findings)) =
-                        for_alerts.as_mut().and_then(|items| items[idx].take())
-                    {
-                        committed.push(crate::alerts::Committed {
+                    if let Some((reading, findings)) = for_alerts[idx].take() {
+                        committed.push(Committed {
                             reading,
                             findings,
                             stored: true,
@@ -356,23 +331,21 @@ impl Pipeline {
                         let (reading, ml_score) = &readings[idx];
                         let record = ReadingRecord::from_reading(*reading_id, reading, source)
                             .with_ml_score(*ml_score);
-                        let _ = self.events.send(Event::Reading(record));
+                        self.events.publish(Event::Reading(record));
                         for anomaly in anomalies {
-                            let _ = self.events.send(Event::Anomaly(anomaly.clone()));
+                            self.events.publish(Event::Anomaly(anomaly.clone()));
                         }
                     }
                 }
                 ItemOutcome::Duplicate { .. } => self.metrics.duplicate(),
                 ItemOutcome::Quarantined { anomalies, .. } => {
                     self.metrics.quarantined();
-                    if let Some((reading, _)) =
-                        for_alerts.as_mut().and_then(|items| items[idx].take())
-                    {
+                    if let Some((reading, _)) = for_alerts[idx].take() {
                         let findings = anomalies
                             .iter()
                             .map(|a| rules::Finding::unknown_device(a.severity, &a.details))
                             .collect();
-                        committed.push(crate::alerts::Committed {
+                        committed.push(Committed {
                             reading,
                             findings,
                             stored: false,
@@ -380,7 +353,7 @@ impl Pipeline {
                     }
                     if published.is_some() {
                         for anomaly in anomalies {
-                            let _ = self.events.send(Event::Anomaly(anomaly.clone()));
+                            self.events.publish(Event::Anomaly(anomaly.clone()));
                         }
                     }
                 }
@@ -391,20 +364,13 @@ impl Pipeline {
                 outcome,
             });
         }
-        if let Some(alerts) = &self.alerts {
-            alerts.after_commit(committed).await;
-        }
+        self.alerts.after_commit(committed).await;
         Ok(results)
     }
 
     /// Writes one audit row per (reason, source) refused since the last call.
     pub async fn flush_refusal_audit(&self) {
-        let pending = std::mem::take(
-            &mut *self
-                .pending_refusals
-                .lock()
-                .expect("the refusal map mutex is never poisoned"),
-        );
+        let pending = std::mem::take(&mut *self.pending_refusals.lock());
         for ((reason, source), count) in pending {
             let entry = AuditEntry {
                 actor: format!("system:{source}"),
@@ -418,16 +384,6 @@ impl Pipeline {
         }
     }
 }
-
-/// The server clock, as a [`Timestamp`].
-#[cfg(not(test))]
-pub fn now() -> Timestamp {
-    Timestamp::from_datetime(chrono::Utc::now())
-}
-
-/// Unit tests read a clock that follows tokio's, so that `tokio::time::pause` moves it.
-#[cfg(test)]
-pub use crate::testing::now;
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@
 //! Certificates carry basicConstraints, keyUsage, extKeyUsage and SANs so strict validators
 //! accept them. Nothing here shells out to openssl.
 
+use crate::clock;
 use anyhow::{Context, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -96,10 +97,6 @@ pub struct IssuedCert {
 #[derive(Default, Serialize, Deserialize)]
 struct Index {
     certs: Vec<IssuedCert>,
-}
-
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -205,8 +202,8 @@ pub fn init(certs: &CertsDir, extra_sans: &[String], force: bool) -> anyhow::Res
 
     let ca_key = KeyPair::generate().context("generating the CA key")?;
     let mut params = ca_params();
-    params.not_before = now() - Duration::minutes(5);
-    params.not_after = now() + Duration::days(CA_DAYS);
+    params.not_before = clock::now_offset() - Duration::minutes(5);
+    params.not_after = clock::now_offset() + Duration::days(CA_DAYS);
     params.serial_number = Some(random_serial());
     let ca_cert = params.self_signed(&ca_key).context("signing the CA")?;
     write_private(&certs.ca_key(), &ca_key.serialize_pem(), 0o600)?;
@@ -230,8 +227,8 @@ pub fn init(certs: &CertsDir, extra_sans: &[String], force: bool) -> anyhow::Res
     server
         .distinguished_name
         .push(DnType::CommonName, "VitalWatch server");
-    server.not_before = now() - Duration::minutes(5);
-    server.not_after = now() + Duration::days(SERVER_DAYS);
+    server.not_before = clock::now_offset() - Duration::minutes(5);
+    server.not_after = clock::now_offset() + Duration::days(SERVER_DAYS);
     server.serial_number = Some(random_serial());
     server.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -303,15 +300,15 @@ fn write_crl(certs: &CertsDir, issuer: &Issuer<'_, KeyPair>, index: &Index) -> a
         .filter_map(|c| hex::decode(&c.serial).ok())
         .map(|serial| RevokedCertParams {
             serial_number: SerialNumber::from_slice(&serial),
-            revocation_time: now(),
+            revocation_time: clock::now_offset(),
             reason_code: Some(RevocationReason::CessationOfOperation),
             invalidity_date: None,
         })
         .collect();
     let params = CertificateRevocationListParams {
-        this_update: now() - Duration::minutes(5),
-        next_update: now() + Duration::days(CRL_DAYS),
-        crl_number: SerialNumber::from_slice(&now().unix_timestamp().to_be_bytes()),
+        this_update: clock::now_offset() - Duration::minutes(5),
+        next_update: clock::now_offset() + Duration::days(CRL_DAYS),
+        crl_number: SerialNumber::from_slice(&clock::now_offset().unix_timestamp().to_be_bytes()),
         issuing_distribution_point: None,
         revoked_certs,
         key_identifier_method: KeyIdMethod::Sha256,
@@ -355,7 +352,7 @@ fn issue_client(
             );
         }
         for cert in current {
-            cert.revoked_at = Some(rfc3339(now()));
+            cert.revoked_at = Some(rfc3339(clock::now_offset()));
         }
     }
     let issued = sign_device(certs, &issuer, device_id, unit)?;
@@ -381,8 +378,8 @@ fn sign_device(
     params
         .distinguished_name
         .push(DnType::OrganizationalUnitName, unit);
-    params.not_before = now() - Duration::minutes(5);
-    params.not_after = now() + Duration::days(DEVICE_DAYS);
+    params.not_before = clock::now_offset() - Duration::minutes(5);
+    params.not_after = clock::now_offset() + Duration::days(DEVICE_DAYS);
     let serial = random_serial();
     params.serial_number = Some(serial.clone());
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -443,7 +440,7 @@ pub fn revoke(certs: &CertsDir, device_id: &str) -> anyhow::Result<Vec<IssuedCer
         .iter_mut()
         .filter(|c| c.device_id == device_id && c.revoked_at.is_none())
     {
-        cert.revoked_at = Some(rfc3339(now()));
+        cert.revoked_at = Some(rfc3339(clock::now_offset()));
         revoked.push(cert.clone());
     }
     if revoked.is_empty() {

@@ -12,12 +12,13 @@
 use crate::api::{self, AppState};
 use crate::auth::layer::AuthService;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::ingest::{BrokerSettings, BrokerStatus, embedded, external};
 use crate::metrics::Metrics;
 use crate::model::{self, ModelSlot};
-use crate::pipeline::{self, Pipeline};
+use crate::pipeline::{Pipeline, PipelineParts};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditEntry, Retention, Store, StoreOptions};
+use crate::store::{AuditEntry, Retention, Store};
 use crate::tls::ClientAuth;
 use anyhow::Context;
 use std::future::Future;
@@ -85,20 +86,9 @@ impl Future for Running {
     }
 }
 
-pub fn store_options(config: &Config) -> StoreOptions {
-    StoreOptions {
-        policy: config.registry.policy,
-        default_expected_interval_s: config.registry.default_expected_interval_s,
-        max_batch: config.store.max_batch,
-        queue_capacity: config.store.queue_capacity,
-        redelivery_window_s: config.store.redelivery_window_s,
-        unknown_device_severity: config.rules.unknown_device.severity,
-    }
-}
-
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     let path = config.database_path();
-    let store = SqliteStore::open(&path, store_options(config))
+    let store = SqliteStore::open(&path, config.store_options())
         .with_context(|| format!("opening the store at {}", path.display()))?;
     Ok(Arc::new(store))
 }
@@ -157,14 +147,7 @@ pub async fn start_on(
             .await
             .context("loading the anomaly model")?,
     );
-    let pipeline = Pipeline::new(
-        Arc::clone(&store),
-        config.limits.clone(),
-        config.rules.clone(),
-        metrics,
-        config.store.queue_timeout(),
-    )
-    .with_model(Arc::clone(&model_slot));
+    let events = EventBus::new();
     // Alert tasks stop after the API (in-flight readings still reach the engine) and before
     // the store closes (their transitions are committed).
     let alert_tasks = TaskTracker::new();
@@ -172,13 +155,22 @@ pub async fn start_on(
         Arc::clone(&store),
         config.alerting.clone(),
         config.rules.clone(),
-        pipeline.event_sender(),
+        events.clone(),
         &alert_tasks,
         shutdown.clone(),
     )
     .await
     .context("starting alerting")?;
-    let pipeline = Arc::new(pipeline.with_alerts(alerts));
+    let pipeline = Arc::new(Pipeline::new(PipelineParts {
+        store: Arc::clone(&store),
+        limits: config.limits.clone(),
+        rules: config.rules.clone(),
+        metrics,
+        queue_timeout: config.store.queue_timeout(),
+        model: Arc::clone(&model_slot),
+        alerts,
+        events,
+    }));
     // Installed before the service announces itself, so a SIGHUP sent as soon as the API
     // answers reloads the model instead of ending the process.
     #[cfg(unix)]
@@ -311,7 +303,7 @@ pub async fn start_on(
     let mut dashboard_bound = None;
     if let Some(dashboard) = dashboard {
         let dashboard_addr = dashboard.local_addr()?;
-        if !crate::dashboard::assets_built() {
+        if !crate::assets::assets_built() {
             tracing::warn!(
                 message = "Dashboard assets not built; the dashboard shows how to build them.",
                 hint = "scripts/build-web"
@@ -319,7 +311,7 @@ pub async fn start_on(
         }
         tracing::info!(message = "Dashboard is serving.", dashboard = %dashboard_addr);
         dashboard_bound = Some(dashboard_addr);
-        let (dashboard_app, table) = crate::dashboard::app(app.clone(), &api_table);
+        let (dashboard_app, table) = crate::assets::app(app.clone(), &api_table);
         let dashboard_app = api::guarded(
             dashboard_app,
             &table,
@@ -381,7 +373,7 @@ pub async fn start_on(
             let _ = audit_task.await;
             store.close().await;
             // The final head, read after the last commit.
-            if let Ok(reopened) = SqliteStore::open(&config.database_path(), store_options(&config))
+            if let Ok(reopened) = SqliteStore::open(&config.database_path(), config.store_options())
             {
                 anchor_head(&reopened, &anchors).await;
                 reopened.close().await;
@@ -450,7 +442,7 @@ async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: C
             () = tokio::time::sleep(delay) => {}
         }
         delay = RETENTION_EVERY;
-        match store.purge(pipeline::now(), retention).await {
+        match store.purge(crate::clock::now(), retention).await {
             Ok(counts) => tracing::debug!(message = "Retention pass done.", ?counts),
             Err(err) => tracing::warn!(message = "Retention pass failed.", error = %err),
         }
@@ -484,7 +476,7 @@ async fn anchor_head(store: &dyn Store, path: &std::path::Path) {
         return;
     }
     let anchor = crate::store::audit::Anchor {
-        at: pipeline::now().to_rfc3339(),
+        at: crate::clock::now().to_rfc3339(),
         id: head.0,
         hash: head.1,
     };

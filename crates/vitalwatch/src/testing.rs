@@ -9,30 +9,18 @@ use crate::alerts::AlertService;
 use crate::api::AppState;
 use crate::auth::layer::AuthService;
 use crate::config::Config;
+use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 use crate::model::ModelSlot;
-use crate::pipeline::{Event, Pipeline};
+use crate::pipeline::{Pipeline, PipelineParts};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AuthWrite, Store, TokenRecord, UserRecord};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vitalwatch_core::telemetry::Timestamp;
 
-/// The service's clock in unit tests: the wall clock when first read, then moved by tokio's
-/// clock (which `tokio::time::pause`/`advance` control; unpaused, it is the monotonic clock).
-pub fn now() -> Timestamp {
-    static BASE: OnceLock<(chrono::DateTime<chrono::Utc>, std::time::Instant)> = OnceLock::new();
-    let (wall, at) = *BASE.get_or_init(|| (chrono::Utc::now(), std::time::Instant::now()));
-    let instant = tokio::time::Instant::now().into_std();
-    let delta = |d: std::time::Duration| chrono::TimeDelta::from_std(d).unwrap_or_default();
-    let wall = match instant.checked_duration_since(at) {
-        Some(ahead) => wall + delta(ahead),
-        None => wall - delta(at.duration_since(instant)),
-    };
-    Timestamp::from_datetime(wall)
-}
+pub use crate::clock::now;
 
 /// Defaults, with devices expected hourly (tests that want DEVICE_OFFLINE set the interval)
 /// and no webhooks.
@@ -74,28 +62,30 @@ pub async fn service_in(
     tweak(&mut config);
     let store = crate::server::open_store(&config).expect("opening the store in a temp dir");
     let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
-    let pipeline = Pipeline::new(
-        Arc::clone(&dyn_store),
-        config.limits.clone(),
-        config.rules.clone(),
-        Arc::new(Metrics::default()),
-        config.store.queue_timeout(),
-    )
-    .with_model(model.unwrap_or_else(|| Arc::new(ModelSlot::empty())));
-    let events = pipeline.subscribe();
+    let bus = EventBus::new();
+    let events = bus.subscribe();
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let alerts = AlertService::start(
         Arc::clone(&dyn_store),
         config.alerting.clone(),
         config.rules.clone(),
-        pipeline.event_sender(),
+        bus.clone(),
         &tasks,
         shutdown.clone(),
     )
     .await
     .expect("starting the alert service");
-    let pipeline = Arc::new(pipeline.with_alerts(Arc::clone(&alerts)));
+    let pipeline = Arc::new(Pipeline::new(PipelineParts {
+        store: Arc::clone(&dyn_store),
+        limits: config.limits.clone(),
+        rules: config.rules.clone(),
+        metrics: Arc::new(Metrics::default()),
+        queue_timeout: config.store.queue_timeout(),
+        model: model.unwrap_or_else(|| Arc::new(ModelSlot::empty())),
+        alerts: Arc::clone(&alerts),
+        events: bus,
+    }));
     let auth = Arc::new(AuthService::new(Arc::clone(&dyn_store), &config.http));
     tasks.spawn(Arc::clone(&auth.audit).run(shutdown.clone()));
     Service {

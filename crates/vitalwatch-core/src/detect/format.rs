@@ -16,11 +16,10 @@
 //! [`ModelError`], never a panic.
 
 use super::feature::{Feature, MAX_FEATURES};
-use super::iforest::{self, Forest, TreeFile};
+use super::iforest::{self, Forest, MAX_SAMPLE_SIZE, MAX_TREES, TreeFile};
 use super::model::Model;
 use super::rf::{RandomForest, RfFile};
 use super::scaler::{Scaler, TypicalRange};
-use super::train::{MAX_SAMPLE_SIZE, MAX_TREES};
 use crate::telemetry::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -17,6 +17,12 @@ use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 /// Euler–Mascheroni constant, used in H(i) ≈ ln(i) + γ (Liu et al. 2008, §2).
+/// The most trees a model may have (scikit-learn's default is 100). Training and the model
+/// file's reader both enforce it.
+pub const MAX_TREES: u32 = 10_000;
+/// The largest subsample ψ; bounds a tree at 2ψ − 1 nodes.
+pub const MAX_SAMPLE_SIZE: u32 = 65_536;
+
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
 /// Marks a leaf in a file tree's child and feature arrays (scikit-learn uses −1 too).

@@ -8,7 +8,7 @@
 use super::dataset::Dataset;
 use super::feature::{Feature, MAX_FEATURES};
 use super::format;
-use super::iforest::{self, Forest};
+use super::iforest::{self, Forest, MAX_SAMPLE_SIZE, MAX_TREES};
 use super::model::Model;
 use super::rf::RandomForest;
 use super::scaler::{Scaler, TypicalRange, quantile_sorted};
@@ -29,11 +29,6 @@ use rand_chacha::ChaCha8Rng;
 /// unusual *combination*. Estimating a 99.5th percentile needs data: train on at least a few
 /// thousand rows.
 pub const DEFAULT_CONTAMINATION: f64 = 0.005;
-
-/// The most trees a model may have (scikit-learn's default is 100).
-pub const MAX_TREES: u32 = 10_000;
-/// The largest subsample ψ; bounds a tree at 2ψ − 1 nodes.
-pub const MAX_SAMPLE_SIZE: u32 = 65_536;
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]

@@ -3,8 +3,8 @@
 //! [`findings`] is shared with the replays (preview, evaluate); [`Checks`] holds the live state.
 
 use crate::store::ThresholdsRecord;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use vitalwatch_core::rules::{
     self, Finding, PreviousTemperature, RuleSet, SensorFaultRule, check_sensor_faults,
 };
@@ -80,7 +80,6 @@ impl Checks {
     pub fn rules_for(&self, device_id: &str, at: Timestamp) -> RuleSet {
         self.overrides
             .lock()
-            .expect("the overrides mutex is never poisoned: no code panics holding it")
             .get(device_id)
             .filter(|over| over.effective_from <= at)
             .map_or_else(|| self.site.clone(), |over| over.rules.clone())
@@ -88,10 +87,7 @@ impl Checks {
 
     pub fn findings(&self, reading: &Reading) -> Vec<Finding> {
         let rules = self.rules_for(reading.device_id.as_str(), reading.received_at);
-        let mut previous = self
-            .previous
-            .lock()
-            .expect("the temperature mutex is never poisoned: no code panics holding it");
+        let mut previous = self.previous.lock();
         let prev = previous.get(&reading.device_id).copied();
         let out = findings(reading, &rules, &self.sensor, prev);
         remember_temperature(&mut previous, reading);
@@ -106,26 +102,17 @@ impl Checks {
                 map.insert(record.device_id.clone(), over);
             }
         }
-        *self
-            .overrides
-            .lock()
-            .expect("the overrides mutex is never poisoned") = map;
+        *self.overrides.lock() = map;
     }
 
     pub fn set(&self, record: &ThresholdsRecord) {
         if let Some(over) = self.override_of(record) {
-            self.overrides
-                .lock()
-                .expect("the overrides mutex is never poisoned")
-                .insert(record.device_id.clone(), over);
+            self.overrides.lock().insert(record.device_id.clone(), over);
         }
     }
 
     pub fn clear(&self, device_id: &str) {
-        self.overrides
-            .lock()
-            .expect("the overrides mutex is never poisoned")
-            .remove(device_id);
+        self.overrides.lock().remove(device_id);
     }
 
     fn override_of(&self, record: &ThresholdsRecord) -> Option<Override> {

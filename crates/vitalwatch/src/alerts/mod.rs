@@ -8,7 +8,7 @@
 //!   transitions (cheap, in memory).
 //! - Every transition is queued, in engine order, to one persister task that writes it through
 //!   the store's writer thread; then it is published on the pipeline's event bus
-//!   ([`crate::pipeline::Event::Alert`], the seam for the dashboard stream and MQTT alert
+//!   ([`crate::events::Event::Alert`], the seam for the dashboard stream and MQTT alert
 //!   topics) and queued for webhooks. Ingest never waits for a webhook.
 //! - One timer task sleeps until [`AlertEngine::next_deadline`] (or a wake-up) and calls
 //!   `tick`: DEVICE_OFFLINE, escalation, end of audio pause.
@@ -18,7 +18,6 @@
 //! Must not: log vital values or payloads, hold the engine lock across a store read.
 
 mod checks;
-mod config;
 mod preview;
 pub mod replay;
 #[cfg(test)]
@@ -26,15 +25,17 @@ mod tests;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, remember_temperature};
-pub use config::{AlertingConfig, Secret, WebhookDeliveryConfig, WebhookTarget};
 pub use preview::{PreviewAnswer, preview_history};
 
-use crate::pipeline::{self, Event};
+use crate::clock;
+use crate::config::AlertingConfig;
+use crate::events::{Event, EventBus};
 use crate::store::{Store, StoreError, ThresholdsRecord};
+use parking_lot::Mutex as SyncMutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitalwatch_core::alerting::{
@@ -100,10 +101,10 @@ pub struct AlertService {
     state: Mutex<EngineState>,
     wake: Notify,
     persist: mpsc::Sender<PersistJob>,
-    events: broadcast::Sender<Event>,
+    events: EventBus,
     webhooks: Option<Webhooks>,
     /// Devices whose registry interval the engine already has (`None`: quarantined only).
-    known: StdMutex<HashMap<DeviceId, Option<u64>>>,
+    known: SyncMutex<HashMap<DeviceId, Option<u64>>>,
 }
 
 impl AlertService {
@@ -113,12 +114,12 @@ impl AlertService {
         store: Arc<dyn Store>,
         config: AlertingConfig,
         site_rules: RuleSet,
-        events: broadcast::Sender<Event>,
+        events: EventBus,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<AlertService>> {
         use anyhow::Context;
-        let now = pipeline::now();
+        let now = clock::now();
         let (last_id, open_alerts) = store.open_alerts().await.context("loading open alerts")?;
         let devices = store.list_devices().await.context("loading devices")?;
         let mut known = HashMap::new();
@@ -158,7 +159,7 @@ impl AlertService {
             Arc::clone(&store),
             tasks,
             shutdown.clone(),
-        );
+        )?;
         let service = Arc::new(AlertService {
             store: Arc::clone(&store),
             config,
@@ -171,7 +172,7 @@ impl AlertService {
             persist,
             events,
             webhooks,
-            known: StdMutex::new(known),
+            known: SyncMutex::new(known),
         });
         tasks.spawn(persister(Arc::clone(&store), persist_rx, shutdown.clone()));
         tasks.spawn(Arc::clone(&service).timer(shutdown.clone()));
@@ -202,12 +203,7 @@ impl AlertService {
         let mut intervals = Vec::new();
         for item in &items {
             let device_id = &item.reading.device_id;
-            let cached = self
-                .known
-                .lock()
-                .expect("the known-devices mutex is never poisoned")
-                .get(device_id)
-                .copied();
+            let cached = self.known.lock().get(device_id).copied();
             let needs_lookup = match cached {
                 None => true,
                 Some(None) => item.stored,
@@ -226,7 +222,7 @@ impl AlertService {
             };
             intervals.push((device_id.clone(), interval));
         }
-        let now = pipeline::now();
+        let now = clock::now();
         let mut state = self.state.lock().await;
         let state = &mut *state;
         let wake = !intervals.is_empty();
@@ -234,10 +230,7 @@ impl AlertService {
             state
                 .engine
                 .set_expected_interval(&device_id, Some(interval.unwrap_or(NO_OFFLINE_MS)));
-            self.known
-                .lock()
-                .expect("the known-devices mutex is never poisoned")
-                .insert(device_id, interval);
+            self.known.lock().insert(device_id, interval);
         }
         let mut transitions = Vec::new();
         for item in &items {
@@ -307,7 +300,7 @@ impl AlertService {
                     now,
                 );
             }
-            let _ = self.events.send(Event::Alert(transition.clone()));
+            self.events.publish(Event::Alert(transition.clone()));
         }
         let job = PersistJob { transitions, done };
         if self.persist.send(job).await.is_err() {
@@ -321,7 +314,7 @@ impl AlertService {
         id: u64,
         action: impl FnOnce(&mut AlertEngine, Timestamp) -> Result<Vec<AlertTransition>, AlertError>,
     ) -> Result<Alert, ActionError> {
-        let now = pipeline::now();
+        let now = clock::now();
         let (done, committed) = oneshot::channel();
         let res = {
             let mut state = self.state.lock().await;
@@ -453,7 +446,7 @@ impl AlertService {
             let deadline = self.state.lock().await.engine.next_deadline();
             let wait = match deadline {
                 Some(deadline) => Duration::from_micros(
-                    u64::try_from(deadline.saturating_sub(pipeline::now())).unwrap_or(0),
+                    u64::try_from(deadline.saturating_sub(clock::now())).unwrap_or(0),
                 ),
                 None => Duration::from_secs(3600),
             };
@@ -462,7 +455,7 @@ impl AlertService {
                 () = self.wake.notified() => continue,
                 () = tokio::time::sleep(wait) => {}
             }
-            let now = pipeline::now();
+            let now = clock::now();
             let mut state = self.state.lock().await;
             let transitions = state.engine.tick(now);
             self.dispatch(transitions, None, now).await;
@@ -513,7 +506,7 @@ pub fn validate_thresholds(
         thresholds,
         author,
         reason,
-        effective_from: effective_from.unwrap_or_else(pipeline::now).to_rfc3339(),
+        effective_from: effective_from.unwrap_or_else(clock::now).to_rfc3339(),
         updated_at: String::new(),
     })
 }

@@ -3,8 +3,8 @@
 //! and `vitalwatch thresholds preview`; changes nothing.
 
 use super::ThresholdsError;
-use super::config::AlertingConfig;
 use super::replay::{self, Preview, ReplaySettings};
+use crate::config::AlertingConfig;
 use crate::store::{AlertQuery, ReadingQuery, Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -64,7 +64,7 @@ pub async fn preview_history(
         .iter()
         .max()
         .copied()
-        .unwrap_or_else(crate::pipeline::now);
+        .unwrap_or_else(crate::clock::now);
     let recorded: Vec<_> = match first {
         None => Vec::new(),
         Some(first) => store

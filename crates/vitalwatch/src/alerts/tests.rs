@@ -1,6 +1,6 @@
 //! The alert service over a real SQLite store, fed through the real pipeline. Its timers
 //! (DEVICE_OFFLINE, escalation, the end of an audio pause) are tested with tokio's clock
-//! paused: the tests advance it, and the service's clock follows (`crate::testing::now`), so
+//! paused: the tests advance it, and the service's clock follows (`crate::clock::now`), so
 //! nothing waits for real time.
 //!
 //! With the clock paused, a wait that nothing ends jumps straight to its deadline, so

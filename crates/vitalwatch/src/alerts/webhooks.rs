@@ -9,7 +9,8 @@
 //! from the queue and runs at most `concurrency` deliveries at once; each HTTP attempt runs on
 //! the blocking pool with a timeout. Nothing here logs a body or a secret.
 
-use super::config::{Secret, WebhookDeliveryConfig, WebhookTarget};
+use crate::config::{WebhookDeliveryConfig, WebhookTarget};
+use crate::secret::Secret;
 use crate::store::{NewWebhookDelivery, Store};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -100,16 +101,23 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Starts the worker; `None` when no target is configured.
+    /// Starts the worker; `None` when no target is configured. Fails when a target's CA file
+    /// cannot be read or holds no certificate.
     pub fn start(
         targets: Vec<WebhookTarget>,
         config: WebhookDeliveryConfig,
         store: Arc<dyn Store>,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
-    ) -> Option<Webhooks> {
+    ) -> anyhow::Result<Option<Webhooks>> {
         if targets.is_empty() {
-            return None;
+            return Ok(None);
+        }
+        for (idx, target) in targets.iter().enumerate() {
+            if let Some(ca) = &target.ca {
+                load_ca(ca)
+                    .map_err(|err| anyhow::anyhow!("alerting.webhooks[{idx}].ca: {err:#}"))?;
+            }
         }
         let targets = targets
             .into_iter()
@@ -126,11 +134,11 @@ impl Webhooks {
             tasks.clone(),
             shutdown,
         ));
-        Some(Webhooks {
+        Ok(Some(Webhooks {
             targets,
             queue,
             store,
-        })
+        }))
     }
 
     /// Queues `body` for every target without waiting.
@@ -252,7 +260,10 @@ async fn deliver(
     delivery: Delivery,
     shutdown: CancellationToken,
 ) {
-    let signature = signature(delivery.secret.expose(), delivery.body.as_bytes());
+    let signature = signature(
+        delivery.secret.expose().as_bytes(),
+        delivery.body.as_bytes(),
+    );
     let mut last_status = None;
     let mut last_error = None;
     for attempt in 1..=config.max_attempts {

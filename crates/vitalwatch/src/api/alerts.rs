@@ -7,7 +7,7 @@
 
 use super::query::Params;
 use super::{ApiError, AppState, json_body};
-use crate::alerts::{ActionError, AlertService, ThresholdsError};
+use crate::alerts::{ActionError, ThresholdsError};
 use crate::auth::Principal;
 use crate::store::{AlertQuery, AuditEntry, ReadingQuery};
 use axum::Extension;
@@ -27,16 +27,6 @@ const MAX_NOTE_LEN: usize = 1000;
 const AROUND_S: i64 = 300;
 /// Readings shown on each side of the alert's first offending reading.
 const READINGS_AROUND: usize = 20;
-
-fn service(state: &AppState) -> Result<&Arc<AlertService>, ApiError> {
-    state.pipeline.alerts().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "alerting_unavailable",
-            "alerting is not running in this process",
-        )
-    })
-}
 
 fn device_id(raw: &str, state: &AppState) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw, state.pipeline.limits().max_device_id_len).map_err(|_| {
@@ -271,7 +261,9 @@ pub async fn acknowledge(
     if let Some(note) = &body.note {
         check_text("note", note, MAX_NOTE_LEN, false)?;
     }
-    let alert = service(&state)?
+    let alert = state
+        .pipeline
+        .alerts()
         .acknowledge(id, by, body.note.as_deref())
         .await?;
     audit_action(
@@ -297,7 +289,7 @@ pub async fn silence(
     let body: SilenceBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
     let by = who.acting_as(&body.by);
-    let alerts = service(&state)?;
+    let alerts = state.pipeline.alerts();
     let max = alerts.config().engine.audio_pause_max_s;
     if body.duration_s == 0 || body.duration_s > max {
         return Err(unprocessable(format!(
@@ -328,7 +320,7 @@ pub async fn resolve(
     let body: ResolveBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
     let by = who.acting_as(&body.by);
-    let alert = service(&state)?.resolve(id, by).await?;
+    let alert = state.pipeline.alerts().resolve(id, by).await?;
     audit_action(&state, &who, "resolve", &alert, by, Value::Null).await;
     Ok(Json(json!(alert)))
 }
@@ -339,7 +331,7 @@ pub async fn device_news2(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = device_id(&raw_id, &state)?;
-    match service(&state)?.news2(&id).await {
+    match state.pipeline.alerts().news2(&id).await {
         Some((news2, at)) => Ok(Json(json!({
             "device_id": id.as_str(),
             "at": at.to_rfc3339(),
@@ -379,7 +371,7 @@ pub async fn get_thresholds(
         .await?
         .into_iter()
         .next();
-    let site = service(&state)?.site_rules();
+    let site = state.pipeline.alerts().site_rules();
     Ok(Json(json!({
         "device_id": id.as_str(),
         "override": record,
@@ -418,7 +410,9 @@ pub async fn put_thresholds(
         .transpose()?;
     require_device(&state, &id).await?;
     let author = format!("{} ({})", who.acting_as(&body.author), who.actor());
-    let record = service(&state)?
+    let record = state
+        .pipeline
+        .alerts()
         .set_thresholds(&id, body.thresholds, author, body.reason, effective_from)
         .await?;
     Ok(Json(json!(record)))
@@ -435,7 +429,9 @@ pub async fn delete_thresholds(
     let by = who.acting_as(params.text("by").unwrap_or("unknown"));
     check_text("by", by, MAX_USER_LEN, true)?;
     require_device(&state, &id).await?;
-    let removed = service(&state)?
+    let removed = state
+        .pipeline
+        .alerts()
         .clear_thresholds(
             &id,
             format!("{by} ({})", who.actor()),
@@ -465,7 +461,7 @@ pub async fn preview_thresholds(
     body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     let body: PreviewBody = json_body(&headers, body).await?;
-    let alerts = service(&state)?;
+    let alerts = state.pipeline.alerts();
     let device = body
         .device_id
         .as_deref()

@@ -155,7 +155,7 @@ pub async fn logout(
 pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
     let (kind, csrf) = match &who.credential {
         Credential::Token { .. } => ("token", None),
-        Credential::Session { csrf, .. } => ("session", Some(csrf.0.clone())),
+        Credential::Session { csrf, .. } => ("session", Some(csrf.expose().to_owned())),
         Credential::Loopback => ("loopback", None),
     };
     Json(json!({
@@ -269,7 +269,7 @@ pub async fn create_token(
     let expires_at = match request.expires_in_days {
         Some(0) | None => None,
         Some(days) if days <= 3650 => {
-            Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+            Some(crate::clock::now_utc() + chrono::Duration::days(i64::from(days)))
         }
         Some(_) => {
             return Err(ApiError::new(

@@ -16,7 +16,7 @@ use super::AppState;
 use crate::auth::layer::AuthService;
 use crate::auth::routes::{RouteRule, Routes};
 use crate::auth::{Access, Principal};
-use crate::pipeline::Event;
+use crate::events::Event;
 use crate::store::Store;
 use axum::Extension;
 use axum::Router;
@@ -204,7 +204,7 @@ async fn forward(
         .data(
             serde_json::json!({
                 "resumed": last.is_some(),
-                "server_time": crate::pipeline::now().to_rfc3339(),
+                "server_time": crate::clock::now().to_rfc3339(),
             })
             .to_string(),
         );

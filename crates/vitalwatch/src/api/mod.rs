@@ -4,14 +4,16 @@
 //! internal errors are a generic 500, logged once here, with no SQL or paths in the answer.
 //! Handlers never see raw rusqlite or serde errors.
 
+pub use crate::api_error::ApiError;
+
 mod alerts;
 mod auth;
-mod dashboard;
 mod devices;
 mod health;
 pub mod live;
 mod model;
 mod query;
+mod series;
 mod telemetry;
 #[cfg(test)]
 mod tests;
@@ -20,10 +22,9 @@ use crate::auth::Access;
 use crate::auth::layer::{AuthService, Guard};
 use crate::auth::routes::{Policy, RouteRule, Routes};
 use crate::pipeline::Pipeline;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -91,12 +92,12 @@ pub fn api_routes() -> Routes<AppState> {
         .post("/api/users", Admin, auth::create_user)
         .put("/api/users/{name}", Admin, auth::update_user)
         // The dashboard's reads (api/dashboard.rs); the live stream is `live::routes`.
-        .get("/api/stats", Read, dashboard::stats)
-        .get("/api/series", Read, dashboard::series)
-        .get("/api/latest", Read, dashboard::latest)
-        .get("/api/readings", Read, dashboard::readings)
-        .get("/api/readings.csv", Read, dashboard::readings_csv)
-        .get("/api/ranges", Read, dashboard::ranges)
+        .get("/api/stats", Read, series::stats)
+        .get("/api/series", Read, series::series)
+        .get("/api/latest", Read, series::latest)
+        .get("/api/readings", Read, series::readings)
+        .get("/api/readings.csv", Read, series::readings_csv)
+        .get("/api/ranges", Read, series::ranges)
 }
 
 /// The whole API (and the live stream) as one router with its route table; the guard is
@@ -119,7 +120,7 @@ pub fn route_table(dashboard: bool) -> Vec<RouteRule> {
     let mut table = api_routes().table().to_vec();
     table.extend(live::live_routes().table().iter().cloned());
     if dashboard {
-        table.extend(crate::dashboard::page_routes().table().iter().cloned());
+        table.extend(crate::assets::page_routes().table().iter().cloned());
     }
     table
 }
@@ -187,101 +188,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// An error answer: status, stable code, and a sentence a person can act on.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    detail: String,
-    retry_after_s: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            detail: detail.into(),
-            retry_after_s: None,
-        }
-    }
-
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn busy() -> ApiError {
-        ApiError {
-            retry_after_s: Some(1),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                "the pipeline is saturated; retry after a second",
-            )
-        }
-    }
-
-    pub fn too_many_requests(code: &'static str, detail: &str, retry_after_s: u64) -> ApiError {
-        ApiError {
-            retry_after_s: Some(retry_after_s),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
-        }
-    }
-
-    pub fn internal() -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> ApiError {
-        match err {
-            StoreError::DeviceNotFound(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "device_not_found",
-                format!("device {id} is not registered"),
-            ),
-            StoreError::AlertNotFound(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "alert_not_found",
-                format!("alert {id} does not exist"),
-            ),
-            StoreError::DeviceExists(id) => ApiError::new(
-                StatusCode::CONFLICT,
-                "device_exists",
-                format!("device {id} is already registered"),
-            ),
-            StoreError::Busy => ApiError::busy(),
-            StoreError::Closed => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            ),
-            other => {
-                tracing::error!(message = "Store error while answering a request.", error = %other);
-                ApiError::internal()
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = axum::Json(serde_json::json!({ "error": self.code, "detail": self.detail }));
-        let mut response = (self.status, body).into_response();
-        if let Some(seconds) = self.retry_after_s {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, seconds.into());
-        }
-        response
-    }
-}
-
 /// Requires a JSON content type (`application/json`, or `application/*+json`).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
@@ -344,8 +250,9 @@ pub async fn read_body(
 pub const MAX_JSON_BODY: usize = 16 * 1024;
 
 /// Reads a small JSON request body into `T`: 415 without a JSON content type, 413 over
-/// [`MAX_JSON_BODY`], 400 when unparseable, 422 when the shape is wrong. serde's message names
-/// the field and the expectation, never a stored value.
+/// [`MAX_JSON_BODY`], 400 when unparseable, 422 when the shape is wrong. The detail says where
+/// (line and column) and what kind of mistake, never serde's message: that quotes the
+/// rejected value (`invalid value: string "…"`), which may be patient data.
 pub async fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: axum::body::Body,
@@ -358,6 +265,86 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
         } else {
             StatusCode::BAD_REQUEST
         };
-        ApiError::new(status, "invalid_body", err.to_string())
+        ApiError::new(status, "invalid_body", body_error_detail(&err))
     })
+}
+
+/// Where and what kind of mistake a JSON body has, without quoting a value from it.
+fn body_error_detail(err: &serde_json::Error) -> String {
+    let kind = match err.classify() {
+        serde_json::error::Category::Io => "the body could not be read",
+        serde_json::error::Category::Syntax => "the body is not well-formed JSON",
+        serde_json::error::Category::Eof => "the body ends before the JSON does",
+        serde_json::error::Category::Data => {
+            // Missing and unknown fields are named by their key, which is safe to echo;
+            // every other data message quotes the value.
+            let message = err.to_string();
+            let named = ["missing field `", "unknown field `"]
+                .iter()
+                .any(|prefix| message.starts_with(prefix));
+            if named {
+                let end = message.find('`').and_then(|open| {
+                    message[open + 1..]
+                        .find('`')
+                        .map(|close| open + 1 + close + 1)
+                });
+                return match end {
+                    Some(end) => format!(
+                        "{} (line {}, column {})",
+                        &message[..end],
+                        err.line(),
+                        err.column()
+                    ),
+                    None => format!(
+                        "a field is missing or unknown (line {}, column {})",
+                        err.line(),
+                        err.column()
+                    ),
+                };
+            }
+            "a field has the wrong type or value"
+        }
+    };
+    format!("{kind} (line {}, column {})", err.line(), err.column())
+}
+
+#[cfg(test)]
+mod body_error_tests {
+    use super::body_error_detail;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        age: u32,
+    }
+
+    fn detail(json: &str) -> String {
+        let err = serde_json::from_str::<Body>(json).expect_err("the body is invalid");
+        body_error_detail(&err)
+    }
+
+    #[test]
+    fn a_wrong_value_is_never_quoted() {
+        let text = detail(r#"{"name": "Jane Doe", "age": "forty-two"}"#);
+        assert!(!text.contains("forty-two"), "{text}");
+        assert!(text.contains("wrong type or value"), "{text}");
+        let text = detail(r#"{"name": 98.6, "age": 1}"#);
+        assert!(!text.contains("98.6"), "{text}");
+    }
+
+    #[test]
+    fn missing_and_unknown_fields_are_named() {
+        assert!(detail(r#"{"name": "x"}"#).starts_with("missing field `age`"));
+        let text = detail(r#"{"name": "x", "age": 1, "admin": true}"#);
+        assert!(text.starts_with("unknown field `admin`"), "{text}");
+        assert!(!text.contains("true"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let text = detail("{");
+        assert!(text.contains("line 1"), "{text}");
+    }
 }

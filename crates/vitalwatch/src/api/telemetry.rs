@@ -29,7 +29,7 @@ pub async fn post_telemetry(
     let bytes = match read_body(&headers, body, max_body).await {
         Ok(bytes) => bytes,
         Err(err) => {
-            if err.status == StatusCode::PAYLOAD_TOO_LARGE {
+            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 pipeline.refuse(Refusal::Decode(RejectReason::PayloadTooLarge), Source::Http);
             }
             return Err(err);

@@ -4,10 +4,10 @@
 //! buffer is full, patient-data reads are refused (503) rather than served unaudited.
 
 use crate::store::{AuditEntry, Store, StoreError};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -51,10 +51,8 @@ impl AuditBuffer {
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<AuditEntry>> {
-        self.pending
-            .lock()
-            .expect("the audit buffer mutex is never poisoned: no code panics holding it")
+    fn pending(&self) -> parking_lot::MutexGuard<'_, Vec<AuditEntry>> {
+        self.pending.lock()
     }
 
     /// Queues an entry; [`Full`] when `capacity` entries are waiting.
@@ -74,10 +72,7 @@ impl AuditBuffer {
     /// the rest summarised.
     pub fn record_from(&self, source: IpAddr, entry: AuditEntry) {
         {
-            let mut sources = self
-                .sources
-                .lock()
-                .expect("the audit source mutex is never poisoned: no code panics holding it");
+            let mut sources = self.sources.lock();
             let counts = sources.1.entry(source).or_insert((0, 0));
             if counts.0 >= PER_SOURCE {
                 counts.1 += 1;
@@ -92,10 +87,7 @@ impl AuditBuffer {
     /// entries suppressed.
     fn roll_sources(&self, now: bool) {
         let suppressed: Vec<(IpAddr, u64)> = {
-            let mut sources = self
-                .sources
-                .lock()
-                .expect("the audit source mutex is never poisoned: no code panics holding it");
+            let mut sources = self.sources.lock();
             if !now && sources.0.elapsed() < SOURCE_WINDOW {
                 return;
             }
@@ -191,7 +183,7 @@ mod tests {
         let store = Arc::new(
             SqliteStore::open(
                 &dir.path().join("a.db"),
-                crate::server::store_options(&crate::config::Config::default()),
+                crate::config::Config::default().store_options(),
             )
             .unwrap(),
         );
@@ -207,7 +199,7 @@ mod tests {
         store.close().await;
         let store = SqliteStore::open(
             &dir.path().join("a.db"),
-            crate::server::store_options(&crate::config::Config::default()),
+            crate::config::Config::default().store_options(),
         )
         .unwrap();
         let rows = store.audit_log(0, 100).await.unwrap();
@@ -231,7 +223,7 @@ mod tests {
         let store = Arc::new(
             SqliteStore::open(
                 &dir.path().join("a.db"),
-                crate::server::store_options(&crate::config::Config::default()),
+                crate::config::Config::default().store_options(),
             )
             .unwrap(),
         );
@@ -251,7 +243,7 @@ mod tests {
         assert_eq!(buffer.waiting(), 1);
         let store = SqliteStore::open(
             &dir.path().join("a.db"),
-            crate::server::store_options(&crate::config::Config::default()),
+            crate::config::Config::default().store_options(),
         )
         .unwrap();
         let rows = store.audit_log(0, 10).await.unwrap();

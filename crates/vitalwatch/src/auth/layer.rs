@@ -4,9 +4,10 @@
 use super::audit_buffer::AuditBuffer;
 use super::routes::Policy;
 use super::session::{COOKIE, LoginLimiter, Sessions};
-use super::{Access, Credential, Principal, Role, Secret};
-use crate::api::ApiError;
+use super::{Access, Credential, Principal, Role};
+use crate::api_error::ApiError;
 use crate::config::HttpConfig;
+use crate::secret::Secret;
 use crate::store::{AuditEntry, Store, TokenState};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -54,14 +55,14 @@ impl AuthService {
         match &principal.credential {
             Credential::Loopback => true,
             Credential::Session { id, .. } => {
-                self.sessions.peek(&id.0)
+                self.sessions.peek(id.expose())
                     && matches!(
                         self.store.find_user(principal.name.clone()).await,
                         Ok(Some(user)) if user.disabled_at.is_none()
                     )
             }
             Credential::Token { id } => match self.store.find_token(id.clone()).await {
-                Ok(Some(token)) => token.state(chrono::Utc::now()) == TokenState::Active,
+                Ok(Some(token)) => token.state(crate::clock::now_utc()) == TokenState::Active,
                 _ => false,
             },
         }
@@ -128,7 +129,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
-enum Refusal {
+enum AuthFailure {
     /// 401 with a stable code.
     Unauthenticated(&'static str, &'static str),
 }
@@ -138,19 +139,19 @@ async fn identify(
     service: &AuthService,
     headers: &HeaderMap,
     remote: SocketAddr,
-) -> Result<Option<Principal>, Refusal> {
+) -> Result<Option<Principal>, AuthFailure> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value.to_str().unwrap_or("");
         let Some(token) = text
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
         else {
-            return Err(Refusal::Unauthenticated(
+            return Err(AuthFailure::Unauthenticated(
                 "invalid_token",
                 "use Authorization: Bearer <token>",
             ));
         };
-        let invalid = Refusal::Unauthenticated("invalid_token", "the token is not valid");
+        let invalid = AuthFailure::Unauthenticated("invalid_token", "the token is not valid");
         let Some((id, secret)) = super::parse_token(token.trim()) else {
             return Err(invalid);
         };
@@ -165,16 +166,16 @@ async fn identify(
         if !super::constant_time_eq(&super::hash_secret(secret), &record.secret_hash) {
             return Err(invalid);
         }
-        match record.state(chrono::Utc::now()) {
+        match record.state(crate::clock::now_utc()) {
             TokenState::Active => {}
             TokenState::Revoked => {
-                return Err(Refusal::Unauthenticated(
+                return Err(AuthFailure::Unauthenticated(
                     "token_revoked",
                     "the token has been revoked",
                 ));
             }
             TokenState::Expired => {
-                return Err(Refusal::Unauthenticated(
+                return Err(AuthFailure::Unauthenticated(
                     "token_expired",
                     "the token has expired",
                 ));
@@ -192,7 +193,7 @@ async fn identify(
     }
     if let Some(cookie) = session_cookie(headers) {
         let expired =
-            Refusal::Unauthenticated("session_expired", "the session has ended; log in again");
+            AuthFailure::Unauthenticated("session_expired", "the session has ended; log in again");
         let Some(session) = service.sessions.get(cookie) else {
             return Err(expired);
         };
@@ -209,8 +210,8 @@ async fn identify(
             role: Some(session.role),
             device_id: None,
             credential: Credential::Session {
-                id: Secret(cookie.to_owned()),
-                csrf: Secret(session.csrf),
+                id: Secret::new(cookie),
+                csrf: Secret::new(session.csrf),
             },
         }));
     }
@@ -256,7 +257,7 @@ pub async fn authorize(
                 "this route needs a token (Authorization: Bearer …) or a dashboard login",
             );
         }
-        Err(Refusal::Unauthenticated(code, detail)) => {
+        Err(AuthFailure::Unauthenticated(code, detail)) => {
             service.audit_failure("auth.failed", remote.ip(), code, &path);
             return unauthenticated(code, detail);
         }
@@ -311,7 +312,7 @@ pub async fn authorize(
             .headers()
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok());
-        if !Sessions::csrf_matches(&csrf.0, presented) {
+        if !Sessions::csrf_matches(csrf.expose(), presented) {
             let _ = service.audit.record(AuditEntry {
                 actor: principal.actor(),
                 action: "auth.csrf_refused".to_owned(),

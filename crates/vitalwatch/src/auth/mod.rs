@@ -12,6 +12,7 @@ pub mod layer;
 pub mod routes;
 pub mod session;
 
+use crate::secret::Secret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -101,16 +102,6 @@ pub enum Credential {
     Token { id: String },
     Session { id: Secret, csrf: Secret },
     Loopback,
-}
-
-/// A secret value that never shows in `Debug` output (and so never in a log line).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 /// An authenticated caller, in every request's extensions.
@@ -348,12 +339,12 @@ pub async fn issue_token(
     }
     if request
         .expires_at
-        .is_some_and(|at| at <= chrono::Utc::now())
+        .is_some_and(|at| at <= crate::clock::now_utc())
     {
         return Err(invalid("the expiry is in the past"));
     }
     let token = generate_token();
-    let now = chrono::Utc::now();
+    let now = crate::clock::now_utc();
     let record = crate::store::TokenRecord {
         id: token.id,
         name: request.name,
@@ -390,7 +381,7 @@ pub async fn create_user(
     }
     check_password_strength(&password).map_err(invalid)?;
     let hash = hash_password_blocking(password).await?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = crate::clock::now_rfc3339_millis();
     let record = crate::store::UserRecord {
         username,
         role: role.as_str().to_owned(),

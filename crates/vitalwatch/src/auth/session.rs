@@ -1,9 +1,9 @@
 //! Dashboard sessions (in memory: a restart logs everyone out) and the failed-login limiter.
 
 use super::{Role, constant_time_eq};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 // tokio's clock (the monotonic clock, unless a test pauses it).
 use tokio::time::Instant;
@@ -40,10 +40,8 @@ impl Sessions {
         self.max_age
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.by_id
-            .lock()
-            .expect("the session map mutex is never poisoned: no code panics holding it")
+    fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Session>> {
+        self.by_id.lock()
     }
 
     /// Starts a session; returns its id (the cookie's value) and CSRF token.
@@ -133,10 +131,8 @@ impl LoginLimiter {
         [format!("user:{username}"), format!("addr:{address}")]
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
-        self.failures
-            .lock()
-            .expect("the limiter mutex is never poisoned: no code panics holding it")
+    fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.failures.lock()
     }
 
     /// `Some(seconds to wait)` when this user or address has used up its failures.

@@ -226,7 +226,7 @@ fn banner(
     text.push_str("Access:     --trust-loopback over plaintext HTTP: anyone on THIS host has full access\n            to the API and dashboard without a token. `vitalwatch serve` (HTTPS, tokens and\n            logins required) is the way to run it for real.\n");
     if let Some(dashboard) = dashboard {
         text.push_str(&format!("Dashboard:  http://{dashboard}/\n"));
-        if !crate::dashboard::assets_built() {
+        if !crate::assets::assets_built() {
             text.push_str("            (its page is not built: run scripts/build-web, then rerun; the API works meanwhile)\n");
         }
     }

@@ -132,7 +132,7 @@ pub async fn train(config: Config, args: TrainArgs) -> anyhow::Result<()> {
     };
     let trained_at = match args.trained_at.as_deref() {
         None => Timestamp::from_secs(DETERMINISTIC_TRAINED_AT),
-        Some("now") => crate::pipeline::now(),
+        Some("now") => crate::clock::now(),
         Some(text) => Timestamp::parse_text(text)
             .with_context(|| format!("--trained-at {text:?} is not an RFC 3339 time or \"now\""))?,
     };

@@ -19,7 +19,7 @@
 //! beyond [`MAX_PENDING`] per consumer are dropped and counted, never allowed to stall ingest.
 
 use super::session::{self, Qos};
-use crate::pipeline::Event;
+use crate::events::Event;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};

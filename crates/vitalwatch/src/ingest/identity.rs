@@ -11,9 +11,10 @@
 //! and ~19 MiB), so a flood of CONNECTs queues instead of exhausting memory.
 
 use crate::pki::{self, CertsDir};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Argon2id verifications that may run at the same time.
@@ -95,9 +96,8 @@ impl<T> FileCache<T> {
         unreadable: &'static str,
     ) -> Arc<T> {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        // No code panics while holding the lock, and the state is replaced whole, so a
-        // poisoned lock still holds a consistent value.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // The state is replaced whole under the lock, so readers see the old or the new file.
+        let mut state = self.state.lock();
         if modified.is_some() && modified != state.0 {
             match load() {
                 Ok(value) => *state = (modified, Arc::new(value)),

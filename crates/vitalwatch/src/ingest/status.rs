@@ -2,9 +2,10 @@
 //! we are connected, since when, and the last connection error. Written by the ingest side,
 //! read by the API; it holds states and error texts only, never payloads.
 
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A shared handle; cloning it shares the state.
 #[derive(Clone, Debug, Default)]
@@ -31,16 +32,9 @@ enum State {
     },
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl BrokerStatus {
     fn set(&self, update: impl FnOnce(&mut State)) {
-        let mut state = self
-            .0
-            .lock()
-            .expect("the broker status mutex is never poisoned: no code panics holding it");
+        let mut state = self.0.lock();
         update(&mut state);
     }
 
@@ -55,7 +49,7 @@ impl BrokerStatus {
             *state = State::External {
                 broker,
                 connected: false,
-                since: now_rfc3339(),
+                since: crate::clock::now_rfc3339_millis(),
                 last_error: None,
                 connects: 0,
                 subscribed: false,
@@ -74,7 +68,7 @@ impl BrokerStatus {
             } = state
             {
                 if !*connected {
-                    *since = now_rfc3339();
+                    *since = crate::clock::now_rfc3339_millis();
                 }
                 *connected = true;
                 *connects += 1;
@@ -103,7 +97,7 @@ impl BrokerStatus {
             } = state
             {
                 if *connected {
-                    *since = now_rfc3339();
+                    *since = crate::clock::now_rfc3339_millis();
                 }
                 *connected = false;
                 *subscribed = false;
@@ -114,10 +108,7 @@ impl BrokerStatus {
 
     /// Whether an external broker connection is up (`None` in the other modes).
     pub fn is_connected(&self) -> Option<bool> {
-        let state = self
-            .0
-            .lock()
-            .expect("the broker status mutex is never poisoned: no code panics holding it");
+        let state = self.0.lock();
         match &*state {
             State::External { connected, .. } => Some(*connected),
             _ => None,
@@ -126,11 +117,7 @@ impl BrokerStatus {
 
     /// The `"broker"` object of `/health`.
     pub fn to_json(&self) -> Value {
-        let state = self
-            .0
-            .lock()
-            .expect("the broker status mutex is never poisoned: no code panics holding it")
-            .clone();
+        let state = self.0.lock().clone();
         match state {
             State::Off => json!({ "mode": "off" }),
             State::Embedded { listening } => {

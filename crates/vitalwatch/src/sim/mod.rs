@@ -143,7 +143,7 @@ pub fn payload(transmission: &Transmission, timestamp: Timestamp, seq: u64) -> V
 }
 
 fn wall_now() -> Timestamp {
-    crate::pipeline::now()
+    crate::clock::now()
 }
 
 /// Runs the simulation until the scenario (or `--count`) ends or `shutdown` is cancelled,

@@ -5,7 +5,7 @@
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
 pub mod audit;
-pub mod dashboard;
+pub mod series;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -435,18 +435,18 @@ pub trait Store: Send + Sync + 'static {
     /// Top metrics and per-type/per-device/per-severity counts for a dashboard window.
     async fn dashboard_stats(
         &self,
-        window: dashboard::Window,
+        window: series::Window,
         now: Timestamp,
-    ) -> Result<dashboard::DashboardStats, StoreError>;
+    ) -> Result<series::DashboardStats, StoreError>;
     /// Bucketed (mean/min/max) series of each device's vitals; one entry per device with data.
     async fn series(
         &self,
-        query: dashboard::SeriesQuery,
-    ) -> Result<Vec<dashboard::DeviceSeries>, StoreError>;
+        query: series::SeriesQuery,
+    ) -> Result<Vec<series::DeviceSeries>, StoreError>;
     /// The newest reading in the window of each registered device (that has one).
     async fn latest_readings(
         &self,
-        window: dashboard::Window,
+        window: series::Window,
     ) -> Result<Vec<ReadingRecord>, StoreError>;
     /// Readings and anomalies stored after the given ids (oldest first, at most `limit` each),
     /// for a live stream that reconnects.

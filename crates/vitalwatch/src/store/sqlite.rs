@@ -25,9 +25,10 @@ use super::{
     WebhookDeliveryRecord,
 };
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
@@ -36,12 +37,12 @@ use writer::{Command, Reply, Writer};
 mod alerts;
 mod audit;
 mod auth;
-mod dashboard;
 mod devices;
 mod filter;
 mod readings;
 mod retention;
 mod schema;
+mod series;
 mod verdicts;
 mod writer;
 
@@ -62,7 +63,7 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The time a row is written, as stored.
 fn now_text() -> String {
-    Timestamp::from_datetime(chrono::Utc::now()).to_rfc3339()
+    crate::clock::now().to_rfc3339()
 }
 
 pub struct SqliteStore {
@@ -95,11 +96,7 @@ impl SqliteStore {
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {
-        self.commands
-            .lock()
-            .expect("the sender mutex is never poisoned: no code panics while holding it")
-            .clone()
-            .ok_or(StoreError::Closed)
+        self.commands.lock().clone().ok_or(StoreError::Closed)
     }
 
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -131,12 +128,8 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let guard = readers
                 .iter()
-                .find_map(|slot| slot.try_lock().ok())
-                .unwrap_or_else(|| {
-                    readers[0]
-                        .lock()
-                        .expect("reader mutexes are never poisoned: queries do not panic")
-                });
+                .find_map(|slot| slot.try_lock())
+                .unwrap_or_else(|| readers[0].lock());
             query(&guard)
         })
         .await
@@ -334,7 +327,6 @@ impl Store for SqliteStore {
         let writer_alive = self
             .writer
             .lock()
-            .expect("the writer handle mutex is never poisoned")
             .as_ref()
             .is_some_and(|handle| !handle.is_finished());
         let probe = self
@@ -444,26 +436,25 @@ impl Store for SqliteStore {
 
     async fn dashboard_stats(
         &self,
-        window: super::dashboard::Window,
+        window: super::series::Window,
         now: Timestamp,
-    ) -> Result<super::dashboard::DashboardStats, StoreError> {
-        self.read(move |conn| dashboard::stats(conn, &window, now))
+    ) -> Result<super::series::DashboardStats, StoreError> {
+        self.read(move |conn| series::stats(conn, &window, now))
             .await
     }
 
     async fn series(
         &self,
-        query: super::dashboard::SeriesQuery,
-    ) -> Result<Vec<super::dashboard::DeviceSeries>, StoreError> {
-        self.read(move |conn| dashboard::series(conn, &query)).await
+        query: super::series::SeriesQuery,
+    ) -> Result<Vec<super::series::DeviceSeries>, StoreError> {
+        self.read(move |conn| series::series(conn, &query)).await
     }
 
     async fn latest_readings(
         &self,
-        window: super::dashboard::Window,
+        window: super::series::Window,
     ) -> Result<Vec<ReadingRecord>, StoreError> {
-        self.read(move |conn| dashboard::latest(conn, &window))
-            .await
+        self.read(move |conn| series::latest(conn, &window)).await
     }
 
     async fn events_after(
@@ -472,26 +463,17 @@ impl Store for SqliteStore {
         anomaly_id: i64,
         limit: usize,
     ) -> Result<(Vec<ReadingRecord>, Vec<AnomalyRecord>), StoreError> {
-        self.read(move |conn| dashboard::events_after(conn, reading_id, anomaly_id, limit))
+        self.read(move |conn| series::events_after(conn, reading_id, anomaly_id, limit))
             .await
     }
 
     async fn max_event_ids(&self) -> Result<(i64, i64), StoreError> {
-        self.read(dashboard::max_event_ids).await
+        self.read(series::max_event_ids).await
     }
 
     async fn close(&self) {
-        drop(
-            self.commands
-                .lock()
-                .expect("the sender mutex is never poisoned")
-                .take(),
-        );
-        let handle = self
-            .writer
-            .lock()
-            .expect("the writer handle mutex is never poisoned")
-            .take();
+        drop(self.commands.lock().take());
+        let handle = self.writer.lock().take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }

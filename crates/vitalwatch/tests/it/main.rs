@@ -17,4 +17,5 @@ mod seed;
 mod sim;
 mod store_conformance;
 mod support;
+mod tidy;
 mod tls_scan;

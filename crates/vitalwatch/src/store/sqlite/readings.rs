@@ -8,35 +8,48 @@ use crate::store::{
     AnomalyQuery, AnomalyRecord, DeviceRegistration, ItemOutcome, PreparedReading, ReadingQuery,
     ReadingRecord, RegistryPolicy, StoreError, StoreOptions,
 };
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::sync::LazyLock;
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::Timestamp;
+use vitalwatch_core::telemetry::{VitalKey, VitalValue};
 
 /// Every column of `readings` after `id`: the order the INSERT binds them in and
 /// [`reading_from_row`] reads them in (at index 1 + position). The only place the table's
 /// columns are listed; every statement on `readings` that maps rows is built from it.
-const READING_COLUMNS: [&str; 18] = [
+/// Columns before the vitals and after them; the vitals' own come from core's table.
+const LEADING_COLUMNS: [&str; 4] = [
     "device_id",
     "timestamp",
     "timestamp_from_device",
     "received_at",
-    // The vitals, as the seed's payload names them.
-    "heart_rate",
-    "body_temp",
-    "signal_strength",
-    "battery_level",
-    "spo2",
-    "respiratory_rate",
-    "systolic_bp",
-    "diastolic_bp",
-    "consciousness",
-    "on_oxygen",
-    "seq",
-    "extra",
-    "ml_score",
-    "source",
 ];
+const TRAILING_COLUMNS: [&str; 4] = ["seq", "extra", "ml_score", "source"];
+
+/// Every column of `readings` but `id`, in the order `write_one` binds them: the fixed ones
+/// around the vitals table's columns (`VitalKey::COLUMNS`, the seed's payload names).
+const READING_COLUMNS: [&str; LEADING_COLUMNS.len() + VitalKey::COUNT + TRAILING_COLUMNS.len()] = {
+    let mut columns = [""; LEADING_COLUMNS.len() + VitalKey::COUNT + TRAILING_COLUMNS.len()];
+    let mut idx = 0;
+    while idx < LEADING_COLUMNS.len() {
+        columns[idx] = LEADING_COLUMNS[idx];
+        idx += 1;
+    }
+    let mut vital = 0;
+    while vital < VitalKey::COUNT {
+        columns[idx] = VitalKey::COLUMNS[vital];
+        idx += 1;
+        vital += 1;
+    }
+    let mut trailing = 0;
+    while trailing < TRAILING_COLUMNS.len() {
+        columns[idx] = TRAILING_COLUMNS[trailing];
+        idx += 1;
+        trailing += 1;
+    }
+    columns
+};
 
 /// `id` and [`READING_COLUMNS`], for `SELECT … FROM readings`.
 static SELECT_COLUMNS: LazyLock<String> =
@@ -187,27 +200,30 @@ pub(super) fn write_one(
 
     let timestamp = reading.timestamp.to_rfc3339();
     let received_at = reading.received_at.to_rfc3339();
-    // Bound in READING_COLUMNS order.
-    let inserted = tx.prepare_cached(&INSERT_READING)?.execute(params![
-        device_id,
-        timestamp,
-        reading.timestamp_from_device,
-        received_at,
-        reading.heart_rate_bpm,
-        reading.body_temp_c,
-        reading.signal_strength_dbm,
-        reading.battery_pct,
-        reading.spo2_pct,
-        reading.respiratory_rate_per_min,
-        reading.systolic_bp_mmhg,
-        reading.diastolic_bp_mmhg,
-        reading.consciousness.map(|c| c.letter()),
-        reading.on_oxygen,
-        reading.seq.map(|s| s as i64),
-        reading.extra,
-        item.ml_score,
-        item.source.as_str(),
-    ])?;
+    // Bound in READING_COLUMNS order: the fixed columns around the vitals table's.
+    let mut values: Vec<SqlValue> = Vec::with_capacity(READING_COLUMNS.len());
+    values.push(SqlValue::Text(device_id.to_owned()));
+    values.push(SqlValue::Text(timestamp.clone()));
+    values.push(SqlValue::Integer(i64::from(reading.timestamp_from_device)));
+    values.push(SqlValue::Text(received_at.clone()));
+    values.extend(VitalKey::ALL.map(|vital| match reading.vital_value(vital) {
+        None => SqlValue::Null,
+        Some(VitalValue::Number(value)) => SqlValue::Real(value),
+        Some(VitalValue::Acvpu(level)) => SqlValue::Text(level.letter().to_owned()),
+        Some(VitalValue::Bool(flag)) => SqlValue::Integer(i64::from(flag)),
+    }));
+    values.push(
+        reading
+            .seq
+            .map_or(SqlValue::Null, |seq| SqlValue::Integer(seq as i64)),
+    );
+    values.push(reading.extra.clone().map_or(SqlValue::Null, SqlValue::Text));
+    values.push(item.ml_score.map_or(SqlValue::Null, SqlValue::Real));
+    values.push(SqlValue::Text(item.source.as_str().to_owned()));
+    debug_assert_eq!(values.len(), READING_COLUMNS.len());
+    let inserted = tx
+        .prepare_cached(&INSERT_READING)?
+        .execute(rusqlite::params_from_iter(values))?;
     if inserted == 0 {
         let reading_id: i64 = tx
             .prepare_cached("SELECT id FROM readings WHERE device_id = ?1 AND timestamp = ?2")?

@@ -2,7 +2,7 @@
 //! bucket, and the newest reading of each device.
 
 use super::{Fixture, Open, at, normal, tachycardic};
-use vitalwatch::store::dashboard::{SeriesQuery, Window};
+use vitalwatch::store::series::{SeriesQuery, Window};
 
 pub async fn stats_count_the_window(open: Open) {
     let fx = Fixture::new(&open);

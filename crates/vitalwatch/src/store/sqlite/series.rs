@@ -3,13 +3,14 @@
 //! loads them into memory.
 
 use super::readings::{ANOMALY_COLUMNS, anomaly_from_row, reading_from_row, select_columns};
-use crate::store::dashboard::{
+use crate::store::series::{
     DashboardStats, DeviceCount, DeviceSeries, MetricSeries, SERIES_METRICS, SeriesQuery,
     SeverityCount, TypeCount, Window,
 };
 use crate::store::{AnomalyRecord, ReadingRecord, StoreError};
 use rusqlite::{Connection, params};
 use vitalwatch_core::telemetry::Timestamp;
+use vitalwatch_core::telemetry::VitalKey;
 
 /// Text bounds of a window: stored times are fixed-width RFC 3339, so text order is time order
 /// and these sentinels sort before and after every stored time.
@@ -212,10 +213,14 @@ pub(super) fn series(
         .into_iter()
         .filter(|name| query.metrics.is_empty() || query.metrics.contains(name))
         .collect();
-    // Column names come from the constant list above, never from the request.
+    // Column names come from the vitals table, never from the request.
     let aggregates: String = names
         .iter()
-        .map(|m| format!(", AVG({m}), MIN({m}), MAX({m})"))
+        .filter_map(|name| VitalKey::from_key(name))
+        .map(|vital| {
+            let column = vital.info().column;
+            format!(", AVG({column}), MIN({column}), MAX({column})")
+        })
         .collect();
     let sql = format!(
         "SELECT CAST((unixepoch(timestamp) - ?2) / ?3 AS INTEGER) AS bucket, COUNT(*){aggregates} \

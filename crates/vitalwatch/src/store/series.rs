@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use vitalwatch_core::telemetry::Timestamp;
+use vitalwatch_core::telemetry::VitalKey;
 
 /// The time window and device filter every dashboard view applies.
 #[derive(Clone, Debug, Default)]
@@ -66,16 +67,17 @@ pub struct SeriesQuery {
     pub metrics: Vec<&'static str>,
 }
 
-/// The vitals a series carries, in column order (the names are the readings' field names).
-pub const SERIES_METRICS: [&str; 7] = [
-    "heart_rate",
-    "body_temp",
-    "signal_strength",
-    "battery_level",
-    "spo2",
-    "respiratory_rate",
-    "systolic_bp",
-];
+/// The vitals a series carries, in the vitals table's order (their payload keys, also the
+/// series' names on the wire); derived from core's table, never listed here.
+pub const SERIES_METRICS: [&str; VitalKey::SERIES.len()] = {
+    let mut names = [""; VitalKey::SERIES.len()];
+    let mut idx = 0;
+    while idx < names.len() {
+        names[idx] = VitalKey::SERIES[idx].key();
+        idx += 1;
+    }
+    names
+};
 
 /// One device's series, columnar: bucket `i` covers readings with time in
 /// `[t[i], t[i] + bucket_s)` seconds since the epoch. Buckets without readings are absent.

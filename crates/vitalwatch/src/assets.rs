@@ -86,7 +86,7 @@ async fn index() -> Response {
 
 async fn asset(Path(file): Path<String>) -> Response {
     let Some(content) = Assets::get(&file) else {
-        return crate::api::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file")
+        return crate::api_error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file")
             .into_response();
     };
     let mime = content.metadata.mimetype().to_owned();

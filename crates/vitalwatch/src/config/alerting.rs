@@ -1,9 +1,12 @@
 //! The `[alerting]` table: core's [`AlertConfig`] (onset, grading, escalation, offline…) with
 //! what only the service needs: SENSOR_FAULT limits, the NEWS2 window and webhooks.
+//!
+//! Plain settings: `alerts` turns them into its engine, checks and webhook workers (a webhook's
+//! CA file is read there, at start).
 
+use crate::secret::Secret;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use vitalwatch_core::alerting::AlertConfig;
 use vitalwatch_core::rules::SensorFaultRule;
 
@@ -109,39 +112,6 @@ pub struct WebhookTarget {
     pub ca: Option<std::path::PathBuf>,
 }
 
-/// A secret that never prints: `Debug`, `Display` and serialisation show `[redacted]`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.serialize_str("[redacted]")
-    }
-}
-
 impl AlertingConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.engine.validate()?;
@@ -168,11 +138,7 @@ impl AlertingConfig {
             if !scheme_ok {
                 bail!("alerting.webhooks[{idx}].url must be an https:// (or http://) URL");
             }
-            if let Some(ca) = &hook.ca {
-                super::webhooks::load_ca(ca)
-                    .map_err(|err| anyhow::anyhow!("alerting.webhooks[{idx}].ca: {err:#}"))?;
-            }
-            if hook.secret.0.len() < 16 {
+            if hook.secret.expose().len() < 16 {
                 bail!("alerting.webhooks[{idx}].secret must be at least 16 characters");
             }
         }

@@ -5,7 +5,7 @@
 
 use super::query::{Params, next_cursor};
 use super::{ApiError, AppState};
-use crate::store::dashboard::{SeriesQuery, Window};
+use crate::store::series::{SeriesQuery, Window};
 use crate::store::{ReadingQuery, ReadingRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -73,7 +73,7 @@ pub async fn stats(
     let window = window(&params, &state)?;
     let stats = state
         .store
-        .dashboard_stats(window, crate::pipeline::now())
+        .dashboard_stats(window, crate::clock::now())
         .await?;
     Ok(Json(json!(stats)))
 }
@@ -89,7 +89,7 @@ pub async fn series(
         raw.as_deref(),
         &["since", "until", "device_id", "points", "metrics"],
     )?;
-    let until = params.time("until")?.unwrap_or_else(crate::pipeline::now);
+    let until = params.time("until")?.unwrap_or_else(crate::clock::now);
     let since = params
         .time("since")?
         .unwrap_or_else(|| until.saturating_add_micros(-DEFAULT_SERIES_SPAN_US));
@@ -335,7 +335,7 @@ pub async fn readings_csv(
     });
     let filename = format!(
         "attachment; filename=\"vitalwatch-readings-{}.csv\"",
-        Timestamp::to_rfc3339(crate::pipeline::now())
+        Timestamp::to_rfc3339(crate::clock::now())
             .get(..19)
             .unwrap_or("export")
             .replace(':', "-")
@@ -407,9 +407,8 @@ mod tests {
             header[4..header.len() - 2],
             VitalKey::ALL.map(VitalKey::key)
         );
-        // The store aggregates its own list until it is derived from the table too.
         assert_eq!(
-            crate::store::dashboard::SERIES_METRICS,
+            crate::store::series::SERIES_METRICS,
             VitalKey::SERIES.map(VitalKey::key)
         );
     }
