@@ -11,7 +11,6 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tempfile::TempDir;
 use vitalwatch::store::{
     ItemOutcome, PreparedReading, RegistryPolicy, Source, Store, StoreOptions,
@@ -203,22 +202,4 @@ pub fn stored_id(outcome: &ItemOutcome) -> i64 {
     }
 }
 
-/// Polls `probe` until it answers `Some`, for at most ten seconds; for effects the trait
-/// queues without waiting (audit entries).
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use crate::support::wait::eventually;

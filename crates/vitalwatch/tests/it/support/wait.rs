@@ -54,3 +54,23 @@ pub fn wait_until<P: Probe>(
     poll_until(timeout, probe)
         .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
+
+/// [`wait_until`] for async probes (a store's queued effects, awaited on the test's runtime):
+/// polls `probe` until it answers `Some`, failing the test after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
