@@ -1,6 +1,6 @@
-//! The service started inside the test process: its listeners bound here on port 0, so the
-//! addresses are known before it starts, served by `vitalwatch::server::serve_on` on a runtime
-//! of its own, and stopped (shutdown token, then the thread joined) when the guard drops.
+//! The service started inside the test process by `vitalwatch::server::start` on port 0, on a
+//! runtime of its own, with the addresses it bound handed back, and stopped (shutdown token,
+//! then the thread joined) when the guard drops.
 //!
 //! For tests of the HTTP API that need a real socket but not the binary's process: no
 //! signals, no standard output, no embedded MQTT broker. [`start`] is the one entry point, so
@@ -37,47 +37,46 @@ pub fn config(dir: &Path) -> Config {
     config
 }
 
-/// Starts the service with `config` (its listen addresses are ignored: both listeners are on
-/// 127.0.0.1 port 0) and returns once it answers `/health`.
-pub fn start(config: Config) -> InProcess {
+/// Starts the service with `config` through `vitalwatch::server::start`, its API and
+/// dashboard on 127.0.0.1 port 0 (the configured addresses are replaced), and returns the
+/// addresses it bound once it answers `/health`.
+pub fn start(mut config: Config) -> InProcess {
     vitalwatch::tls::install_crypto_provider();
-    let bind = || {
-        let listener = super::net::loopback_listener();
-        listener
-            .set_nonblocking(true)
-            .expect("a tokio listener is non-blocking");
-        listener
-    };
-    let (api, dashboard) = (bind(), bind());
-    let api_addr = api.local_addr().expect("a bound listener has an address");
-    let dashboard_addr = dashboard
-        .local_addr()
-        .expect("a bound listener has an address");
+    let loopback_any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    config.http_addr = loopback_any;
+    config.dashboard_addr = loopback_any;
     let scheme = if config.http.tls { "https" } else { "http" };
     let data_dir = config.data_dir.clone();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         runtime.block_on(async move {
-            let api = tokio::net::TcpListener::from_std(api)?;
-            let dashboard = tokio::net::TcpListener::from_std(dashboard)?;
-            vitalwatch::server::serve_on(config, api, Some(dashboard), token, false).await
+            let running = vitalwatch::server::start(config, token).await?;
+            let _ = bound_tx.send((running.api, running.dashboard));
+            running.await
         })
     });
-    let mut service = InProcess {
+    let (api, dashboard) = match bound_rx.recv_timeout(WAIT) {
+        Ok((api, Some(dashboard))) => (api, dashboard),
+        Ok((_, None)) => panic!("the in-process service started without its dashboard"),
+        Err(_) => {
+            let outcome = thread.join();
+            panic!("the in-process service did not start: {outcome:?}");
+        }
+    };
+    let service = InProcess {
         scheme,
-        api: api_addr,
-        dashboard: dashboard_addr,
+        api,
+        dashboard,
         data_dir,
         shutdown,
         thread: Some(thread),
     };
-    // The listeners are bound already: this request waits in the backlog until the service
-    // accepts, or fails when it gave up starting.
     let agent = if scheme == "https" {
         super::http::https_agent(&service.data_dir)
     } else {
@@ -90,8 +89,7 @@ pub fn start(config: Config) -> InProcess {
         .build()
         .call();
     if let Err(err) = ready {
-        let outcome = service.stop();
-        panic!("the in-process service did not start ({err}): {outcome:?}");
+        panic!("the in-process service does not answer /health: {err}");
     }
     service
 }

@@ -10,8 +10,3 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port")
         .port()
 }
-
-/// A bound loopback listener on port 0, for a server started in this process.
-pub fn loopback_listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port")
-}
