@@ -91,7 +91,7 @@ pub fn api_routes() -> Routes<AppState> {
         .get("/api/users", Admin, auth::list_users)
         .post("/api/users", Admin, auth::create_user)
         .put("/api/users/{name}", Admin, auth::update_user)
-        // The dashboard's reads (api/dashboard.rs); the live stream is `live::routes`.
+        // The dashboard's reads (api/series.rs); the live stream is `live::routes`.
         .get("/api/stats", Read, series::stats)
         .get("/api/series", Read, series::series)
         .get("/api/latest", Read, series::latest)

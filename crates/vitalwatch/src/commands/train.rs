@@ -76,7 +76,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub sample_size: u32,
 
-    /// Share of training rows scored above the threshold [default: 0.005, see the README].
+    /// Share of training rows scored above the threshold [default: 0.005, see docs/MODEL.md].
     #[arg(long, value_name = "SHARE")]
     pub contamination: Option<f64>,
 
