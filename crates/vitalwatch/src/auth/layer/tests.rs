@@ -308,3 +308,24 @@ async fn a_token_stays_valid_only_until_it_expires_or_is_revoked() {
             .await
     );
 }
+
+/// Token expiry on the service's clock: paused, a token valid for an hour is accepted, and
+/// refused as expired once the clock has moved past its expiry (no wall time passes).
+#[tokio::test(start_paused = true)]
+async fn a_token_is_refused_once_the_clock_passes_its_expiry() {
+    let service = service(|_| {}).await;
+    let expiry = (crate::clock::now_utc() + chrono::TimeDelta::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let token = service.token("viewer", None, Some(expiry)).await;
+    let authorization = bearer(&token);
+    let headers = [("authorization", authorization.as_str())];
+    let answer = send(&service, "GET", "/api/devices", LAN, &headers).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    tokio::time::advance(std::time::Duration::from_secs(59 * 60)).await;
+    let answer = send(&service, "GET", "/api/devices", LAN, &headers).await;
+    assert_eq!(answer.status, StatusCode::OK, "still inside its hour");
+    tokio::time::advance(std::time::Duration::from_secs(2 * 60)).await;
+    let answer = send(&service, "GET", "/api/devices", LAN, &headers).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error.as_deref(), Some("token_expired"));
+}
