@@ -7,12 +7,11 @@
 //! the simulators stop first, then the server shuts down gracefully.
 
 use super::serve::ServeArgs;
-use super::train::TrainArgs;
 use crate::config::Config;
 use crate::pki::{self, CertsDir};
 use crate::sim::{self, Pace, SimOptions, Target, mqtt::MqttTarget};
 use anyhow::Context;
-use clap::{Args, Parser};
+use clap::Args;
 use std::net::{Ipv4Addr, SocketAddr};
 use tokio_util::sync::CancellationToken;
 
@@ -58,35 +57,6 @@ impl DemoArgs {
     }
 }
 
-/// `vitalwatch train`'s flags, parsed the way the command line would be.
-#[derive(Parser)]
-struct TrainFlags {
-    #[command(flatten)]
-    train: TrainArgs,
-}
-
-async fn train_if_missing(config: &Config) -> anyhow::Result<()> {
-    let path = config.model_path();
-    if path.exists() {
-        return Ok(());
-    }
-    eprintln!(
-        "No model at {}: training a small one on the synthetic population.",
-        path.display()
-    );
-    let flags = TrainFlags::try_parse_from([
-        "train".as_ref(),
-        "--patients".as_ref(),
-        "50".as_ref(),
-        "--readings-per-patient".as_ref(),
-        "200".as_ref(),
-        "--output".as_ref(),
-        path.as_os_str(),
-    ])
-    .context("building the training flags")?;
-    super::train::train(config.clone(), flags.train).await
-}
-
 async fn certs_ready(certs: &CertsDir) -> anyhow::Result<()> {
     let certs = certs.clone();
     tokio::task::spawn_blocking(move || {
@@ -126,7 +96,7 @@ async fn demo(
     seed: u64,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    train_if_missing(&config).await?;
+    super::train::train_small_if_missing(&config.model_path(), &config).await?;
     let certs = CertsDir::new(config.certs_dir());
     certs_ready(&certs).await?;
     let topic = config.mqtt.topic.clone();

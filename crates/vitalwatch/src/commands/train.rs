@@ -347,3 +347,33 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
+
+/// `vitalwatch train`'s flags, parsed the way the command line would be.
+#[derive(clap::Parser)]
+struct TrainFlags {
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+/// Trains a small model on the synthetic population into `path` when there is none there yet
+/// (`demo` and `bench ingest` run the whole path, model included, from an empty directory).
+pub async fn train_small_if_missing(path: &Path, config: &Config) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "No model at {}: training a small one on the synthetic population.",
+        path.display()
+    );
+    let flags = <TrainFlags as clap::Parser>::try_parse_from([
+        "train".as_ref(),
+        "--patients".as_ref(),
+        "50".as_ref(),
+        "--readings-per-patient".as_ref(),
+        "200".as_ref(),
+        "--output".as_ref(),
+        path.as_os_str(),
+    ])
+    .context("building the training flags")?;
+    train(config.clone(), flags.train).await
+}

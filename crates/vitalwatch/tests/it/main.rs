@@ -2,6 +2,7 @@
 
 mod alerts;
 mod audit;
+mod bench;
 mod cli;
 mod dashboard;
 mod durability;

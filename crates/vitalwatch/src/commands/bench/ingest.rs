@@ -206,10 +206,26 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let subscriber = load("bench-subscriber")?;
 
+    // The whole path includes the anomaly model: the servers load one trained here.
+    let model = dir.path().join("model.json");
+    let train_config = crate::config::Config {
+        data_dir: dir.path().join("train"),
+        ..crate::config::Config::default()
+    };
+    crate::commands::train::train_small_if_missing(&model, &train_config).await?;
+
     // VitalWatch.
-    let (server, api, mqtts) = start_server(dir.path(), &certs)?;
+    let (server, api, mqtts) = start_server(dir.path(), &certs, &model)?;
     let ours = drive(mqtts.port(), &devices, &options, server.pid(), None).await?;
-    let stored = stored_count(api)?;
+    let health = health(api, &certs)?;
+    anyhow::ensure!(
+        health["model_loaded"] == serde_json::Value::Bool(true),
+        "VitalWatch ran without its model: {}",
+        health["model"]
+    );
+    let stored = health["readings"]["stored"]
+        .as_u64()
+        .context("/health has no readings.stored")?;
     if stored < ours.acked {
         bail!(
             "VitalWatch acknowledged {} readings but /health counts {stored} stored",
@@ -221,7 +237,7 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
 
     // Idle connections, against a fresh server (so the load run's buffers are not counted).
     let idle = if options.idle > 0 {
-        let (server, _, mqtts) = start_server(&dir.path().join("idle"), &certs)?;
+        let (server, _, mqtts) = start_server(&dir.path().join("idle"), &certs, &model)?;
         let result = idle_connections(mqtts.port(), &devices, &options, server.pid()).await?;
         server.terminate(Duration::from_secs(30));
         Some(result)
@@ -308,6 +324,7 @@ fn report(
 fn start_server(
     dir: &Path,
     certs: &CertsDir,
+    model: &Path,
 ) -> anyhow::Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let exe = std::env::current_exe().context("finding the vitalwatch binary")?;
     let mut child = Command::new(exe)
@@ -316,6 +333,8 @@ fn start_server(
         .arg(dir.join("data"))
         .arg("--certs-dir")
         .arg(&certs.dir)
+        .arg("--model")
+        .arg(model)
         .args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "vitalwatch=warn")
         .stdout(Stdio::piped())
@@ -343,12 +362,15 @@ fn start_server(
     Ok((guard, *api, *mqtts))
 }
 
-fn stored_count(api: SocketAddr) -> anyhow::Result<u64> {
-    let mut response = ureq::get(&format!("http://{api}/health")).call()?;
-    let body: serde_json::Value = response.body_mut().read_json()?;
-    body["readings"]["stored"]
-        .as_u64()
-        .context("/health has no readings.stored")
+/// `/health`, over the server's default HTTPS (trusting the bench's own CA).
+fn health(api: SocketAddr, certs: &CertsDir) -> anyhow::Result<serde_json::Value> {
+    let target = crate::sim::http::HttpTarget {
+        url: format!("https://{api}/health"),
+        token: None,
+        ca: Some(certs.ca_cert()),
+    };
+    let mut response = crate::sim::http::agent(&target)?.get(&target.url).call()?;
+    Ok(response.body_mut().read_json()?)
 }
 
 fn free_port() -> anyhow::Result<u16> {
