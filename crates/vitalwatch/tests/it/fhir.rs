@@ -438,3 +438,39 @@ fn paging_walks_a_devices_whole_history_once_while_readings_keep_arriving() {
     assert_eq!(seen, expected, "every reading once, and only those");
     assert!(pages >= 13, "{pages} pages of 7 for 90 Observations");
 }
+
+#[test]
+fn a_patient_on_two_devices_is_searched_across_both_with_a_code_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = in_process::start(in_process::config(dir.path()));
+    register(&server, "bed-4", Some("Shared"));
+    register(&server, "bed-5", Some("Shared"));
+    register(&server, "bed-6", Some("Someone else"));
+    let mut expected = HashSet::new();
+    for n in 0..20 {
+        for device in ["bed-4", "bed-5"] {
+            let id = post(&server, &crate::support::reading(device, n, 72.0));
+            expected.insert(format!("{id}-heart-rate"));
+        }
+        post(&server, &crate::support::reading("bed-6", n, 72.0));
+    }
+    let patients = fhir_ok(&server, "/fhir/Patient?identifier=Shared");
+    let patient = entries(&patients)[0]["id"].as_str().unwrap().to_owned();
+    let mut url = format!("/fhir/Observation?patient=Patient/{patient}&code=8867-4&_count=6");
+    let mut seen = HashSet::new();
+    for _ in 0..100 {
+        let bundle = fhir_ok(&server, &url);
+        for observation in entries(&bundle) {
+            assert_eq!(
+                observation["subject"]["reference"],
+                format!("Patient/{patient}")
+            );
+            assert!(seen.insert(observation["id"].as_str().unwrap().to_owned()));
+        }
+        match next_link(&bundle) {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+}
