@@ -14,6 +14,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod fhir;
 pub mod http_listen;
 pub mod ingest;
 pub mod metrics;

@@ -9,6 +9,7 @@ pub use crate::api_error::ApiError;
 mod alerts;
 mod auth;
 mod devices;
+mod fhir;
 mod health;
 pub mod live;
 mod model;
@@ -98,6 +99,8 @@ pub fn api_routes() -> Routes<AppState> {
         .get("/api/readings", Read, series::readings)
         .get("/api/readings.csv", Read, series::readings_csv)
         .get("/api/ranges", Read, series::ranges)
+        // The read-only FHIR R4 API (api/fhir.rs), resources from `crate::fhir`.
+        .merge(fhir::routes())
 }
 
 /// The whole API (and the live stream) as one router with its route table; the guard is

@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod devices;
 pub mod evaluate;
+pub mod fhir;
 pub mod model;
 pub mod routes;
 pub mod serve;
@@ -83,6 +84,8 @@ pub enum Command {
     /// and alert engine, and score the alerts against the ground truth and the seed's
     /// one-alert-per-reading behaviour.
     Evaluate(evaluate::EvaluateArgs),
+    /// HL7 FHIR R4: export the store as NDJSON (Device, Patient, Observation, Flag).
+    Fhir(fhir::FhirArgs),
     /// Simulated patients as real devices: MQTT over TLS with their own certificates (or
     /// HTTP, or a labelled CSV), paced in real or compressed time, or as fast as acks allow.
     Simulate(simulate::SimulateArgs),

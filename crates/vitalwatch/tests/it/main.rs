@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod durability;
 mod external;
+mod fhir;
 mod hostile;
 mod jepsen;
 mod logs;
