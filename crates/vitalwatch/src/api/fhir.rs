@@ -647,3 +647,65 @@ async fn search_flags(
     let self_link = query.link("/fhir/Flag", None);
     Ok(fhir_json(&fhir::searchset(resources, &self_link, None)))
 }
+
+/// Every error answer under `/fhir` is an `OperationOutcome`, including those made before a
+/// FHIR handler runs (the guard's 401/403/503, the router's 404 and 405, a 413): the API's
+/// `{"error","detail"}` body is rewritten with the same status and headers (`WWW-Authenticate`,
+/// `Retry-After` stay). Installed outside the guard by `api::guarded`.
+pub async fn errors_as_outcomes(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let is_fhir = path == "/fhir" || path.starts_with("/fhir/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_api_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_fhir || !(status.is_client_error() || status.is_server_error()) || !is_api_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return outcome_response(parts, issue_type(status), "the error could not be read");
+    };
+    let error: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let diagnostics = match (error["error"].as_str(), error["detail"].as_str()) {
+        (Some(code), Some(detail)) => format!("{code}: {detail}"),
+        (Some(code), None) => code.to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    outcome_response(parts, issue_type(status), &diagnostics)
+}
+
+/// FHIR's issue type (value set `issue-type`) for an HTTP error status.
+fn issue_type(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "login",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_ACCEPTABLE => "not-supported",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-long",
+        StatusCode::TOO_MANY_REQUESTS => "throttled",
+        StatusCode::SERVICE_UNAVAILABLE => "transient",
+        status if status.is_client_error() => "invalid",
+        _ => "exception",
+    }
+}
+
+fn outcome_response(
+    mut parts: axum::http::response::Parts,
+    code: &str,
+    diagnostics: &str,
+) -> Response {
+    let body = fhir::operation_outcome("error", code, diagnostics).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

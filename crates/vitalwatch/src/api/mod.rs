@@ -146,6 +146,8 @@ pub fn guarded(
             guard,
             crate::auth::layer::authorize,
         ))
+        // Outside the guard, so its refusals under /fhir become OperationOutcomes too.
+        .layer(axum::middleware::from_fn(fhir::errors_as_outcomes))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             max_concurrent_requests.max(1),
         ))

@@ -310,6 +310,9 @@ fn every_resource_validates_with_fhir_resources_and_carries_loinc_and_ucum() {
         ("/fhir/Device/no-such-device", None, 404),
         ("/fhir/metadata?_format=xml", None, 406),
         ("/fhir/metadata", Some("application/fhir+xml"), 406),
+        // Made by the router before any FHIR handler runs, rewritten by the FHIR layer.
+        ("/fhir/NoSuchType", None, 404),
+        ("/fhir/Observation/1/2/3", None, 404),
     ] {
         let answer = fetch(&agent(), &server.url(path), accept);
         assert_eq!(answer.status, status, "{path}: {}", answer.json);
@@ -473,4 +476,77 @@ fn a_patient_on_two_devices_is_searched_across_both_with_a_code_filter() {
         }
     }
     assert_eq!(seen, expected);
+}
+
+/// The guard's refusals under /fhir (no token, a viewer-less role) are OperationOutcomes with
+/// the guard's status and challenge, validated like every other resource; the same refusal
+/// elsewhere stays the API's JSON.
+#[test]
+fn the_guards_refusals_under_fhir_are_operation_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = in_process::config(dir.path());
+    config.http.trust_loopback = false;
+    let server = in_process::start(config);
+    let (ok, token, err) = run(
+        dir.path(),
+        &[
+            "tokens",
+            "create",
+            "--data-dir",
+            server.data_dir.to_str().unwrap(),
+            "--role",
+            "device",
+            "--name",
+            "a-device",
+            "--device",
+            "bed-1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    let mut resources = Vec::new();
+    for (authorization, status, issue) in [
+        (None, 401, "login"),
+        (
+            Some("Bearer vw_0123456789abcdef_00".to_owned()),
+            401,
+            "login",
+        ),
+        (Some(format!("Bearer {token}")), 403, "forbidden"),
+    ] {
+        let mut request = agent().get(server.url("/fhir/Observation?subject=Device/bed-1"));
+        if let Some(value) = &authorization {
+            request = request.header("Authorization", value);
+        }
+        let mut response = request.call().expect("an answer");
+        assert_eq!(response.status().as_u16(), status);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/fhir+json"),
+            "{content_type}"
+        );
+        if status == 401 {
+            assert!(response.headers().contains_key("www-authenticate"));
+        }
+        let json: Value = response.body_mut().read_json().expect("a JSON body");
+        assert_eq!(json["resourceType"], "OperationOutcome", "{json}");
+        assert_eq!(json["issue"][0]["code"], issue, "{json}");
+        resources.push(json);
+    }
+    validate(
+        dir.path(),
+        "refusals.json",
+        &Value::Array(resources).to_string(),
+    );
+    // Outside /fhir the API's own error shape is unchanged.
+    let mut response = agent()
+        .get(server.url("/api/devices"))
+        .call()
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 401);
+    let json: Value = response.body_mut().read_json().expect("a JSON body");
+    assert!(json["error"].is_string(), "{json}");
 }
