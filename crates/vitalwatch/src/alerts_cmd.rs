@@ -162,7 +162,12 @@ fn load_scenario(path: &Path) -> anyhow::Result<Scenario> {
 }
 
 /// Runs every scenario and prints the report (a table, or JSON with `json`).
-pub async fn evaluate(config: Config, paths: &[PathBuf], json_out: bool) -> anyhow::Result<()> {
+pub async fn evaluate(
+    config: Config,
+    paths: &[PathBuf],
+    json_out: bool,
+    list_alerts: bool,
+) -> anyhow::Result<()> {
     let files = scenario_files(paths)?;
     let scenarios = files
         .iter()
@@ -196,6 +201,9 @@ pub async fn evaluate(config: Config, paths: &[PathBuf], json_out: bool) -> anyh
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+        if list_alerts {
+            print!("\n{}", replay::alert_listing(&report.scenarios));
+        }
     }
     Ok(())
 }

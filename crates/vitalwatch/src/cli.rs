@@ -352,6 +352,10 @@ pub struct EvaluateArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list every alert: condition, priority, open/close time and the event it detected
+    /// (or "false"). The JSON report always lists them per scenario.
+    #[arg(long)]
+    pub alerts: bool,
     /// Scenario files (TOML, see docs/scenarios.md) or directories of them.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,

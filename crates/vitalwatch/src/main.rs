@@ -98,7 +98,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Evaluate(args) => {
             let config = Config::load(args.config.as_deref(), &Overrides::default())?;
-            alerts_cmd::evaluate(config, &args.paths, args.json).await
+            alerts_cmd::evaluate(config, &args.paths, args.json, args.alerts).await
         }
         Command::Bench(args) => match args.command {
             BenchCommand::Http {

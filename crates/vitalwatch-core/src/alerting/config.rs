@@ -125,14 +125,21 @@ impl Default for News2Grading {
 }
 
 /// An onset (alarm-condition) delay: the condition must be seen in at least `readings`
-/// consecutive readings AND for at least `secs` seconds (first to latest) before it raises.
-/// Requiring both keeps one artefact from raising (readings) and a burst of queued readings
-/// from raising (seconds).
+/// readings AND for at least `secs` seconds (first to latest) before it raises. Requiring
+/// both keeps one artefact from raising (readings) and a burst of queued readings from
+/// raising (seconds).
+///
+/// With `window_s`, the readings need not be consecutive: `readings` readings showing the
+/// condition within the last `window_s` seconds suffice, so a condition that comes and goes
+/// with noise (below a limit on 40 % of readings) still raises (issue 18, S4). Without it,
+/// one reading without the condition starts the count again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Onset {
     pub readings: u32,
     pub secs: u64,
+    #[serde(default)]
+    pub window_s: Option<u64>,
 }
 
 /// Onset delays by priority.
@@ -141,11 +148,12 @@ pub struct Onset {
 pub struct OnsetByPriority {
     /// HIGH raises on the first reading: an immediate response is needed (IEC 60601-1-8).
     pub high: Onset,
-    /// MEDIUM: 3 readings and 15 s.
+    /// MEDIUM: 3 readings within 30 s, spanning 15 s.
     pub medium: Onset,
-    /// LOW: 5 readings and 60 s.
+    /// LOW: 5 readings within 2 minutes, spanning 60 s.
     pub low: Onset,
-    /// Mild (outside the patient's range, NEWS2 subscore 0): 10 readings and 5 minutes.
+    /// Mild (outside the patient's range, NEWS2 subscore 0): 10 consecutive readings and 5
+    /// minutes: only a sustained mild deviation is worth a LOW alert.
     pub mild: Onset,
 }
 
@@ -155,18 +163,22 @@ impl Default for OnsetByPriority {
             high: Onset {
                 readings: 1,
                 secs: 0,
+                window_s: None,
             },
             medium: Onset {
                 readings: 3,
                 secs: 15,
+                window_s: Some(30),
             },
             low: Onset {
                 readings: 5,
                 secs: 60,
+                window_s: Some(120),
             },
             mild: Onset {
                 readings: 10,
                 secs: 300,
+                window_s: None,
             },
         }
     }
@@ -232,6 +244,7 @@ fn builtin(condition: AlertCondition) -> ConditionSettings {
     let immediate = Some(Onset {
         readings: 1,
         secs: 0,
+        window_s: None,
     });
     match condition {
         // 5 bpm below/above the limit for a minute: HR 105 clears at ≤ 95 bpm.
@@ -240,6 +253,12 @@ fn builtin(condition: AlertCondition) -> ConditionSettings {
         TemperatureHigh | TemperatureLow => graded(0.2, 60),
         // SpO2 is reported in whole percent; the hold time alone de-flaps it.
         Spo2Low => graded(0.0, 60),
+        // 2 breaths/min: twice the counting resolution.
+        RespiratoryRateHigh | RespiratoryRateLow => graded(2.0, 60),
+        // 5 mmHg: a cuff's typical repeatability.
+        SystolicBpLow | BloodPressureHigh => graded(5.0, 60),
+        // ACVPU is categorical: clears once "A" is recorded again and held.
+        ConsciousnessChanged => graded(0.0, 60),
         // NEWS2 changes slowly and is acted on by review: hold 2 minutes.
         News2 => graded(0.0, 120),
         SensorFault => fixed(Priority::Medium, immediate, 0.0, 30),
@@ -323,6 +342,16 @@ fn invalid(key: impl Into<String>, problem: &'static str) -> ConfigError {
     }
 }
 
+fn check_onset(key: String, onset: Onset) -> Result<(), ConfigError> {
+    if onset.readings == 0 {
+        return Err(invalid(key, "readings must be at least 1"));
+    }
+    if onset.window_s.is_some_and(|window| window < onset.secs) {
+        return Err(invalid(key, "window_s must be at least secs"));
+    }
+    Ok(())
+}
+
 impl AlertConfig {
     /// The settings of one condition: the built-in defaults with this config's override.
     pub fn condition(&self, condition: AlertCondition) -> ConditionSettings {
@@ -352,9 +381,7 @@ impl AlertConfig {
             ("onset.mild", self.onset.mild),
         ];
         for (key, onset) in onsets {
-            if onset.readings == 0 {
-                return Err(invalid(key, "readings must be at least 1"));
-            }
+            check_onset(key.to_owned(), onset)?;
         }
         if self.grading.subscore_3 != Some(Priority::High) {
             // A value NEWS2 scores 3 needs an immediate response; no site may lower it.
@@ -371,8 +398,8 @@ impl AlertConfig {
             {
                 return Err(invalid(key("clear_margin"), "must be a finite number >= 0"));
             }
-            if over.onset.is_some_and(|onset| onset.readings == 0) {
-                return Err(invalid(key("onset"), "readings must be at least 1"));
+            if let Some(onset) = over.onset {
+                check_onset(key("onset"), onset)?;
             }
             if over.priority.is_some() && *condition == AlertCondition::News2 {
                 return Err(invalid(key("priority"), "NEWS2 is graded by `news2`"));

@@ -22,7 +22,7 @@ use crate::news2::News2;
 use crate::rules::Finding;
 use crate::telemetry::{DeviceId, Reading, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 mod episode;
 
@@ -64,6 +64,8 @@ struct Track {
     alert: Option<AlertId>,
     /// The condition is present but its onset delay has not yet passed.
     pending: Option<Pending>,
+    /// When the pending condition was seen, oldest first, within its onset window.
+    seen: VecDeque<Timestamp>,
     /// Since when the value has been cleared (hysteresis hold).
     clear_since: Option<Timestamp>,
     /// When the alert last emitted a transition (bounds `Updated` for folded readings).
@@ -72,7 +74,6 @@ struct Track {
 
 #[derive(Clone, Copy, Debug)]
 struct Pending {
-    since: Timestamp,
     count: u64,
     priority: Priority,
     mild: bool,
@@ -281,7 +282,6 @@ impl AlertEngine {
             }
             let seen = device.last_seen.unwrap_or(now);
             let pending = Pending {
-                since: now,
                 count: 1,
                 priority: offline.priority.unwrap_or(Priority::Medium),
                 mild: false,

@@ -31,7 +31,7 @@ pub use config::{
     News2Grading, OfflineConfig, Onset, OnsetByPriority,
 };
 pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
-pub use evaluate::{Evaluation, KindScore, LabelledEvent, evaluate};
+pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};
 pub use offline::offline_deadline;
 
 use crate::telemetry::{DeviceId, Timestamp};
@@ -52,6 +52,18 @@ pub enum AlertCondition {
     TemperatureLow,
     /// SpO2 in a NEWS2 band scoring 1 or more on the low side (Scale 1 below 96 %).
     Spo2Low,
+    /// Respiration rate in a NEWS2 band scoring on the high side (≥ 21 /min; ≥ 25 scores 3).
+    RespiratoryRateHigh,
+    /// Respiration rate in a NEWS2 band scoring on the low side (≤ 11 /min; ≤ 8 scores 3).
+    RespiratoryRateLow,
+    /// Systolic BP in a NEWS2 band scoring on the low side (≤ 110 mmHg; ≤ 90 scores 3).
+    SystolicBpLow,
+    /// Severe hypertension: systolic ≥ 180 or diastolic ≥ 120 mmHg (urgent), or systolic
+    /// ≥ 220 (NEWS2 scores 3).
+    BloodPressureHigh,
+    /// A new confusion, or a response only to voice or pain, or none (ACVPU C, V, P, U:
+    /// NEWS2 scores 3).
+    ConsciousnessChanged,
     /// The NEWS2 aggregate calls for an urgent or emergency response (a single 3, ≥ 5, ≥ 7).
     News2,
     /// A value impossible for a living patient: the sensor, not the patient.
@@ -67,12 +79,17 @@ pub enum AlertCondition {
 }
 
 impl AlertCondition {
-    pub const ALL: [AlertCondition; 12] = [
+    pub const ALL: [AlertCondition; 17] = [
         AlertCondition::HeartRateHigh,
         AlertCondition::HeartRateLow,
         AlertCondition::TemperatureHigh,
         AlertCondition::TemperatureLow,
         AlertCondition::Spo2Low,
+        AlertCondition::RespiratoryRateHigh,
+        AlertCondition::RespiratoryRateLow,
+        AlertCondition::SystolicBpLow,
+        AlertCondition::BloodPressureHigh,
+        AlertCondition::ConsciousnessChanged,
         AlertCondition::News2,
         AlertCondition::SensorFault,
         AlertCondition::WeakSignal,
@@ -90,6 +107,11 @@ impl AlertCondition {
             AlertCondition::TemperatureHigh => "TEMPERATURE_HIGH",
             AlertCondition::TemperatureLow => "TEMPERATURE_LOW",
             AlertCondition::Spo2Low => "SPO2_LOW",
+            AlertCondition::RespiratoryRateHigh => "RESPIRATORY_RATE_HIGH",
+            AlertCondition::RespiratoryRateLow => "RESPIRATORY_RATE_LOW",
+            AlertCondition::SystolicBpLow => "SYSTOLIC_BP_LOW",
+            AlertCondition::BloodPressureHigh => "BLOOD_PRESSURE_HIGH",
+            AlertCondition::ConsciousnessChanged => "CONSCIOUSNESS_CHANGED",
             AlertCondition::News2 => "NEWS2",
             AlertCondition::SensorFault => "SENSOR_FAULT",
             AlertCondition::WeakSignal => "WEAK_SIGNAL",
@@ -115,6 +137,11 @@ impl AlertCondition {
             | AlertCondition::TemperatureHigh
             | AlertCondition::TemperatureLow
             | AlertCondition::Spo2Low
+            | AlertCondition::RespiratoryRateHigh
+            | AlertCondition::RespiratoryRateLow
+            | AlertCondition::SystolicBpLow
+            | AlertCondition::BloodPressureHigh
+            | AlertCondition::ConsciousnessChanged
             | AlertCondition::News2
             | AlertCondition::MlAnomaly => AlertClass::Physiological,
             AlertCondition::SensorFault

@@ -47,10 +47,15 @@ pub(super) enum Side {
 
 pub(super) fn side(condition: AlertCondition) -> Side {
     match condition {
-        AlertCondition::HeartRateHigh | AlertCondition::TemperatureHigh => Side::Above,
+        AlertCondition::HeartRateHigh
+        | AlertCondition::TemperatureHigh
+        | AlertCondition::RespiratoryRateHigh
+        | AlertCondition::BloodPressureHigh => Side::Above,
         AlertCondition::HeartRateLow
         | AlertCondition::TemperatureLow
         | AlertCondition::Spo2Low
+        | AlertCondition::RespiratoryRateLow
+        | AlertCondition::SystolicBpLow
         | AlertCondition::WeakSignal
         | AlertCondition::LowBattery => Side::Below,
         _ => Side::Flag,

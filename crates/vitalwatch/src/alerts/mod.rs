@@ -21,6 +21,7 @@ mod checks;
 mod config;
 mod preview;
 pub mod replay;
+mod scoring;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, remember_temperature};

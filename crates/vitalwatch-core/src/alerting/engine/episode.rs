@@ -8,7 +8,7 @@ use crate::alerting::{
     Alert, AlertClass, AlertCondition, AlertId, AlertState, Priority, TransitionKind,
 };
 use crate::telemetry::{DeviceId, Timestamp};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 impl Ctx<'_> {
     pub(super) fn apply(
@@ -25,6 +25,7 @@ impl Ctx<'_> {
             Observation::Present { priority: None, .. } => {
                 track.clear_since = None;
                 track.pending = None;
+                track.seen.clear();
             }
             Observation::Present {
                 priority: Some(priority),
@@ -38,7 +39,6 @@ impl Ctx<'_> {
                     return;
                 }
                 let pending = track.pending.get_or_insert(Pending {
-                    since: self.now,
                     count: 0,
                     priority,
                     mild,
@@ -55,14 +55,32 @@ impl Ctx<'_> {
                         .onset
                         .for_priority(pending.priority, pending.mild)
                 });
-                if onset_met(onset, pending, self.now) {
+                track.seen.push_back(self.now);
+                forget_outside(&mut track.seen, onset, self.now);
+                if onset_met(onset, &track.seen, self.now) {
                     let pending = *pending;
                     track.pending = None;
+                    track.seen.clear();
                     self.raise(device_id, &device.pauses, condition, pending, track);
                 }
             }
             Observation::Absent { value } => {
-                track.pending = None;
+                if let Some(pending) = track.pending {
+                    let onset = settings.onset.unwrap_or_else(|| {
+                        self.config
+                            .onset
+                            .for_priority(pending.priority, pending.mild)
+                    });
+                    // Without a window one absent reading starts the count again; with one,
+                    // the pending condition lapses once nothing is left within the window.
+                    match onset.window_s {
+                        None => track.seen.clear(),
+                        Some(_) => forget_outside(&mut track.seen, onset, self.now),
+                    }
+                    if track.seen.is_empty() {
+                        track.pending = None;
+                    }
+                }
                 let Some(id) = track.alert else { return };
                 let Some(alert) = self.alerts.get(&id) else {
                     return;
@@ -227,7 +245,28 @@ impl Ctx<'_> {
     }
 }
 
-fn onset_met(onset: Onset, pending: &Pending, now: Timestamp) -> bool {
-    pending.count >= u64::from(onset.readings)
-        && now.saturating_sub(pending.since) >= secs_to_micros(onset.secs)
+/// Drops the sightings older than the onset window (all but the latest `readings` when there
+/// is no window: consecutive readings only count from the first of the run).
+fn forget_outside(seen: &mut VecDeque<Timestamp>, onset: Onset, now: Timestamp) {
+    if let Some(window_s) = onset.window_s {
+        let from = now.saturating_add_micros(-secs_to_micros(window_s));
+        while seen.front().is_some_and(|at| *at < from) {
+            seen.pop_front();
+        }
+    }
+    // Bound the memory of a condition that is seen for hours without raising (priority `None`
+    // never gets here; an onset needs at most `readings` sightings plus its span).
+    let keep = usize::try_from(onset.readings).unwrap_or(usize::MAX).max(1) * 64;
+    while seen.len() > keep {
+        seen.pop_front();
+    }
+}
+
+/// Whether the sightings meet the onset: enough of them, spanning long enough.
+fn onset_met(onset: Onset, seen: &VecDeque<Timestamp>, now: Timestamp) -> bool {
+    let enough = seen.len() >= usize::try_from(onset.readings).unwrap_or(usize::MAX);
+    enough
+        && seen
+            .front()
+            .is_some_and(|first| now.saturating_sub(*first) >= secs_to_micros(onset.secs))
 }

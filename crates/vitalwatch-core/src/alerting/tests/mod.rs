@@ -219,7 +219,9 @@ fn onset_delay_by_priority() {
         &[(15, Raised, 1, HeartRateHigh, Medium)],
     );
     check(config(), &every(0, 15, 5, Step::Vitals(115.0, 36.8)), &[]);
-    // One artefact, then normal: the pending condition is dropped.
+    // One normal reading in between does not start the count again (issue 18, S4: the
+    // onset used to need consecutive readings, so a condition that comes and goes with noise
+    // never raised): 3 readings within 30 s, spanning 15 s.
     check(
         config(),
         &[
@@ -229,6 +231,20 @@ fn onset_delay_by_priority() {
             (15, Step::Vitals(115.0, 36.8)),
             (20, Step::Vitals(115.0, 36.8)),
         ],
+        &[(15, Raised, 1, HeartRateHigh, Medium)],
+    );
+    // Sightings too sparse for the window lapse.
+    check(
+        config(),
+        &script(&[
+            every(0, 120, 5, Step::Vitals(80.0, 36.8)),
+            vec![
+                (2, Step::Vitals(115.0, 36.8)),
+                (37, Step::Vitals(115.0, 36.8)),
+                (72, Step::Vitals(115.0, 36.8)),
+                (107, Step::Vitals(115.0, 36.8)),
+            ],
+        ]),
         &[],
     );
     // A pending MEDIUM that turns HIGH raises at once, as HIGH.
@@ -262,6 +278,28 @@ fn onset_delay_by_priority() {
         config(),
         &[(0, Step::Vitals(72.0, 34.5))],
         &[(0, Raised, 1, TemperatureLow, High)],
+    );
+}
+
+#[test]
+fn a_condition_that_comes_and_goes_raises() {
+    // Issue 18, S4: HR 105 (LOW) on 2 readings of every 5 (40 %) for 10 minutes.
+    let steps: Vec<(i64, Step)> = (0..600)
+        .step_by(5)
+        .map(|secs| {
+            let hr = if [0, 10].contains(&(secs % 25)) {
+                105.0
+            } else {
+                85.0
+            };
+            (secs, Step::Vitals(hr, 36.8))
+        })
+        .collect();
+    // 5 sightings within 2 minutes spanning 60 s: at 60 s (0, 10, 25, 35, 50, 60).
+    check(
+        AlertConfig::default(),
+        &steps,
+        &[(60, Raised, 1, HeartRateHigh, Low)],
     );
 }
 
