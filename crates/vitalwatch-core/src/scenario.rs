@@ -180,8 +180,8 @@ pub enum EventKind {
     Confusion,
     /// Supplemental oxygen during the event (NEWS2 scores 2); owes no alert by itself.
     Oxygen,
-    /// A benign confounder: exercise raises the pulse to `magnitude` bpm (default 110),
-    /// respiration +6 /min and systolic +15 mmHg, ramp 2 min. Owes no alert.
+    /// A benign confounder: exercise (a walk on the ward) raises the pulse to `magnitude` bpm
+    /// (default 110), respiration +4 /min and systolic +10 mmHg, ramp 2 min. Owes no alert.
     Exercise,
     /// A single-reading artefact: the pulse reads `magnitude` bpm (default 220) while the event
     /// lasts (`end_s = onset_s + 1`: one reading). Owes no alert; a HIGH alarm is a false one.

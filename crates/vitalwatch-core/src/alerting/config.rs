@@ -11,6 +11,11 @@
 //! - subscore 0 but outside the patient's range (HR 55 asleep, 37.8 °C) → LOW, and only when
 //!   sustained ("mild" onset: 10 readings and 5 minutes), as [DREW] recommends delays.
 //!
+//! Respiration, systolic BP and consciousness have no seed rule: each NEWS2 band that scores
+//! is its own condition, graded the same way (RR ≤ 8 or ≥ 25, systolic ≤ 90, ACVPU C/V/P/U
+//! score 3 → HIGH at once). Severe hypertension (≥ 180/120, below NEWS2's systolic 220) is
+//! BLOOD_PRESSURE_HIGH at MEDIUM (`hypertension`).
+//!
 //! The NEWS2 aggregate maps by the RCP clinical response: ≥ 7 (emergency) → HIGH; 5–6 (urgent
 //! review) → MEDIUM; a single parameter scoring 3 (urgent ward-based response) → MEDIUM.
 //! Technical conditions have a fixed priority: SENSOR_FAULT, DEVICE_OFFLINE and UNKNOWN_DEVICE
@@ -47,6 +52,8 @@ pub struct AlertConfig {
     pub audio_pause_max_s: u64,
     pub escalation: EscalationConfig,
     pub offline: OfflineConfig,
+    /// Severe hypertension (BLOOD_PRESSURE_HIGH below NEWS2's systolic 220).
+    pub hypertension: HypertensionConfig,
     /// At most how often an open alert that keeps folding readings emits `Updated` (so the
     /// store's last_value/count stay fresh without one write per reading), in seconds.
     pub update_interval_s: u64,
@@ -63,6 +70,7 @@ impl Default for AlertConfig {
             audio_pause_max_s: 120,
             escalation: EscalationConfig::default(),
             offline: OfflineConfig::default(),
+            hypertension: HypertensionConfig::default(),
             update_interval_s: 60,
         }
     }
@@ -309,6 +317,31 @@ impl EscalationConfig {
     }
 }
 
+/// Severe hypertension: NEWS2 scores systolic 111–219 as 0, so a systolic of 200 raises
+/// nothing there; a blood pressure of 180/120 or more asks for an urgent review (issue 18;
+/// 180/120 is the severe-hypertension threshold of NICE NG136, unverified here).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HypertensionConfig {
+    /// Systolic at or above this raises BLOOD_PRESSURE_HIGH (default 180 mmHg).
+    pub systolic_at_or_above: f64,
+    /// Diastolic at or above this raises it (default 120 mmHg).
+    pub diastolic_at_or_above: f64,
+    /// Its priority below systolic 220 (default MEDIUM: an urgent, prompt response); `None`
+    /// turns it off. Systolic ≥ 220 scores 3 in NEWS2 and is always HIGH.
+    pub priority: Option<Priority>,
+}
+
+impl Default for HypertensionConfig {
+    fn default() -> HypertensionConfig {
+        HypertensionConfig {
+            systolic_at_or_above: 180.0,
+            diastolic_at_or_above: 120.0,
+            priority: Some(Priority::Medium),
+        }
+    }
+}
+
 /// Device-offline detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -404,6 +437,23 @@ impl AlertConfig {
             if over.priority.is_some() && *condition == AlertCondition::News2 {
                 return Err(invalid(key("priority"), "NEWS2 is graded by `news2`"));
             }
+        }
+        let hypertension = self.hypertension;
+        if !(hypertension.systolic_at_or_above.is_finite()
+            && (111.0..=220.0).contains(&hypertension.systolic_at_or_above))
+        {
+            return Err(invalid(
+                "hypertension.systolic_at_or_above",
+                "must be between 111 and 220 mmHg",
+            ));
+        }
+        if !(hypertension.diastolic_at_or_above.is_finite()
+            && (60.0..=200.0).contains(&hypertension.diastolic_at_or_above))
+        {
+            return Err(invalid(
+                "hypertension.diastolic_at_or_above",
+                "must be between 60 and 200 mmHg",
+            ));
         }
         if self.escalation.repeat_every_s == 0 {
             return Err(invalid("escalation.repeat_every_s", "must be at least 1"));

@@ -28,7 +28,7 @@ mod signal;
 
 pub use config::{
     AlertConfig, ConditionOverride, ConditionSettings, ConfigError, EscalationConfig, Grading,
-    News2Grading, OfflineConfig, Onset, OnsetByPriority,
+    HypertensionConfig, News2Grading, OfflineConfig, Onset, OnsetByPriority,
 };
 pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
 pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};

@@ -15,6 +15,43 @@ const SPO2_SCALE_1_NORMAL_PCT: f64 = 96.0;
 /// SpO2 Scale 2: 88 % and above scores 0 on air (RCP 2017 Chart 1).
 const SPO2_SCALE_2_NORMAL_PCT: f64 = 88.0;
 
+/// Respiration 12–20 /min scores 0 in NEWS2 (RCP 2017 Chart 1): above or below is a condition.
+const RR_NORMAL_MAX: f64 = 20.0;
+const RR_NORMAL_MIN: f64 = 12.0;
+/// Systolic 111–219 mmHg scores 0 in NEWS2 (RCP 2017 Chart 1); ≤ 110 is low.
+const SBP_NORMAL_MIN: f64 = 111.0;
+/// Systolic ≥ 220 scores 3 in NEWS2 (RCP 2017 Chart 1): HIGH whatever the hypertension settings.
+const SBP_NEWS2_3_MIN: f64 = 220.0;
+
+/// BLOOD_PRESSURE_HIGH: systolic ≥ 220 (NEWS2 3) is HIGH; the configured severe-hypertension
+/// limits (systolic ≥ 180 or diastolic ≥ 120 by default) are the configured priority.
+fn blood_pressure_high(sbp: Option<f64>, dbp: Option<f64>, config: &AlertConfig) -> Observation {
+    if sbp.is_none() && dbp.is_none() {
+        return Observation::Unknown;
+    }
+    let limits = &config.hypertension;
+    let fixed = config.condition(AlertCondition::BloodPressureHigh).priority;
+    let present = |priority, value, threshold| Observation::Present {
+        priority,
+        mild: false,
+        value: Some(value),
+        threshold: Some(threshold),
+    };
+    match (sbp, dbp) {
+        (Some(s), _) if s > SBP_NORMAL_MIN && news2::systolic_bp_subscore(s) == 3 => {
+            present(config.grading.subscore_3, s, SBP_NEWS2_3_MIN)
+        }
+        (Some(s), _) if s >= limits.systolic_at_or_above => {
+            present(fixed.or(limits.priority), s, limits.systolic_at_or_above)
+        }
+        (_, Some(d)) if d >= limits.diastolic_at_or_above => {
+            present(fixed.or(limits.priority), d, limits.diastolic_at_or_above)
+        }
+        // Systolic and diastolic share no scale: clear on absence (after the hold).
+        _ => Observation::Absent { value: None },
+    }
+}
+
 /// What one reading says about one condition.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Observation {
@@ -160,6 +197,89 @@ pub(super) fn observe(
         }
     };
     out.push((AlertCondition::Spo2Low, spo2));
+
+    // Respiration, blood pressure and consciousness: no seed rule; each NEWS2 band that
+    // scores is a condition of its own, so a value scoring 3 raises HIGH at once instead of
+    // waiting for the NEWS2 aggregate (issue 18, point 2).
+    let value_of = |field: Field, value: Option<f64>| match value {
+        Some(_) if faulted.contains(field) => None,
+        other => other,
+    };
+    let banded =
+        |condition: AlertCondition, value: Option<f64>, subscore: u8, limit: f64| match value {
+            None => Observation::Unknown,
+            Some(value) if subscore > 0 => Observation::Present {
+                priority: graded(condition, subscore).0,
+                mild: false,
+                value: Some(value),
+                threshold: Some(limit),
+            },
+            Some(value) => Observation::Absent { value: Some(value) },
+        };
+    let rr = value_of(Field::RespiratoryRate, reading.respiratory_rate_per_min);
+    let rr_high = rr.map_or(0, |v| {
+        if v > RR_NORMAL_MAX {
+            news2::respiration_rate_subscore(v)
+        } else {
+            0
+        }
+    });
+    let rr_low = rr.map_or(0, |v| {
+        if v < RR_NORMAL_MIN {
+            news2::respiration_rate_subscore(v)
+        } else {
+            0
+        }
+    });
+    out.push((
+        AlertCondition::RespiratoryRateHigh,
+        banded(
+            AlertCondition::RespiratoryRateHigh,
+            rr,
+            rr_high,
+            RR_NORMAL_MAX,
+        ),
+    ));
+    out.push((
+        AlertCondition::RespiratoryRateLow,
+        banded(
+            AlertCondition::RespiratoryRateLow,
+            rr,
+            rr_low,
+            RR_NORMAL_MIN,
+        ),
+    ));
+    let sbp = value_of(Field::SystolicBp, reading.systolic_bp_mmhg);
+    let sbp_low = sbp.map_or(0, |v| {
+        if v < SBP_NORMAL_MIN {
+            news2::systolic_bp_subscore(v)
+        } else {
+            0
+        }
+    });
+    out.push((
+        AlertCondition::SystolicBpLow,
+        banded(AlertCondition::SystolicBpLow, sbp, sbp_low, SBP_NORMAL_MIN),
+    ));
+    let dbp = value_of(Field::DiastolicBp, reading.diastolic_bp_mmhg);
+    out.push((
+        AlertCondition::BloodPressureHigh,
+        blood_pressure_high(sbp, dbp, config),
+    ));
+    let consciousness = match reading.consciousness {
+        Some(_) if faulted.contains(Field::Consciousness) => Observation::Unknown,
+        None => Observation::Unknown,
+        Some(level) => match news2::consciousness_subscore(level) {
+            0 => Observation::Absent { value: None },
+            subscore => Observation::Present {
+                priority: graded(AlertCondition::ConsciousnessChanged, subscore).0,
+                mild: false,
+                value: None,
+                threshold: None,
+            },
+        },
+    };
+    out.push((AlertCondition::ConsciousnessChanged, consciousness));
 
     // NEWS2: untrusted when any value of the reading faulted.
     let news2_obs = match news2 {

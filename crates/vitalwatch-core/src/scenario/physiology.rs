@@ -152,8 +152,8 @@ pub(super) fn vitals_at(patient: &Patient, t: f64, time_of_day_s: f64) -> Vitals
                 let k = ramp(spec, t, 120);
                 let target = spec.magnitude.unwrap_or(110.0);
                 v.heart_rate += (target - v.heart_rate) * k;
-                v.respiratory_rate += 6.0 * k;
-                v.systolic_bp += 15.0 * k;
+                v.respiratory_rate += 4.0 * k;
+                v.systolic_bp += 10.0 * k;
             }
             EventKind::HrSpike => {
                 if active {

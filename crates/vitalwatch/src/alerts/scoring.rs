@@ -205,12 +205,13 @@ pub fn merge(evaluations: &[&Evaluation], patient_days: f64) -> Evaluation {
 pub fn alert_listing(results: &[ScenarioResult]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24} {:>4} {:<16} {:<22} {:<8} {:>10} {:>10}  detected",
-        "scenario", "id", "device", "condition", "priority", "opened", "closed"
-    );
     for result in results {
+        let _ = writeln!(out, "{}", result.name);
+        let _ = writeln!(
+            out,
+            "  {:>4} {:<16} {:<22} {:<8} {:>10} {:>10}  detected",
+            "id", "device", "condition", "priority", "opened", "closed"
+        );
         let start = result.start;
         let offset = |at: vitalwatch_core::telemetry::Timestamp| {
             format!("{:.0} s", at.saturating_sub(start) as f64 / 1e6)
@@ -218,8 +219,7 @@ pub fn alert_listing(results: &[ScenarioResult]) -> String {
         for alert in &result.engine.alert_list {
             let _ = writeln!(
                 out,
-                "{:<24} {:>4} {:<16} {:<22} {:<8} {:>10} {:>10}  {}",
-                result.name,
+                "  {:>4} {:<16} {:<22} {:<8} {:>10} {:>10}  {}",
                 alert.id,
                 alert.device_id,
                 alert.condition.as_str(),

@@ -11,6 +11,7 @@ use AlertCondition::*;
 use TransitionKind::*;
 
 mod timers;
+mod vitals;
 use std::collections::HashMap;
 
 const T0: i64 = 1_705_401_000;
@@ -593,7 +594,8 @@ fn news2_condition() {
         r.heart_rate_bpm = Some(105.0);
     }
     fn confused(r: &mut Reading) {
-        // New confusion alone scores 3: low–medium risk, MEDIUM.
+        // New confusion alone scores 3: low–medium risk, a MEDIUM NEWS2 alert; and (issue 18)
+        // a HIGH CONSCIOUSNESS_CHANGED of its own at once, where it used to be NEWS2 only.
         r.respiratory_rate_per_min = Some(16.0);
         r.consciousness = Some(crate::telemetry::Consciousness::Confusion);
     }
@@ -608,7 +610,10 @@ fn news2_condition() {
     check(
         AlertConfig::default(),
         &every(0, 20, 5, Step::Edit(confused)),
-        &[(15, Raised, 1, News2, Medium)],
+        &[
+            (0, Raised, 1, ConsciousnessChanged, High),
+            (15, Raised, 2, News2, Medium),
+        ],
     );
 }
 
