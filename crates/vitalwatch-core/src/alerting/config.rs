@@ -54,6 +54,9 @@ pub struct AlertConfig {
     pub offline: OfflineConfig,
     /// Severe hypertension (BLOOD_PRESSURE_HIGH below NEWS2's systolic 220).
     pub hypertension: HypertensionConfig,
+    /// Artefacts: implausible jumps, and the bounds beyond which a corroborated HIGH value
+    /// needs no persistence.
+    pub artefact: ArtefactConfig,
     /// At most how often an open alert that keeps folding readings emits `Updated` (so the
     /// store's last_value/count stay fresh without one write per reading), in seconds.
     pub update_interval_s: u64,
@@ -71,6 +74,7 @@ impl Default for AlertConfig {
             escalation: EscalationConfig::default(),
             offline: OfflineConfig::default(),
             hypertension: HypertensionConfig::default(),
+            artefact: ArtefactConfig::default(),
             update_interval_s: 60,
         }
     }
@@ -154,7 +158,9 @@ pub struct Onset {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnsetByPriority {
-    /// HIGH raises on the first reading: an immediate response is needed (IEC 60601-1-8).
+    /// HIGH: 2 readings within 15 s (2 of the last 3 at 5 s), so one artefact never raises
+    /// it; the alarm-condition delay IEC 60601-1-8 allows, kept to one reading interval. A
+    /// corroborated value beyond the glitch bounds (`artefact`) raises at once.
     pub high: Onset,
     /// MEDIUM: 3 readings within 30 s, spanning 15 s.
     pub medium: Onset,
@@ -169,9 +175,9 @@ impl Default for OnsetByPriority {
     fn default() -> OnsetByPriority {
         OnsetByPriority {
             high: Onset {
-                readings: 1,
+                readings: 2,
                 secs: 0,
-                window_s: None,
+                window_s: Some(15),
             },
             medium: Onset {
                 readings: 3,
@@ -265,11 +271,17 @@ fn builtin(condition: AlertCondition) -> ConditionSettings {
         RespiratoryRateHigh | RespiratoryRateLow => graded(2.0, 60),
         // 5 mmHg: a cuff's typical repeatability.
         SystolicBpLow | BloodPressureHigh => graded(5.0, 60),
-        // ACVPU is categorical: clears once "A" is recorded again and held.
-        ConsciousnessChanged => graded(0.0, 60),
+        // ACVPU is categorical and recorded by a person, not a sensor that glitches: at once;
+        // clears once "A" is recorded again and held.
+        ConsciousnessChanged => ConditionSettings {
+            onset: immediate,
+            ..graded(0.0, 60)
+        },
         // NEWS2 changes slowly and is acted on by review: hold 2 minutes.
         News2 => graded(0.0, 120),
         SensorFault => fixed(Priority::Medium, immediate, 0.0, 30),
+        // Repeated artefacts only (the LOW onset): an isolated one is ignored, not announced.
+        Artefact => fixed(Priority::Low, None, 0.0, 60),
         WeakSignal => fixed(Priority::Low, None, 5.0, 60),
         LowBattery => fixed(Priority::Low, None, 5.0, 60),
         // Raised by the offline deadline (itself the delay); resolves on the next reading.
@@ -338,6 +350,47 @@ impl Default for HypertensionConfig {
             systolic_at_or_above: 180.0,
             diastolic_at_or_above: 120.0,
             priority: Some(Priority::Medium),
+        }
+    }
+}
+
+/// Artefact handling (see `docs/ALERTS.md`, "Artefacts"). A HIGH physiological alarm needs
+/// the HIGH onset's persistence (`onset.high`, by default 2 readings within 15 s) unless its
+/// value is beyond these bounds AND another vital of the same reading is abnormal; a pulse or
+/// SpO2 that jumps further than physiology allows is an artefact (a LOW technical
+/// SENSOR_FAULT), and its value is ignored by physiological alarms and NEWS2.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArtefactConfig {
+    /// A pulse change of at least this many bpm ... (default 60: a sinus rhythm does not move
+    /// 60 bpm within seconds; an abrupt real arrhythmia is confirmed by the next reading).
+    pub heart_rate_jump_bpm: f64,
+    /// ... or an SpO2 fall of at least this many points (default 15: oximeters average over
+    /// several seconds, so a real desaturation shows as a slope) ...
+    pub spo2_drop_pct: f64,
+    /// ... within this many seconds of the previous reading (default 10).
+    pub jump_within_s: u64,
+    /// Corroborated values at or beyond these raise HIGH at once.
+    pub immediate_heart_rate_at_or_above: f64,
+    pub immediate_heart_rate_at_or_below: f64,
+    pub immediate_spo2_at_or_below: f64,
+    pub immediate_respiratory_rate_at_or_above: f64,
+    pub immediate_respiratory_rate_at_or_below: f64,
+    pub immediate_systolic_at_or_below: f64,
+}
+
+impl Default for ArtefactConfig {
+    fn default() -> ArtefactConfig {
+        ArtefactConfig {
+            heart_rate_jump_bpm: 60.0,
+            spo2_drop_pct: 15.0,
+            jump_within_s: 10,
+            immediate_heart_rate_at_or_above: 150.0,
+            immediate_heart_rate_at_or_below: 35.0,
+            immediate_spo2_at_or_below: 84.0,
+            immediate_respiratory_rate_at_or_above: 35.0,
+            immediate_respiratory_rate_at_or_below: 6.0,
+            immediate_systolic_at_or_below: 80.0,
         }
     }
 }
@@ -453,6 +506,33 @@ impl AlertConfig {
             return Err(invalid(
                 "hypertension.diastolic_at_or_above",
                 "must be between 60 and 200 mmHg",
+            ));
+        }
+        if self.onset.high.readings > 3 || self.onset.high.secs > 15 {
+            // A HIGH alarm must come within a few readings: persistence, not a long delay.
+            return Err(invalid(
+                "onset.high",
+                "readings must be at most 3 and secs at most 15",
+            ));
+        }
+        let artefact = self.artefact;
+        let finite = [
+            artefact.heart_rate_jump_bpm,
+            artefact.spo2_drop_pct,
+            artefact.immediate_heart_rate_at_or_above,
+            artefact.immediate_heart_rate_at_or_below,
+            artefact.immediate_spo2_at_or_below,
+            artefact.immediate_respiratory_rate_at_or_above,
+            artefact.immediate_respiratory_rate_at_or_below,
+            artefact.immediate_systolic_at_or_below,
+        ];
+        if finite.iter().any(|v| !v.is_finite())
+            || artefact.heart_rate_jump_bpm <= 0.0
+            || artefact.spo2_drop_pct <= 0.0
+        {
+            return Err(invalid(
+                "artefact",
+                "every value must be finite and the jumps positive",
             ));
         }
         if self.escalation.repeat_every_s == 0 {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 mod episode;
+mod onset;
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 
@@ -56,6 +57,8 @@ struct DeviceAlertState {
     tracks: HashMap<AlertCondition, Track>,
     /// Audio pause per channel.
     pauses: HashMap<AlertClass, Pause>,
+    /// The previous pulse and SpO2, to tell an implausible jump (an artefact).
+    previous: signal::Previous,
 }
 
 /// One condition on one device.
@@ -64,8 +67,8 @@ struct Track {
     alert: Option<AlertId>,
     /// The condition is present but its onset delay has not yet passed.
     pending: Option<Pending>,
-    /// When the pending condition was seen, oldest first, within its onset window.
-    seen: VecDeque<Timestamp>,
+    /// Recent observations of the condition, oldest first (see `onset`).
+    seen: VecDeque<onset::Sighting>,
     /// Since when the value has been cleared (hysteresis hold).
     clear_since: Option<Timestamp>,
     /// When the alert last emitted a transition (bounds `Updated` for folded readings).
@@ -243,7 +246,10 @@ impl AlertEngine {
         {
             ctx.resolve(id, None, track);
         }
-        for (condition, observation) in signal::observe(reading, findings, news2, &self.config) {
+        let observations =
+            signal::observe(reading, findings, news2, &device.previous, &self.config);
+        device.previous.remember(reading, findings);
+        for (condition, observation) in observations {
             ctx.apply(device_id, device, condition, observation);
         }
         out

@@ -27,8 +27,9 @@ mod offline;
 mod signal;
 
 pub use config::{
-    AlertConfig, ConditionOverride, ConditionSettings, ConfigError, EscalationConfig, Grading,
-    HypertensionConfig, News2Grading, OfflineConfig, Onset, OnsetByPriority,
+    AlertConfig, ArtefactConfig, ConditionOverride, ConditionSettings, ConfigError,
+    EscalationConfig, Grading, HypertensionConfig, News2Grading, OfflineConfig, Onset,
+    OnsetByPriority,
 };
 pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
 pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};
@@ -68,6 +69,10 @@ pub enum AlertCondition {
     News2,
     /// A value impossible for a living patient: the sensor, not the patient.
     SensorFault,
+    /// Implausible jumps (a pulse moving ≥ 60 bpm or SpO2 falling ≥ 15 points within seconds):
+    /// motion or a loose sensor. Each such value is ignored by physiological alarms; repeated
+    /// ones raise this LOW technical alert (poor signal quality).
+    Artefact,
     WeakSignal,
     LowBattery,
     /// No reading within the expected interval times the factor.
@@ -79,7 +84,7 @@ pub enum AlertCondition {
 }
 
 impl AlertCondition {
-    pub const ALL: [AlertCondition; 17] = [
+    pub const ALL: [AlertCondition; 18] = [
         AlertCondition::HeartRateHigh,
         AlertCondition::HeartRateLow,
         AlertCondition::TemperatureHigh,
@@ -92,6 +97,7 @@ impl AlertCondition {
         AlertCondition::ConsciousnessChanged,
         AlertCondition::News2,
         AlertCondition::SensorFault,
+        AlertCondition::Artefact,
         AlertCondition::WeakSignal,
         AlertCondition::LowBattery,
         AlertCondition::DeviceOffline,
@@ -114,6 +120,7 @@ impl AlertCondition {
             AlertCondition::ConsciousnessChanged => "CONSCIOUSNESS_CHANGED",
             AlertCondition::News2 => "NEWS2",
             AlertCondition::SensorFault => "SENSOR_FAULT",
+            AlertCondition::Artefact => "ARTEFACT",
             AlertCondition::WeakSignal => "WEAK_SIGNAL",
             AlertCondition::LowBattery => "LOW_BATTERY",
             AlertCondition::DeviceOffline => "DEVICE_OFFLINE",
@@ -145,6 +152,7 @@ impl AlertCondition {
             | AlertCondition::News2
             | AlertCondition::MlAnomaly => AlertClass::Physiological,
             AlertCondition::SensorFault
+            | AlertCondition::Artefact
             | AlertCondition::WeakSignal
             | AlertCondition::LowBattery
             | AlertCondition::DeviceOffline

@@ -5,10 +5,11 @@
 //! reading with any faulted field. Everything else is grading: the NEWS2 subscore of the
 //! offending value picks the priority (see `config`).
 
+use super::config::ArtefactConfig;
 use super::{AlertCondition, AlertConfig, Priority};
 use crate::news2::{self, ClinicalRisk, News2, Spo2Scale};
 use crate::rules::{AnomalyType, Finding};
-use crate::telemetry::{Field, FieldSet, Reading};
+use crate::telemetry::{Field, FieldSet, Reading, Timestamp};
 
 /// SpO2 Scale 1: 96 % and above scores 0 (RCP 2017 Chart 1).
 const SPO2_SCALE_1_NORMAL_PCT: f64 = 96.0;
@@ -33,6 +34,7 @@ fn blood_pressure_high(sbp: Option<f64>, dbp: Option<f64>, config: &AlertConfig)
     let fixed = config.condition(AlertCondition::BloodPressureHigh).priority;
     let present = |priority, value, threshold| Observation::Present {
         priority,
+        immediate: false,
         mild: false,
         value: Some(value),
         threshold: Some(threshold),
@@ -59,6 +61,9 @@ pub(super) enum Observation {
     /// any, neither folds nor clears).
     Present {
         priority: Option<Priority>,
+        /// A HIGH value beyond the "cannot be a sensor glitch" bounds that another vital of
+        /// the same reading corroborates: raised without the HIGH persistence delay.
+        immediate: bool,
         /// Outside the range but scoring 0 in NEWS2: the slower `mild` onset applies.
         mild: bool,
         value: Option<f64>,
@@ -104,14 +109,20 @@ pub(super) fn observe(
     reading: &Reading,
     findings: &[Finding],
     news2: Option<&News2>,
+    previous: &Previous,
     config: &AlertConfig,
 ) -> Vec<(AlertCondition, Observation)> {
-    let faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
+    let mut faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
         for field in finding.faulted_fields().iter() {
             all.insert(field);
         }
         all
     });
+    // An implausible jump is an artefact: untrusted like a faulted value, and technical.
+    let jump = jumped(reading, previous, &config.artefact);
+    for (field, _, _) in &jump {
+        faulted.insert(*field);
+    }
     let finding = |kind: AnomalyType| findings.iter().find(|f| f.kind == kind);
     let graded = |condition: AlertCondition, subscore: u8| {
         let fixed = config.condition(condition).priority;
@@ -153,6 +164,7 @@ pub(super) fn observe(
                         let (priority, mild) = graded(condition, subscore(value));
                         let present = Observation::Present {
                             priority,
+                            immediate: false,
                             mild,
                             value: Some(value),
                             threshold: Some(threshold),
@@ -187,6 +199,7 @@ pub(super) fn observe(
                 let (priority, mild) = graded(AlertCondition::Spo2Low, subscore);
                 Observation::Present {
                     priority,
+                    immediate: false,
                     mild,
                     value: Some(value),
                     threshold: Some(normal),
@@ -210,6 +223,7 @@ pub(super) fn observe(
             None => Observation::Unknown,
             Some(value) if subscore > 0 => Observation::Present {
                 priority: graded(condition, subscore).0,
+                immediate: false,
                 mild: false,
                 value: Some(value),
                 threshold: Some(limit),
@@ -273,6 +287,7 @@ pub(super) fn observe(
             0 => Observation::Absent { value: None },
             subscore => Observation::Present {
                 priority: graded(AlertCondition::ConsciousnessChanged, subscore).0,
+                immediate: false,
                 mild: false,
                 value: None,
                 threshold: None,
@@ -297,6 +312,7 @@ pub(super) fn observe(
             } else {
                 Observation::Present {
                     priority,
+                    immediate: false,
                     mild: false,
                     value: Some(f64::from(score.total)),
                     threshold: None,
@@ -306,9 +322,23 @@ pub(super) fn observe(
     };
     out.push((AlertCondition::News2, news2_obs));
 
+    // Artefacts: implausible jumps (technical; repeated ones raise, see `config`).
+    let artefact = match jump.first() {
+        Some((_, value, from)) => Observation::Present {
+            priority: config.condition(AlertCondition::Artefact).priority,
+            immediate: false,
+            mild: false,
+            value: Some(*value),
+            threshold: Some(*from),
+        },
+        None => Observation::Absent { value: None },
+    };
+    out.push((AlertCondition::Artefact, artefact));
+
     // Technical conditions and the model: flags from findings.
     let fixed = |condition: AlertCondition, f: &Finding| Observation::Present {
         priority: config.condition(condition).priority,
+        immediate: false,
         mild: false,
         value: f.value,
         threshold: f.threshold,
@@ -343,6 +373,135 @@ pub(super) fn observe(
         out.push((condition, obs));
     }
 
+    let scale = news2.map(|n| n.scale).unwrap_or_default();
+    for (condition, observation) in &mut out {
+        if let Observation::Present {
+            priority: Some(Priority::High),
+            immediate,
+            value: Some(value),
+            ..
+        } = observation
+        {
+            *immediate = beyond_glitch(*condition, *value, &config.artefact)
+                && corroborated(reading, *condition, faulted, scale);
+        }
+    }
     out.retain(|(condition, _)| config.condition(*condition).enabled);
     out
+}
+
+/// The device's previous pulse and SpO2 (by reading time), for the jump check.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Previous {
+    heart_rate: Option<(Timestamp, f64)>,
+    spo2: Option<(Timestamp, f64)>,
+}
+
+impl Previous {
+    /// Remembers `reading`'s pulse and SpO2 unless an older reading arrives late; values a
+    /// SENSOR_FAULT finding blamed (HR 0) are no baseline for a jump.
+    pub(super) fn remember(&mut self, reading: &Reading, findings: &[Finding]) {
+        let at = reading.timestamp;
+        let faulted = |field: Field| findings.iter().any(|f| f.faulted_fields().contains(field));
+        for (field, slot, value) in [
+            (
+                Field::HeartRate,
+                &mut self.heart_rate,
+                reading.heart_rate_bpm,
+            ),
+            (Field::Spo2, &mut self.spo2, reading.spo2_pct),
+        ] {
+            if let Some(value) = value
+                && !faulted(field)
+                && slot.is_none_or(|(held, _)| held <= at)
+            {
+                *slot = Some((at, value));
+            }
+        }
+    }
+}
+
+/// The fields of `reading` that moved further from the previous reading than physiology
+/// allows within seconds, with the new and the previous value.
+fn jumped(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Vec<(Field, f64, f64)> {
+    let within = i64::try_from(rule.jump_within_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    let recent = |slot: Option<(Timestamp, f64)>| {
+        slot.filter(|(at, _)| (0..=within).contains(&reading.timestamp.saturating_sub(*at)))
+            .map(|(_, value)| value)
+    };
+    let mut out = Vec::new();
+    if let (Some(now), Some(before)) = (reading.heart_rate_bpm, recent(previous.heart_rate))
+        && (now - before).abs() >= rule.heart_rate_jump_bpm
+    {
+        out.push((Field::HeartRate, now, before));
+    }
+    if let (Some(now), Some(before)) = (reading.spo2_pct, recent(previous.spo2))
+        && before - now >= rule.spo2_drop_pct
+    {
+        out.push((Field::Spo2, now, before));
+    }
+    out
+}
+
+/// Whether a HIGH value is beyond what a sensor glitch plausibly produces.
+fn beyond_glitch(condition: AlertCondition, value: f64, rule: &ArtefactConfig) -> bool {
+    match condition {
+        AlertCondition::HeartRateHigh => value >= rule.immediate_heart_rate_at_or_above,
+        AlertCondition::HeartRateLow => value <= rule.immediate_heart_rate_at_or_below,
+        AlertCondition::Spo2Low => value <= rule.immediate_spo2_at_or_below,
+        AlertCondition::RespiratoryRateHigh => value >= rule.immediate_respiratory_rate_at_or_above,
+        AlertCondition::RespiratoryRateLow => value <= rule.immediate_respiratory_rate_at_or_below,
+        AlertCondition::SystolicBpLow => value <= rule.immediate_systolic_at_or_below,
+        _ => false,
+    }
+}
+
+/// Whether another trusted vital of the same reading is abnormal (scores in NEWS2): a second
+/// sensor agreeing that something is wrong with the patient.
+fn corroborated(
+    reading: &Reading,
+    condition: AlertCondition,
+    untrusted: FieldSet,
+    scale: Spo2Scale,
+) -> bool {
+    let own = match condition {
+        AlertCondition::HeartRateHigh | AlertCondition::HeartRateLow => Field::HeartRate,
+        AlertCondition::Spo2Low => Field::Spo2,
+        AlertCondition::RespiratoryRateHigh | AlertCondition::RespiratoryRateLow => {
+            Field::RespiratoryRate
+        }
+        AlertCondition::SystolicBpLow => Field::SystolicBp,
+        _ => return false,
+    };
+    let others: [(Field, Option<u8>); 5] = [
+        (
+            Field::HeartRate,
+            reading.heart_rate_bpm.map(news2::pulse_subscore),
+        ),
+        (
+            Field::Spo2,
+            reading
+                .spo2_pct
+                .map(|v| news2::spo2_subscore(v, scale, false)),
+        ),
+        (
+            Field::RespiratoryRate,
+            reading
+                .respiratory_rate_per_min
+                .map(news2::respiration_rate_subscore),
+        ),
+        (
+            Field::SystolicBp,
+            reading.systolic_bp_mmhg.map(news2::systolic_bp_subscore),
+        ),
+        (
+            Field::Consciousness,
+            reading.consciousness.map(news2::consciousness_subscore),
+        ),
+    ];
+    others.into_iter().any(|(field, subscore)| {
+        field != own && !untrusted.contains(field) && subscore.is_some_and(|s| s > 0)
+    })
 }

@@ -352,7 +352,7 @@ pub(super) fn criterion(spec: &EventSpec, scale: Spo2Scale) -> Criterion {
         EventKind::HrSpike | EventKind::Spo2Dip => Criterion {
             met: Box::new(|v| v.spike_hr.is_some() || v.spike_spo2.is_some()),
             critical: false,
-            conditions: vec![SensorFault],
+            conditions: vec![SensorFault, Artefact],
             owes_alert: false,
             artefact: true,
         },

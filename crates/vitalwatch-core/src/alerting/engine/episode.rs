@@ -1,14 +1,13 @@
 //! One condition's episode on one device: onset, folding, upgrade, clearing with hysteresis,
 //! latching and resolution. Called by [`super::AlertEngine`] with the pieces it borrows.
 
-use super::{Ctx, DeviceAlertState, Pause, Pending, Track, secs_to_micros, transition};
-use crate::alerting::config::Onset;
+use super::{Ctx, DeviceAlertState, Pause, Pending, Track, onset, secs_to_micros, transition};
 use crate::alerting::signal::{self, Observation, Side};
 use crate::alerting::{
     Alert, AlertClass, AlertCondition, AlertId, AlertState, Priority, TransitionKind,
 };
-use crate::telemetry::{DeviceId, Timestamp};
-use std::collections::{HashMap, VecDeque};
+use crate::telemetry::DeviceId;
+use std::collections::HashMap;
 
 impl Ctx<'_> {
     pub(super) fn apply(
@@ -32,11 +31,37 @@ impl Ctx<'_> {
                 mild,
                 value,
                 threshold,
+                immediate,
             } => {
                 track.clear_since = None;
+                onset::remember(&mut track.seen, self.now, Some((priority, mild)));
+                let earned = if immediate && priority == Priority::High {
+                    Some(Priority::High)
+                } else {
+                    onset::earned(self.config, settings.onset, &track.seen, self.now)
+                };
                 if let Some(id) = track.alert {
-                    self.fold(id, track, &device.pauses, priority, value, threshold);
-                    return;
+                    let latched = self
+                        .alerts
+                        .get(&id)
+                        .is_some_and(|alert| !alert.condition_present);
+                    if !latched {
+                        // An upgrade to HIGH needs its own persistence (or corroboration): one
+                        // artefact must not turn a MEDIUM alert into a latching HIGH one.
+                        let current = self.alerts.get(&id).map_or(priority, |a| a.priority);
+                        let priority = if priority == Priority::High && priority > current {
+                            earned.unwrap_or(current).max(current)
+                        } else {
+                            priority
+                        };
+                        self.fold(id, track, &device.pauses, priority, value, threshold);
+                        return;
+                    }
+                    // The latched episode's condition had cleared: this is a new event, which
+                    // gets an episode of its own instead of being swallowed by the old one.
+                    let seen = std::mem::take(&mut track.seen);
+                    self.resolve(id, None, track);
+                    track.seen = seen;
                 }
                 let pending = track.pending.get_or_insert(Pending {
                     count: 0,
@@ -46,40 +71,22 @@ impl Ctx<'_> {
                     threshold,
                 });
                 pending.count += 1;
-                pending.priority = pending.priority.max(priority);
                 pending.mild &= mild;
                 pending.value = value;
                 pending.threshold = threshold;
-                let onset = settings.onset.unwrap_or_else(|| {
-                    self.config
-                        .onset
-                        .for_priority(pending.priority, pending.mild)
-                });
-                track.seen.push_back(self.now);
-                forget_outside(&mut track.seen, onset, self.now);
-                if onset_met(onset, &track.seen, self.now) {
+                if let Some(earned) = earned {
+                    pending.priority = earned;
                     let pending = *pending;
                     track.pending = None;
-                    track.seen.clear();
                     self.raise(device_id, &device.pauses, condition, pending, track);
                 }
             }
             Observation::Absent { value } => {
-                if let Some(pending) = track.pending {
-                    let onset = settings.onset.unwrap_or_else(|| {
-                        self.config
-                            .onset
-                            .for_priority(pending.priority, pending.mild)
-                    });
-                    // Without a window one absent reading starts the count again; with one,
-                    // the pending condition lapses once nothing is left within the window.
-                    match onset.window_s {
-                        None => track.seen.clear(),
-                        Some(_) => forget_outside(&mut track.seen, onset, self.now),
-                    }
-                    if track.seen.is_empty() {
-                        track.pending = None;
-                    }
+                onset::remember(&mut track.seen, self.now, None);
+                if track.pending.is_some()
+                    && !onset::any_recent(self.config, settings.onset, &track.seen, self.now)
+                {
+                    track.pending = None;
                 }
                 let Some(id) = track.alert else { return };
                 let Some(alert) = self.alerts.get(&id) else {
@@ -243,30 +250,4 @@ impl Ctx<'_> {
         self.out
             .push(transition(TransitionKind::Resolved, &alert, self.now));
     }
-}
-
-/// Drops the sightings older than the onset window (all but the latest `readings` when there
-/// is no window: consecutive readings only count from the first of the run).
-fn forget_outside(seen: &mut VecDeque<Timestamp>, onset: Onset, now: Timestamp) {
-    if let Some(window_s) = onset.window_s {
-        let from = now.saturating_add_micros(-secs_to_micros(window_s));
-        while seen.front().is_some_and(|at| *at < from) {
-            seen.pop_front();
-        }
-    }
-    // Bound the memory of a condition that is seen for hours without raising (priority `None`
-    // never gets here; an onset needs at most `readings` sightings plus its span).
-    let keep = usize::try_from(onset.readings).unwrap_or(usize::MAX).max(1) * 64;
-    while seen.len() > keep {
-        seen.pop_front();
-    }
-}
-
-/// Whether the sightings meet the onset: enough of them, spanning long enough.
-fn onset_met(onset: Onset, seen: &VecDeque<Timestamp>, now: Timestamp) -> bool {
-    let enough = seen.len() >= usize::try_from(onset.readings).unwrap_or(usize::MAX);
-    enough
-        && seen
-            .front()
-            .is_some_and(|first| now.saturating_sub(*first) >= secs_to_micros(onset.secs))
 }

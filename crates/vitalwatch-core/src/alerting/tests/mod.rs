@@ -10,6 +10,7 @@ use crate::telemetry::{DeviceId, Reading, Timestamp};
 use AlertCondition::*;
 use TransitionKind::*;
 
+mod artefacts;
 mod timers;
 mod vitals;
 use std::collections::HashMap;
@@ -163,6 +164,17 @@ fn script(parts: &[Vec<(i64, Step)>]) -> Vec<(i64, Step)> {
 
 use Priority::{High, Low, Medium};
 
+/// `config` with HIGH raised on the first reading (no persistence), for tests of other
+/// features that start from one HIGH reading.
+fn high_at_once(mut config: AlertConfig) -> AlertConfig {
+    config.onset.high = Onset {
+        readings: 1,
+        secs: 0,
+        window_s: None,
+    };
+    config
+}
+
 /// The default config without DEVICE_OFFLINE, for scripts that tick without readings.
 fn no_offline() -> AlertConfig {
     let mut config = AlertConfig::default();
@@ -207,11 +219,26 @@ fn seed_complaint_hr_105_for_an_hour_is_one_episode() {
 #[test]
 fn onset_delay_by_priority() {
     let config = AlertConfig::default;
-    // HIGH (pulse ≥ 131) raises on the first reading.
+    // HIGH (pulse ≥ 131) needs 2 readings within 15 s (issue 18: it used to raise, and
+    // latch, on one reading, which may be an artefact) ...
+    check(config(), &[(0, Step::Vitals(135.0, 36.8))], &[]);
     check(
         config(),
-        &[(0, Step::Vitals(135.0, 36.8))],
-        &[(0, Raised, 1, HeartRateHigh, High)],
+        &[
+            (0, Step::Vitals(135.0, 36.8)),
+            (5, Step::Vitals(80.0, 36.8)),
+            (10, Step::Vitals(135.0, 36.8)),
+        ],
+        &[(10, Raised, 1, HeartRateHigh, High)],
+    );
+    check(
+        config(),
+        &[
+            (0, Step::Vitals(135.0, 36.8)),
+            (10, Step::Vitals(80.0, 36.8)),
+            (20, Step::Vitals(135.0, 36.8)),
+        ],
+        &[],
     );
     // MEDIUM (pulse 111–130) needs 3 readings and 15 s.
     check(
@@ -248,14 +275,15 @@ fn onset_delay_by_priority() {
         ]),
         &[],
     );
-    // A pending MEDIUM that turns HIGH raises at once, as HIGH.
+    // A pending MEDIUM that turns HIGH raises as HIGH once the HIGH value persists.
     check(
         config(),
         &[
             (0, Step::Vitals(115.0, 36.8)),
             (5, Step::Vitals(140.0, 36.8)),
+            (10, Step::Vitals(140.0, 36.8)),
         ],
-        &[(5, Raised, 1, HeartRateHigh, High)],
+        &[(10, Raised, 1, HeartRateHigh, High)],
     );
     // Mild (HR 55 asleep: outside 60–100, NEWS2 0): LOW only after 10 readings and 5 min.
     check(config(), &every(0, 300, 5, Step::Vitals(55.0, 36.8)), &[]);
@@ -274,11 +302,11 @@ fn onset_delay_by_priority() {
         &every(0, 20, 5, Step::Vitals(72.0, 39.5)),
         &[(15, Raised, 1, TemperatureHigh, Medium)],
     );
-    // 34.5 °C scores 3: HIGH at once.
+    // 34.5 °C scores 3: HIGH on the second reading.
     check(
         config(),
-        &[(0, Step::Vitals(72.0, 34.5))],
-        &[(0, Raised, 1, TemperatureLow, High)],
+        &[(0, Step::Vitals(72.0, 34.5)), (5, Step::Vitals(72.0, 34.5))],
+        &[(5, Raised, 1, TemperatureLow, High)],
     );
 }
 
@@ -353,6 +381,7 @@ fn repeats_fold_and_upgrade_priority() {
             vec![
                 (61, Step::Vitals(118.0, 36.8)),
                 (62, Step::Vitals(132.0, 36.8)),
+                (62, Step::Vitals(132.0, 36.8)),
             ],
             vec![(63, Step::Vitals(105.0, 36.8))],
         ]),
@@ -367,20 +396,32 @@ fn repeats_fold_and_upgrade_priority() {
     assert_eq!(upgrades, [Medium, High]);
     let alert = result.engine.alert(AlertId(1)).expect("open");
     assert_eq!(alert.priority, High, "priority is never downgraded");
-    assert_eq!(alert.count, 24);
+    assert_eq!(alert.count, 25);
     assert_eq!(alert.last_value, Some(105.0));
 }
 
 #[test]
 fn latching_high_alerts() {
     let steps = script(&[
-        vec![(0, Step::Vitals(135.0, 36.8))],
-        every(3, 120, 3, Step::Vitals(80.0, 36.8)),
+        vec![
+            (0, Step::Vitals(135.0, 36.8)),
+            (3, Step::Vitals(135.0, 36.8)),
+        ],
+        every(6, 120, 3, Step::Vitals(80.0, 36.8)),
     ]);
     let latched = check(
         AlertConfig::default(),
         &steps,
-        &[(0, Raised, 1, HeartRateHigh, High)],
+        &[(3, Raised, 1, HeartRateHigh, High)],
+    );
+    // One reading alone (an artefact) raises nothing, so nothing latches.
+    check(
+        AlertConfig::default(),
+        &script(&[
+            vec![(0, Step::Vitals(135.0, 36.8))],
+            every(3, 120, 3, Step::Vitals(80.0, 36.8)),
+        ]),
+        &[],
     );
     let alert = latched.engine.alert(AlertId(1)).expect("still open");
     assert!(!alert.condition_present);
@@ -390,21 +431,27 @@ fn latching_high_alerts() {
         AlertConfig::default(),
         &script(&[steps.clone(), vec![(130, Step::Ack(1))]]),
         &[
-            (0, Raised, 1, HeartRateHigh, High),
+            (3, Raised, 1, HeartRateHigh, High),
             (130, Acknowledged, 1, HeartRateHigh, High),
             (130, Resolved, 1, HeartRateHigh, High),
         ],
     );
-    // The condition coming back while latched folds into the same alert.
-    let back = run(
+    // The condition coming back after the latched one cleared is a new event: a new episode
+    // (issue 18: it used to fold into the latched alert, "detected" before it happened).
+    check(
         AlertConfig::default(),
-        &script(&[steps.clone(), vec![(130, Step::Vitals(140.0, 36.8))]]),
-    );
-    assert!(
-        back.engine
-            .alert(AlertId(1))
-            .expect("open")
-            .condition_present
+        &script(&[
+            steps.clone(),
+            vec![
+                (130, Step::Vitals(140.0, 36.8)),
+                (135, Step::Vitals(140.0, 36.8)),
+            ],
+        ]),
+        &[
+            (3, Raised, 1, HeartRateHigh, High),
+            (130, Resolved, 1, HeartRateHigh, High),
+            (135, Raised, 2, HeartRateHigh, High),
+        ],
     );
     // Without latching, it resolves after the hold like any other.
     let no_latch = AlertConfig {
@@ -415,18 +462,18 @@ fn latching_high_alerts() {
         no_latch,
         &steps,
         &[
-            (0, Raised, 1, HeartRateHigh, High),
-            (63, Resolved, 1, HeartRateHigh, High),
+            (3, Raised, 1, HeartRateHigh, High),
+            (66, Resolved, 1, HeartRateHigh, High),
         ],
     );
     // An acknowledged HIGH alert does not latch.
     check(
         AlertConfig::default(),
-        &script(&[steps, vec![(1, Step::Ack(1))]]),
+        &script(&[steps, vec![(4, Step::Ack(1))]]),
         &[
-            (0, Raised, 1, HeartRateHigh, High),
-            (1, Acknowledged, 1, HeartRateHigh, High),
-            (63, Resolved, 1, HeartRateHigh, High),
+            (3, Raised, 1, HeartRateHigh, High),
+            (4, Acknowledged, 1, HeartRateHigh, High),
+            (66, Resolved, 1, HeartRateHigh, High),
         ],
     );
 }
@@ -437,12 +484,17 @@ fn acknowledged_alert_reopens_when_priority_rises() {
         AlertConfig::default(),
         &script(&[
             every(0, 20, 5, Step::Vitals(115.0, 36.8)),
-            vec![(20, Step::Ack(1)), (25, Step::Vitals(140.0, 36.8))],
+            vec![
+                (20, Step::Ack(1)),
+                (25, Step::Vitals(140.0, 36.8)),
+                (30, Step::Vitals(140.0, 36.8)),
+            ],
         ]),
         &[
             (15, Raised, 1, HeartRateHigh, Medium),
             (20, Acknowledged, 1, HeartRateHigh, Medium),
-            (25, Reopened, 1, HeartRateHigh, High),
+            // One HIGH reading is not enough to reopen it; the second is.
+            (30, Reopened, 1, HeartRateHigh, High),
         ],
     );
     let alert = result.engine.alert(AlertId(1)).expect("open");
@@ -503,16 +555,19 @@ fn higher_priority_sounds_through_a_pause() {
             every(0, 20, 5, Step::Edit(fever)),
             vec![(20, Step::Silence(1, 120))],
             every(25, 45, 5, Step::Edit(fever_and_low_spo2)),
-            vec![(50, Step::Edit(fever_and_bradycardia))],
+            vec![
+                (50, Step::Edit(fever_and_bradycardia)),
+                (51, Step::Edit(fever_and_bradycardia)),
+            ],
         ]),
         &[
             (15, Raised, 1, TemperatureHigh, Medium),
             (20, Silenced, 1, TemperatureHigh, Medium),
             (40, Raised, 2, Spo2Low, Medium),
-            (50, Raised, 3, HeartRateLow, High),
+            (51, Raised, 3, HeartRateLow, High),
         ],
     );
-    let now = at(51);
+    let now = at(52);
     let audible = |id| result.engine.alert(AlertId(id)).expect("open").audible(now);
     assert!(!audible(1));
     assert!(!audible(2), "a new alert of equal priority starts paused");
@@ -599,7 +654,13 @@ fn news2_condition() {
         r.respiratory_rate_per_min = Some(16.0);
         r.consciousness = Some(crate::telemetry::Consciousness::Confusion);
     }
-    let result = run(AlertConfig::default(), &[(0, Step::Edit(deteriorating))]);
+    let result = run(
+        AlertConfig::default(),
+        &[
+            (0, Step::Edit(deteriorating)),
+            (5, Step::Edit(deteriorating)),
+        ],
+    );
     let news2 = result
         .log
         .iter()
@@ -658,7 +719,8 @@ fn restore_after_restart() {
     reading.heart_rate_bpm = Some(135.0);
     reading.battery_pct = Some(90.0);
     reading.signal_strength_dbm = Some(-55.0);
-    reading.spo2_pct = Some(85.0);
+    // SpO2 84 is beyond a glitch and the pulse of 135 corroborates it: HIGH at once.
+    reading.spo2_pct = Some(84.0);
     let mut findings = Vec::new();
     rules::check(&reading, &RuleSet::default(), &mut findings);
     let transitions = engine.observe(&reading, &findings, None, at(30));

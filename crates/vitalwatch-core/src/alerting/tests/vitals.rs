@@ -1,5 +1,6 @@
-//! Every NEWS2 parameter scoring 3 raises a HIGH condition of its own, and severe hypertension
-//! a MEDIUM one (issue 18, point 2): one table, one reading every 5 s for 90 s.
+//! Every NEWS2 parameter scoring 3 raises a HIGH condition of its own (on its second reading,
+//! the HIGH persistence; new confusion at once), and severe hypertension a MEDIUM one (issue
+//! 18, point 2): one table, one reading every 5 s for 90 s.
 
 use super::*;
 use crate::telemetry::Consciousness;
@@ -23,7 +24,7 @@ fn raised(edit: fn(&mut Reading), only: &[AlertCondition]) -> Vec<(i64, AlertCon
 }
 
 #[test]
-fn each_parameter_scoring_3_is_high_at_once() {
+fn each_parameter_scoring_3_is_high_on_its_second_reading() {
     type Case = (
         &'static str,
         fn(&mut Reading),
@@ -33,12 +34,12 @@ fn each_parameter_scoring_3_is_high_at_once() {
         (
             "RR 6",
             |r| r.respiratory_rate_per_min = Some(6.0),
-            vec![(0, RespiratoryRateLow, High)],
+            vec![(5, RespiratoryRateLow, High)],
         ),
         (
             "RR 8",
             |r| r.respiratory_rate_per_min = Some(8.0),
-            vec![(0, RespiratoryRateLow, High)],
+            vec![(5, RespiratoryRateLow, High)],
         ),
         (
             "RR 10 scores 1: LOW after its onset",
@@ -63,7 +64,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
         (
             "RR 25",
             |r| r.respiratory_rate_per_min = Some(25.0),
-            vec![(0, RespiratoryRateHigh, High)],
+            vec![(5, RespiratoryRateHigh, High)],
         ),
         (
             "SBP 85",
@@ -71,7 +72,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.systolic_bp_mmhg = Some(85.0)
             },
-            vec![(0, SystolicBpLow, High)],
+            vec![(5, SystolicBpLow, High)],
         ),
         (
             "SBP 90",
@@ -79,7 +80,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.systolic_bp_mmhg = Some(90.0)
             },
-            vec![(0, SystolicBpLow, High)],
+            vec![(5, SystolicBpLow, High)],
         ),
         (
             "SBP 95 scores 2",
@@ -103,7 +104,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.systolic_bp_mmhg = Some(220.0)
             },
-            vec![(0, BloodPressureHigh, High)],
+            vec![(5, BloodPressureHigh, High)],
         ),
         (
             "SBP 200: severe hypertension, MEDIUM",
@@ -161,7 +162,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.heart_rate_bpm = Some(131.0)
             },
-            vec![(0, HeartRateHigh, High)],
+            vec![(5, HeartRateHigh, High)],
         ),
         (
             "pulse 40",
@@ -169,7 +170,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.heart_rate_bpm = Some(40.0)
             },
-            vec![(0, HeartRateLow, High)],
+            vec![(5, HeartRateLow, High)],
         ),
         (
             "SpO2 91",
@@ -177,7 +178,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.spo2_pct = Some(91.0)
             },
-            vec![(0, Spo2Low, High)],
+            vec![(5, Spo2Low, High)],
         ),
         (
             "35.0 °C",
@@ -185,7 +186,7 @@ fn each_parameter_scoring_3_is_high_at_once() {
                 r.respiratory_rate_per_min = Some(16.0);
                 r.body_temp_c = Some(35.0)
             },
-            vec![(0, TemperatureLow, High)],
+            vec![(5, TemperatureLow, High)],
         ),
     ];
     let vitals = [
