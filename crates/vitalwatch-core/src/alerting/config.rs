@@ -370,6 +370,13 @@ pub struct ArtefactConfig {
     pub spo2_drop_pct: f64,
     /// ... within this many seconds of the previous reading (default 10).
     pub jump_within_s: u64,
+    /// A temperature falling at least this fast (°C per minute, over a minute or more) is a
+    /// probe coming off, not a patient cooling (default 1.0: even cold-water immersion cools
+    /// the core far slower).
+    pub probe_fall_c_per_min: f64,
+    /// Below this (default 33 °C) with a normal pulse and no other abnormal vital, the probe is
+    /// off: a patient that cold is bradycardic or otherwise unwell.
+    pub probe_off_below_c: f64,
     /// Corroborated values at or beyond these raise HIGH at once.
     pub immediate_heart_rate_at_or_above: f64,
     pub immediate_heart_rate_at_or_below: f64,
@@ -385,6 +392,8 @@ impl Default for ArtefactConfig {
             heart_rate_jump_bpm: 60.0,
             spo2_drop_pct: 15.0,
             jump_within_s: 10,
+            probe_fall_c_per_min: 1.0,
+            probe_off_below_c: 33.0,
             immediate_heart_rate_at_or_above: 150.0,
             immediate_heart_rate_at_or_below: 35.0,
             immediate_spo2_at_or_below: 84.0,
@@ -519,6 +528,8 @@ impl AlertConfig {
         let finite = [
             artefact.heart_rate_jump_bpm,
             artefact.spo2_drop_pct,
+            artefact.probe_fall_c_per_min,
+            artefact.probe_off_below_c,
             artefact.immediate_heart_rate_at_or_above,
             artefact.immediate_heart_rate_at_or_below,
             artefact.immediate_spo2_at_or_below,
@@ -529,6 +540,7 @@ impl AlertConfig {
         if finite.iter().any(|v| !v.is_finite())
             || artefact.heart_rate_jump_bpm <= 0.0
             || artefact.spo2_drop_pct <= 0.0
+            || artefact.probe_fall_c_per_min <= 0.0
         {
             return Err(invalid(
                 "artefact",

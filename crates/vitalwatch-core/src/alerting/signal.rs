@@ -123,6 +123,13 @@ pub(super) fn observe(
     for (field, _, _) in &jump {
         faulted.insert(*field);
     }
+    // A temperature probe sliding off: technical, not hypothermia.
+    let probe_off = (!faulted.contains(Field::BodyTemp))
+        .then(|| probe_off(reading, previous, &config.artefact))
+        .flatten();
+    if probe_off.is_some() {
+        faulted.insert(Field::BodyTemp);
+    }
     let finding = |kind: AnomalyType| findings.iter().find(|f| f.kind == kind);
     let graded = |condition: AlertCondition, subscore: u8| {
         let fixed = config.condition(condition).priority;
@@ -365,6 +372,15 @@ pub(super) fn observe(
     for (condition, kind, measured) in flags {
         let obs = match (finding(kind), measured) {
             (Some(f), _) => fixed(condition, f),
+            (None, _) if condition == AlertCondition::SensorFault && probe_off.is_some() => {
+                Observation::Present {
+                    priority: config.condition(condition).priority,
+                    immediate: false,
+                    mild: false,
+                    value: reading.body_temp_c,
+                    threshold: probe_off,
+                }
+            }
             // A flag condition with no value to measure is absent when not found.
             (None, None) => Observation::Absent { value: None },
             (None, Some(Some(value))) => Observation::Absent { value: Some(value) },
@@ -395,7 +411,12 @@ pub(super) fn observe(
 pub(super) struct Previous {
     heart_rate: Option<(Timestamp, f64)>,
     spo2: Option<(Timestamp, f64)>,
+    /// Trusted temperatures of the last few minutes, oldest first, for the probe-off rate.
+    temperatures: [Option<(Timestamp, f64)>; TEMPERATURE_HISTORY],
 }
+
+/// How many past temperatures are kept (one per 30 s at most, so about 4 minutes).
+const TEMPERATURE_HISTORY: usize = 8;
 
 impl Previous {
     /// Remembers `reading`'s pulse and SpO2 unless an older reading arrives late; values a
@@ -418,6 +439,30 @@ impl Previous {
                 *slot = Some((at, value));
             }
         }
+        if let Some(temp) = reading.body_temp_c
+            && !faulted(Field::BodyTemp)
+        {
+            let newest = self.temperatures.iter().flatten().map(|(t, _)| *t).max();
+            // One sample per 30 s is enough to see a fall over minutes.
+            if newest.is_none_or(|newest| at.saturating_sub(newest) >= 30_000_000) {
+                self.temperatures.rotate_left(1);
+                self.temperatures[TEMPERATURE_HISTORY - 1] = Some((at, temp));
+            }
+        }
+    }
+
+    /// The fastest fall (°C per minute) from a kept temperature at least 60 s old to `now`.
+    fn temperature_fall_c_per_min(&self, at: Timestamp, temp: f64) -> f64 {
+        self.temperatures
+            .iter()
+            .flatten()
+            .filter_map(|(then, before)| {
+                let minutes = at.saturating_sub(*then) as f64 / 60e6;
+                (1.0..=5.0)
+                    .contains(&minutes)
+                    .then(|| (before - temp) / minutes)
+            })
+            .fold(0.0, f64::max)
     }
 }
 
@@ -443,6 +488,34 @@ fn jumped(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Vec<
         out.push((Field::Spo2, now, before));
     }
     out
+}
+
+/// A temperature probe that is off or sliding off (issue 18, point 4): the temperature falls
+/// faster than a body cools (`probe_fall_c_per_min` over a minute or more), or is below
+/// `probe_off_below_c` while the pulse is normal and no other vital scores in NEWS2 (a body
+/// that cold is bradycardic or otherwise unwell). Returns the limit crossed.
+fn probe_off(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Option<f64> {
+    let temp = reading.body_temp_c?;
+    if previous.temperature_fall_c_per_min(reading.timestamp, temp) >= rule.probe_fall_c_per_min {
+        return Some(rule.probe_fall_c_per_min);
+    }
+    let pulse_normal = reading
+        .heart_rate_bpm
+        .is_some_and(|hr| news2::pulse_subscore(hr) == 0);
+    let no_other_sign = [
+        reading
+            .respiratory_rate_per_min
+            .map(news2::respiration_rate_subscore),
+        reading
+            .spo2_pct
+            .map(|v| news2::spo2_subscore(v, Spo2Scale::Scale1, false)),
+        reading.systolic_bp_mmhg.map(news2::systolic_bp_subscore),
+        reading.consciousness.map(news2::consciousness_subscore),
+    ]
+    .into_iter()
+    .all(|subscore| subscore.is_none_or(|s| s == 0));
+    (temp < rule.probe_off_below_c && pulse_normal && no_other_sign)
+        .then_some(rule.probe_off_below_c)
 }
 
 /// Whether a HIGH value is beyond what a sensor glitch plausibly produces.

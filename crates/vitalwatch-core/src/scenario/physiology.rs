@@ -167,7 +167,8 @@ pub(super) fn vitals_at(patient: &Patient, t: f64, time_of_day_s: f64) -> Vitals
             }
             EventKind::ProbeOff => {
                 if active {
-                    v.probe_off = Some(spec.magnitude.unwrap_or(22.0));
+                    // With `ramp_s`, the probe slides off: body temperature to the room's.
+                    v.probe_off = Some(toward(v.body_temp, 22.0, 0));
                 }
             }
             EventKind::HrArtefact => v.hr_artefact |= active,

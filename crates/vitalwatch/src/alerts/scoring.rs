@@ -232,3 +232,80 @@ pub fn alert_listing(results: &[ScenarioResult]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertingConfig;
+    use std::path::Path;
+    use vitalwatch_core::rules::RuleSet;
+    use vitalwatch_core::scenario::{self, Scenario};
+
+    /// Issue 18's aims on the shipped scenarios, with the default configuration: every
+    /// critical event detected by a MEDIUM or HIGH alert within 30 s of its onset (the NEWS2
+    /// alarm within 60 s for slow NEWS2 rises), no HIGH alarm from a single-reading artefact,
+    /// and at most 0.5 false physiological alerts per patient-day.
+    #[test]
+    fn issue_18_the_shipped_scenarios_meet_the_aims() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .expect("the shipped scenarios")
+            .map(|entry| entry.expect("a directory entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        paths.sort();
+        assert!(paths.len() >= 16, "{paths:?}");
+        let alerting = AlertingConfig::default();
+        let settings = ReplaySettings {
+            engine: alerting.engine.clone(),
+            sensor: alerting.sensor_fault,
+            news2_window_s: alerting.news2_window_s,
+            site: RuleSet::default(),
+            overrides: Default::default(),
+            ticks: true,
+        };
+        let results: Vec<ScenarioResult> = paths
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).expect("readable");
+                let parsed: Scenario = toml::from_str(&text).expect("a valid scenario");
+                let generated = scenario::generate(&parsed).expect("generates");
+                evaluate_scenario(&parsed.name, &generated, &settings)
+            })
+            .collect();
+        let patient_days = results.iter().map(|r| r.patient_days).sum();
+        let total = merge(
+            &results.iter().map(|r| &r.engine).collect::<Vec<_>>(),
+            patient_days,
+        );
+        assert!(total.critical_events >= 20, "{total:?}");
+        assert_eq!(total.critical_detected, total.critical_events, "{total:?}");
+        assert!(
+            total.max_time_to_alert_s.is_some_and(|s| s <= 30.0),
+            "{total:?}"
+        );
+        assert!(
+            total.max_time_to_news2_s.is_some_and(|s| s <= 60.0),
+            "{total:?}"
+        );
+        assert_eq!(total.high_alarms_from_artefacts, 0, "{total:?}");
+        assert!(
+            total.false_physiological_alerts_per_patient_day <= 0.5,
+            "{total:?}"
+        );
+        for (kind, score) in &total.per_kind {
+            assert_eq!(score.missed, 0, "{kind}: {score:?}");
+        }
+        // The artefacts and benign events are there, and owed nothing.
+        for kind in ["hr_spike", "spo2_dip", "exercise", "clock_skew"] {
+            assert!(total.per_kind[kind].events > 0, "{kind}");
+        }
+        // The listing names every alert with its event or "false".
+        let listing = alert_listing(&results);
+        assert_eq!(
+            listing.lines().filter(|l| l.contains(" s ")).count(),
+            total.alerts,
+            "{listing}"
+        );
+    }
+}

@@ -224,3 +224,60 @@ fn artefact_settings_validate() {
             .contains("onset.high")
     );
 }
+
+#[test]
+fn a_probe_coming_off_is_technical_not_hypothermia() {
+    // (name, temperature at second t, pulse) → the conditions raised about temperature.
+    type Case = (&'static str, fn(i64) -> f64, f64, Vec<AlertCondition>);
+    let cases: Vec<Case> = vec![
+        // 36.8 → 30 °C over two minutes: far faster than a body cools.
+        (
+            "sliding off",
+            |t| {
+                if t < 300 {
+                    36.8
+                } else {
+                    (36.8 - (t - 300) as f64 * 0.057).max(30.0)
+                }
+            },
+            72.0,
+            vec![SensorFault],
+        ),
+        // 32 °C from the start with a normal pulse and nothing else wrong.
+        ("32 °C, pulse 72", |_| 32.0, 72.0, vec![SensorFault]),
+        // 32 °C with a pulse of 45: a cold patient.
+        (
+            "32 °C, pulse 45",
+            |_| 32.0,
+            45.0,
+            vec![HeartRateLow, TemperatureLow],
+        ),
+        // 34.5 °C reached over an hour: hypothermia, not the probe.
+        (
+            "slow fall",
+            |t| 36.8 - t as f64 * 2.5 / 3600.0,
+            72.0,
+            vec![TemperatureLow],
+        ),
+    ];
+    for (name, temperature, pulse, expected) in cases {
+        let config = AlertConfig::default();
+        let mut engine = AlertEngine::new(config, 0);
+        let mut raised = Vec::new();
+        for secs in (0..3600).step_by(5) {
+            let mut reading = Reading::empty(device("dev-1"), at(secs));
+            reading.heart_rate_bpm = Some(pulse);
+            reading.body_temp_c = Some((temperature(secs) * 10.0).round() / 10.0);
+            reading.respiratory_rate_per_min = Some(16.0);
+            let mut findings = Vec::new();
+            rules::check(&reading, &RuleSet::default(), &mut findings);
+            for t in engine.observe(&reading, &findings, None, at(secs)) {
+                if t.kind == Raised && !raised.contains(&t.alert.condition) {
+                    raised.push(t.alert.condition);
+                }
+            }
+        }
+        raised.sort();
+        assert_eq!(raised, expected, "{name}");
+    }
+}
