@@ -478,6 +478,7 @@ fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransi
         kind,
         alert: alert.clone(),
         at,
+        message: super::message(alert),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `engine`: [`AlertEngine`], the lifecycle: onset delay, de-duplication, priority upgrade,
 //!   hysteresis, latching, acknowledgement, audio pause, escalation, device offline.
 //! - `offline`: the pure device-offline deadline.
+//! - `message`: [`message`], the short text of an alert for people and pagers.
 //! - [`evaluate`]: scores a stream of transitions against labelled events.
 //!
 //! Alert conditions are a separate enum from [`crate::rules::AnomalyType`]: an anomaly type
@@ -23,6 +24,7 @@
 mod config;
 mod engine;
 pub mod evaluate;
+mod message;
 mod offline;
 mod signal;
 
@@ -33,6 +35,7 @@ pub use config::{
 };
 pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
 pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};
+pub use message::message;
 pub use offline::offline_deadline;
 
 use crate::telemetry::{DeviceId, Timestamp};
@@ -295,6 +298,10 @@ pub struct AlertTransition {
     pub alert: Alert,
     #[serde(with = "serde_time::ts")]
     pub at: Timestamp,
+    /// The alert's short text for people and pagers ([`message`]), as of this transition:
+    /// carried to webhooks, the MQTT alert topic and live events.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// Why a user action on an alert was refused.

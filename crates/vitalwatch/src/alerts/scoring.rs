@@ -56,11 +56,13 @@ pub fn seed_transitions(rows: &[SeedRow]) -> Vec<AlertTransition> {
             kind: TransitionKind::Raised,
             alert: alert.clone(),
             at: row.at,
+            message: String::new(),
         });
         out.push(AlertTransition {
             kind: TransitionKind::Resolved,
             alert,
             at: row.at,
+            message: String::new(),
         });
     }
     out

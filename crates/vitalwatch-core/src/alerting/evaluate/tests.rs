@@ -74,6 +74,7 @@ fn transitions(steps: &[(i64, Step)]) -> Vec<AlertTransition> {
             kind,
             alert: alerts[&id].clone(),
             at: now,
+            message: String::new(),
         });
     }
     out

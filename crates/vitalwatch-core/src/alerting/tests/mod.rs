@@ -210,6 +210,9 @@ fn seed_complaint_hr_105_for_an_hour_is_one_episode() {
     assert_eq!(resolved.alert.count, 1200);
     assert_eq!(resolved.alert.last_value, Some(105.0));
     assert_eq!(resolved.alert.resolved_by, None);
+    // Each transition carries the alert's message.
+    assert_eq!(result.log[0].message, "HR 105 bpm (limit 100), dev-1");
+    assert_eq!(resolved.message, "HR 105 bpm (limit 100) for 58 min, dev-1");
     // Folded readings refresh the store about once a minute, not once per reading.
     let updates = result.log.iter().filter(|t| t.kind == Updated).count();
     assert!((55..=60).contains(&updates), "{updates} updates");
