@@ -314,7 +314,12 @@ pub(super) fn observe(
                 ClinicalRisk::Medium => config.news2.medium,
                 ClinicalRisk::High => config.news2.high,
             };
-            if score.risk == ClinicalRisk::Low {
+            if score.risk == ClinicalRisk::Low && score.partial {
+                // A partial low score is only a lower bound: parameters that went missing (an
+                // hourly cuff, a 4-hourly ACVPU) are not normal. It neither raises nor clears
+                // (issue 18, point 5): only a complete observation set scoring lower clears.
+                Observation::Unknown
+            } else if score.risk == ClinicalRisk::Low {
                 Observation::Absent { value: None }
             } else {
                 Observation::Present {

@@ -682,6 +682,54 @@ fn news2_condition() {
 }
 
 #[test]
+fn a_news2_alert_clears_only_on_a_complete_set_scoring_lower() {
+    fn urgent(r: &mut Reading) {
+        // RR 23 (2) + SpO2 94 (1) + SBP 105 (1) + HR 95 (1) = 5, complete: MEDIUM.
+        r.respiratory_rate_per_min = Some(23.0);
+        r.spo2_pct = Some(94.0);
+        r.systolic_bp_mmhg = Some(105.0);
+        r.heart_rate_bpm = Some(95.0);
+        r.on_oxygen = Some(false);
+        r.consciousness = Some(crate::telemetry::Consciousness::Alert);
+    }
+    fn partial_normal(r: &mut Reading) {
+        // The cuff and the oximeter have gone quiet: a partial score of 0 is no evidence.
+        r.respiratory_rate_per_min = Some(16.0);
+    }
+    fn complete_normal(r: &mut Reading) {
+        r.respiratory_rate_per_min = Some(16.0);
+        r.spo2_pct = Some(97.0);
+        r.systolic_bp_mmhg = Some(120.0);
+        r.on_oxygen = Some(false);
+        r.consciousness = Some(crate::telemetry::Consciousness::Alert);
+    }
+    let news2_only = |steps: &[(i64, Step)]| -> Vec<(i64, TransitionKind)> {
+        run(AlertConfig::default(), steps)
+            .log
+            .iter()
+            .filter(|t| t.alert.condition == News2 && t.kind != Updated)
+            .map(|t| (t.at.micros() / 1_000_000 - T0, t.kind))
+            .collect()
+    };
+    let raise = every(0, 20, 5, Step::Edit(urgent));
+    assert_eq!(
+        news2_only(&script(&[
+            raise.clone(),
+            every(20, 600, 5, Step::Edit(partial_normal))
+        ])),
+        [(15, Raised)],
+        "a partial score must not resolve it (issue 18: it used to)"
+    );
+    assert_eq!(
+        news2_only(&script(&[
+            raise,
+            every(20, 600, 5, Step::Edit(complete_normal))
+        ])),
+        [(15, Raised), (140, Resolved)]
+    );
+}
+
+#[test]
 fn user_resolve_ends_the_episode_not_the_condition() {
     check(
         AlertConfig::default(),
