@@ -1,9 +1,10 @@
 //! Scenarios: a deterministic generator of labelled vital-sign streams, for evaluating alerting
 //! (`vitalwatch evaluate`) and for simulators.
 //!
-//! A [`Scenario`] names patients, each with a baseline and events (fever, tachycardia,
-//! bradycardia, hypoxia, a sepsis-like deterioration over hours, sensor artefacts, dropouts,
-//! battery drain). [`generate`] turns it into readings every `interval_s` with circadian
+//! A [`Scenario`] names patients, each with a baseline, per-patient settings (SpO2 scale,
+//! thresholds, oxygen) and events (fever, tachycardia, bradycardia, hypoxia, respiration and
+//! blood-pressure changes, hypothermia, arrhythmia, new confusion, a sepsis-like deterioration
+//! over hours, sensor artefacts, benign exercise, dropouts, battery drain). [`generate`] turns it into readings every `interval_s` with circadian
 //! variation and Gaussian noise, plus the ground truth as [`LabelledEvent`]s. The same scenario
 //! and seed always give the same readings. The format is documented in `docs/scenarios.md`.
 //!
@@ -11,14 +12,17 @@
 //! criterion (e.g. pulse ≥ 131 for a critical tachycardia, NEWS2 ≥ 5 for sepsis), not when the
 //! physiology starts to drift: that is the moment an alert is owed. Pure: no clock, no files.
 
-use crate::alerting::{AlertCondition, LabelledEvent};
-use crate::news2::{self, Spo2Scale};
+use crate::alerting::LabelledEvent;
+use crate::news2::Spo2Scale;
+use crate::rules::PatientThresholds;
 use crate::telemetry::{Consciousness, DeviceId, Reading, Timestamp, VitalKey};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+mod physiology;
 mod stream;
+use physiology::{Criterion, Vitals, criterion, vitals_at};
 pub use stream::{Stream, Transmission, stream};
 
 /// The longest scenario: 31 days, to keep a run bounded.
@@ -28,7 +32,7 @@ pub const MIN_INTERVAL_S: f64 = 0.5;
 
 /// The vitals every generated reading carries, in table order (diastolic BP is not modelled).
 /// The simulator's CSV has a column for each numeric one.
-pub const GENERATED_VITALS: [VitalKey; 9] = [
+pub const GENERATED_VITALS: [VitalKey; 10] = [
     VitalKey::HeartRate,
     VitalKey::BodyTemp,
     VitalKey::SignalStrength,
@@ -36,6 +40,7 @@ pub const GENERATED_VITALS: [VitalKey; 9] = [
     VitalKey::Spo2,
     VitalKey::RespiratoryRate,
     VitalKey::SystolicBp,
+    VitalKey::DiastolicBp,
     VitalKey::Consciousness,
     VitalKey::OnOxygen,
 ];
@@ -55,6 +60,10 @@ pub struct Scenario {
     /// Seconds between two readings of a device (the simulator's 5 s).
     #[serde(default = "default_interval")]
     pub interval_s: f64,
+    /// Simulated acknowledgement: an alert still asking for attention this many seconds after
+    /// it was raised (or reopened) is acknowledged by a nurse; `None`: nobody acknowledges.
+    #[serde(default)]
+    pub acknowledge_after_s: Option<u64>,
     pub patients: Vec<Patient>,
 }
 
@@ -72,8 +81,32 @@ pub struct Patient {
     pub device_id: String,
     #[serde(default)]
     pub baseline: Baseline,
+    /// The NEWS2 SpO2 scale a clinician chose for this patient (Scale 2: hypercapnic
+    /// respiratory failure with a prescribed 88–92 % target).
+    #[serde(default)]
+    pub spo2_scale: Spo2Scale,
+    /// The patient is on supplemental oxygen throughout (NEWS2 scores it 2).
+    #[serde(default)]
+    pub on_oxygen: bool,
+    /// Per-patient thresholds, validated as the service validates them.
+    #[serde(default)]
+    pub thresholds: Option<PatientThresholds>,
     #[serde(default)]
     pub events: Vec<EventSpec>,
+}
+
+impl Patient {
+    /// A patient with the default baseline and settings and no events.
+    pub fn new(device_id: impl Into<String>) -> Patient {
+        Patient {
+            device_id: device_id.into(),
+            baseline: Baseline::default(),
+            spo2_scale: Spo2Scale::Scale1,
+            on_oxygen: false,
+            thresholds: None,
+            events: Vec::new(),
+        }
+    }
 }
 
 /// A patient's resting values; defaults are a healthy adult.
@@ -145,6 +178,31 @@ pub enum EventKind {
     /// The device loses its connection but keeps measuring; what it buffered is sent in a
     /// burst when the connection comes back (at the event's end).
     Outage,
+    /// Respiration rises to `magnitude` /min (default 28), ramp 10 min.
+    Tachypnoea,
+    /// Respiration falls to `magnitude` /min (default 7), ramp 5 min.
+    Bradypnoea,
+    /// Systolic BP falls to `magnitude` mmHg (default 85), ramp 10 min.
+    Hypotension,
+    /// Systolic BP rises to `magnitude` mmHg (default 200), diastolic half as much, ramp 10 min.
+    Hypertension,
+    /// Temperature falls to `magnitude` °C (default 34.5), ramp 1 h.
+    Hypothermia,
+    /// An irregular rhythm (atrial fibrillation): pulse to `magnitude` bpm (default 118) with
+    /// 12 bpm of beat-to-beat variability, ramp 30 s.
+    Arrhythmia,
+    /// New confusion, or the ACVPU `level` ("C", "V", "P" or "U"; default "C").
+    Confusion,
+    /// Supplemental oxygen during the event (NEWS2 scores 2); owes no alert by itself.
+    Oxygen,
+    /// A benign confounder: exercise (a walk on the ward) raises the pulse to `magnitude` bpm
+    /// (default 110), respiration +4 /min and systolic +10 mmHg, ramp 2 min. Owes no alert.
+    Exercise,
+    /// A single-reading artefact: the pulse reads `magnitude` bpm (default 220) while the event
+    /// lasts (`end_s = onset_s + 1`: one reading). Owes no alert; a HIGH alarm is a false one.
+    HrSpike,
+    /// A single-reading artefact: SpO2 reads `magnitude` % (default 60), as `hr_spike`.
+    Spo2Dip,
 }
 
 impl EventKind {
@@ -163,6 +221,17 @@ impl EventKind {
             EventKind::ClockSkew => "clock_skew",
             EventKind::Duplicates => "duplicates",
             EventKind::Outage => "outage",
+            EventKind::Tachypnoea => "tachypnoea",
+            EventKind::Bradypnoea => "bradypnoea",
+            EventKind::Hypotension => "hypotension",
+            EventKind::Hypertension => "hypertension",
+            EventKind::Hypothermia => "hypothermia",
+            EventKind::Arrhythmia => "arrhythmia",
+            EventKind::Confusion => "confusion",
+            EventKind::Oxygen => "oxygen",
+            EventKind::Exercise => "exercise",
+            EventKind::HrSpike => "hr_spike",
+            EventKind::Spo2Dip => "spo2_dip",
         }
     }
 }
@@ -186,6 +255,37 @@ pub struct EventSpec {
     /// Seconds from onset to full effect (default: by kind).
     #[serde(default)]
     pub ramp_s: Option<u64>,
+    /// A gradual end: seconds before `end_s` over which the effect fades (default 0: abrupt).
+    #[serde(default)]
+    pub ramp_down_s: Option<u64>,
+    /// For `confusion`: the ACVPU letter ("C", "V", "P" or "U").
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+impl EventSpec {
+    /// An event with every optional field at its default.
+    pub fn new(kind: EventKind, onset_s: u64, end_s: u64) -> EventSpec {
+        EventSpec {
+            kind,
+            onset_s,
+            end_s,
+            label: None,
+            critical: None,
+            magnitude: None,
+            ramp_s: None,
+            ramp_down_s: None,
+            level: None,
+        }
+    }
+}
+
+/// What the replay needs to know of a patient beyond the readings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatientSettings {
+    pub device_id: DeviceId,
+    pub spo2_scale: Spo2Scale,
+    pub thresholds: Option<PatientThresholds>,
 }
 
 /// A scenario turned into readings and ground truth.
@@ -197,228 +297,16 @@ pub struct Generated {
     pub patient_days: f64,
     pub start: Timestamp,
     pub end: Timestamp,
+    /// Per patient, in scenario order.
+    pub patients: Vec<PatientSettings>,
+    /// The scenario's simulated acknowledgement delay.
+    pub acknowledge_after_s: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ScenarioError {
     #[error("scenario {scenario:?}: {problem}")]
     Invalid { scenario: String, problem: String },
-}
-
-/// The noise-free vitals of one patient at one time.
-#[derive(Clone, Copy, Debug)]
-struct Vitals {
-    heart_rate: f64,
-    body_temp: f64,
-    spo2: f64,
-    respiratory_rate: f64,
-    systolic_bp: f64,
-    signal_strength: f64,
-    battery: f64,
-    probe_off: Option<f64>,
-    hr_artefact: bool,
-    dropout: bool,
-    /// Measured but held back until the connection returns (an `outage` event).
-    outage: bool,
-}
-
-fn ramp(spec: &EventSpec, t: f64, default_ramp_s: u64) -> f64 {
-    let onset = spec.onset_s as f64;
-    if t < onset || t >= spec.end_s as f64 {
-        return 0.0;
-    }
-    let ramp = spec.ramp_s.unwrap_or(default_ramp_s) as f64;
-    if ramp <= 0.0 {
-        1.0
-    } else {
-        ((t - onset) / ramp).min(1.0)
-    }
-}
-
-fn vitals_at(patient: &Patient, t: f64, time_of_day_s: f64) -> Vitals {
-    let base = &patient.baseline;
-    // Lowest around 04:00, highest around 16:00.
-    let circadian = (2.0 * std::f64::consts::PI * (time_of_day_s - 10.0 * 3600.0) / 86_400.0).sin();
-    let mut v = Vitals {
-        heart_rate: base.heart_rate + base.circadian_hr * circadian,
-        body_temp: base.body_temp + 0.06 * base.circadian_hr * circadian,
-        spo2: base.spo2,
-        respiratory_rate: base.respiratory_rate,
-        systolic_bp: base.systolic_bp,
-        signal_strength: base.signal_strength,
-        battery: (base.battery_level - base.battery_drain_pct_per_h * t / 3600.0).max(0.0),
-        probe_off: None,
-        hr_artefact: false,
-        dropout: false,
-        outage: false,
-    };
-    for spec in &patient.events {
-        match spec.kind {
-            EventKind::Fever => {
-                let delta = spec.magnitude.unwrap_or(2.6) * ramp(spec, t, 900);
-                v.body_temp += delta;
-                v.heart_rate += 10.0 * delta;
-            }
-            EventKind::Tachycardia => {
-                let target = spec.magnitude.unwrap_or(140.0);
-                v.heart_rate += (target - v.heart_rate) * ramp(spec, t, 60);
-            }
-            EventKind::Bradycardia => {
-                let target = spec.magnitude.unwrap_or(38.0);
-                v.heart_rate += (target - v.heart_rate) * ramp(spec, t, 60);
-            }
-            EventKind::Hypoxia => {
-                let target = spec.magnitude.unwrap_or(88.0);
-                v.spo2 += (target - v.spo2) * ramp(spec, t, 120);
-            }
-            EventKind::Sepsis => {
-                let k = spec.magnitude.unwrap_or(1.0) * ramp(spec, t, 4 * 3600);
-                v.heart_rate += 50.0 * k;
-                v.body_temp += 2.4 * k;
-                v.respiratory_rate += 12.0 * k;
-                v.spo2 -= 6.0 * k;
-                v.systolic_bp -= 32.0 * k;
-            }
-            EventKind::ProbeOff => {
-                if ramp(spec, t, 0) > 0.0 {
-                    v.probe_off = Some(spec.magnitude.unwrap_or(22.0));
-                }
-            }
-            EventKind::HrArtefact => v.hr_artefact |= ramp(spec, t, 0) > 0.0,
-            EventKind::Dropout => v.dropout |= ramp(spec, t, 0) > 0.0,
-            EventKind::BatteryDrain => {
-                let onset = spec.onset_s as f64;
-                let until = t.min(spec.end_s as f64);
-                if until > onset {
-                    v.battery -= spec.magnitude.unwrap_or(20.0) * (until - onset) / 3600.0;
-                }
-                v.battery = v.battery.max(0.0);
-            }
-            EventKind::WeakSignal => {
-                let target = spec.magnitude.unwrap_or(-105.0);
-                v.signal_strength += (target - v.signal_strength) * ramp(spec, t, 60);
-            }
-            EventKind::Outage => v.outage |= ramp(spec, t, 0) > 0.0,
-            // Transport behaviours, applied by [`stream`]; the vitals are unchanged.
-            EventKind::ClockSkew | EventKind::Duplicates => {}
-        }
-    }
-    v
-}
-
-/// The event's clinical criterion on noise-free vitals, its default criticality, and the
-/// alert conditions that count as detecting it (empty: any alert on the device).
-/// When an event owes an alert, whether it is critical by default, and which conditions
-/// detect it.
-struct Criterion {
-    met: fn(&Vitals) -> bool,
-    critical: bool,
-    conditions: Vec<AlertCondition>,
-}
-
-fn criterion(spec: &EventSpec) -> Criterion {
-    use AlertCondition::*;
-    let m = spec.magnitude;
-    match spec.kind {
-        // A fever NEWS2 scores (≥ 38.1 °C); critical when it reaches 39.1 (scores 2).
-        EventKind::Fever => Criterion {
-            met: |v| v.body_temp >= 38.1,
-            critical: m.unwrap_or(2.6) + 36.8 >= 39.1,
-            conditions: vec![TemperatureHigh, HeartRateHigh, News2],
-        },
-        EventKind::Tachycardia => {
-            let target = m.unwrap_or(140.0);
-            let critical = target >= 131.0;
-            Criterion {
-                met: if critical {
-                    |v: &Vitals| v.heart_rate >= 131.0
-                } else {
-                    |v: &Vitals| v.heart_rate >= 111.0
-                },
-                critical,
-                conditions: vec![HeartRateHigh, News2],
-            }
-        }
-        EventKind::Bradycardia => {
-            let target = m.unwrap_or(38.0);
-            let critical = target <= 40.0;
-            Criterion {
-                met: if critical {
-                    |v: &Vitals| v.heart_rate <= 40.0
-                } else {
-                    |v: &Vitals| v.heart_rate <= 50.0
-                },
-                critical,
-                conditions: vec![HeartRateLow, News2],
-            }
-        }
-        EventKind::Hypoxia => {
-            let critical = m.unwrap_or(88.0) <= 91.0;
-            Criterion {
-                met: if critical {
-                    |v: &Vitals| v.spo2 <= 91.0
-                } else {
-                    |v: &Vitals| v.spo2 <= 95.0
-                },
-                critical,
-                conditions: vec![Spo2Low, News2],
-            }
-        }
-        // Urgent response: NEWS2 ≥ 5 on the noise-free vitals.
-        EventKind::Sepsis => Criterion {
-            met: |v| {
-                let inputs = news2::Inputs {
-                    respiration_rate_per_min: Some(v.respiratory_rate),
-                    spo2_pct: Some(v.spo2),
-                    on_oxygen: Some(false),
-                    systolic_bp_mmhg: Some(v.systolic_bp),
-                    pulse_bpm: Some(v.heart_rate),
-                    consciousness: Some(Consciousness::Alert),
-                    temperature_c: Some(v.body_temp),
-                };
-                news2::score(&inputs, Spo2Scale::Scale1).total >= 5
-            },
-            critical: true,
-            conditions: Vec::new(),
-        },
-        EventKind::ProbeOff => Criterion {
-            met: |v| v.probe_off.is_some(),
-            critical: true,
-            conditions: vec![SensorFault],
-        },
-        EventKind::HrArtefact => Criterion {
-            met: |v| v.hr_artefact,
-            critical: true,
-            conditions: vec![SensorFault],
-        },
-        EventKind::Dropout => Criterion {
-            met: |v| v.dropout,
-            critical: true,
-            conditions: vec![DeviceOffline],
-        },
-        EventKind::BatteryDrain => Criterion {
-            met: |v| v.battery < 10.0,
-            critical: false,
-            conditions: vec![LowBattery],
-        },
-        // The default rule table's weak-signal limit (below −100 dBm).
-        EventKind::WeakSignal => Criterion {
-            met: |v| v.signal_strength < -100.0,
-            critical: false,
-            conditions: vec![WeakSignal],
-        },
-        EventKind::Outage => Criterion {
-            met: |v| v.outage,
-            critical: true,
-            conditions: vec![DeviceOffline],
-        },
-        // Transport behaviours owe no alert: never met, so labelled as not critical.
-        EventKind::ClockSkew | EventKind::Duplicates => Criterion {
-            met: |_| false,
-            critical: false,
-            conditions: Vec::new(),
-        },
-    }
 }
 
 fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
@@ -477,6 +365,22 @@ fn validate(scenario: &Scenario) -> Result<(Timestamp, Vec<DeviceId>), ScenarioE
             if spec.magnitude.is_some_and(|m| !m.is_finite()) {
                 return Err(invalid("magnitude must be a finite number".to_owned()));
             }
+            let level_ok = spec
+                .level
+                .as_deref()
+                .is_none_or(|level| Consciousness::from_letter(level).is_some());
+            if !level_ok {
+                return Err(invalid(format!(
+                    "{} event of {}: level must be one of A, C, V, P, U",
+                    spec.kind.as_str(),
+                    patient.device_id
+                )));
+            }
+        }
+        if let Some(thresholds) = &patient.thresholds {
+            thresholds
+                .apply(&crate::rules::RuleSet::default())
+                .map_err(|err| invalid(format!("thresholds of {}: {err}", patient.device_id)))?;
         }
         devices.push(device);
     }
@@ -499,25 +403,33 @@ fn build_reading(
 ) -> Reading {
     let noise = patient.baseline.noise;
     let mut reading = Reading::empty(device.clone(), at);
-    reading.heart_rate_bpm = Some(if v.hr_artefact {
-        0.0
-    } else {
-        round_to((v.heart_rate + noise * draws[0]).max(20.0), 1.0)
+    reading.heart_rate_bpm = Some(match v.spike_hr {
+        _ if v.hr_artefact => 0.0,
+        Some(spike) => spike,
+        None => round_to(
+            (v.heart_rate + (noise + v.irregular_bpm) * draws[0]).max(20.0),
+            1.0,
+        ),
     });
     reading.body_temp_c = Some(match v.probe_off {
         Some(room) => round_to(room + 0.2 * draws[1], 0.1),
         None => round_to(v.body_temp + 0.04 * noise * draws[1], 0.1),
     });
-    reading.spo2_pct = Some(round_to((v.spo2 + 0.3 * noise * draws[2]).min(100.0), 1.0));
+    reading.spo2_pct = Some(match v.spike_spo2 {
+        Some(spike) => spike,
+        None => round_to((v.spo2 + 0.3 * noise * draws[2]).min(100.0), 1.0),
+    });
     reading.respiratory_rate_per_min = Some(round_to(
         (v.respiratory_rate + 0.5 * noise * draws[3]).max(4.0),
         1.0,
     ));
     reading.systolic_bp_mmhg = Some(round_to(v.systolic_bp + 2.0 * noise * draws[4], 1.0));
+    // The cuff measures both pressures together: the same draw, scaled.
+    reading.diastolic_bp_mmhg = Some(round_to(v.diastolic_bp + 1.3 * noise * draws[4], 1.0));
     reading.signal_strength_dbm = Some(round_to(v.signal_strength + 1.5 * noise * draws[5], 1.0));
     reading.battery_pct = Some(round_to(v.battery, 0.1));
-    reading.on_oxygen = Some(false);
-    reading.consciousness = Some(Consciousness::Alert);
+    reading.on_oxygen = Some(v.on_oxygen);
+    reading.consciousness = Some(v.consciousness);
     reading.seq = Some(tick);
     reading
 }
@@ -546,7 +458,10 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
             let v = vitals_at(patient, t, start_tod + t);
             for (event_idx, spec) in patient.events.iter().enumerate() {
                 let in_window = t >= spec.onset_s as f64 && t < spec.end_s as f64;
-                if in_window && onsets[idx][event_idx].is_none() && (criterion(spec).met)(&v) {
+                if in_window
+                    && onsets[idx][event_idx].is_none()
+                    && (criterion(spec, patient.spo2_scale).met)(&v)
+                {
                     onsets[idx][event_idx] = Some(t);
                 }
             }
@@ -564,12 +479,25 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
             let Criterion {
                 critical: default_critical,
                 conditions,
+                owes_alert,
+                artefact,
                 ..
-            } = criterion(spec);
+            } = criterion(spec, patient.spo2_scale);
             // An event whose criterion is never met (too mild to owe an alert) is labelled
-            // from its start and counted as not critical.
+            // from its start, owes nothing and is not critical; calling it critical is an error.
             let onset_t = onsets[idx][event_idx];
+            if spec.critical == Some(true) && onset_t.is_none() {
+                return Err(ScenarioError::Invalid {
+                    scenario: scenario.name.clone(),
+                    problem: format!(
+                        "{} event of {} is marked critical, but its criterion is never met",
+                        spec.kind.as_str(),
+                        patient.device_id
+                    ),
+                });
+            }
             let critical = spec.critical.unwrap_or(default_critical) && onset_t.is_some();
+            let owes_alert = owes_alert && onset_t.is_some();
             let onset_t = onset_t.unwrap_or(spec.onset_s as f64);
             events.push(LabelledEvent {
                 device_id: devices[idx].clone(),
@@ -581,6 +509,9 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
                 end: start.saturating_add_micros(spec.end_s as i64 * 1_000_000),
                 critical,
                 conditions,
+                owes_alert,
+                artefact,
+                began: Some(start.saturating_add_micros(spec.onset_s as i64 * 1_000_000)),
             });
         }
     }
@@ -591,24 +522,28 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
         patient_days: scenario.patients.len() as f64 * scenario.duration_s as f64 / 86_400.0,
         start,
         end,
+        patients: scenario
+            .patients
+            .iter()
+            .zip(&devices)
+            .map(|(patient, device_id)| PatientSettings {
+                device_id: device_id.clone(),
+                spo2_scale: patient.spo2_scale,
+                thresholds: patient.thresholds,
+            })
+            .collect(),
+        acknowledge_after_s: scenario.acknowledge_after_s,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerting::AlertCondition;
 
     #[test]
     fn generated_vitals_are_the_ones_readings_carry() {
-        let spec = EventSpec {
-            kind: EventKind::Sepsis,
-            onset_s: 600,
-            end_s: 3000,
-            label: None,
-            critical: None,
-            magnitude: None,
-            ramp_s: None,
-        };
+        let spec = EventSpec::new(EventKind::Sepsis, 600, 3000);
         let generated = generate(&scenario(vec![spec])).expect("valid");
         assert!(!generated.readings.is_empty());
         for reading in &generated.readings {
@@ -633,24 +568,16 @@ mod tests {
             start: default_start(),
             duration_s: 3600,
             interval_s: 5.0,
+            acknowledge_after_s: None,
             patients: vec![Patient {
-                device_id: "p-1".to_owned(),
-                baseline: Baseline::default(),
                 events,
+                ..Patient::new("p-1")
             }],
         }
     }
 
     fn event(kind: EventKind, onset_s: u64, end_s: u64) -> EventSpec {
-        EventSpec {
-            kind,
-            onset_s,
-            end_s,
-            label: None,
-            critical: None,
-            magnitude: None,
-            ramp_s: None,
-        }
+        EventSpec::new(kind, onset_s, end_s)
     }
 
     #[test]
@@ -715,5 +642,222 @@ mod tests {
                 .to_string()
                 .contains("interval_s")
         );
+        // A critical label on an event whose criterion is never met (pulse to 100 never
+        // reaches 111) is a mistake in the file, not a silent "not critical".
+        let mut mild = event(EventKind::Tachycardia, 600, 1200);
+        mild.magnitude = Some(100.0);
+        mild.critical = Some(true);
+        let err = generate(&scenario(vec![mild])).unwrap_err();
+        assert!(err.to_string().contains("criterion is never met"), "{err}");
+        let mut confused = event(EventKind::Confusion, 600, 1200);
+        confused.level = Some("X".to_owned());
+        let err = generate(&scenario(vec![confused])).unwrap_err();
+        assert!(err.to_string().contains("level"), "{err}");
+        let mut lax = scenario(Vec::new());
+        lax.patients[0].thresholds = Some(crate::rules::PatientThresholds {
+            heart_rate_max: Some(140.0),
+            ..Default::default()
+        });
+        let err = generate(&lax).unwrap_err();
+        assert!(err.to_string().contains("heart_rate_max"), "{err}");
+    }
+
+    /// The labelled event of a one-event scenario.
+    fn labelled(spec: EventSpec) -> LabelledEvent {
+        generate(&scenario(vec![spec])).expect("valid").events[0].clone()
+    }
+
+    #[test]
+    fn what_each_kind_owes() {
+        use crate::alerting::AlertCondition::*;
+        // (kind, magnitude, critical, owes an alert, artefact, first detecting condition)
+        type Case = (
+            EventKind,
+            Option<f64>,
+            bool,
+            bool,
+            bool,
+            Option<AlertCondition>,
+        );
+        let cases: &[Case] = &[
+            (
+                EventKind::Tachypnoea,
+                None,
+                true,
+                true,
+                false,
+                Some(RespiratoryRateHigh),
+            ),
+            (
+                EventKind::Tachypnoea,
+                Some(22.0),
+                false,
+                true,
+                false,
+                Some(RespiratoryRateHigh),
+            ),
+            (
+                EventKind::Bradypnoea,
+                None,
+                true,
+                true,
+                false,
+                Some(RespiratoryRateLow),
+            ),
+            (
+                EventKind::Hypotension,
+                None,
+                true,
+                true,
+                false,
+                Some(SystolicBpLow),
+            ),
+            (
+                EventKind::Hypertension,
+                None,
+                true,
+                true,
+                false,
+                Some(BloodPressureHigh),
+            ),
+            (
+                EventKind::Hypothermia,
+                None,
+                true,
+                true,
+                false,
+                Some(TemperatureLow),
+            ),
+            (
+                EventKind::Arrhythmia,
+                None,
+                false,
+                true,
+                false,
+                Some(HeartRateHigh),
+            ),
+            (
+                EventKind::Confusion,
+                None,
+                true,
+                true,
+                false,
+                Some(ConsciousnessChanged),
+            ),
+            (EventKind::Sepsis, Some(1.0), true, true, false, Some(News2)),
+            // Transport and benign events are detected by nothing and owe nothing.
+            (EventKind::Exercise, None, false, false, false, None),
+            (EventKind::Oxygen, None, false, false, false, None),
+            (EventKind::ClockSkew, None, false, false, false, None),
+            (EventKind::Duplicates, None, false, false, false, None),
+            // A single-reading artefact owes nothing; a SENSOR_FAULT is a fair answer.
+            (
+                EventKind::HrSpike,
+                None,
+                false,
+                false,
+                true,
+                Some(SensorFault),
+            ),
+            // Too mild to meet its criterion: owes nothing.
+            (
+                EventKind::Hypotension,
+                Some(115.0),
+                false,
+                false,
+                false,
+                Some(SystolicBpLow),
+            ),
+        ];
+        for &(kind, magnitude, critical, owes, artefact, first) in cases {
+            let mut spec = event(kind, 600, 3000);
+            spec.magnitude = magnitude;
+            spec.ramp_s = Some(600);
+            let event = labelled(spec);
+            let got = (
+                event.critical,
+                event.owes_alert,
+                event.artefact,
+                event.conditions.first().copied(),
+            );
+            assert_eq!(
+                got,
+                (critical, owes, artefact, first),
+                "{kind:?} {magnitude:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn new_kinds_shape_the_readings() {
+        let at = |generated: &Generated, secs: i64| {
+            generated
+                .readings
+                .iter()
+                .find(|r| r.timestamp == Timestamp::from_secs(1_767_225_600 + secs))
+                .cloned()
+                .expect("a reading at that time")
+        };
+        // One reading of 220 bpm, its neighbours normal.
+        let mut spike = event(EventKind::HrSpike, 600, 601);
+        spike.magnitude = Some(220.0);
+        let generated = generate(&scenario(vec![spike])).expect("valid");
+        assert_eq!(at(&generated, 600).heart_rate_bpm, Some(220.0));
+        for secs in [595, 605] {
+            assert!(at(&generated, secs).heart_rate_bpm.expect("sent") < 100.0);
+        }
+        // New confusion at "V", on oxygen, and a gradual end of hypertension.
+        let mut confused = event(EventKind::Confusion, 600, 1200);
+        confused.level = Some("V".to_owned());
+        let mut hypertension = event(EventKind::Hypertension, 600, 3000);
+        hypertension.ramp_s = Some(60);
+        hypertension.ramp_down_s = Some(1200);
+        let generated = generate(&scenario(vec![
+            confused,
+            event(EventKind::Oxygen, 600, 1200),
+            hypertension,
+        ]))
+        .expect("valid");
+        let during = at(&generated, 900);
+        assert_eq!(during.consciousness, Some(Consciousness::Voice));
+        assert_eq!(during.on_oxygen, Some(true));
+        assert!(during.systolic_bp_mmhg.expect("sent") > 190.0);
+        assert!(during.diastolic_bp_mmhg.expect("sent") > 100.0);
+        let fading = at(&generated, 2400).systolic_bp_mmhg.expect("sent");
+        assert!((140.0..170.0).contains(&fading), "halfway down: {fading}");
+        let after = at(&generated, 1500);
+        assert_eq!(after.consciousness, Some(Consciousness::Alert));
+        assert_eq!(after.on_oxygen, Some(false));
+        // Arrhythmia: irregular, so neighbouring readings differ far more than sinus noise.
+        let generated =
+            generate(&scenario(vec![event(EventKind::Arrhythmia, 600, 3000)])).expect("valid");
+        let jumps: Vec<f64> = (700..1700)
+            .step_by(5)
+            .map(|secs| {
+                let a = at(&generated, secs).heart_rate_bpm.expect("sent");
+                let b = at(&generated, secs + 5).heart_rate_bpm.expect("sent");
+                (a - b).abs()
+            })
+            .collect();
+        let mean_jump = jumps.iter().sum::<f64>() / jumps.len() as f64;
+        assert!(mean_jump > 8.0, "{mean_jump}");
+    }
+
+    #[test]
+    fn scale_2_patients_are_labelled_on_their_scale() {
+        // A COPD patient at 89 % on Scale 2 scores 0; their exacerbation to 83 % scores 3.
+        let mut copd = scenario(vec![EventSpec {
+            magnitude: Some(82.0),
+            ..event(EventKind::Hypoxia, 600, 3000)
+        }]);
+        copd.patients[0].spo2_scale = Spo2Scale::Scale2;
+        copd.patients[0].baseline.spo2 = 89.0;
+        let generated = generate(&copd).expect("valid");
+        let event = &generated.events[0];
+        assert!(event.critical);
+        assert_eq!(generated.patients[0].spo2_scale, Spo2Scale::Scale2);
+        let onset_s = event.onset.saturating_sub(generated.start) / 1_000_000;
+        // 89 → 82 over 120 s crosses 83 after about 103 s.
+        assert!((690..=720).contains(&onset_s), "{onset_s}");
     }
 }

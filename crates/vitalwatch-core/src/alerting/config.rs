@@ -11,6 +11,11 @@
 //! - subscore 0 but outside the patient's range (HR 55 asleep, 37.8 °C) → LOW, and only when
 //!   sustained ("mild" onset: 10 readings and 5 minutes), as [DREW] recommends delays.
 //!
+//! Respiration, systolic BP and consciousness have no seed rule: each NEWS2 band that scores
+//! is its own condition, graded the same way (RR ≤ 8 or ≥ 25, systolic ≤ 90, ACVPU C/V/P/U
+//! score 3 → HIGH at once). Severe hypertension (≥ 180/120, below NEWS2's systolic 220) is
+//! BLOOD_PRESSURE_HIGH at MEDIUM (`hypertension`).
+//!
 //! The NEWS2 aggregate maps by the RCP clinical response: ≥ 7 (emergency) → HIGH; 5–6 (urgent
 //! review) → MEDIUM; a single parameter scoring 3 (urgent ward-based response) → MEDIUM.
 //! Technical conditions have a fixed priority: SENSOR_FAULT, DEVICE_OFFLINE and UNKNOWN_DEVICE
@@ -47,6 +52,11 @@ pub struct AlertConfig {
     pub audio_pause_max_s: u64,
     pub escalation: EscalationConfig,
     pub offline: OfflineConfig,
+    /// Severe hypertension (BLOOD_PRESSURE_HIGH below NEWS2's systolic 220).
+    pub hypertension: HypertensionConfig,
+    /// Artefacts: implausible jumps, and the bounds beyond which a corroborated HIGH value
+    /// needs no persistence.
+    pub artefact: ArtefactConfig,
     /// At most how often an open alert that keeps folding readings emits `Updated` (so the
     /// store's last_value/count stay fresh without one write per reading), in seconds.
     pub update_interval_s: u64,
@@ -63,6 +73,8 @@ impl Default for AlertConfig {
             audio_pause_max_s: 120,
             escalation: EscalationConfig::default(),
             offline: OfflineConfig::default(),
+            hypertension: HypertensionConfig::default(),
+            artefact: ArtefactConfig::default(),
             update_interval_s: 60,
         }
     }
@@ -125,27 +137,37 @@ impl Default for News2Grading {
 }
 
 /// An onset (alarm-condition) delay: the condition must be seen in at least `readings`
-/// consecutive readings AND for at least `secs` seconds (first to latest) before it raises.
-/// Requiring both keeps one artefact from raising (readings) and a burst of queued readings
-/// from raising (seconds).
+/// readings AND for at least `secs` seconds (first to latest) before it raises. Requiring
+/// both keeps one artefact from raising (readings) and a burst of queued readings from
+/// raising (seconds).
+///
+/// With `window_s`, the readings need not be consecutive: `readings` readings showing the
+/// condition within the last `window_s` seconds suffice, so a condition that comes and goes
+/// with noise (below a limit on 40 % of readings) still raises (issue 18, S4). Without it,
+/// one reading without the condition starts the count again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Onset {
     pub readings: u32,
     pub secs: u64,
+    #[serde(default)]
+    pub window_s: Option<u64>,
 }
 
 /// Onset delays by priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnsetByPriority {
-    /// HIGH raises on the first reading: an immediate response is needed (IEC 60601-1-8).
+    /// HIGH: 2 readings within 15 s (2 of the last 3 at 5 s), so one artefact never raises
+    /// it; the alarm-condition delay IEC 60601-1-8 allows, kept to one reading interval. A
+    /// corroborated value beyond the glitch bounds (`artefact`) raises at once.
     pub high: Onset,
-    /// MEDIUM: 3 readings and 15 s.
+    /// MEDIUM: 3 readings within 30 s, spanning 15 s.
     pub medium: Onset,
-    /// LOW: 5 readings and 60 s.
+    /// LOW: 5 readings within 2 minutes, spanning 60 s.
     pub low: Onset,
-    /// Mild (outside the patient's range, NEWS2 subscore 0): 10 readings and 5 minutes.
+    /// Mild (outside the patient's range, NEWS2 subscore 0): 10 consecutive readings and 5
+    /// minutes: only a sustained mild deviation is worth a LOW alert.
     pub mild: Onset,
 }
 
@@ -153,20 +175,24 @@ impl Default for OnsetByPriority {
     fn default() -> OnsetByPriority {
         OnsetByPriority {
             high: Onset {
-                readings: 1,
+                readings: 2,
                 secs: 0,
+                window_s: Some(15),
             },
             medium: Onset {
                 readings: 3,
                 secs: 15,
+                window_s: Some(30),
             },
             low: Onset {
                 readings: 5,
                 secs: 60,
+                window_s: Some(120),
             },
             mild: Onset {
                 readings: 10,
                 secs: 300,
+                window_s: None,
             },
         }
     }
@@ -232,6 +258,7 @@ fn builtin(condition: AlertCondition) -> ConditionSettings {
     let immediate = Some(Onset {
         readings: 1,
         secs: 0,
+        window_s: None,
     });
     match condition {
         // 5 bpm below/above the limit for a minute: HR 105 clears at ≤ 95 bpm.
@@ -240,9 +267,21 @@ fn builtin(condition: AlertCondition) -> ConditionSettings {
         TemperatureHigh | TemperatureLow => graded(0.2, 60),
         // SpO2 is reported in whole percent; the hold time alone de-flaps it.
         Spo2Low => graded(0.0, 60),
+        // 2 breaths/min: twice the counting resolution.
+        RespiratoryRateHigh | RespiratoryRateLow => graded(2.0, 60),
+        // 5 mmHg: a cuff's typical repeatability.
+        SystolicBpLow | BloodPressureHigh => graded(5.0, 60),
+        // ACVPU is categorical and recorded by a person, not a sensor that glitches: at once;
+        // clears once "A" is recorded again and held.
+        ConsciousnessChanged => ConditionSettings {
+            onset: immediate,
+            ..graded(0.0, 60)
+        },
         // NEWS2 changes slowly and is acted on by review: hold 2 minutes.
         News2 => graded(0.0, 120),
         SensorFault => fixed(Priority::Medium, immediate, 0.0, 30),
+        // Repeated artefacts only (the LOW onset): an isolated one is ignored, not announced.
+        Artefact => fixed(Priority::Low, None, 0.0, 60),
         WeakSignal => fixed(Priority::Low, None, 5.0, 60),
         LowBattery => fixed(Priority::Low, None, 5.0, 60),
         // Raised by the offline deadline (itself the delay); resolves on the next reading.
@@ -290,6 +329,81 @@ impl EscalationConfig {
     }
 }
 
+/// Severe hypertension: NEWS2 scores systolic 111–219 as 0, so a systolic of 200 raises
+/// nothing there; a blood pressure of 180/120 or more asks for an urgent review (issue 18;
+/// 180/120 is the severe-hypertension threshold of NICE NG136, unverified here).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HypertensionConfig {
+    /// Systolic at or above this raises BLOOD_PRESSURE_HIGH (default 180 mmHg).
+    pub systolic_at_or_above: f64,
+    /// Diastolic at or above this raises it (default 120 mmHg).
+    pub diastolic_at_or_above: f64,
+    /// Its priority below systolic 220 (default MEDIUM: an urgent, prompt response); `None`
+    /// turns it off. Systolic ≥ 220 scores 3 in NEWS2 and is always HIGH.
+    pub priority: Option<Priority>,
+}
+
+impl Default for HypertensionConfig {
+    fn default() -> HypertensionConfig {
+        HypertensionConfig {
+            systolic_at_or_above: 180.0,
+            diastolic_at_or_above: 120.0,
+            priority: Some(Priority::Medium),
+        }
+    }
+}
+
+/// Artefact handling (see `docs/ALERTS.md`, "Artefacts"). A HIGH physiological alarm needs
+/// the HIGH onset's persistence (`onset.high`, by default 2 readings within 15 s) unless its
+/// value is beyond these bounds AND another vital of the same reading is abnormal; a pulse or
+/// SpO2 that jumps further than physiology allows is an artefact (a LOW technical
+/// SENSOR_FAULT), and its value is ignored by physiological alarms and NEWS2.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArtefactConfig {
+    /// A pulse change of at least this many bpm ... (default 60: a sinus rhythm does not move
+    /// 60 bpm within seconds; an abrupt real arrhythmia is confirmed by the next reading).
+    pub heart_rate_jump_bpm: f64,
+    /// ... or an SpO2 fall of at least this many points (default 15: oximeters average over
+    /// several seconds, so a real desaturation shows as a slope) ...
+    pub spo2_drop_pct: f64,
+    /// ... within this many seconds of the previous reading (default 10).
+    pub jump_within_s: u64,
+    /// A temperature falling at least this fast (°C per minute, over a minute or more) is a
+    /// probe coming off, not a patient cooling (default 1.0: even cold-water immersion cools
+    /// the core far slower).
+    pub probe_fall_c_per_min: f64,
+    /// Below this (default 33 °C) with a normal pulse and no other abnormal vital, the probe is
+    /// off: a patient that cold is bradycardic or otherwise unwell.
+    pub probe_off_below_c: f64,
+    /// Corroborated values at or beyond these raise HIGH at once.
+    pub immediate_heart_rate_at_or_above: f64,
+    pub immediate_heart_rate_at_or_below: f64,
+    pub immediate_spo2_at_or_below: f64,
+    pub immediate_respiratory_rate_at_or_above: f64,
+    pub immediate_respiratory_rate_at_or_below: f64,
+    pub immediate_systolic_at_or_below: f64,
+}
+
+impl Default for ArtefactConfig {
+    fn default() -> ArtefactConfig {
+        ArtefactConfig {
+            heart_rate_jump_bpm: 60.0,
+            spo2_drop_pct: 15.0,
+            jump_within_s: 10,
+            probe_fall_c_per_min: 1.0,
+            probe_off_below_c: 33.0,
+            immediate_heart_rate_at_or_above: 150.0,
+            immediate_heart_rate_at_or_below: 35.0,
+            immediate_spo2_at_or_below: 84.0,
+            immediate_respiratory_rate_at_or_above: 35.0,
+            immediate_respiratory_rate_at_or_below: 6.0,
+            immediate_systolic_at_or_below: 80.0,
+        }
+    }
+}
+
 /// Device-offline detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -323,6 +437,16 @@ fn invalid(key: impl Into<String>, problem: &'static str) -> ConfigError {
     }
 }
 
+fn check_onset(key: String, onset: Onset) -> Result<(), ConfigError> {
+    if onset.readings == 0 {
+        return Err(invalid(key, "readings must be at least 1"));
+    }
+    if onset.window_s.is_some_and(|window| window < onset.secs) {
+        return Err(invalid(key, "window_s must be at least secs"));
+    }
+    Ok(())
+}
+
 impl AlertConfig {
     /// The settings of one condition: the built-in defaults with this config's override.
     pub fn condition(&self, condition: AlertCondition) -> ConditionSettings {
@@ -352,9 +476,7 @@ impl AlertConfig {
             ("onset.mild", self.onset.mild),
         ];
         for (key, onset) in onsets {
-            if onset.readings == 0 {
-                return Err(invalid(key, "readings must be at least 1"));
-            }
+            check_onset(key.to_owned(), onset)?;
         }
         if self.grading.subscore_3 != Some(Priority::High) {
             // A value NEWS2 scores 3 needs an immediate response; no site may lower it.
@@ -371,12 +493,59 @@ impl AlertConfig {
             {
                 return Err(invalid(key("clear_margin"), "must be a finite number >= 0"));
             }
-            if over.onset.is_some_and(|onset| onset.readings == 0) {
-                return Err(invalid(key("onset"), "readings must be at least 1"));
+            if let Some(onset) = over.onset {
+                check_onset(key("onset"), onset)?;
             }
             if over.priority.is_some() && *condition == AlertCondition::News2 {
                 return Err(invalid(key("priority"), "NEWS2 is graded by `news2`"));
             }
+        }
+        let hypertension = self.hypertension;
+        if !(hypertension.systolic_at_or_above.is_finite()
+            && (111.0..=220.0).contains(&hypertension.systolic_at_or_above))
+        {
+            return Err(invalid(
+                "hypertension.systolic_at_or_above",
+                "must be between 111 and 220 mmHg",
+            ));
+        }
+        if !(hypertension.diastolic_at_or_above.is_finite()
+            && (60.0..=200.0).contains(&hypertension.diastolic_at_or_above))
+        {
+            return Err(invalid(
+                "hypertension.diastolic_at_or_above",
+                "must be between 60 and 200 mmHg",
+            ));
+        }
+        if self.onset.high.readings > 3 || self.onset.high.secs > 15 {
+            // A HIGH alarm must come within a few readings: persistence, not a long delay.
+            return Err(invalid(
+                "onset.high",
+                "readings must be at most 3 and secs at most 15",
+            ));
+        }
+        let artefact = self.artefact;
+        let finite = [
+            artefact.heart_rate_jump_bpm,
+            artefact.spo2_drop_pct,
+            artefact.probe_fall_c_per_min,
+            artefact.probe_off_below_c,
+            artefact.immediate_heart_rate_at_or_above,
+            artefact.immediate_heart_rate_at_or_below,
+            artefact.immediate_spo2_at_or_below,
+            artefact.immediate_respiratory_rate_at_or_above,
+            artefact.immediate_respiratory_rate_at_or_below,
+            artefact.immediate_systolic_at_or_below,
+        ];
+        if finite.iter().any(|v| !v.is_finite())
+            || artefact.heart_rate_jump_bpm <= 0.0
+            || artefact.spo2_drop_pct <= 0.0
+            || artefact.probe_fall_c_per_min <= 0.0
+        {
+            return Err(invalid(
+                "artefact",
+                "every value must be finite and the jumps positive",
+            ));
         }
         if self.escalation.repeat_every_s == 0 {
             return Err(invalid("escalation.repeat_every_s", "must be at least 1"));

@@ -22,9 +22,10 @@ use crate::news2::News2;
 use crate::rules::Finding;
 use crate::telemetry::{DeviceId, Reading, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 mod episode;
+mod onset;
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 
@@ -56,6 +57,8 @@ struct DeviceAlertState {
     tracks: HashMap<AlertCondition, Track>,
     /// Audio pause per channel.
     pauses: HashMap<AlertClass, Pause>,
+    /// The previous pulse and SpO2, to tell an implausible jump (an artefact).
+    previous: signal::Previous,
 }
 
 /// One condition on one device.
@@ -64,6 +67,8 @@ struct Track {
     alert: Option<AlertId>,
     /// The condition is present but its onset delay has not yet passed.
     pending: Option<Pending>,
+    /// Recent observations of the condition, oldest first (see `onset`).
+    seen: VecDeque<onset::Sighting>,
     /// Since when the value has been cleared (hysteresis hold).
     clear_since: Option<Timestamp>,
     /// When the alert last emitted a transition (bounds `Updated` for folded readings).
@@ -72,7 +77,6 @@ struct Track {
 
 #[derive(Clone, Copy, Debug)]
 struct Pending {
-    since: Timestamp,
     count: u64,
     priority: Priority,
     mild: bool,
@@ -242,7 +246,10 @@ impl AlertEngine {
         {
             ctx.resolve(id, None, track);
         }
-        for (condition, observation) in signal::observe(reading, findings, news2, &self.config) {
+        let observations =
+            signal::observe(reading, findings, news2, &device.previous, &self.config);
+        device.previous.remember(reading, findings);
+        for (condition, observation) in observations {
             ctx.apply(device_id, device, condition, observation);
         }
         out
@@ -281,7 +288,6 @@ impl AlertEngine {
             }
             let seen = device.last_seen.unwrap_or(now);
             let pending = Pending {
-                since: now,
                 count: 1,
                 priority: offline.priority.unwrap_or(Priority::Medium),
                 mild: false,
@@ -472,6 +478,7 @@ fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransi
         kind,
         alert: alert.clone(),
         at,
+        message: super::message(alert),
     }
 }
 

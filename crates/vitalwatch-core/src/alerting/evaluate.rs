@@ -2,10 +2,22 @@
 //! were detected and how fast, how many alerts matched nothing, and how that compares with the
 //! seed's one-row-per-reading count.
 //!
+//! The rules, from issue 18 ("an honest scorer"):
+//! - an event is detected only by an alert of one of its `conditions`; an event with no
+//!   conditions (a transport behaviour, a benign confounder such as exercise) is detected by
+//!   nothing and detects nothing, so every alert during it is a false one;
+//! - a critical event is detected only by an alert of at least MEDIUM priority: a LOW alert
+//!   asks for awareness, not for the prompt response a critical event needs;
+//! - an alert detects while it asks for attention: open, not acknowledged, at the priority
+//!   needed. An alert acknowledged before an event starts does not detect it (a latched or
+//!   acknowledged episode must not make a later event "detected at 0 s");
+//! - an event that does not owe an alert (`owes_alert = false`, e.g. a single-reading
+//!   artefact) is never missed; alerts of its conditions during it are not false ones.
+//!
 //! Pure: the caller (a CLI running a scenario) supplies the events, the transitions the engine
 //! produced, the seed's count and how many patient-days the scenario covers.
 
-use super::{AlertCondition, AlertId, AlertTransition, TransitionKind};
+use super::{AlertClass, AlertCondition, AlertId, AlertState, AlertTransition, Priority};
 use crate::telemetry::{DeviceId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,11 +34,28 @@ pub struct LabelledEvent {
     pub onset: Timestamp,
     #[serde(with = "super::serde_time::ts")]
     pub end: Timestamp,
-    /// Whether missing it could harm the patient.
+    /// Whether missing it could harm the patient: then only a MEDIUM or HIGH alert detects it.
     pub critical: bool,
-    /// The conditions that count as detecting it; empty: any alert on the device.
+    /// The conditions that count as detecting it; empty: nothing detects it (it owes no alert).
     #[serde(default)]
     pub conditions: Vec<AlertCondition>,
+    /// Whether an alert is owed: `false` for transport behaviours, benign confounders and
+    /// single-reading artefacts, which are never counted as missed.
+    #[serde(default = "owed")]
+    pub owes_alert: bool,
+    /// A single-reading artefact: a HIGH physiological alarm opened during it is counted in
+    /// [`Evaluation::high_alarms_from_artefacts`].
+    #[serde(default)]
+    pub artefact: bool,
+    /// When the physiology started to change, if before `onset` (a deterioration drifts for
+    /// hours before it meets its criterion): an alert of its conditions from then on is early,
+    /// not false. Detection time is still measured from `onset`.
+    #[serde(default, with = "super::serde_time::opt_ts")]
+    pub began: Option<Timestamp>,
+}
+
+fn owed() -> bool {
+    true
 }
 
 /// Detection results for one event kind.
@@ -37,6 +66,25 @@ pub struct KindScore {
     pub missed: usize,
     pub mean_time_to_alert_s: Option<f64>,
     pub max_time_to_alert_s: Option<f64>,
+    /// The priority of the alert that detected each event, by name (`high`, `medium`, `low`).
+    pub detected_by_priority: BTreeMap<String, usize>,
+}
+
+/// One alert episode as the scorer saw it: for `vitalwatch evaluate --alerts`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoredAlert {
+    pub id: u64,
+    pub device_id: String,
+    pub condition: AlertCondition,
+    pub class: AlertClass,
+    /// The highest priority the episode reached.
+    pub priority: Priority,
+    #[serde(with = "super::serde_time::ts")]
+    pub opened_at: Timestamp,
+    #[serde(with = "super::serde_time::opt_ts")]
+    pub closed_at: Option<Timestamp>,
+    /// The label of the first event it detected (or is related to); `None`: a false alert.
+    pub detected: Option<String>,
 }
 
 /// The evaluation report.
@@ -46,109 +94,248 @@ pub struct Evaluation {
     pub critical_detected: usize,
     /// The slowest detection of a critical event, in seconds.
     pub max_time_to_alert_s: Option<f64>,
+    /// The slowest NEWS2 alarm of MEDIUM or HIGH priority for an event NEWS2 detects (time to
+    /// the urgent NEWS2 alarm), in seconds.
+    pub max_time_to_news2_s: Option<f64>,
     /// Alert episodes raised.
     pub alerts: usize,
     /// What the seed would have logged (one row per out-of-range reading), for comparison.
     pub seed_alerts: u64,
-    /// Alerts that overlap no labelled event of their device.
+    /// Alerts related to no labelled event of their device.
     pub false_alerts: usize,
     pub false_alerts_per_patient_day: f64,
+    /// False alerts about the patient (not about the equipment).
+    pub false_physiological_alerts: usize,
+    pub false_physiological_alerts_per_patient_day: f64,
+    /// HIGH physiological alarms opened during a single-reading artefact (the aim: none).
+    pub high_alarms_from_artefacts: usize,
     pub per_kind: BTreeMap<String, KindScore>,
+    /// Every alert with the event it detected; empty unless asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert_list: Vec<ScoredAlert>,
+}
+
+/// One stretch of an episode's life with the same state and priority.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    from: Timestamp,
+    priority: Priority,
+    attention: bool,
 }
 
 /// One alert episode, from its transitions.
 struct Episode {
     device_id: DeviceId,
     condition: AlertCondition,
+    class: AlertClass,
     opened_at: Timestamp,
     resolved_at: Option<Timestamp>,
+    /// In time order; each lasts until the next one (the last until `resolved_at`).
+    segments: Vec<Segment>,
 }
 
-/// Scores `transitions` against `events`. An alert detects an event when it is on the same
-/// device, of one of the event's conditions (if listed), and open at some point between the
-/// event's onset and `grace_s` after its end; the time to alert is from onset to the first
-/// such alert opening (0 if one was already open). `patient_days` is the monitored time.
+impl Episode {
+    fn priority(&self) -> Priority {
+        self.segments
+            .iter()
+            .map(|s| s.priority)
+            .max()
+            .unwrap_or(Priority::Low)
+    }
+
+    /// The first time in `[from, to]` at which the episode asks for attention at `min` or
+    /// higher, if any.
+    fn first_attention(&self, from: Timestamp, to: Timestamp, min: Priority) -> Option<Timestamp> {
+        self.segments.iter().enumerate().find_map(|(idx, seg)| {
+            let until = self
+                .segments
+                .get(idx + 1)
+                .map(|next| next.from)
+                .or(self.resolved_at);
+            let start = seg.from.max(from);
+            let overlaps = start <= to && until.is_none_or(|until| until > start);
+            (seg.attention && seg.priority >= min && overlaps).then_some(start)
+        })
+    }
+}
+
+fn episodes_of(transitions: &[AlertTransition]) -> BTreeMap<AlertId, Episode> {
+    let mut episodes: BTreeMap<AlertId, Episode> = BTreeMap::new();
+    for transition in transitions {
+        let alert = &transition.alert;
+        let segment = Segment {
+            from: transition.at,
+            priority: alert.priority,
+            attention: alert.state == AlertState::Active,
+        };
+        let episode = episodes.entry(alert.id).or_insert_with(|| Episode {
+            device_id: alert.device_id.clone(),
+            condition: alert.condition,
+            class: alert.class,
+            opened_at: alert.opened_at,
+            resolved_at: None,
+            segments: Vec::new(),
+        });
+        if alert.state == AlertState::Resolved {
+            episode.resolved_at.get_or_insert(transition.at);
+        } else if episode.segments.last().is_none_or(|last| {
+            last.priority != segment.priority || last.attention != segment.attention
+        }) {
+            episode.segments.push(segment);
+        }
+    }
+    episodes
+}
+
+fn micros(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+}
+
+/// Scores `transitions` against `events` (see the module docs for the rules); `grace_s` is how
+/// long after an event's end an alert still counts. `patient_days` is the monitored time.
+/// `list_alerts` fills [`Evaluation::alert_list`].
 pub fn evaluate(
     events: &[LabelledEvent],
     transitions: &[AlertTransition],
     seed_alerts: u64,
     patient_days: f64,
     grace_s: u64,
+    list_alerts: bool,
 ) -> Evaluation {
-    let mut episodes: BTreeMap<AlertId, Episode> = BTreeMap::new();
-    for transition in transitions {
-        let alert = &transition.alert;
-        match transition.kind {
-            TransitionKind::Raised => {
-                episodes.insert(
-                    alert.id,
-                    Episode {
-                        device_id: alert.device_id.clone(),
-                        condition: alert.condition,
-                        opened_at: alert.opened_at,
-                        resolved_at: None,
-                    },
-                );
-            }
-            TransitionKind::Resolved => {
-                if let Some(episode) = episodes.get_mut(&alert.id) {
-                    episode.resolved_at = Some(transition.at);
-                }
-            }
-            _ => {}
+    let episodes = episodes_of(transitions);
+    let grace = micros(grace_s);
+    let min_priority = |event: &LabelledEvent| {
+        if event.critical {
+            Priority::Medium
+        } else {
+            Priority::Low
         }
-    }
-    let grace = i64::try_from(grace_s)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000);
+    };
+    // When `episode` detects `event`, if it does.
+    let detection = |event: &LabelledEvent, episode: &Episode| {
+        if episode.device_id != event.device_id || !event.conditions.contains(&episode.condition) {
+            return None;
+        }
+        episode.first_attention(
+            event.onset,
+            event.end.saturating_add_micros(grace),
+            min_priority(event),
+        )
+    };
+    // Whether `episode` belongs to `event` at all (so it is not a false alert), even if it does
+    // not detect it (e.g. a LOW alert during a critical event, or one acknowledged earlier).
     let related = |event: &LabelledEvent, episode: &Episode| {
         episode.device_id == event.device_id
-            && (event.conditions.is_empty() || event.conditions.contains(&episode.condition))
+            && event.conditions.contains(&episode.condition)
             && episode.opened_at <= event.end.saturating_add_micros(grace)
-            && episode.resolved_at.is_none_or(|end| end >= event.onset)
+            && episode
+                .resolved_at
+                .is_none_or(|end| end >= event.began.unwrap_or(event.onset).min(event.onset))
     };
 
     let mut per_kind: BTreeMap<String, (KindScore, Vec<f64>)> = BTreeMap::new();
     let (mut critical_events, mut critical_detected) = (0, 0);
     let mut max_critical: Option<f64> = None;
+    let mut max_news2: Option<f64> = None;
+    let delay_of =
+        |event: &LabelledEvent, at: Timestamp| (at.saturating_sub(event.onset).max(0)) as f64 / 1e6;
     for event in events {
         let first = episodes
             .values()
-            .filter(|episode| related(event, episode))
-            .map(|episode| episode.opened_at)
-            .min();
+            .filter_map(|episode| detection(event, episode).map(|at| (at, episode.priority())))
+            .min_by_key(|(at, _)| *at);
         let (score, delays) = per_kind.entry(event.kind.clone()).or_default();
         score.events += 1;
         critical_events += usize::from(event.critical);
+        if event.conditions.contains(&AlertCondition::News2) && event.owes_alert {
+            let news2 = episodes
+                .values()
+                .filter(|episode| episode.condition == AlertCondition::News2)
+                .filter_map(|episode| detection(event, episode))
+                .min();
+            if let Some(at) = news2 {
+                let delay = delay_of(event, at);
+                max_news2 = Some(max_news2.map_or(delay, |max: f64| max.max(delay)));
+            }
+        }
         match first {
-            Some(opened_at) => {
-                let delay = (opened_at.saturating_sub(event.onset).max(0)) as f64 / 1e6;
+            Some((at, priority)) => {
+                let delay = delay_of(event, at);
                 score.detected += 1;
+                *score
+                    .detected_by_priority
+                    .entry(priority.as_str().to_owned())
+                    .or_default() += 1;
                 delays.push(delay);
                 if event.critical {
                     critical_detected += 1;
                     max_critical = Some(max_critical.map_or(delay, |max| max.max(delay)));
                 }
             }
-            None => score.missed += 1,
+            None if event.owes_alert => score.missed += 1,
+            None => {}
         }
     }
-    let false_alerts = episodes
-        .values()
-        .filter(|episode| !events.iter().any(|event| related(event, episode)))
-        .count();
+    let mut alert_list = Vec::new();
+    let (mut false_alerts, mut false_physiological) = (0, 0);
+    let mut high_from_artefacts = 0;
+    for (id, episode) in &episodes {
+        let detected = events
+            .iter()
+            .find(|event| related(event, episode))
+            .map(|event| event.kind.clone());
+        if detected.is_none() {
+            false_alerts += 1;
+            if episode.class == AlertClass::Physiological {
+                false_physiological += 1;
+            }
+        }
+        let physiological_high =
+            episode.class == AlertClass::Physiological && episode.priority() == Priority::High;
+        if physiological_high
+            && events.iter().any(|event| {
+                event.artefact
+                    && event.device_id == episode.device_id
+                    && episode.opened_at >= event.onset
+                    && episode.opened_at <= event.end.saturating_add_micros(grace)
+            })
+        {
+            high_from_artefacts += 1;
+        }
+        if list_alerts {
+            alert_list.push(ScoredAlert {
+                id: id.0,
+                device_id: episode.device_id.as_str().to_owned(),
+                condition: episode.condition,
+                class: episode.class,
+                priority: episode.priority(),
+                opened_at: episode.opened_at,
+                closed_at: episode.resolved_at,
+                detected,
+            });
+        }
+    }
+    let per_day = |n: usize| {
+        if patient_days > 0.0 {
+            n as f64 / patient_days
+        } else {
+            0.0
+        }
+    };
     Evaluation {
         critical_events,
         critical_detected,
         max_time_to_alert_s: max_critical,
+        max_time_to_news2_s: max_news2,
         alerts: episodes.len(),
         seed_alerts,
         false_alerts,
-        false_alerts_per_patient_day: if patient_days > 0.0 {
-            false_alerts as f64 / patient_days
-        } else {
-            0.0
-        },
+        false_alerts_per_patient_day: per_day(false_alerts),
+        false_physiological_alerts: false_physiological,
+        false_physiological_alerts_per_patient_day: per_day(false_physiological),
+        high_alarms_from_artefacts: high_from_artefacts,
         per_kind: per_kind
             .into_iter()
             .map(|(kind, (mut score, delays))| {
@@ -160,115 +347,9 @@ pub fn evaluate(
                 (kind, score)
             })
             .collect(),
+        alert_list,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alerting::{AlertConfig, AlertEngine};
-    use crate::rules::{self, RuleSet};
-    use crate::telemetry::Reading;
-
-    const T0: i64 = 1_705_401_000;
-
-    fn device(name: &str) -> DeviceId {
-        DeviceId::parse(name, 64).expect("valid test id")
-    }
-
-    fn event(name: &str, kind: &str, onset: i64, end: i64, critical: bool) -> LabelledEvent {
-        LabelledEvent {
-            device_id: device(name),
-            kind: kind.to_owned(),
-            onset: Timestamp::from_secs(T0 + onset),
-            end: Timestamp::from_secs(T0 + end),
-            critical,
-            conditions: Vec::new(),
-        }
-    }
-
-    /// Runs a heart-rate trace per device (one reading every 3 s) through rules and engine,
-    /// then evaluates against `events`.
-    type Trace = (&'static str, fn(i64) -> f64);
-
-    fn check(traces: &[Trace], events: &[LabelledEvent]) -> Evaluation {
-        let mut engine = AlertEngine::new(AlertConfig::default(), 0);
-        let mut transitions = Vec::new();
-        let mut seed = 0;
-        for secs in (0..3600).step_by(3) {
-            for (name, trace) in traces {
-                let now = Timestamp::from_secs(T0 + secs);
-                let mut reading = Reading::empty(device(name), now);
-                reading.heart_rate_bpm = Some(trace(secs));
-                reading.body_temp_c = Some(36.8);
-                reading.signal_strength_dbm = Some(-55.0);
-                reading.battery_pct = Some(90.0);
-                let mut findings = Vec::new();
-                rules::check(&reading, &RuleSet::default(), &mut findings);
-                seed += findings.len() as u64;
-                transitions.extend(engine.observe(&reading, &findings, None, now));
-            }
-        }
-        let evaluation = evaluate(events, &transitions, seed, 2.0 / 24.0, 60);
-        // The report is what the CLI prints.
-        let json = serde_json::to_value(&evaluation).expect("serialisable");
-        for key in [
-            "critical_events",
-            "critical_detected",
-            "max_time_to_alert_s",
-            "alerts",
-            "seed_alerts",
-            "false_alerts_per_patient_day",
-            "per_kind",
-        ] {
-            assert!(json.get(key).is_some(), "{key}");
-        }
-        evaluation
-    }
-
-    #[test]
-    fn detected_missed_and_false_alerts() {
-        // dev-1: bradycardia 35 bpm from 600 to 900 s (critical). dev-2: HR 105 from 1200 s to
-        // the end, not labelled, so its alert is a false one.
-        let evaluation = check(
-            &[
-                (
-                    "dev-1",
-                    |t| if (600..900).contains(&t) { 35.0 } else { 75.0 },
-                ),
-                ("dev-2", |t| if t >= 1200 { 105.0 } else { 75.0 }),
-            ],
-            &[
-                event("dev-1", "bradycardia", 600, 900, true),
-                // On a device whose sensor saw nothing: missed.
-                event("dev-3", "arrhythmia", 2000, 2100, true),
-            ],
-        );
-        assert_eq!(evaluation.critical_events, 2);
-        assert_eq!(evaluation.critical_detected, 1);
-        assert_eq!(evaluation.max_time_to_alert_s, Some(0.0));
-        assert_eq!(evaluation.alerts, 2);
-        assert_eq!(evaluation.seed_alerts, 100 + 800);
-        assert_eq!(evaluation.false_alerts, 1);
-        assert_eq!(evaluation.false_alerts_per_patient_day, 12.0);
-        let brady = &evaluation.per_kind["bradycardia"];
-        assert_eq!((brady.events, brady.detected, brady.missed), (1, 1, 0));
-        let missed = &evaluation.per_kind["arrhythmia"];
-        assert_eq!((missed.detected, missed.missed), (0, 1));
-        assert_eq!(missed.mean_time_to_alert_s, None);
-    }
-
-    #[test]
-    fn time_to_alert_counts_the_onset_delay() {
-        // HR 105 (LOW) from 300 s: raised after the 60 s onset delay.
-        let evaluation = check(
-            &[("dev-1", |t| if t >= 300 { 105.0 } else { 75.0 })],
-            &[event("dev-1", "tachycardia", 300, 3600, false)],
-        );
-        let tachy = &evaluation.per_kind["tachycardia"];
-        assert_eq!(tachy.max_time_to_alert_s, Some(60.0));
-        assert_eq!(evaluation.false_alerts, 0);
-        assert_eq!(evaluation.critical_events, 0);
-        assert_eq!(evaluation.max_time_to_alert_s, None);
-    }
-}
+mod tests;

@@ -10,6 +10,7 @@
 //! - `engine`: [`AlertEngine`], the lifecycle: onset delay, de-duplication, priority upgrade,
 //!   hysteresis, latching, acknowledgement, audio pause, escalation, device offline.
 //! - `offline`: the pure device-offline deadline.
+//! - `message`: [`message`], the short text of an alert for people and pagers.
 //! - [`evaluate`]: scores a stream of transitions against labelled events.
 //!
 //! Alert conditions are a separate enum from [`crate::rules::AnomalyType`]: an anomaly type
@@ -23,15 +24,18 @@
 mod config;
 mod engine;
 pub mod evaluate;
+mod message;
 mod offline;
 mod signal;
 
 pub use config::{
-    AlertConfig, ConditionOverride, ConditionSettings, ConfigError, EscalationConfig, Grading,
-    News2Grading, OfflineConfig, Onset, OnsetByPriority,
+    AlertConfig, ArtefactConfig, ConditionOverride, ConditionSettings, ConfigError,
+    EscalationConfig, Grading, HypertensionConfig, News2Grading, OfflineConfig, Onset,
+    OnsetByPriority,
 };
 pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
-pub use evaluate::{Evaluation, KindScore, LabelledEvent, evaluate};
+pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};
+pub use message::message;
 pub use offline::offline_deadline;
 
 use crate::telemetry::{DeviceId, Timestamp};
@@ -52,10 +56,26 @@ pub enum AlertCondition {
     TemperatureLow,
     /// SpO2 in a NEWS2 band scoring 1 or more on the low side (Scale 1 below 96 %).
     Spo2Low,
+    /// Respiration rate in a NEWS2 band scoring on the high side (≥ 21 /min; ≥ 25 scores 3).
+    RespiratoryRateHigh,
+    /// Respiration rate in a NEWS2 band scoring on the low side (≤ 11 /min; ≤ 8 scores 3).
+    RespiratoryRateLow,
+    /// Systolic BP in a NEWS2 band scoring on the low side (≤ 110 mmHg; ≤ 90 scores 3).
+    SystolicBpLow,
+    /// Severe hypertension: systolic ≥ 180 or diastolic ≥ 120 mmHg (urgent), or systolic
+    /// ≥ 220 (NEWS2 scores 3).
+    BloodPressureHigh,
+    /// A new confusion, or a response only to voice or pain, or none (ACVPU C, V, P, U:
+    /// NEWS2 scores 3).
+    ConsciousnessChanged,
     /// The NEWS2 aggregate calls for an urgent or emergency response (a single 3, ≥ 5, ≥ 7).
     News2,
     /// A value impossible for a living patient: the sensor, not the patient.
     SensorFault,
+    /// Implausible jumps (a pulse moving ≥ 60 bpm or SpO2 falling ≥ 15 points within seconds):
+    /// motion or a loose sensor. Each such value is ignored by physiological alarms; repeated
+    /// ones raise this LOW technical alert (poor signal quality).
+    Artefact,
     WeakSignal,
     LowBattery,
     /// No reading within the expected interval times the factor.
@@ -67,14 +87,20 @@ pub enum AlertCondition {
 }
 
 impl AlertCondition {
-    pub const ALL: [AlertCondition; 12] = [
+    pub const ALL: [AlertCondition; 18] = [
         AlertCondition::HeartRateHigh,
         AlertCondition::HeartRateLow,
         AlertCondition::TemperatureHigh,
         AlertCondition::TemperatureLow,
         AlertCondition::Spo2Low,
+        AlertCondition::RespiratoryRateHigh,
+        AlertCondition::RespiratoryRateLow,
+        AlertCondition::SystolicBpLow,
+        AlertCondition::BloodPressureHigh,
+        AlertCondition::ConsciousnessChanged,
         AlertCondition::News2,
         AlertCondition::SensorFault,
+        AlertCondition::Artefact,
         AlertCondition::WeakSignal,
         AlertCondition::LowBattery,
         AlertCondition::DeviceOffline,
@@ -90,8 +116,14 @@ impl AlertCondition {
             AlertCondition::TemperatureHigh => "TEMPERATURE_HIGH",
             AlertCondition::TemperatureLow => "TEMPERATURE_LOW",
             AlertCondition::Spo2Low => "SPO2_LOW",
+            AlertCondition::RespiratoryRateHigh => "RESPIRATORY_RATE_HIGH",
+            AlertCondition::RespiratoryRateLow => "RESPIRATORY_RATE_LOW",
+            AlertCondition::SystolicBpLow => "SYSTOLIC_BP_LOW",
+            AlertCondition::BloodPressureHigh => "BLOOD_PRESSURE_HIGH",
+            AlertCondition::ConsciousnessChanged => "CONSCIOUSNESS_CHANGED",
             AlertCondition::News2 => "NEWS2",
             AlertCondition::SensorFault => "SENSOR_FAULT",
+            AlertCondition::Artefact => "ARTEFACT",
             AlertCondition::WeakSignal => "WEAK_SIGNAL",
             AlertCondition::LowBattery => "LOW_BATTERY",
             AlertCondition::DeviceOffline => "DEVICE_OFFLINE",
@@ -115,9 +147,15 @@ impl AlertCondition {
             | AlertCondition::TemperatureHigh
             | AlertCondition::TemperatureLow
             | AlertCondition::Spo2Low
+            | AlertCondition::RespiratoryRateHigh
+            | AlertCondition::RespiratoryRateLow
+            | AlertCondition::SystolicBpLow
+            | AlertCondition::BloodPressureHigh
+            | AlertCondition::ConsciousnessChanged
             | AlertCondition::News2
             | AlertCondition::MlAnomaly => AlertClass::Physiological,
             AlertCondition::SensorFault
+            | AlertCondition::Artefact
             | AlertCondition::WeakSignal
             | AlertCondition::LowBattery
             | AlertCondition::DeviceOffline
@@ -260,6 +298,10 @@ pub struct AlertTransition {
     pub alert: Alert,
     #[serde(with = "serde_time::ts")]
     pub at: Timestamp,
+    /// The alert's short text for people and pagers ([`message`]), as of this transition:
+    /// carried to webhooks, the MQTT alert topic and live events.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// Why a user action on an alert was refused.

@@ -5,15 +5,54 @@
 //! reading with any faulted field. Everything else is grading: the NEWS2 subscore of the
 //! offending value picks the priority (see `config`).
 
+use super::config::ArtefactConfig;
 use super::{AlertCondition, AlertConfig, Priority};
 use crate::news2::{self, ClinicalRisk, News2, Spo2Scale};
 use crate::rules::{AnomalyType, Finding};
-use crate::telemetry::{Field, FieldSet, Reading, VitalKey};
+use crate::telemetry::{Field, FieldSet, Reading, Timestamp, VitalKey};
 
 /// SpO2 Scale 1: 96 % and above scores 0 (RCP 2017 Chart 1).
 const SPO2_SCALE_1_NORMAL_PCT: f64 = 96.0;
 /// SpO2 Scale 2: 88 % and above scores 0 on air (RCP 2017 Chart 1).
 const SPO2_SCALE_2_NORMAL_PCT: f64 = 88.0;
+
+/// Respiration 12–20 /min scores 0 in NEWS2 (RCP 2017 Chart 1): above or below is a condition.
+const RR_NORMAL_MAX: f64 = 20.0;
+const RR_NORMAL_MIN: f64 = 12.0;
+/// Systolic 111–219 mmHg scores 0 in NEWS2 (RCP 2017 Chart 1); ≤ 110 is low.
+const SBP_NORMAL_MIN: f64 = 111.0;
+/// Systolic ≥ 220 scores 3 in NEWS2 (RCP 2017 Chart 1): HIGH whatever the hypertension settings.
+const SBP_NEWS2_3_MIN: f64 = 220.0;
+
+/// BLOOD_PRESSURE_HIGH: systolic ≥ 220 (NEWS2 3) is HIGH; the configured severe-hypertension
+/// limits (systolic ≥ 180 or diastolic ≥ 120 by default) are the configured priority.
+fn blood_pressure_high(sbp: Option<f64>, dbp: Option<f64>, config: &AlertConfig) -> Observation {
+    if sbp.is_none() && dbp.is_none() {
+        return Observation::Unknown;
+    }
+    let limits = &config.hypertension;
+    let fixed = config.condition(AlertCondition::BloodPressureHigh).priority;
+    let present = |priority, value, threshold| Observation::Present {
+        priority,
+        immediate: false,
+        mild: false,
+        value: Some(value),
+        threshold: Some(threshold),
+    };
+    match (sbp, dbp) {
+        (Some(s), _) if s > SBP_NORMAL_MIN && news2::systolic_bp_subscore(s) == 3 => {
+            present(config.grading.subscore_3, s, SBP_NEWS2_3_MIN)
+        }
+        (Some(s), _) if s >= limits.systolic_at_or_above => {
+            present(fixed.or(limits.priority), s, limits.systolic_at_or_above)
+        }
+        (_, Some(d)) if d >= limits.diastolic_at_or_above => {
+            present(fixed.or(limits.priority), d, limits.diastolic_at_or_above)
+        }
+        // Systolic and diastolic share no scale: clear on absence (after the hold).
+        _ => Observation::Absent { value: None },
+    }
+}
 
 /// What one reading says about one condition.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,6 +61,9 @@ pub(super) enum Observation {
     /// any, neither folds nor clears).
     Present {
         priority: Option<Priority>,
+        /// A HIGH value beyond the "cannot be a sensor glitch" bounds that another vital of
+        /// the same reading corroborates: raised without the HIGH persistence delay.
+        immediate: bool,
         /// Outside the range but scoring 0 in NEWS2: the slower `mild` onset applies.
         mild: bool,
         value: Option<f64>,
@@ -47,10 +89,15 @@ pub(super) enum Side {
 
 pub(super) fn side(condition: AlertCondition) -> Side {
     match condition {
-        AlertCondition::HeartRateHigh | AlertCondition::TemperatureHigh => Side::Above,
+        AlertCondition::HeartRateHigh
+        | AlertCondition::TemperatureHigh
+        | AlertCondition::RespiratoryRateHigh
+        | AlertCondition::BloodPressureHigh => Side::Above,
         AlertCondition::HeartRateLow
         | AlertCondition::TemperatureLow
         | AlertCondition::Spo2Low
+        | AlertCondition::RespiratoryRateLow
+        | AlertCondition::SystolicBpLow
         | AlertCondition::WeakSignal
         | AlertCondition::LowBattery => Side::Below,
         _ => Side::Flag,
@@ -62,14 +109,27 @@ pub(super) fn observe(
     reading: &Reading,
     findings: &[Finding],
     news2: Option<&News2>,
+    previous: &Previous,
     config: &AlertConfig,
 ) -> Vec<(AlertCondition, Observation)> {
-    let faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
+    let mut faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
         for field in finding.faulted_fields().iter() {
             all.insert(field);
         }
         all
     });
+    // An implausible jump is an artefact: untrusted like a faulted value, and technical.
+    let jump = jumped(reading, previous, &config.artefact);
+    for (field, _, _) in &jump {
+        faulted.insert(*field);
+    }
+    // A temperature probe sliding off: technical, not hypothermia.
+    let probe_off = (!faulted.contains(Field::Vital(VitalKey::BodyTemp)))
+        .then(|| probe_off(reading, previous, &config.artefact))
+        .flatten();
+    if probe_off.is_some() {
+        faulted.insert(Field::Vital(VitalKey::BodyTemp));
+    }
     let finding = |kind: AnomalyType| findings.iter().find(|f| f.kind == kind);
     let graded = |condition: AlertCondition, subscore: u8| {
         let fixed = config.condition(condition).priority;
@@ -111,6 +171,7 @@ pub(super) fn observe(
                         let (priority, mild) = graded(condition, subscore(value));
                         let present = Observation::Present {
                             priority,
+                            immediate: false,
                             mild,
                             value: Some(value),
                             threshold: Some(threshold),
@@ -145,6 +206,7 @@ pub(super) fn observe(
                 let (priority, mild) = graded(AlertCondition::Spo2Low, subscore);
                 Observation::Present {
                     priority,
+                    immediate: false,
                     mild,
                     value: Some(value),
                     threshold: Some(normal),
@@ -155,6 +217,97 @@ pub(super) fn observe(
         }
     };
     out.push((AlertCondition::Spo2Low, spo2));
+
+    // Respiration, blood pressure and consciousness: no seed rule; each NEWS2 band that
+    // scores is a condition of its own, so a value scoring 3 raises HIGH at once instead of
+    // waiting for the NEWS2 aggregate (issue 18, point 2).
+    let value_of = |field: Field, value: Option<f64>| match value {
+        Some(_) if faulted.contains(field) => None,
+        other => other,
+    };
+    let banded =
+        |condition: AlertCondition, value: Option<f64>, subscore: u8, limit: f64| match value {
+            None => Observation::Unknown,
+            Some(value) if subscore > 0 => Observation::Present {
+                priority: graded(condition, subscore).0,
+                immediate: false,
+                mild: false,
+                value: Some(value),
+                threshold: Some(limit),
+            },
+            Some(value) => Observation::Absent { value: Some(value) },
+        };
+    let rr = value_of(
+        Field::Vital(VitalKey::RespiratoryRate),
+        reading.respiratory_rate_per_min,
+    );
+    let rr_high = rr.map_or(0, |v| {
+        if v > RR_NORMAL_MAX {
+            news2::respiration_rate_subscore(v)
+        } else {
+            0
+        }
+    });
+    let rr_low = rr.map_or(0, |v| {
+        if v < RR_NORMAL_MIN {
+            news2::respiration_rate_subscore(v)
+        } else {
+            0
+        }
+    });
+    out.push((
+        AlertCondition::RespiratoryRateHigh,
+        banded(
+            AlertCondition::RespiratoryRateHigh,
+            rr,
+            rr_high,
+            RR_NORMAL_MAX,
+        ),
+    ));
+    out.push((
+        AlertCondition::RespiratoryRateLow,
+        banded(
+            AlertCondition::RespiratoryRateLow,
+            rr,
+            rr_low,
+            RR_NORMAL_MIN,
+        ),
+    ));
+    let sbp = value_of(Field::Vital(VitalKey::SystolicBp), reading.systolic_bp_mmhg);
+    let sbp_low = sbp.map_or(0, |v| {
+        if v < SBP_NORMAL_MIN {
+            news2::systolic_bp_subscore(v)
+        } else {
+            0
+        }
+    });
+    out.push((
+        AlertCondition::SystolicBpLow,
+        banded(AlertCondition::SystolicBpLow, sbp, sbp_low, SBP_NORMAL_MIN),
+    ));
+    let dbp = value_of(
+        Field::Vital(VitalKey::DiastolicBp),
+        reading.diastolic_bp_mmhg,
+    );
+    out.push((
+        AlertCondition::BloodPressureHigh,
+        blood_pressure_high(sbp, dbp, config),
+    ));
+    let consciousness = match reading.consciousness {
+        Some(_) if faulted.contains(Field::Vital(VitalKey::Consciousness)) => Observation::Unknown,
+        None => Observation::Unknown,
+        Some(level) => match news2::consciousness_subscore(level) {
+            0 => Observation::Absent { value: None },
+            subscore => Observation::Present {
+                priority: graded(AlertCondition::ConsciousnessChanged, subscore).0,
+                immediate: false,
+                mild: false,
+                value: None,
+                threshold: None,
+            },
+        },
+    };
+    out.push((AlertCondition::ConsciousnessChanged, consciousness));
 
     // NEWS2: untrusted when any value of the reading faulted.
     let news2_obs = match news2 {
@@ -167,11 +320,17 @@ pub(super) fn observe(
                 ClinicalRisk::Medium => config.news2.medium,
                 ClinicalRisk::High => config.news2.high,
             };
-            if score.risk == ClinicalRisk::Low {
+            if score.risk == ClinicalRisk::Low && score.partial {
+                // A partial low score is only a lower bound: parameters that went missing (an
+                // hourly cuff, a 4-hourly ACVPU) are not normal. It neither raises nor clears
+                // (issue 18, point 5): only a complete observation set scoring lower clears.
+                Observation::Unknown
+            } else if score.risk == ClinicalRisk::Low {
                 Observation::Absent { value: None }
             } else {
                 Observation::Present {
                     priority,
+                    immediate: false,
                     mild: false,
                     value: Some(f64::from(score.total)),
                     threshold: None,
@@ -181,9 +340,23 @@ pub(super) fn observe(
     };
     out.push((AlertCondition::News2, news2_obs));
 
+    // Artefacts: implausible jumps (technical; repeated ones raise, see `config`).
+    let artefact = match jump.first() {
+        Some((_, value, from)) => Observation::Present {
+            priority: config.condition(AlertCondition::Artefact).priority,
+            immediate: false,
+            mild: false,
+            value: Some(*value),
+            threshold: Some(*from),
+        },
+        None => Observation::Absent { value: None },
+    };
+    out.push((AlertCondition::Artefact, artefact));
+
     // Technical conditions and the model: flags from findings.
     let fixed = |condition: AlertCondition, f: &Finding| Observation::Present {
         priority: config.condition(condition).priority,
+        immediate: false,
         mild: false,
         value: f.value,
         threshold: f.threshold,
@@ -210,6 +383,15 @@ pub(super) fn observe(
     for (condition, kind, measured) in flags {
         let obs = match (finding(kind), measured) {
             (Some(f), _) => fixed(condition, f),
+            (None, _) if condition == AlertCondition::SensorFault && probe_off.is_some() => {
+                Observation::Present {
+                    priority: config.condition(condition).priority,
+                    immediate: false,
+                    mild: false,
+                    value: reading.body_temp_c,
+                    threshold: probe_off,
+                }
+            }
             // A flag condition with no value to measure is absent when not found.
             (None, None) => Observation::Absent { value: None },
             (None, Some(Some(value))) => Observation::Absent { value: Some(value) },
@@ -218,6 +400,198 @@ pub(super) fn observe(
         out.push((condition, obs));
     }
 
+    let scale = news2.map(|n| n.scale).unwrap_or_default();
+    for (condition, observation) in &mut out {
+        if let Observation::Present {
+            priority: Some(Priority::High),
+            immediate,
+            value: Some(value),
+            ..
+        } = observation
+        {
+            *immediate = beyond_glitch(*condition, *value, &config.artefact)
+                && corroborated(reading, *condition, faulted, scale);
+        }
+    }
     out.retain(|(condition, _)| config.condition(*condition).enabled);
     out
+}
+
+/// The device's previous pulse and SpO2 (by reading time), for the jump check.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Previous {
+    heart_rate: Option<(Timestamp, f64)>,
+    spo2: Option<(Timestamp, f64)>,
+    /// Trusted temperatures of the last few minutes, oldest first, for the probe-off rate.
+    temperatures: [Option<(Timestamp, f64)>; TEMPERATURE_HISTORY],
+}
+
+/// How many past temperatures are kept (one per 30 s at most, so about 4 minutes).
+const TEMPERATURE_HISTORY: usize = 8;
+
+impl Previous {
+    /// Remembers `reading`'s pulse and SpO2 unless an older reading arrives late; values a
+    /// SENSOR_FAULT finding blamed (HR 0) are no baseline for a jump.
+    pub(super) fn remember(&mut self, reading: &Reading, findings: &[Finding]) {
+        let at = reading.timestamp;
+        let faulted = |field: Field| findings.iter().any(|f| f.faulted_fields().contains(field));
+        for (field, slot, value) in [
+            (
+                Field::Vital(VitalKey::HeartRate),
+                &mut self.heart_rate,
+                reading.heart_rate_bpm,
+            ),
+            (
+                Field::Vital(VitalKey::Spo2),
+                &mut self.spo2,
+                reading.spo2_pct,
+            ),
+        ] {
+            if let Some(value) = value
+                && !faulted(field)
+                && slot.is_none_or(|(held, _)| held <= at)
+            {
+                *slot = Some((at, value));
+            }
+        }
+        if let Some(temp) = reading.body_temp_c
+            && !faulted(Field::Vital(VitalKey::BodyTemp))
+        {
+            let newest = self.temperatures.iter().flatten().map(|(t, _)| *t).max();
+            // One sample per 30 s is enough to see a fall over minutes.
+            if newest.is_none_or(|newest| at.saturating_sub(newest) >= 30_000_000) {
+                self.temperatures.rotate_left(1);
+                self.temperatures[TEMPERATURE_HISTORY - 1] = Some((at, temp));
+            }
+        }
+    }
+
+    /// The fastest fall (°C per minute) from a kept temperature at least 60 s old to `now`.
+    fn temperature_fall_c_per_min(&self, at: Timestamp, temp: f64) -> f64 {
+        self.temperatures
+            .iter()
+            .flatten()
+            .filter_map(|(then, before)| {
+                let minutes = at.saturating_sub(*then) as f64 / 60e6;
+                (1.0..=5.0)
+                    .contains(&minutes)
+                    .then(|| (before - temp) / minutes)
+            })
+            .fold(0.0, f64::max)
+    }
+}
+
+/// The fields of `reading` that moved further from the previous reading than physiology
+/// allows within seconds, with the new and the previous value.
+fn jumped(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Vec<(Field, f64, f64)> {
+    let within = i64::try_from(rule.jump_within_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    let recent = |slot: Option<(Timestamp, f64)>| {
+        slot.filter(|(at, _)| (0..=within).contains(&reading.timestamp.saturating_sub(*at)))
+            .map(|(_, value)| value)
+    };
+    let mut out = Vec::new();
+    if let (Some(now), Some(before)) = (reading.heart_rate_bpm, recent(previous.heart_rate))
+        && (now - before).abs() >= rule.heart_rate_jump_bpm
+    {
+        out.push((Field::Vital(VitalKey::HeartRate), now, before));
+    }
+    if let (Some(now), Some(before)) = (reading.spo2_pct, recent(previous.spo2))
+        && before - now >= rule.spo2_drop_pct
+    {
+        out.push((Field::Vital(VitalKey::Spo2), now, before));
+    }
+    out
+}
+
+/// A temperature probe that is off or sliding off (issue 18, point 4): the temperature falls
+/// faster than a body cools (`probe_fall_c_per_min` over a minute or more), or is below
+/// `probe_off_below_c` while the pulse is normal and no other vital scores in NEWS2 (a body
+/// that cold is bradycardic or otherwise unwell). Returns the limit crossed.
+fn probe_off(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Option<f64> {
+    let temp = reading.body_temp_c?;
+    if previous.temperature_fall_c_per_min(reading.timestamp, temp) >= rule.probe_fall_c_per_min {
+        return Some(rule.probe_fall_c_per_min);
+    }
+    let pulse_normal = reading
+        .heart_rate_bpm
+        .is_some_and(|hr| news2::pulse_subscore(hr) == 0);
+    let no_other_sign = [
+        reading
+            .respiratory_rate_per_min
+            .map(news2::respiration_rate_subscore),
+        reading
+            .spo2_pct
+            .map(|v| news2::spo2_subscore(v, Spo2Scale::Scale1, false)),
+        reading.systolic_bp_mmhg.map(news2::systolic_bp_subscore),
+        reading.consciousness.map(news2::consciousness_subscore),
+    ]
+    .into_iter()
+    .all(|subscore| subscore.is_none_or(|s| s == 0));
+    (temp < rule.probe_off_below_c && pulse_normal && no_other_sign)
+        .then_some(rule.probe_off_below_c)
+}
+
+/// Whether a HIGH value is beyond what a sensor glitch plausibly produces.
+fn beyond_glitch(condition: AlertCondition, value: f64, rule: &ArtefactConfig) -> bool {
+    match condition {
+        AlertCondition::HeartRateHigh => value >= rule.immediate_heart_rate_at_or_above,
+        AlertCondition::HeartRateLow => value <= rule.immediate_heart_rate_at_or_below,
+        AlertCondition::Spo2Low => value <= rule.immediate_spo2_at_or_below,
+        AlertCondition::RespiratoryRateHigh => value >= rule.immediate_respiratory_rate_at_or_above,
+        AlertCondition::RespiratoryRateLow => value <= rule.immediate_respiratory_rate_at_or_below,
+        AlertCondition::SystolicBpLow => value <= rule.immediate_systolic_at_or_below,
+        _ => false,
+    }
+}
+
+/// Whether another trusted vital of the same reading is abnormal (scores in NEWS2): a second
+/// sensor agreeing that something is wrong with the patient.
+fn corroborated(
+    reading: &Reading,
+    condition: AlertCondition,
+    untrusted: FieldSet,
+    scale: Spo2Scale,
+) -> bool {
+    let own = match condition {
+        AlertCondition::HeartRateHigh | AlertCondition::HeartRateLow => {
+            Field::Vital(VitalKey::HeartRate)
+        }
+        AlertCondition::Spo2Low => Field::Vital(VitalKey::Spo2),
+        AlertCondition::RespiratoryRateHigh | AlertCondition::RespiratoryRateLow => {
+            Field::Vital(VitalKey::RespiratoryRate)
+        }
+        AlertCondition::SystolicBpLow => Field::Vital(VitalKey::SystolicBp),
+        _ => return false,
+    };
+    let others: [(Field, Option<u8>); 5] = [
+        (
+            Field::Vital(VitalKey::HeartRate),
+            reading.heart_rate_bpm.map(news2::pulse_subscore),
+        ),
+        (
+            Field::Vital(VitalKey::Spo2),
+            reading
+                .spo2_pct
+                .map(|v| news2::spo2_subscore(v, scale, false)),
+        ),
+        (
+            Field::Vital(VitalKey::RespiratoryRate),
+            reading
+                .respiratory_rate_per_min
+                .map(news2::respiration_rate_subscore),
+        ),
+        (
+            Field::Vital(VitalKey::SystolicBp),
+            reading.systolic_bp_mmhg.map(news2::systolic_bp_subscore),
+        ),
+        (
+            Field::Vital(VitalKey::Consciousness),
+            reading.consciousness.map(news2::consciousness_subscore),
+        ),
+    ];
+    others.into_iter().any(|(field, subscore)| {
+        field != own && !untrusted.contains(field) && subscore.is_some_and(|s| s > 0)
+    })
 }

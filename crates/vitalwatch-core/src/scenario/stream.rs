@@ -164,7 +164,7 @@ impl Iterator for Stream<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Baseline, EventSpec, Patient, generate};
+    use super::super::{EventSpec, Patient, generate};
     use super::*;
 
     fn scenario(events: Vec<EventSpec>) -> Scenario {
@@ -175,16 +175,15 @@ mod tests {
             start: "2026-01-01T00:00:00Z".to_owned(),
             duration_s: 3600,
             interval_s: 5.0,
+            acknowledge_after_s: None,
             patients: vec![
                 Patient {
-                    device_id: "a".to_owned(),
-                    baseline: Baseline::default(),
                     events,
+                    ..Patient::new("a")
                 },
                 Patient {
-                    device_id: "b".to_owned(),
-                    baseline: Baseline::default(),
                     events: Vec::new(),
+                    ..Patient::new("b")
                 },
             ],
         }
@@ -192,13 +191,8 @@ mod tests {
 
     fn event(kind: EventKind, onset_s: u64, end_s: u64, magnitude: Option<f64>) -> EventSpec {
         EventSpec {
-            kind,
-            onset_s,
-            end_s,
-            label: None,
-            critical: None,
             magnitude,
-            ramp_s: None,
+            ..EventSpec::new(kind, onset_s, end_s)
         }
     }
 

@@ -20,6 +20,7 @@
 mod checks;
 mod preview;
 pub mod replay;
+mod scoring;
 #[cfg(test)]
 mod tests;
 pub mod webhooks;

@@ -6,15 +6,18 @@
 use super::checks::{findings, remember_temperature};
 use crate::store::ReadingRecord;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use vitalwatch_core::alerting::{
     Alert, AlertCondition, AlertConfig, AlertEngine, AlertId, AlertState, AlertTransition,
-    Evaluation, KindScore, Priority, TransitionKind, evaluate,
+    TransitionKind,
 };
 use vitalwatch_core::news2::{LatestVitals, Spo2Scale};
 use vitalwatch_core::rules::{AnomalyType, RuleSet, SensorFaultRule};
-use vitalwatch_core::scenario::Generated;
 use vitalwatch_core::telemetry::{Consciousness, DeviceId, Reading, Timestamp};
+
+pub use super::scoring::{
+    EVALUATE_GRACE_S, ScenarioResult, alert_listing, evaluate_scenario, merge, seed_transitions,
+};
 
 /// The settings a replay runs under.
 #[derive(Clone, Debug)]
@@ -43,9 +46,56 @@ pub struct ReplayOutput {
     pub seed_rows: Vec<SeedRow>,
 }
 
+/// What a scenario adds to a replay: per-patient SpO2 scales and a simulated nurse.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayExtras {
+    /// Per-device SpO2 scale (default Scale 1).
+    pub scales: HashMap<DeviceId, Spo2Scale>,
+    /// Acknowledge every alert still asking for attention this long after it started to.
+    pub acknowledge_after_s: Option<u64>,
+}
+
+/// The user name the simulated acknowledgement is recorded under.
+const SIMULATED_NURSE: &str = "evaluate.simulated-nurse";
+
+/// Acknowledges, in time order, the alerts whose attention started `after_s` or more before
+/// `until`, at the time each became due.
+fn acknowledge_due(
+    engine: &mut AlertEngine,
+    after_s: u64,
+    until: Timestamp,
+    out: &mut Vec<AlertTransition>,
+) {
+    let after = i64::try_from(after_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    let mut due: Vec<(Timestamp, AlertId)> = engine
+        .open_alerts()
+        .filter(|alert| alert.state == AlertState::Active)
+        .map(|alert| (alert.attention_since.saturating_add_micros(after), alert.id))
+        .filter(|(at, _)| *at <= until)
+        .collect();
+    due.sort();
+    for (at, id) in due {
+        if let Ok(transitions) = engine.acknowledge(id, SIMULATED_NURSE, None, at) {
+            out.extend(transitions);
+        }
+    }
+}
+
 /// Replays `readings` (sorted by `received_at`, which is used as the engine's clock) until
 /// `end` (timers run up to it when `ticks`).
 pub fn replay(readings: &[Reading], settings: &ReplaySettings, end: Timestamp) -> ReplayOutput {
+    replay_with(readings, settings, &ReplayExtras::default(), end)
+}
+
+/// [`replay`] with a scenario's extras.
+pub fn replay_with(
+    readings: &[Reading],
+    settings: &ReplaySettings,
+    extras: &ReplayExtras,
+    end: Timestamp,
+) -> ReplayOutput {
     let mut engine = AlertEngine::new(settings.engine.clone(), 0);
     let mut vitals: HashMap<DeviceId, LatestVitals> = HashMap::new();
     let mut previous = HashMap::new();
@@ -59,6 +109,9 @@ pub fn replay(readings: &[Reading], settings: &ReplaySettings, end: Timestamp) -
         };
     for reading in readings {
         let now = reading.received_at;
+        if let Some(after_s) = extras.acknowledge_after_s {
+            acknowledge_due(&mut engine, after_s, now, &mut transitions);
+        }
         if settings.ticks {
             run_timers(&mut engine, now, &mut transitions);
         }
@@ -97,11 +150,12 @@ pub fn replay(readings: &[Reading], settings: &ReplaySettings, end: Timestamp) -
         );
         let device_vitals = vitals.entry(reading.device_id.clone()).or_default();
         device_vitals.observe(reading, faulted);
-        let news2 = device_vitals.score(
-            reading.timestamp,
-            settings.news2_window_s,
-            Spo2Scale::Scale1,
-        );
+        let scale = extras
+            .scales
+            .get(&reading.device_id)
+            .copied()
+            .unwrap_or_default();
+        let news2 = device_vitals.score(reading.timestamp, settings.news2_window_s, scale);
         transitions.extend(engine.observe(reading, &found, Some(&news2), now));
     }
     if settings.ticks {
@@ -111,153 +165,6 @@ pub fn replay(readings: &[Reading], settings: &ReplaySettings, end: Timestamp) -
         transitions,
         seed_rows,
     }
-}
-
-/// The seed's behaviour as alert episodes: one per out-of-range row, opened and closed at once.
-pub fn seed_transitions(rows: &[SeedRow]) -> Vec<AlertTransition> {
-    let mut out = Vec::with_capacity(rows.len() * 2);
-    for (idx, row) in rows.iter().enumerate() {
-        let condition = match (row.kind, row.above) {
-            (AnomalyType::OutOfRangeHr, true) => AlertCondition::HeartRateHigh,
-            (AnomalyType::OutOfRangeHr, false) => AlertCondition::HeartRateLow,
-            (AnomalyType::OutOfRangeTemp, true) => AlertCondition::TemperatureHigh,
-            (AnomalyType::OutOfRangeTemp, false) => AlertCondition::TemperatureLow,
-            (AnomalyType::WeakSignal, _) => AlertCondition::WeakSignal,
-            (AnomalyType::LowBattery, _) => AlertCondition::LowBattery,
-            (AnomalyType::MlAnomaly, _) => AlertCondition::MlAnomaly,
-            (AnomalyType::UnknownDevice, _) => AlertCondition::UnknownDevice,
-            (AnomalyType::MissingFields | AnomalyType::SensorFault, _) => {
-                AlertCondition::SensorFault
-            }
-        };
-        let alert = Alert {
-            id: AlertId(idx as u64 + 1),
-            device_id: row.device_id.clone(),
-            condition,
-            class: condition.class(),
-            priority: Priority::High,
-            state: AlertState::Active,
-            opened_at: row.at,
-            last_seen: row.at,
-            last_value: None,
-            threshold: None,
-            count: 1,
-            condition_present: true,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            acknowledged_note: None,
-            silenced_until: None,
-            silenced_by: None,
-            resolved_at: None,
-            resolved_by: None,
-            attention_since: row.at,
-            escalation_level: 0,
-        };
-        out.push(AlertTransition {
-            kind: TransitionKind::Raised,
-            alert: alert.clone(),
-            at: row.at,
-        });
-        out.push(AlertTransition {
-            kind: TransitionKind::Resolved,
-            alert,
-            at: row.at,
-        });
-    }
-    out
-}
-
-/// Evaluation of one generated scenario: the engine and the seed side by side.
-#[derive(Clone, Debug, Serialize)]
-pub struct ScenarioResult {
-    pub name: String,
-    pub readings: usize,
-    pub patient_days: f64,
-    pub engine: Evaluation,
-    pub seed: Evaluation,
-}
-
-/// How long after an event's end an alert still counts as detecting it.
-pub const EVALUATE_GRACE_S: u64 = 60;
-
-pub fn evaluate_scenario(
-    name: &str,
-    generated: &Generated,
-    settings: &ReplaySettings,
-) -> ScenarioResult {
-    let output = replay(&generated.readings, settings, generated.end);
-    let seed_count = output.seed_rows.len() as u64;
-    let engine = evaluate(
-        &generated.events,
-        &output.transitions,
-        seed_count,
-        generated.patient_days,
-        EVALUATE_GRACE_S,
-    );
-    let seed = evaluate(
-        &generated.events,
-        &seed_transitions(&output.seed_rows),
-        seed_count,
-        generated.patient_days,
-        EVALUATE_GRACE_S,
-    );
-    ScenarioResult {
-        name: name.to_owned(),
-        readings: generated.readings.len(),
-        patient_days: generated.patient_days,
-        engine,
-        seed,
-    }
-}
-
-/// Sums evaluations of several scenarios (means weighted by detections).
-pub fn merge(evaluations: &[&Evaluation], patient_days: f64) -> Evaluation {
-    let mut per_kind: BTreeMap<String, (KindScore, f64)> = BTreeMap::new();
-    let mut total = Evaluation {
-        critical_events: 0,
-        critical_detected: 0,
-        max_time_to_alert_s: None,
-        alerts: 0,
-        seed_alerts: 0,
-        false_alerts: 0,
-        false_alerts_per_patient_day: 0.0,
-        per_kind: BTreeMap::new(),
-    };
-    let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    for evaluation in evaluations {
-        total.critical_events += evaluation.critical_events;
-        total.critical_detected += evaluation.critical_detected;
-        total.max_time_to_alert_s = max(total.max_time_to_alert_s, evaluation.max_time_to_alert_s);
-        total.alerts += evaluation.alerts;
-        total.seed_alerts += evaluation.seed_alerts;
-        total.false_alerts += evaluation.false_alerts;
-        for (kind, score) in &evaluation.per_kind {
-            let (sum, delay_sum) = per_kind.entry(kind.clone()).or_default();
-            sum.events += score.events;
-            sum.detected += score.detected;
-            sum.missed += score.missed;
-            sum.max_time_to_alert_s = max(sum.max_time_to_alert_s, score.max_time_to_alert_s);
-            *delay_sum += score.mean_time_to_alert_s.unwrap_or(0.0) * score.detected as f64;
-        }
-    }
-    total.false_alerts_per_patient_day = if patient_days > 0.0 {
-        total.false_alerts as f64 / patient_days
-    } else {
-        0.0
-    };
-    total.per_kind = per_kind
-        .into_iter()
-        .map(|(kind, (mut score, delay_sum))| {
-            if score.detected > 0 {
-                score.mean_time_to_alert_s = Some(delay_sum / score.detected as f64);
-            }
-            (kind, score)
-        })
-        .collect();
-    total
 }
 
 /// A stored reading back as a core reading (for replays); `None` if a time does not parse.

@@ -18,6 +18,10 @@ pub struct EvaluateArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list every alert: condition, priority, open/close time and the event it detected
+    /// (or "false"). The JSON report always lists them per scenario.
+    #[arg(long)]
+    pub alerts: bool,
     /// Scenario files (TOML, see docs/scenarios.md) or directories of them.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -87,6 +91,9 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+        if args.alerts {
+            print!("\n{}", replay::alert_listing(&report.scenarios));
+        }
     }
     Ok(())
 }

@@ -11,21 +11,12 @@ pub fn device_id(prefix: &str, idx: usize) -> String {
 }
 
 fn event(kind: EventKind, onset_s: u64, end_s: u64) -> EventSpec {
-    EventSpec {
-        kind,
-        onset_s,
-        end_s,
-        label: None,
-        critical: None,
-        magnitude: None,
-        ramp_s: None,
-    }
+    EventSpec::new(kind, onset_s, end_s)
 }
 
 /// A healthy adult with baselines drawn from plausible resting ranges.
 fn healthy(rng: &mut ChaCha8Rng, device_id: String) -> Patient {
     Patient {
-        device_id,
         baseline: Baseline {
             heart_rate: rng.random_range(60.0..84.0),
             body_temp: rng.random_range(36.4..37.0),
@@ -38,7 +29,7 @@ fn healthy(rng: &mut ChaCha8Rng, device_id: String) -> Patient {
             circadian_hr: rng.random_range(3.0..6.0),
             noise: rng.random_range(1.0..2.2),
         },
-        events: Vec::new(),
+        ..Patient::new(device_id)
     }
 }
 
@@ -75,6 +66,7 @@ pub fn population(n: usize, seed: u64, interval_s: f64, duration_s: u64) -> Scen
         start: "2026-01-01T00:00:00Z".to_owned(),
         duration_s,
         interval_s,
+        acknowledge_after_s: None,
         patients,
     }
 }
@@ -112,6 +104,7 @@ pub fn demo(seed: u64) -> Scenario {
         start: "2026-01-01T08:00:00Z".to_owned(),
         duration_s: WEEK,
         interval_s: 5.0,
+        acknowledge_after_s: None,
         patients,
     }
 }

@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(
             columns().join(","),
             "device_id,timestamp,heart_rate,body_temp,signal_strength,battery_level,spo2,\
-             respiratory_rate,systolic_bp,seq,send_s,measured_s,redelivery,label,events"
+             respiratory_rate,systolic_bp,diastolic_bp,seq,send_s,measured_s,redelivery,label,events"
         );
     }
 

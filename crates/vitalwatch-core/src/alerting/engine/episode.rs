@@ -1,13 +1,12 @@
 //! One condition's episode on one device: onset, folding, upgrade, clearing with hysteresis,
 //! latching and resolution. Called by [`super::AlertEngine`] with the pieces it borrows.
 
-use super::{Ctx, DeviceAlertState, Pause, Pending, Track, secs_to_micros, transition};
-use crate::alerting::config::Onset;
+use super::{Ctx, DeviceAlertState, Pause, Pending, Track, onset, secs_to_micros, transition};
 use crate::alerting::signal::{self, Observation, Side};
 use crate::alerting::{
     Alert, AlertClass, AlertCondition, AlertId, AlertState, Priority, TransitionKind,
 };
-use crate::telemetry::{DeviceId, Timestamp};
+use crate::telemetry::DeviceId;
 use std::collections::HashMap;
 
 impl Ctx<'_> {
@@ -25,20 +24,46 @@ impl Ctx<'_> {
             Observation::Present { priority: None, .. } => {
                 track.clear_since = None;
                 track.pending = None;
+                track.seen.clear();
             }
             Observation::Present {
                 priority: Some(priority),
                 mild,
                 value,
                 threshold,
+                immediate,
             } => {
                 track.clear_since = None;
+                onset::remember(&mut track.seen, self.now, Some((priority, mild)));
+                let earned = if immediate && priority == Priority::High {
+                    Some(Priority::High)
+                } else {
+                    onset::earned(self.config, settings.onset, &track.seen, self.now)
+                };
                 if let Some(id) = track.alert {
-                    self.fold(id, track, &device.pauses, priority, value, threshold);
-                    return;
+                    let latched = self
+                        .alerts
+                        .get(&id)
+                        .is_some_and(|alert| !alert.condition_present);
+                    if !latched {
+                        // An upgrade to HIGH needs its own persistence (or corroboration): one
+                        // artefact must not turn a MEDIUM alert into a latching HIGH one.
+                        let current = self.alerts.get(&id).map_or(priority, |a| a.priority);
+                        let priority = if priority == Priority::High && priority > current {
+                            earned.unwrap_or(current).max(current)
+                        } else {
+                            priority
+                        };
+                        self.fold(id, track, &device.pauses, priority, value, threshold);
+                        return;
+                    }
+                    // The latched episode's condition had cleared: this is a new event, which
+                    // gets an episode of its own instead of being swallowed by the old one.
+                    let seen = std::mem::take(&mut track.seen);
+                    self.resolve(id, None, track);
+                    track.seen = seen;
                 }
                 let pending = track.pending.get_or_insert(Pending {
-                    since: self.now,
                     count: 0,
                     priority,
                     mild,
@@ -46,23 +71,23 @@ impl Ctx<'_> {
                     threshold,
                 });
                 pending.count += 1;
-                pending.priority = pending.priority.max(priority);
                 pending.mild &= mild;
                 pending.value = value;
                 pending.threshold = threshold;
-                let onset = settings.onset.unwrap_or_else(|| {
-                    self.config
-                        .onset
-                        .for_priority(pending.priority, pending.mild)
-                });
-                if onset_met(onset, pending, self.now) {
+                if let Some(earned) = earned {
+                    pending.priority = earned;
                     let pending = *pending;
                     track.pending = None;
                     self.raise(device_id, &device.pauses, condition, pending, track);
                 }
             }
             Observation::Absent { value } => {
-                track.pending = None;
+                onset::remember(&mut track.seen, self.now, None);
+                if track.pending.is_some()
+                    && !onset::any_recent(self.config, settings.onset, &track.seen, self.now)
+                {
+                    track.pending = None;
+                }
                 let Some(id) = track.alert else { return };
                 let Some(alert) = self.alerts.get(&id) else {
                     return;
@@ -225,9 +250,4 @@ impl Ctx<'_> {
         self.out
             .push(transition(TransitionKind::Resolved, &alert, self.now));
     }
-}
-
-fn onset_met(onset: Onset, pending: &Pending, now: Timestamp) -> bool {
-    pending.count >= u64::from(onset.readings)
-        && now.saturating_sub(pending.since) >= secs_to_micros(onset.secs)
 }

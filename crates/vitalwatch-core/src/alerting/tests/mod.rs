@@ -10,7 +10,9 @@ use crate::telemetry::{DeviceId, Reading, Timestamp};
 use AlertCondition::*;
 use TransitionKind::*;
 
+mod artefacts;
 mod timers;
+mod vitals;
 use std::collections::HashMap;
 
 const T0: i64 = 1_705_401_000;
@@ -162,6 +164,17 @@ fn script(parts: &[Vec<(i64, Step)>]) -> Vec<(i64, Step)> {
 
 use Priority::{High, Low, Medium};
 
+/// `config` with HIGH raised on the first reading (no persistence), for tests of other
+/// features that start from one HIGH reading.
+fn high_at_once(mut config: AlertConfig) -> AlertConfig {
+    config.onset.high = Onset {
+        readings: 1,
+        secs: 0,
+        window_s: None,
+    };
+    config
+}
+
 /// The default config without DEVICE_OFFLINE, for scripts that tick without readings.
 fn no_offline() -> AlertConfig {
     let mut config = AlertConfig::default();
@@ -197,6 +210,9 @@ fn seed_complaint_hr_105_for_an_hour_is_one_episode() {
     assert_eq!(resolved.alert.count, 1200);
     assert_eq!(resolved.alert.last_value, Some(105.0));
     assert_eq!(resolved.alert.resolved_by, None);
+    // Each transition carries the alert's message.
+    assert_eq!(result.log[0].message, "HR 105 bpm (limit 100), dev-1");
+    assert_eq!(resolved.message, "HR 105 bpm (limit 100) for 58 min, dev-1");
     // Folded readings refresh the store about once a minute, not once per reading.
     let updates = result.log.iter().filter(|t| t.kind == Updated).count();
     assert!((55..=60).contains(&updates), "{updates} updates");
@@ -206,11 +222,26 @@ fn seed_complaint_hr_105_for_an_hour_is_one_episode() {
 #[test]
 fn onset_delay_by_priority() {
     let config = AlertConfig::default;
-    // HIGH (pulse ≥ 131) raises on the first reading.
+    // HIGH (pulse ≥ 131) needs 2 readings within 15 s (issue 18: it used to raise, and
+    // latch, on one reading, which may be an artefact) ...
+    check(config(), &[(0, Step::Vitals(135.0, 36.8))], &[]);
     check(
         config(),
-        &[(0, Step::Vitals(135.0, 36.8))],
-        &[(0, Raised, 1, HeartRateHigh, High)],
+        &[
+            (0, Step::Vitals(135.0, 36.8)),
+            (5, Step::Vitals(80.0, 36.8)),
+            (10, Step::Vitals(135.0, 36.8)),
+        ],
+        &[(10, Raised, 1, HeartRateHigh, High)],
+    );
+    check(
+        config(),
+        &[
+            (0, Step::Vitals(135.0, 36.8)),
+            (10, Step::Vitals(80.0, 36.8)),
+            (20, Step::Vitals(135.0, 36.8)),
+        ],
+        &[],
     );
     // MEDIUM (pulse 111–130) needs 3 readings and 15 s.
     check(
@@ -219,7 +250,9 @@ fn onset_delay_by_priority() {
         &[(15, Raised, 1, HeartRateHigh, Medium)],
     );
     check(config(), &every(0, 15, 5, Step::Vitals(115.0, 36.8)), &[]);
-    // One artefact, then normal: the pending condition is dropped.
+    // One normal reading in between does not start the count again (issue 18, S4: the
+    // onset used to need consecutive readings, so a condition that comes and goes with noise
+    // never raised): 3 readings within 30 s, spanning 15 s.
     check(
         config(),
         &[
@@ -229,16 +262,31 @@ fn onset_delay_by_priority() {
             (15, Step::Vitals(115.0, 36.8)),
             (20, Step::Vitals(115.0, 36.8)),
         ],
+        &[(15, Raised, 1, HeartRateHigh, Medium)],
+    );
+    // Sightings too sparse for the window lapse.
+    check(
+        config(),
+        &script(&[
+            every(0, 120, 5, Step::Vitals(80.0, 36.8)),
+            vec![
+                (2, Step::Vitals(115.0, 36.8)),
+                (37, Step::Vitals(115.0, 36.8)),
+                (72, Step::Vitals(115.0, 36.8)),
+                (107, Step::Vitals(115.0, 36.8)),
+            ],
+        ]),
         &[],
     );
-    // A pending MEDIUM that turns HIGH raises at once, as HIGH.
+    // A pending MEDIUM that turns HIGH raises as HIGH once the HIGH value persists.
     check(
         config(),
         &[
             (0, Step::Vitals(115.0, 36.8)),
             (5, Step::Vitals(140.0, 36.8)),
+            (10, Step::Vitals(140.0, 36.8)),
         ],
-        &[(5, Raised, 1, HeartRateHigh, High)],
+        &[(10, Raised, 1, HeartRateHigh, High)],
     );
     // Mild (HR 55 asleep: outside 60–100, NEWS2 0): LOW only after 10 readings and 5 min.
     check(config(), &every(0, 300, 5, Step::Vitals(55.0, 36.8)), &[]);
@@ -257,11 +305,33 @@ fn onset_delay_by_priority() {
         &every(0, 20, 5, Step::Vitals(72.0, 39.5)),
         &[(15, Raised, 1, TemperatureHigh, Medium)],
     );
-    // 34.5 °C scores 3: HIGH at once.
+    // 34.5 °C scores 3: HIGH on the second reading.
     check(
         config(),
-        &[(0, Step::Vitals(72.0, 34.5))],
-        &[(0, Raised, 1, TemperatureLow, High)],
+        &[(0, Step::Vitals(72.0, 34.5)), (5, Step::Vitals(72.0, 34.5))],
+        &[(5, Raised, 1, TemperatureLow, High)],
+    );
+}
+
+#[test]
+fn a_condition_that_comes_and_goes_raises() {
+    // Issue 18, S4: HR 105 (LOW) on 2 readings of every 5 (40 %) for 10 minutes.
+    let steps: Vec<(i64, Step)> = (0..600)
+        .step_by(5)
+        .map(|secs| {
+            let hr = if [0, 10].contains(&(secs % 25)) {
+                105.0
+            } else {
+                85.0
+            };
+            (secs, Step::Vitals(hr, 36.8))
+        })
+        .collect();
+    // 5 sightings within 2 minutes spanning 60 s: at 60 s (0, 10, 25, 35, 50, 60).
+    check(
+        AlertConfig::default(),
+        &steps,
+        &[(60, Raised, 1, HeartRateHigh, Low)],
     );
 }
 
@@ -314,6 +384,7 @@ fn repeats_fold_and_upgrade_priority() {
             vec![
                 (61, Step::Vitals(118.0, 36.8)),
                 (62, Step::Vitals(132.0, 36.8)),
+                (62, Step::Vitals(132.0, 36.8)),
             ],
             vec![(63, Step::Vitals(105.0, 36.8))],
         ]),
@@ -328,20 +399,32 @@ fn repeats_fold_and_upgrade_priority() {
     assert_eq!(upgrades, [Medium, High]);
     let alert = result.engine.alert(AlertId(1)).expect("open");
     assert_eq!(alert.priority, High, "priority is never downgraded");
-    assert_eq!(alert.count, 24);
+    assert_eq!(alert.count, 25);
     assert_eq!(alert.last_value, Some(105.0));
 }
 
 #[test]
 fn latching_high_alerts() {
     let steps = script(&[
-        vec![(0, Step::Vitals(135.0, 36.8))],
-        every(3, 120, 3, Step::Vitals(80.0, 36.8)),
+        vec![
+            (0, Step::Vitals(135.0, 36.8)),
+            (3, Step::Vitals(135.0, 36.8)),
+        ],
+        every(6, 120, 3, Step::Vitals(80.0, 36.8)),
     ]);
     let latched = check(
         AlertConfig::default(),
         &steps,
-        &[(0, Raised, 1, HeartRateHigh, High)],
+        &[(3, Raised, 1, HeartRateHigh, High)],
+    );
+    // One reading alone (an artefact) raises nothing, so nothing latches.
+    check(
+        AlertConfig::default(),
+        &script(&[
+            vec![(0, Step::Vitals(135.0, 36.8))],
+            every(3, 120, 3, Step::Vitals(80.0, 36.8)),
+        ]),
+        &[],
     );
     let alert = latched.engine.alert(AlertId(1)).expect("still open");
     assert!(!alert.condition_present);
@@ -351,21 +434,27 @@ fn latching_high_alerts() {
         AlertConfig::default(),
         &script(&[steps.clone(), vec![(130, Step::Ack(1))]]),
         &[
-            (0, Raised, 1, HeartRateHigh, High),
+            (3, Raised, 1, HeartRateHigh, High),
             (130, Acknowledged, 1, HeartRateHigh, High),
             (130, Resolved, 1, HeartRateHigh, High),
         ],
     );
-    // The condition coming back while latched folds into the same alert.
-    let back = run(
+    // The condition coming back after the latched one cleared is a new event: a new episode
+    // (issue 18: it used to fold into the latched alert, "detected" before it happened).
+    check(
         AlertConfig::default(),
-        &script(&[steps.clone(), vec![(130, Step::Vitals(140.0, 36.8))]]),
-    );
-    assert!(
-        back.engine
-            .alert(AlertId(1))
-            .expect("open")
-            .condition_present
+        &script(&[
+            steps.clone(),
+            vec![
+                (130, Step::Vitals(140.0, 36.8)),
+                (135, Step::Vitals(140.0, 36.8)),
+            ],
+        ]),
+        &[
+            (3, Raised, 1, HeartRateHigh, High),
+            (130, Resolved, 1, HeartRateHigh, High),
+            (135, Raised, 2, HeartRateHigh, High),
+        ],
     );
     // Without latching, it resolves after the hold like any other.
     let no_latch = AlertConfig {
@@ -376,18 +465,18 @@ fn latching_high_alerts() {
         no_latch,
         &steps,
         &[
-            (0, Raised, 1, HeartRateHigh, High),
-            (63, Resolved, 1, HeartRateHigh, High),
+            (3, Raised, 1, HeartRateHigh, High),
+            (66, Resolved, 1, HeartRateHigh, High),
         ],
     );
     // An acknowledged HIGH alert does not latch.
     check(
         AlertConfig::default(),
-        &script(&[steps, vec![(1, Step::Ack(1))]]),
+        &script(&[steps, vec![(4, Step::Ack(1))]]),
         &[
-            (0, Raised, 1, HeartRateHigh, High),
-            (1, Acknowledged, 1, HeartRateHigh, High),
-            (63, Resolved, 1, HeartRateHigh, High),
+            (3, Raised, 1, HeartRateHigh, High),
+            (4, Acknowledged, 1, HeartRateHigh, High),
+            (66, Resolved, 1, HeartRateHigh, High),
         ],
     );
 }
@@ -398,12 +487,17 @@ fn acknowledged_alert_reopens_when_priority_rises() {
         AlertConfig::default(),
         &script(&[
             every(0, 20, 5, Step::Vitals(115.0, 36.8)),
-            vec![(20, Step::Ack(1)), (25, Step::Vitals(140.0, 36.8))],
+            vec![
+                (20, Step::Ack(1)),
+                (25, Step::Vitals(140.0, 36.8)),
+                (30, Step::Vitals(140.0, 36.8)),
+            ],
         ]),
         &[
             (15, Raised, 1, HeartRateHigh, Medium),
             (20, Acknowledged, 1, HeartRateHigh, Medium),
-            (25, Reopened, 1, HeartRateHigh, High),
+            // One HIGH reading is not enough to reopen it; the second is.
+            (30, Reopened, 1, HeartRateHigh, High),
         ],
     );
     let alert = result.engine.alert(AlertId(1)).expect("open");
@@ -464,16 +558,19 @@ fn higher_priority_sounds_through_a_pause() {
             every(0, 20, 5, Step::Edit(fever)),
             vec![(20, Step::Silence(1, 120))],
             every(25, 45, 5, Step::Edit(fever_and_low_spo2)),
-            vec![(50, Step::Edit(fever_and_bradycardia))],
+            vec![
+                (50, Step::Edit(fever_and_bradycardia)),
+                (51, Step::Edit(fever_and_bradycardia)),
+            ],
         ]),
         &[
             (15, Raised, 1, TemperatureHigh, Medium),
             (20, Silenced, 1, TemperatureHigh, Medium),
             (40, Raised, 2, Spo2Low, Medium),
-            (50, Raised, 3, HeartRateLow, High),
+            (51, Raised, 3, HeartRateLow, High),
         ],
     );
-    let now = at(51);
+    let now = at(52);
     let audible = |id| result.engine.alert(AlertId(id)).expect("open").audible(now);
     assert!(!audible(1));
     assert!(!audible(2), "a new alert of equal priority starts paused");
@@ -555,11 +652,18 @@ fn news2_condition() {
         r.heart_rate_bpm = Some(105.0);
     }
     fn confused(r: &mut Reading) {
-        // New confusion alone scores 3: low–medium risk, MEDIUM.
+        // New confusion alone scores 3: low–medium risk, a MEDIUM NEWS2 alert; and (issue 18)
+        // a HIGH CONSCIOUSNESS_CHANGED of its own at once, where it used to be NEWS2 only.
         r.respiratory_rate_per_min = Some(16.0);
         r.consciousness = Some(crate::telemetry::Consciousness::Confusion);
     }
-    let result = run(AlertConfig::default(), &[(0, Step::Edit(deteriorating))]);
+    let result = run(
+        AlertConfig::default(),
+        &[
+            (0, Step::Edit(deteriorating)),
+            (5, Step::Edit(deteriorating)),
+        ],
+    );
     let news2 = result
         .log
         .iter()
@@ -570,7 +674,58 @@ fn news2_condition() {
     check(
         AlertConfig::default(),
         &every(0, 20, 5, Step::Edit(confused)),
-        &[(15, Raised, 1, News2, Medium)],
+        &[
+            (0, Raised, 1, ConsciousnessChanged, High),
+            (15, Raised, 2, News2, Medium),
+        ],
+    );
+}
+
+#[test]
+fn a_news2_alert_clears_only_on_a_complete_set_scoring_lower() {
+    fn urgent(r: &mut Reading) {
+        // RR 23 (2) + SpO2 94 (1) + SBP 105 (1) + HR 95 (1) = 5, complete: MEDIUM.
+        r.respiratory_rate_per_min = Some(23.0);
+        r.spo2_pct = Some(94.0);
+        r.systolic_bp_mmhg = Some(105.0);
+        r.heart_rate_bpm = Some(95.0);
+        r.on_oxygen = Some(false);
+        r.consciousness = Some(crate::telemetry::Consciousness::Alert);
+    }
+    fn partial_normal(r: &mut Reading) {
+        // The cuff and the oximeter have gone quiet: a partial score of 0 is no evidence.
+        r.respiratory_rate_per_min = Some(16.0);
+    }
+    fn complete_normal(r: &mut Reading) {
+        r.respiratory_rate_per_min = Some(16.0);
+        r.spo2_pct = Some(97.0);
+        r.systolic_bp_mmhg = Some(120.0);
+        r.on_oxygen = Some(false);
+        r.consciousness = Some(crate::telemetry::Consciousness::Alert);
+    }
+    let news2_only = |steps: &[(i64, Step)]| -> Vec<(i64, TransitionKind)> {
+        run(AlertConfig::default(), steps)
+            .log
+            .iter()
+            .filter(|t| t.alert.condition == News2 && t.kind != Updated)
+            .map(|t| (t.at.micros() / 1_000_000 - T0, t.kind))
+            .collect()
+    };
+    let raise = every(0, 20, 5, Step::Edit(urgent));
+    assert_eq!(
+        news2_only(&script(&[
+            raise.clone(),
+            every(20, 600, 5, Step::Edit(partial_normal))
+        ])),
+        [(15, Raised)],
+        "a partial score must not resolve it (issue 18: it used to)"
+    );
+    assert_eq!(
+        news2_only(&script(&[
+            raise,
+            every(20, 600, 5, Step::Edit(complete_normal))
+        ])),
+        [(15, Raised), (140, Resolved)]
     );
 }
 
@@ -615,7 +770,8 @@ fn restore_after_restart() {
     reading.heart_rate_bpm = Some(135.0);
     reading.battery_pct = Some(90.0);
     reading.signal_strength_dbm = Some(-55.0);
-    reading.spo2_pct = Some(85.0);
+    // SpO2 84 is beyond a glitch and the pulse of 135 corroborates it: HIGH at once.
+    reading.spo2_pct = Some(84.0);
     let mut findings = Vec::new();
     rules::check(&reading, &RuleSet::default(), &mut findings);
     let transitions = engine.observe(&reading, &findings, None, at(30));

@@ -1,4 +1,7 @@
 //! Timer tests: escalation, audio pause, device offline and the next deadline.
+//!
+//! These scripts start from one HIGH reading; they test timers, not the HIGH persistence
+//! (tested in `mod.rs` and `artefacts.rs`), so they run with HIGH raised on one reading.
 
 use super::*;
 
@@ -8,7 +11,7 @@ fn escalation_and_reminders_until_acknowledged() {
     let mut steps = vec![(0, Step::Vitals(135.0, 36.8))];
     steps.extend(ticks.iter().map(|secs| (*secs, Step::Tick)));
     let result = check(
-        no_offline(),
+        high_at_once(no_offline()),
         &steps,
         &[
             (0, Raised, 1, HeartRateHigh, High),
@@ -28,7 +31,7 @@ fn escalation_and_reminders_until_acknowledged() {
     // Acknowledged alerts stop escalating; LOW alerts never escalate by default.
     steps.insert(1, (60, Step::Ack(1)));
     check(
-        no_offline(),
+        high_at_once(no_offline()),
         &steps,
         &[
             (0, Raised, 1, HeartRateHigh, High),
@@ -37,12 +40,16 @@ fn escalation_and_reminders_until_acknowledged() {
     );
     let mut low = every(0, 63, 3, Step::Vitals(105.0, 36.8));
     low.push((5000, Step::Tick));
-    check(no_offline(), &low, &[(60, Raised, 1, HeartRateHigh, Low)]);
+    check(
+        high_at_once(no_offline()),
+        &low,
+        &[(60, Raised, 1, HeartRateHigh, Low)],
+    );
     // MEDIUM escalates after 10 minutes.
     let mut medium = every(0, 20, 5, Step::Vitals(115.0, 36.8));
     medium.extend([(614, Step::Tick), (615, Step::Tick)]);
     check(
-        no_offline(),
+        high_at_once(no_offline()),
         &medium,
         &[
             (15, Raised, 1, HeartRateHigh, Medium),
@@ -54,7 +61,7 @@ fn escalation_and_reminders_until_acknowledged() {
 #[test]
 fn audio_pause_is_bounded_and_ends() {
     let result = check(
-        no_offline(),
+        high_at_once(no_offline()),
         &[
             (0, Step::Vitals(135.0, 36.8)),
             (10, Step::Silence(1, 3600)),
@@ -77,7 +84,7 @@ fn audio_pause_is_bounded_and_ends() {
     assert_eq!(ended.alert.silenced_until, None);
 
     let errors = run(
-        AlertConfig::default(),
+        high_at_once(AlertConfig::default()),
         &[
             (0, Step::Vitals(135.0, 36.8)),
             (1, Step::Silence(1, 0)),
@@ -105,7 +112,7 @@ fn audio_pause_is_bounded_and_ends() {
 #[test]
 fn escalation_continues_through_a_pause() {
     check(
-        no_offline(),
+        high_at_once(no_offline()),
         &[
             (0, Step::Vitals(135.0, 36.8)),
             (10, Step::Silence(1, 120)),
@@ -131,7 +138,7 @@ fn device_offline_raises_and_resolves() {
         (30, Step::Vitals(72.0, 36.8)),
     ];
     let result = check(
-        AlertConfig::default(),
+        high_at_once(AlertConfig::default()),
         &steps,
         &[
             (15, Raised, 1, DeviceOffline, Medium),
@@ -157,10 +164,10 @@ fn device_offline_raises_and_resolves() {
 #[test]
 fn next_deadline_covers_escalation_and_pauses() {
     let result = run(
-        AlertConfig::default(),
+        high_at_once(AlertConfig::default()),
         &[(0, Step::Vitals(135.0, 36.8)), (1, Step::Silence(1, 30))],
     );
-    let mut config = AlertConfig::default();
+    let mut config = high_at_once(AlertConfig::default());
     config.conditions.insert(
         DeviceOffline,
         ConditionOverride {

@@ -42,6 +42,7 @@ fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransi
         kind,
         alert: alert.clone(),
         at,
+        message: String::new(),
     }
 }
 
