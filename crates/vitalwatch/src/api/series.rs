@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use tokio_stream::wrappers::ReceiverStream;
-use vitalwatch_core::news2::{self, Spo2Scale};
-use vitalwatch_core::telemetry::{Consciousness, DeviceId, Timestamp, VitalKey};
+
+use vitalwatch_core::telemetry::{DeviceId, Timestamp, VitalKey};
 
 /// Buckets a series has when the page does not say.
 const DEFAULT_POINTS: usize = 300;
@@ -167,33 +167,6 @@ pub async fn series(
     })))
 }
 
-/// The NEWS2 score of a stored reading, when it carries any of the vitals only NEWS2 uses
-/// (respiration rate, SpO2, systolic BP, consciousness); heart rate and temperature alone
-/// would make a misleadingly low partial score.
-fn news2_of(reading: &ReadingRecord) -> Option<news2::News2> {
-    let has_news2_vitals = reading.respiratory_rate.is_some()
-        || reading.spo2.is_some()
-        || reading.systolic_bp.is_some()
-        || reading.consciousness.is_some();
-    has_news2_vitals.then(|| {
-        news2::score(
-            &news2::Inputs {
-                respiration_rate_per_min: reading.respiratory_rate,
-                spo2_pct: reading.spo2,
-                on_oxygen: reading.on_oxygen,
-                systolic_bp_mmhg: reading.systolic_bp,
-                pulse_bpm: reading.heart_rate,
-                consciousness: reading
-                    .consciousness
-                    .as_deref()
-                    .and_then(Consciousness::from_letter),
-                temperature_c: reading.body_temp,
-            },
-            Spo2Scale::Scale1,
-        )
-    })
-}
-
 /// `GET /api/latest`: each device's newest reading in the window, with its NEWS2 score.
 pub async fn latest(
     State(state): State<AppState>,
@@ -205,7 +178,7 @@ pub async fn latest(
     let items: Vec<Value> = readings
         .into_iter()
         .map(|reading| {
-            let news2 = news2_of(&reading);
+            let news2 = reading.news2();
             json!({ "reading": reading, "news2": news2 })
         })
         .collect();
@@ -416,10 +389,10 @@ mod tests {
     #[test]
     fn news2_is_only_scored_when_a_news2_only_vital_is_present() {
         let mut reading = record();
-        assert!(news2_of(&reading).is_none());
+        assert!(reading.news2().is_none());
         reading.respiratory_rate = Some(26.0);
         reading.spo2 = Some(91.0);
-        let score = news2_of(&reading).expect("scored");
+        let score = reading.news2().expect("scored");
         // RR 26 → 3, SpO2 91 (scale 1) → 3, pulse 72.5 → 0.
         assert_eq!(score.total, 6);
         assert!(score.partial);

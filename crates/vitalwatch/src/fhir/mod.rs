@@ -25,9 +25,9 @@ use crate::store::{AnomalyRecord, DeviceRecord, ReadingRecord};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use vitalwatch_core::alerting::{AlertClass, AlertState, Priority};
-use vitalwatch_core::news2::{self, ClinicalRisk, Parameter, Spo2Scale};
+use vitalwatch_core::news2::{ClinicalRisk, Parameter};
 use vitalwatch_core::rules::{AnomalyType, Severity};
-use vitalwatch_core::telemetry::{Consciousness, VitalKey, VitalKind};
+use vitalwatch_core::telemetry::{VitalKey, VitalKind};
 
 /// The media type of every answer [FHIR R4 http.html#mime-type].
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -405,28 +405,7 @@ fn risk_code(risk: ClinicalRisk) -> &'static str {
 /// as interpretation, and `derivedFrom` the reading's vital-sign Observations.
 fn news2_observation(common: &Common<'_>) -> Option<Value> {
     let reading = common.reading;
-    let has_news2_vitals = reading.respiratory_rate.is_some()
-        || reading.spo2.is_some()
-        || reading.systolic_bp.is_some()
-        || reading.consciousness.is_some();
-    if !has_news2_vitals {
-        return None;
-    }
-    let score = news2::score(
-        &news2::Inputs {
-            respiration_rate_per_min: reading.respiratory_rate,
-            spo2_pct: reading.spo2,
-            on_oxygen: reading.on_oxygen,
-            systolic_bp_mmhg: reading.systolic_bp,
-            pulse_bpm: reading.heart_rate,
-            consciousness: reading
-                .consciousness
-                .as_deref()
-                .and_then(Consciousness::from_letter),
-            temperature_c: reading.body_temp,
-        },
-        Spo2Scale::Scale1,
-    );
+    let score = reading.news2()?;
     let mut out = common.observation(Part::News2, "survey", "NEWS2 total score");
     let mut total = json!({
         "value": score.total, "unit": "score", "system": UCUM, "code": "{score}",

@@ -137,6 +137,34 @@ pub struct ReadingRecord {
 }
 
 impl ReadingRecord {
+    /// Its NEWS2 score (Scale 1, as the alert service scores it), when it carries any of the
+    /// vitals only NEWS2 uses (respiration rate, SpO2, systolic BP, consciousness): heart rate
+    /// and temperature alone would make a misleadingly low partial score.
+    pub fn news2(&self) -> Option<vitalwatch_core::news2::News2> {
+        use vitalwatch_core::news2::{self, Spo2Scale};
+        let has_news2_vitals = self.respiratory_rate.is_some()
+            || self.spo2.is_some()
+            || self.systolic_bp.is_some()
+            || self.consciousness.is_some();
+        has_news2_vitals.then(|| {
+            news2::score(
+                &news2::Inputs {
+                    respiration_rate_per_min: self.respiratory_rate,
+                    spo2_pct: self.spo2,
+                    on_oxygen: self.on_oxygen,
+                    systolic_bp_mmhg: self.systolic_bp,
+                    pulse_bpm: self.heart_rate,
+                    consciousness: self
+                        .consciousness
+                        .as_deref()
+                        .and_then(vitalwatch_core::telemetry::Consciousness::from_letter),
+                    temperature_c: self.body_temp,
+                },
+                Spo2Scale::Scale1,
+            )
+        })
+    }
+
     /// The stored form of a reading that was just committed under `id`.
     pub fn from_reading(id: i64, reading: &Reading, source: Source) -> ReadingRecord {
         ReadingRecord {
