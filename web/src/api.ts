@@ -120,8 +120,9 @@ export interface Ranges {
 /** `alerting::AlertCondition`. */
 export type AlertCondition =
   | 'HEART_RATE_HIGH' | 'HEART_RATE_LOW' | 'TEMPERATURE_HIGH' | 'TEMPERATURE_LOW' | 'SPO2_LOW'
-  | 'NEWS2' | 'SENSOR_FAULT' | 'WEAK_SIGNAL' | 'LOW_BATTERY' | 'DEVICE_OFFLINE' | 'ML_ANOMALY'
-  | 'UNKNOWN_DEVICE';
+  | 'RESPIRATORY_RATE_HIGH' | 'RESPIRATORY_RATE_LOW' | 'SYSTOLIC_BP_LOW' | 'BLOOD_PRESSURE_HIGH'
+  | 'CONSCIOUSNESS_CHANGED' | 'NEWS2' | 'SENSOR_FAULT' | 'ARTEFACT' | 'WEAK_SIGNAL'
+  | 'LOW_BATTERY' | 'DEVICE_OFFLINE' | 'ML_ANOMALY' | 'UNKNOWN_DEVICE';
 
 /** `alerting::Priority` (IEC 60601-1-8). */
 export type Priority = 'low' | 'medium' | 'high';
