@@ -104,27 +104,17 @@ mod tests {
     ) {
         let opened = Timestamp::from_secs(1_705_401_000);
         let alert = Alert {
-            id: AlertId(1),
-            device_id: DeviceId::parse("bed-7", 64).expect("valid id"),
-            condition,
-            class: condition.class(),
-            priority: Priority::High,
-            state: AlertState::Active,
-            opened_at: opened,
             last_seen: Timestamp::from_secs(1_705_401_000 + for_s),
             last_value: value,
             threshold,
             count: 3,
-            condition_present: true,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            acknowledged_note: None,
-            silenced_until: None,
-            silenced_by: None,
-            resolved_at: None,
-            resolved_by: None,
-            attention_since: opened,
-            escalation_level: 0,
+            ..Alert::opened(
+                AlertId(1),
+                DeviceId::parse("bed-7", 64).expect("valid id"),
+                condition,
+                Priority::High,
+                opened,
+            )
         };
         assert_eq!(message(&alert), expected);
     }

@@ -267,6 +267,40 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// A new episode of `condition` on `device_id`, active since `at`: seen once, nobody has
+    /// acknowledged, silenced or resolved it. The engine fills in the rest as it learns it.
+    pub fn opened(
+        id: AlertId,
+        device_id: DeviceId,
+        condition: AlertCondition,
+        priority: Priority,
+        at: Timestamp,
+    ) -> Alert {
+        Alert {
+            id,
+            device_id,
+            condition,
+            class: condition.class(),
+            priority,
+            state: AlertState::Active,
+            opened_at: at,
+            last_seen: at,
+            last_value: None,
+            threshold: None,
+            count: 1,
+            condition_present: true,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            acknowledged_note: None,
+            silenced_until: None,
+            silenced_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            attention_since: at,
+            escalation_level: 0,
+        }
+    }
+
     /// Whether the alert should be sounding at `now`: active and not audio-paused.
     pub fn audible(&self, now: Timestamp) -> bool {
         self.state == AlertState::Active && self.silenced_until.is_none_or(|until| now >= until)

@@ -6,7 +6,7 @@ use super::replay::{ReplayExtras, ReplaySettings, SeedRow, replay_with};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use vitalwatch_core::alerting::{
-    Alert, AlertCondition, AlertId, AlertState, AlertTransition, Evaluation, KindScore, Priority,
+    Alert, AlertCondition, AlertId, AlertTransition, Evaluation, KindScore, Priority,
     TransitionKind, evaluate,
 };
 use vitalwatch_core::rules::AnomalyType;
@@ -29,29 +29,13 @@ pub fn seed_transitions(rows: &[SeedRow]) -> Vec<AlertTransition> {
                 AlertCondition::SensorFault
             }
         };
-        let alert = Alert {
-            id: AlertId(idx as u64 + 1),
-            device_id: row.device_id.clone(),
+        let alert = Alert::opened(
+            AlertId(idx as u64 + 1),
+            row.device_id.clone(),
             condition,
-            class: condition.class(),
-            priority: Priority::High,
-            state: AlertState::Active,
-            opened_at: row.at,
-            last_seen: row.at,
-            last_value: None,
-            threshold: None,
-            count: 1,
-            condition_present: true,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            acknowledged_note: None,
-            silenced_until: None,
-            silenced_by: None,
-            resolved_at: None,
-            resolved_by: None,
-            attention_since: row.at,
-            escalation_level: 0,
-        };
+            Priority::High,
+            row.at,
+        );
         out.push(AlertTransition {
             kind: TransitionKind::Raised,
             alert: alert.clone(),

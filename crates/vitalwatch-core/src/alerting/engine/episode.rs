@@ -128,27 +128,12 @@ impl Ctx<'_> {
             .get(&class)
             .filter(|pause| pause.until > self.now && pending.priority <= pause.priority);
         let alert = Alert {
-            id,
-            device_id: device_id.clone(),
-            condition,
-            class,
-            priority: pending.priority,
-            state: AlertState::Active,
-            opened_at: self.now,
-            last_seen: self.now,
             last_value: pending.value,
             threshold: pending.threshold,
             count: pending.count,
-            condition_present: true,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            acknowledged_note: None,
             silenced_until: pause.map(|pause| pause.until),
             silenced_by: pause.map(|pause| pause.by.clone()),
-            resolved_at: None,
-            resolved_by: None,
-            attention_since: self.now,
-            escalation_level: 0,
+            ..Alert::opened(id, device_id.clone(), condition, pending.priority, self.now)
         };
         track.alert = Some(id);
         track.clear_since = None;

@@ -81,29 +81,7 @@ fn transitions(steps: &[(i64, Step)]) -> Vec<AlertTransition> {
 }
 
 fn alert(id: u64, condition: AlertCondition, priority: Priority, now: Timestamp) -> Alert {
-    Alert {
-        id: AlertId(id),
-        device_id: device("dev-1"),
-        condition,
-        class: condition.class(),
-        priority,
-        state: AlertState::Active,
-        opened_at: now,
-        last_seen: now,
-        last_value: None,
-        threshold: None,
-        count: 1,
-        condition_present: true,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        acknowledged_note: None,
-        silenced_until: None,
-        silenced_by: None,
-        resolved_at: None,
-        resolved_by: None,
-        attention_since: now,
-        escalation_level: 0,
-    }
+    Alert::opened(AlertId(id), device("dev-1"), condition, priority, now)
 }
 
 /// What one case expects of its single event: `Some(delay)` detected after `delay` s, `None`

@@ -13,27 +13,15 @@ use vitalwatch_core::telemetry::Timestamp;
 /// A freshly raised alert.
 fn raised(id: u64, device_id: &str, condition: AlertCondition, opened: Timestamp) -> Alert {
     Alert {
-        id: AlertId(id),
-        device_id: super::device(device_id),
-        condition,
-        class: condition.class(),
-        priority: Priority::Medium,
-        state: AlertState::Active,
-        opened_at: opened,
-        last_seen: opened,
         last_value: Some(150.0),
         threshold: Some(100.0),
-        count: 1,
-        condition_present: true,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        acknowledged_note: None,
-        silenced_until: None,
-        silenced_by: None,
-        resolved_at: None,
-        resolved_by: None,
-        attention_since: opened,
-        escalation_level: 0,
+        ..Alert::opened(
+            AlertId(id),
+            super::device(device_id),
+            condition,
+            Priority::Medium,
+            opened,
+        )
     }
 }
 
