@@ -46,5 +46,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Fhir(args) => commands::fhir::run(args).await,
         Command::Simulate(args) => commands::simulate::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
+        Command::Probe(args) => commands::probe::run(args).await,
     }
 }

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod evaluate;
 pub mod fhir;
 pub mod model;
+pub mod probe;
 pub mod routes;
 pub mod serve;
 pub mod simulate;
@@ -92,6 +93,9 @@ pub enum Command {
     /// The whole system in one command: certificates, a model, the server and ten simulated
     /// patients, until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Ask a running server whether it is alive (exit 0 on a 2xx answer from /health): the
+    /// health check of the container image, which has no curl.
+    Probe(probe::ProbeArgs),
 }
 
 impl Command {

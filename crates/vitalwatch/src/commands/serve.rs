@@ -224,6 +224,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let running = crate::server::start(config, super::shutdown_on_signals()).await?;
     running.announce();
+    // Under systemd (`Type=notify`) the unit is "started" only once every listener is bound;
+    // outside it NOTIFY_SOCKET is unset and this does nothing.
+    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(
+            event = "systemd_notify_failed",
+            "telling systemd we are ready: {err}"
+        );
+    }
     running.await
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod cli;
 mod dashboard;
+mod deploy;
 mod durability;
 mod external;
 mod fhir;
