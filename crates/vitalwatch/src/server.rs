@@ -298,7 +298,6 @@ pub async fn start_on(
         );
     }
     let (app, api_table) = api::app(state.clone(), shutdown.clone());
-    let limit = config.http.max_concurrent_requests;
     let mut dashboard_task = None;
     let mut dashboard_bound = None;
     if let Some(dashboard) = dashboard {
@@ -317,14 +316,13 @@ pub async fn start_on(
             &table,
             Arc::clone(&auth),
             https.is_some(),
-            limit,
+            &config.http,
         );
         let served = crate::http_listen::serve(
             dashboard,
             dashboard_app,
             https.clone(),
-            config.http.max_connections,
-            Duration::from_secs(config.http.header_read_timeout_s),
+            config.http.listen_limits(),
             shutdown.clone(),
         );
         dashboard_task = Some(tokio::spawn(async move {
@@ -333,13 +331,18 @@ pub async fn start_on(
             }
         }));
     }
-    let app = api::guarded(app, &api_table, Arc::clone(&auth), https.is_some(), limit);
+    let app = api::guarded(
+        app,
+        &api_table,
+        Arc::clone(&auth),
+        https.is_some(),
+        &config.http,
+    );
     let served = crate::http_listen::serve(
         listener,
         app,
         https,
-        config.http.max_connections,
-        Duration::from_secs(config.http.header_read_timeout_s),
+        config.http.listen_limits(),
         shutdown.clone(),
     );
     let running = Running {
