@@ -213,19 +213,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// Requires a JSON content type (`application/json`, or `application/*+json`).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
+    if crate::api_error::is_json(headers) {
         return Ok(());
     }
     Err(ApiError::new(

@@ -111,22 +111,61 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether the request names this host by a loopback name (`Host: localhost:5000`,
-/// `127.0.0.1`, `[::1]`). A web page from elsewhere that got a browser on this host to send
-/// the request (DNS rebinding) names its own domain, and so is not trusted.
-fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        // HTTP/2 carries the authority in the URI, not a Host header; curl over HTTP/1.1
-        // always sends one. No name at all is not a rebinding page.
-        return true;
+/// `127.0.0.1`, `[::1]`; over HTTP/2 the `:authority`, which hyper keeps in the URI). A web
+/// page from elsewhere that got a browser on this host to send the request (DNS rebinding)
+/// names its own domain, and so is not trusted; a name with userinfo (`localhost@evil`) is
+/// not a loopback name.
+fn loopback_host(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let host = match headers.get(header::HOST) {
+        Some(value) => match value.to_str() {
+            Ok(host) => host,
+            Err(_) => return false,
+        },
+        None => match uri.authority() {
+            Some(authority) => authority.as_str(),
+            // curl over HTTP/1.1 always sends a Host; no name at all is not a rebinding page.
+            None => return true,
+        },
     };
+    if host.contains('@') {
+        return false;
+    }
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
+        Some(rest) => match rest.split_once(']') {
+            Some((name, port)) if port.is_empty() || port.starts_with(':') => name,
+            _ => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// Whether a state-changing request from a trusted loopback caller cannot be a cross-site
+/// one: it carries `X-CSRF-Token` (any value: a page from elsewhere cannot add a header
+/// without a CORS preflight, which this API never grants) or a JSON body (likewise), and any
+/// `Origin` it names is a loopback one.
+fn loopback_not_cross_site(headers: &HeaderMap) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        let mut named = HeaderMap::new();
+        match HeaderValue::from_str(host) {
+            Ok(value) if !host.is_empty() => {
+                named.insert(header::HOST, value);
+            }
+            _ => return false,
+        }
+        if !loopback_host(&named, &axum::http::Uri::default()) {
+            return false;
+        }
+    }
+    headers.contains_key(CSRF_HEADER) || crate::api_error::is_json(headers)
 }
 
 enum AuthFailure {
@@ -138,6 +177,7 @@ enum AuthFailure {
 async fn identify(
     service: &AuthService,
     headers: &HeaderMap,
+    uri: &axum::http::Uri,
     remote: SocketAddr,
 ) -> Result<Option<Principal>, AuthFailure> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -215,7 +255,9 @@ async fn identify(
             },
         }));
     }
-    if service.trust_loopback && remote.ip().to_canonical().is_loopback() && loopback_host(headers)
+    if service.trust_loopback
+        && remote.ip().to_canonical().is_loopback()
+        && loopback_host(headers, uri)
     {
         return Ok(Some(Principal {
             name: remote.ip().to_string(),
@@ -248,7 +290,7 @@ pub async fn authorize(
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();
-    let principal = match identify(service, request.headers(), remote).await {
+    let principal = match identify(service, request.headers(), request.uri(), remote).await {
         Ok(Some(principal)) => principal,
         Ok(None) => {
             service.audit_failure("auth.failed", remote.ip(), "no credentials", &path);
@@ -326,6 +368,26 @@ pub async fn authorize(
             )
             .into_response();
         }
+    }
+    if matches!(principal.credential, Credential::Loopback)
+        && !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
+        && !loopback_not_cross_site(request.headers())
+    {
+        let _ = service.audit.record(AuditEntry {
+            actor: principal.actor(),
+            action: "auth.csrf_refused".to_owned(),
+            target: path,
+            details: serde_json::json!({ "method": request.method().as_str() }),
+        });
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a state-changing request needs an X-CSRF-Token header (any value) or a JSON body",
+        )
+        .into_response();
     }
     if rule.patient_data {
         let entry = AuditEntry {
