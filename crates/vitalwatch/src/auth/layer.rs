@@ -2,8 +2,9 @@
 //! (`/auth/login`, `/auth/logout`, `/auth/me`).
 
 use super::audit_buffer::AuditBuffer;
+use super::login::LoginLimiter;
 use super::routes::Policy;
-use super::session::{COOKIE, LoginLimiter, Sessions};
+use super::session::{COOKIE, Sessions};
 use super::{Access, Credential, Principal, Role};
 use crate::api_error::ApiError;
 use crate::config::HttpConfig;
@@ -27,7 +28,15 @@ pub struct AuthService {
     pub limiter: LoginLimiter,
     pub audit: Arc<AuditBuffer>,
     pub trust_loopback: bool,
+    /// Open live streams, bounded in all and per caller.
+    pub live_streams: Arc<super::streams::LiveStreams>,
+    /// [`AuthService::still_valid`]'s answers for a moment, so open streams do not query the
+    /// store each: (credential key) → (valid, when checked).
+    validity: parking_lot::Mutex<std::collections::HashMap<String, (bool, tokio::time::Instant)>>,
 }
+
+/// How long a [`AuthService::still_valid`] answer is reused.
+const VALIDITY_CACHE: Duration = Duration::from_secs(2);
 
 impl AuthService {
     pub fn new(store: Arc<dyn Store>, config: &HttpConfig) -> AuthService {
@@ -42,8 +51,14 @@ impl AuthService {
                 config.login_failures_per_user,
                 config.login_failures_per_address,
                 Duration::from_secs(config.login_window_s),
+                config.login_concurrency,
             ),
             trust_loopback: config.trust_loopback,
+            live_streams: super::streams::LiveStreams::new(
+                config.max_live_streams,
+                config.max_live_streams_per_caller,
+            ),
+            validity: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -52,6 +67,27 @@ impl AuthService {
     /// its token is neither revoked nor expired. Long-lived responses (the live stream) check
     /// this periodically and end when it is false.
     pub async fn still_valid(&self, principal: &Principal) -> bool {
+        let key = match &principal.credential {
+            Credential::Loopback => return true,
+            Credential::Session { id, .. } => format!("session:{}", id.expose()),
+            Credential::Token { id } => format!("token:{id}"),
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((valid, at)) = self.validity.lock().get(&key)
+            && now.duration_since(*at) < VALIDITY_CACHE
+        {
+            return *valid;
+        }
+        let valid = self.check_still_valid(principal).await;
+        let mut cache = self.validity.lock();
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < VALIDITY_CACHE);
+        }
+        cache.insert(key, (valid, now));
+        valid
+    }
+
+    async fn check_still_valid(&self, principal: &Principal) -> bool {
         match &principal.credential {
             Credential::Loopback => true,
             Credential::Session { id, .. } => {

@@ -38,6 +38,7 @@ struct Creds<'a> {
     csrf: Option<&'a str>,
 }
 
+mod abuse;
 mod floods;
 mod sessions;
 mod transport;

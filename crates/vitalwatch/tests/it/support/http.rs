@@ -66,7 +66,13 @@ fn send_with_curl(method: &str, url: &str, content_type: Option<&str>, body: &[u
     std::fs::write(&body_path, body).unwrap();
     let mut command = Command::new("curl");
     command.args(["-sS", "-X", method, "-o"]).arg(&out_path);
-    command.args(["-w", "%{http_code}", "-H", "X-CSRF-Token: 1", "--data-binary"]);
+    command.args([
+        "-w",
+        "%{http_code}",
+        "-H",
+        "X-CSRF-Token: 1",
+        "--data-binary",
+    ]);
     command.arg(format!("@{}", body_path.display()));
     if let Some(content_type) = content_type {
         command.args(["-H", &format!("Content-Type: {content_type}")]);
