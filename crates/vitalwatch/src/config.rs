@@ -275,6 +275,12 @@ pub struct StoreConfig {
     pub retention_days: u32,
     pub anomaly_retention_days: u32,
     pub audit_retention_days: u32,
+    /// The key that signs the audit anchors; `None` = `<certs_dir>/audit.key` (beside the CA
+    /// key), created 0600 at the first start. Keep a copy offline for `audit verify --key`.
+    pub audit_key: Option<PathBuf>,
+    /// The chain's head is anchored at start-up, at shutdown, every 5 minutes and after this
+    /// many new audit entries.
+    pub audit_anchor_every: u64,
     pub max_batch: usize,
     pub queue_capacity: usize,
     pub queue_timeout_ms: u64,
@@ -287,6 +293,8 @@ impl Default for StoreConfig {
             retention_days: 30,
             anomaly_retention_days: 365,
             audit_retention_days: 2190,
+            audit_key: None,
+            audit_anchor_every: 100,
             max_batch: 2048,
             queue_capacity: 256,
             queue_timeout_ms: 5000,
@@ -402,6 +410,14 @@ impl Config {
             .certs_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("certs"))
+    }
+
+    /// The audit anchors' signing key: `[store] audit_key`, else `<certs_dir>/audit.key`.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.store
+            .audit_key
+            .clone()
+            .unwrap_or_else(|| self.certs_dir().join("audit.key"))
     }
 
     /// `<data-dir>/anomalies.db`, the seed's path.
