@@ -149,11 +149,17 @@ pub struct HttpConfig {
     pub session_idle_timeout_s: u64,
     /// ... and after this long in any case.
     pub session_max_age_s: u64,
-    /// Failed logins allowed per user name, and per client address, within
-    /// `login_window_s`; more are answered 429 without checking the password.
+    /// Failed logins allowed per user name from one address range (a /24 or /64), and per
+    /// address range for all names, within `login_window_s`; more are answered 429 without
+    /// checking the password (each attempt is counted before it is checked). Failures for a
+    /// name from all addresses only slow its logins down (growing delays), so nobody can
+    /// lock a clinician out from elsewhere.
     pub login_failures_per_user: u32,
     pub login_failures_per_address: u32,
     pub login_window_s: u64,
+    /// Password checks (Argon2id, ~19 MiB each) running at once; a login beyond them is
+    /// answered 429 at once.
+    pub login_concurrency: usize,
     /// Requests served at once per listener; more wait (HTTP connections beyond it queue in
     /// the kernel's backlog).
     pub max_concurrent_requests: usize,
@@ -163,6 +169,29 @@ pub struct HttpConfig {
     /// Over HTTPS, a connection that sends no complete request headers for this long is
     /// closed (a handshake itself must finish within 10 s).
     pub header_read_timeout_s: u64,
+    /// Open connections per client address and per address range (/24, /64); more are
+    /// closed at once.
+    pub max_connections_per_address: usize,
+    pub max_connections_per_range: usize,
+    /// Requests in service at once per client address and per address range; more are
+    /// answered 429 at once, so one client cannot use up `max_concurrent_requests`.
+    pub max_requests_per_address: usize,
+    pub max_requests_per_range: usize,
+    /// A request's body must have arrived this many seconds after the request was taken
+    /// into service (408 otherwise), so slow bodies cannot hold the request slots.
+    pub request_timeout_s: u64,
+    /// A connection (HTTP/1.1 or HTTP/2) with no request in flight for this long is closed.
+    pub idle_timeout_s: u64,
+    /// HTTP/2 streams open at once per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 PINGs this often; a peer that does not answer in `h2_keep_alive_timeout_s` is
+    /// disconnected.
+    pub h2_keep_alive_interval_s: u64,
+    pub h2_keep_alive_timeout_s: u64,
+    /// Live streams (`/api/events`) open at once, in all and per caller (token, session or
+    /// loopback address); more are answered 429.
+    pub max_live_streams: usize,
+    pub max_live_streams_per_caller: usize,
     /// Patient-data reads and failed authentications waiting to be written to the audit
     /// trail; when this many wait, reads are refused (503) rather than served unaudited.
     pub audit_buffer: usize,
@@ -178,10 +207,39 @@ impl Default for HttpConfig {
             login_failures_per_user: 5,
             login_failures_per_address: 20,
             login_window_s: 900,
+            login_concurrency: 4,
             max_concurrent_requests: 1024,
             max_connections: 4096,
             header_read_timeout_s: 30,
+            max_connections_per_address: 256,
+            max_connections_per_range: 1024,
+            max_requests_per_address: 128,
+            max_requests_per_range: 512,
+            request_timeout_s: 15,
+            idle_timeout_s: 60,
+            h2_max_concurrent_streams: 32,
+            h2_keep_alive_interval_s: 20,
+            h2_keep_alive_timeout_s: 10,
+            max_live_streams: 512,
+            max_live_streams_per_caller: 8,
             audit_buffer: 100_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The listeners' bounds.
+    pub fn listen_limits(&self) -> crate::http_listen::ListenLimits {
+        use std::time::Duration;
+        crate::http_listen::ListenLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_connections_per_range: self.max_connections_per_range,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_s),
+            idle_timeout: Duration::from_secs(self.idle_timeout_s),
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            h2_keep_alive_interval: Duration::from_secs(self.h2_keep_alive_interval_s.max(1)),
+            h2_keep_alive_timeout: Duration::from_secs(self.h2_keep_alive_timeout_s.max(1)),
         }
     }
 }
@@ -217,6 +275,12 @@ pub struct StoreConfig {
     pub retention_days: u32,
     pub anomaly_retention_days: u32,
     pub audit_retention_days: u32,
+    /// The key that signs the audit anchors; `None` = `<certs_dir>/audit.key` (beside the CA
+    /// key), created 0600 at the first start. Keep a copy offline for `audit verify --key`.
+    pub audit_key: Option<PathBuf>,
+    /// The chain's head is anchored at start-up, at shutdown, every 5 minutes and after this
+    /// many new audit entries.
+    pub audit_anchor_every: u64,
     pub max_batch: usize,
     pub queue_capacity: usize,
     pub queue_timeout_ms: u64,
@@ -229,6 +293,8 @@ impl Default for StoreConfig {
             retention_days: 30,
             anomaly_retention_days: 365,
             audit_retention_days: 2190,
+            audit_key: None,
+            audit_anchor_every: 100,
             max_batch: 2048,
             queue_capacity: 256,
             queue_timeout_ms: 5000,
@@ -344,6 +410,14 @@ impl Config {
             .certs_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("certs"))
+    }
+
+    /// The audit anchors' signing key: `[store] audit_key`, else `<certs_dir>/audit.key`.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.store
+            .audit_key
+            .clone()
+            .unwrap_or_else(|| self.certs_dir().join("audit.key"))
     }
 
     /// `<data-dir>/anomalies.db`, the seed's path.

@@ -251,9 +251,15 @@ pub async fn start_on(
     ));
     tasks.spawn(refusal_audit_task(Arc::clone(&pipeline), shutdown.clone()));
     let anchors = crate::store::audit::anchors_path(&config.data_dir);
+    let audit_key = crate::store::audit::AuditKey::load(&config.audit_key_path(), true)
+        .context("loading the audit key")?;
+    // Anchored at once: rows written before a crash are covered even if it comes soon.
+    anchor_head(store.as_ref(), &anchors, &audit_key).await;
     tasks.spawn(anchor_task(
         Arc::clone(&store),
         anchors.clone(),
+        audit_key.clone(),
+        config.store.audit_anchor_every.max(1),
         shutdown.clone(),
     ));
     #[cfg(unix)]
@@ -298,7 +304,6 @@ pub async fn start_on(
         );
     }
     let (app, api_table) = api::app(state.clone(), shutdown.clone());
-    let limit = config.http.max_concurrent_requests;
     let mut dashboard_task = None;
     let mut dashboard_bound = None;
     if let Some(dashboard) = dashboard {
@@ -317,14 +322,13 @@ pub async fn start_on(
             &table,
             Arc::clone(&auth),
             https.is_some(),
-            limit,
+            &config.http,
         );
         let served = crate::http_listen::serve(
             dashboard,
             dashboard_app,
             https.clone(),
-            config.http.max_connections,
-            Duration::from_secs(config.http.header_read_timeout_s),
+            config.http.listen_limits(),
             shutdown.clone(),
         );
         dashboard_task = Some(tokio::spawn(async move {
@@ -333,13 +337,18 @@ pub async fn start_on(
             }
         }));
     }
-    let app = api::guarded(app, &api_table, Arc::clone(&auth), https.is_some(), limit);
+    let app = api::guarded(
+        app,
+        &api_table,
+        Arc::clone(&auth),
+        https.is_some(),
+        &config.http,
+    );
     let served = crate::http_listen::serve(
         listener,
         app,
         https,
-        config.http.max_connections,
-        Duration::from_secs(config.http.header_read_timeout_s),
+        config.http.listen_limits(),
         shutdown.clone(),
     );
     let running = Running {
@@ -375,7 +384,7 @@ pub async fn start_on(
             // The final head, read after the last commit.
             if let Ok(reopened) = SqliteStore::open(&config.database_path(), config.store_options())
             {
-                anchor_head(&reopened, &anchors).await;
+                anchor_head(&reopened, &anchors, &audit_key).await;
                 reopened.close().await;
             }
             tracing::info!(message = "Stopped cleanly.");
@@ -449,40 +458,80 @@ async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: C
     }
 }
 
-/// Writes the audit chain's head to the anchors file every [`ANCHOR_EVERY`] (when it moved).
-async fn anchor_task(store: Arc<dyn Store>, path: std::path::PathBuf, shutdown: CancellationToken) {
+/// How often the anchor task looks at the chain's head (for the every-N-rows anchor).
+const ANCHOR_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes the audit chain's head, signed, to the anchors file every [`ANCHOR_EVERY`] and
+/// whenever `every_rows` entries were added since the last anchor.
+async fn anchor_task(
+    store: Arc<dyn Store>,
+    path: std::path::PathBuf,
+    key: crate::store::audit::AuditKey,
+    every_rows: u64,
+    shutdown: CancellationToken,
+) {
+    let mut last_periodic = tokio::time::Instant::now();
+    let mut last_id = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(ANCHOR_EVERY) => {}
+            () = tokio::time::sleep(ANCHOR_CHECK_EVERY) => {}
         }
-        anchor_head(store.as_ref(), &path).await;
+        let head = store.audit_head().await.ok().flatten().map(|(id, _)| id);
+        let grown = match (head, last_id) {
+            (Some(head), Some(last)) => head.saturating_sub(last) as u64 >= every_rows,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if grown || last_periodic.elapsed() >= ANCHOR_EVERY {
+            last_periodic = tokio::time::Instant::now();
+            if let Some(id) = anchor_head(store.as_ref(), &path, &key).await {
+                last_id = Some(id);
+            }
+        }
     }
 }
 
-async fn anchor_head(store: &dyn Store, path: &std::path::Path) {
+/// Anchors the chain's head (when it moved since the last anchor); returns the anchored id.
+async fn anchor_head(
+    store: &dyn Store,
+    path: &std::path::Path,
+    key: &crate::store::audit::AuditKey,
+) -> Option<i64> {
     let head = match store.audit_head().await {
         Ok(Some(head)) => head,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(err) => {
             tracing::warn!(message = "Audit anchor not written.", error = %err);
-            return;
+            return None;
         }
     };
     let last = crate::store::audit::read_anchors(path)
         .ok()
         .and_then(|anchors| anchors.last().map(|a| a.id));
     if last == Some(head.0) {
-        return;
+        return Some(head.0);
     }
-    let anchor = crate::store::audit::Anchor {
+    let row_at = store
+        .audit_log(head.0 - 1, 1)
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().next())
+        .filter(|row| row.id == head.0)
+        .map(|row| row.at);
+    let mut anchor = crate::store::audit::Anchor {
         at: crate::clock::now().to_rfc3339(),
         id: head.0,
         hash: head.1,
+        row_at,
+        mac: None,
     };
+    key.sign(&mut anchor);
     if let Err(err) = crate::store::audit::append_anchor(path, &anchor) {
         tracing::warn!(message = "Audit anchor not written.", error = %err);
+        return None;
     }
+    Some(head.0)
 }
 
 async fn refusal_audit_task(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {

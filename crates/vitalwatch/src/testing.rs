@@ -118,7 +118,16 @@ impl Service {
     /// The API's router behind the guard (plaintext), as the API listener serves it.
     pub fn app(&self) -> axum::Router {
         let (app, table) = crate::api::app(self.app_state(), self.shutdown.clone());
-        crate::api::guarded(app, &table, Arc::clone(&self.auth), false, 64)
+        crate::api::guarded(
+            app,
+            &table,
+            Arc::clone(&self.auth),
+            false,
+            &crate::config::HttpConfig {
+                max_concurrent_requests: 64,
+                ..crate::config::HttpConfig::default()
+            },
+        )
     }
 
     /// Stops the tasks (the alert persister drains what is queued), then closes the store;

@@ -2,6 +2,7 @@
 //! `/api/users`, admin only).
 
 use super::{ApiError, AppState, json_body};
+use crate::auth::login::Refused;
 use crate::auth::session::COOKIE;
 use crate::auth::{AuthChangeError, Credential, Principal, Role, TokenRequest};
 use crate::store::{AuditEntry, AuthWrite, StoreError};
@@ -54,19 +55,34 @@ pub async fn login(
     let auth = &state.auth;
     let login: Login = json_body(&headers, body).await?;
     let address = remote.ip().to_canonical();
-    if let Some(wait_s) = auth.limiter.blocked(&login.username, address) {
-        auth.audit_failure(
-            "auth.login_throttled",
-            address,
-            "too many failures",
-            "/auth/login",
-        );
-        return Err(ApiError::too_many_requests(
-            "login_throttled",
-            "too many failed logins; wait before trying again",
-            wait_s,
-        ));
+    // Counted as a failure before the password is checked; a success gives it back.
+    let attempt = match auth.limiter.begin(&login.username, address) {
+        Ok(attempt) => attempt,
+        Err(Refused::Throttled(wait_s)) => {
+            auth.audit_failure(
+                "auth.login_throttled",
+                address,
+                "too many failures",
+                "/auth/login",
+            );
+            return Err(ApiError::too_many_requests(
+                "login_throttled",
+                "too many failed logins; wait before trying again",
+                wait_s,
+            ));
+        }
+    };
+    if !attempt.delay.is_zero() {
+        tokio::time::sleep(attempt.delay).await;
     }
+    let Some(permit) = auth.limiter.check_permit() else {
+        auth.limiter.cancel(attempt);
+        return Err(ApiError::too_many_requests(
+            "login_busy",
+            "too many logins are being checked; try again in a moment",
+            1,
+        ));
+    };
     let user = if login.username.len() <= 64 {
         state.store.find_user(login.username.clone()).await?
     } else {
@@ -77,14 +93,15 @@ pub async fn login(
         |u| u.password_hash.clone(),
     );
     let password = login.password;
-    let verified =
-        tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &password))
-            .await
-            .unwrap_or(false);
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::auth::verify_password(&stored, &password)
+    })
+    .await
+    .unwrap_or(false);
     let user = match user {
         Some(user) if verified && user.disabled_at.is_none() => user,
         _ => {
-            auth.limiter.failed(&login.username, address);
             auth.audit.record_from(
                 address,
                 AuditEntry {
@@ -101,7 +118,7 @@ pub async fn login(
             ));
         }
     };
-    auth.limiter.succeeded(&user.username);
+    auth.limiter.succeeded(attempt);
     let role = Role::parse(&user.role).ok_or_else(ApiError::internal)?;
     let (session, csrf) = auth.sessions.create(&user.username, role);
     state
@@ -186,13 +203,24 @@ pub async fn change_own_password(
     let change: OwnPassword = json_body(&headers, body).await?;
     let auth = &state.auth;
     let address = remote.ip().to_canonical();
-    if let Some(wait_s) = auth.limiter.blocked(&who.name, address) {
+    let attempt = match auth.limiter.begin(&who.name, address) {
+        Ok(attempt) => attempt,
+        Err(Refused::Throttled(wait_s)) => {
+            return Err(ApiError::too_many_requests(
+                "login_throttled",
+                "too many failed attempts; wait before trying again",
+                wait_s,
+            ));
+        }
+    };
+    let Some(permit) = auth.limiter.check_permit() else {
+        auth.limiter.cancel(attempt);
         return Err(ApiError::too_many_requests(
-            "login_throttled",
-            "too many failed attempts; wait before trying again",
-            wait_s,
+            "login_busy",
+            "too many passwords are being checked; try again in a moment",
+            1,
         ));
-    }
+    };
     let user = state
         .store
         .find_user(who.name.clone())
@@ -201,12 +229,13 @@ pub async fn change_own_password(
             ApiError::new(StatusCode::UNAUTHORIZED, "session_expired", "log in again")
         })?;
     let (stored, current) = (user.password_hash.clone(), change.current);
-    let verified =
-        tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &current))
-            .await
-            .unwrap_or(false);
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::auth::verify_password(&stored, &current)
+    })
+    .await
+    .unwrap_or(false);
     if !verified {
-        auth.limiter.failed(&who.name, address);
         auth.audit_failure(
             "auth.failed",
             address,
@@ -219,6 +248,7 @@ pub async fn change_own_password(
             "the current password is not right",
         ));
     }
+    auth.limiter.succeeded(attempt);
     crate::auth::check_password_strength(&change.new)
         .map_err(|text| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text))?;
     let hash = crate::auth::hash_password_blocking(change.new).await?;

@@ -12,7 +12,7 @@
 //! broadcast channel, and a slow client only lags. Streams end when the server shuts down, so
 //! graceful shutdown does not wait for browsers.
 
-use super::AppState;
+use super::{ApiError, AppState};
 use crate::auth::layer::AuthService;
 use crate::auth::routes::{RouteRule, Routes};
 use crate::auth::{Access, Principal};
@@ -104,7 +104,15 @@ async fn events(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Bounded per caller and in all; the slot is held by the stream's task until it ends.
+    let Some(slot) = live.state.auth.live_streams.try_open(&who.actor()) else {
+        return Err(ApiError::too_many_requests(
+            "too_many_streams",
+            "too many live streams are open (for this caller or in all); close one first",
+            5,
+        ));
+    };
     let last = last_cursor(&headers, query.as_deref());
     // Subscribe before reading the database, so nothing falls between the two.
     let receiver = live.state.pipeline.subscribe();
@@ -117,14 +125,12 @@ async fn events(
         tx.clone(),
         end.clone(),
     ));
-    tokio::spawn(forward(
-        Arc::clone(&live.state.store),
-        receiver,
-        last,
-        tx,
-        end,
-    ));
-    Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    let store = Arc::clone(&live.state.store);
+    tokio::spawn(async move {
+        let _slot = slot;
+        forward(store, receiver, last, tx, end).await;
+    });
+    Ok(Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 /// Ends the stream (`end`) once the caller is no longer authenticated; checked every

@@ -11,6 +11,7 @@ mod auth;
 mod devices;
 mod fhir;
 mod health;
+mod limits;
 pub mod live;
 mod model;
 mod query;
@@ -135,12 +136,16 @@ pub fn guarded(
     table: &[RouteRule],
     auth: Arc<AuthService>,
     tls: bool,
-    max_concurrent_requests: usize,
+    http: &crate::config::HttpConfig,
 ) -> Router {
     let guard = Guard {
         service: auth,
         policy: Arc::new(Policy::from_rules(table)),
     };
+    let shares = crate::http_listen::PerAddress::new(
+        http.max_requests_per_address,
+        http.max_requests_per_range,
+    );
     let router = router
         .layer(axum::middleware::from_fn_with_state(
             guard,
@@ -148,8 +153,17 @@ pub fn guarded(
         ))
         // Outside the guard, so its refusals under /fhir become OperationOutcomes too.
         .layer(axum::middleware::from_fn(fhir::errors_as_outcomes))
+        // Inside the global limit: the deadline runs while the request holds its slot.
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(http.request_timeout_s.max(1)),
+            limits::body_deadline,
+        ))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            max_concurrent_requests.max(1),
+            http.max_concurrent_requests.max(1),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shares,
+            limits::share_per_address,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
@@ -171,14 +185,18 @@ pub fn guarded(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
-    if tls {
+    let router = if tls {
         router.layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
         ))
     } else {
         router
-    }
+    };
+    // Outermost: a request counts as its connection's activity until its body has been sent.
+    router.layer(axum::middleware::from_fn(
+        crate::http_listen::track_activity,
+    ))
 }
 
 async fn not_found() -> ApiError {
@@ -195,19 +213,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// Requires a JSON content type (`application/json`, or `application/*+json`).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
+    if crate::api_error::is_json(headers) {
         return Ok(());
     }
     Err(ApiError::new(
@@ -243,8 +249,19 @@ pub async fn read_body(
                 e.source()
             })
             .any(|e| e.is::<http_body_util::LengthLimitError>());
+        let timed_out =
+            std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<tower_http::timeout::TimeoutError>());
         if over_limit {
             too_large()
+        } else if timed_out {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            )
         } else {
             ApiError::bad_request("body_unreadable", "the request body could not be read")
         }

@@ -2,8 +2,9 @@
 //! (`/auth/login`, `/auth/logout`, `/auth/me`).
 
 use super::audit_buffer::AuditBuffer;
+use super::login::LoginLimiter;
 use super::routes::Policy;
-use super::session::{COOKIE, LoginLimiter, Sessions};
+use super::session::{COOKIE, Sessions};
 use super::{Access, Credential, Principal, Role};
 use crate::api_error::ApiError;
 use crate::config::HttpConfig;
@@ -27,7 +28,15 @@ pub struct AuthService {
     pub limiter: LoginLimiter,
     pub audit: Arc<AuditBuffer>,
     pub trust_loopback: bool,
+    /// Open live streams, bounded in all and per caller.
+    pub live_streams: Arc<super::streams::LiveStreams>,
+    /// [`AuthService::still_valid`]'s answers for a moment, so open streams do not query the
+    /// store each: (credential key) → (valid, when checked).
+    validity: parking_lot::Mutex<std::collections::HashMap<String, (bool, tokio::time::Instant)>>,
 }
+
+/// How long a [`AuthService::still_valid`] answer is reused.
+const VALIDITY_CACHE: Duration = Duration::from_secs(2);
 
 impl AuthService {
     pub fn new(store: Arc<dyn Store>, config: &HttpConfig) -> AuthService {
@@ -42,8 +51,14 @@ impl AuthService {
                 config.login_failures_per_user,
                 config.login_failures_per_address,
                 Duration::from_secs(config.login_window_s),
+                config.login_concurrency,
             ),
             trust_loopback: config.trust_loopback,
+            live_streams: super::streams::LiveStreams::new(
+                config.max_live_streams,
+                config.max_live_streams_per_caller,
+            ),
+            validity: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -52,6 +67,27 @@ impl AuthService {
     /// its token is neither revoked nor expired. Long-lived responses (the live stream) check
     /// this periodically and end when it is false.
     pub async fn still_valid(&self, principal: &Principal) -> bool {
+        let key = match &principal.credential {
+            Credential::Loopback => return true,
+            Credential::Session { id, .. } => format!("session:{}", id.expose()),
+            Credential::Token { id } => format!("token:{id}"),
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((valid, at)) = self.validity.lock().get(&key)
+            && now.duration_since(*at) < VALIDITY_CACHE
+        {
+            return *valid;
+        }
+        let valid = self.check_still_valid(principal).await;
+        let mut cache = self.validity.lock();
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < VALIDITY_CACHE);
+        }
+        cache.insert(key, (valid, now));
+        valid
+    }
+
+    async fn check_still_valid(&self, principal: &Principal) -> bool {
         match &principal.credential {
             Credential::Loopback => true,
             Credential::Session { id, .. } => {
@@ -111,22 +147,61 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether the request names this host by a loopback name (`Host: localhost:5000`,
-/// `127.0.0.1`, `[::1]`). A web page from elsewhere that got a browser on this host to send
-/// the request (DNS rebinding) names its own domain, and so is not trusted.
-fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        // HTTP/2 carries the authority in the URI, not a Host header; curl over HTTP/1.1
-        // always sends one. No name at all is not a rebinding page.
-        return true;
+/// `127.0.0.1`, `[::1]`; over HTTP/2 the `:authority`, which hyper keeps in the URI). A web
+/// page from elsewhere that got a browser on this host to send the request (DNS rebinding)
+/// names its own domain, and so is not trusted; a name with userinfo (`localhost@evil`) is
+/// not a loopback name.
+fn loopback_host(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let host = match headers.get(header::HOST) {
+        Some(value) => match value.to_str() {
+            Ok(host) => host,
+            Err(_) => return false,
+        },
+        None => match uri.authority() {
+            Some(authority) => authority.as_str(),
+            // curl over HTTP/1.1 always sends a Host; no name at all is not a rebinding page.
+            None => return true,
+        },
     };
+    if host.contains('@') {
+        return false;
+    }
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
+        Some(rest) => match rest.split_once(']') {
+            Some((name, port)) if port.is_empty() || port.starts_with(':') => name,
+            _ => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// Whether a state-changing request from a trusted loopback caller cannot be a cross-site
+/// one: it carries `X-CSRF-Token` (any value: a page from elsewhere cannot add a header
+/// without a CORS preflight, which this API never grants) or a JSON body (likewise), and any
+/// `Origin` it names is a loopback one.
+fn loopback_not_cross_site(headers: &HeaderMap) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        let mut named = HeaderMap::new();
+        match HeaderValue::from_str(host) {
+            Ok(value) if !host.is_empty() => {
+                named.insert(header::HOST, value);
+            }
+            _ => return false,
+        }
+        if !loopback_host(&named, &axum::http::Uri::default()) {
+            return false;
+        }
+    }
+    headers.contains_key(CSRF_HEADER) || crate::api_error::is_json(headers)
 }
 
 enum AuthFailure {
@@ -138,6 +213,7 @@ enum AuthFailure {
 async fn identify(
     service: &AuthService,
     headers: &HeaderMap,
+    uri: &axum::http::Uri,
     remote: SocketAddr,
 ) -> Result<Option<Principal>, AuthFailure> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -215,7 +291,9 @@ async fn identify(
             },
         }));
     }
-    if service.trust_loopback && remote.ip().to_canonical().is_loopback() && loopback_host(headers)
+    if service.trust_loopback
+        && remote.ip().to_canonical().is_loopback()
+        && loopback_host(headers, uri)
     {
         return Ok(Some(Principal {
             name: remote.ip().to_string(),
@@ -248,7 +326,7 @@ pub async fn authorize(
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();
-    let principal = match identify(service, request.headers(), remote).await {
+    let principal = match identify(service, request.headers(), request.uri(), remote).await {
         Ok(Some(principal)) => principal,
         Ok(None) => {
             service.audit_failure("auth.failed", remote.ip(), "no credentials", &path);
@@ -326,6 +404,26 @@ pub async fn authorize(
             )
             .into_response();
         }
+    }
+    if matches!(principal.credential, Credential::Loopback)
+        && !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
+        && !loopback_not_cross_site(request.headers())
+    {
+        let _ = service.audit.record(AuditEntry {
+            actor: principal.actor(),
+            action: "auth.csrf_refused".to_owned(),
+            target: path,
+            details: serde_json::json!({ "method": request.method().as_str() }),
+        });
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a state-changing request needs an X-CSRF-Token header (any value) or a JSON body",
+        )
+        .into_response();
     }
     if rule.patient_data {
         let entry = AuditEntry {

@@ -9,8 +9,10 @@
 
 pub mod audit_buffer;
 pub mod layer;
+pub mod login;
 pub mod routes;
 pub mod session;
+pub mod streams;
 
 use crate::secret::Secret;
 use serde::Serialize;

@@ -1,9 +1,8 @@
-//! Dashboard sessions (in memory: a restart logs everyone out) and the failed-login limiter.
+//! Dashboard sessions (in memory: a restart logs everyone out).
 
 use super::{Role, constant_time_eq};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::Duration;
 // tokio's clock (the monotonic clock, unless a test pauses it).
 use tokio::time::Instant;
@@ -106,69 +105,6 @@ impl Sessions {
     /// Whether `presented` is the session's CSRF token.
     pub fn csrf_matches(session_csrf: &str, presented: Option<&str>) -> bool {
         presented.is_some_and(|p| constant_time_eq(session_csrf, p))
-    }
-}
-
-/// Counts failed logins per user name and per client address in a fixed window.
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    per_user: u32,
-    per_address: u32,
-    window: Duration,
-}
-
-impl LoginLimiter {
-    pub fn new(per_user: u32, per_address: u32, window: Duration) -> LoginLimiter {
-        LoginLimiter {
-            failures: Mutex::new(HashMap::new()),
-            per_user,
-            per_address,
-            window,
-        }
-    }
-
-    fn keys(username: &str, address: IpAddr) -> [String; 2] {
-        [format!("user:{username}"), format!("addr:{address}")]
-    }
-
-    fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
-        self.failures.lock()
-    }
-
-    /// `Some(seconds to wait)` when this user or address has used up its failures.
-    pub fn blocked(&self, username: &str, address: IpAddr) -> Option<u64> {
-        let now = Instant::now();
-        let map = self.map();
-        let [user_key, addr_key] = Self::keys(username, address);
-        [(user_key, self.per_user), (addr_key, self.per_address)]
-            .into_iter()
-            .filter_map(|(key, limit)| {
-                let (count, start) = map.get(&key)?;
-                let elapsed = now.duration_since(*start);
-                (*count >= limit && elapsed < self.window)
-                    .then(|| (self.window - elapsed).as_secs().max(1))
-            })
-            .max()
-    }
-
-    pub fn failed(&self, username: &str, address: IpAddr) {
-        let now = Instant::now();
-        let mut map = self.map();
-        if map.len() > 100_000 {
-            map.retain(|_, (_, start)| now.duration_since(*start) < self.window);
-        }
-        for key in Self::keys(username, address) {
-            let entry = map.entry(key).or_insert((0, now));
-            if now.duration_since(entry.1) >= self.window {
-                *entry = (0, now);
-            }
-            entry.0 += 1;
-        }
-    }
-
-    /// A successful login clears the user's count (not the address's).
-    pub fn succeeded(&self, username: &str) {
-        self.map().remove(&format!("user:{username}"));
     }
 }
 

@@ -70,6 +70,41 @@ pub enum CertsCommand {
     },
 }
 
+/// Where `certs` writes its audit rows: the store of the server these certificates belong to.
+/// With `--certs-dir` and no `--data-dir`, that is the directory holding the certs dir (the
+/// default layout, `<data-dir>/certs`); otherwise the data dir. A database that does not
+/// exist is created only by `certs init` (and said so); every other command refuses, rather
+/// than writing the trail to a stray database where it was run.
+fn audit_config(
+    config: &Config,
+    certs_dir_given: bool,
+    data_dir_given: bool,
+    may_create: bool,
+) -> anyhow::Result<Config> {
+    let mut config = config.clone();
+    if certs_dir_given
+        && !data_dir_given
+        && let Some(parent) = config.certs_dir().parent()
+        && !parent.as_os_str().is_empty()
+    {
+        config.data_dir = parent.to_path_buf();
+    }
+    let database = config.database_path();
+    if !database.exists() {
+        if !may_create {
+            anyhow::bail!(
+                "no database at {}: certificate changes are audited in the server's store; pass --data-dir (the server's data directory)",
+                database.display()
+            );
+        }
+        eprintln!(
+            "audit trail: creating a new database at {}",
+            database.display()
+        );
+    }
+    Ok(config)
+}
+
 async fn audit(
     config: &Config,
     action: &str,
@@ -90,12 +125,21 @@ async fn audit(
 }
 
 pub async fn run(args: CertsArgs) -> anyhow::Result<()> {
+    let certs_dir_given = args.certs_dir.is_some();
+    let data_dir_given = args.store.data_dir.is_some();
     let config = args.store.config_with(|config| {
         if let Some(dir) = args.certs_dir {
             config.mqtt.certs_dir = Some(dir);
         }
     })?;
     let certs = CertsDir::new(config.certs_dir());
+    let is_init = matches!(args.command, CertsCommand::Init { .. });
+    let needs_audit = !matches!(args.command, CertsCommand::List);
+    let config = if needs_audit {
+        audit_config(&config, certs_dir_given, data_dir_given, is_init)?
+    } else {
+        config
+    };
     match args.command {
         CertsCommand::Init { san, force } => {
             let report = pki::init(&certs, &san, force)?;

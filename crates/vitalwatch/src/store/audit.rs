@@ -138,6 +138,162 @@ pub struct Anchor {
     pub at: String,
     pub id: i64,
     pub hash: String,
+    /// When the anchored row was written (so a purge can be checked against the retention
+    /// period even after the row is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_at: Option<String>,
+    /// HMAC-SHA256 of the other fields under the audit key ([`AuditKey`]): without the key,
+    /// nobody can write an anchor that `audit verify --key` accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The key that signs anchors: 32 random bytes, hex in a 0600 file kept outside the data
+/// directory (`audit.key` beside the CA key by default). Whoever can rewrite the database and
+/// the anchors file cannot forge a signed anchor without it.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey([redacted])")
+    }
+}
+
+impl AuditKey {
+    /// Reads the key file, or creates it (0600) when `create` and it does not exist.
+    pub fn load(path: &std::path::Path, create: bool) -> anyhow::Result<AuditKey> {
+        use anyhow::Context;
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim())
+                    .ok()
+                    .filter(|b| b.len() >= 32)
+                    .with_context(|| format!("{} is not an audit key", path.display()))?;
+                Ok(AuditKey(bytes))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
+                use std::io::Write;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let bytes = rand::random::<[u8; 32]>().to_vec();
+                let mut options = std::fs::OpenOptions::new();
+                options.create_new(true).write(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options
+                    .open(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                writeln!(file, "{}", hex::encode(&bytes))?;
+                file.sync_all()?;
+                Ok(AuditKey(bytes))
+            }
+            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn mac(&self, anchor: &Anchor) -> String {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        for part in [
+            anchor.at.as_str(),
+            &anchor.id.to_string(),
+            &anchor.hash,
+            anchor.row_at.as_deref().unwrap_or(""),
+        ] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part.as_bytes());
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Signs `anchor` (sets its `mac`).
+    pub fn sign(&self, anchor: &mut Anchor) {
+        anchor.mac = Some(self.mac(anchor));
+    }
+
+    /// Whether `anchor` carries this key's signature.
+    pub fn verifies(&self, anchor: &Anchor) -> bool {
+        anchor.mac.as_deref().is_some_and(|mac| {
+            let expected = self.mac(anchor);
+            mac.len() == expected.len()
+                && mac
+                    .bytes()
+                    .zip(expected.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        })
+    }
+}
+
+/// Checks every anchor's signature; the first one that is unsigned or signed by another key
+/// fails.
+pub fn check_signatures(anchors: &[Anchor], key: &AuditKey) -> Result<(), ChainBreak> {
+    match anchors.iter().find(|anchor| !key.verifies(anchor)) {
+        None => Ok(()),
+        Some(anchor) => Err(ChainBreak {
+            id: anchor.id,
+            reason: format!(
+                "its anchor recorded at {} is not signed by this audit key (the anchors file was rewritten)",
+                anchor.at
+            ),
+        }),
+    }
+}
+
+/// A retention purge as `audit verify` sees it: its row's time and the cutoff it recorded.
+#[derive(Debug)]
+pub struct Purge {
+    pub id: i64,
+    pub at: String,
+    pub cutoff: Option<String>,
+}
+
+/// Checks that the rows missing from the start of the chain went by retention, not by hand:
+/// the purge that vouches for them must record a cutoff at least `retention_days` before its
+/// own time, and no anchored row older than `first_id` may be younger than that cutoff.
+pub fn check_purges(
+    purges: &[Purge],
+    anchors: &[Anchor],
+    first_id: Option<i64>,
+    retention_days: u32,
+) -> Result<(), ChainBreak> {
+    let Some(first) = first_id else { return Ok(()) };
+    let Some(latest) = purges.last() else {
+        return Ok(());
+    };
+    let parse = |text: &str| chrono::DateTime::parse_from_rfc3339(text).ok();
+    let (Some(at), Some(cutoff)) = (parse(&latest.at), latest.cutoff.as_deref().and_then(parse))
+    else {
+        return Err(ChainBreak {
+            id: latest.id,
+            reason: "a retention purge that records no cutoff (forged)".to_owned(),
+        });
+    };
+    if cutoff > at - chrono::Duration::days(i64::from(retention_days)) {
+        return Err(ChainBreak {
+            id: latest.id,
+            reason: format!(
+                "a retention purge removed entries younger than the {retention_days}-day audit retention allows"
+            ),
+        });
+    }
+    for anchor in anchors.iter().filter(|a| a.id < first) {
+        let row_at = anchor.row_at.as_deref().and_then(parse);
+        if row_at.is_none_or(|row_at| row_at >= cutoff) {
+            return Err(ChainBreak {
+                id: anchor.id,
+                reason: format!(
+                    "it was anchored at {} and is gone, but it was younger than the retention cutoff (deleted, not purged)",
+                    anchor.at
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub fn anchors_path(data_dir: &std::path::Path) -> std::path::PathBuf {

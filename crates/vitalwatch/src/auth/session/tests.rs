@@ -1,4 +1,4 @@
-//! Sessions and the login limiter. Expiry is tested on tokio's paused clock, which the
+//! Sessions. Expiry is tested on tokio's paused clock, which the
 //! sessions read: the tests advance it instead of waiting.
 
 use super::*;
@@ -38,43 +38,6 @@ async fn a_session_ends_at_its_maximum_age_however_busy() {
     }
     advance(step).await;
     assert!(sessions.get(&id).is_none(), "outlived its maximum age");
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_limiter_forgets_failures_after_its_window() {
-    let window = Duration::from_secs(15 * 60);
-    let limiter = LoginLimiter::new(2, 10, window);
-    let address: IpAddr = [10, 0, 0, 1].into();
-    limiter.failed("alice", address);
-    limiter.failed("alice", address);
-    let wait = limiter
-        .blocked("alice", address)
-        .expect("blocked after two failures");
-    assert_eq!(wait, window.as_secs());
-    advance(window / 3).await;
-    let wait = limiter.blocked("alice", address).expect("still blocked");
-    assert_eq!(wait, (window - window / 3).as_secs());
-    advance(window).await;
-    assert!(
-        limiter.blocked("alice", address).is_none(),
-        "blocked past the window"
-    );
-}
-
-#[test]
-fn the_limiter_blocks_after_the_allowed_failures_per_user_and_address() {
-    let limiter = LoginLimiter::new(2, 3, Duration::from_secs(60));
-    let a: IpAddr = [10, 0, 0, 1].into();
-    assert!(limiter.blocked("alice", a).is_none());
-    limiter.failed("alice", a);
-    limiter.failed("alice", a);
-    assert!(limiter.blocked("alice", a).is_some());
-    // Another user from the same address has one failure left there.
-    assert!(limiter.blocked("bob", a).is_none());
-    limiter.failed("bob", a);
-    assert!(limiter.blocked("bob", a).is_some());
-    limiter.succeeded("alice");
-    assert!(limiter.blocked("carol", [10, 0, 0, 2].into()).is_none());
 }
 
 #[test]

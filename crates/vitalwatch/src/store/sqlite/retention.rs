@@ -16,6 +16,7 @@ pub(super) fn purge(
             .to_rfc3339()
     };
     let readings_cutoff = cutoff(retention.readings_days);
+    let audit_cutoff = cutoff(retention.audit_days);
     let counts = PurgeCounts {
         anomalies: tx.execute(
             "DELETE FROM anomalies WHERE detected_at < ?1",
@@ -29,10 +30,7 @@ pub(super) fn purge(
             "DELETE FROM quarantine WHERE received_at < ?1",
             [&readings_cutoff],
         )? as u64,
-        audit: tx.execute(
-            "DELETE FROM audit_log WHERE at < ?1",
-            [cutoff(retention.audit_days)],
-        )? as u64,
+        audit: tx.execute("DELETE FROM audit_log WHERE at < ?1", [&audit_cutoff])? as u64,
     };
     if counts != PurgeCounts::default() {
         // When audit rows go, the oldest remaining one becomes the chain's anchor: recorded
@@ -49,6 +47,8 @@ pub(super) fn purge(
             && let Some((id, prev_hash)) = anchor
         {
             details["anchor"] = serde_json::json!({ "id": id, "prev_hash": prev_hash });
+            // What `audit verify` checks against the retention period.
+            details["audit_cutoff"] = serde_json::json!(audit_cutoff);
         }
         audit::append(
             tx,

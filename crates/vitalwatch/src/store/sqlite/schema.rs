@@ -37,12 +37,17 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Creates the data directory 0700, or tightens it to 0700 when something else (`certs init`
+/// making `<data-dir>/certs`, an operator's mkdir) created it first. A directory we do not own
+/// is left alone (its owner decides).
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.exists() {
-        return Ok(());
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
     }
-    std::fs::create_dir_all(dir)?;
-    set_mode(dir, 0o700)
+    match set_mode(dir, 0o700) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        res => res,
+    }
 }
 
 #[cfg(unix)]

@@ -38,6 +38,9 @@ struct Creds<'a> {
     csrf: Option<&'a str>,
 }
 
+mod abuse;
+mod commands;
+mod floods;
 mod sessions;
 mod transport;
 

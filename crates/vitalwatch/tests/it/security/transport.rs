@@ -238,3 +238,67 @@ print('closed' if not data else 'data', round(time.time() - start))\n";
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn trusted_loopback_checks_the_http2_authority_userinfo_and_cross_site_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_secure(ServerOptions::with_args(dir.path(), &["--trust-loopback"]));
+    let port = server.api.port();
+    let curl = |args: &[&str]| {
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(server.data_dir.join("certs/ca.crt"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let devices = format!("https://localhost:{port}/api/devices");
+    assert_eq!(curl(&["--http2", &devices]), "200");
+    // Over HTTP/2 curl sends the Host header as :authority.
+    assert_eq!(
+        curl(&["--http2", "-H", "Host: evil.example", &devices]),
+        "401"
+    );
+    assert_eq!(
+        curl(&[
+            "--http1.1",
+            "-H",
+            &format!("Host: localhost:{port}@evil.example"),
+            &devices
+        ]),
+        "401"
+    );
+    // A cross-site "simple" POST (no custom header, a form or text body) is refused; the same
+    // with the CSRF header (any value) or a JSON body is not cross-site.
+    let reload = format!("https://localhost:{port}/api/model/reload");
+    // (HTTP/1.1: curl 7.88 drops an HTTP/2 answer sent before it finished its body.)
+    let simple = [
+        "--http1.1",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: text/plain",
+        "-d",
+        "x",
+    ];
+    assert_eq!(curl(&[&simple[..], &[reload.as_str()]].concat()), "403");
+    let with_header = [&simple[..], &["-H", "X-CSRF-Token: 1", reload.as_str()]].concat();
+    assert_ne!(curl(&with_header), "403");
+    let json = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{}",
+    ];
+    assert_ne!(curl(&[&json[..], &[reload.as_str()]].concat()), "403");
+    // ... unless it names another site as its origin.
+    let foreign = [
+        &json[..],
+        &["-H", "Origin: https://evil.example", reload.as_str()],
+    ]
+    .concat();
+    assert_eq!(curl(&foreign), "403");
+}

@@ -6,6 +6,7 @@
 //! - [`http`]: HTTP(S) requests with answers as values; [`net`]: loopback ports;
 //! - [`mosquitto`]: a TLS Mosquitto from a config the test writes.
 
+pub mod h2_client;
 pub mod http;
 pub mod in_process;
 pub mod mosquitto;
