@@ -29,7 +29,9 @@ fn main() {
 fn build_web() {
     let script = Path::new("../../scripts/build-web");
     if !script.exists() {
-        println!("cargo:warning=web/dist is missing and so is scripts/build-web: the dashboard will not be embedded");
+        println!(
+            "cargo:warning=web/dist is missing and so is scripts/build-web: the dashboard will not be embedded"
+        );
         return;
     }
     match Command::new("bash").arg(script).status() {

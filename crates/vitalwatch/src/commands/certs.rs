@@ -147,6 +147,13 @@ pub async fn run(args: CertsArgs) -> anyhow::Result<()> {
                 println!("wrote {}", file.display());
             }
             println!("server names: {}", report.sans.join(", "));
+            // The key that signs the audit trail's anchors lives beside the CA's, so a PKI
+            // made here can be mounted read-only (a Kubernetes Secret) with everything in it.
+            let audit_key = config.audit_key_path();
+            if !audit_key.exists() {
+                crate::store::audit::AuditKey::load(&audit_key, true)?;
+                println!("wrote {}", audit_key.display());
+            }
             audit(
                 &config,
                 "certificate.init",

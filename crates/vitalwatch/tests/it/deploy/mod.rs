@@ -46,9 +46,25 @@ fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}: {text}", path.display()))
 }
 
-/// docker-compose (PyPI; scripts/test puts it in its own virtualenv and names it here).
+/// docker-compose (PyPI): `$VITALWATCH_DOCKER_COMPOSE`, else the virtualenv scripts/test
+/// installs it in, else the one on PATH.
 fn docker_compose() -> String {
-    std::env::var("VITALWATCH_DOCKER_COMPOSE").unwrap_or_else(|_| "docker-compose".to_owned())
+    if let Ok(path) = std::env::var("VITALWATCH_DOCKER_COMPOSE") {
+        return path;
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|home| Path::new(&home).join(".cache")));
+    match cache {
+        Ok(cache) => {
+            let venv = cache.join("vitalwatch/compose-venv/bin/docker-compose");
+            if venv.exists() {
+                return venv.display().to_string();
+            }
+            "docker-compose".to_owned()
+        }
+        Err(_) => "docker-compose".to_owned(),
+    }
 }
 
 const COMPOSE: &str = "deploy/compose/compose.yaml";
@@ -196,7 +212,7 @@ fn serve_runs_from_a_read_only_pki_without_the_ca_key() {
     let (cert, key) = pki.client("bed-ro");
     let secret = dir.path().join("secret");
     std::fs::create_dir(&secret).unwrap();
-    for name in ["ca.crt", "ca.crl", "server.crt", "server.key"] {
+    for name in ["ca.crt", "ca.crl", "server.crt", "server.key", "audit.key"] {
         std::fs::copy(pki.dir.join(name), secret.join(name)).unwrap();
         set_mode(&secret.join(name), 0o400);
     }
