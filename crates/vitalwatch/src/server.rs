@@ -287,6 +287,10 @@ pub async fn start_on(
         shutdown.clone(),
     ));
     tasks.spawn(crate::metrics::prometheus::upkeep_task(shutdown.clone()));
+    tasks.spawn(api::metrics::audit_chain_check(
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
     let metrics_bound = match config.metrics_addr {
         Some(addr) => Some(api::metrics::serve_local(addr, state.clone(), shutdown.clone()).await?),
         None => None,

@@ -133,7 +133,7 @@ fn parse_priority(raw: &str) -> Result<Priority, ApiError> {
     path = "/api/alerts",
     tag = "alerts",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -173,7 +173,7 @@ pub async fn list_alerts(
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -274,7 +274,7 @@ async fn audit_action(
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -316,7 +316,7 @@ pub async fn acknowledge(
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -358,7 +358,7 @@ pub async fn silence(
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -386,7 +386,7 @@ pub async fn resolve(
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -430,7 +430,7 @@ async fn require_device(state: &AppState, id: &DeviceId) -> Result<(), ApiError>
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -472,7 +472,7 @@ pub struct ThresholdsBody {
     params(("id" = String, Path, description = "The id in the path")),
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -512,7 +512,7 @@ pub async fn put_thresholds(
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -560,7 +560,7 @@ pub struct PreviewBody {
     tag = "alerts",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -607,7 +607,7 @@ pub async fn preview_thresholds(
     path = "/api/webhooks/deliveries",
     tag = "alerts",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -653,7 +653,7 @@ pub struct VerdictBody {
     params(("id" = String, Path, description = "The id in the path")),
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )

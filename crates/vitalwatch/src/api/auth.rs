@@ -51,7 +51,7 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
     tag = "auth",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -143,7 +143,7 @@ pub async fn login(
     path = "/auth/logout",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -178,7 +178,7 @@ pub async fn logout(
     path = "/auth/me",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -213,7 +213,7 @@ pub struct OwnPassword {
     tag = "auth",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -307,7 +307,7 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
     tag = "auth",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = Object), (status = 200, description = "Done", body = Object),
+        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -353,7 +353,7 @@ pub async fn create_token(
     path = "/api/tokens",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -372,7 +372,7 @@ pub async fn list_tokens(
     tag = "auth",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -411,7 +411,7 @@ pub struct NewUser {
     tag = "auth",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = Object), (status = 200, description = "Done", body = Object),
+        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -439,7 +439,7 @@ pub async fn create_user(
     path = "/api/users",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -468,7 +468,7 @@ pub struct UserChange {
     params(("name" = String, Path, description = "The name in the path")),
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )

@@ -32,7 +32,7 @@ fn device_id(raw: &str, state: &AppState) -> Result<String, ApiError> {
     path = "/api/devices",
     tag = "devices",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -48,7 +48,7 @@ pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Value>, 
     tag = "devices",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -130,7 +130,7 @@ fn check_interval(value: Option<f64>) -> Result<(), ApiError> {
     tag = "devices",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = Object), (status = 200, description = "Done", body = Object),
+        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -166,7 +166,7 @@ pub async fn register_device(
     params(("id" = String, Path, description = "The id in the path")),
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -206,7 +206,7 @@ pub async fn update_device(
     tag = "devices",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -231,7 +231,7 @@ pub async fn deactivate_device(
     tag = "devices",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -275,7 +275,7 @@ pub async fn device_readings(
     path = "/api/anomalies",
     tag = "devices",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )

@@ -220,9 +220,9 @@ fn negotiate(headers: &HeaderMap, format: Option<&str>) -> Result<(), FhirError>
     path = "/fhir/metadata",
     tag = "fhir",
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn metadata(headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, FhirError> {
@@ -370,9 +370,9 @@ fn date_bounds(query: &Query) -> Result<(Option<Timestamp>, Option<Timestamp>), 
     path = "/fhir/Observation",
     tag = "fhir",
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn search_observations(
@@ -450,9 +450,9 @@ async fn search_observations(
     tag = "fhir",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn read_observation(
@@ -482,9 +482,9 @@ async fn read_observation(
     tag = "fhir",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn read_device(
@@ -519,9 +519,9 @@ fn token<'a>(raw: &'a str, system: &str) -> Option<&'a str> {
     path = "/fhir/Device",
     tag = "fhir",
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn search_devices(
@@ -588,9 +588,9 @@ fn labels(devices: &[DeviceRecord]) -> Vec<&str> {
     tag = "fhir",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn read_patient(
@@ -614,9 +614,9 @@ async fn read_patient(
     path = "/fhir/Patient",
     tag = "fhir",
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn search_patients(
@@ -649,9 +649,9 @@ async fn search_patients(
     tag = "fhir",
     params(("id" = String, Path, description = "The id in the path")),
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn read_flag(
@@ -679,9 +679,9 @@ async fn read_flag(
     path = "/fhir/Flag",
     tag = "fhir",
     responses(
-        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Object),
-        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Object),
-        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Object),
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
     )
 )]
 async fn search_flags(

@@ -96,7 +96,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody
     path = "/health",
     tag = "operations",
     responses(
-        (status = 200, description = "Alive. Anonymous callers get status, version and ready only; a token or session adds the state of every part", body = Object),
+        (status = 200, description = "Alive. Anonymous callers get status, version and ready only; a token or session adds the state of every part", body = Value),
         (status = 503, description = "Alive but the store is unavailable", body = Object),
     )
 )]

@@ -156,3 +156,45 @@ pub async fn serve_local(
     });
     Ok(bound)
 }
+
+/// How often new audit rows are checked against the hash chain.
+const AUDIT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Verifies the audit chain incrementally (the rows written since the last pass) and exports
+/// the verdict as `vitalwatch_audit_chain_ok` (1 intact, 0 broken) for the alerting rule.
+pub async fn audit_chain_check(
+    store: std::sync::Arc<dyn crate::store::Store>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut check = crate::store::audit::ChainCheck::default();
+    let mut after = 0;
+    let mut broken = false;
+    loop {
+        while !broken {
+            let rows = match store.audit_log(after, 1000).await {
+                Ok(rows) => rows,
+                Err(err) => {
+                    tracing::warn!(message = "Audit chain check could not read the log.", event = "audit.check_failed", error = %err);
+                    break;
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            if let Err(brk) = check.feed(&rows) {
+                tracing::error!(
+                    message = "The audit chain does not verify.",
+                    event = "audit.chain_broken",
+                    entry = brk.id,
+                    reason = %brk.reason,
+                );
+                broken = true;
+            }
+        }
+        ::metrics::gauge!("vitalwatch_audit_chain_ok").set(if broken { 0.0 } else { 1.0 });
+        ::metrics::gauge!("vitalwatch_audit_chain_verified_entries").set(check.verified as f64);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(AUDIT_CHECK_EVERY) => {}
+        }
+    }
+}

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
     path = "/api/model/reload",
     tag = "model",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )

@@ -209,7 +209,7 @@ pub fn api_document() -> &'static serde_json::Value {
     get,
     path = "/api/openapi.json",
     tag = "operations",
-    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Value))
 )]
 pub async fn document(_state: axum::extract::State<AppState>) -> Json<serde_json::Value> {
     Json(api_document().clone())

@@ -70,7 +70,7 @@ fn window(params: &Params, state: &AppState) -> Result<Window, ApiError> {
     path = "/api/stats",
     tag = "dashboard",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -96,7 +96,7 @@ pub async fn stats(
     path = "/api/series",
     tag = "dashboard",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -193,7 +193,7 @@ pub async fn series(
     path = "/api/latest",
     tag = "dashboard",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -221,7 +221,7 @@ pub async fn latest(
     path = "/api/readings",
     tag = "dashboard",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -260,7 +260,7 @@ pub async fn readings(
     path = "/api/ranges",
     tag = "dashboard",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )

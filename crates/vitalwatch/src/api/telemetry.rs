@@ -19,8 +19,8 @@ use vitalwatch_core::telemetry::{Limits, RejectReason, Rejection};
     tag = "telemetry",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Object),
-        (status = 207, description = "A batch with some readings refused", body = Object),
+        (status = 200, description = "Done", body = Value),
+        (status = 207, description = "A batch with some readings refused", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )

@@ -214,6 +214,14 @@ fn describe() {
         "When a certificate the service presents expires (notAfter), by role."
     );
     describe_gauge!(
+        "vitalwatch_audit_chain_ok",
+        "1 while every audit row checked so far verifies against the hash chain, 0 once one does not."
+    );
+    describe_gauge!(
+        "vitalwatch_audit_chain_verified_entries",
+        "Audit rows verified since start."
+    );
+    describe_gauge!(
         "vitalwatch_build_info",
         "Always 1; the version is the label."
     );
