@@ -31,6 +31,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The live dashboard (the seed's Streamlit port 8501).
     pub dashboard_addr: SocketAddr,
+    /// A plain-HTTP listener serving only `/metrics` without a token, for a scraper on this
+    /// host; loopback addresses only.
+    pub metrics_addr: Option<SocketAddr>,
     pub http: HttpConfig,
     pub registry: RegistryConfig,
     pub store: StoreConfig,
@@ -123,6 +126,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 5000)),
             dashboard_addr: SocketAddr::from(([0, 0, 0, 0], 8501)),
+            metrics_addr: None,
             http: HttpConfig::default(),
             registry: RegistryConfig::default(),
             store: StoreConfig::default(),
@@ -337,6 +341,13 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if let Some(addr) = self.metrics_addr
+            && !addr.ip().is_loopback()
+        {
+            bail!(
+                "metrics_addr {addr}: the token-free metrics listener binds loopback only; scrape the API's /metrics with a metrics token from elsewhere"
+            );
+        }
         if let Err(message) = self.rules.validate() {
             bail!(message);
         }

@@ -1,6 +1,10 @@
-//! Counters of what came in and what became of it, shown in `/health`.
+//! Counters of what came in and what became of it, shown in `/health` and exported on
+//! `/metrics` ([`prometheus`]): one source for both.
 //!
-//! Lock-free atomics indexed by small enums, so counting costs nothing on the hot path.
+//! Lock-free atomics indexed by small enums, so counting costs nothing on the hot path. Every
+//! label is one of these enums' stable names: never a device id, a topic or a patient field.
+
+pub mod prometheus;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -61,12 +65,48 @@ impl Refusal {
 
 const N_REFUSALS: usize = RejectReason::ALL.len() + 5;
 
+/// The door a reading came in by: the `transport` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    Mqtt,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Http, Transport::Mqtt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Mqtt => "mqtt",
+        }
+    }
+}
+
+/// One counter per transport.
+#[derive(Default)]
+struct PerTransport([AtomicU64; 2]);
+
+impl PerTransport {
+    fn add(&self, transport: Transport, n: u64) {
+        self.0[transport as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self, transport: Transport) -> u64 {
+        self.0[transport as usize].load(Ordering::Relaxed)
+    }
+
+    fn total(&self) -> u64 {
+        Transport::ALL.into_iter().map(|t| self.get(t)).sum()
+    }
+}
+
 pub struct Metrics {
     started: Instant,
-    refused: [AtomicU64; N_REFUSALS],
-    stored: AtomicU64,
-    duplicates: AtomicU64,
-    quarantined: AtomicU64,
+    refused: [PerTransport; N_REFUSALS],
+    stored: PerTransport,
+    duplicates: PerTransport,
+    quarantined: PerTransport,
     anomalies: AtomicU64,
     rate_limited: AtomicU64,
 }
@@ -86,10 +126,10 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             started: Instant::now(),
-            refused: std::array::from_fn(|_| AtomicU64::new(0)),
-            stored: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            quarantined: AtomicU64::new(0),
+            refused: std::array::from_fn(|_| PerTransport::default()),
+            stored: PerTransport::default(),
+            duplicates: PerTransport::default(),
+            quarantined: PerTransport::default(),
             anomalies: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
@@ -97,22 +137,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn refused(&self, refusal: Refusal) {
-        self.refused[refusal.index()].fetch_add(1, Ordering::Relaxed);
+    pub fn refused(&self, refusal: Refusal, transport: Transport) {
+        self.refused[refusal.index()].add(transport, 1);
     }
 
-    pub fn stored(&self, n_anomalies: usize) {
-        self.stored.fetch_add(1, Ordering::Relaxed);
+    pub fn stored(&self, transport: Transport, n_anomalies: usize) {
+        self.stored.add(transport, 1);
         self.anomalies
             .fetch_add(n_anomalies as u64, Ordering::Relaxed);
     }
 
-    pub fn duplicate(&self) {
-        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    pub fn duplicate(&self, transport: Transport) {
+        self.duplicates.add(transport, 1);
     }
 
-    pub fn quarantined(&self) {
-        self.quarantined.fetch_add(1, Ordering::Relaxed);
+    pub fn quarantined(&self, transport: Transport) {
+        self.quarantined.add(transport, 1);
         self.anomalies.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -127,23 +167,47 @@ impl Metrics {
     /// Non-zero refusal counts by reason.
     pub fn refusals(&self) -> BTreeMap<&'static str, u64> {
         Refusal::all()
-            .map(|refusal| {
-                (
-                    refusal.as_str(),
-                    self.refused[refusal.index()].load(Ordering::Relaxed),
-                )
-            })
+            .map(|refusal| (refusal.as_str(), self.refused[refusal.index()].total()))
             .filter(|(_, count)| *count > 0)
             .collect()
     }
 
+    /// Every counter with its labels, for the exporter: (transport, outcome, reason, count),
+    /// zeros included so a series exists from the first scrape.
+    pub fn by_transport(&self) -> Vec<(Transport, &'static str, Option<&'static str>, u64)> {
+        let mut rows = Vec::new();
+        for transport in Transport::ALL {
+            rows.push((transport, "stored", None, self.stored.get(transport)));
+            rows.push((transport, "duplicate", None, self.duplicates.get(transport)));
+            rows.push((
+                transport,
+                "quarantined",
+                None,
+                self.quarantined.get(transport),
+            ));
+            for refusal in Refusal::all() {
+                let count = self.refused[refusal.index()].get(transport);
+                rows.push((transport, "rejected", Some(refusal.as_str()), count));
+            }
+        }
+        rows
+    }
+
+    pub fn anomalies(&self) -> u64 {
+        self.anomalies.load(Ordering::Relaxed)
+    }
+
+    pub fn n_rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
     pub fn counts(&self) -> ReadingCounts {
         ReadingCounts {
-            stored: self.stored.load(Ordering::Relaxed),
-            duplicates: self.duplicates.load(Ordering::Relaxed),
-            quarantined: self.quarantined.load(Ordering::Relaxed),
+            stored: self.stored.total(),
+            duplicates: self.duplicates.total(),
+            quarantined: self.quarantined.total(),
             anomalies: self.anomalies.load(Ordering::Relaxed),
-            rejected: self.refused.iter().map(|c| c.load(Ordering::Relaxed)).sum(),
+            rejected: self.refused.iter().map(PerTransport::total).sum(),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
         }
     }
@@ -156,13 +220,24 @@ mod tests {
     #[test]
     fn refusals_are_counted_by_reason() {
         let metrics = Metrics::default();
-        metrics.refused(Refusal::Decode(RejectReason::MalformedJson));
-        metrics.refused(Refusal::Decode(RejectReason::MalformedJson));
-        metrics.refused(Refusal::Busy);
+        metrics.refused(
+            Refusal::Decode(RejectReason::MalformedJson),
+            Transport::Mqtt,
+        );
+        metrics.refused(
+            Refusal::Decode(RejectReason::MalformedJson),
+            Transport::Http,
+        );
+        metrics.refused(Refusal::Busy, Transport::Http);
         let refusals = metrics.refusals();
         assert_eq!(refusals.get("malformed_json"), Some(&2));
         assert_eq!(refusals.get("busy"), Some(&1));
         assert_eq!(refusals.len(), 2);
         assert_eq!(metrics.counts().rejected, 3);
+        let rows = metrics.by_transport();
+        let http_malformed = rows
+            .iter()
+            .find(|row| row.0 == Transport::Http && row.2 == Some("malformed_json"));
+        assert_eq!(http_malformed.map(|row| row.3), Some(1));
     }
 }

@@ -9,7 +9,8 @@
 use crate::alerts::{AlertService, Committed};
 use crate::clock;
 use crate::events::{Event, EventBus};
-use crate::metrics::{Metrics, Refusal};
+use crate::metrics::prometheus as exposition;
+use crate::metrics::{Metrics, Refusal, Transport};
 use crate::model::{self, ModelSlot};
 use crate::store::{
     AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store, StoreError,
@@ -133,7 +134,7 @@ impl Pipeline {
 
     /// Counts a refusal and remembers it for the next audit summary.
     pub fn refuse(&self, refusal: Refusal, source: Source) {
-        self.metrics.refused(refusal);
+        self.metrics.refused(refusal, transport(source));
         *self
             .pending_refusals
             .lock()
@@ -144,10 +145,15 @@ impl Pipeline {
     /// Checks the readings of one body against the rules and scores them together with the
     /// model in use (one snapshot for the whole body, one `score_batch` call).
     fn prepare(&self, readings: Vec<Reading>, source: Source) -> Vec<PreparedReading> {
-        let scored = self
-            .model
-            .current()
-            .map(|model| model::score_readings(&model, &readings, self.rules.ml_anomaly.severity));
+        let scored = self.model.current().map(|model| {
+            let started = std::time::Instant::now();
+            let scored = model::score_readings(&model, &readings, self.rules.ml_anomaly.severity);
+            exposition::observe(
+                exposition::MODEL_SCORE_SECONDS,
+                started.elapsed().as_secs_f64(),
+            );
+            scored
+        });
         let mut scored = scored.map(Vec::into_iter);
         readings
             .into_iter()
@@ -178,6 +184,7 @@ impl Pipeline {
         source: Source,
         identity: Option<&str>,
     ) -> Result<ReadingOutcome, IngestError> {
+        let arrived = std::time::Instant::now();
         let reading =
             telemetry::decode(bytes, clock::now(), &self.limits).map_err(|rejection| {
                 self.refuse(Refusal::Decode(rejection.reason), source);
@@ -192,6 +199,7 @@ impl Pipeline {
         let mut outcomes = self
             .commit(self.prepare(vec![reading], source), None)
             .await?;
+        exposition::observe_ack(transport(source), arrived.elapsed().as_secs_f64());
         Ok(outcomes.remove(0))
     }
 
@@ -205,6 +213,7 @@ impl Pipeline {
         source: Source,
         identity: Option<&str>,
     ) -> Result<BodyOutcome, IngestError> {
+        let arrived = std::time::Instant::now();
         let decoded =
             telemetry::decode_body(bytes, clock::now(), &self.limits).map_err(|rejection| {
                 self.refuse(Refusal::Decode(rejection.reason), source);
@@ -236,6 +245,7 @@ impl Pipeline {
                         Some(self.queue_timeout),
                     )
                     .await?;
+                exposition::observe_ack(transport(source), arrived.elapsed().as_secs_f64());
                 Ok(BodyOutcome::One(outcomes.remove(0)))
             }
             Decoded::Batch(items) => {
@@ -268,6 +278,7 @@ impl Pipeline {
                         })
                     })
                     .collect();
+                exposition::observe_ack(transport(source), arrived.elapsed().as_secs_f64());
                 Ok(BodyOutcome::Batch(results))
             }
         }
@@ -319,7 +330,7 @@ impl Pipeline {
                     anomalies,
                     ..
                 } => {
-                    self.metrics.stored(anomalies.len());
+                    self.metrics.stored(transport(source), anomalies.len());
                     if let Some((reading, findings)) = for_alerts[idx].take() {
                         committed.push(Committed {
                             reading,
@@ -337,9 +348,9 @@ impl Pipeline {
                         }
                     }
                 }
-                ItemOutcome::Duplicate { .. } => self.metrics.duplicate(),
+                ItemOutcome::Duplicate { .. } => self.metrics.duplicate(transport(source)),
                 ItemOutcome::Quarantined { anomalies, .. } => {
-                    self.metrics.quarantined();
+                    self.metrics.quarantined(transport(source));
                     if let Some((reading, _)) = for_alerts[idx].take() {
                         let findings = anomalies
                             .iter()
@@ -382,6 +393,14 @@ impl Pipeline {
                 tracing::warn!(message = "Refusal summary not audited.", error = %err);
             }
         }
+    }
+}
+
+/// The metric label of a reading's source.
+fn transport(source: Source) -> Transport {
+    match source {
+        Source::Http => Transport::Http,
+        Source::Mqtt => Transport::Mqtt,
     }
 }
 

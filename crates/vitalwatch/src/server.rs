@@ -53,6 +53,8 @@ pub struct Running {
     pub mqtt: Option<SocketAddr>,
     /// The embedded broker's MQTT over WebSocket over TLS, when configured.
     pub mqtt_wss: Option<SocketAddr>,
+    /// The token-free loopback `/metrics` listener, when configured.
+    pub metrics: Option<SocketAddr>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -65,6 +67,7 @@ impl Running {
             ("mqtt", self.mqtt),
             ("mqtt-wss", self.mqtt_wss),
             ("dashboard", self.dashboard),
+            ("metrics", self.metrics),
             ("api", Some(self.api)),
         ];
         for (name, addr) in lines {
@@ -138,6 +141,7 @@ pub async fn start_on(
     dashboard: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    crate::metrics::prometheus::install();
     let store: Arc<dyn Store> = open_store(&config)?;
     audit_config_change(&*store, &config).await?;
     let metrics = Arc::new(Metrics::default());
@@ -279,6 +283,23 @@ pub async fn start_on(
         store: Arc::clone(&store),
         broker: broker_status,
         auth: Arc::clone(&auth),
+        ops: api::metrics::OpsInfo {
+            certs_dir: config.certs_dir(),
+            store_queue_capacity: config.store.queue_capacity as u64,
+        },
+    };
+    tasks.spawn(api::metrics::alert_counts(
+        pipeline.subscribe(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::metrics::prometheus::upkeep_task(shutdown.clone()));
+    tasks.spawn(api::metrics::audit_chain_check(
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
+    let metrics_bound = match config.metrics_addr {
+        Some(addr) => Some(api::metrics::serve_local(addr, state.clone(), shutdown.clone()).await?),
+        None => None,
     };
     let https = if config.http.tls {
         let certs = crate::pki::CertsDir::new(config.certs_dir());
@@ -357,6 +378,7 @@ pub async fn start_on(
         mqtts: broker.as_ref().map(|broker| broker.addr),
         mqtt: broker.as_ref().and_then(|broker| broker.plaintext_addr),
         mqtt_wss: broker.as_ref().and_then(|broker| broker.wss_addr),
+        metrics: metrics_bound,
         task: tokio::spawn(async move {
             let served = served.await;
             if let Some(task) = dashboard_task {

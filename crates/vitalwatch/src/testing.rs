@@ -112,6 +112,7 @@ impl Service {
             store: self.store(),
             broker: crate::ingest::BrokerStatus::default(),
             auth: Arc::clone(&self.auth),
+            ops: crate::api::metrics::OpsInfo::default(),
         }
     }
 

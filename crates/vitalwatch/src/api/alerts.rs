@@ -128,6 +128,16 @@ fn parse_priority(raw: &str) -> Result<Priority, ApiError> {
 }
 
 /// `GET /api/alerts?state=&severity=&device_id=&limit=`: active first, then by priority.
+#[utoipa::path(
+    get,
+    path = "/api/alerts",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list_alerts(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -157,6 +167,17 @@ pub async fn list_alerts(
 
 /// `GET /api/alerts/{id}`: the alert, its history, its device's anomalies while it was open
 /// and the readings around its opening.
+#[utoipa::path(
+    get,
+    path = "/api/alerts/{id}",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_alert(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -247,6 +268,17 @@ async fn audit_action(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/alerts/{id}/ack",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -278,6 +310,17 @@ pub async fn acknowledge(
     Ok(Json(json!(alert)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/alerts/{id}/silence",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn silence(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -309,6 +352,17 @@ pub async fn silence(
     Ok(Json(json!(alert)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/alerts/{id}/resolve",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn resolve(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -326,6 +380,17 @@ pub async fn resolve(
 }
 
 /// `GET /api/devices/{id}/news2`: the device's NEWS2 from its latest values.
+#[utoipa::path(
+    get,
+    path = "/api/devices/{id}/news2",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn device_news2(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -359,6 +424,17 @@ async fn require_device(state: &AppState, id: &DeviceId) -> Result<(), ApiError>
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/devices/{id}/thresholds",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_thresholds(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -389,6 +465,18 @@ pub struct ThresholdsBody {
     effective_from: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/devices/{id}/thresholds",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn put_thresholds(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -418,6 +506,17 @@ pub async fn put_thresholds(
     Ok(Json(json!(record)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/devices/{id}/thresholds",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn delete_thresholds(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -455,6 +554,17 @@ pub struct PreviewBody {
 
 /// `POST /api/thresholds/preview`: replays stored history under the proposed thresholds and
 /// the current ones; changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/thresholds/preview",
+    tag = "alerts",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn preview_thresholds(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -492,6 +602,16 @@ pub async fn preview_thresholds(
     Ok(Json(json!(answer)))
 }
 /// `GET /api/webhooks/deliveries?state=failed|delivered&limit=`.
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/deliveries",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -526,6 +646,18 @@ pub struct VerdictBody {
 
 /// A clinician's verdict on an alert episode: the labels `vitalwatch train --from-alerts`
 /// trains the supervised model from. Audited.
+#[utoipa::path(
+    post,
+    path = "/api/alerts/{id}/verdict",
+    tag = "alerts",
+    params(("id" = String, Path, description = "The id in the path")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn verdict(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,

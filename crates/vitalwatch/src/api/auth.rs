@@ -46,6 +46,17 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
 }
 
 /// `POST /auth/login {"username", "password"}`: a session cookie and the CSRF token.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -144,6 +155,16 @@ pub async fn login(
 }
 
 /// `POST /auth/logout`: ends the session and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    responses(
+        (status = 204, description = "Done"),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -169,6 +190,16 @@ pub async fn logout(
 }
 
 /// `GET /auth/me`: who the caller is (and, for a session, its CSRF token).
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
     let (kind, csrf) = match &who.credential {
         Credential::Token { .. } => ("token", None),
@@ -193,6 +224,17 @@ pub struct OwnPassword {
 /// `POST /auth/password {"current", "new"}`: a signed-in user changes their own password.
 /// The current one is checked (and a wrong one counts as a failed login); every session of
 /// the user ends, this one included, so they sign in again with the new password.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    tag = "auth",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Done"),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn change_own_password(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -289,6 +331,17 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
 }
 
 /// `POST /api/tokens`: the token's text is in this answer and nowhere else, ever.
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    tag = "auth",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -325,6 +378,16 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/tokens",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list_tokens(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -333,6 +396,17 @@ pub async fn list_tokens(
 }
 
 /// `DELETE /api/tokens/{id}` (id or name): revoked at once.
+#[utoipa::path(
+    delete,
+    path = "/api/tokens/{id}",
+    tag = "auth",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 204, description = "Done"),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -361,6 +435,17 @@ pub struct NewUser {
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "auth",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -379,6 +464,16 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list_users(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -396,6 +491,18 @@ pub struct UserChange {
 }
 
 /// `PUT /api/users/{name} {"password"?, "disabled"?}`: either ends the user's sessions.
+#[utoipa::path(
+    put,
+    path = "/api/users/{name}",
+    tag = "auth",
+    params(("name" = String, Path, description = "The name in the path")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Done"),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn update_user(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,

@@ -27,11 +27,32 @@ fn device_id(raw: &str, state: &AppState) -> Result<String, ApiError> {
         })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/devices",
+    tag = "devices",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let devices = state.store.list_devices().await?;
     Ok(Json(json!({ "count": devices.len(), "devices": devices })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/devices/{id}",
+    tag = "devices",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -103,6 +124,17 @@ fn check_interval(value: Option<f64>) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/devices",
+    tag = "devices",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn register_device(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -127,6 +159,18 @@ pub async fn register_device(
     Ok((StatusCode::CREATED, Json(json!(device))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/devices/{id}",
+    tag = "devices",
+    params(("id" = String, Path, description = "The id in the path")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn update_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -156,6 +200,17 @@ pub async fn update_device(
 }
 
 /// Deactivation, not deletion: the device's history stays, its new readings are quarantined.
+#[utoipa::path(
+    delete,
+    path = "/api/devices/{id}",
+    tag = "devices",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn deactivate_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -170,6 +225,17 @@ pub async fn deactivate_device(
     Ok(Json(json!(device)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/devices/{id}/readings",
+    tag = "devices",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn device_readings(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -204,6 +270,16 @@ pub async fn device_readings(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/anomalies",
+    tag = "devices",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list_anomalies(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

@@ -215,6 +215,16 @@ fn negotiate(headers: &HeaderMap, format: Option<&str>) -> Result<(), FhirError>
 }
 
 /// `GET /fhir/metadata`.
+#[utoipa::path(
+    get,
+    path = "/fhir/metadata",
+    tag = "fhir",
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn metadata(headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, FhirError> {
     Query::parse(raw.as_deref(), &[], &headers)?;
     Ok(fhir_json(&fhir::capability::statement(
@@ -355,6 +365,16 @@ fn date_bounds(query: &Query) -> Result<(Option<Timestamp>, Option<Timestamp>), 
 }
 
 /// `GET /fhir/Observation`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Observation",
+    tag = "fhir",
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn search_observations(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -424,6 +444,17 @@ async fn search_observations(
 }
 
 /// `GET /fhir/Observation/{id}`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Observation/{id}",
+    tag = "fhir",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn read_observation(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -445,6 +476,17 @@ async fn read_observation(
 }
 
 /// `GET /fhir/Device/{id}`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Device/{id}",
+    tag = "fhir",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn read_device(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -472,6 +514,16 @@ fn token<'a>(raw: &'a str, system: &str) -> Option<&'a str> {
 }
 
 /// `GET /fhir/Device`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Device",
+    tag = "fhir",
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn search_devices(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -530,6 +582,17 @@ fn labels(devices: &[DeviceRecord]) -> Vec<&str> {
 }
 
 /// `GET /fhir/Patient/{id}`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Patient/{id}",
+    tag = "fhir",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn read_patient(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -546,6 +609,16 @@ async fn read_patient(
 }
 
 /// `GET /fhir/Patient`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Patient",
+    tag = "fhir",
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn search_patients(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -570,6 +643,17 @@ async fn search_patients(
 }
 
 /// `GET /fhir/Flag/{id}`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Flag/{id}",
+    tag = "fhir",
+    params(("id" = String, Path, description = "The id in the path")),
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn read_flag(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -590,6 +674,16 @@ async fn read_flag(
 
 /// `GET /fhir/Flag`: newest first (open alerts first, as the store orders them), at most
 /// `_count`.
+#[utoipa::path(
+    get,
+    path = "/fhir/Flag",
+    tag = "fhir",
+    responses(
+        (status = 200, description = "A FHIR R4 resource or Bundle", content_type = "application/fhir+json", body = Value),
+        (status = "4XX", description = "An OperationOutcome", content_type = "application/fhir+json", body = Value),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", content_type = "application/fhir+json", body = Value),
+    )
+)]
 async fn search_flags(
     State(state): State<AppState>,
     headers: HeaderMap,

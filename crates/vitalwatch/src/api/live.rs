@@ -99,6 +99,16 @@ fn last_cursor(headers: &HeaderMap, query: Option<&str>) -> Option<Cursor> {
         })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "live",
+    responses(
+        (status = 200, description = "A server-sent event stream (reading, anomaly, alert, resync)", content_type = "text/event-stream", body = String),
+        (status = "4XX", description = "Refused", body = super::openapi::ErrorBody),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 async fn events(
     State(live): State<LiveState>,
     Extension(who): Extension<Principal>,

@@ -13,7 +13,9 @@ mod fhir;
 mod health;
 mod limits;
 pub mod live;
+pub mod metrics;
 mod model;
+pub mod openapi;
 mod query;
 mod series;
 mod telemetry;
@@ -39,6 +41,8 @@ pub struct AppState {
     /// MQTT ingest state (embedded broker, or external broker connection) for `/health`.
     pub broker: crate::ingest::BrokerStatus,
     pub auth: Arc<AuthService>,
+    /// What `/metrics` reads besides the pipeline and the store.
+    pub ops: metrics::OpsInfo,
 }
 
 /// The API's routes, each with the access it needs (`auth::Access`).
@@ -46,6 +50,9 @@ pub fn api_routes() -> Routes<AppState> {
     use Access::{Admin, Authenticated, Clinical, Public, Read, Session, Telemetry};
     Routes::new()
         .get("/health", Public, health::health)
+        .get("/ready", Public, health::ready)
+        .get("/metrics", Access::Metrics, metrics::metrics)
+        .get("/api/openapi.json", Public, openapi::document)
         .post("/auth/login", Public, auth::login)
         .post("/auth/logout", Authenticated, auth::logout)
         .get("/auth/me", Authenticated, auth::me)

@@ -12,6 +12,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+#[utoipa::path(
+    post,
+    path = "/api/model/reload",
+    tag = "model",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn reload(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,

@@ -65,6 +65,16 @@ fn window(params: &Params, state: &AppState) -> Result<Window, ApiError> {
 }
 
 /// `GET /api/stats`: top metrics, counts by type (with last detected), severity and device.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn stats(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -81,6 +91,16 @@ pub async fn stats(
 /// `GET /api/series`: mean/min/max per bucket of each named device (comma-separated
 /// `device_id`, or every registered device up to 100), `points` buckets over the window,
 /// for the vitals named in `metrics` (comma-separated; all when absent).
+#[utoipa::path(
+    get,
+    path = "/api/series",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -168,6 +188,16 @@ pub async fn series(
 }
 
 /// `GET /api/latest`: each device's newest reading in the window, with its NEWS2 score.
+#[utoipa::path(
+    get,
+    path = "/api/latest",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn latest(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -186,6 +216,16 @@ pub async fn latest(
 }
 
 /// `GET /api/readings`: every device's readings in the window, newest first, paged.
+#[utoipa::path(
+    get,
+    path = "/api/readings",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn readings(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -215,6 +255,16 @@ pub async fn readings(
 }
 
 /// `GET /api/ranges`: the normal ranges in force (the rules' thresholds), for chart bands.
+#[utoipa::path(
+    get,
+    path = "/api/ranges",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn ranges(State(state): State<AppState>) -> Json<Value> {
     Json(json!(state.pipeline.rules()))
 }
@@ -256,6 +306,16 @@ fn csv_line(out: &mut String, r: &ReadingRecord) {
 
 /// `GET /api/readings.csv`: the window's readings as CSV, newest first, streamed page by page
 /// (memory stays at one page whatever the window), at most [`CSV_MAX_ROWS`] rows.
+#[utoipa::path(
+    get,
+    path = "/api/readings.csv",
+    tag = "dashboard",
+    responses(
+        (status = 200, description = "Readings as CSV", content_type = "text/csv", body = String),
+        (status = "4XX", description = "Refused", body = super::openapi::ErrorBody),
+        (status = 503, description = "The audit buffer is full or the store is unavailable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn readings_csv(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

@@ -13,6 +13,18 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 use vitalwatch_core::telemetry::{Limits, RejectReason, Rejection};
 
+#[utoipa::path(
+    post,
+    path = "/api/telemetry",
+    tag = "telemetry",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done", body = Value),
+        (status = 207, description = "A batch with some readings refused", body = Value),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn post_telemetry(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,

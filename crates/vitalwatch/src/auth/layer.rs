@@ -323,6 +323,12 @@ pub async fn authorize(
         .and_then(|path| guard.policy.lookup(request.method(), path))
         .cloned();
     if rule.as_ref().is_some_and(|r| r.access == Access::Public) {
+        // A public route may say more to a caller who proves who they are (`/health`).
+        if let Ok(Some(principal)) =
+            identify(service, request.headers(), request.uri(), remote).await
+        {
+            request.extensions_mut().insert(principal);
+        }
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();

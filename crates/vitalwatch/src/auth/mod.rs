@@ -30,10 +30,18 @@ pub enum Role {
     Admin,
     /// Posts readings for its own device id only (API tokens only).
     Device,
+    /// Reads `/metrics` and nothing else (a Prometheus scraper's token).
+    Metrics,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Clinician, Role::Admin, Role::Device];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Clinician,
+        Role::Admin,
+        Role::Device,
+        Role::Metrics,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +49,7 @@ impl Role {
             Role::Clinician => "clinician",
             Role::Admin => "admin",
             Role::Device => "device",
+            Role::Metrics => "metrics",
         }
     }
 
@@ -67,6 +76,8 @@ pub enum Access {
     Admin,
     /// Posting readings: a device token (for its own id).
     Telemetry,
+    /// The Prometheus exposition: a metrics token, or admin.
+    Metrics,
 }
 
 impl Access {
@@ -78,11 +89,12 @@ impl Access {
         };
         match self {
             Access::Public | Access::Authenticated => true,
-            Access::Session => role != Role::Device,
+            Access::Session => !matches!(role, Role::Device | Role::Metrics),
             Access::Read => matches!(role, Role::Viewer | Role::Clinician | Role::Admin),
             Access::Clinical => matches!(role, Role::Clinician | Role::Admin),
             Access::Admin => role == Role::Admin,
             Access::Telemetry => role == Role::Device,
+            Access::Metrics => matches!(role, Role::Metrics | Role::Admin),
         }
     }
 
@@ -94,6 +106,7 @@ impl Access {
             Access::Clinical => Some(Role::Clinician),
             Access::Admin => Some(Role::Admin),
             Access::Telemetry => Some(Role::Device),
+            Access::Metrics => Some(Role::Metrics),
         }
     }
 }

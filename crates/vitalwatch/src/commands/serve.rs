@@ -28,6 +28,12 @@ pub struct ServeArgs {
     #[arg(long, env = "VITALWATCH_DASHBOARD_ADDR", value_name = "ADDR")]
     pub dashboard_addr: Option<SocketAddr>,
 
+    /// Also serve GET /metrics, without a token, on this plain-HTTP loopback address (e.g.
+    /// 127.0.0.1:9464) for a local Prometheus. Port 0 picks a free port, printed as
+    /// `listening metrics=ADDR`.
+    #[arg(long, env = "VITALWATCH_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Serve the API and dashboard over plaintext HTTP instead of HTTPS (a warning is
     /// logged): for a loopback-only workstation or behind a TLS-terminating proxy.
     #[arg(long)]
@@ -144,6 +150,9 @@ impl ServeArgs {
         }
         if let Some(dashboard_addr) = self.dashboard_addr {
             config.dashboard_addr = dashboard_addr;
+        }
+        if self.metrics_addr.is_some() {
+            config.metrics_addr = self.metrics_addr;
         }
         if self.http_plaintext {
             config.http.tls = false;

@@ -287,14 +287,23 @@ fn a_mosquitto_outage_shows_in_health_and_readings_resume_after_it() {
     assert_eq!(down["mode"], "external");
     assert!(down["last_error"].is_string(), "{down}");
     assert!(down["since"].is_string(), "{down}");
-    // The API keeps serving during the outage.
+    // The API keeps serving during the outage (live), but the node is not ready: it cannot
+    // take readings, so probes stop sending work to it.
     assert_eq!(get(&agent(), &server.url("/health")).status, 200);
+    let ready = get(&agent(), &server.url("/ready"));
+    assert_eq!(ready.status, 503, "{}", ready.json);
+    assert_eq!(
+        ready.json["reasons"][0], "broker_disconnected",
+        "{}",
+        ready.json
+    );
 
     broker.restart();
     let up = wait_broker(&server, "reconnected", |b| {
         b["connected"] == true && b["subscribed"] == true && b["connects"].as_u64() >= Some(2)
     });
     assert_eq!(up["mode"], "external");
+    assert_eq!(get(&agent(), &server.url("/ready")).status, 200);
     mosquitto_pub(
         &broker,
         &pki,

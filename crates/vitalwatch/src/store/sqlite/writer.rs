@@ -6,6 +6,7 @@
 //! caller in the batch. Every other write runs in a transaction of its own, in queue order.
 
 use super::{alerts, audit, auth, devices, readings, retention, verdicts};
+use crate::metrics::prometheus::{self as exposition, COMMIT_BATCH_SIZE, COMMIT_SECONDS};
 use crate::store::{
     AuditEntry, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
     PreparedReading, PurgeCounts, Retention, StoreError, StoreOptions,
@@ -73,6 +74,7 @@ impl Writer {
     /// Serves commands until every sender is gone, then checkpoints the WAL.
     pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         while let Some(first) = commands.blocking_recv() {
+            ::metrics::gauge!(exposition::STORE_QUEUE_DEPTH).set(commands.len() as f64);
             let mut writes = Vec::new();
             let mut others = Vec::new();
             let mut n_readings = 0usize;
@@ -121,6 +123,7 @@ impl Writer {
             // At most `max_batch` readings per transaction (1 gives the naive baseline the
             // benchmark compares against); callers are answered after all their chunks commit.
             for (chunk_idx, chunk) in queued.chunks(self.options.max_batch.max(1)).enumerate() {
+                let started = std::time::Instant::now();
                 let tx = self
                     .conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -141,6 +144,8 @@ impl Writer {
                     });
                 }
                 tx.commit()?;
+                exposition::observe(COMMIT_SECONDS, started.elapsed().as_secs_f64());
+                exposition::observe(COMMIT_BATCH_SIZE, chunk.len() as f64);
             }
             Ok(outcomes)
         })();

@@ -270,12 +270,23 @@ fn every_route_answers_each_kind_of_caller_as_its_rule_says() {
             Access::Telemetry => Some(Role::Admin),
             // A token is not a signed-in user.
             Access::Session => Some(Role::Viewer),
+            // Patient data is not for a scraper, and metrics not for a viewer.
+            Access::Metrics => Some(Role::Viewer),
             Access::Authenticated | Access::Public => None,
         };
         if let Some(wrong) = wrong {
             let reply = status_with(Some(&tokens[&wrong]));
             assert_eq!(reply.status, 403, "{what} as {wrong:?}: {}", reply.json);
             assert_eq!(reply.error_code(), "forbidden", "{what}");
+        }
+        // A metrics token reads metrics and nothing else.
+        if !matches!(rule.access, Access::Metrics | Access::Authenticated) {
+            let reply = status_with(Some(&tokens[&Role::Metrics]));
+            assert_eq!(
+                reply.status, 403,
+                "{what} as a metrics token: {}",
+                reply.json
+            );
         }
         let right = rule.access.least_role().unwrap();
         let reply = if rule.access == Access::Session {

@@ -1,0 +1,253 @@
+//! `GET /api/openapi.json`: the OpenAPI 3.1 contract, generated from the `#[utoipa::path]`
+//! annotation above each handler (its parameters, bodies and answers) and from the route
+//! table (the auth each route needs: one source, `api_routes()`). It is public: it describes
+//! the API and holds no patient data, no configuration and no secrets.
+//!
+//! A test fails when a registered route is missing from the document (or the document names
+//! a route that is not registered).
+
+use super::AppState;
+use crate::auth::Access;
+use crate::auth::routes::RouteRule;
+use axum::Json;
+use axum::http::Method;
+use serde::Serialize;
+use std::sync::OnceLock;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{self, SecurityRequirement};
+
+/// Every error: a stable code and a human sentence (never a rejected value).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code (`not_found`, `invalid_query`, `unauthenticated`, …).
+    pub error: String,
+    /// What was wrong and how to fix it.
+    pub detail: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "VitalWatch API",
+        description = "Vital-sign telemetry, devices, alerts, the dashboard's reads and FHIR R4. Errors are `{\"error\", \"detail\"}` (FHIR routes answer OperationOutcome). Authenticate with `Authorization: Bearer vw_…` or the dashboard's session cookie (state changes also need `X-CSRF-Token`).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        super::health::health,
+        super::health::ready,
+        super::metrics::metrics,
+        document,
+        super::auth::login,
+        super::auth::logout,
+        super::auth::me,
+        super::auth::change_own_password,
+        super::telemetry::post_telemetry,
+        super::devices::list_devices,
+        super::devices::register_device,
+        super::devices::get_device,
+        super::devices::update_device,
+        super::devices::deactivate_device,
+        super::devices::device_readings,
+        super::devices::list_anomalies,
+        super::model::reload,
+        super::alerts::list_alerts,
+        super::alerts::get_alert,
+        super::alerts::acknowledge,
+        super::alerts::silence,
+        super::alerts::resolve,
+        super::alerts::verdict,
+        super::alerts::device_news2,
+        super::alerts::get_thresholds,
+        super::alerts::put_thresholds,
+        super::alerts::delete_thresholds,
+        super::alerts::preview_thresholds,
+        super::alerts::webhook_deliveries,
+        super::auth::list_tokens,
+        super::auth::create_token,
+        super::auth::revoke_token,
+        super::auth::list_users,
+        super::auth::create_user,
+        super::auth::update_user,
+        super::series::stats,
+        super::series::series,
+        super::series::latest,
+        super::series::readings,
+        super::series::readings_csv,
+        super::series::ranges,
+        super::fhir::metadata,
+        super::fhir::search_observations,
+        super::fhir::read_observation,
+        super::fhir::search_devices,
+        super::fhir::read_device,
+        super::fhir::search_patients,
+        super::fhir::read_patient,
+        super::fhir::search_flags,
+        super::fhir::read_flag,
+        super::live::events,
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "operations", description = "Liveness, readiness, metrics and this document"),
+        (name = "auth", description = "Login, sessions, tokens and users"),
+        (name = "telemetry", description = "Posting readings"),
+        (name = "devices", description = "The device registry and its readings"),
+        (name = "alerts", description = "Alerts, thresholds and webhook deliveries"),
+        (name = "dashboard", description = "The dashboard's reads"),
+        (name = "model", description = "The anomaly model"),
+        (name = "live", description = "The live event stream"),
+        (name = "fhir", description = "Read-only FHIR R4"),
+    )
+)]
+struct ApiDoc;
+
+/// The security scheme names the document uses.
+const BEARER: &str = "bearer";
+const SESSION: &str = "session";
+
+/// The document for a route table: the annotated operations, each given the security its
+/// route's [`Access`] asks for.
+pub fn build(table: &[RouteRule]) -> openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("vw_<id>_<secret>")
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        SESSION,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            crate::auth::session::COOKIE,
+            "The dashboard's login session (POST /auth/login).",
+        ))),
+    );
+    for rule in table {
+        let Some(item) = doc.paths.paths.get_mut(rule.path) else {
+            continue;
+        };
+        let operation = match rule.method {
+            Method::GET => item.get.as_mut(),
+            Method::POST => item.post.as_mut(),
+            Method::PUT => item.put.as_mut(),
+            Method::DELETE => item.delete.as_mut(),
+            _ => None,
+        };
+        if let Some(operation) = operation {
+            operation.security = security(rule.access);
+            let roles = describe_access(rule.access);
+            operation.description = Some(match operation.description.take() {
+                Some(text) => format!("{text}\n\nAccess: {roles}."),
+                None => format!("Access: {roles}."),
+            });
+        }
+    }
+    doc
+}
+
+/// The security requirement of a route: public ones need none.
+fn security(access: Access) -> Option<Vec<SecurityRequirement>> {
+    let none: [&str; 0] = [];
+    match access {
+        Access::Public => Some(vec![SecurityRequirement::default()]),
+        Access::Session => Some(vec![SecurityRequirement::new(SESSION, none)]),
+        Access::Telemetry | Access::Metrics => Some(vec![SecurityRequirement::new(BEARER, none)]),
+        Access::Authenticated | Access::Read | Access::Clinical | Access::Admin => Some(vec![
+            SecurityRequirement::new(BEARER, none),
+            SecurityRequirement::new(SESSION, none),
+        ]),
+    }
+}
+
+fn describe_access(access: Access) -> &'static str {
+    match access {
+        Access::Public => "public",
+        Access::Authenticated => "any authenticated caller",
+        Access::Session => "a signed-in dashboard user",
+        Access::Read => "viewer, clinician or admin (audited as a patient-data read)",
+        Access::Clinical => "clinician or admin",
+        Access::Admin => "admin",
+        Access::Telemetry => "a device token, for its own device id",
+        Access::Metrics => "a metrics token, or admin",
+    }
+}
+
+/// Every (method, path) the document describes.
+pub fn operations(doc: &openapi::OpenApi) -> Vec<(Method, String)> {
+    let mut found = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let methods = [
+            (Method::GET, item.get.is_some()),
+            (Method::POST, item.post.is_some()),
+            (Method::PUT, item.put.is_some()),
+            (Method::DELETE, item.delete.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                found.push((method, path.clone()));
+            }
+        }
+    }
+    found
+}
+
+static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+
+/// The document of the API listener's routes (the dashboard's page routes are not API).
+pub fn api_document() -> &'static serde_json::Value {
+    DOCUMENT.get_or_init(|| {
+        serde_json::to_value(build(&super::route_table(false)))
+            .expect("the OpenAPI document serialises")
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Value))
+)]
+pub async fn document(_state: axum::extract::State<AppState>) -> Json<serde_json::Value> {
+    Json(api_document().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_registered_route_is_in_the_document_and_nothing_else() {
+        let table = super::super::route_table(false);
+        let doc = build(&table);
+        let documented: BTreeSet<(String, String)> = operations(&doc)
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path))
+            .collect();
+        let registered: BTreeSet<(String, String)> = table
+            .iter()
+            .map(|rule| (rule.method.to_string(), rule.path.to_owned()))
+            .collect();
+        let missing: Vec<_> = registered.difference(&documented).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from the OpenAPI document: {missing:?}"
+        );
+        let extra: Vec<_> = documented.difference(&registered).collect();
+        assert!(extra.is_empty(), "documented but not registered: {extra:?}");
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_the_route_tables_auth() {
+        let doc = api_document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let health = &doc["paths"]["/health"]["get"];
+        assert_eq!(health["security"], serde_json::json!([{}]), "{health}");
+        let metrics = &doc["paths"]["/metrics"]["get"];
+        assert_eq!(metrics["security"], serde_json::json!([{ "bearer": [] }]));
+    }
+}
