@@ -24,18 +24,9 @@
 //! a whole number, temperature to 0.1 °C (36.05 scores as 36.1). This module does no I/O and
 //! reads no clock: the window is judged against a `now` the caller passes in.
 
+pub use crate::telemetry::Spo2Scale;
 use crate::telemetry::{Consciousness, Field, FieldSet, Reading, Timestamp, VitalKey};
 use serde::{Deserialize, Serialize};
-
-/// Which SpO2 scale applies. Scale 2 is only for patients with hypercapnic respiratory failure
-/// and a prescribed target of 88–92 % [NEWS2-RCPJ]; a clinician chooses it per patient.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Spo2Scale {
-    #[default]
-    Scale1,
-    Scale2,
-}
 
 /// The seven NEWS2 parameters, in chart order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use AlertCondition::*;
 use TransitionKind::*;
 
 mod artefacts;
+mod patient;
 mod timers;
 mod vitals;
 use std::collections::HashMap;
