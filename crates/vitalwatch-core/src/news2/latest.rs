@@ -12,7 +12,10 @@
 //! totals when a value sits near a band edge. So a numeric parameter is scored by the
 //! interquartile mean of its readings within `smooth_s` before its latest one (the mean of the
 //! middle half: as smooth as a mean, as robust to an outlier as a median): the observation a
-//! nurse would record after watching the monitor for a minute. With `smooth_s = 0` the latest value is
+//! nurse would record after watching the monitor for a while. The service's default window
+//! is 30 s (`alerting.news2_smooth_s`): on the shipped scenarios it keeps a stable NEWS2 4
+//! from flipping to 5, and the urgent alarm within 45 s of a slow sepsis-like rise reaching
+//! 5 (60 s smoothed it too long: 115 s; none flipped: 80 s). With `smooth_s = 0` the latest value is
 //! scored as it is.
 
 use super::{Inputs, News2, Parameter, Spo2Scale, score};

@@ -68,7 +68,7 @@ impl Default for AlertingConfig {
     fn default() -> AlertingConfig {
         AlertingConfig {
             news2_validity: Validity::default(),
-            news2_smooth_s: 60,
+            news2_smooth_s: 30,
             sensor_fault: SensorFaultRule::default(),
             webhook_delivery: WebhookDeliveryConfig::default(),
             webhooks: Vec::new(),
