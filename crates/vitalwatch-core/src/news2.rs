@@ -1,10 +1,11 @@
 //! NEWS2, the Royal College of Physicians' National Early Warning Score 2 (RCP 2017).
 //!
 //! Owns the per-parameter bands of RCP Chart 1, the aggregate (0–20), the clinical-risk
-//! category, and [`LatestVitals`]: the latest known value of each parameter with its time, so
-//! a score can be computed from several readings of one device within a window. A score with
-//! missing parameters is still computed (missing parameters score nothing) and is flagged
-//! `partial` with the list of what is missing: a partial total is a lower bound of the true one.
+//! category, and [`LatestVitals`] (`latest.rs`): the recent values of each parameter with
+//! their times, so a score can be computed from several readings of one device, each
+//! parameter valid for its own interval ([`Validity`]). A score with missing or stale
+//! parameters is still computed (they score nothing) and is flagged `partial` with the list of
+//! what is missing and what is stale: a partial total is a lower bound of the true one.
 //!
 //! Bands, from the team's clinical reference (CLINICAL.md §1) ([NEWS2-chart], [NEWS2-RCPJ], [NEWS2-calc]):
 //!
@@ -24,18 +25,9 @@
 //! a whole number, temperature to 0.1 °C (36.05 scores as 36.1). This module does no I/O and
 //! reads no clock: the window is judged against a `now` the caller passes in.
 
-use crate::telemetry::{Consciousness, Field, FieldSet, Reading, Timestamp, VitalKey};
+pub use crate::telemetry::Spo2Scale;
+use crate::telemetry::{Consciousness, Reading};
 use serde::{Deserialize, Serialize};
-
-/// Which SpO2 scale applies. Scale 2 is only for patients with hypercapnic respiratory failure
-/// and a prescribed target of 88–92 % [NEWS2-RCPJ]; a clinician chooses it per patient.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Spo2Scale {
-    #[default]
-    Scale1,
-    Scale2,
-}
 
 /// The seven NEWS2 parameters, in chart order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -153,8 +145,12 @@ pub struct News2 {
     pub scale: Spo2Scale,
     /// True when at least one parameter was missing: the total is then a lower bound.
     pub partial: bool,
-    /// The missing parameters, in chart order; empty unless `partial`.
+    /// The missing parameters, in chart order; empty unless `partial`. Stale ones are here too.
     pub missing: Vec<Parameter>,
+    /// The parameters that were measured, but longer ago than they stay valid (an hourly BP
+    /// two hours old): flagged, never scored as normal (issue 18, point 5). In chart order.
+    #[serde(default)]
+    pub stale: Vec<Parameter>,
 }
 
 /// Scores `inputs` on the given SpO2 scale.
@@ -189,6 +185,7 @@ pub fn score(inputs: &Inputs, scale: Spo2Scale) -> News2 {
         scale,
         partial: !missing.is_empty(),
         missing,
+        stale: Vec::new(),
     }
 }
 
@@ -293,100 +290,8 @@ pub fn temperature_subscore(celsius: f64) -> u8 {
     }
 }
 
-/// A value and when it was measured.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Observed<T> {
-    pub value: T,
-    pub at: Timestamp,
-}
-
-/// The latest known value of each NEWS2 parameter of one device, with its time.
-///
-/// Devices often report parameters in different messages (a wearable sends pulse every few
-/// seconds, a cuff sends BP every 15 minutes, a nurse enters ACVPU). The caller keeps one of
-/// these per device, feeds it every accepted reading, and scores it within a window.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LatestVitals {
-    pub respiration_rate_per_min: Option<Observed<f64>>,
-    pub spo2_pct: Option<Observed<f64>>,
-    pub on_oxygen: Option<Observed<bool>>,
-    pub systolic_bp_mmhg: Option<Observed<f64>>,
-    pub pulse_bpm: Option<Observed<f64>>,
-    pub consciousness: Option<Observed<Consciousness>>,
-    pub temperature_c: Option<Observed<f64>>,
-}
-
-impl LatestVitals {
-    /// Records the parameters `reading` carries, at the reading's timestamp, skipping the
-    /// `untrusted` fields (those a SENSOR_FAULT finding blamed, see
-    /// [`crate::rules::Finding::faulted_fields`]). A reading older than a value already held
-    /// does not replace it.
-    pub fn observe(&mut self, reading: &Reading, untrusted: FieldSet) {
-        let at = reading.timestamp;
-        let trusted = |field: Field| !untrusted.contains(field);
-        if trusted(Field::Vital(VitalKey::RespiratoryRate)) {
-            update(
-                &mut self.respiration_rate_per_min,
-                reading.respiratory_rate_per_min,
-                at,
-            );
-        }
-        if trusted(Field::Vital(VitalKey::Spo2)) {
-            update(&mut self.spo2_pct, reading.spo2_pct, at);
-        }
-        if trusted(Field::Vital(VitalKey::OnOxygen)) {
-            update(&mut self.on_oxygen, reading.on_oxygen, at);
-        }
-        if trusted(Field::Vital(VitalKey::SystolicBp)) {
-            update(&mut self.systolic_bp_mmhg, reading.systolic_bp_mmhg, at);
-        }
-        if trusted(Field::Vital(VitalKey::HeartRate)) {
-            update(&mut self.pulse_bpm, reading.heart_rate_bpm, at);
-        }
-        if trusted(Field::Vital(VitalKey::Consciousness)) {
-            update(&mut self.consciousness, reading.consciousness, at);
-        }
-        if trusted(Field::Vital(VitalKey::BodyTemp)) {
-            update(&mut self.temperature_c, reading.body_temp_c, at);
-        }
-    }
-
-    /// The inputs measured within `window_s` seconds before `now` (older ones count as missing).
-    pub fn inputs_within(&self, now: Timestamp, window_s: u64) -> Inputs {
-        let window_micros = i64::try_from(window_s)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
-        let fresh = |at: Timestamp| now.saturating_sub(at) <= window_micros;
-        fn pick<T: Copy>(
-            slot: Option<Observed<T>>,
-            fresh: impl Fn(Timestamp) -> bool,
-        ) -> Option<T> {
-            slot.filter(|observed| fresh(observed.at))
-                .map(|observed| observed.value)
-        }
-        Inputs {
-            respiration_rate_per_min: pick(self.respiration_rate_per_min, fresh),
-            spo2_pct: pick(self.spo2_pct, fresh),
-            on_oxygen: pick(self.on_oxygen, fresh),
-            systolic_bp_mmhg: pick(self.systolic_bp_mmhg, fresh),
-            pulse_bpm: pick(self.pulse_bpm, fresh),
-            consciousness: pick(self.consciousness, fresh),
-            temperature_c: pick(self.temperature_c, fresh),
-        }
-    }
-
-    /// NEWS2 from the values measured within `window_s` seconds before `now`.
-    pub fn score(&self, now: Timestamp, window_s: u64, scale: Spo2Scale) -> News2 {
-        score(&self.inputs_within(now, window_s), scale)
-    }
-}
-
-fn update<T: Copy>(slot: &mut Option<Observed<T>>, value: Option<T>, at: Timestamp) {
-    let Some(value) = value else { return };
-    if slot.is_none_or(|held| held.at <= at) {
-        *slot = Some(Observed { value, at });
-    }
-}
+mod latest;
+pub use latest::{LatestVitals, Observed, Validity};
 
 #[cfg(test)]
 mod tests;

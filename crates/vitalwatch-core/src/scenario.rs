@@ -91,6 +91,14 @@ pub struct Patient {
     /// Per-patient thresholds, validated as the service validates them.
     #[serde(default)]
     pub thresholds: Option<PatientThresholds>,
+    /// Blood pressure is measured only every this many seconds (an intermittent cuff; the
+    /// first reading of each period carries it); default: every reading.
+    #[serde(default)]
+    pub bp_every_s: Option<u64>,
+    /// ACVPU and air/oxygen are recorded only every this many seconds (a nurse's observation
+    /// round); default: every reading.
+    #[serde(default)]
+    pub acvpu_every_s: Option<u64>,
     #[serde(default)]
     pub events: Vec<EventSpec>,
 }
@@ -104,6 +112,8 @@ impl Patient {
             spo2_scale: Spo2Scale::Scale1,
             on_oxygen: false,
             thresholds: None,
+            bp_every_s: None,
+            acvpu_every_s: None,
             events: Vec::new(),
         }
     }
@@ -392,7 +402,22 @@ fn time_of_day_s(start: Timestamp) -> f64 {
     start.micros().rem_euclid(86_400_000_000) as f64 / 1e6
 }
 
-/// One reading from noise-free vitals and the six noise draws of its tick.
+/// Whether a parameter measured every `every_s` is measured at the tick `t` seconds from the
+/// start (ticks `interval_s` apart): on the first tick of each period.
+fn measured(every_s: Option<u64>, t: f64, interval_s: f64) -> bool {
+    match every_s {
+        None | Some(0) => true,
+        Some(every) => {
+            let every = every as f64;
+            t < interval_s / 2.0 || (t / every).floor() != ((t - interval_s) / every).floor()
+        }
+    }
+}
+
+/// One reading from noise-free vitals and the six noise draws of its tick, `t` seconds from
+/// the start (ticks `interval_s` apart). The draws are the same whether or not an
+/// intermittent parameter is measured, so the other vitals' noise does not change.
+#[allow(clippy::too_many_arguments)]
 fn build_reading(
     patient: &Patient,
     device: &DeviceId,
@@ -400,6 +425,8 @@ fn build_reading(
     at: Timestamp,
     tick: u64,
     draws: &[f64; 6],
+    t: f64,
+    interval_s: f64,
 ) -> Reading {
     let noise = patient.baseline.noise;
     let mut reading = Reading::empty(device.clone(), at);
@@ -430,6 +457,14 @@ fn build_reading(
     reading.battery_pct = Some(round_to(v.battery, 0.1));
     reading.on_oxygen = Some(v.on_oxygen);
     reading.consciousness = Some(v.consciousness);
+    if !measured(patient.bp_every_s, t, interval_s) {
+        reading.systolic_bp_mmhg = None;
+        reading.diastolic_bp_mmhg = None;
+    }
+    if !measured(patient.acvpu_every_s, t, interval_s) {
+        reading.on_oxygen = None;
+        reading.consciousness = None;
+    }
     reading.seq = Some(tick);
     reading
 }
@@ -470,7 +505,16 @@ pub fn generate(scenario: &Scenario) -> Result<Generated, ScenarioError> {
             if v.dropout || v.outage {
                 continue;
             }
-            readings.push(build_reading(patient, &devices[idx], &v, at, tick, &draws));
+            readings.push(build_reading(
+                patient,
+                &devices[idx],
+                &v,
+                at,
+                tick,
+                &draws,
+                t,
+                scenario.interval_s,
+            ));
         }
     }
     let mut events = Vec::new();
@@ -859,5 +903,39 @@ mod tests {
         let onset_s = event.onset.saturating_sub(generated.start) / 1_000_000;
         // 89 → 82 over 120 s crosses 83 after about 103 s.
         assert!((690..=720).contains(&onset_s), "{onset_s}");
+    }
+
+    #[test]
+    fn an_intermittent_cuff_and_observation_round() {
+        let mut ward = scenario(vec![]);
+        ward.duration_s = 7200;
+        ward.patients[0].bp_every_s = Some(900);
+        ward.patients[0].acvpu_every_s = Some(3600);
+        let generated = generate(&ward).expect("valid");
+        let with_bp: Vec<u64> = generated
+            .readings
+            .iter()
+            .filter(|r| r.systolic_bp_mmhg.is_some())
+            .map(|r| (r.timestamp.saturating_sub(generated.start) / 1_000_000) as u64)
+            .collect();
+        assert_eq!(with_bp, (0..=7200).step_by(900).collect::<Vec<u64>>());
+        let rounds = generated
+            .readings
+            .iter()
+            .filter(|r| r.consciousness.is_some() && r.on_oxygen.is_some())
+            .count();
+        assert_eq!(rounds, 3, "at 0, 1 h and 2 h");
+        // The other vitals' noise is the same as with a cuff on every reading.
+        let mut every = ward.clone();
+        every.patients[0].bp_every_s = None;
+        every.patients[0].acvpu_every_s = None;
+        let continuous = generate(&every).expect("valid");
+        assert!(
+            generated
+                .readings
+                .iter()
+                .zip(&continuous.readings)
+                .all(|(a, b)| a.heart_rate_bpm == b.heart_rate_bpm && a.spo2_pct == b.spo2_pct)
+        );
     }
 }

@@ -277,8 +277,18 @@ fn builtin(condition: AlertCondition) -> ConditionSettings {
             onset: immediate,
             ..graded(0.0, 60)
         },
-        // NEWS2 changes slowly and is acted on by review: hold 2 minutes.
-        News2 => graded(0.0, 120),
+        // NEWS2 (scored on a smoothed observation set, `news2::LatestVitals`) raises once the
+        // score persists for a second observation set, so the urgent alarm comes within one
+        // reading interval of the score reaching it; it changes slowly and is acted on by
+        // review, so it clears only after 2 minutes of a complete set scoring lower.
+        News2 => ConditionSettings {
+            onset: Some(Onset {
+                readings: 2,
+                secs: 0,
+                window_s: Some(15),
+            }),
+            ..graded(0.0, 120)
+        },
         SensorFault => fixed(Priority::Medium, immediate, 0.0, 30),
         // Repeated artefacts only (the LOW onset): an isolated one is ignored, not announced.
         Artefact => fixed(Priority::Low, None, 0.0, 60),

@@ -19,7 +19,7 @@ use super::{
     TransitionKind,
 };
 use crate::news2::News2;
-use crate::rules::Finding;
+use crate::rules::{Finding, PatientThresholds};
 use crate::telemetry::{DeviceId, Reading, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -59,6 +59,8 @@ struct DeviceAlertState {
     pauses: HashMap<AlertClass, Pause>,
     /// The previous pulse and SpO2, to tell an implausible jump (an artefact).
     previous: signal::Previous,
+    /// The patient's own limits and SpO2 scale (set by a clinician; default: the site's).
+    patient: PatientThresholds,
 }
 
 /// One condition on one device.
@@ -214,6 +216,20 @@ impl AlertEngine {
             .expected_interval_ms = interval_ms;
     }
 
+    /// Sets a patient's own limits (SpO2 scale and target, respiration, blood pressure) for the
+    /// device's next readings; the default is the site's limits on SpO2 Scale 1.
+    pub fn set_patient(&mut self, device_id: &DeviceId, patient: PatientThresholds) {
+        self.devices.entry(device_id.clone()).or_default().patient = patient;
+    }
+
+    /// The patient's limits in force for a device.
+    pub fn patient(&self, device_id: &DeviceId) -> PatientThresholds {
+        self.devices
+            .get(device_id)
+            .map(|device| device.patient)
+            .unwrap_or_default()
+    }
+
     /// Feeds one accepted reading with its findings (seed rules plus SENSOR_FAULT, ML) and,
     /// when the caller computes it, the device's NEWS2. Ends DEVICE_OFFLINE for the device.
     pub fn observe(
@@ -246,8 +262,14 @@ impl AlertEngine {
         {
             ctx.resolve(id, None, track);
         }
-        let observations =
-            signal::observe(reading, findings, news2, &device.previous, &self.config);
+        let observations = signal::observe(
+            reading,
+            findings,
+            news2,
+            &device.previous,
+            &device.patient,
+            &self.config,
+        );
         device.previous.remember(reading, findings);
         for (condition, observation) in observations {
             ctx.apply(device_id, device, condition, observation);

@@ -22,6 +22,10 @@ use crate::telemetry::{DeviceId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Event kinds whose labelled onset is the noise-free NEWS2 aggregate reaching 5 (the
+/// scenario generator's `sepsis`): the time to the NEWS2 urgent alarm is measured on these.
+pub const NEWS2_LABELLED_KINDS: [&str; 1] = ["sepsis"];
+
 /// One labelled event of a scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -249,7 +253,13 @@ pub fn evaluate(
         let (score, delays) = per_kind.entry(event.kind.clone()).or_default();
         score.events += 1;
         critical_events += usize::from(event.critical);
-        if event.conditions.contains(&AlertCondition::News2) && event.owes_alert {
+        // The NEWS2 urgent alarm is timed for the events labelled by NEWS2 itself (onset: the
+        // noise-free aggregate reaching 5): a fever or a tachycardia owes its own condition's
+        // alarm, and NEWS2 may reach 5 hours later or never.
+        if NEWS2_LABELLED_KINDS.contains(&event.kind.as_str())
+            && event.conditions.contains(&AlertCondition::News2)
+            && event.owes_alert
+        {
             let news2 = episodes
                 .values()
                 .filter(|episode| episode.condition == AlertCondition::News2)

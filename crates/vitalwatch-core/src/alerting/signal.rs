@@ -8,7 +8,7 @@
 use super::config::ArtefactConfig;
 use super::{AlertCondition, AlertConfig, Priority};
 use crate::news2::{self, ClinicalRisk, News2, Spo2Scale};
-use crate::rules::{AnomalyType, Finding};
+use crate::rules::{AnomalyType, Finding, PatientThresholds};
 use crate::telemetry::{Field, FieldSet, Reading, Timestamp, VitalKey};
 
 /// SpO2 Scale 1: 96 % and above scores 0 (RCP 2017 Chart 1).
@@ -25,8 +25,14 @@ const SBP_NORMAL_MIN: f64 = 111.0;
 const SBP_NEWS2_3_MIN: f64 = 220.0;
 
 /// BLOOD_PRESSURE_HIGH: systolic ≥ 220 (NEWS2 3) is HIGH; the configured severe-hypertension
-/// limits (systolic ≥ 180 or diastolic ≥ 120 by default) are the configured priority.
-fn blood_pressure_high(sbp: Option<f64>, dbp: Option<f64>, config: &AlertConfig) -> Observation {
+/// limits (systolic ≥ 180 or diastolic ≥ 120 by default, or above the patient's own
+/// `systolic_bp_max`) are the configured priority.
+fn blood_pressure_high(
+    sbp: Option<f64>,
+    dbp: Option<f64>,
+    patient: &PatientThresholds,
+    config: &AlertConfig,
+) -> Observation {
     if sbp.is_none() && dbp.is_none() {
         return Observation::Unknown;
     }
@@ -43,7 +49,12 @@ fn blood_pressure_high(sbp: Option<f64>, dbp: Option<f64>, config: &AlertConfig)
         (Some(s), _) if s > SBP_NORMAL_MIN && news2::systolic_bp_subscore(s) == 3 => {
             present(config.grading.subscore_3, s, SBP_NEWS2_3_MIN)
         }
-        (Some(s), _) if s >= limits.systolic_at_or_above => {
+        (Some(s), _) if patient.systolic_bp_max.is_some_and(|max| s > max) => present(
+            fixed.or(limits.priority),
+            s,
+            patient.systolic_bp_max.unwrap_or(s),
+        ),
+        (Some(s), _) if patient.systolic_bp_max.is_none() && s >= limits.systolic_at_or_above => {
             present(fixed.or(limits.priority), s, limits.systolic_at_or_above)
         }
         (_, Some(d)) if d >= limits.diastolic_at_or_above => {
@@ -110,8 +121,10 @@ pub(super) fn observe(
     findings: &[Finding],
     news2: Option<&News2>,
     previous: &Previous,
+    patient: &PatientThresholds,
     config: &AlertConfig,
 ) -> Vec<(AlertCondition, Observation)> {
+    let scale = patient.scale();
     let mut faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
         for field in finding.faulted_fields().iter() {
             all.insert(field);
@@ -125,7 +138,7 @@ pub(super) fn observe(
     }
     // A temperature probe sliding off: technical, not hypothermia.
     let probe_off = (!faulted.contains(Field::Vital(VitalKey::BodyTemp)))
-        .then(|| probe_off(reading, previous, &config.artefact))
+        .then(|| probe_off(reading, previous, scale, &config.artefact))
         .flatten();
     if probe_off.is_some() {
         faulted.insert(Field::Vital(VitalKey::BodyTemp));
@@ -190,19 +203,19 @@ pub(super) fn observe(
         out.push((low, low_obs));
     }
 
-    // SpO2: no seed rule; the low side of the NEWS2 scale the patient is scored on.
+    // SpO2: no seed rule; below the patient's target (by default where the NEWS2 scale the
+    // patient is scored on starts scoring), graded on that scale.
     let spo2 = match reading.spo2_pct {
         Some(_) if faulted.contains(Field::Vital(VitalKey::Spo2)) => Observation::Unknown,
         None => Observation::Unknown,
         Some(value) => {
-            let scale = news2.map(|n| n.scale).unwrap_or_default();
-            let normal = match scale {
+            let normal = patient.spo2_min.unwrap_or(match scale {
                 Spo2Scale::Scale1 => SPO2_SCALE_1_NORMAL_PCT,
                 Spo2Scale::Scale2 => SPO2_SCALE_2_NORMAL_PCT,
-            };
+            });
             // On air, so only the low-side bands count here (high SpO2 on oxygen is NEWS2's).
             let subscore = news2::spo2_subscore(value, scale, false);
-            if subscore > 0 {
+            if value.round() < normal {
                 let (priority, mild) = graded(AlertCondition::Spo2Low, subscore);
                 Observation::Present {
                     priority,
@@ -225,43 +238,40 @@ pub(super) fn observe(
         Some(_) if faulted.contains(field) => None,
         other => other,
     };
-    let banded =
-        |condition: AlertCondition, value: Option<f64>, subscore: u8, limit: f64| match value {
-            None => Observation::Unknown,
-            Some(value) if subscore > 0 => Observation::Present {
-                priority: graded(condition, subscore).0,
+    // A value beyond the patient's limit (by default where NEWS2 starts scoring) is the
+    // condition, graded by its NEWS2 subscore (0, inside a tighter patient limit: "mild").
+    let banded = |condition: AlertCondition,
+                  value: Option<f64>,
+                  beyond: &dyn Fn(f64) -> bool,
+                  subscore: fn(f64) -> u8,
+                  limit: f64| match value {
+        None => Observation::Unknown,
+        Some(value) if beyond(value) => {
+            let (priority, mild) = graded(condition, subscore(value));
+            Observation::Present {
+                priority,
                 immediate: false,
-                mild: false,
+                mild,
                 value: Some(value),
                 threshold: Some(limit),
-            },
-            Some(value) => Observation::Absent { value: Some(value) },
-        };
+            }
+        }
+        Some(value) => Observation::Absent { value: Some(value) },
+    };
     let rr = value_of(
         Field::Vital(VitalKey::RespiratoryRate),
         reading.respiratory_rate_per_min,
     );
-    let rr_high = rr.map_or(0, |v| {
-        if v > RR_NORMAL_MAX {
-            news2::respiration_rate_subscore(v)
-        } else {
-            0
-        }
-    });
-    let rr_low = rr.map_or(0, |v| {
-        if v < RR_NORMAL_MIN {
-            news2::respiration_rate_subscore(v)
-        } else {
-            0
-        }
-    });
+    let rr_max = patient.respiratory_rate_max.unwrap_or(RR_NORMAL_MAX);
+    let rr_min = patient.respiratory_rate_min.unwrap_or(RR_NORMAL_MIN);
     out.push((
         AlertCondition::RespiratoryRateHigh,
         banded(
             AlertCondition::RespiratoryRateHigh,
             rr,
-            rr_high,
-            RR_NORMAL_MAX,
+            &|v| v > rr_max,
+            news2::respiration_rate_subscore,
+            rr_max,
         ),
     ));
     out.push((
@@ -269,21 +279,22 @@ pub(super) fn observe(
         banded(
             AlertCondition::RespiratoryRateLow,
             rr,
-            rr_low,
-            RR_NORMAL_MIN,
+            &|v| v < rr_min,
+            news2::respiration_rate_subscore,
+            rr_min,
         ),
     ));
     let sbp = value_of(Field::Vital(VitalKey::SystolicBp), reading.systolic_bp_mmhg);
-    let sbp_low = sbp.map_or(0, |v| {
-        if v < SBP_NORMAL_MIN {
-            news2::systolic_bp_subscore(v)
-        } else {
-            0
-        }
-    });
+    let sbp_min = patient.systolic_bp_min.unwrap_or(SBP_NORMAL_MIN);
     out.push((
         AlertCondition::SystolicBpLow,
-        banded(AlertCondition::SystolicBpLow, sbp, sbp_low, SBP_NORMAL_MIN),
+        banded(
+            AlertCondition::SystolicBpLow,
+            sbp,
+            &|v| v < sbp_min,
+            news2::systolic_bp_subscore,
+            sbp_min,
+        ),
     ));
     let dbp = value_of(
         Field::Vital(VitalKey::DiastolicBp),
@@ -291,7 +302,7 @@ pub(super) fn observe(
     );
     out.push((
         AlertCondition::BloodPressureHigh,
-        blood_pressure_high(sbp, dbp, config),
+        blood_pressure_high(sbp, dbp, patient, config),
     ));
     let consciousness = match reading.consciousness {
         Some(_) if faulted.contains(Field::Vital(VitalKey::Consciousness)) => Observation::Unknown,
@@ -400,7 +411,6 @@ pub(super) fn observe(
         out.push((condition, obs));
     }
 
-    let scale = news2.map(|n| n.scale).unwrap_or_default();
     for (condition, observation) in &mut out {
         if let Observation::Present {
             priority: Some(Priority::High),
@@ -509,7 +519,12 @@ fn jumped(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Vec<
 /// faster than a body cools (`probe_fall_c_per_min` over a minute or more), or is below
 /// `probe_off_below_c` while the pulse is normal and no other vital scores in NEWS2 (a body
 /// that cold is bradycardic or otherwise unwell). Returns the limit crossed.
-fn probe_off(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> Option<f64> {
+fn probe_off(
+    reading: &Reading,
+    previous: &Previous,
+    scale: Spo2Scale,
+    rule: &ArtefactConfig,
+) -> Option<f64> {
     let temp = reading.body_temp_c?;
     if previous.temperature_fall_c_per_min(reading.timestamp, temp) >= rule.probe_fall_c_per_min {
         return Some(rule.probe_fall_c_per_min);
@@ -523,7 +538,7 @@ fn probe_off(reading: &Reading, previous: &Previous, rule: &ArtefactConfig) -> O
             .map(news2::respiration_rate_subscore),
         reading
             .spo2_pct
-            .map(|v| news2::spo2_subscore(v, Spo2Scale::Scale1, false)),
+            .map(|v| news2::spo2_subscore(v, scale, false)),
         reading.systolic_bp_mmhg.map(news2::systolic_bp_subscore),
         reading.consciousness.map(news2::consciousness_subscore),
     ]

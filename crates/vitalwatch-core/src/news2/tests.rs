@@ -1,7 +1,7 @@
 //! NEWS2 tests: every band boundary of RCP 2017 Chart 1 through one `check` helper.
 
 use super::*;
-use crate::telemetry::DeviceId;
+use crate::telemetry::{DeviceId, Field, FieldSet, Timestamp, VitalKey};
 
 #[derive(Clone, Copy, Debug)]
 enum P {
@@ -396,4 +396,103 @@ fn latest_vitals_within_a_window() {
     assert_eq!(narrow.subscores.spo2, Some(0));
     assert!(narrow.missing.contains(&Parameter::SystolicBp));
     assert_eq!(narrow.total, 0);
+}
+
+/// A reading of `dev-1` at `secs` after t0, edited by `edit`.
+fn reading_at(secs: i64, edit: impl FnOnce(&mut Reading)) -> Reading {
+    let device = DeviceId::parse("dev-1", 64).expect("valid id");
+    let mut reading = Reading::empty(device, Timestamp::from_secs(1_705_401_000 + secs));
+    edit(&mut reading);
+    reading
+}
+
+fn secs(s: i64) -> Timestamp {
+    Timestamp::from_secs(1_705_401_000 + s)
+}
+
+#[test]
+fn each_parameter_is_valid_for_its_own_interval_then_stale() {
+    let mut vitals = LatestVitals::default();
+    // An hourly cuff and a 4-hourly ACVPU, a wearable every 5 s.
+    vitals.observe(
+        &reading_at(0, |r| {
+            r.systolic_bp_mmhg = Some(88.0);
+            r.consciousness = Some(Consciousness::Alert);
+            r.on_oxygen = Some(false);
+            r.body_temp_c = Some(36.8);
+        }),
+        FieldSet::EMPTY,
+    );
+    for s in (0..=5400).step_by(5) {
+        vitals.observe(
+            &reading_at(s, |r| {
+                r.heart_rate_bpm = Some(72.0);
+                r.spo2_pct = Some(97.0);
+                r.respiratory_rate_per_min = Some(16.0);
+            }),
+            FieldSet::EMPTY,
+        );
+    }
+    let validity = Validity::default();
+    // 50 minutes on, the BP still counts (it scores 3), nothing is stale.
+    let held = vitals.score_at(secs(3000), &validity, 0, Spo2Scale::Scale1);
+    assert_eq!(held.subscores.systolic_bp, Some(3));
+    assert_eq!(held.total, 3);
+    assert!(held.stale.is_empty() && !held.partial, "{held:?}");
+    // 90 minutes on, BP and temperature are stale: flagged, not scored as normal.
+    let late = vitals.score_at(secs(5400), &validity, 0, Spo2Scale::Scale1);
+    assert_eq!(
+        late.stale,
+        vec![Parameter::SystolicBp, Parameter::Temperature]
+    );
+    assert_eq!(late.subscores.systolic_bp, None);
+    assert!(late.partial && late.missing.contains(&Parameter::SystolicBp));
+    assert_eq!(late.total, 0, "a lower bound");
+    // A device that reports every 2 hours keeps its values at least that long.
+    let slow = validity.at_least(7200);
+    let kept = vitals.score_at(secs(5400), &slow, 0, Spo2Scale::Scale1);
+    assert!(kept.stale.is_empty(), "{kept:?}");
+    assert_eq!(slow.of(Parameter::Consciousness), 4 * 3600);
+    assert_eq!(Validity::uniform(0).zero_key(), Some("respiration_rate"));
+    assert_eq!(validity.zero_key(), None);
+}
+
+#[test]
+fn a_value_at_a_band_edge_is_smoothed_not_flipped() {
+    // A pulse around 110 (NEWS2 1; 111 scores 2), alternating 108/112 with noise.
+    let mut vitals = LatestVitals::default();
+    let mut raw = Vec::new();
+    let mut smoothed = Vec::new();
+    for (n, s) in (0..300).step_by(5).enumerate() {
+        let hr = if n % 2 == 0 { 108.0 } else { 112.0 };
+        vitals.observe(
+            &reading_at(s, |r| r.heart_rate_bpm = Some(hr)),
+            FieldSet::EMPTY,
+        );
+        let validity = Validity::default();
+        raw.push(
+            vitals
+                .score_at(secs(s), &validity, 0, Spo2Scale::Scale1)
+                .subscores
+                .pulse,
+        );
+        smoothed.push(
+            vitals
+                .score_at(secs(s), &validity, 60, Spo2Scale::Scale1)
+                .subscores
+                .pulse,
+        );
+    }
+    assert!(raw.contains(&Some(2)) && raw.contains(&Some(1)));
+    // The smoothed pulse of a minute is about 110: the score stays 1.
+    assert!(smoothed[1..].iter().all(|s| *s == Some(1)), "{smoothed:?}");
+    // A real rise moves the smoothed value within half the window.
+    for s in (300..=335).step_by(5) {
+        vitals.observe(
+            &reading_at(s, |r| r.heart_rate_bpm = Some(125.0)),
+            FieldSet::EMPTY,
+        );
+    }
+    let risen = vitals.score_at(secs(335), &Validity::default(), 60, Spo2Scale::Scale1);
+    assert_eq!(risen.subscores.pulse, Some(2));
 }

@@ -116,7 +116,16 @@ impl Stream<'_> {
                 send_s: t,
                 measured_s: t,
                 skew_s,
-                reading: build_reading(patient, &self.devices[idx], &v, at, tick, &draws),
+                reading: build_reading(
+                    patient,
+                    &self.devices[idx],
+                    &v,
+                    at,
+                    tick,
+                    &draws,
+                    t,
+                    self.scenario.interval_s,
+                ),
                 redelivery: false,
             };
             if v.outage {

@@ -56,6 +56,36 @@ impl fmt::Display for DeviceId {
     }
 }
 
+/// Which SpO2 scale applies. Scale 2 is only for patients with hypercapnic respiratory failure
+/// and a prescribed target of 88–92 % [NEWS2-RCPJ]; a clinician chooses it per patient. It lives
+/// here, below `rules` and `news2`, because both a patient's thresholds and the score use it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Spo2Scale {
+    #[default]
+    Scale1,
+    Scale2,
+}
+
+impl Spo2Scale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spo2Scale::Scale1 => "scale1",
+            Spo2Scale::Scale2 => "scale2",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Spo2Scale> {
+        match raw {
+            "scale1" => Some(Spo2Scale::Scale1),
+            "scale2" => Some(Spo2Scale::Scale2),
+            _ => None,
+        }
+    }
+}
+
 /// Level of consciousness on the ACVPU scale used by NEWS2 (RCP 2017).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Consciousness {

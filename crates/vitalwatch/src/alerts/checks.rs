@@ -6,7 +6,8 @@ use crate::store::ThresholdsRecord;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use vitalwatch_core::rules::{
-    self, Finding, PreviousTemperature, RuleSet, SensorFaultRule, check_sensor_faults,
+    self, Finding, PatientThresholds, PreviousTemperature, RuleSet, SensorFaultRule,
+    check_sensor_faults,
 };
 use vitalwatch_core::telemetry::{DeviceId, Reading, Timestamp};
 
@@ -47,6 +48,8 @@ pub fn remember_temperature(
 struct Override {
     effective_from: Timestamp,
     rules: RuleSet,
+    /// As set, for the engine's per-patient limits and the SpO2 scale.
+    thresholds: PatientThresholds,
 }
 
 /// Live state: the overrides in force and each device's previous temperature. Both maps sit
@@ -85,6 +88,17 @@ impl Checks {
             .map_or_else(|| self.site.clone(), |over| over.rules.clone())
     }
 
+    /// The patient's thresholds in force for a device's reading received at `at` (the SpO2
+    /// scale and target, respiration and BP limits the engine reads; default: none).
+    pub fn patient_for(&self, device_id: &str, at: Timestamp) -> PatientThresholds {
+        self.overrides
+            .lock()
+            .get(device_id)
+            .filter(|over| over.effective_from <= at)
+            .map(|over| over.thresholds)
+            .unwrap_or_default()
+    }
+
     pub fn findings(&self, reading: &Reading) -> Vec<Finding> {
         let rules = self.rules_for(reading.device_id.as_str(), reading.received_at);
         let mut previous = self.previous.lock();
@@ -121,6 +135,7 @@ impl Checks {
         Some(Override {
             effective_from,
             rules,
+            thresholds: record.thresholds,
         })
     }
 }

@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 use vitalwatch_core::alerting::{
     Alert, AlertEngine, AlertError, AlertId, AlertTransition, DeviceSnapshot, EngineSnapshot,
 };
-use vitalwatch_core::news2::{LatestVitals, News2, Spo2Scale};
+use vitalwatch_core::news2::{LatestVitals, News2};
 use vitalwatch_core::rules::{Finding, PatientThresholds, RuleSet, ThresholdError};
 use vitalwatch_core::telemetry::{DeviceId, Reading, Timestamp};
 use webhooks::Webhooks;
@@ -235,6 +235,13 @@ impl AlertService {
         }
         let mut transitions = Vec::new();
         for item in &items {
+            let device_id = &item.reading.device_id;
+            let patient = self
+                .checks
+                .patient_for(device_id.as_str(), item.reading.received_at);
+            if state.engine.patient(device_id) != patient {
+                state.engine.set_patient(device_id, patient);
+            }
             let news2 = if item.stored {
                 let faulted = item.findings.iter().fold(
                     vitalwatch_core::telemetry::FieldSet::EMPTY,
@@ -250,10 +257,12 @@ impl AlertService {
                     .entry(item.reading.device_id.clone())
                     .or_default();
                 vitals.observe(&item.reading, faulted);
-                Some(vitals.score(
+                let interval_s = self.known.lock().get(device_id).copied().flatten();
+                Some(vitals.score_at(
                     item.reading.timestamp,
-                    self.config.news2_window_s,
-                    Spo2Scale::Scale1,
+                    &self.news2_validity(interval_s),
+                    self.config.news2_smooth_s,
+                    patient.scale(),
                 ))
             } else {
                 None
@@ -383,27 +392,35 @@ impl AlertService {
             .await
     }
 
-    /// The device's current NEWS2 from its latest values within the window (judged at the
-    /// newest of them), or `None` when no reading was seen since the server started.
+    /// Each NEWS2 parameter's validity for a device reporting every `interval_ms`.
+    fn news2_validity(&self, interval_ms: Option<u64>) -> vitalwatch_core::news2::Validity {
+        let interval_s = interval_ms.filter(|ms| *ms < NO_OFFLINE_MS).unwrap_or(0) / 1000;
+        self.config.news2_validity.at_least(interval_s)
+    }
+
+    /// The device's current NEWS2, scored as the engine scores it (each parameter's validity,
+    /// the patient's SpO2 scale), judged at the newest of its values (stale ones flagged), or
+    /// `None` when no reading was seen since the server started.
     pub async fn news2(&self, device_id: &DeviceId) -> Option<(News2, Timestamp)> {
         let state = self.state.lock().await;
         let vitals = state.vitals.get(device_id)?;
-        let latest = [
-            vitals.respiration_rate_per_min.map(|o| o.at),
-            vitals.spo2_pct.map(|o| o.at),
-            vitals.on_oxygen.map(|o| o.at),
-            vitals.systolic_bp_mmhg.map(|o| o.at),
-            vitals.pulse_bpm.map(|o| o.at),
-            vitals.consciousness.map(|o| o.at),
-            vitals.temperature_c.map(|o| o.at),
-        ]
-        .into_iter()
-        .flatten()
-        .max()?;
+        let latest = vitals.latest_at()?;
+        let interval = self.known.lock().get(device_id).copied().flatten();
+        let scale = self.patient(device_id).scale();
         Some((
-            vitals.score(latest, self.config.news2_window_s, Spo2Scale::Scale1),
+            vitals.score_at(
+                latest,
+                &self.news2_validity(interval),
+                self.config.news2_smooth_s,
+                scale,
+            ),
             latest,
         ))
+    }
+
+    /// The patient's thresholds in force for a device now (its SpO2 scale among them).
+    pub fn patient(&self, device_id: &DeviceId) -> PatientThresholds {
+        self.checks.patient_for(device_id.as_str(), clock::now())
     }
 
     /// Validates and stores a device's overrides (audited); in force for its next reading.
@@ -487,9 +504,11 @@ pub fn validate_thresholds(
     effective_from: Option<Timestamp>,
 ) -> Result<ThresholdsRecord, ThresholdsError> {
     thresholds.apply(site)?;
-    if thresholds == PatientThresholds::default() {
+    if thresholds.is_empty() {
         return Err(ThresholdsError::Field(
-            "set at least one of heart_rate_min, heart_rate_max, body_temp_min, body_temp_max",
+            "set at least one of heart_rate_min, heart_rate_max, body_temp_min, body_temp_max, \
+             spo2_scale, spo2_min, respiratory_rate_min, respiratory_rate_max, systolic_bp_min, \
+             systolic_bp_max",
         ));
     }
     if author.trim().is_empty() || author.chars().count() > 128 {

@@ -7,7 +7,6 @@ use super::replay::{self, Preview, ReplaySettings};
 use crate::config::AlertingConfig;
 use crate::store::{AlertQuery, ReadingQuery, Store, StoreError};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use vitalwatch_core::rules::{PatientThresholds, RuleSet};
 use vitalwatch_core::telemetry::Timestamp;
@@ -80,27 +79,22 @@ pub async fn preview_history(
             .filter(|alert| alert.opened_at >= first && alert.opened_at <= last)
             .collect(),
     };
-    let mut overrides = HashMap::new();
-    for record in store.thresholds(None).await? {
-        if let Ok(rules) = record.thresholds.apply(site) {
-            overrides.insert(record.device_id, rules);
-        }
-    }
-    let current = ReplaySettings {
-        engine: config.engine.clone(),
-        sensor: config.sensor_fault,
-        news2_window_s: config.news2_window_s,
-        site: site.clone(),
-        overrides,
+    let mut current = ReplaySettings {
         ticks: false,
+        ..ReplaySettings::from_config(config, site.clone())
     };
+    for record in store.thresholds(None).await? {
+        current.set_patient(&record.device_id, record.thresholds);
+    }
     let mut proposed = current.clone();
     match &device {
         Some(device) => {
             proposed.overrides.insert(device.clone(), proposed_rules);
+            proposed.patients.insert(device.clone(), thresholds);
         }
         None => {
             proposed.overrides.clear();
+            proposed.patients.clear();
             proposed.site = proposed_rules;
         }
     }

@@ -11,8 +11,8 @@ use vitalwatch_core::alerting::{
     Alert, AlertCondition, AlertConfig, AlertEngine, AlertId, AlertState, AlertTransition,
     TransitionKind,
 };
-use vitalwatch_core::news2::{LatestVitals, Spo2Scale};
-use vitalwatch_core::rules::{AnomalyType, RuleSet, SensorFaultRule};
+use vitalwatch_core::news2::{LatestVitals, Validity};
+use vitalwatch_core::rules::{AnomalyType, PatientThresholds, RuleSet, SensorFaultRule};
 use vitalwatch_core::telemetry::{Consciousness, DeviceId, Reading, Timestamp};
 
 pub use super::scoring::{
@@ -24,12 +24,40 @@ pub use super::scoring::{
 pub struct ReplaySettings {
     pub engine: AlertConfig,
     pub sensor: SensorFaultRule,
-    pub news2_window_s: u64,
+    pub news2_validity: Validity,
+    pub news2_smooth_s: u64,
     pub site: RuleSet,
     /// Per-device rules replacing `site`.
     pub overrides: HashMap<String, RuleSet>,
+    /// Per-device patient thresholds the engine reads (SpO2 scale and target, RR, BP).
+    pub patients: HashMap<String, PatientThresholds>,
     /// Run the timers (DEVICE_OFFLINE, escalation) between readings.
     pub ticks: bool,
+}
+
+impl ReplaySettings {
+    /// The service's settings from its configuration, with the site's rules and no
+    /// per-patient thresholds.
+    pub fn from_config(config: &crate::config::AlertingConfig, site: RuleSet) -> ReplaySettings {
+        ReplaySettings {
+            engine: config.engine.clone(),
+            sensor: config.sensor_fault,
+            news2_validity: config.news2_validity,
+            news2_smooth_s: config.news2_smooth_s,
+            site,
+            overrides: HashMap::new(),
+            patients: HashMap::new(),
+            ticks: true,
+        }
+    }
+
+    /// Adds a device's thresholds: its rules (when they validate) and its patient settings.
+    pub fn set_patient(&mut self, device_id: &str, thresholds: PatientThresholds) {
+        if let Ok(rules) = thresholds.apply(&self.site) {
+            self.overrides.insert(device_id.to_owned(), rules);
+            self.patients.insert(device_id.to_owned(), thresholds);
+        }
+    }
 }
 
 /// One seed-style row: what the seed would have logged for a reading.
@@ -46,11 +74,9 @@ pub struct ReplayOutput {
     pub seed_rows: Vec<SeedRow>,
 }
 
-/// What a scenario adds to a replay: per-patient SpO2 scales and a simulated nurse.
+/// What a scenario adds to a replay: a simulated nurse.
 #[derive(Clone, Debug, Default)]
 pub struct ReplayExtras {
-    /// Per-device SpO2 scale (default Scale 1).
-    pub scales: HashMap<DeviceId, Spo2Scale>,
     /// Acknowledge every alert still asking for attention this long after it started to.
     pub acknowledge_after_s: Option<u64>,
 }
@@ -148,14 +174,22 @@ pub fn replay_with(
                 all
             },
         );
-        let device_vitals = vitals.entry(reading.device_id.clone()).or_default();
-        device_vitals.observe(reading, faulted);
-        let scale = extras
-            .scales
-            .get(&reading.device_id)
+        let patient = settings
+            .patients
+            .get(reading.device_id.as_str())
             .copied()
             .unwrap_or_default();
-        let news2 = device_vitals.score(reading.timestamp, settings.news2_window_s, scale);
+        if engine.patient(&reading.device_id) != patient {
+            engine.set_patient(&reading.device_id, patient);
+        }
+        let device_vitals = vitals.entry(reading.device_id.clone()).or_default();
+        device_vitals.observe(reading, faulted);
+        let news2 = device_vitals.score_at(
+            reading.timestamp,
+            &settings.news2_validity,
+            settings.news2_smooth_s,
+            patient.scale(),
+        );
         transitions.extend(engine.observe(reading, &found, Some(&news2), now));
     }
     if settings.ticks {

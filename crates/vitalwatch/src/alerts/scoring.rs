@@ -74,22 +74,18 @@ pub fn evaluate_scenario(
     settings: &ReplaySettings,
 ) -> ScenarioResult {
     let mut settings = settings.clone();
-    let mut extras = ReplayExtras {
+    let extras = ReplayExtras {
         acknowledge_after_s: generated.acknowledge_after_s,
-        ..ReplayExtras::default()
     };
     for patient in &generated.patients {
-        extras
-            .scales
-            .insert(patient.device_id.clone(), patient.spo2_scale);
-        // The scenario's thresholds were validated when it was generated.
-        if let Some(rules) = patient
-            .thresholds
-            .and_then(|thresholds| thresholds.apply(&settings.site).ok())
-        {
-            settings
-                .overrides
-                .insert(patient.device_id.as_str().to_owned(), rules);
+        // The scenario's thresholds were validated when it was generated; its SpO2 scale is
+        // the patient's, as a clinician sets it through the thresholds API.
+        let mut thresholds = patient.thresholds.unwrap_or_default();
+        if patient.spo2_scale != vitalwatch_core::news2::Spo2Scale::default() {
+            thresholds.spo2_scale = Some(patient.spo2_scale);
+        }
+        if !thresholds.is_empty() {
+            settings.set_patient(patient.device_id.as_str(), thresholds);
         }
     }
     let output = replay_with(&generated.readings, &settings, &extras, generated.end);
@@ -242,14 +238,7 @@ mod tests {
         paths.sort();
         assert!(paths.len() >= 16, "{paths:?}");
         let alerting = AlertingConfig::default();
-        let settings = ReplaySettings {
-            engine: alerting.engine.clone(),
-            sensor: alerting.sensor_fault,
-            news2_window_s: alerting.news2_window_s,
-            site: RuleSet::default(),
-            overrides: Default::default(),
-            ticks: true,
-        };
+        let settings = ReplaySettings::from_config(&alerting, RuleSet::default());
         let results: Vec<ScenarioResult> = paths
             .iter()
             .map(|path| {

@@ -44,6 +44,17 @@ fn alert_id(raw: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_alert_id", "alert ids are positive integers"))
 }
 
+/// An alert (or stored alert record) as served: its fields plus its short `message` for people
+/// and pagers ("HR 142 bpm (limit 130) for 45 s, bed-7").
+fn with_message(
+    alert: &vitalwatch_core::alerting::Alert,
+    serialised: impl serde::Serialize,
+) -> Value {
+    let mut value = json!(serialised);
+    value["message"] = Value::from(vitalwatch_core::alerting::message(alert));
+    value
+}
+
 fn unprocessable(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
 }
@@ -161,7 +172,13 @@ pub async fn list_alerts(
         since: params.time("since")?,
         limit: params.limit()?,
     };
-    let alerts = state.store.alerts(query).await?;
+    let alerts: Vec<Value> = state
+        .store
+        .alerts(query)
+        .await?
+        .iter()
+        .map(|record| with_message(&record.alert, record))
+        .collect();
     Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
 }
 
@@ -217,7 +234,7 @@ pub async fn get_alert(
         })
         .await?;
     Ok(Json(json!({
-        "alert": record,
+        "alert": with_message(&record.alert, &record),
         "events": events,
         "anomalies": anomalies,
         "readings": readings,
@@ -307,7 +324,7 @@ pub async fn acknowledge(
         json!({ "note_set": body.note.is_some() }),
     )
     .await;
-    Ok(Json(json!(alert)))
+    Ok(Json(with_message(&alert, &alert)))
 }
 
 #[utoipa::path(
@@ -349,7 +366,7 @@ pub async fn silence(
         json!({ "duration_s": body.duration_s }),
     )
     .await;
-    Ok(Json(json!(alert)))
+    Ok(Json(with_message(&alert, &alert)))
 }
 
 #[utoipa::path(
@@ -376,7 +393,7 @@ pub async fn resolve(
     let by = who.acting_as(&body.by);
     let alert = state.pipeline.alerts().resolve(id, by).await?;
     audit_action(&state, &who, "resolve", &alert, by, Value::Null).await;
-    Ok(Json(json!(alert)))
+    Ok(Json(with_message(&alert, &alert)))
 }
 
 /// `GET /api/devices/{id}/news2`: the device's NEWS2 from its latest values.
@@ -396,10 +413,14 @@ pub async fn device_news2(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = device_id(&raw_id, &state)?;
-    match state.pipeline.alerts().news2(&id).await {
+    let alerts = state.pipeline.alerts();
+    match alerts.news2(&id).await {
         Some((news2, at)) => Ok(Json(json!({
             "device_id": id.as_str(),
             "at": at.to_rfc3339(),
+            // The scale the clinician set (also `news2.scale`), and what is stale.
+            "spo2_scale": alerts.patient(&id).scale(),
+            "stale": news2.stale,
             "news2": news2,
         }))),
         None => Err(ApiError::new(
@@ -447,11 +468,17 @@ pub async fn get_thresholds(
         .await?
         .into_iter()
         .next();
-    let site = state.pipeline.alerts().site_rules();
+    let alerts = state.pipeline.alerts();
+    let site = alerts.site_rules();
+    let hypertension = alerts.config().engine.hypertension;
     Ok(Json(json!({
         "device_id": id.as_str(),
         "override": record,
-        "site": { "heart_rate": site.heart_rate, "body_temp": site.body_temp },
+        "site": {
+            "heart_rate": site.heart_rate,
+            "body_temp": site.body_temp,
+            "systolic_bp_max": hypertension.systolic_at_or_above,
+        },
     })))
 }
 

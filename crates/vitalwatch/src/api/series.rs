@@ -187,7 +187,10 @@ pub async fn series(
     })))
 }
 
-/// `GET /api/latest`: each device's newest reading in the window, with its NEWS2 score.
+/// `GET /api/latest`: each device's newest reading in the window, with its NEWS2 score as the
+/// alert engine scores it (each parameter's validity, stale ones flagged, the patient's SpO2
+/// scale), or, for a device the engine has not seen since the server started, the reading's
+/// own score on the patient's scale.
 #[utoipa::path(
     get,
     path = "/api/latest",
@@ -205,13 +208,38 @@ pub async fn latest(
     let params = Params::parse(raw.as_deref(), &["since", "until", "device_id"])?;
     let window = window(&params, &state)?;
     let readings = state.store.latest_readings(window).await?;
-    let items: Vec<Value> = readings
-        .into_iter()
-        .map(|reading| {
-            let news2 = reading.news2();
-            json!({ "reading": reading, "news2": news2 })
-        })
-        .collect();
+    let alerts = state.pipeline.alerts();
+    let mut items: Vec<Value> = Vec::with_capacity(readings.len());
+    for reading in readings {
+        let device = vitalwatch_core::telemetry::DeviceId::parse(&reading.device_id, 1024).ok();
+        let scale = device
+            .as_ref()
+            .map(|id| alerts.patient(id).scale())
+            .unwrap_or_default();
+        let engine = match &device {
+            Some(id) => alerts.news2(id).await.map(|(news2, _)| news2),
+            None => None,
+        };
+        // As for a single reading: heart rate and temperature alone make no NEWS2 worth showing.
+        let news2 = engine
+            .filter(|news2| {
+                use vitalwatch_core::news2::Parameter;
+                [
+                    Parameter::RespirationRate,
+                    Parameter::Spo2,
+                    Parameter::SystolicBp,
+                    Parameter::Consciousness,
+                ]
+                .into_iter()
+                .any(|p| news2.subscores.get(p).is_some() || news2.stale.contains(&p))
+            })
+            .or_else(|| reading.news2(scale));
+        items.push(json!({
+            "reading": reading,
+            "news2": news2,
+            "spo2_scale": scale,
+        }));
+    }
     Ok(Json(json!({ "latest": items })))
 }
 
@@ -393,6 +421,7 @@ pub async fn readings_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitalwatch_core::news2::Spo2Scale;
 
     fn record() -> ReadingRecord {
         ReadingRecord {
@@ -449,10 +478,10 @@ mod tests {
     #[test]
     fn news2_is_only_scored_when_a_news2_only_vital_is_present() {
         let mut reading = record();
-        assert!(reading.news2().is_none());
+        assert!(reading.news2(Spo2Scale::Scale1).is_none());
         reading.respiratory_rate = Some(26.0);
         reading.spo2 = Some(91.0);
-        let score = reading.news2().expect("scored");
+        let score = reading.news2(Spo2Scale::Scale1).expect("scored");
         // RR 26 → 3, SpO2 91 (scale 1) → 3, pulse 72.5 → 0.
         assert_eq!(score.total, 6);
         assert!(score.partial);

@@ -63,14 +63,7 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         .iter()
         .map(|path| load_scenario(path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = ReplaySettings {
-        engine: config.alerting.engine.clone(),
-        sensor: config.alerting.sensor_fault,
-        news2_window_s: config.alerting.news2_window_s,
-        site: config.rules.clone(),
-        overrides: Default::default(),
-        ticks: true,
-    };
+    let settings = ReplaySettings::from_config(&config.alerting, config.rules.clone());
     let results = tokio::task::spawn_blocking(move || {
         scenarios
             .iter()

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use std::sync::Arc;
 use vitalwatch_core::rules::PatientThresholds;
-use vitalwatch_core::telemetry::{DeviceId, Timestamp};
+use vitalwatch_core::telemetry::{DeviceId, Spo2Scale, Timestamp};
 
 #[derive(Debug, Args)]
 pub struct ThresholdsArgs {
@@ -69,7 +69,7 @@ pub enum ThresholdsCommand {
     },
 }
 
-#[derive(Debug, Args, Default, Clone, Copy)]
+#[derive(Debug, Args, Default, Clone)]
 pub struct ThresholdLimits {
     /// Heart rate below this is out of range (bpm; at least 41).
     #[arg(long, value_name = "BPM")]
@@ -83,6 +83,26 @@ pub struct ThresholdLimits {
     /// Temperature above this is out of range (°C; at most 39.0).
     #[arg(long, value_name = "CELSIUS")]
     pub temp_max: Option<f64>,
+    /// The NEWS2 SpO2 scale: scale2 only for hypercapnic respiratory failure with a prescribed
+    /// 88-92 % target (a clinician's decision) [default: scale1].
+    #[arg(long, value_name = "SCALE", value_parser = ["scale1", "scale2"])]
+    pub spo2_scale: Option<String>,
+    /// The lower end of the SpO2 target: SPO2_LOW below it (%; at least 92, or 84 on
+    /// scale2).
+    #[arg(long, value_name = "PCT")]
+    pub spo2_min: Option<f64>,
+    /// Respiration below this raises RESPIRATORY_RATE_LOW (/min; at least 9).
+    #[arg(long, value_name = "PER_MIN")]
+    pub rr_min: Option<f64>,
+    /// Respiration above this raises RESPIRATORY_RATE_HIGH (/min; at most 24).
+    #[arg(long, value_name = "PER_MIN")]
+    pub rr_max: Option<f64>,
+    /// Systolic below this raises SYSTOLIC_BP_LOW (mmHg; at least 91).
+    #[arg(long, value_name = "MMHG")]
+    pub sbp_min: Option<f64>,
+    /// Systolic above this raises BLOOD_PRESSURE_HIGH (mmHg; at most 219).
+    #[arg(long, value_name = "MMHG")]
+    pub sbp_max: Option<f64>,
 }
 
 fn thresholds_of(limits: ThresholdLimits) -> PatientThresholds {
@@ -91,6 +111,12 @@ fn thresholds_of(limits: ThresholdLimits) -> PatientThresholds {
         heart_rate_max: limits.hr_max,
         body_temp_min: limits.temp_min,
         body_temp_max: limits.temp_max,
+        spo2_scale: limits.spo2_scale.as_deref().and_then(Spo2Scale::parse),
+        spo2_min: limits.spo2_min,
+        respiratory_rate_min: limits.rr_min,
+        respiratory_rate_max: limits.rr_max,
+        systolic_bp_min: limits.sbp_min,
+        systolic_bp_max: limits.sbp_max,
     }
 }
 

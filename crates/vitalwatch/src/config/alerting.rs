@@ -1,5 +1,6 @@
 //! The `[alerting]` table: core's [`AlertConfig`] (onset, grading, escalation, offline…) with
-//! what only the service needs: SENSOR_FAULT limits, the NEWS2 window and webhooks.
+//! what only the service needs: SENSOR_FAULT limits, NEWS2 over time (each parameter's
+//! validity, the smoothing window) and webhooks.
 //!
 //! Plain settings: `alerts` turns them into its engine, checks and webhook workers (a webhook's
 //! CA file is read there, at start).
@@ -8,14 +9,20 @@ use crate::secret::Secret;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use vitalwatch_core::alerting::AlertConfig;
+use vitalwatch_core::news2::Validity;
 use vitalwatch_core::rules::SensorFaultRule;
 
 /// Deserialised by hand (see the `Deserialize` impl): serde's `flatten` would silently accept
 /// misspelt keys, and a misspelt alerting key must be an error.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AlertingConfig {
-    /// NEWS2 combines each parameter's latest value from readings within this many seconds.
-    pub news2_window_s: u64,
+    /// How long each NEWS2 parameter's latest value counts before it is stale (at least the
+    /// device's own reporting interval).
+    pub news2_validity: Validity,
+    /// NEWS2 scores each numeric parameter by the interquartile mean of its readings within
+    /// this many seconds (0: the latest value), so a value at a band edge does not flip the
+    /// score from one noisy reading to the next.
+    pub news2_smooth_s: u64,
     /// Values impossible for a living patient (SENSOR_FAULT).
     pub sensor_fault: SensorFaultRule,
     /// How webhook notifications are retried and queued.
@@ -45,7 +52,8 @@ impl<'de> Deserialize<'de> for AlertingConfig {
         let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(de)?;
         let defaults = AlertingConfig::default();
         Ok(AlertingConfig {
-            news2_window_s: take(&mut table, "news2_window_s", defaults.news2_window_s)?,
+            news2_validity: take(&mut table, "news2_validity", defaults.news2_validity)?,
+            news2_smooth_s: take(&mut table, "news2_smooth_s", defaults.news2_smooth_s)?,
             sensor_fault: take(&mut table, "sensor_fault", defaults.sensor_fault)?,
             webhook_delivery: take(&mut table, "webhook_delivery", defaults.webhook_delivery)?,
             webhooks: take(&mut table, "webhooks", defaults.webhooks)?,
@@ -59,7 +67,8 @@ impl<'de> Deserialize<'de> for AlertingConfig {
 impl Default for AlertingConfig {
     fn default() -> AlertingConfig {
         AlertingConfig {
-            news2_window_s: 300,
+            news2_validity: Validity::default(),
+            news2_smooth_s: 30,
             sensor_fault: SensorFaultRule::default(),
             webhook_delivery: WebhookDeliveryConfig::default(),
             webhooks: Vec::new(),
@@ -118,8 +127,11 @@ impl AlertingConfig {
         if let Err(message) = self.sensor_fault.validate() {
             bail!("alerting.{message}");
         }
-        if self.news2_window_s == 0 {
-            bail!("alerting.news2_window_s must be at least 1");
+        if let Some(key) = self.news2_validity.zero_key() {
+            bail!("alerting.news2_validity.{key}_s must be at least 1");
+        }
+        if self.news2_smooth_s > 600 {
+            bail!("alerting.news2_smooth_s must be at most 600");
         }
         let delivery = &self.webhook_delivery;
         if delivery.max_attempts == 0 || delivery.queue_capacity == 0 || delivery.concurrency == 0 {

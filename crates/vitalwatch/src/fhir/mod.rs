@@ -399,13 +399,15 @@ fn risk_code(risk: ClinicalRisk) -> &'static str {
     }
 }
 
-/// The NEWS2 total of one reading (Scale 1, as the alert service scores it): the total as a
+/// The NEWS2 total of one reading on SpO2 Scale 1: the total as a
 /// `{score}` quantity (`>=` when parameters are missing: a partial total is a lower bound),
 /// one component per parameter (its subscore, or `dataAbsentReason` when missing), the risk
 /// as interpretation, and `derivedFrom` the reading's vital-sign Observations.
 fn news2_observation(common: &Common<'_>) -> Option<Value> {
     let reading = common.reading;
-    let score = reading.news2()?;
+    // FIXME(issue 18): scored on Scale 1; the mapping does not read the patient's thresholds
+    // (their SpO2 scale) yet, while the API and dashboard do.
+    let score = reading.news2(vitalwatch_core::news2::Spo2Scale::Scale1)?;
     let mut out = common.observation(Part::News2, "survey", "NEWS2 total score");
     let mut total = json!({
         "value": score.total, "unit": "score", "system": UCUM, "code": "{score}",

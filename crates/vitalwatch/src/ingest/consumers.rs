@@ -184,7 +184,8 @@ impl<S: Sink> Registry<S> {
         match event {
             Event::Alert(transition) => {
                 let device_id = transition.alert.device_id.as_str().to_owned();
-                let alert = serde_json::to_value(&transition.alert).unwrap_or_default();
+                let mut alert = serde_json::to_value(&transition.alert).unwrap_or_default();
+                alert["message"] = serde_json::Value::from(transition.message.as_str());
                 let open_alerts: Vec<serde_json::Value> = {
                     let mut open = self.open.borrow_mut();
                     let device = open.entry(device_id.clone()).or_default();

@@ -137,11 +137,14 @@ pub struct ReadingRecord {
 }
 
 impl ReadingRecord {
-    /// Its NEWS2 score (Scale 1, as the alert service scores it), when it carries any of the
-    /// vitals only NEWS2 uses (respiration rate, SpO2, systolic BP, consciousness): heart rate
-    /// and temperature alone would make a misleadingly low partial score.
-    pub fn news2(&self) -> Option<vitalwatch_core::news2::News2> {
-        use vitalwatch_core::news2::{self, Spo2Scale};
+    /// Its NEWS2 score on the patient's SpO2 `scale`, when it carries any of the vitals only
+    /// NEWS2 uses (respiration rate, SpO2, systolic BP, consciousness): heart rate and
+    /// temperature alone would make a misleadingly low partial score.
+    pub fn news2(
+        &self,
+        scale: vitalwatch_core::news2::Spo2Scale,
+    ) -> Option<vitalwatch_core::news2::News2> {
+        use vitalwatch_core::news2;
         let has_news2_vitals = self.respiratory_rate.is_some()
             || self.spo2.is_some()
             || self.systolic_bp.is_some()
@@ -160,7 +163,7 @@ impl ReadingRecord {
                         .and_then(vitalwatch_core::telemetry::Consciousness::from_letter),
                     temperature_c: self.body_temp,
                 },
-                Spo2Scale::Scale1,
+                scale,
             )
         })
     }

@@ -11,6 +11,7 @@ use AlertCondition::*;
 use TransitionKind::*;
 
 mod artefacts;
+mod patient;
 mod timers;
 mod vitals;
 use std::collections::HashMap;
@@ -676,7 +677,9 @@ fn news2_condition() {
         &every(0, 20, 5, Step::Edit(confused)),
         &[
             (0, Raised, 1, ConsciousnessChanged, High),
-            (15, Raised, 2, News2, Medium),
+            // The urgent NEWS2 alarm on the second observation set: one reading interval after
+            // the score reached it (issue 18, point 5; it used to take 15 s or more).
+            (5, Raised, 2, News2, Medium),
         ],
     );
 }
@@ -717,7 +720,7 @@ fn a_news2_alert_clears_only_on_a_complete_set_scoring_lower() {
             raise.clone(),
             every(20, 600, 5, Step::Edit(partial_normal))
         ])),
-        [(15, Raised)],
+        [(5, Raised)],
         "a partial score must not resolve it (issue 18: it used to)"
     );
     assert_eq!(
@@ -725,8 +728,59 @@ fn a_news2_alert_clears_only_on_a_complete_set_scoring_lower() {
             raise,
             every(20, 600, 5, Step::Edit(complete_normal))
         ])),
-        [(15, Raised), (140, Resolved)]
+        [(5, Raised), (140, Resolved)]
     );
+}
+
+#[test]
+fn the_news2_alarm_needs_the_score_to_persist() {
+    fn four(r: &mut Reading) {
+        // RR 22 (2) + SpO2 95 (1) + HR 95 (1) = 4: low risk.
+        r.respiratory_rate_per_min = Some(22.0);
+        r.spo2_pct = Some(95.0);
+        r.heart_rate_bpm = Some(95.0);
+    }
+    fn five(r: &mut Reading) {
+        four(r);
+        r.heart_rate_bpm = Some(112.0);
+    }
+    let news2_raised = |config: AlertConfig, steps: &[(i64, Step)]| -> Vec<i64> {
+        run(config, steps)
+            .log
+            .iter()
+            .filter(|t| t.alert.condition == News2 && t.kind == Raised)
+            .map(|t| t.at.micros() / 1_000_000 - T0)
+            .collect()
+    };
+    // One observation set scoring 5 between sets scoring 4 is not a persisting score.
+    let blip = script(&[
+        every(0, 100, 5, Step::Edit(four)),
+        vec![(100, Step::Edit(five))],
+        every(105, 300, 5, Step::Edit(four)),
+    ]);
+    assert_eq!(
+        news2_raised(AlertConfig::default(), &blip),
+        Vec::<i64>::new()
+    );
+    // Persistence is configurable: three sets instead of two.
+    let rising = script(&[
+        every(0, 50, 5, Step::Edit(four)),
+        every(50, 100, 5, Step::Edit(five)),
+    ]);
+    assert_eq!(news2_raised(AlertConfig::default(), &rising), [55]);
+    let mut three = AlertConfig::default();
+    three.conditions.insert(
+        News2,
+        ConditionOverride {
+            onset: Some(Onset {
+                readings: 3,
+                secs: 0,
+                window_s: Some(20),
+            }),
+            ..ConditionOverride::default()
+        },
+    );
+    assert_eq!(news2_raised(three, &rising), [60]);
 }
 
 #[test]

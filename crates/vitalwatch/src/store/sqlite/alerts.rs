@@ -13,6 +13,7 @@ use crate::store::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use vitalwatch_core::alerting::{Alert, AlertClass, AlertTransition, Priority, TransitionKind};
 use vitalwatch_core::rules::PatientThresholds;
+use vitalwatch_core::telemetry::Spo2Scale;
 
 /// A write for the writer thread.
 pub(super) enum AlertCommand {
@@ -262,8 +263,10 @@ fn set_thresholds(
     let t = record.thresholds;
     tx.prepare_cached(
         "INSERT OR REPLACE INTO patient_thresholds (device_id, heart_rate_min, heart_rate_max, \
-         body_temp_min, body_temp_max, author, reason, effective_from, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         body_temp_min, body_temp_max, spo2_scale, spo2_min, respiratory_rate_min, \
+         respiratory_rate_max, systolic_bp_min, systolic_bp_max, author, reason, \
+         effective_from, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         record.device_id,
@@ -271,6 +274,12 @@ fn set_thresholds(
         t.heart_rate_max,
         t.body_temp_min,
         t.body_temp_max,
+        t.spo2_scale.map(Spo2Scale::as_str),
+        t.spo2_min,
+        t.respiratory_rate_min,
+        t.respiratory_rate_max,
+        t.systolic_bp_min,
+        t.systolic_bp_max,
         record.author,
         record.reason,
         record.effective_from,
@@ -322,10 +331,12 @@ pub(super) fn thresholds(
 ) -> Result<Vec<ThresholdsRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT device_id, heart_rate_min, heart_rate_max, body_temp_min, body_temp_max, author, \
-         reason, effective_from, updated_at FROM patient_thresholds \
+         reason, effective_from, updated_at, spo2_scale, spo2_min, respiratory_rate_min, \
+         respiratory_rate_max, systolic_bp_min, systolic_bp_max FROM patient_thresholds \
          WHERE ?1 IS NULL OR device_id = ?1 ORDER BY device_id",
     )?;
     let rows = stmt.query_map([device_id], |row| {
+        let scale: Option<String> = row.get(9)?;
         Ok(ThresholdsRecord {
             device_id: row.get(0)?,
             thresholds: PatientThresholds {
@@ -333,6 +344,13 @@ pub(super) fn thresholds(
                 heart_rate_max: row.get(2)?,
                 body_temp_min: row.get(3)?,
                 body_temp_max: row.get(4)?,
+                // The column's CHECK admits only the two names.
+                spo2_scale: scale.as_deref().and_then(Spo2Scale::parse),
+                spo2_min: row.get(10)?,
+                respiratory_rate_min: row.get(11)?,
+                respiratory_rate_max: row.get(12)?,
+                systolic_bp_min: row.get(13)?,
+                systolic_bp_max: row.get(14)?,
             },
             author: row.get(5)?,
             reason: row.get(6)?,

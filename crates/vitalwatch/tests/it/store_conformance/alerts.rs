@@ -285,6 +285,13 @@ fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
             heart_rate_max: Some(max),
             body_temp_min: None,
             body_temp_max: None,
+            // Issue 18's per-patient settings round-trip too (schema V6).
+            spo2_scale: Some(vitalwatch_core::telemetry::Spo2Scale::Scale2),
+            spo2_min: Some(88.0),
+            respiratory_rate_min: None,
+            respiratory_rate_max: Some(24.0),
+            systolic_bp_min: Some(95.0),
+            systolic_bp_max: None,
         },
         author: "dr".to_owned(),
         reason: "athlete".to_owned(),
