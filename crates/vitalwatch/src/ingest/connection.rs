@@ -215,6 +215,11 @@ impl Drop for Connection {
         let expiry = self.expiry.get();
         if !expiry.is_zero() {
             let ids = self.inbound.borrow().to_save();
+            tracing::debug!(
+                message = "MQTT session saved.",
+                awaiting_release = ids.len(),
+                expiry_s = expiry.as_secs()
+            );
             connections
                 .saved
                 .lock()

@@ -13,6 +13,7 @@ mod jepsen;
 mod logs;
 mod model;
 mod mqtt;
+mod mqtt_conformance;
 mod registry;
 mod security;
 mod seed;
