@@ -10,7 +10,7 @@
 
 use super::connection::{Connection, EndReason};
 use super::embedded::BrokerError;
-use super::exchange::{AfterPubrec, OnPublish, OnPubrel};
+use super::exchange::{OnPublish, OnPubrel};
 use ntex_mqtt::error::DispatcherError;
 use ntex_mqtt::{Control, MqttProtocolError, Reason, v3, v5};
 use ntex_service::{Ctx, Middleware, Service};
@@ -86,31 +86,39 @@ where
                     OnPublish::Ignore => return Ok(None),
                     OnPublish::Process => {}
                 }
-                let res = ctx.call(&self.service, req).await;
+                let Decoded::Publish(mut publish, payload, size) = req else {
+                    unreachable!("matched as a publish")
+                };
+                // The library sees QoS 2 as QoS 1 (its PUBACK frees its packet id); the QoS 2
+                // exchange is ours: PUBREC here, PUBREL/PUBCOMP below.
+                publish.qos = publish.qos.min(ntex_mqtt::QoS::AtLeastOnce);
+                let res = ctx
+                    .call_nowait(&self.service, Decoded::Publish(publish, payload, size))
+                    .await;
                 let mut inbound = self.connection.inbound();
-                match &res {
-                    Ok(Some(Encoded::Packet(Packet::PublishReceived { .. }))) => {
+                match res {
+                    Ok(Some(Encoded::Packet(Packet::PublishAck { .. }))) if qos2 => {
                         inbound.pubrec_sent(packet_id.get(), true);
+                        Ok(Some(Encoded::Packet(Packet::PublishReceived { packet_id })))
                     }
                     Ok(Some(Encoded::Packet(Packet::PublishAck { .. }))) => {
                         inbound.acknowledged(packet_id.get());
+                        res
                     }
-                    _ => inbound.abandoned(packet_id.get()),
+                    _ => {
+                        inbound.abandoned(packet_id.get());
+                        res
+                    }
                 }
-                res
             }
             Decoded::Packet(Packet::PublishRelease { packet_id }, _) => {
                 let packet_id = *packet_id;
-                let decision = self.connection.inbound().on_pubrel(packet_id.get());
-                match decision {
-                    OnPubrel::Forward => ctx.call(&self.service, req).await,
-                    // MQTT 3.1.1 section 4.3.3: PUBREL is always answered with PUBCOMP.
-                    OnPubrel::Complete | OnPubrel::Unknown => {
-                        Ok(Some(Encoded::Packet(Packet::PublishComplete { packet_id })))
-                    }
-                }
+                // MQTT 3.1.1 section 4.3.3: PUBREL is always answered with PUBCOMP, whether
+                // the exchange is known (this connection's, or a resumed session's) or not.
+                self.connection.inbound().on_pubrel(packet_id.get());
+                Ok(Some(Encoded::Packet(Packet::PublishComplete { packet_id })))
             }
-            _ => ctx.call(&self.service, req).await,
+            _ => ctx.call_nowait(&self.service, req).await,
         }
     }
 }
@@ -163,7 +171,7 @@ where
     ntex_service::forward_shutdown!(v5::Session<St>, service);
 
     async fn call(&self, req: v5::codec::Decoded, ctx: Ctx<'_, Self, v5::Session<St>>) -> Result5 {
-        use v5::codec::{Decoded, Encoded, Packet, PublishAck, PublishAck2, PublishAck2Reason};
+        use v5::codec::{Decoded, Encoded, Packet, PublishAck, PublishAck2Reason};
         match &req {
             Decoded::Packet(Packet::Connect(_), _) => {
                 self.connection.ended(EndReason::ProtocolError);
@@ -183,47 +191,41 @@ where
                     OnPublish::Ignore => return Ok(None),
                     OnPublish::Process => {}
                 }
-                let res = ctx.call(&self.service, req).await;
-                let after = {
-                    let mut inbound = self.connection.inbound();
-                    match &res {
-                        Ok(Some(Encoded::Packet(Packet::PublishReceived(ack)))) => {
-                            let success = u8::from(ack.reason_code) < 0x80;
-                            Some(inbound.pubrec_sent(packet_id.get(), success))
-                        }
-                        Ok(Some(Encoded::Packet(Packet::PublishAck(_)))) => {
-                            inbound.acknowledged(packet_id.get());
-                            None
-                        }
-                        _ => {
-                            inbound.abandoned(packet_id.get());
-                            None
-                        }
-                    }
+                let Decoded::Publish(mut publish, payload, size) = req else {
+                    unreachable!("matched as a publish")
                 };
-                if after == Some(AfterPubrec::Released) {
-                    // The library keeps the packet id until a PUBREL that, after a failure
-                    // PUBREC, never comes (MQTT 5.0 section 4.3.3): release it with one of our
-                    // own and drop its PUBCOMP, so the receive window does not shrink.
-                    let release = Decoded::Packet(
-                        Packet::PublishRelease(PublishAck2 {
-                            packet_id,
-                            reason_code: PublishAck2Reason::Success,
-                            properties: v5::codec::UserProperties::default(),
-                            reason_string: None,
-                        }),
-                        0,
-                    );
-                    ctx.call(&self.service, release).await?;
+                // As in 3.1.1: the library sees QoS 1, so its PUBACK frees its packet id and
+                // its receive window (it never frees a QoS 2 one: docs/MQTT.md); the QoS 2
+                // exchange is ours.
+                publish.qos = publish.qos.min(ntex_mqtt::QoS::AtLeastOnce);
+                let res = ctx
+                    .call_nowait(&self.service, Decoded::Publish(publish, payload, size))
+                    .await;
+                let mut inbound = self.connection.inbound();
+                match res {
+                    Ok(Some(Encoded::Packet(Packet::PublishAck(ack)))) if qos2 => {
+                        // A failure PUBREC (>= 0x80) ends the exchange (section 4.3.3).
+                        let success = u8::from(ack.reason_code) < 0x80;
+                        inbound.pubrec_sent(packet_id.get(), success);
+                        Ok(Some(Encoded::Packet(Packet::PublishReceived(ack))))
+                    }
+                    Ok(Some(Encoded::Packet(Packet::PublishAck(_)))) => {
+                        inbound.acknowledged(packet_id.get());
+                        res
+                    }
+                    _ => {
+                        inbound.abandoned(packet_id.get());
+                        res
+                    }
                 }
-                res
             }
             Decoded::Packet(Packet::PublishRelease(release), _) => {
                 let packet_id = release.packet_id;
                 let decision = self.connection.inbound().on_pubrel(packet_id.get());
                 match decision {
-                    OnPubrel::Forward => ctx.call(&self.service, req).await,
-                    OnPubrel::Complete => Ok(Some(pubcomp5(packet_id, PublishAck2Reason::Success))),
+                    OnPubrel::Forward | OnPubrel::Complete => {
+                        Ok(Some(pubcomp5(packet_id, PublishAck2Reason::Success)))
+                    }
                     // MQTT 5.0 section 3.7.2.1: 0x92 Packet Identifier not found.
                     OnPubrel::Unknown => Ok(Some(pubcomp5(
                         packet_id,
@@ -231,7 +233,7 @@ where
                     ))),
                 }
             }
-            _ => ctx.call(&self.service, req).await,
+            _ => ctx.call_nowait(&self.service, req).await,
         }
     }
 }
