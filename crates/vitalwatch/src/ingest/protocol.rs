@@ -14,6 +14,7 @@ use super::exchange::{OnPublish, OnPubrel};
 use ntex_mqtt::error::DispatcherError;
 use ntex_mqtt::{Control, MqttProtocolError, Reason, v3, v5};
 use ntex_service::{Ctx, Middleware, Service};
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// Something that holds the connection's [`Connection`] (the session state).
@@ -40,6 +41,9 @@ pub struct Exchange3;
 pub struct Exchange3Service<S> {
     service: S,
     connection: Rc<Connection>,
+    /// Set once the dispatcher shuts down: the library's control pipeline panics if its
+    /// readiness is polled after that, so nothing more is handed to it.
+    shut_down: Cell<bool>,
 }
 
 impl<S, St: HasConnection> Middleware<S, v3::Session<St>> for Exchange3 {
@@ -49,6 +53,7 @@ impl<S, St: HasConnection> Middleware<S, v3::Session<St>> for Exchange3 {
         Exchange3Service {
             service,
             connection: Rc::clone(HasConnection::connection(&**session)),
+            shut_down: Cell::new(false),
         }
     }
 }
@@ -65,11 +70,24 @@ where
     type Res = Option<v3::codec::Encoded>;
     type Error = DispatcherError<BrokerError>;
 
-    ntex_service::forward_ready!(v3::Session<St>, service);
-    ntex_service::forward_shutdown!(v3::Session<St>, service);
+    async fn ready(&self, ctx: Ctx<'_, Self, v3::Session<St>>) -> Result<(), Self::Error> {
+        if self.shut_down.get() {
+            return Ok(());
+        }
+        ctx.ready(&self.service).await
+    }
+
+    async fn shutdown(&self, ctx: Ctx<'_, Self, v3::Session<St>>) {
+        self.shut_down.set(true);
+        ctx.shutdown(&self.service).await;
+    }
 
     async fn call(&self, req: v3::codec::Decoded, ctx: Ctx<'_, Self, v3::Session<St>>) -> Result3 {
         use v3::codec::{Decoded, Encoded, Packet};
+        if self.shut_down.get() {
+            // Not acknowledged: its sender redelivers it.
+            return Ok(None);
+        }
         match &req {
             Decoded::Packet(Packet::Connect(_), _) => {
                 self.connection.ended(EndReason::ProtocolError);
@@ -130,6 +148,9 @@ pub struct Exchange5;
 pub struct Exchange5Service<S> {
     service: S,
     connection: Rc<Connection>,
+    /// Set once the dispatcher shuts down: the library's control pipeline panics if its
+    /// readiness is polled after that, so nothing more is handed to it.
+    shut_down: Cell<bool>,
 }
 
 impl<S, St: HasConnection> Middleware<S, v5::Session<St>> for Exchange5 {
@@ -139,6 +160,7 @@ impl<S, St: HasConnection> Middleware<S, v5::Session<St>> for Exchange5 {
         Exchange5Service {
             service,
             connection: Rc::clone(HasConnection::connection(&**session)),
+            shut_down: Cell::new(false),
         }
     }
 }
@@ -167,11 +189,23 @@ where
     type Res = Option<v5::codec::Encoded>;
     type Error = DispatcherError<BrokerError>;
 
-    ntex_service::forward_ready!(v5::Session<St>, service);
-    ntex_service::forward_shutdown!(v5::Session<St>, service);
+    async fn ready(&self, ctx: Ctx<'_, Self, v5::Session<St>>) -> Result<(), Self::Error> {
+        if self.shut_down.get() {
+            return Ok(());
+        }
+        ctx.ready(&self.service).await
+    }
+
+    async fn shutdown(&self, ctx: Ctx<'_, Self, v5::Session<St>>) {
+        self.shut_down.set(true);
+        ctx.shutdown(&self.service).await;
+    }
 
     async fn call(&self, req: v5::codec::Decoded, ctx: Ctx<'_, Self, v5::Session<St>>) -> Result5 {
         use v5::codec::{Decoded, Encoded, Packet, PublishAck, PublishAck2Reason};
+        if self.shut_down.get() {
+            return Ok(None);
+        }
         match &req {
             Decoded::Packet(Packet::Connect(_), _) => {
                 self.connection.ended(EndReason::ProtocolError);
