@@ -19,6 +19,21 @@ pub enum Event {
     /// An alert changed (raised, updated, escalated, acknowledged, silenced, resolved,
     /// reopened); MQTT `vitalwatch/alerts/<device_id>` and the dashboard stream consume it.
     Alert(AlertTransition),
+    /// A device's MQTT will, published because its connection ended abruptly; MQTT
+    /// `vitalwatch/wills/<device_id>` consumes it.
+    Will(WillMessage),
+}
+
+/// A device's last will, as the broker publishes it to consumers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WillMessage {
+    pub device_id: String,
+    /// The will's payload as text (invalid UTF-8 replaced): the device's own words.
+    pub message: String,
+    /// Why the connection ended (`connection_lost`, `keep_alive_timeout`, `protocol_error`, ...).
+    pub reason: &'static str,
+    /// When the broker saw the connection end (RFC 3339, server clock).
+    pub at: String,
 }
 
 /// Events kept for slow subscribers before they start missing some.

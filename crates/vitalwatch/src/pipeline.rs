@@ -284,6 +284,11 @@ impl Pipeline {
         }
     }
 
+    /// Commits prepared readings and answers what became of each. The commit and everything
+    /// that follows it (counting, alerting, publishing) run on their own task: a caller that
+    /// goes away mid-commit (an MQTT connection closed while its publish was in flight) stops
+    /// waiting for the answer, but the readings the store commits are still counted once each
+    /// and seen by the alert engine (issue 21: `readings.stored` equals the table).
     async fn commit(
         &self,
         prepared: Vec<PreparedReading>,
@@ -292,11 +297,60 @@ impl Pipeline {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
+        let source = prepared[0].source;
+        let committer = Committer {
+            store: Arc::clone(&self.store),
+            metrics: Arc::clone(&self.metrics),
+            events: self.events.clone(),
+            alerts: Arc::clone(&self.alerts),
+        };
+        match tokio::spawn(committer.run(prepared, wait)).await {
+            Ok(Ok(results)) => Ok(results),
+            Ok(Err(StoreError::Busy)) => {
+                self.refuse(Refusal::Busy, source);
+                Err(IngestError::Busy)
+            }
+            Ok(Err(err)) => Err(IngestError::Store(err)),
+            Err(_) => Err(IngestError::Store(StoreError::Closed)),
+        }
+    }
+
+    /// Writes one audit row per (reason, source) refused since the last call.
+    pub async fn flush_refusal_audit(&self) {
+        let pending = std::mem::take(&mut *self.pending_refusals.lock());
+        for ((reason, source), count) in pending {
+            let entry = AuditEntry {
+                actor: format!("system:{source}"),
+                action: "input.rejected".to_owned(),
+                target: reason.to_owned(),
+                details: serde_json::json!({ "count": count, "source": source }),
+            };
+            if let Err(err) = self.store.audit(entry).await {
+                tracing::warn!(message = "Refusal summary not audited.", error = %err);
+            }
+        }
+    }
+}
+
+/// What a commit needs, owned, so that it runs to its end on its own task.
+struct Committer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    events: EventBus,
+    alerts: Arc<AlertService>,
+}
+
+impl Committer {
+    async fn run(
+        self,
+        prepared: Vec<PreparedReading>,
+        wait: Option<Duration>,
+    ) -> Result<Vec<ReadingOutcome>, StoreError> {
+        let source = prepared[0].source;
         let keys: Vec<(String, Timestamp)> = prepared
             .iter()
             .map(|p| (p.reading.device_id.as_str().to_owned(), p.reading.timestamp))
             .collect();
-        let source = prepared[0].source;
         // Only build event payloads when someone listens.
         let published: Option<Vec<(Reading, Option<f64>)>> =
             self.events.has_subscribers().then(|| {
@@ -314,14 +368,7 @@ impl Pipeline {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
             None => self.store.write_readings(prepared).await,
         };
-        let outcomes = match res {
-            Ok(outcomes) => outcomes,
-            Err(StoreError::Busy) => {
-                self.refuse(Refusal::Busy, source);
-                return Err(IngestError::Busy);
-            }
-            Err(err) => return Err(IngestError::Store(err)),
-        };
+        let outcomes = res?;
         let mut results = Vec::with_capacity(outcomes.len());
         for (idx, ((device_id, timestamp), outcome)) in keys.into_iter().zip(outcomes).enumerate() {
             match &outcome {
@@ -377,22 +424,6 @@ impl Pipeline {
         }
         self.alerts.after_commit(committed).await;
         Ok(results)
-    }
-
-    /// Writes one audit row per (reason, source) refused since the last call.
-    pub async fn flush_refusal_audit(&self) {
-        let pending = std::mem::take(&mut *self.pending_refusals.lock());
-        for ((reason, source), count) in pending {
-            let entry = AuditEntry {
-                actor: format!("system:{source}"),
-                action: "input.rejected".to_owned(),
-                target: reason.to_owned(),
-                details: serde_json::json!({ "count": count, "source": source }),
-            };
-            if let Err(err) = self.store.audit(entry).await {
-                tracing::warn!(message = "Refusal summary not audited.", error = %err);
-            }
-        }
     }
 }
 

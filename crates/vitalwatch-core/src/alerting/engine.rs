@@ -344,6 +344,50 @@ impl AlertEngine {
         out
     }
 
+    /// A device's connection was lost abruptly (its MQTT will fired): DEVICE_OFFLINE is raised
+    /// now instead of at the offline deadline. Nothing for a device never seen, one already
+    /// offline, or when the condition is off; its next reading resolves it as usual.
+    pub fn device_lost(&mut self, device_id: &DeviceId, now: Timestamp) -> Vec<AlertTransition> {
+        let mut out = Vec::new();
+        let offline = self.config.condition(AlertCondition::DeviceOffline);
+        let Some(device) = self.devices.get_mut(device_id) else {
+            return out;
+        };
+        let Some(deadline) = offline_deadline_of(&self.config, device) else {
+            return out;
+        };
+        let track = device
+            .tracks
+            .entry(AlertCondition::DeviceOffline)
+            .or_default();
+        if !offline.enabled || track.alert.is_some() {
+            return out;
+        }
+        let seen = device.last_seen.unwrap_or(now);
+        let pending = Pending {
+            count: 1,
+            priority: offline.priority.unwrap_or(Priority::Medium),
+            mild: false,
+            value: Some(now.saturating_sub(seen) as f64 / 1e6),
+            threshold: Some(deadline.saturating_sub(seen) as f64 / 1e6),
+        };
+        let mut ctx = Ctx {
+            config: &self.config,
+            last_id: &mut self.last_id,
+            alerts: &mut self.alerts,
+            out: &mut out,
+            now,
+        };
+        ctx.raise(
+            device_id,
+            &device.pauses,
+            AlertCondition::DeviceOffline,
+            pending,
+            track,
+        );
+        out
+    }
+
     /// The earliest time `tick` has work to do, if any: one timer task sleeps until then (or
     /// until a reading or user action changes things, then asks again).
     pub fn next_deadline(&self) -> Option<Timestamp> {

@@ -282,6 +282,19 @@ impl AlertService {
         }
     }
 
+    /// A device's connection was lost abruptly (the broker fired its MQTT will): raises its
+    /// DEVICE_OFFLINE now, persisted and published like any transition.
+    pub async fn device_lost(&self, device_id: &DeviceId) {
+        let now = clock::now();
+        let state = &mut *self.state.lock().await;
+        let transitions = state.engine.device_lost(device_id, now);
+        let changed = !transitions.is_empty();
+        self.dispatch(transitions, None, now).await;
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
     /// Queues transitions for the store (in engine order: call with the engine lock held),
     /// publishes them and hands them to the webhooks.
     async fn dispatch(

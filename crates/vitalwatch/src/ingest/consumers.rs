@@ -216,6 +216,11 @@ impl<S: Sink> Registry<S> {
                 let payload = S::Payload::from(serde_json::to_string(record).unwrap_or_default());
                 self.publish(&topic, &payload);
             }
+            Event::Will(will) => {
+                let topic = format!("{}wills/{}", session::CONSUMER_PREFIX, will.device_id);
+                let payload = S::Payload::from(serde_json::to_string(will).unwrap_or_default());
+                self.publish(&topic, &payload);
+            }
             Event::Anomaly(_) => {}
         }
     }

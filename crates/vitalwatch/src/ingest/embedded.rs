@@ -8,18 +8,23 @@
 //!
 //! This file only translates: it gathers the facts of a CONNECT, SUBSCRIBE or PUBLISH, asks
 //! [`super::session`] for the decision and turns the answer into ntex packets. Every ntex
-//! type stays here and in `websocket.rs`.
+//! type stays here, in `protocol.rs` (the packets answered before the library sees them, and
+//! the control services) and in `websocket.rs`. Connection and session state beyond one
+//! packet (persistent sessions, wills, takeover) is [`super::connection`]'s.
 //!
 //! What a device may do: publish its own readings to the telemetry topic. Subscriptions from
 //! devices are refused with the spec's failure codes (0x80 in 3.1.1, NotAuthorized in 5.0).
 
 use super::BrokerSettings;
+use super::connection::{Connection, Connections, EndReason, MAX_SESSION_EXPIRY, Opening};
 use super::consumers::{self, Consumer, Pending, Registry, Sink};
+use super::exchange::SessionKey;
 use super::identity::Identities;
+use super::protocol::{self, HasConnection};
 use super::rate::TokenBucket;
 use super::session::{
-    self, Answer3, Answer5, CloseReason, ConnackCode, ConnectRefusal, CredentialStep, Grant,
-    PeerCertificate, PubackCode, PublishOutcome, Qos, Role, Verdict,
+    self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, CredentialStep,
+    Grant, PeerCertificate, PubackCode, PublishOutcome, Qos, Role, SessionRequest, Verdict,
 };
 use crate::metrics::Refusal;
 use crate::pipeline::{IngestError, Pipeline};
@@ -35,7 +40,7 @@ use ntex_service::{RequestState, Service, State};
 use ntex_tls::rustls::{PeerCert, TlsAcceptor};
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -132,9 +137,21 @@ impl Sink for NtexSink {
 
 type NtexConsumer = Consumer<NtexSink>;
 
-/// Per-connection state: who the peer proved to be.
+/// Per-connection state: who the peer proved to be, and the connection's own state.
+struct DeviceSession {
+    peer: Peer,
+    connection: Rc<Connection>,
+}
+
+impl HasConnection for DeviceSession {
+    fn connection(&self) -> &Rc<Connection> {
+        &self.connection
+    }
+}
+
+/// Who the peer proved to be.
 #[derive(Clone)]
-enum DeviceSession {
+enum Peer {
     /// A device: may publish its own readings (at most its connection's rate), may not
     /// subscribe.
     Device(Rc<str>, Rc<RefCell<TokenBucket>>),
@@ -145,12 +162,21 @@ enum DeviceSession {
     Anonymous(Rc<RefCell<TokenBucket>>),
 }
 
-impl DeviceSession {
+impl Peer {
     fn role(&self) -> Role {
         match self {
-            DeviceSession::Device(..) => Role::Device,
-            DeviceSession::Consumer(_) => Role::Consumer,
-            DeviceSession::Anonymous(_) => Role::Anonymous,
+            Peer::Device(..) => Role::Device,
+            Peer::Consumer(_) => Role::Consumer,
+            Peer::Anonymous(_) => Role::Anonymous,
+        }
+    }
+
+    /// The identity a session is kept under: a session is resumed only by the same identity.
+    fn identity(&self) -> String {
+        match self {
+            Peer::Device(device_id, _) => device_id.to_string(),
+            Peer::Consumer(consumer) => consumer.name.to_string(),
+            Peer::Anonymous(_) => String::new(),
         }
     }
 }
@@ -161,6 +187,7 @@ struct Shared {
     settings: BrokerSettings,
     identities: Arc<Identities>,
     tls_config: Arc<rustls::ServerConfig>,
+    connections: Arc<Connections>,
 }
 
 /// Shared by all connections of one listener on one worker.
@@ -260,10 +287,10 @@ async fn handle_publish(
     topic: &str,
     payload: &[u8],
 ) -> PublishOutcome {
-    let (identity, bucket) = match session {
-        DeviceSession::Device(device_id, bucket) => (Some(&**device_id), bucket),
-        DeviceSession::Anonymous(bucket) => (None, bucket),
-        DeviceSession::Consumer(_) => {
+    let (identity, bucket) = match &session.peer {
+        Peer::Device(device_id, bucket) => (Some(&**device_id), bucket),
+        Peer::Anonymous(bucket) => (None, bucket),
+        Peer::Consumer(_) => {
             // Consumers read; they never write readings.
             ctx.pipeline().refuse(Refusal::Unauthorized, Source::Mqtt);
             return PublishOutcome::IdentityMismatch;
@@ -295,9 +322,9 @@ async fn handle_publish(
 
 /// Decides one topic filter of a SUBSCRIBE; a granted filter is live at once.
 fn subscribe(session: &DeviceSession, filter: &str, requested: Qos) -> Grant {
-    let grant = session::grant(session.role(), filter, requested);
-    match (&grant, session) {
-        (Grant::Granted(qos), DeviceSession::Consumer(consumer)) => {
+    let grant = session::grant(session.peer.role(), filter, requested);
+    match (&grant, &session.peer) {
+        (Grant::Granted(qos), Peer::Consumer(consumer)) => {
             consumer.subscribe(filter, *qos);
         }
         (Grant::Refused(why), _) => {
@@ -312,7 +339,7 @@ fn subscribe(session: &DeviceSession, filter: &str, requested: Qos) -> Grant {
 }
 
 fn unsubscribe<'a>(session: &DeviceSession, filters: impl Iterator<Item = &'a str>) {
-    if let DeviceSession::Consumer(consumer) = session {
+    if let Peer::Consumer(consumer) = &session.peer {
         for filter in filters {
             consumer.unsubscribe(filter);
         }
@@ -331,7 +358,7 @@ fn send_retained_after_suback(
     session: &DeviceSession,
     granted: Vec<(String, Qos)>,
 ) {
-    let DeviceSession::Consumer(consumer) = session else {
+    let Peer::Consumer(consumer) = &session.peer else {
         return;
     };
     if granted.is_empty() {
@@ -359,6 +386,126 @@ fn to_ntex_qos(qos: Qos) -> ntex_mqtt::QoS {
         Qos::AtMostOnce => ntex_mqtt::QoS::AtMostOnce,
         Qos::AtLeastOnce => ntex_mqtt::QoS::AtLeastOnce,
         Qos::ExactlyOnce => ntex_mqtt::QoS::ExactlyOnce,
+    }
+}
+
+/// The facts of a CONNECT beyond identity, copied out of the packet.
+struct ConnectFacts {
+    v5: bool,
+    client_id: String,
+    clean: bool,
+    keep_alive_s: u16,
+    /// 5.0 Session Expiry Interval (3.1.1: none, or the broker's maximum when CleanSession=0).
+    session_expiry_s: u32,
+    will: Option<(String, Vec<u8>)>,
+}
+
+/// A CONNECT accepted by identity, once its session checks passed.
+struct Accepted {
+    session: DeviceSession,
+    session_present: bool,
+    client_id: ClientId,
+    keep_alive: session::KeepAlive,
+    /// The session expiry the broker applies, when it differs from the one asked for (5.0).
+    session_expiry_s: Option<u32>,
+}
+
+/// A name for a client that sent an empty client id: unique within this broker's lifetime.
+fn assigned_client_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = crate::clock::now().secs_f64() as u64;
+    format!("vitalwatch-{started:x}-{n}")
+}
+
+/// Checks the session part of a CONNECT and opens the connection's state: persistent session
+/// (devices and anonymous clients; consumers' subscriptions are not kept), will, takeover.
+fn accept(
+    ctx: &BrokerCtx,
+    peer: Peer,
+    facts: ConnectFacts,
+    close: impl FnOnce() + 'static,
+) -> Result<Accepted, ConnectRefusal> {
+    let request = SessionRequest {
+        v5: facts.v5,
+        client_id: &facts.client_id,
+        clean: facts.clean,
+        will_topic: facts.will.as_ref().map(|(topic, _)| topic.as_str()),
+    };
+    let client_id = session::check_session(
+        peer.role(),
+        request,
+        &ctx.shared.settings.topic,
+        assigned_client_id,
+    )?;
+    let max_expiry_s = MAX_SESSION_EXPIRY.as_secs() as u32;
+    let expiry_s = match peer.role() {
+        Role::Consumer => 0,
+        Role::Device | Role::Anonymous => facts.session_expiry_s.min(max_expiry_s),
+    };
+    let device_id = match &peer {
+        Peer::Device(device_id, _) => {
+            let max_id_len = ctx.pipeline().limits().max_device_id_len;
+            vitalwatch_core::telemetry::DeviceId::parse(device_id, max_id_len).ok()
+        }
+        _ => None,
+    };
+    let opening = Opening {
+        key: SessionKey {
+            identity: peer.identity(),
+            client_id: client_id.as_str().to_owned(),
+        },
+        device_id,
+        clean: facts.clean,
+        expiry: Duration::from_secs(u64::from(expiry_s)),
+        will: facts.will.map(|(_, message)| message),
+    };
+    let (connection, session_present) = ctx.shared.connections.open(opening);
+    close_when_kicked(&connection, close);
+    Ok(Accepted {
+        session: DeviceSession { peer, connection },
+        session_present,
+        client_id,
+        keep_alive: session::keep_alive(facts.keep_alive_s, facts.v5),
+        session_expiry_s: (facts.v5 && expiry_s != facts.session_expiry_s).then_some(expiry_s),
+    })
+}
+
+/// Closes the connection when another one takes its session over, or its identity is
+/// disconnected; its will is discarded then (the device is evidently alive, or not trusted).
+fn close_when_kicked(connection: &Rc<Connection>, close: impl FnOnce() + 'static) {
+    let kick = connection.kicked();
+    let weak: Weak<Connection> = Rc::downgrade(connection);
+    ntex_rt::spawn(async move {
+        kick.notified().await;
+        if let Some(connection) = weak.upgrade() {
+            tracing::debug!(
+                message = "MQTT connection closed by the broker.",
+                reason = "session_taken_over_or_identity_disconnected"
+            );
+            connection.disconnected(false, None);
+            connection.ended(EndReason::ClosedByBroker);
+            drop(connection);
+            close();
+        }
+    });
+}
+
+/// The peer an accepted identity verdict makes, or the refusal.
+fn peer_of(
+    ctx: &BrokerCtx,
+    verdict: Verdict,
+    sink: impl FnOnce() -> NtexSink,
+) -> Result<Peer, ConnectRefusal> {
+    match verdict {
+        Verdict::Anonymous => Ok(Peer::Anonymous(ctx.bucket())),
+        Verdict::Device(device_id) => Ok(Peer::Device(Rc::from(device_id.as_str()), ctx.bucket())),
+        Verdict::Consumer(name) => {
+            let consumer = Consumer::new(Rc::from(name.as_str()), sink());
+            ctx.registry.add(&consumer);
+            Ok(Peer::Consumer(consumer))
+        }
+        Verdict::Refused(why) => Err(why),
     }
 }
 
@@ -402,10 +549,23 @@ fn v3_server(
                     unsubscribe(session, unsubscribe_packet.iter().map(|t| &**t));
                     unsubscribe_packet.ack()
                 }
+                v3::ProtocolMessage::Disconnect(disconnect) => {
+                    // MQTT 3.1.1 section 3.14.4: a DISCONNECT discards the will.
+                    session.connection.disconnected(false, None);
+                    disconnect.ack()
+                }
                 other => other.ack(),
             })
         },
     )
+    .control(
+        async move |session: &v3::Session<DeviceSession>,
+                    control: ntex_mqtt::Control<BrokerError>| {
+            protocol::on_control(&session.connection, &control, "3.1.1");
+            Ok::<_, BrokerError>(None)
+        },
+    )
+    .middleware(protocol::Exchange3)
     .build(async move |connect: v3::Connect| {
         let ctx = &connect_ctx;
         let packet = connect.packet();
@@ -417,27 +577,47 @@ fn v3_server(
             packet.password.as_deref(),
         )
         .await;
-        Ok::<_, BrokerError>(match verdict {
-            Verdict::Anonymous => connect.ack(DeviceSession::Anonymous(ctx.bucket()), false),
-            Verdict::Device(device_id) => connect
-                .ack(
-                    DeviceSession::Device(Rc::from(device_id.as_str()), ctx.bucket()),
-                    false,
-                )
-                .max_packet_size(
-                    std::num::NonZeroU32::new(ctx.shared.settings.max_packet_size)
-                        .expect("max_packet_size is validated positive"),
-                ),
-            Verdict::Consumer(name) => {
-                let consumer = Consumer::new(Rc::from(name.as_str()), NtexSink::V3(connect.sink()));
-                ctx.registry.add(&consumer);
-                connect.ack(DeviceSession::Consumer(consumer), false)
+        let facts = ConnectFacts {
+            v5: false,
+            client_id: packet.client_id.to_string(),
+            clean: packet.clean_session,
+            keep_alive_s: packet.keep_alive,
+            session_expiry_s: if packet.clean_session {
+                0
+            } else {
+                MAX_SESSION_EXPIRY.as_secs() as u32
+            },
+            will: packet
+                .last_will
+                .as_ref()
+                .map(|will| (will.topic.to_string(), will.message.to_vec())),
+        };
+        let sink = connect.sink();
+        let accepted = peer_of(ctx, verdict, || NtexSink::V3(connect.sink()))
+            .and_then(|peer| accept(ctx, peer, facts, move || sink.close()));
+        Ok::<_, BrokerError>(match accepted {
+            Ok(accepted) => {
+                let is_device = accepted.session.peer.role() == Role::Device;
+                let ack = connect
+                    .ack(accepted.session, accepted.session_present)
+                    .idle_timeout(ntex_util::time::Seconds(accepted.keep_alive.timeout_s));
+                if is_device {
+                    ack.max_packet_size(
+                        std::num::NonZeroU32::new(ctx.shared.settings.max_packet_size)
+                            .expect("max_packet_size is validated positive"),
+                    )
+                } else {
+                    ack
+                }
             }
-            Verdict::Refused(why) => {
+            Err(why) => {
                 refuse_connect(ctx, why, "3.1.1");
                 match why.code() {
                     ConnackCode::BadUserNameOrPassword => connect.bad_username_or_pwd(),
-                    ConnackCode::NotAuthorized => connect.not_authorized(),
+                    ConnackCode::IdentifierRejected => connect.identifier_rejected(),
+                    ConnackCode::NotAuthorized | ConnackCode::TopicNameInvalid => {
+                        connect.not_authorized()
+                    }
                 }
             }
         })
@@ -497,10 +677,30 @@ fn v5_server(
                     unsubscribe(session, unsubscribe_packet.iter().map(|t| &**t));
                     unsubscribe_packet.ack()
                 }
+                v5::ProtocolMessage::Disconnect(disconnect) => {
+                    // MQTT 5.0 section 3.14.2.1: reason 0x04 keeps the will, any other
+                    // discards it; a Session Expiry Interval here replaces CONNECT's.
+                    let packet = disconnect.packet();
+                    let keep_will = packet.reason_code
+                        == v5::codec::DisconnectReasonCode::DisconnectWithWillMessage;
+                    let expiry = packet
+                        .session_expiry_interval_secs
+                        .map(|s| Duration::from_secs(u64::from(s)));
+                    session.connection.disconnected(keep_will, expiry);
+                    disconnect.ack()
+                }
                 other => other.ack(),
             })
         },
     )
+    .control(
+        async move |session: &v5::Session<DeviceSession>,
+                    control: ntex_mqtt::Control<BrokerError>| {
+            protocol::on_control(&session.connection, &control, "5.0");
+            Ok::<_, BrokerError>(None)
+        },
+    )
+    .middleware(protocol::Exchange5)
     .build(async move |connect: v5::Connect| {
         let ctx = &connect_ctx;
         let packet = connect.packet();
@@ -512,24 +712,54 @@ fn v5_server(
             packet.password.as_deref(),
         )
         .await;
-        Ok::<_, BrokerError>(match verdict {
-            Verdict::Anonymous => connect.ack(DeviceSession::Anonymous(ctx.bucket())),
-            Verdict::Device(device_id) => connect.ack(DeviceSession::Device(
-                Rc::from(device_id.as_str()),
-                ctx.bucket(),
-            )),
-            Verdict::Consumer(name) => {
-                let consumer = Consumer::new(Rc::from(name.as_str()), NtexSink::V5(connect.sink()));
-                ctx.registry.add(&consumer);
-                connect.ack(DeviceSession::Consumer(consumer))
+        let facts = ConnectFacts {
+            v5: true,
+            client_id: packet.client_id.to_string(),
+            clean: packet.clean_start,
+            keep_alive_s: packet.keep_alive,
+            session_expiry_s: packet.session_expiry_interval_secs,
+            will: packet
+                .last_will
+                .as_ref()
+                .map(|will| (will.topic.to_string(), will.message.to_vec())),
+        };
+        let sink = connect.sink();
+        let close = move || {
+            sink.close_with_reason(v5::codec::Disconnect::new(
+                v5::codec::DisconnectReasonCode::SessionTakenOver,
+            ))
+        };
+        let accepted = peer_of(ctx, verdict, || NtexSink::V5(connect.sink()))
+            .and_then(|peer| accept(ctx, peer, facts, close));
+        Ok::<_, BrokerError>(match accepted {
+            Ok(accepted) => {
+                let keep_alive = accepted.keep_alive;
+                let present = accepted.session_present;
+                let assigned = match &accepted.client_id {
+                    ClientId::Assigned(id) => Some(id.clone()),
+                    ClientId::Given(_) => None,
+                };
+                let expiry = accepted.session_expiry_s;
+                connect
+                    .ack(accepted.session)
+                    .keep_alive(keep_alive.timeout_s.max(1))
+                    .with(move |ack| {
+                        ack.session_present = present;
+                        ack.assigned_client_id = assigned.map(Into::into);
+                        ack.server_keepalive_sec = keep_alive.server_keep_alive_s;
+                        if expiry.is_some() {
+                            ack.session_expiry_interval_secs = expiry;
+                        }
+                    })
             }
-            Verdict::Refused(why) => {
+            Err(why) => {
                 refuse_connect(ctx, why, "5.0");
+                use v5::codec::ConnectAckReason as Reason;
                 connect.failed(match why.code() {
-                    ConnackCode::BadUserNameOrPassword => {
-                        v5::codec::ConnectAckReason::BadUserNameOrPassword
-                    }
-                    ConnackCode::NotAuthorized => v5::codec::ConnectAckReason::NotAuthorized,
+                    ConnackCode::BadUserNameOrPassword => Reason::BadUserNameOrPassword,
+                    ConnackCode::NotAuthorized => Reason::NotAuthorized,
+                    ConnackCode::IdentifierRejected => Reason::ClientIdentifierNotValid,
+                    ConnackCode::TopicNameInvalid => Reason::TopicNameInvalid,
                 })
             }
         })
@@ -606,17 +836,25 @@ pub struct EmbeddedBroker {
     pub wss_addr: Option<SocketAddr>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     system: ntex_rt::System,
+    connections: Arc<Connections>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EmbeddedBroker {
+    /// The live connections and saved sessions, e.g. to disconnect a revoked identity
+    /// ([`Connections::disconnect_identity`]).
+    pub fn connections(&self) -> Arc<Connections> {
+        Arc::clone(&self.connections)
+    }
+
     /// Stops accepting, lets in-flight publishes finish (their commits complete and are
     /// acknowledged), then ends the broker's threads.
     pub async fn stop(mut self) {
         // Graceful: in-flight publishes finish (committed, then acknowledged). Bounded, because
         // a stop once waited for hours (seen once, not reproduced); what is not acknowledged
         // by then is redelivered by its device, and queued readings still commit when the
-        // store closes.
+        // store closes. Connections the stop ends fire no will: the devices did not fail.
+        self.connections.stopping();
         if tokio::time::timeout(GRACEFUL_STOP, self.server.stop(true))
             .await
             .is_err()
@@ -684,11 +922,13 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         )
         .into();
     let workers = settings.workers.max(1);
+    let connections = Connections::new(Arc::clone(&pipeline));
     let shared = Arc::new(Shared {
         identities: Identities::new(settings.certs.clone()),
         pipeline,
         settings,
         tls_config,
+        connections: Arc::clone(&connections),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -731,6 +971,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         wss_addr,
         server,
         system,
+        connections,
         thread: Some(thread),
     })
 }

@@ -2,10 +2,13 @@
 //! client certificates, or a client of an existing broker ([`external`]). Every reading goes
 //! through the same [`crate::pipeline::Pipeline`] as `POST /api/telemetry`.
 
+pub mod connection;
 pub mod consumers;
 pub mod embedded;
+pub mod exchange;
 pub mod external;
 mod identity;
+mod protocol;
 pub mod rate;
 pub mod session;
 mod status;

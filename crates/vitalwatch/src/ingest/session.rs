@@ -55,6 +55,12 @@ pub enum ConnectRefusal {
     /// The revocation or secret check could not run (its blocking task failed): refuse
     /// rather than let an unchecked client in.
     CheckFailed,
+    /// 3.1.1: an empty client id with CleanSession=0 (section 3.1.3.1: CONNACK 0x02).
+    EmptyClientIdWithSession,
+    /// A will on a topic the client may not publish to (devices: only the telemetry topic).
+    WillTopicRefused,
+    /// A will from a client that publishes nothing (consumers, anonymous clients).
+    WillNotAllowed,
 }
 
 impl ConnectRefusal {
@@ -68,6 +74,9 @@ impl ConnectRefusal {
             ConnectRefusal::CredentialsRequired => "credentials_required",
             ConnectRefusal::BadCredentials => "bad_credentials",
             ConnectRefusal::CheckFailed => "identity_check_failed",
+            ConnectRefusal::EmptyClientIdWithSession => "empty_client_id_with_session",
+            ConnectRefusal::WillTopicRefused => "will_topic_refused",
+            ConnectRefusal::WillNotAllowed => "will_not_allowed",
         }
     }
 
@@ -75,34 +84,138 @@ impl ConnectRefusal {
     pub fn code(self) -> ConnackCode {
         match self {
             ConnectRefusal::BadCredentials => ConnackCode::BadUserNameOrPassword,
+            ConnectRefusal::EmptyClientIdWithSession => ConnackCode::IdentifierRejected,
+            ConnectRefusal::WillTopicRefused => ConnackCode::TopicNameInvalid,
             _ => ConnackCode::NotAuthorized,
         }
     }
 }
 
-/// The refusing CONNACK codes the broker uses; both protocol versions have both.
+/// The refusing CONNACK codes the broker uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnackCode {
     BadUserNameOrPassword,
     NotAuthorized,
+    /// 3.1.1 0x02; 5.0 0x85 (Client Identifier not valid).
+    IdentifierRejected,
+    /// 5.0 0x90 (the Will Topic is not accepted); 3.1.1 has no such code: 0x05.
+    TopicNameInvalid,
 }
 
 impl ConnackCode {
     /// The MQTT 3.1.1 CONNACK return code (section 3.2.2.3).
     pub fn v3(self) -> u8 {
         match self {
+            ConnackCode::IdentifierRejected => 2,
             ConnackCode::BadUserNameOrPassword => 4,
-            ConnackCode::NotAuthorized => 5,
+            ConnackCode::NotAuthorized | ConnackCode::TopicNameInvalid => 5,
         }
     }
 
     /// The MQTT 5.0 CONNACK reason code (section 3.2.2.2).
     pub fn v5(self) -> u8 {
         match self {
+            ConnackCode::IdentifierRejected => 0x85,
             ConnackCode::BadUserNameOrPassword => 0x86,
             ConnackCode::NotAuthorized => 0x87,
+            ConnackCode::TopicNameInvalid => 0x90,
         }
     }
+}
+
+/// The longest keep-alive the broker accepts from a 5.0 client, in seconds; a 5.0 client asking
+/// for more, or for none, is told this in CONNACK's Server Keep Alive (section 3.2.2.3.14).
+pub const MAX_KEEP_ALIVE_S: u16 = 1200;
+/// Added to 1.5 times the keep-alive: ntex's connection timer runs on a one-second wheel and
+/// can fire up to a second early, and the spec's limit is a minimum (section 3.1.2.10).
+pub const KEEP_ALIVE_SLACK_S: u16 = 1;
+
+/// How long an idle connection is kept, and what a 5.0 client is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Close the connection after this many seconds without a packet (0: never).
+    pub timeout_s: u16,
+    /// 5.0 Server Keep Alive to send (the interval the client must use instead).
+    pub server_keep_alive_s: Option<u16>,
+}
+
+/// The keep-alive for a client that asked for `requested_s` seconds: one and a half times
+/// the interval (MQTT 3.1.1 section 3.1.2.10, 5.0 section 3.1.2.10), plus the timer's slack.
+/// 3.1.1 cannot be told another interval, so its request is honoured as it is (0: no
+/// keep-alive); 5.0 requests above [`MAX_KEEP_ALIVE_S`] (or 0) are capped and told so.
+pub fn keep_alive(requested_s: u16, v5: bool) -> KeepAlive {
+    let (interval_s, server_keep_alive_s) =
+        if v5 && (requested_s == 0 || requested_s > MAX_KEEP_ALIVE_S) {
+            (MAX_KEEP_ALIVE_S, Some(MAX_KEEP_ALIVE_S))
+        } else {
+            (requested_s, None)
+        };
+    let timeout_s = if interval_s == 0 {
+        0
+    } else {
+        let one_and_a_half = u32::from(interval_s) * 3 / 2 + u32::from(interval_s % 2);
+        let with_slack = one_and_a_half + u32::from(KEEP_ALIVE_SLACK_S);
+        u16::try_from(with_slack).unwrap_or(u16::MAX)
+    };
+    KeepAlive {
+        timeout_s,
+        server_keep_alive_s,
+    }
+}
+
+/// The CONNECT facts the session checks look at, beyond identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionRequest<'a> {
+    pub v5: bool,
+    pub client_id: &'a str,
+    /// CleanSession (3.1.1) / Clean Start (5.0).
+    pub clean: bool,
+    /// The will's topic, when the CONNECT carries a will.
+    pub will_topic: Option<&'a str>,
+}
+
+/// The client id a connection runs under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientId {
+    /// The client's own.
+    Given(String),
+    /// Chosen by the broker for an empty one: 5.0 sends it as the Assigned Client Identifier
+    /// (section 3.2.2.3.7); 3.1.1 (CleanSession=1) never learns it.
+    Assigned(String),
+}
+
+impl ClientId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ClientId::Given(id) | ClientId::Assigned(id) => id,
+        }
+    }
+}
+
+/// Checks the session part of an accepted CONNECT for a client of `role`: the client id (an
+/// empty one is assigned `assigned`, unless 3.1.1 asks to keep a session for it: section
+/// 3.1.3.1) and the will (devices may leave one on the telemetry topic only; clients that
+/// publish nothing may not leave one).
+pub fn check_session(
+    role: Role,
+    request: SessionRequest<'_>,
+    telemetry_topic: &str,
+    assigned: impl FnOnce() -> String,
+) -> Result<ClientId, ConnectRefusal> {
+    if let Some(topic) = request.will_topic {
+        match role {
+            Role::Device if topic == telemetry_topic => {}
+            Role::Device => return Err(ConnectRefusal::WillTopicRefused),
+            Role::Consumer | Role::Anonymous => return Err(ConnectRefusal::WillNotAllowed),
+        }
+    }
+    if !request.client_id.is_empty() {
+        return Ok(ClientId::Given(request.client_id.to_owned()));
+    }
+    if !request.v5 && !request.clean {
+        return Err(ConnectRefusal::EmptyClientIdWithSession);
+    }
+    Ok(ClientId::Assigned(assigned()))
 }
 
 /// What the TLS layer says about the peer's certificate.
@@ -518,6 +631,119 @@ mod tests {
         check(CredentialsRequired, "credentials_required", 5, 0x87);
         check(BadCredentials, "bad_credentials", 4, 0x86);
         check(CheckFailed, "identity_check_failed", 5, 0x87);
+        check(
+            EmptyClientIdWithSession,
+            "empty_client_id_with_session",
+            2,
+            0x85,
+        );
+        check(WillTopicRefused, "will_topic_refused", 5, 0x90);
+        check(WillNotAllowed, "will_not_allowed", 5, 0x87);
+    }
+
+    #[test]
+    fn keep_alive_is_one_and_a_half_times_the_interval() {
+        fn check(requested: u16, v5: bool, timeout_s: u16, server: Option<u16>) {
+            assert_eq!(
+                keep_alive(requested, v5),
+                KeepAlive {
+                    timeout_s,
+                    server_keep_alive_s: server
+                },
+                "{requested} v5={v5}"
+            );
+        }
+        for v5 in [false, true] {
+            check(2, v5, 4, None);
+            check(3, v5, 6, None);
+            check(60, v5, 91, None);
+            check(MAX_KEEP_ALIVE_S, v5, 1801, None);
+        }
+        // 3.1.1 cannot be told another interval: 0 means none, a long one is honoured.
+        check(0, false, 0, None);
+        check(u16::MAX, false, u16::MAX, None);
+        check(0, true, 1801, Some(MAX_KEEP_ALIVE_S));
+        check(u16::MAX, true, 1801, Some(MAX_KEEP_ALIVE_S));
+    }
+
+    #[test]
+    fn session_checks() {
+        fn check(
+            role: Role,
+            v5: bool,
+            client_id: &str,
+            clean: bool,
+            will_topic: Option<&str>,
+            expected: Result<ClientId, ConnectRefusal>,
+        ) {
+            let request = SessionRequest {
+                v5,
+                client_id,
+                clean,
+                will_topic,
+            };
+            assert_eq!(
+                check_session(role, request, "/iot/health", || "vw-1".to_owned()),
+                expected,
+                "{role:?} {request:?}"
+            );
+        }
+        use ClientId::*;
+        use ConnectRefusal::*;
+        let given = || Ok(Given("bed-1".to_owned()));
+        for v5 in [false, true] {
+            check(Role::Device, v5, "bed-1", false, None, given());
+            check(
+                Role::Device,
+                v5,
+                "bed-1",
+                true,
+                Some("/iot/health"),
+                given(),
+            );
+            check(
+                Role::Device,
+                v5,
+                "",
+                true,
+                None,
+                Ok(Assigned("vw-1".to_owned())),
+            );
+            check(
+                Role::Device,
+                v5,
+                "bed-1",
+                true,
+                Some("status/bed-1"),
+                Err(WillTopicRefused),
+            );
+            for role in [Role::Consumer, Role::Anonymous] {
+                check(
+                    role,
+                    v5,
+                    "c",
+                    true,
+                    Some("/iot/health"),
+                    Err(WillNotAllowed),
+                );
+            }
+        }
+        check(
+            Role::Device,
+            false,
+            "",
+            false,
+            None,
+            Err(EmptyClientIdWithSession),
+        );
+        check(
+            Role::Device,
+            true,
+            "",
+            false,
+            None,
+            Ok(Assigned("vw-1".to_owned())),
+        );
     }
 
     #[test]

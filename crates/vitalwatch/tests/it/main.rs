@@ -14,6 +14,7 @@ mod jepsen;
 mod logs;
 mod model;
 mod mqtt;
+mod mqtt_conformance;
 mod ops;
 mod registry;
 mod security;

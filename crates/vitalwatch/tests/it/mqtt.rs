@@ -568,7 +568,7 @@ fn hostile_mqtt_traffic_never_stops_the_broker() {
 }
 
 /// Issues a consumer certificate (OU = consumer) with the real CLI.
-fn issue_consumer(server: &Server, name: &str) -> DeviceCert {
+pub fn issue_consumer(server: &Server, name: &str) -> DeviceCert {
     issue_kind(server, "consumer", name)
 }
 
