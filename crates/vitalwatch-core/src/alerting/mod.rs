@@ -12,6 +12,7 @@
 //! - `offline`: the pure device-offline deadline.
 //! - `message`: [`message`], the short text of an alert for people and pagers.
 //! - [`evaluate`]: scores a stream of transitions against labelled events.
+//! - `typescript` (tests only): renders the dashboard's `web/src/generated/conditions.ts`.
 //!
 //! Alert conditions are a separate enum from [`crate::rules::AnomalyType`]: an anomaly type
 //! is a stored, seed-compatible label per reading, while a condition is what an alert is
@@ -38,7 +39,7 @@ pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};
 pub use message::message;
 pub use offline::offline_deadline;
 
-use crate::telemetry::{DeviceId, Timestamp};
+use crate::telemetry::{DeviceId, Timestamp, VitalKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -136,6 +137,35 @@ impl AlertCondition {
         AlertCondition::ALL
             .into_iter()
             .find(|condition| condition.as_str() == raw)
+    }
+
+    /// The vitals this condition is about: the values a dashboard highlights while an alert of
+    /// it is open (the dashboard's copy, `web/src/generated/conditions.ts`, is rendered from
+    /// this by a unit test). Empty for conditions about no single vital (NEWS2, the aggregate;
+    /// a sensor fault or artefact, whose vital the alert does not name; the device's state).
+    pub fn vitals(self) -> &'static [VitalKey] {
+        match self {
+            AlertCondition::HeartRateHigh | AlertCondition::HeartRateLow => &[VitalKey::HeartRate],
+            AlertCondition::TemperatureHigh | AlertCondition::TemperatureLow => {
+                &[VitalKey::BodyTemp]
+            }
+            AlertCondition::Spo2Low => &[VitalKey::Spo2],
+            AlertCondition::RespiratoryRateHigh | AlertCondition::RespiratoryRateLow => {
+                &[VitalKey::RespiratoryRate]
+            }
+            AlertCondition::SystolicBpLow => &[VitalKey::SystolicBp],
+            // Systolic ≥ 180 or diastolic ≥ 120: either pressure may be the one.
+            AlertCondition::BloodPressureHigh => &[VitalKey::SystolicBp, VitalKey::DiastolicBp],
+            AlertCondition::ConsciousnessChanged => &[VitalKey::Consciousness],
+            AlertCondition::WeakSignal => &[VitalKey::SignalStrength],
+            AlertCondition::LowBattery => &[VitalKey::BatteryLevel],
+            AlertCondition::News2
+            | AlertCondition::SensorFault
+            | AlertCondition::Artefact
+            | AlertCondition::DeviceOffline
+            | AlertCondition::MlAnomaly
+            | AlertCondition::UnknownDevice => &[],
+        }
     }
 
     /// Physiological (about the patient) or technical (about the equipment), as IEC 60601-1-8
@@ -407,3 +437,5 @@ mod serde_time {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod typescript;
