@@ -470,8 +470,13 @@ async fn read_observation(
     let device = state.store.get_device(reading.device_id.clone()).await?;
     let findings = search::reading_findings(&*state.store, &reading).await?;
     let label = device.and_then(|d| d.patient_label);
-    let observation =
-        fhir::observation(&reading, id.part, &findings, label.as_deref()).ok_or_else(not_found)?;
+    let thresholds = state
+        .store
+        .thresholds(Some(reading.device_id.clone()))
+        .await?;
+    let scale = fhir::spo2_scale_for(&reading, thresholds.first());
+    let observation = fhir::observation(&reading, id.part, &findings, label.as_deref(), scale)
+        .ok_or_else(not_found)?;
     Ok(fhir_json(&observation))
 }
 

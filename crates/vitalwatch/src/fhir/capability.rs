@@ -4,7 +4,8 @@
 
 use super::{
     BP_PANEL_LOINC, FHIR_JSON, LOINC, NEWS2_SNOMED, Part, SNOMED, SYSTEM_ALERT_CONDITION,
-    SYSTEM_DEVICE_ID, SYSTEM_NEWS2_PARAMETER, SYSTEM_NEWS2_RISK, SYSTEM_PATIENT_LABEL,
+    SYSTEM_DEVICE_ID, SYSTEM_NEWS2_PARAMETER, SYSTEM_NEWS2_RISK, SYSTEM_NEWS2_SPO2_SCALE,
+    SYSTEM_PATIENT_LABEL,
 };
 use serde_json::{Value, json};
 
@@ -111,7 +112,8 @@ pub fn statement(software_version: &str, date: &str) -> Value {
              pressure panel ({LOINC}|{BP_PANEL_LOINC}) with systolic/diastolic components, and a \
              NEWS2 total ({SNOMED}|{NEWS2_SNOMED}, category survey) whose components are the \
              per-parameter subscores coded in {SYSTEM_NEWS2_PARAMETER} and whose interpretation is \
-             the clinical risk coded in {SYSTEM_NEWS2_RISK}; a partial NEWS2 total (missing \
+             the clinical risk coded in {SYSTEM_NEWS2_RISK}, scored on the patient's SpO2 scale \
+             (the method, coded in {SYSTEM_NEWS2_SPO2_SCALE}); a partial NEWS2 total (missing \
              parameters) has comparator >=. Interpretation H/L/HH/LL comes from the reading's \
              stored findings (WARNING = H/L, CRITICAL = HH/LL). Ids are <reading id>-<part>. \
              Search results are newest stored reading first (_sort=-date only).",
@@ -144,7 +146,8 @@ pub fn statement(software_version: &str, date: &str) -> Value {
                  refused with 400 and an OperationOutcome. Local code systems: {SYSTEM_DEVICE_ID} (device ids), \
                  {SYSTEM_PATIENT_LABEL} (patient labels of the device registry), {SYSTEM_NEWS2_PARAMETER} \
                  (respiration_rate, spo2, air_or_oxygen, systolic_bp, pulse, consciousness, temperature), \
-                 {SYSTEM_NEWS2_RISK} (low, low_medium, medium, high), {SYSTEM_ALERT_CONDITION} (alert \
+                 {SYSTEM_NEWS2_RISK} (low, low_medium, medium, high), {SYSTEM_NEWS2_SPO2_SCALE} (scale1, \
+                 scale2), {SYSTEM_ALERT_CONDITION} (alert \
                  conditions such as HEART_RATE_HIGH)."
             ),
             "security": { "description": "Authorization: Bearer vw_… or a dashboard session cookie" },

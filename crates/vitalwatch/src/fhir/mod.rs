@@ -4,7 +4,9 @@
 //!
 //! - a reading becomes vital-signs `Observation`s (one per vital with a LOINC code, the two
 //!   blood pressures as one panel with components), and a NEWS2 total `Observation` with its
-//!   subscores as components (core's `news2` scores it);
+//!   subscores as components (core's `news2` scores it on the patient's SpO2 scale, from the
+//!   thresholds record in force when the reading was received: [`spo2_scale_for`]; the scale
+//!   is the Observation's `method`);
 //! - `interpretation` (H/L/HH/LL) comes from the reading's stored findings (the rules' and the
 //!   patient's thresholds, as the pipeline committed them);
 //! - an alert becomes a `Flag`, a registered device a `Device`, a patient label a `Patient`
@@ -21,13 +23,13 @@ pub mod capability;
 pub mod search;
 
 use crate::store::{AlertRecord, alert_state_str};
-use crate::store::{AnomalyRecord, DeviceRecord, ReadingRecord};
+use crate::store::{AnomalyRecord, DeviceRecord, ReadingRecord, ThresholdsRecord};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use vitalwatch_core::alerting::{AlertClass, AlertState, Priority};
-use vitalwatch_core::news2::{ClinicalRisk, Parameter};
+use vitalwatch_core::news2::{ClinicalRisk, Parameter, Spo2Scale};
 use vitalwatch_core::rules::{AnomalyType, Severity};
-use vitalwatch_core::telemetry::{VitalKey, VitalKind};
+use vitalwatch_core::telemetry::{Timestamp, VitalKey, VitalKind};
 
 /// The media type of every answer [FHIR R4 http.html#mime-type].
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -59,6 +61,8 @@ pub const SYSTEM_PATIENT_LABEL: &str = "urn:vitalwatch:patient-label";
 pub const SYSTEM_NEWS2_PARAMETER: &str = "urn:vitalwatch:news2-parameter";
 /// NEWS2 clinical-risk categories (low, low_medium, medium, high) [NEWS2-RCPJ].
 pub const SYSTEM_NEWS2_RISK: &str = "urn:vitalwatch:news2-risk";
+/// NEWS2 SpO2 scales (`Spo2Scale::as_str`: scale1, scale2): a NEWS2 Observation's `method`.
+pub const SYSTEM_NEWS2_SPO2_SCALE: &str = "urn:vitalwatch:news2-spo2-scale";
 /// Alert conditions (`AlertCondition::as_str`): a Flag's code.
 pub const SYSTEM_ALERT_CONDITION: &str = "urn:vitalwatch:alert-condition";
 
@@ -257,6 +261,7 @@ fn interpretation(vital: VitalKey, findings: &[AnomalyRecord]) -> Option<Value> 
 struct Common<'a> {
     reading: &'a ReadingRecord,
     patient_label: Option<&'a str>,
+    spo2_scale: Spo2Scale,
 }
 
 impl Common<'_> {
@@ -293,15 +298,18 @@ impl Common<'_> {
 /// Every Observation of one stored reading, in [`Part::all`] order: each vital with a LOINC
 /// code it carries, the BP panel when it carries either pressure, and the NEWS2 total when it
 /// carries a vital only NEWS2 uses (heart rate and temperature alone would make a misleadingly
-/// low score). `findings` are the reading's stored anomalies; `patient_label` its device's.
+/// low score). `findings` are the reading's stored anomalies; `patient_label` its device's;
+/// `spo2_scale` the patient's NEWS2 SpO2 scale for it ([`spo2_scale_for`]).
 pub fn reading_observations(
     reading: &ReadingRecord,
     findings: &[AnomalyRecord],
     patient_label: Option<&str>,
+    spo2_scale: Spo2Scale,
 ) -> Vec<Value> {
     let common = Common {
         reading,
         patient_label,
+        spo2_scale,
     };
     let mut out = Vec::new();
     for part in Part::all() {
@@ -318,10 +326,12 @@ pub fn observation(
     part: Part,
     findings: &[AnomalyRecord],
     patient_label: Option<&str>,
+    spo2_scale: Spo2Scale,
 ) -> Option<Value> {
     let common = Common {
         reading,
         patient_label,
+        spo2_scale,
     };
     part_observation(&common, part, findings)
 }
@@ -399,16 +409,48 @@ fn risk_code(risk: ClinicalRisk) -> &'static str {
     }
 }
 
-/// The NEWS2 total of one reading on SpO2 Scale 1: the total as a
+/// The SpO2 scale a reading is scored on: the patient's thresholds record when it was in force
+/// at the reading's arrival (`effective_from` ≤ `received_at`), as the pipeline applied it;
+/// Scale 1 otherwise (no record, a record from later, or a time that does not parse). The
+/// store keeps a device's current record only (earlier ones are in the audit trail), so a
+/// reading from before the latest change is scored on Scale 1.
+pub fn spo2_scale_for(reading: &ReadingRecord, thresholds: Option<&ThresholdsRecord>) -> Spo2Scale {
+    let Some(record) = thresholds.filter(|record| record.device_id == reading.device_id) else {
+        return Spo2Scale::Scale1;
+    };
+    match (
+        Timestamp::parse_text(&record.effective_from),
+        Timestamp::parse_text(&reading.received_at),
+    ) {
+        (Some(from), Some(received)) if from <= received => record.thresholds.scale(),
+        _ => Spo2Scale::Scale1,
+    }
+}
+
+fn scale_text(scale: Spo2Scale) -> &'static str {
+    match scale {
+        Spo2Scale::Scale1 => "NEWS2 SpO2 Scale 1",
+        Spo2Scale::Scale2 => {
+            "NEWS2 SpO2 Scale 2 (hypercapnic respiratory failure, prescribed target 88-92 %)"
+        }
+    }
+}
+
+/// The NEWS2 total of one reading on the patient's SpO2 scale (`method`): the total as a
 /// `{score}` quantity (`>=` when parameters are missing: a partial total is a lower bound),
 /// one component per parameter (its subscore, or `dataAbsentReason` when missing), the risk
 /// as interpretation, and `derivedFrom` the reading's vital-sign Observations.
 fn news2_observation(common: &Common<'_>) -> Option<Value> {
     let reading = common.reading;
-    // FIXME(issue 18): scored on Scale 1; the mapping does not read the patient's thresholds
-    // (their SpO2 scale) yet, while the API and dashboard do.
-    let score = reading.news2(vitalwatch_core::news2::Spo2Scale::Scale1)?;
+    let score = reading.news2(common.spo2_scale)?;
     let mut out = common.observation(Part::News2, "survey", "NEWS2 total score");
+    out.insert(
+        "method".into(),
+        codeable(
+            &[(SYSTEM_NEWS2_SPO2_SCALE, score.scale.as_str())],
+            scale_text(score.scale),
+        ),
+    );
     let mut total = json!({
         "value": score.total, "unit": "score", "system": UCUM, "code": "{score}",
     });

@@ -7,8 +7,10 @@
 //! `next` links visits every stored reading once. Used by `GET /fhir/Observation` and
 //! `vitalwatch fhir export`, so neither ever loads more than a page of readings.
 
-use super::{Part, reading_observations};
-use crate::store::{AnomalyQuery, AnomalyRecord, ReadingQuery, ReadingRecord, Store, StoreError};
+use super::{Part, reading_observations, spo2_scale_for};
+use crate::store::{
+    AnomalyQuery, AnomalyRecord, ReadingQuery, ReadingRecord, Store, StoreError, ThresholdsRecord,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use vitalwatch_core::telemetry::Timestamp;
@@ -71,6 +73,13 @@ pub async fn observations(store: &dyn Store, query: &ObservationQuery) -> Result
     let mut before = query.cursor.map(|c| c.reading_id.saturating_add(1));
     let mut skip_in = query.cursor;
     let mut out = Vec::new();
+    // Each patient's thresholds record (their SpO2 scale), read once per page.
+    let thresholds: HashMap<String, ThresholdsRecord> = store
+        .thresholds(None)
+        .await?
+        .into_iter()
+        .map(|record| (record.device_id.clone(), record))
+        .collect();
     for _ in 0..MAX_BATCHES {
         let (readings, exhausted) = batch(store, query, before).await?;
         let findings = findings_of(store, &readings).await?;
@@ -83,13 +92,15 @@ pub async fn observations(store: &dyn Store, query: &ObservationQuery) -> Result
                 .or_else(|| query.labels.get(&reading.device_id).cloned())
                 .flatten();
             let found = findings.get(&reading.id).map_or(&[][..], Vec::as_slice);
-            let matching: Vec<Value> = reading_observations(reading, found, label.as_deref())
-                .into_iter()
-                .filter(|observation| {
-                    query.parts.is_empty()
-                        || query.parts.iter().any(|part| is_part(observation, *part))
-                })
-                .collect();
+            let scale = spo2_scale_for(reading, thresholds.get(&reading.device_id));
+            let matching: Vec<Value> =
+                reading_observations(reading, found, label.as_deref(), scale)
+                    .into_iter()
+                    .filter(|observation| {
+                        query.parts.is_empty()
+                            || query.parts.iter().any(|part| is_part(observation, *part))
+                    })
+                    .collect();
             let skip = match skip_in {
                 Some(cursor) if cursor.reading_id == reading.id => cursor.skip,
                 _ => 0,

@@ -48,7 +48,7 @@ fn by_id<'a>(observations: &'a [Value], suffix: &str) -> &'a Value {
 
 #[test]
 fn every_vital_with_a_loinc_code_is_an_observation_with_the_tables_code_and_unit() {
-    let observations = reading_observations(&reading(), &[], None);
+    let observations = reading_observations(&reading(), &[], None, Spo2Scale::Scale1);
     let ids: Vec<&str> = observations
         .iter()
         .map(|o| o["id"].as_str().unwrap())
@@ -89,7 +89,7 @@ fn every_vital_with_a_loinc_code_is_an_observation_with_the_tables_code_and_unit
 
 #[test]
 fn the_bp_panel_has_both_components_and_says_which_is_absent() {
-    let observations = reading_observations(&reading(), &[], None);
+    let observations = reading_observations(&reading(), &[], None, Spo2Scale::Scale1);
     let bp = by_id(&observations, "bp");
     assert_eq!(bp["code"]["coding"][0]["code"], BP_PANEL_LOINC);
     assert!(bp.get("valueQuantity").is_none());
@@ -103,13 +103,121 @@ fn the_bp_panel_has_both_components_and_says_which_is_absent() {
     );
     let mut without = reading();
     without.systolic_bp = None;
-    let observations = reading_observations(&without, &[], None);
+    let observations = reading_observations(&without, &[], None, Spo2Scale::Scale1);
     assert!(observations.iter().all(|o| o["id"] != "7-bp"));
+}
+
+fn thresholds(device_id: &str, scale: Spo2Scale, effective_from: &str) -> ThresholdsRecord {
+    ThresholdsRecord {
+        device_id: device_id.to_owned(),
+        thresholds: vitalwatch_core::rules::PatientThresholds {
+            spo2_scale: Some(scale),
+            spo2_min: Some(88.0),
+            ..Default::default()
+        },
+        author: "dr.b".to_owned(),
+        reason: "COPD, type 2 RF".to_owned(),
+        effective_from: effective_from.to_owned(),
+        updated_at: effective_from.to_owned(),
+    }
+}
+
+#[test]
+fn the_spo2_scale_is_the_patients_record_in_force_when_the_reading_arrived() {
+    let reading = reading();
+    let check = |record: Option<ThresholdsRecord>, expected: Spo2Scale| {
+        assert_eq!(
+            spo2_scale_for(&reading, record.as_ref()),
+            expected,
+            "{record:?}"
+        );
+    };
+    check(None, Spo2Scale::Scale1);
+    // In force from before the reading was received (2026-01-01T00:00:00.1Z), and exactly then.
+    check(
+        Some(thresholds(
+            "bed_1:a",
+            Spo2Scale::Scale2,
+            "2025-12-31T08:00:00Z",
+        )),
+        Spo2Scale::Scale2,
+    );
+    check(
+        Some(thresholds(
+            "bed_1:a",
+            Spo2Scale::Scale2,
+            "2026-01-01T00:00:00.100000Z",
+        )),
+        Spo2Scale::Scale2,
+    );
+    // Set after the reading arrived: the pipeline scored it on Scale 1, so does FHIR.
+    check(
+        Some(thresholds(
+            "bed_1:a",
+            Spo2Scale::Scale2,
+            "2026-01-01T00:00:01Z",
+        )),
+        Spo2Scale::Scale1,
+    );
+    // Another device's record, or a time that is not one, never applies.
+    check(
+        Some(thresholds(
+            "bed_2",
+            Spo2Scale::Scale2,
+            "2025-12-31T08:00:00Z",
+        )),
+        Spo2Scale::Scale1,
+    );
+    check(
+        Some(thresholds("bed_1:a", Spo2Scale::Scale2, "yesterday")),
+        Spo2Scale::Scale1,
+    );
+}
+
+#[test]
+fn news2_is_scored_on_the_patients_scale_and_says_which() {
+    // SpO2 88 % on air: Scale 1 scores 3, Scale 2 (target 88-92 %) scores 0.
+    let copd = ReadingRecord {
+        spo2: Some(88.0),
+        on_oxygen: Some(false),
+        ..reading()
+    };
+    let news2 = |scale| by_id(&reading_observations(&copd, &[], None, scale), "news2").clone();
+    let spo2_points = |news2: &Value| {
+        news2["component"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["code"]["coding"][0]["code"] == "spo2")
+            .unwrap()["valueInteger"]
+            .clone()
+    };
+    let scale1 = news2(Spo2Scale::Scale1);
+    let scale2 = news2(Spo2Scale::Scale2);
+    assert_eq!(spo2_points(&scale1), 3);
+    assert_eq!(spo2_points(&scale2), 0);
+    // RR 22 → 2, SBP 105 → 1, pulse 120 → 2, air → 0, A → 0, 36.8 → 0: 5 + SpO2.
+    assert_eq!(scale1["valueQuantity"]["value"], 8);
+    assert_eq!(scale2["valueQuantity"]["value"], 5);
+    assert_eq!(
+        scale1["method"]["coding"][0]["system"],
+        SYSTEM_NEWS2_SPO2_SCALE
+    );
+    assert_eq!(scale1["method"]["coding"][0]["code"], "scale1");
+    assert_eq!(scale2["method"]["coding"][0]["code"], "scale2");
+    assert!(
+        scale2["method"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Scale 2"),
+        "{}",
+        scale2["method"]
+    );
 }
 
 #[test]
 fn news2_carries_subscores_a_lower_bound_when_partial_and_its_sources() {
-    let observations = reading_observations(&reading(), &[], Some("Jane"));
+    let observations = reading_observations(&reading(), &[], Some("Jane"), Spo2Scale::Scale1);
     let news2 = by_id(&observations, "news2");
     assert_eq!(news2["code"]["coding"][0]["system"], SNOMED);
     assert_eq!(news2["code"]["coding"][0]["code"], NEWS2_SNOMED);
@@ -148,7 +256,7 @@ fn news2_carries_subscores_a_lower_bound_when_partial_and_its_sources() {
         seed.consciousness,
     ) = (None, None, None, None);
     assert!(
-        reading_observations(&seed, &[], None)
+        reading_observations(&seed, &[], None, Spo2Scale::Scale1)
             .iter()
             .all(|o| o["id"] != "7-news2")
     );
@@ -163,7 +271,7 @@ fn interpretation_follows_the_stored_findings() {
             value,
             threshold,
         )];
-        let observations = reading_observations(&reading(), &found, None);
+        let observations = reading_observations(&reading(), &found, None, Spo2Scale::Scale1);
         let hr = by_id(&observations, "heart-rate");
         assert_eq!(hr["interpretation"][0]["coding"][0]["code"], code);
         assert!(

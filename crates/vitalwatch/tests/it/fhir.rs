@@ -5,7 +5,7 @@
 //! audit trail, and `vitalwatch fhir export` as NDJSON.
 
 use crate::support::in_process::{self, InProcess};
-use crate::support::{WAIT, agent, post_json, run, wait_until};
+use crate::support::{WAIT, agent, post_json, run, send, wait_until};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
@@ -440,6 +440,108 @@ fn paging_walks_a_devices_whole_history_once_while_readings_keep_arriving() {
         .collect();
     assert_eq!(seen, expected, "every reading once, and only those");
     assert!(pages >= 13, "{pages} pages of 7 for 90 Observations");
+}
+
+/// A reading of a COPD patient at their prescribed saturation: SpO2 88 % on air.
+fn copd_reading(device: &str, n: u64) -> String {
+    json!({
+        "device_id": device,
+        "timestamp": 1_767_225_600_000u64 + n * 1000,
+        "heart_rate": 80,
+        "body_temp": 36.8,
+        "signal_strength": -55,
+        "battery_level": 90,
+        "spo2": 88,
+        "respiratory_rate": 18,
+        "systolic_bp": 125,
+        "diastolic_bp": 80,
+        "consciousness": "A",
+        "on_oxygen": false,
+    })
+    .to_string()
+}
+
+/// The SpO2 points and the scale (`method`) of a NEWS2 Observation.
+fn spo2_and_scale(news2: &Value) -> (Value, Value) {
+    let spo2 = news2["component"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"]["coding"][0]["code"] == "spo2")
+        .unwrap_or_else(|| panic!("no SpO2 component in {news2}"))["valueInteger"]
+        .clone();
+    (spo2, news2["method"]["coding"][0]["code"].clone())
+}
+
+/// Issue 18: the NEWS2 Observation scores SpO2 on the patient's scale, as the alert engine
+/// and the dashboard do: a Scale 2 patient at 88 % scores 0 for SpO2, a Scale 1 patient 3,
+/// and a reading received before the clinician set Scale 2 stays on Scale 1.
+#[test]
+fn a_scale_2_patients_news2_observation_is_scored_on_scale_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = in_process::start(in_process::config(dir.path()));
+    register(&server, "copd-1", Some("COPD patient"));
+    register(&server, "bed-2", Some("Scale 1 patient"));
+    let before = post(&server, &copd_reading("copd-1", 0));
+    let set = send(
+        &agent(),
+        "PUT",
+        &server.url("/api/devices/copd-1/thresholds"),
+        Some("application/json"),
+        br#"{"spo2_scale":"scale2","spo2_min":88,"author":"dr.b","reason":"COPD, type 2 RF; target 88-92 %"}"#,
+    );
+    assert_eq!(set.status, 200, "{}", set.json);
+    let after = post(&server, &copd_reading("copd-1", 1));
+    let scale1 = post(&server, &copd_reading("bed-2", 1));
+
+    let news2 = |id: i64| fhir_ok(&server, &format!("/fhir/Observation/{id}-news2"));
+    let copd = news2(after);
+    // RR 18 → 0, SpO2 88 on Scale 2 → 0, air → 0, SBP 125 → 0, pulse 80 → 0, A → 0, 36.8 → 0.
+    assert_eq!(spo2_and_scale(&copd), (json!(0), json!("scale2")), "{copd}");
+    assert_eq!(copd["valueQuantity"]["value"], 0);
+    assert!(
+        copd["method"]["text"].as_str().unwrap().contains("Scale 2"),
+        "{copd}"
+    );
+    let other = news2(scale1);
+    assert_eq!(
+        spo2_and_scale(&other),
+        (json!(3), json!("scale1")),
+        "{other}"
+    );
+    assert_eq!(other["valueQuantity"]["value"], 3);
+    let earlier = news2(before);
+    assert_eq!(
+        spo2_and_scale(&earlier),
+        (json!(3), json!("scale1")),
+        "{earlier}"
+    );
+
+    // A search answers the same scores (the export pages through the same search).
+    let bundle = fhir_ok(
+        &server,
+        "/fhir/Observation?device=copd-1&code=http://snomed.info/sct|1104051000000101",
+    );
+    let found: Vec<(Value, (Value, Value))> = entries(&bundle)
+        .iter()
+        .map(|o| (o["id"].clone(), spo2_and_scale(o)))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (json!(format!("{after}-news2")), (json!(0), json!("scale2"))),
+            (
+                json!(format!("{before}-news2")),
+                (json!(3), json!("scale1"))
+            ),
+        ]
+    );
+    let summary = validate(
+        dir.path(),
+        "scale2.json",
+        &serde_json::to_string(&json!([copd, other, bundle])).unwrap(),
+    );
+    assert!(summary.contains("Bundle=1 Observation=4"), "{summary}");
 }
 
 #[test]
