@@ -1,12 +1,14 @@
 // The Alerts view and the alert badge. Alerts come from /api/alerts (refetched when the live
-// stream says one changed); the view is shown only when the server answers it. A new open
-// high-priority alert sounds (when the user turned the sound on) and shows in the header.
+// stream says one changed); the view is shown only when the server answers it. The header
+// counts the open alerts by priority (judgement.ts), each card shows the server's message, and
+// a new open high-priority alert sounds (when the user turned the sound on).
 import { type Alert, HttpError, acknowledgeAlert, getAlerts, isUnauthorized, silenceAlert } from './api';
 import { canActOnAlerts } from './auth';
 import { conditionLabel, priorityLevel } from './labels';
 import { rerenderTilesSoon } from './overview';
+import { PRIORITIES, openCounts } from './judgement';
 import { activeCritical, alertIsActive, auth, matchesDevice, nav, state } from './state';
-import { ago, byId, fill, h, localDateTime, num, sevBadge } from './util';
+import { ago, byId, fill, h, localDateTime, sevBadge } from './util';
 
 /** How long "Silence" pauses an alert's audio (IEC 60601-1-8 practice: at most two minutes). */
 const AUDIO_PAUSE_S = 120;
@@ -87,14 +89,11 @@ function alertCard(a: Alert, canAct: boolean): HTMLElement {
       }
     },
   }, label);
-  const value = a.last_value !== null
-    ? `Value ${num(a.last_value, 1)}${a.threshold !== null ? ` (limit ${num(a.threshold, 1)})` : ''}`
-    : '';
   const silenced = isSilenced(a);
   return h('article', { class: `alert sev-border-${priorityLevel(a.priority)}${active ? '' : ' inactive'}`, 'data-alert': a.id, 'data-state': a.state },
     h('div', {},
       h('div', { class: 'card-title' }, h('span', {}, `${conditionLabel(a.condition)} — ${a.device_id}`), sevBadge(priorityLevel(a.priority))),
-      value ? h('div', { class: 'card-body' }, value) : null,
+      h('div', { class: 'card-body alert-message' }, a.message),
       h('div', { class: 'card-time' },
         `State: ${a.state}${silenced ? ' (audio paused)' : ''} · raised ${localDateTime(a.opened_at)} (${ago(a.opened_at)})`)),
     h('div', { class: 'alert-actions' },
@@ -159,11 +158,21 @@ export function stopAlertRefresh(): void {
   window.clearTimeout(alertTimer);
 }
 
+const PRIORITY_SHAPES: Record<Alert['priority'], string> = { high: '▲', medium: '◆', low: '●' };
+
+/** The header's badge: the open alerts by priority, as /api/alerts has them (high ones
+ *  flash while not acknowledged). */
 export function updateAlertBadge(): void {
   const critical = activeCritical();
+  const counts = openCounts();
   const badge = byId('alert-badge');
-  badge.hidden = critical.length === 0;
-  badge.textContent = `▲ ${critical.length} CRITICAL ALERT${critical.length === 1 ? '' : 'S'}`;
+  const total = counts.high + counts.medium + counts.low;
+  badge.hidden = total === 0;
+  badge.className = `alert-badge alert-badge-${counts.high ? 'high' : counts.medium ? 'medium' : 'low'}`;
+  for (const p of PRIORITIES) badge.dataset[p] = String(counts[p]);
+  fill(badge, ...PRIORITIES.filter((p) => counts[p] > 0).map((p) =>
+    h('span', { class: `badge-count badge-${p}`, 'data-priority': p }, `${PRIORITY_SHAPES[p]} ${counts[p]} ${p}`)));
+  badge.setAttribute('aria-label', `Open alerts: ${PRIORITIES.map((p) => `${counts[p]} ${p} priority`).join(', ')}`);
   badge.classList.toggle('flash', critical.some((a) => a.state === 'active'));
   document.title = critical.length ? `(${critical.length}) CRITICAL — VitalWatch` : 'VitalWatch';
   fill(byId('tab-alerts'), 'Alerts', ...(critical.length ? [h('span', { class: 'count' }, critical.length)] : []));

@@ -2,7 +2,10 @@
 // serde structs of crates/vitalwatch/src/store and vitalwatch-core), and one function per call.
 // Every request the page makes goes through here: the CSRF header on state-changing methods,
 // JSON errors as HttpError, and a 401 handed to the handler set with onUnauthorized().
+import type { AlertCondition } from './generated/conditions';
 import type { VitalKey } from './generated/vitals';
+
+export type { AlertCondition };
 
 // ---------------------------------------------------------------------------- records
 
@@ -71,18 +74,26 @@ export type ClinicalRisk = 'low' | 'low_medium' | 'medium' | 'high';
 export type News2Parameter =
   | 'respiration_rate' | 'spo2' | 'air_or_oxygen' | 'systolic_bp' | 'pulse' | 'consciousness' | 'temperature';
 
+/** `news2::Spo2Scale`: Scale 2 is a clinician's decision for hypercapnic respiratory failure
+ *  (a prescribed 88–92 % target), set in the patient's thresholds. */
+export type Spo2Scale = 'scale1' | 'scale2';
+
 /** `news2::News2`. */
 export interface News2 {
   total: number;
   subscores: Record<News2Parameter, number | null>;
   risk: ClinicalRisk;
-  scale: 'scale1' | 'scale2';
+  scale: Spo2Scale;
   partial: boolean;
+  /** Missing parameters, stale ones included. */
   missing: News2Parameter[];
+  /** Parameters measured, but longer ago than they stay valid: flagged, scored as nothing. */
+  stale: News2Parameter[];
 }
 
-/** One entry of `GET /api/latest`. */
-export interface Latest { reading: Reading; news2: News2 | null }
+/** One entry of `GET /api/latest`: the newest reading, the device's NEWS2 as the engine
+ *  scores it (null without NEWS2 vitals), and the patient's SpO2 scale. */
+export interface Latest { reading: Reading; news2: News2 | null; spo2_scale: Spo2Scale }
 
 /** `store::dashboard::DashboardStats`. */
 export interface Stats {
@@ -117,13 +128,6 @@ export interface Ranges {
   ml_anomaly: { severity: Severity };
 }
 
-/** `alerting::AlertCondition`. */
-export type AlertCondition =
-  | 'HEART_RATE_HIGH' | 'HEART_RATE_LOW' | 'TEMPERATURE_HIGH' | 'TEMPERATURE_LOW' | 'SPO2_LOW'
-  | 'RESPIRATORY_RATE_HIGH' | 'RESPIRATORY_RATE_LOW' | 'SYSTOLIC_BP_LOW' | 'BLOOD_PRESSURE_HIGH'
-  | 'CONSCIOUSNESS_CHANGED' | 'NEWS2' | 'SENSOR_FAULT' | 'ARTEFACT' | 'WEAK_SIGNAL'
-  | 'LOW_BATTERY' | 'DEVICE_OFFLINE' | 'ML_ANOMALY' | 'UNKNOWN_DEVICE';
-
 /** `alerting::Priority` (IEC 60601-1-8). */
 export type Priority = 'low' | 'medium' | 'high';
 
@@ -154,6 +158,9 @@ export interface Alert {
   attention_since: string;
   escalation_level: number;
   updated_at: string;
+  /** `alerting::message`: the short text for people and pagers, e.g.
+   *  "HR 142 bpm (limit 130) for 45 s, bed-7". */
+  message: string;
 }
 
 /** `auth::Role`, or "loopback" for a trusted loopback client. */
@@ -177,8 +184,9 @@ export interface LiveEvents {
   hello: { resumed: boolean; server_time: string };
   reading: Reading;
   anomaly: Anomaly;
-  /** `alerting::AlertTransition`; its alert has no `updated_at` (the store adds it). */
-  alert: { kind: TransitionKind; alert: Omit<Alert, 'updated_at'>; at: string };
+  /** `alerting::AlertTransition`; its alert has no `updated_at` (the store adds it) and no
+   *  `message` (the page refetches /api/alerts on it). */
+  alert: { kind: TransitionKind; alert: Omit<Alert, 'updated_at' | 'message'>; at: string };
   resync: { reason: 'too_many_missed' | 'catch_up_failed' | 'lagged' };
 }
 
@@ -333,8 +341,10 @@ export function getRanges(): Promise<Ranges> {
   return getJson('/api/ranges');
 }
 
+/** The alerts the page shows: every open one (as many as the API gives, 1000) and the
+ *  newest others, open first (the API's order). */
 export function getAlerts(): Promise<{ count: number; alerts: Alert[] }> {
-  return getJson('/api/alerts');
+  return getJson('/api/alerts', { limit: '1000' });
 }
 
 export function acknowledgeAlert(id: number, by: string): Promise<Alert | null> {

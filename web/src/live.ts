@@ -112,11 +112,12 @@ function onReading(r: Reading): void {
   if (!matchesDevice(r.device_id) || !inWindow(r.timestamp)) return;
   const prev = state.latest.get(r.device_id);
   if (!prev || prev.reading.timestamp <= r.timestamp) {
-    // Keep the last NEWS2 until the server scores the new reading, when this one has none of
-    // its inputs.
-    const keep = prev?.news2 && r.spo2 === null && r.respiratory_rate === null ? prev.news2 : null;
-    state.latest.set(r.device_id, { reading: r, news2: keep });
-    if (r.spo2 !== null || r.respiratory_rate !== null || r.systolic_bp !== null) refreshLatestSoon(r.device_id);
+    // Keep the last NEWS2 (and the patient's scale) until the server scores the new reading:
+    // the engine's NEWS2 holds each parameter for its validity, so a reading without NEWS2
+    // vitals does not take the score off the tile.
+    state.latest.set(r.device_id, { reading: r, news2: prev?.news2 ?? null, spo2_scale: prev?.spo2_scale ?? 'scale1' });
+    const news2Input = r.spo2 !== null || r.respiratory_rate !== null || r.systolic_bp !== null || r.consciousness !== null;
+    if (news2Input || prev?.news2) refreshLatestSoon(r.device_id);
   }
   if (state.stats) {
     state.stats.readings += 1;

@@ -1,60 +1,51 @@
-// The patients overview: one tile per device with its latest vitals and its state, and the
-// big vitals of the detail view. A device's state comes from its open alerts, its latest
-// reading against the server's ranges, and the server's NEWS2 clinical risk.
-import type { Device, Latest, NumericVital, Reading } from './api';
-import { type Level, priorityLevel, riskLabel, riskLevel, vitalDigits, vitalLabel, vitalUnit } from './labels';
+// The patients overview: one tile per device with its latest vitals, its NEWS2 (stale
+// parameters and SpO2 scale) and its open alerts' messages, and the big vitals of the detail
+// view. What is judged (the tile's state, a highlighted value) comes from judgement.ts: the
+// server's open alerts and NEWS2 risk, never a range of the page's own.
+import type { Device, Latest, NumericVital, Priority, Reading } from './api';
+import { activeVitals, deviceLevel, openAlerts, staleVitals } from './judgement';
+import { type Level, priorityLevel, riskLabel, vitalDigits, vitalLabel, vitalUnit } from './labels';
 import { renderNewest } from './readings';
-import { alertIsActive, nav, state, visibleDevices } from './state';
+import { nav, state, visibleDevices } from './state';
 import { fill, h, localDateTime, localTime, num, sevBadge } from './util';
+import type { VitalKey } from './generated/vitals';
 
 /** Tiles that just got a reading, highlighted for a moment. */
 const freshTiles = new Set<string>();
 const FRESH_MS = 1500;
+/** Alert messages shown on a tile; the rest are counted ("+2 more"). */
+const TILE_MESSAGES = 3;
 
-function vital(name: string, value: string, unit: string, out = false): HTMLElement {
-  return h('div', { class: 'vital' },
+/** One vital; `active` is the priority of an open alert whose condition is on it (the value
+ *  is then highlighted, with the priority's word for screen readers). */
+function vital(key: VitalKey | 'news2', name: string, value: string, unit: string, active?: Priority): HTMLElement {
+  const level: Level | null = active ? priorityLevel(active) : null;
+  return h('div', { class: 'vital', 'data-vital': key },
     h('span', { class: 'vital-name' }, name),
-    h('span', { class: out ? 'vital-value out' : 'vital-value' }, value, unit ? h('small', {}, unit) : null));
+    h('span', {
+      class: level ? `vital-value out out-${level}` : 'vital-value',
+      'data-active': active,
+      title: active ? `An open ${active}-priority alert is about this value` : undefined,
+    }, value, unit ? h('small', {}, unit) : null));
 }
 
-/** One numeric vital of a reading, flagged when outside the server's normal range. */
-function vitalOf(key: NumericVital, r: Reading | undefined, label = vitalLabel(key)): HTMLElement {
+/** One numeric vital of a reading, highlighted while a condition on it is active. */
+function vitalOf(key: NumericVital, r: Reading | undefined, active: Map<VitalKey, Priority>, label = vitalLabel(key)): HTMLElement {
   const v = r?.[key] ?? null;
-  return vital(label, num(v, vitalDigits(key)), vitalUnit(key), outOfRange(key, v));
+  return vital(key, label, num(v, vitalDigits(key)), vitalUnit(key), active.get(key));
 }
 
-function bloodPressure(r: Reading | undefined): HTMLElement {
+function bloodPressure(r: Reading | undefined, active: Map<VitalKey, Priority>): HTMLElement {
   const systolic = r?.systolic_bp ?? null;
-  const el = vital('Blood pressure', systolic !== null ? `${num(systolic)}/${num(r?.diastolic_bp)}` : '—', vitalUnit('systolic_bp'));
+  const on = active.get('systolic_bp') ?? active.get('diastolic_bp');
+  const el = vital('systolic_bp', 'Blood pressure', systolic !== null ? `${num(systolic)}/${num(r?.diastolic_bp)}` : '—', vitalUnit('systolic_bp'), on);
   el.querySelector('.vital-value')?.classList.add('bp');
   return el;
 }
 
-/** Outside the normal range the server's rules use (GET /api/ranges); only heart rate and
- *  temperature have one. */
-function outOfRange(key: NumericVital, v: number | null): boolean {
-  const ranges = state.ranges;
-  if (v === null || !ranges) return false;
-  const r = key === 'heart_rate' ? ranges.heart_rate : key === 'body_temp' ? ranges.body_temp : null;
-  return !!r && (v < r.min || v > r.max);
-}
-
-/** A device's state: its open alerts (e.g. SpO₂, NEWS2, offline), then its latest reading
- *  against the ranges and its NEWS2 risk. A patient with an open high-priority alert is never
- *  shown as normal. 'NONE': no reading in the window. */
+/** A device's state (judgement.ts), for the tile and the detail view. */
 export function tileState(l: Latest | undefined, deviceId: string): Level | 'NONE' {
-  const open = state.alerts.filter((a) => a.device_id === deviceId && alertIsActive(a)).map((a) => priorityLevel(a.priority));
-  if (open.includes('CRITICAL')) return 'CRITICAL';
-  if (!l) return open.includes('WARNING') ? 'WARNING' : 'NONE';
-  const r = l.reading;
-  const risk = l.news2 ? riskLevel(l.news2.risk) : 'OK';
-  if (outOfRange('heart_rate', r.heart_rate) || outOfRange('body_temp', r.body_temp) || risk === 'CRITICAL') return 'CRITICAL';
-  if (open.includes('WARNING')) return 'WARNING';
-  const ranges = state.ranges;
-  const lowBattery = r.battery_level !== null && !!ranges && r.battery_level < ranges.low_battery.below;
-  const weak = r.signal_strength !== null && !!ranges && r.signal_strength < ranges.weak_signal.below;
-  if (lowBattery || weak || risk === 'WARNING') return 'WARNING';
-  return 'OK';
+  return deviceLevel(deviceId, l);
 }
 
 function news2Text(l: Latest | undefined): string {
@@ -62,26 +53,67 @@ function news2Text(l: Latest | undefined): string {
   return n ? `${n.total}${n.partial ? '+' : ''}` : '—';
 }
 
+/** The SpO₂ scale the patient is scored on, said when it is Scale 2 (a clinician's decision:
+ *  SpO₂ 88–92 % is their target and scores 0). */
+function scaleNote(l: Latest | undefined): HTMLElement | null {
+  const scale = l?.news2?.scale ?? l?.spo2_scale;
+  return scale === 'scale2'
+    ? h('span', { class: 'scale2', 'data-scale': 'scale2', title: 'NEWS2 SpO₂ Scale 2: hypercapnic respiratory failure, prescribed target 88–92 %' }, 'SpO₂ Scale 2')
+    : null;
+}
+
+/** The NEWS2 risk and what it lacks: the stale parameters (measured too long ago, scored as
+ *  nothing) by name, and whether others are missing. */
+function news2Detail(l: Latest | undefined): HTMLElement | null {
+  const n = l?.news2;
+  if (!n) return null;
+  const stale = staleVitals(n);
+  const missing = n.missing.length - n.stale.length;
+  return h('span', { class: 'news2-detail' },
+    h('span', { class: 'news2-risk', 'data-risk': n.risk }, riskLabel(n.risk)),
+    stale.length
+      ? h('span', { class: 'news2-stale', 'data-stale': stale.join(' ') }, `stale: ${stale.map(vitalLabel).join(', ')}`)
+      : null,
+    missing > 0 ? h('span', { class: 'hint' }, `${missing} not measured`) : null);
+}
+
+/** The open alerts' messages, highest priority first. */
+function alertMessages(deviceId: string): HTMLElement | null {
+  const open = openAlerts(deviceId);
+  if (!open.length) return null;
+  const more = open.length - TILE_MESSAGES;
+  return h('div', { class: 'tile-alerts' },
+    ...open.slice(0, TILE_MESSAGES).map((a) => h('div', { class: `msg msg-${priorityLevel(a.priority)}`, 'data-alert': a.id, 'data-priority': a.priority }, a.message)),
+    more > 0 ? h('div', { class: 'hint' }, `+${more} more`) : null);
+}
+
 function tile(d: Device): HTMLElement {
   const l = state.latest.get(d.device_id);
   const r = l?.reading;
   const st = tileState(l, d.device_id);
+  const active = activeVitals(d.device_id);
   const foot = (key: NumericVital) => `${vitalLabel(key)} ${num(r?.[key])} ${vitalUnit(key)}`;
   return h('button', {
     class: `tile state-${st}${freshTiles.has(d.device_id) ? ' fresh' : ''}`,
     'data-device': d.device_id,
+    'data-state': st,
     'aria-label': `Open ${d.device_id}`,
     onclick: () => nav().setDevice(d.device_id),
   },
   h('div', { class: 'tile-head' },
     h('span', { class: 'tile-id' }, d.device_id),
+    scaleNote(l),
     st === 'NONE' ? h('span', { class: 'hint' }, 'No data') : sevBadge(st)),
   d.patient_label || d.location ? h('div', { class: 'tile-label' }, [d.patient_label, d.location].filter(Boolean).join(' · ')) : null,
   h('div', { class: 'tile-vitals' },
-    vitalOf('heart_rate', r),
-    vitalOf('body_temp', r),
-    r?.spo2 != null ? vitalOf('spo2', r) : null,
-    l?.news2 ? vital('NEWS2', news2Text(l), '') : null),
+    vitalOf('heart_rate', r, active),
+    vitalOf('body_temp', r, active),
+    r?.spo2 != null ? vitalOf('spo2', r, active) : null,
+    l?.news2 ? h('div', { class: 'vital vital-news2', 'data-vital': 'news2' },
+      h('span', { class: 'vital-name' }, 'NEWS2'),
+      h('span', { class: 'vital-value news2' }, news2Text(l)),
+      news2Detail(l)) : null),
+  alertMessages(d.device_id),
   h('div', { class: 'tile-foot' },
     h('span', {}, `${foot('battery_level')} · ${foot('signal_strength')}`),
     h('span', { title: localDateTime(r?.timestamp) }, r ? localTime(r.timestamp) : '—')));
@@ -91,25 +123,28 @@ export function tiles(devices: Device[]): HTMLElement[] {
   return devices.map(tile);
 }
 
-/** The detail view's vitals, NEWS2 with the server's clinical risk last. */
+/** The detail view's vitals, NEWS2 with the server's clinical risk, scale and stale
+ *  parameters last, then the open alerts' messages. */
 export function bigVitals(id: string): HTMLElement[] {
   const l = state.latest.get(id);
   const r = l?.reading;
   const n = l?.news2;
+  const active = activeVitals(id);
   return [
-    vitalOf('heart_rate', r),
-    vitalOf('body_temp', r),
-    vitalOf('spo2', r),
-    vitalOf('respiratory_rate', r),
-    bloodPressure(r),
-    vitalOf('battery_level', r),
-    vitalOf('signal_strength', r),
-    h('div', { class: 'vital' },
+    vitalOf('heart_rate', r, active),
+    vitalOf('body_temp', r, active),
+    vitalOf('spo2', r, active),
+    vitalOf('respiratory_rate', r, active),
+    bloodPressure(r, active),
+    vitalOf('battery_level', r, active),
+    vitalOf('signal_strength', r, active),
+    h('div', { class: 'vital vital-news2', 'data-vital': 'news2' },
       h('span', { class: 'vital-name' }, 'NEWS2'),
       h('span', { class: 'vital-value news2' }, news2Text(l)),
-      h('span', { class: 'hint' }, n
-        ? `${riskLabel(n.risk)}${n.partial ? ' (partial: some vitals missing)' : ''}`
-        : `needs ${vitalLabel('spo2')}, ${vitalLabel('respiratory_rate')}, BP or ACVPU`)),
+      n ? news2Detail(l) : h('span', { class: 'hint' }, `needs ${vitalLabel('spo2')}, ${vitalLabel('respiratory_rate')}, BP or ACVPU`),
+      n ? h('span', { class: 'hint' }, `scored on SpO₂ ${n.scale === 'scale2' ? 'Scale 2' : 'Scale 1'}${n.partial ? ' (partial: some vitals missing or stale)' : ''}`) : null,
+      scaleNote(l)),
+    alertMessages(id) ?? h('span', { class: 'hint' }, 'No open alerts.'),
   ];
 }
 

@@ -96,7 +96,8 @@ export function deviceLabel(id: string): string {
   return d?.patient_label ? `${id} · ${d.patient_label}` : id;
 }
 
-/** The normal ranges, fetched once per session; tiles and chart bands need them. */
+/** The site's rule ranges, fetched once per session: the charts' reference bands only (the
+ *  page judges nothing by them: judgement.ts). */
 let rangesReady: Promise<void> | null = null;
 export function loadRanges(): Promise<void> {
   rangesReady ??= getRanges()
