@@ -83,7 +83,7 @@ function alertMessages(deviceId: string): HTMLElement | null {
   if (!open.length) return null;
   const more = open.length - TILE_MESSAGES;
   return h('div', { class: 'tile-alerts' },
-    ...open.slice(0, TILE_MESSAGES).map((a) => h('div', { class: `msg msg-${priorityLevel(a.priority)}`, 'data-alert': a.id, 'data-priority': a.priority }, a.message)),
+    ...open.slice(0, TILE_MESSAGES).map((a) => h('div', { class: `msg msg-${priorityLevel(a.priority)}`, 'data-alert-id': a.id, 'data-priority': a.priority }, a.message)),
     more > 0 ? h('div', { class: 'hint' }, `+${more} more`) : null);
 }
 
