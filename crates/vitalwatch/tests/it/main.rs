@@ -13,6 +13,7 @@ mod jepsen;
 mod logs;
 mod model;
 mod mqtt;
+mod postgres;
 mod registry;
 mod security;
 mod seed;
