@@ -47,7 +47,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
 
 /// Verifies the whole chain; an error names the first bad entry.
 async fn verify(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let anchors =
         crate::store::audit::read_anchors(&crate::store::audit::anchors_path(&config.data_dir))?;
     let res = verify_store(&*store, &anchors).await;
@@ -94,7 +94,7 @@ async fn verify_store(store: &dyn Store, anchors: &[Anchor]) -> anyhow::Result<u
 
 /// Writes entries at or after `since` as JSON lines on standard output.
 async fn export(config: Config, since: Option<Timestamp>) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let since = since.map(Timestamp::to_rfc3339);
     let mut after = 0;
     let res: anyhow::Result<()> = async {

@@ -116,6 +116,21 @@ pub struct StoreArgs {
     /// Directory for the database (<DIR>/anomalies.db) [default: data].
     #[arg(long, global = true, env = "VITALWATCH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// The database: a PostgreSQL URL (postgres://user:password@host:port/db, with
+    /// ?sslmode=verify-full&sslrootcert=FILE for TLS) [default: SQLite in the data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "VITALWATCH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+
+    /// PostgreSQL: start even when the database's synchronous_commit is off or local.
+    #[arg(long, global = true)]
+    pub allow_async_commit: bool,
 }
 
 impl StoreArgs {
@@ -130,6 +145,12 @@ impl StoreArgs {
         Config::load(self.config.as_deref(), |config| {
             if let Some(data_dir) = &self.data_dir {
                 config.data_dir = data_dir.clone();
+            }
+            if let Some(url) = &self.database {
+                config.store.url = Some(crate::secret::Secret::new(url.clone()));
+            }
+            if self.allow_async_commit {
+                config.store.allow_async_commit = true;
             }
             flags(config);
         })

@@ -1,10 +1,12 @@
-//! Durable storage: the [`Store`] trait and its SQLite implementation ([`sqlite::SqliteStore`]).
+//! Durable storage: the [`Store`] trait and its implementations, SQLite ([`sqlite::SqliteStore`],
+//! the embedded default) and PostgreSQL ([`postgres::PostgresStore`]).
 //!
 //! One writer per store commits readings in batches (group commit); a caller is answered only
 //! after its batch is committed, which is the guarantee everything upstream relies on: an
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
 pub mod audit;
+pub mod postgres;
 pub mod series;
 pub mod sqlite;
 
@@ -352,7 +354,7 @@ impl StoreError {
     }
 }
 
-/// Durable storage behind one interface; SQLite now, PostgreSQL behind the same trait later.
+/// Durable storage behind one interface: SQLite or PostgreSQL.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores readings and their findings; returns once they are committed.

@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::server;
-use crate::store::Store;
+
 use anyhow::Context;
 use clap::Args;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ async fn run_once(
     config.store.queue_timeout_ms = 60_000;
     let mut tokens = Vec::new();
     if caller != Caller::Loopback {
-        let store = server::open_store(&config)?;
+        let store = server::open_store(&config).await?;
         for client in 0..options.clients {
             let request = crate::auth::TokenRequest {
                 name: format!("bench-{client}"),

@@ -58,7 +58,7 @@ fn all() -> AlertQuery {
 }
 
 pub async fn transitions_persist_episodes_and_history(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     assert_eq!(fx.store.open_alerts().await.unwrap(), (0, Vec::new()));
     fx.store.write_alert_transitions(Vec::new()).await.unwrap();
 
@@ -107,7 +107,7 @@ pub async fn transitions_persist_episodes_and_history(open: Open) {
 }
 
 pub async fn one_open_episode_per_device_and_condition(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let first = raised(1, "bed-1", AlertCondition::HeartRateHigh, at(0));
     fx.store
         .write_alert_transitions(vec![transition(TransitionKind::Raised, &first, at(0))])
@@ -143,7 +143,7 @@ pub async fn one_open_episode_per_device_and_condition(open: Open) {
 }
 
 pub async fn alert_queries_list_open_first_then_by_priority(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let low = Alert {
         priority: Priority::Low,
         ..raised(1, "bed-1", AlertCondition::LowBattery, at(0))
@@ -217,7 +217,7 @@ pub async fn alert_queries_list_open_first_then_by_priority(open: Open) {
 }
 
 pub async fn verdicts_label_the_readings_of_their_episode(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let missing = fx.store.set_alert_verdict(7, true, "dr".to_owned()).await;
     assert!(
         matches!(missing, Err(StoreError::AlertNotFound(7))),
@@ -294,7 +294,7 @@ fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
 }
 
 pub async fn thresholds_are_set_replaced_and_cleared(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     assert!(fx.store.thresholds(None).await.unwrap().is_empty());
     let set = fx
         .store
@@ -381,7 +381,7 @@ fn delivery(n: u64, state: &'static str) -> NewWebhookDelivery {
 }
 
 pub async fn webhook_deliveries_are_listed_newest_first(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     for (n, state) in [(1, "delivered"), (2, "failed"), (3, "delivered")] {
         fx.store
             .record_webhook_delivery(delivery(n, state))

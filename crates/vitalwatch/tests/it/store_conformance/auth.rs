@@ -31,7 +31,7 @@ fn user(username: &str) -> UserRecord {
 }
 
 pub async fn tokens_are_created_found_and_revoked(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let write = |w: AuthWrite| {
         let store = std::sync::Arc::clone(&fx.store);
         async move { store.auth_write(w, "admin".to_owned()).await }
@@ -111,7 +111,7 @@ pub async fn tokens_are_created_found_and_revoked(open: Open) {
 }
 
 pub async fn users_are_created_changed_and_disabled(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let write = |w: AuthWrite| {
         let store = std::sync::Arc::clone(&fx.store);
         async move { store.auth_write(w, "admin".to_owned()).await }
