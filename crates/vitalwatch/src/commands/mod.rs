@@ -19,6 +19,7 @@ pub mod model;
 pub mod routes;
 pub mod serve;
 pub mod simulate;
+pub mod store;
 pub mod thresholds;
 pub mod tokens;
 pub mod train;
@@ -84,6 +85,8 @@ pub enum Command {
     /// and alert engine, and score the alerts against the ground truth and the seed's
     /// one-alert-per-reading behaviour.
     Evaluate(evaluate::EvaluateArgs),
+    /// The store itself: copy a SQLite store into PostgreSQL (`store copy`).
+    Store(store::StoreCommandArgs),
     /// HL7 FHIR R4: export the store as NDJSON (Device, Patient, Observation, Flag).
     Fhir(fhir::FhirArgs),
     /// Simulated patients as real devices: MQTT over TLS with their own certificates (or

@@ -16,7 +16,8 @@
 //! - `readings.rs`: the one list of reading columns, the batch write (de-duplication), the
 //!   list queries; `devices.rs`: the registry and the quarantine; `audit.rs`: the chain's
 //!   rows and lock;
-//! - `alerts.rs`, `thresholds.rs`, `auth.rs`, `series.rs`, `retention.rs`: one concern each.
+//! - `alerts.rs`, `thresholds.rs`, `auth.rs`, `series.rs`, `retention.rs`: one concern each;
+//! - `copy.rs`: `vitalwatch store copy`, a SQLite store's rows copied as they are.
 //!
 //! No driver type leaves this module: its errors become [`StoreError::Backend`] with their
 //! whole text (never a connection string).
@@ -43,6 +44,7 @@ mod alerts;
 mod audit;
 mod auth;
 pub mod connect;
+pub mod copy;
 mod devices;
 mod readings;
 mod retention;

@@ -313,3 +313,264 @@ mod service {
         assert!(out.contains("[redacted]"), "{out}");
     }
 }
+
+mod copy {
+    use crate::store_conformance::alerts::{
+        acknowledged, delivery, raised, thresholds, transition,
+    };
+    use crate::store_conformance::auth::{token, user};
+    use crate::store_conformance::{at, normal, options, prepared, tachycardic};
+    use crate::support::command;
+    use crate::support::postgres::{Cluster, PASSWORD};
+    use std::path::Path;
+    use std::sync::Arc;
+    use vitalwatch::store::postgres::{PostgresSettings, PostgresStore};
+    use vitalwatch::store::sqlite::SqliteStore;
+    use vitalwatch::store::{
+        AlertQuery, AnomalyQuery, AuditEntry, AuthWrite, DeviceRegistration, DeviceUpdate,
+        ReadingQuery, Store,
+    };
+    use vitalwatch_core::alerting::{AlertCondition, TransitionKind};
+
+    /// A SQLite store with a row of every kind.
+    async fn populate(store: &dyn Store) {
+        let admin = "admin".to_owned();
+        store
+            .register_device(
+                DeviceRegistration {
+                    device_id: "bed-1".to_owned(),
+                    patient_label: Some("Bed 1, J.D.".to_owned()),
+                    location: Some("ward 3".to_owned()),
+                    expected_interval_s: Some(10.0),
+                },
+                admin.clone(),
+            )
+            .await
+            .unwrap();
+        store
+            .register_device(
+                DeviceRegistration {
+                    device_id: "bed-3".to_owned(),
+                    ..DeviceRegistration::default()
+                },
+                admin.clone(),
+            )
+            .await
+            .unwrap();
+        store
+            .update_device(
+                "bed-3".to_owned(),
+                DeviceUpdate {
+                    active: Some(false),
+                    ..DeviceUpdate::default()
+                },
+                admin.clone(),
+            )
+            .await
+            .unwrap();
+        let mut full = normal("bed-1", at(0));
+        full.seq = Some(7);
+        full.extra = Some(r#"{"ward":"3B"}"#.to_owned());
+        full.spo2_pct = Some(96.0);
+        full.on_oxygen = Some(true);
+        full.consciousness = Some(vitalwatch_core::telemetry::Consciousness::Alert);
+        let mut scored = prepared(full);
+        scored.ml_score = Some(0.42);
+        store
+            .write_readings(vec![
+                scored,
+                prepared(tachycardic("bed-1", at(5))),
+                prepared(normal("bed-2", at(10))),
+                prepared(normal("bed-3", at(11))),
+            ])
+            .await
+            .unwrap();
+        let alert = raised(1, "bed-1", AlertCondition::HeartRateHigh, at(5));
+        let acked = acknowledged(alert.clone(), "nurse", at(6));
+        store
+            .write_alert_transitions(vec![
+                transition(TransitionKind::Raised, &alert, at(5)),
+                transition(TransitionKind::Acknowledged, &acked, at(6)),
+            ])
+            .await
+            .unwrap();
+        store
+            .set_alert_verdict(1, true, "dr".to_owned())
+            .await
+            .unwrap();
+        store
+            .set_thresholds(thresholds("bed-1", 120.0))
+            .await
+            .unwrap();
+        store
+            .record_webhook_delivery(delivery(1, "failed"))
+            .await
+            .unwrap();
+        for write in [
+            AuthWrite::CreateToken(token(
+                "0123456789abcdef",
+                "bed-1-token",
+                "2026-01-01T00:00:00Z",
+            )),
+            AuthWrite::CreateUser(user("carol")),
+        ] {
+            assert!(store.auth_write(write, admin.clone()).await.unwrap());
+        }
+        store
+            .audit(AuditEntry {
+                actor: admin,
+                action: "test.note".to_owned(),
+                target: "store".to_owned(),
+                details: serde_json::json!({ "n": 1 }),
+            })
+            .await
+            .unwrap();
+    }
+
+    fn vitalwatch(cwd: &Path, args: &[&str], url: Option<&str>) -> (bool, String, String) {
+        let mut command = command(cwd);
+        command.args(args);
+        if let Some(url) = url {
+            command.env("VITALWATCH_DATABASE_URL", url);
+        }
+        let output = command.output().expect("running vitalwatch");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Everything the API reads, as values to compare.
+    async fn everything(store: &dyn Store) -> Vec<String> {
+        let readings = store
+            .readings(ReadingQuery {
+                limit: 1000,
+                ..ReadingQuery::default()
+            })
+            .await
+            .unwrap();
+        let anomalies = store
+            .anomalies(AnomalyQuery {
+                limit: 1000,
+                ..AnomalyQuery::default()
+            })
+            .await
+            .unwrap();
+        let alerts = store
+            .alerts(AlertQuery {
+                limit: 100,
+                ..AlertQuery::default()
+            })
+            .await
+            .unwrap();
+        vec![
+            format!("{:?}", store.list_devices().await.unwrap()),
+            format!("{readings:?}"),
+            format!("{anomalies:?}"),
+            format!("{:?}", store.audit_log(0, 1000).await.unwrap()),
+            format!("{alerts:?}"),
+            format!("{:?}", store.alert(1).await.unwrap()),
+            format!("{:?}", store.verdict_readings(100).await.unwrap()),
+            format!("{:?}", store.thresholds(None).await.unwrap()),
+            format!("{:?}", store.webhook_deliveries(None, 100).await.unwrap()),
+            format!("{:?}", store.list_tokens().await.unwrap()),
+            format!("{:?}", store.list_users().await.unwrap()),
+            format!("{:?}", store.max_event_ids().await.unwrap()),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_store_copies_to_postgres_resumably_and_stays_tamper_evident() {
+        let cluster = Cluster::shared();
+        let database = cluster.database();
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("data/anomalies.db");
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let source = SqliteStore::open(&db_path, options()).unwrap();
+        populate(&source).await;
+        let expected = everything(&source).await;
+        source.close().await;
+
+        let copy = ["store", "copy", "--from", "data/anomalies.db", "--to"];
+        let url = database.url();
+        let args: Vec<&str> = copy.iter().copied().chain([url.as_str()]).collect();
+        let (ok, out, err) = vitalwatch(dir.path(), &args, None);
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("readings: 3 rows in the source, 3 copied now, 3 on the target"),
+            "{out}"
+        );
+        assert!(
+            out.contains("quarantine: 1 rows in the source, 1 copied now"),
+            "{out}"
+        );
+        assert!(out.contains("audit chain verified on the target"), "{out}");
+        assert!(
+            !out.contains(PASSWORD) && !err.contains(PASSWORD),
+            "{out}{err}"
+        );
+
+        let target = Arc::new(
+            PostgresStore::open(&url, options(), PostgresSettings::default())
+                .await
+                .unwrap(),
+        );
+        let copied = everything(&*target).await;
+        for (want, got) in expected.iter().zip(&copied) {
+            assert_eq!(
+                want, got,
+                "the PostgreSQL store answers as the SQLite one did"
+            );
+        }
+        // New rows continue after the copied ids.
+        let outcome = target
+            .write_readings(vec![prepared(normal("bed-2", at(20)))])
+            .await
+            .unwrap();
+        let (max_reading, _) = source_max(&expected);
+        match &outcome[0] {
+            vitalwatch::store::ItemOutcome::Stored { reading_id, .. } => {
+                assert!(
+                    *reading_id > max_reading,
+                    "{reading_id} after {max_reading}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        target.close().await;
+
+        // Run again: it resumes, copies nothing twice, and still verifies (the target now has
+        // a row the source lacks, so the counts differ and it says so).
+        let (ok, out, err) = vitalwatch(dir.path(), &args, None);
+        assert!(!ok, "{out}");
+        assert!(
+            err.contains("readings: 3 rows in the source but 4 on the target"),
+            "{err}"
+        );
+        database.sql("DELETE FROM readings WHERE device_id = 'bed-2' AND id > 3");
+        database.sql("UPDATE devices SET total_readings = 1 WHERE device_id = 'bed-2'");
+        let (ok, out, err) = vitalwatch(dir.path(), &args, None);
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("readings: 3 rows in the source, 0 copied now, 3 on the target"),
+            "{out}"
+        );
+
+        // On the target, `audit verify` passes, and finds a row edited there.
+        let (ok, out, err) = vitalwatch(dir.path(), &["audit", "verify"], Some(&url));
+        assert!(ok, "{out}{err}");
+        database.sql("UPDATE audit_log SET details = '{}' WHERE id = 2");
+        let (ok, _, err) = vitalwatch(dir.path(), &["audit", "verify"], Some(&url));
+        assert!(!ok);
+        assert!(err.contains("FAILED at entry #2"), "{err}");
+    }
+
+    /// The highest reading id in `everything`'s answer.
+    fn source_max(everything: &[String]) -> (i64, i64) {
+        let text = &everything[11];
+        let inner = text.trim_matches(|c| c == '(' || c == ')');
+        let mut parts = inner.split(", ").map(|p| p.parse::<i64>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    }
+}

@@ -47,7 +47,7 @@ fn vital_type(kind: VitalKind) -> &'static str {
 }
 
 /// Every column of `readings` with its type, in the order the INSERT binds them.
-fn columns() -> Vec<(&'static str, &'static str)> {
+pub(super) fn columns() -> Vec<(&'static str, &'static str)> {
     LEADING
         .into_iter()
         .chain(

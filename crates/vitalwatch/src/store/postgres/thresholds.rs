@@ -1,10 +1,24 @@
 //! SQL for per-patient threshold overrides on PostgreSQL: the one place that lists their
 //! columns (add a column here and in a migration).
 
+use super::copy::Kind;
 use super::{Tx, audit, now_text, pg};
 use crate::store::{AuditEntry, StoreError, ThresholdsRecord};
 use deadpool_postgres::GenericClient;
 use vitalwatch_core::rules::PatientThresholds;
+
+/// Every column of `patient_thresholds`, the key first, for `store copy`.
+pub(super) const COPY_COLUMNS: [(&str, Kind); 9] = [
+    ("device_id", Kind::Text),
+    ("heart_rate_min", Kind::Float),
+    ("heart_rate_max", Kind::Float),
+    ("body_temp_min", Kind::Float),
+    ("body_temp_max", Kind::Float),
+    ("author", Kind::Text),
+    ("reason", Kind::Text),
+    ("effective_from", Kind::Text),
+    ("updated_at", Kind::Text),
+];
 
 /// Sets (replaces) a device's overrides, audited in the same transaction.
 pub(super) async fn set(

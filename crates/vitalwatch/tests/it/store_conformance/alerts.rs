@@ -11,7 +11,12 @@ use vitalwatch_core::rules::PatientThresholds;
 use vitalwatch_core::telemetry::Timestamp;
 
 /// A freshly raised alert.
-fn raised(id: u64, device_id: &str, condition: AlertCondition, opened: Timestamp) -> Alert {
+pub(crate) fn raised(
+    id: u64,
+    device_id: &str,
+    condition: AlertCondition,
+    opened: Timestamp,
+) -> Alert {
     Alert {
         last_value: Some(150.0),
         threshold: Some(100.0),
@@ -25,7 +30,7 @@ fn raised(id: u64, device_id: &str, condition: AlertCondition, opened: Timestamp
     }
 }
 
-fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransition {
+pub(crate) fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransition {
     AlertTransition {
         kind,
         alert: alert.clone(),
@@ -34,7 +39,7 @@ fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransi
     }
 }
 
-fn acknowledged(mut alert: Alert, by: &str, when: Timestamp) -> Alert {
+pub(crate) fn acknowledged(mut alert: Alert, by: &str, when: Timestamp) -> Alert {
     alert.state = AlertState::Acknowledged;
     alert.acknowledged_by = Some(by.to_owned());
     alert.acknowledged_at = Some(when);
@@ -277,7 +282,7 @@ pub async fn verdicts_label_the_readings_of_their_episode(open: Open) {
     fx.store.close().await;
 }
 
-fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
+pub(crate) fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
     ThresholdsRecord {
         device_id: device_id.to_owned(),
         thresholds: PatientThresholds {
@@ -366,7 +371,7 @@ pub async fn thresholds_are_set_replaced_and_cleared(open: Open) {
     fx.store.close().await;
 }
 
-fn delivery(n: u64, state: &'static str) -> NewWebhookDelivery {
+pub(crate) fn delivery(n: u64, state: &'static str) -> NewWebhookDelivery {
     NewWebhookDelivery {
         url: format!("https://hooks.example/{n}"),
         alert_id: Some(n),

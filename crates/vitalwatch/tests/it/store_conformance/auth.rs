@@ -4,7 +4,7 @@
 use super::{Fixture, Open};
 use vitalwatch::store::{AuthWrite, StoreError, TokenRecord, UserRecord};
 
-fn token(id: &str, name: &str, created_at: &str) -> TokenRecord {
+pub(crate) fn token(id: &str, name: &str, created_at: &str) -> TokenRecord {
     TokenRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -18,7 +18,7 @@ fn token(id: &str, name: &str, created_at: &str) -> TokenRecord {
     }
 }
 
-fn user(username: &str) -> UserRecord {
+pub(crate) fn user(username: &str) -> UserRecord {
     UserRecord {
         username: username.to_owned(),
         role: "clinician".to_owned(),

@@ -19,9 +19,9 @@ use vitalwatch::store::{
 use vitalwatch_core::rules::{RuleSet, Severity, check};
 use vitalwatch_core::telemetry::{DeviceId, Reading, Timestamp};
 
-mod alerts;
+pub mod alerts;
 mod audit;
-mod auth;
+pub mod auth;
 mod dashboard;
 mod devices;
 mod lifecycle;
