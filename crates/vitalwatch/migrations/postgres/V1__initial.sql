@@ -46,6 +46,9 @@ CREATE TABLE readings (
     PRIMARY KEY (id, timestamp)
 ) PARTITION BY RANGE (timestamp);
 CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+-- Readings whose time is outside every daily partition (old backlogs, a wrong clock) are
+-- retained by when they arrived, like SQLite's: only this partition needs the index.
+CREATE INDEX readings_default_received_at ON readings_default (received_at);
 -- A redelivery (same device and timestamp) is stored once.
 CREATE UNIQUE INDEX readings_device_timestamp ON readings (device_id, timestamp);
 CREATE INDEX readings_device_id ON readings (device_id, id);

@@ -14,6 +14,7 @@ mod logs;
 mod model;
 mod mqtt;
 mod postgres;
+mod postgres_jepsen;
 mod registry;
 mod security;
 mod seed;

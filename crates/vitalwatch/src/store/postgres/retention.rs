@@ -2,8 +2,10 @@
 //! of millions of rows), plus those in the default partition; every other kind of row by its
 //! own cutoff. The purge is recorded, with the audit chain's new anchor, in the chain itself.
 //!
-//! A reading's age is its timestamp (the partition key), and a partition goes once its whole
-//! day is past the cutoff, so readings are kept up to a day longer than `readings_days`.
+//! A daily partition goes once its whole day is past the cutoff (its readings arrived within a
+//! day or two of their time: partitions exist only around today), so they are kept up to a day
+//! or two longer than `readings_days`. Readings in the default partition (times outside every
+//! daily one: an old backlog, a wrong clock) go by when they arrived, as on SQLite.
 
 use super::schema::{existing_partitions, partition_of};
 use super::{Tx, audit, pg, to_utc};
@@ -39,7 +41,7 @@ pub(super) async fn purge(
     }
     readings += orphan_anomalies(
         tx,
-        "DELETE FROM readings_default WHERE timestamp < $1 RETURNING id",
+        "DELETE FROM readings_default WHERE received_at < $1 RETURNING id",
         &[&readings_cutoff],
     )
     .await?;
