@@ -53,6 +53,9 @@ CREATE INDEX readings_default_received_at ON readings_default (received_at);
 CREATE UNIQUE INDEX readings_device_timestamp ON readings (device_id, timestamp);
 CREATE INDEX readings_device_id ON readings (device_id, id);
 CREATE INDEX readings_device_seq ON readings (device_id, seq) WHERE seq IS NOT NULL;
+-- A window of every device (the dashboard's totals) reads block ranges, not the whole day:
+-- readings arrive roughly in time order, which a BRIN index summarises in a few pages.
+CREATE INDEX readings_timestamp ON readings USING brin (timestamp);
 
 CREATE SEQUENCE anomalies_id_seq;
 -- reading_id is set to NULL when retention removes the reading (no foreign key: readings are

@@ -574,3 +574,145 @@ mod copy {
         (parts.next().unwrap(), parts.next().unwrap())
     }
 }
+
+mod plans {
+    use crate::store_conformance::{normal, options, prepared, tachycardic};
+    use crate::support::postgres::Cluster;
+    use vitalwatch::store::postgres::{PostgresSettings, PostgresStore};
+    use vitalwatch::store::series::{SeriesQuery, Window};
+    use vitalwatch::store::{AnomalyQuery, ReadingQuery, Store};
+    use vitalwatch_core::telemetry::Timestamp;
+
+    const DEVICES: usize = 40;
+    const PER_DEVICE: i64 = 400;
+
+    /// The plans PostgreSQL chose for the API's and dashboard's main reads, as executed
+    /// (auto_explain logs each), show no sequential scan of a readings partition.
+    #[tokio::test]
+    async fn the_main_queries_never_scan_readings_sequentially() {
+        let cluster = Cluster::start();
+        let database = cluster.database();
+        for setting in [
+            "session_preload_libraries = 'auto_explain'",
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+        ] {
+            cluster.superuser_sql(&format!("ALTER DATABASE {} SET {setting}", database.name));
+        }
+        let store = PostgresStore::open(&database.url(), options(), PostgresSettings::default())
+            .await
+            .unwrap();
+        // Readings of the last days (daily partitions) and an old backlog (the default one).
+        let now = Timestamp::from_datetime(chrono::Utc::now());
+        for device in 0..DEVICES {
+            let id = format!("bed-{device}");
+            let items: Vec<_> =
+                (0..PER_DEVICE)
+                    .map(|n| {
+                        let ts = now.saturating_add_micros(-(n * 300 + device as i64) * 1_000_000);
+                        if n % 10 == 0 {
+                            prepared(tachycardic(&id, ts))
+                        } else {
+                            prepared(normal(&id, ts))
+                        }
+                    })
+                    .chain((0..50).map(|n| {
+                        prepared(normal(&id, Timestamp::from_secs(1_767_225_600 + n * 60)))
+                    }))
+                    .collect();
+            store.write_readings(items).await.unwrap();
+        }
+        database.sql("ANALYZE");
+        let before = cluster.log().len();
+
+        let hour = Window {
+            since: Some(now.saturating_add_micros(-3_600_000_000)),
+            until: Some(now),
+            device_id: None,
+        };
+        let one_device = Window {
+            device_id: Some("bed-7".to_owned()),
+            ..hour.clone()
+        };
+        let page = store
+            .readings(ReadingQuery {
+                device_id: Some("bed-7".to_owned()),
+                limit: 100,
+                ..ReadingQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 100);
+        store
+            .readings(ReadingQuery {
+                device_id: Some("bed-7".to_owned()),
+                before_id: Some(page[99].id),
+                limit: 100,
+                ..ReadingQuery::default()
+            })
+            .await
+            .unwrap();
+        store
+            .readings(ReadingQuery {
+                limit: 100,
+                ..ReadingQuery::default()
+            })
+            .await
+            .unwrap();
+        store
+            .anomalies(AnomalyQuery {
+                device_id: Some("bed-7".to_owned()),
+                limit: 100,
+                ..AnomalyQuery::default()
+            })
+            .await
+            .unwrap();
+        let latest = store.latest_readings(hour.clone()).await.unwrap();
+        assert_eq!(latest.len(), DEVICES);
+        let stats = store.dashboard_stats(hour.clone(), now).await.unwrap();
+        assert!(stats.readings > 0);
+        store.dashboard_stats(one_device, now).await.unwrap();
+        let series = store
+            .series(SeriesQuery {
+                device_ids: vec!["bed-7".to_owned(), "bed-8".to_owned()],
+                since: hour.since.unwrap(),
+                until: now,
+                points: 60,
+                metrics: vec!["heart_rate"],
+            })
+            .await
+            .unwrap();
+        assert_eq!(series.len(), 2);
+        let (max_reading, max_anomaly) = store.max_event_ids().await.unwrap();
+        store
+            .events_after(max_reading - 50, max_anomaly - 5, 100)
+            .await
+            .unwrap();
+        store.close().await;
+
+        let log = cluster.log()[before..].to_owned();
+        assert!(
+            log.contains("Index") && log.contains("readings"),
+            "auto_explain logged the plans: {log}"
+        );
+        // A partition without rows costs nothing to scan; the others must be read by index.
+        let with_rows: Vec<String> = database
+            .sql("SELECT DISTINCT tableoid::regclass::text FROM readings")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert!(with_rows.len() >= 2, "{with_rows:?}");
+        let seq_scans: Vec<&str> = log
+            .lines()
+            .filter(|line| {
+                with_rows
+                    .iter()
+                    .any(|partition| line.contains(&format!("Seq Scan on {partition} ")))
+            })
+            .collect();
+        assert!(
+            seq_scans.is_empty(),
+            "sequential scans of readings: {seq_scans:?}\n{log}"
+        );
+    }
+}

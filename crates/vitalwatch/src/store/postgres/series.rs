@@ -125,10 +125,14 @@ pub(super) async fn stats(
             count: row.get(1),
         })
         .collect();
+    // Per device, one index range of its readings, each checked for an anomaly.
     let anomalous_readings: i64 = client
         .query_one(
-            "SELECT COUNT(DISTINCT a.reading_id) FROM anomalies a JOIN readings r ON r.id = a.reading_id \
-             WHERE r.timestamp >= $2 AND r.timestamp <= $3 AND ($1::text IS NULL OR a.device_id = $1)",
+            "SELECT COUNT(*) FROM devices d CROSS JOIN LATERAL (\
+               SELECT 1 FROM readings r WHERE r.device_id = d.device_id \
+               AND r.timestamp >= $2 AND r.timestamp <= $3 \
+               AND EXISTS (SELECT 1 FROM anomalies a WHERE a.reading_id = r.id)) flagged \
+             WHERE ($1::text IS NULL OR d.device_id = $1)",
             &[&device, &since, &until],
         )
         .await
