@@ -255,7 +255,7 @@ pub async fn start_on(
     tracing::info!(
         message = "VitalWatch is serving.",
         api = %api_addr,
-        database = %config.database_path().display(),
+        database = %config.database_name(),
         registry_policy = config.registry.policy.as_str(),
     );
 

@@ -82,8 +82,11 @@ pub fn parse(url: &str) -> Result<Target, StoreError> {
             )));
         }
     };
+    // The driver decodes %XX but not `+`, which form encoding writes for a space (a literal
+    // `+` is written %2B): spell spaces %20.
     let rest = serde_urlencoded::to_string(&rest)
-        .map_err(|_| StoreError::backend("the database URL's parameters do not encode"))?;
+        .map_err(|_| StoreError::backend("the database URL's parameters do not encode"))?
+        .replace('+', "%20");
     let driver_url = if rest.is_empty() {
         base.to_owned()
     } else {
@@ -213,6 +216,13 @@ mod tests {
             let err = parse(url).unwrap_err().to_string();
             assert!(err.contains(says), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn other_parameters_reach_the_driver_decoded() {
+        let target =
+            parse("postgres://vw@db/v?options=-c%20search_path%3Dscratch&sslmode=disable").unwrap();
+        assert_eq!(target.config.get_options(), Some("-c search_path=scratch"));
     }
 
     #[test]
