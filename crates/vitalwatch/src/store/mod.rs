@@ -304,6 +304,27 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
+/// A reading as the seed's JSON payload (plus extended fields): what every backend keeps of a
+/// quarantined reading.
+pub(crate) fn quarantine_payload(reading: &Reading) -> serde_json::Value {
+    serde_json::json!({
+        "device_id": reading.device_id.as_str(),
+        "timestamp": reading.timestamp.to_rfc3339(),
+        "heart_rate": reading.heart_rate_bpm,
+        "body_temp": reading.body_temp_c,
+        "signal_strength": reading.signal_strength_dbm,
+        "battery_level": reading.battery_pct,
+        "spo2": reading.spo2_pct,
+        "respiratory_rate": reading.respiratory_rate_per_min,
+        "systolic_bp": reading.systolic_bp_mmhg,
+        "diastolic_bp": reading.diastolic_bp_mmhg,
+        "consciousness": reading.consciousness.map(|c| c.letter()),
+        "on_oxygen": reading.on_oxygen,
+        "seq": reading.seq,
+        "extra": reading.extra.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()),
+    })
+}
+
 /// A backend's own error, boxed so that no backend type appears in this module or the trait.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

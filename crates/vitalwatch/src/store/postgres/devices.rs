@@ -10,7 +10,7 @@ use crate::store::{
 use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
 use tokio_postgres::Row;
-use vitalwatch_core::telemetry::{Reading, Timestamp};
+use vitalwatch_core::telemetry::Timestamp;
 
 /// The columns `device_from_row` reads, in its order.
 const DEVICE_COLUMNS: &str = "device_id, patient_label, location, expected_interval_s, active, \
@@ -296,31 +296,11 @@ pub(super) async fn quarantine(
                 &to_utc(reading.timestamp),
                 &to_utc(reading.received_at),
                 &reason,
-                &reading_json(reading).to_string(),
+                &crate::store::quarantine_payload(reading).to_string(),
                 &item.source.as_str(),
             ],
         )
         .await
         .map_err(pg)?;
     Ok(row.get(0))
-}
-
-/// A reading as the seed's JSON payload (plus extended fields), for the quarantine table.
-fn reading_json(reading: &Reading) -> serde_json::Value {
-    serde_json::json!({
-        "device_id": reading.device_id.as_str(),
-        "timestamp": reading.timestamp.to_rfc3339(),
-        "heart_rate": reading.heart_rate_bpm,
-        "body_temp": reading.body_temp_c,
-        "signal_strength": reading.signal_strength_dbm,
-        "battery_level": reading.battery_pct,
-        "spo2": reading.spo2_pct,
-        "respiratory_rate": reading.respiratory_rate_per_min,
-        "systolic_bp": reading.systolic_bp_mmhg,
-        "diastolic_bp": reading.diastolic_bp_mmhg,
-        "consciousness": reading.consciousness.map(|c| c.letter()),
-        "on_oxygen": reading.on_oxygen,
-        "seq": reading.seq,
-        "extra": reading.extra.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()),
-    })
 }
