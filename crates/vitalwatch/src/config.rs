@@ -276,6 +276,16 @@ impl Default for RegistryConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The database: unset for SQLite at `<data_dir>/anomalies.db`, or a PostgreSQL URL
+    /// (`postgres://user:password@host:port/db`, `?sslmode=verify-full&sslrootcert=FILE` for
+    /// TLS); env VITALWATCH_DATABASE_URL, flag `--database`. It may hold a password, so it is
+    /// never printed.
+    pub url: Option<crate::secret::Secret>,
+    /// Open a PostgreSQL store even though its `synchronous_commit` is `off` or `local` (an
+    /// acknowledged reading may then be lost in a crash).
+    pub allow_async_commit: bool,
+    /// Connections to PostgreSQL (the writer's and the readers').
+    pub pool_size: usize,
     pub retention_days: u32,
     pub anomaly_retention_days: u32,
     pub audit_retention_days: u32,
@@ -294,6 +304,9 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
+            url: None,
+            allow_async_commit: false,
+            pool_size: 8,
             retention_days: 30,
             anomaly_retention_days: 365,
             audit_retention_days: 2190,
@@ -375,6 +388,16 @@ impl Config {
         if self.store.max_batch == 0 || self.store.queue_capacity == 0 {
             bail!("store.max_batch and store.queue_capacity must be positive");
         }
+        if let Some(url) = &self.store.url
+            && !crate::store::postgres::connect::is_postgres_url(url.expose())
+        {
+            bail!(
+                "store.url (--database) must be a postgres:// URL; leave it unset for SQLite in the data directory"
+            );
+        }
+        if !(2..=256).contains(&self.store.pool_size) {
+            bail!("store.pool_size must be between 2 and 256");
+        }
         if self.mqtt.topic.is_empty() || self.mqtt.topic.contains(['+', '#']) {
             bail!("mqtt.topic must be a non-empty topic name without wildcards");
         }
@@ -434,6 +457,25 @@ impl Config {
     /// `<data-dir>/anomalies.db`, the seed's path.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("anomalies.db")
+    }
+
+    /// The store, named for a person: the SQLite file, or the PostgreSQL database as
+    /// `user@host:port/db` (never its password).
+    pub fn database_name(&self) -> String {
+        match &self.store.url {
+            Some(url) => crate::store::postgres::connect::parse(url.expose())
+                .map(|target| format!("postgres://{}", target.display))
+                .unwrap_or_else(|_| "PostgreSQL (an invalid URL)".to_owned()),
+            None => self.database_path().display().to_string(),
+        }
+    }
+
+    /// How a PostgreSQL store connects (when `store.url` names one).
+    pub fn postgres_settings(&self) -> crate::store::postgres::PostgresSettings {
+        crate::store::postgres::PostgresSettings {
+            pool_size: self.store.pool_size,
+            allow_async_commit: self.store.allow_async_commit,
+        }
     }
 
     /// What the store needs of these settings, fixed when it opens.

@@ -44,6 +44,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Thresholds(args) => commands::thresholds::run(args).await,
         Command::Evaluate(args) => commands::evaluate::run(args).await,
         Command::Fhir(args) => commands::fhir::run(args).await,
+        Command::Store(args) => commands::store::run(args).await,
         Command::Simulate(args) => commands::simulate::run(args).await,
         Command::Demo(args) => commands::demo::run(args).await,
         Command::Probe(args) => commands::probe::run(args).await,

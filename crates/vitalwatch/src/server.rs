@@ -17,6 +17,7 @@ use crate::ingest::{BrokerSettings, BrokerStatus, embedded, external};
 use crate::metrics::Metrics;
 use crate::model::{self, ModelSlot};
 use crate::pipeline::{Pipeline, PipelineParts};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{AuditEntry, Retention, Store};
 use crate::tls::ClientAuth;
@@ -89,7 +90,27 @@ impl Future for Running {
     }
 }
 
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+/// Opens the store the configuration names: PostgreSQL when `store.url` is set, else SQLite
+/// in the data directory.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.store.url {
+        Some(url) => {
+            let store = PostgresStore::open(
+                url.expose(),
+                config.store_options(),
+                config.postgres_settings(),
+            )
+            .await
+            // The error names the database without its password (never the URL).
+            .context("opening the PostgreSQL store")?;
+            Ok(Arc::new(store))
+        }
+        None => Ok(open_sqlite(config)?),
+    }
+}
+
+/// Opens the SQLite store in the data directory.
+pub fn open_sqlite(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
     let path = config.database_path();
     let store = SqliteStore::open(&path, config.store_options())
         .with_context(|| format!("opening the store at {}", path.display()))?;
@@ -142,7 +163,7 @@ pub async fn start_on(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     crate::metrics::prometheus::install();
-    let store: Arc<dyn Store> = open_store(&config)?;
+    let store: Arc<dyn Store> = open_store(&config).await?;
     audit_config_change(&*store, &config).await?;
     let metrics = Arc::new(Metrics::default());
     let model_path = config.model_path();
@@ -238,7 +259,7 @@ pub async fn start_on(
     tracing::info!(
         message = "VitalWatch is serving.",
         api = %api_addr,
-        database = %config.database_path().display(),
+        database = %config.database_name(),
         registry_policy = config.registry.policy.as_str(),
     );
 
@@ -404,9 +425,8 @@ pub async fn start_on(
             let _ = audit_task.await;
             store.close().await;
             // The final head, read after the last commit.
-            if let Ok(reopened) = SqliteStore::open(&config.database_path(), config.store_options())
-            {
-                anchor_head(&reopened, &anchors, &audit_key).await;
+            if let Ok(reopened) = open_store(&config).await {
+                anchor_head(&*reopened, &anchors, &audit_key).await;
                 reopened.close().await;
             }
             tracing::info!(message = "Stopped cleanly.");

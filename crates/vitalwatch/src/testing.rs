@@ -60,7 +60,7 @@ pub async fn service_in(
 ) -> Service {
     let mut config = config(dir.path());
     tweak(&mut config);
-    let store = crate::server::open_store(&config).expect("opening the store in a temp dir");
+    let store = crate::server::open_sqlite(&config).expect("opening the store in a temp dir");
     let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
     let bus = EventBus::new();
     let events = bus.subscribe();

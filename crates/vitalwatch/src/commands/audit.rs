@@ -56,7 +56,7 @@ async fn verify(config: Config, key: Option<std::path::PathBuf>) -> anyhow::Resu
     let key = key
         .map(|path| crate::store::audit::AuditKey::load(&path, false))
         .transpose()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let path = crate::store::audit::anchors_path(&config.data_dir);
     let anchors_exist = path.exists();
     let anchors = crate::store::audit::read_anchors(&path)?;
@@ -148,7 +148,7 @@ async fn verify_store(
 
 /// Writes entries at or after `since` as JSON lines on standard output.
 async fn export(config: Config, since: Option<Timestamp>) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let since = since.map(Timestamp::to_rfc3339);
     let mut after = 0;
     let res: anyhow::Result<()> = async {

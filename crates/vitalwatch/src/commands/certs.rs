@@ -5,7 +5,7 @@ use super::{StoreArgs, actor, device_id};
 use crate::config::Config;
 use crate::pki::{self, CertsDir};
 use crate::server::open_store;
-use crate::store::{AuditEntry, Store};
+use crate::store::AuditEntry;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use vitalwatch_core::telemetry::DeviceId;
@@ -111,7 +111,7 @@ async fn audit(
     target: &str,
     details: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     let res = store
         .audit(AuditEntry {
             actor: actor(),

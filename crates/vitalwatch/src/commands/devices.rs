@@ -95,7 +95,7 @@ fn check_fields(fields: &DeviceFields) -> anyhow::Result<()> {
 
 pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let config = args.store.config()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let res = dispatch(&config, &*store, args.command).await;
     store.close().await;
     res

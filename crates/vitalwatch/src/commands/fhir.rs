@@ -62,7 +62,7 @@ pub async fn run(args: FhirArgs) -> anyhow::Result<()> {
         .iter()
         .map(|raw| super::device_id(raw, &config).map(|id| id.as_str().to_owned()))
         .collect::<anyhow::Result<_>>()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let res = export(&*store, since, until, &wanted).await;
     if let Ok(lines) = &res {
         store

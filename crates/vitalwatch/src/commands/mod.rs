@@ -20,6 +20,7 @@ pub mod probe;
 pub mod routes;
 pub mod serve;
 pub mod simulate;
+pub mod store;
 pub mod thresholds;
 pub mod tokens;
 pub mod train;
@@ -85,6 +86,8 @@ pub enum Command {
     /// and alert engine, and score the alerts against the ground truth and the seed's
     /// one-alert-per-reading behaviour.
     Evaluate(evaluate::EvaluateArgs),
+    /// The store itself: copy a SQLite store into PostgreSQL (`store copy`).
+    Store(store::StoreCommandArgs),
     /// HL7 FHIR R4: export the store as NDJSON (Device, Patient, Observation, Flag).
     Fhir(fhir::FhirArgs),
     /// Simulated patients as real devices: MQTT over TLS with their own certificates (or
@@ -120,6 +123,21 @@ pub struct StoreArgs {
     /// Directory for the database (<DIR>/anomalies.db) [default: data].
     #[arg(long, global = true, env = "VITALWATCH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// The database: a PostgreSQL URL (postgres://user:password@host:port/db, with
+    /// ?sslmode=verify-full&sslrootcert=FILE for TLS) [default: SQLite in the data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "VITALWATCH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+
+    /// PostgreSQL: start even when the database's synchronous_commit is off or local.
+    #[arg(long, global = true)]
+    pub allow_async_commit: bool,
 }
 
 impl StoreArgs {
@@ -134,6 +152,12 @@ impl StoreArgs {
         Config::load(self.config.as_deref(), |config| {
             if let Some(data_dir) = &self.data_dir {
                 config.data_dir = data_dir.clone();
+            }
+            if let Some(url) = &self.database {
+                config.store.url = Some(crate::secret::Secret::new(url.clone()));
+            }
+            if self.allow_async_commit {
+                config.store.allow_async_commit = true;
             }
             flags(config);
         })

@@ -262,7 +262,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let store = StoreArgs {
             config: Some(path),
-            data_dir: None,
+            ..StoreArgs::default()
         };
         (dir, store)
     }

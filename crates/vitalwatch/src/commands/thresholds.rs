@@ -129,7 +129,7 @@ fn time(raw: Option<&str>, flag: &str) -> anyhow::Result<Option<Timestamp>> {
 
 pub async fn run(args: ThresholdsArgs) -> anyhow::Result<()> {
     let config = args.store.config()?;
-    let store: Arc<dyn Store> = open_store(&config)?;
+    let store: Arc<dyn Store> = open_store(&config).await?;
     let res = dispatch(&config, Arc::clone(&store), args.command).await;
     store.close().await;
     res

@@ -50,7 +50,7 @@ pub enum TokensCommand {
 
 pub async fn run(args: TokensArgs) -> anyhow::Result<()> {
     let config = args.store.config()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let res = tokens_on(&*store, args.command).await;
     store.close().await;
     res

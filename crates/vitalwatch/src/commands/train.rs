@@ -8,7 +8,7 @@
 use super::StoreArgs;
 use crate::config::Config;
 use crate::server::open_store;
-use crate::store::{ReadingRecord, Store};
+use crate::store::ReadingRecord;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -194,7 +194,7 @@ async fn training_data(config: &Config, args: &TrainArgs) -> anyhow::Result<(Dat
         return Ok((data, input.display().to_string()));
     }
     if args.from_alerts {
-        let store = open_store(config)?;
+        let store = open_store(config).await?;
         let labelled = store.verdict_readings(args.max_rows).await;
         let normal = store.normal_readings(None, args.max_rows).await;
         store.close().await;
@@ -219,7 +219,7 @@ async fn training_data(config: &Config, args: &TrainArgs) -> anyhow::Result<(Dat
             data,
             format!(
                 "{} (alert verdicts: {n_true} readings of true alarms)",
-                config.database_path().display()
+                config.database_name()
             ),
         ));
     }
@@ -231,17 +231,14 @@ async fn training_data(config: &Config, args: &TrainArgs) -> anyhow::Result<(Dat
                     .with_context(|| format!("--since {text:?} is not an RFC 3339 time"))?,
             ),
         };
-        let store = open_store(config)?;
+        let store = open_store(config).await?;
         let records = store.normal_readings(since, args.max_rows).await;
         store.close().await;
         let records = records.context("reading stored readings")?;
         let data = dataset_of(&records, None)?;
         return Ok((
             data,
-            format!(
-                "{} (readings without anomalies)",
-                config.database_path().display()
-            ),
+            format!("{} (readings without anomalies)", config.database_name()),
         ));
     }
     let options = PopulationOptions {

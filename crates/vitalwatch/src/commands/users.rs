@@ -64,7 +64,7 @@ fn read_password() -> anyhow::Result<String> {
 
 pub async fn run(args: UsersArgs) -> anyhow::Result<()> {
     let config = args.store.config()?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let res = users_on(&*store, args.command).await;
     store.close().await;
     res

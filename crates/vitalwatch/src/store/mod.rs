@@ -1,10 +1,12 @@
-//! Durable storage: the [`Store`] trait and its SQLite implementation ([`sqlite::SqliteStore`]).
+//! Durable storage: the [`Store`] trait and its implementations, SQLite ([`sqlite::SqliteStore`],
+//! the embedded default) and PostgreSQL ([`postgres::PostgresStore`]).
 //!
 //! One writer per store commits readings in batches (group commit); a caller is answered only
 //! after its batch is committed, which is the guarantee everything upstream relies on: an
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
 pub mod audit;
+pub mod postgres;
 pub mod series;
 pub mod sqlite;
 
@@ -305,6 +307,27 @@ pub struct StoreHealth {
     pub error: Option<String>,
 }
 
+/// A reading as the seed's JSON payload (plus extended fields): what every backend keeps of a
+/// quarantined reading.
+pub(crate) fn quarantine_payload(reading: &Reading) -> serde_json::Value {
+    serde_json::json!({
+        "device_id": reading.device_id.as_str(),
+        "timestamp": reading.timestamp.to_rfc3339(),
+        "heart_rate": reading.heart_rate_bpm,
+        "body_temp": reading.body_temp_c,
+        "signal_strength": reading.signal_strength_dbm,
+        "battery_level": reading.battery_pct,
+        "spo2": reading.spo2_pct,
+        "respiratory_rate": reading.respiratory_rate_per_min,
+        "systolic_bp": reading.systolic_bp_mmhg,
+        "diastolic_bp": reading.diastolic_bp_mmhg,
+        "consciousness": reading.consciousness.map(|c| c.letter()),
+        "on_oxygen": reading.on_oxygen,
+        "seq": reading.seq,
+        "extra": reading.extra.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()),
+    })
+}
+
 /// A backend's own error, boxed so that no backend type appears in this module or the trait.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -355,7 +378,7 @@ impl StoreError {
     }
 }
 
-/// Durable storage behind one interface; SQLite now, PostgreSQL behind the same trait later.
+/// Durable storage behind one interface: SQLite or PostgreSQL.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores readings and their findings; returns once they are committed.

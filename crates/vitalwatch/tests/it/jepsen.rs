@@ -7,6 +7,9 @@
 //! - duplicated: stored more than once (must be 0);
 //! - recovered: stored but never acknowledged (the PUBACK was lost with the process; allowed);
 //! - unexpected: stored but never sent (must be 0).
+//!
+//! The harness (flood clients, their acknowledgements, the tally) is shared with the same test
+//! on PostgreSQL (`postgres_jepsen.rs`).
 
 use crate::mqtt::{DeviceCert, ca, client_script, issue, python};
 use crate::support::{Guarded, Server, wait_until};
@@ -22,14 +25,14 @@ const MIN_ACKED: usize = 20_000;
 const MIN_KILLS: usize = 5;
 const MAX_ROUNDS: usize = 12;
 const PER_ROUND: u64 = 100_000;
-const BASE_MS: u64 = 1_767_225_600_000;
+pub(crate) const BASE_MS: u64 = 1_767_225_600_000;
 
 /// A small deterministic generator for kill moments (no test-time dependency on a RNG crate).
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
     /// A number in `lo..hi`.
-    fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -40,6 +43,19 @@ impl Lcg {
 
 /// Runs one Paho flood client, which prints each acknowledged index.
 fn spawn_client(server: &Server, device: &str, cert: &DeviceCert, start: u64) -> Guarded {
+    spawn_flood_client(server, device, cert, start, PER_ROUND / 2, 5)
+}
+
+/// A Paho flood client sending readings `start..start + count` of `device` at QoS 1, printing
+/// each acknowledged index; once all are sent it waits `timeout_s` at most for the last acks.
+pub(crate) fn spawn_flood_client(
+    server: &Server,
+    device: &str,
+    cert: &DeviceCert,
+    start: u64,
+    count: u64,
+    timeout_s: u64,
+) -> Guarded {
     let mut command = Command::new(python());
     command
         .arg(client_script("paho_publish.py"))
@@ -60,15 +76,69 @@ fn spawn_client(server: &Server, device: &str, cert: &DeviceCert, start: u64) ->
         ])
         .args([
             "--count",
-            &(PER_ROUND / 2).to_string(),
+            &count.to_string(),
             "--start",
             &start.to_string(),
             "--timeout",
-            "5",
+            &timeout_s.to_string(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     Guarded::spawn(&mut command)
+}
+
+/// A thread reading one client's acknowledgements; it returns the (device, index) pairs.
+pub(crate) type AckReader = std::thread::JoinHandle<Vec<(String, u64)>>;
+
+/// Readers of the clients' acknowledgements: the count so far (as the clients print them),
+/// and one [`AckReader`] per client.
+pub(crate) fn read_acks(children: &mut [(String, Guarded)]) -> (Arc<AtomicUsize>, Vec<AckReader>) {
+    let n_acked = Arc::new(AtomicUsize::new(0));
+    let readers = children
+        .iter_mut()
+        .map(|(id, child)| {
+            let stdout = child.take_stdout();
+            let id = id.clone();
+            let n_acked = Arc::clone(&n_acked);
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(n) = line.strip_prefix("ack ") {
+                        mine.push((id.clone(), n.trim().parse::<u64>().unwrap()));
+                        n_acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    (n_acked, readers)
+}
+
+/// The tally of a run: `stored_list` holds every stored (device, index), repeats included.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    pub lost: usize,
+    pub duplicated: usize,
+    pub recovered: usize,
+    pub unexpected: usize,
+    pub stored: usize,
+}
+
+pub(crate) fn tally(
+    acked: &HashSet<(String, u64)>,
+    sent: &HashSet<(String, u64)>,
+    stored_list: &[(String, u64)],
+) -> Tally {
+    let stored: HashSet<(String, u64)> = stored_list.iter().cloned().collect();
+    Tally {
+        lost: acked.difference(&stored).count(),
+        duplicated: stored_list.len() - stored.len(),
+        recovered: stored.difference(acked).count(),
+        unexpected: stored.difference(sent).count(),
+        stored: stored.len(),
+    }
 }
 
 #[test]
@@ -102,27 +172,7 @@ fn sigkill_mid_flood_loses_no_acknowledged_reading() {
             .iter()
             .map(|(id, cert)| (id.clone(), spawn_client(&server, id, cert, start)))
             .collect();
-        // Acknowledgements seen this round, counted as the clients print them.
-        let n_acked = Arc::new(AtomicUsize::new(0));
-        let readers: Vec<_> = children
-            .iter_mut()
-            .map(|(id, child)| {
-                let stdout = child.take_stdout();
-                let id = id.clone();
-                let n_acked = Arc::clone(&n_acked);
-                std::thread::spawn(move || {
-                    let mut mine = Vec::new();
-                    for line in BufReader::new(stdout).lines() {
-                        let Ok(line) = line else { break };
-                        if let Some(n) = line.strip_prefix("ack ") {
-                            mine.push((id.clone(), n.trim().parse::<u64>().unwrap()));
-                            n_acked.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
+        let (n_acked, readers) = read_acks(&mut children);
         // The kill lands at a random point of the flood: after a random number of
         // acknowledgements (the clients can send 200 000 this round).
         let kill_after = rng.next_in(2_000, 8_000) as usize;
@@ -172,15 +222,16 @@ fn sigkill_mid_flood_loses_no_acknowledged_reading() {
             (device, ms - BASE_MS)
         })
         .collect();
-    let stored: HashSet<(String, u64)> = stored_list.iter().cloned().collect();
-    let lost = acked.difference(&stored).count();
-    let duplicated = stored_list.len() - stored.len();
-    let recovered = stored.difference(&acked).count();
-    let unexpected = stored.difference(&sent).count();
+    let Tally {
+        lost,
+        duplicated,
+        recovered,
+        unexpected,
+        stored,
+    } = tally(&acked, &sent, &stored_list);
     eprintln!(
-        "jepsen: {kills} SIGKILLs, {} acknowledged, {} stored: lost {lost}, duplicated {duplicated}, recovered {recovered}, unexpected {unexpected}",
+        "jepsen: {kills} SIGKILLs, {} acknowledged, {stored} stored: lost {lost}, duplicated {duplicated}, recovered {recovered}, unexpected {unexpected}",
         acked.len(),
-        stored.len()
     );
     assert!(kills >= MIN_KILLS);
     assert!(

@@ -16,6 +16,8 @@ mod model;
 mod mqtt;
 mod mqtt_conformance;
 mod ops;
+mod postgres;
+mod postgres_jepsen;
 mod registry;
 mod security;
 mod seed;

@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::server;
-use crate::store::Store;
+
 use anyhow::Context;
 use clap::Args;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Copy, Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct HttpArgs {
     /// Readings posted in each of the four runs.
     #[arg(long, default_value_t = 5000)]
@@ -25,6 +25,11 @@ pub struct HttpArgs {
     /// Readings per POST in the batched runs.
     #[arg(long, default_value_t = 100)]
     pub batch: u64,
+    /// Also run the main four on this PostgreSQL database (each in a scratch schema, dropped
+    /// afterwards), beside SQLite, and measure its bare COPY and one-INSERT-per-transaction
+    /// limits on the same rows.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 struct RunResult {
@@ -55,7 +60,7 @@ pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
         ),
         ("batched POST, group commit", 2048, options.batch),
     ] {
-        let result = run_once(label, max_batch, per_post, Caller::Loopback, options).await?;
+        let result = run_once(label, max_batch, per_post, Caller::Loopback, &options, None).await?;
         eprintln!(
             "{label}: {} readings in {:.2} s",
             result.readings,
@@ -63,6 +68,10 @@ pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
         );
         results.push(result);
     }
+    let on_postgres = match &options.database {
+        Some(url) => Some(postgres_runs(url, &results[..4], &options).await?),
+        None => None,
+    };
     // What authentication costs: the same single-POST group-commit run, with each client
     // sending its device token (looked up on every request), then over HTTPS as well.
     for (label, caller) in [
@@ -80,7 +89,7 @@ pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
             Caller::TokenTls,
         ),
     ] {
-        let result = run_once(label, 2048, 1, caller, options).await?;
+        let result = run_once(label, 2048, 1, caller, &options, None).await?;
         eprintln!(
             "{label}: {} readings in {:.2} s",
             result.readings,
@@ -104,7 +113,87 @@ pub async fn run(options: HttpArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(lines) = on_postgres {
+        println!();
+        for line in lines {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// The four main runs again on PostgreSQL, each beside its SQLite result, then the server's
+/// bare write limits; the report's lines.
+async fn postgres_runs(
+    url: &str,
+    sqlite: &[RunResult],
+    options: &HttpArgs,
+) -> anyhow::Result<Vec<String>> {
+    let mut lines = vec![
+        format!(
+            "PostgreSQL ({}), the same runs, synchronous_commit as the server has it",
+            crate::store::postgres::connect::parse(url)?.display
+        ),
+        format!(
+            "{:<52} {:>12} {:>10} {:>10}",
+            "run", "readings/s", "vs naive", "vs SQLite"
+        ),
+    ];
+    let mut naive = 0.0f64;
+    let mut group = 0.0f64;
+    for (n, base) in sqlite.iter().enumerate() {
+        let max_batch = if base.label.contains("naive") {
+            1
+        } else {
+            2048
+        };
+        let per_post = if base.label.starts_with("batched") {
+            options.batch
+        } else {
+            1
+        };
+        let scratch = super::postgres::Scratch::create(url, n).await?;
+        let result = run_once(
+            &base.label,
+            max_batch,
+            per_post,
+            Caller::Loopback,
+            options,
+            Some(&scratch.url),
+        )
+        .await;
+        scratch.drop_schema().await?;
+        let result = result?;
+        eprintln!(
+            "{} (PostgreSQL): {} readings in {:.2} s",
+            result.label,
+            result.readings,
+            result.elapsed.as_secs_f64()
+        );
+        if max_batch == 1 {
+            naive = result.per_second();
+        } else {
+            group = group.max(result.per_second());
+        }
+        lines.push(format!(
+            "{:<52} {:>12.0} {:>9.1}x {:>9.2}x",
+            result.label,
+            result.per_second(),
+            result.per_second() / naive,
+            result.per_second() / base.per_second()
+        ));
+    }
+    let (copy, one_per_tx) =
+        super::postgres::baselines(url, options.readings, options.clients).await?;
+    lines.push(format!(
+        "bare COPY (binary) of the same rows:             {copy:>12.0} readings/s; group commit reaches {:.2}x of it",
+        group / copy
+    ));
+    lines.push(format!(
+        "bare INSERT, one row per transaction:            {one_per_tx:>12.0} readings/s; group commit is {:.1}x it",
+        group / one_per_tx
+    ));
+    Ok(lines)
 }
 
 /// How the bench's clients authenticate.
@@ -123,13 +212,15 @@ async fn run_once(
     max_batch: usize,
     per_post: u64,
     caller: Caller,
-    options: HttpArgs,
+    options: &HttpArgs,
+    database: Option<&str>,
 ) -> anyhow::Result<RunResult> {
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let mut config = Config {
         data_dir: dir.path().join("data"),
         ..Config::default()
     };
+    config.store.url = database.map(crate::secret::Secret::new);
     config.store.max_batch = max_batch;
     config.mqtt.enabled = false;
     config.http.tls = caller == Caller::TokenTls;
@@ -138,7 +229,7 @@ async fn run_once(
     config.store.queue_timeout_ms = 60_000;
     let mut tokens = Vec::new();
     if caller != Caller::Loopback {
-        let store = server::open_store(&config)?;
+        let store = server::open_store(&config).await?;
         for client in 0..options.clients {
             let request = crate::auth::TokenRequest {
                 name: format!("bench-{client}"),
@@ -171,6 +262,7 @@ async fn run_once(
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let total = options.readings;
     let clients: Vec<_> = (0..options.clients)
         .map(|client| {
             let target = crate::sim::http::HttpTarget {
@@ -179,9 +271,7 @@ async fn run_once(
                 ca: ca.clone(),
             };
             let next = Arc::clone(&next);
-            std::thread::spawn(move || {
-                post_until_done(&target, client, per_post, options.readings, &next)
-            })
+            std::thread::spawn(move || post_until_done(&target, client, per_post, total, &next))
         })
         .collect();
     let mut posted = 0;

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
-#[derive(Clone, Copy, Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct IngestArgs {
     /// Simulated devices, each its own TLS connection and certificate.
     #[arg(long, default_value_t = 100)]
@@ -52,6 +52,10 @@ pub struct IngestArgs {
     /// read latency at a given rate; 0 publishes as fast as acknowledgements allow.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Also run VitalWatch on this PostgreSQL database (in a scratch schema, dropped
+    /// afterwards), beside the same run on SQLite.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 impl IngestArgs {
@@ -215,7 +219,7 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
     crate::commands::train::train_small_if_missing(&model, &train_config).await?;
 
     // VitalWatch.
-    let (server, api, mqtts) = start_server(dir.path(), &certs, &model)?;
+    let (server, api, mqtts) = start_server(dir.path(), &certs, &model, None)?;
     let ours = drive(mqtts.port(), &devices, &options, server.pid(), None).await?;
     let health = health(api, &certs)?;
     anyhow::ensure!(
@@ -235,9 +239,27 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
 
     server.terminate(Duration::from_secs(30));
 
+    // The same run with the readings committed to PostgreSQL.
+    let on_postgres = match &options.database {
+        Some(url) => {
+            let scratch = super::postgres::Scratch::create(url, 0).await?;
+            let res = async {
+                let (server, _, mqtts) =
+                    start_server(&dir.path().join("pg"), &certs, &model, Some(&scratch.url))?;
+                let result = drive(mqtts.port(), &devices, &options, server.pid(), None).await;
+                server.terminate(Duration::from_secs(30));
+                result
+            }
+            .await;
+            scratch.drop_schema().await?;
+            Some(res?)
+        }
+        None => None,
+    };
+
     // Idle connections, against a fresh server (so the load run's buffers are not counted).
     let idle = if options.idle > 0 {
-        let (server, _, mqtts) = start_server(&dir.path().join("idle"), &certs, &model)?;
+        let (server, _, mqtts) = start_server(&dir.path().join("idle"), &certs, &model, None)?;
         let result = idle_connections(mqtts.port(), &devices, &options, server.pid()).await?;
         server.terminate(Duration::from_secs(30));
         Some(result)
@@ -256,6 +278,17 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
     };
 
     report(&options, &ours, theirs.as_ref(), idle);
+    if let Some(pg) = on_postgres {
+        let mut sorted = pg.latencies.clone();
+        sorted.sort_unstable();
+        println!(
+            "VitalWatch on PostgreSQL: broker -> commit -> PUBACK: {:.0} readings/s, p50 {:.2} ms, p99 {:.2} ms; ratio PostgreSQL / SQLite: {:.2}x",
+            pg.per_second(),
+            percentile(&sorted, 0.50),
+            percentile(&sorted, 0.99),
+            pg.per_second() / ours.per_second()
+        );
+    }
     Ok(())
 }
 
@@ -325,9 +358,15 @@ fn start_server(
     dir: &Path,
     certs: &CertsDir,
     model: &Path,
+    database: Option<&str>,
 ) -> anyhow::Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let exe = std::env::current_exe().context("finding the vitalwatch binary")?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    match database {
+        Some(url) => command.env("VITALWATCH_DATABASE_URL", url),
+        None => command.env_remove("VITALWATCH_DATABASE_URL"),
+    };
+    let mut child = command
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.join("data"))

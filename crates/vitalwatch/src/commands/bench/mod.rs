@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod ingest;
+mod postgres;
 
 use clap::{Args, Subcommand};
 

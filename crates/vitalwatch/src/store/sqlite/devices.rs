@@ -9,7 +9,6 @@ use crate::store::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use vitalwatch_core::rules::Finding;
-use vitalwatch_core::telemetry::Reading;
 
 /// The columns `device_from_row` reads, in its order.
 const DEVICE_COLUMNS: &str = "device_id, patient_label, location, expected_interval_s, active, \
@@ -186,7 +185,7 @@ pub(super) fn quarantine(
         reading.timestamp.to_rfc3339(),
         received_at,
         reason,
-        reading_json(reading).to_string(),
+        crate::store::quarantine_payload(reading).to_string(),
         item.source.as_str(),
     ])?;
     let quarantine_id = tx.last_insert_rowid();
@@ -201,25 +200,5 @@ pub(super) fn quarantine(
     Ok(ItemOutcome::Quarantined {
         quarantine_id,
         anomalies,
-    })
-}
-
-/// A reading as the seed's JSON payload (plus extended fields), for the quarantine table.
-fn reading_json(reading: &Reading) -> serde_json::Value {
-    serde_json::json!({
-        "device_id": reading.device_id.as_str(),
-        "timestamp": reading.timestamp.to_rfc3339(),
-        "heart_rate": reading.heart_rate_bpm,
-        "body_temp": reading.body_temp_c,
-        "signal_strength": reading.signal_strength_dbm,
-        "battery_level": reading.battery_pct,
-        "spo2": reading.spo2_pct,
-        "respiratory_rate": reading.respiratory_rate_per_min,
-        "systolic_bp": reading.systolic_bp_mmhg,
-        "diastolic_bp": reading.diastolic_bp_mmhg,
-        "consciousness": reading.consciousness.map(|c| c.letter()),
-        "on_oxygen": reading.on_oxygen,
-        "seq": reading.seq,
-        "extra": reading.extra.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()),
     })
 }

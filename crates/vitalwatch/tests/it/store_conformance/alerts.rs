@@ -11,7 +11,12 @@ use vitalwatch_core::rules::PatientThresholds;
 use vitalwatch_core::telemetry::Timestamp;
 
 /// A freshly raised alert.
-fn raised(id: u64, device_id: &str, condition: AlertCondition, opened: Timestamp) -> Alert {
+pub(crate) fn raised(
+    id: u64,
+    device_id: &str,
+    condition: AlertCondition,
+    opened: Timestamp,
+) -> Alert {
     Alert {
         last_value: Some(150.0),
         threshold: Some(100.0),
@@ -25,7 +30,7 @@ fn raised(id: u64, device_id: &str, condition: AlertCondition, opened: Timestamp
     }
 }
 
-fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransition {
+pub(crate) fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransition {
     AlertTransition {
         kind,
         alert: alert.clone(),
@@ -34,7 +39,7 @@ fn transition(kind: TransitionKind, alert: &Alert, at: Timestamp) -> AlertTransi
     }
 }
 
-fn acknowledged(mut alert: Alert, by: &str, when: Timestamp) -> Alert {
+pub(crate) fn acknowledged(mut alert: Alert, by: &str, when: Timestamp) -> Alert {
     alert.state = AlertState::Acknowledged;
     alert.acknowledged_by = Some(by.to_owned());
     alert.acknowledged_at = Some(when);
@@ -58,7 +63,7 @@ fn all() -> AlertQuery {
 }
 
 pub async fn transitions_persist_episodes_and_history(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     assert_eq!(fx.store.open_alerts().await.unwrap(), (0, Vec::new()));
     fx.store.write_alert_transitions(Vec::new()).await.unwrap();
 
@@ -107,7 +112,7 @@ pub async fn transitions_persist_episodes_and_history(open: Open) {
 }
 
 pub async fn one_open_episode_per_device_and_condition(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let first = raised(1, "bed-1", AlertCondition::HeartRateHigh, at(0));
     fx.store
         .write_alert_transitions(vec![transition(TransitionKind::Raised, &first, at(0))])
@@ -143,7 +148,7 @@ pub async fn one_open_episode_per_device_and_condition(open: Open) {
 }
 
 pub async fn alert_queries_list_open_first_then_by_priority(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let low = Alert {
         priority: Priority::Low,
         ..raised(1, "bed-1", AlertCondition::LowBattery, at(0))
@@ -217,7 +222,7 @@ pub async fn alert_queries_list_open_first_then_by_priority(open: Open) {
 }
 
 pub async fn verdicts_label_the_readings_of_their_episode(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let missing = fx.store.set_alert_verdict(7, true, "dr".to_owned()).await;
     assert!(
         matches!(missing, Err(StoreError::AlertNotFound(7))),
@@ -277,7 +282,7 @@ pub async fn verdicts_label_the_readings_of_their_episode(open: Open) {
     fx.store.close().await;
 }
 
-fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
+pub(crate) fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
     ThresholdsRecord {
         device_id: device_id.to_owned(),
         thresholds: PatientThresholds {
@@ -301,7 +306,7 @@ fn thresholds(device_id: &str, max: f64) -> ThresholdsRecord {
 }
 
 pub async fn thresholds_are_set_replaced_and_cleared(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     assert!(fx.store.thresholds(None).await.unwrap().is_empty());
     let set = fx
         .store
@@ -373,7 +378,7 @@ pub async fn thresholds_are_set_replaced_and_cleared(open: Open) {
     fx.store.close().await;
 }
 
-fn delivery(n: u64, state: &'static str) -> NewWebhookDelivery {
+pub(crate) fn delivery(n: u64, state: &'static str) -> NewWebhookDelivery {
     NewWebhookDelivery {
         url: format!("https://hooks.example/{n}"),
         alert_id: Some(n),
@@ -388,7 +393,7 @@ fn delivery(n: u64, state: &'static str) -> NewWebhookDelivery {
 }
 
 pub async fn webhook_deliveries_are_listed_newest_first(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     for (n, state) in [(1, "delivered"), (2, "failed"), (3, "delivered")] {
         fx.store
             .record_webhook_delivery(delivery(n, state))

@@ -46,7 +46,7 @@ fn verify(rows: &[AuditRecord]) -> u64 {
 }
 
 pub async fn audit_entries_form_a_verifiable_chain(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     assert_eq!(fx.store.audit_head().await.unwrap(), None);
     assert!(fx.store.audit_log(0, 10).await.unwrap().is_empty());
     for n in 0..3 {
@@ -106,7 +106,7 @@ pub async fn audit_entries_form_a_verifiable_chain(open: Open) {
 }
 
 pub async fn audited_changes_join_the_chain(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     fx.store.audit(entry(0)).await.unwrap();
     fx.store
         .register_device(

@@ -4,7 +4,7 @@
 use super::{Fixture, Open};
 use vitalwatch::store::{AuthWrite, StoreError, TokenRecord, UserRecord};
 
-fn token(id: &str, name: &str, created_at: &str) -> TokenRecord {
+pub(crate) fn token(id: &str, name: &str, created_at: &str) -> TokenRecord {
     TokenRecord {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -18,7 +18,7 @@ fn token(id: &str, name: &str, created_at: &str) -> TokenRecord {
     }
 }
 
-fn user(username: &str) -> UserRecord {
+pub(crate) fn user(username: &str) -> UserRecord {
     UserRecord {
         username: username.to_owned(),
         role: "clinician".to_owned(),
@@ -31,7 +31,7 @@ fn user(username: &str) -> UserRecord {
 }
 
 pub async fn tokens_are_created_found_and_revoked(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let write = |w: AuthWrite| {
         let store = std::sync::Arc::clone(&fx.store);
         async move { store.auth_write(w, "admin".to_owned()).await }
@@ -111,7 +111,7 @@ pub async fn tokens_are_created_found_and_revoked(open: Open) {
 }
 
 pub async fn users_are_created_changed_and_disabled(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let write = |w: AuthWrite| {
         let store = std::sync::Arc::clone(&fx.store);
         async move { store.auth_write(w, "admin".to_owned()).await }

@@ -5,7 +5,7 @@ use super::{Fixture, Open, at, normal, tachycardic};
 use vitalwatch::store::series::{SeriesQuery, Window};
 
 pub async fn stats_count_the_window(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     // Two hours of bed-1 (one anomalous reading in each), one reading of bed-2.
     for minute in [0, 30, 59, 60, 90, 119] {
         let timestamp = at(minute * 60);
@@ -74,7 +74,7 @@ pub async fn stats_count_the_window(open: Open) {
 }
 
 pub async fn series_bucket_each_device(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     for (secs, bpm) in [(0, 60.0), (5, 70.0), (10, 80.0), (25, 90.0)] {
         let mut reading = normal("bed-1", at(secs));
         reading.heart_rate_bpm = Some(bpm);
@@ -114,7 +114,7 @@ pub async fn series_bucket_each_device(open: Open) {
 }
 
 pub async fn latest_readings_are_one_per_device(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     fx.store_one(normal("bed-1", at(0))).await;
     let newest_1 = fx.store_one(normal("bed-1", at(60))).await;
     // Stored later, measured earlier: not the newest.

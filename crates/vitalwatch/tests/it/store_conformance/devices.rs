@@ -18,7 +18,7 @@ fn registration(device_id: &str) -> DeviceRegistration {
 }
 
 pub async fn registration_is_explicit_and_unique(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let record = fx
         .store
         .register_device(registration("bed-2"), "admin:alice".to_owned())
@@ -78,7 +78,7 @@ pub async fn registration_is_explicit_and_unique(open: Open) {
 }
 
 pub async fn updates_are_partial_and_audited(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let before = fx
         .store
         .register_device(registration("bed-1"), "admin".to_owned())
@@ -170,7 +170,7 @@ pub async fn updates_are_partial_and_audited(open: Open) {
 }
 
 pub async fn auto_register_registers_on_the_first_reading(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let outcomes = fx.write(vec![normal("bed-1", at(0))]).await;
     assert!(
         matches!(
@@ -211,7 +211,7 @@ pub async fn strict_policy_quarantines_unknown_devices(open: Open) {
         unknown_device_severity: Severity::Warning,
         ..options()
     };
-    let fx = Fixture::with(&open, strict);
+    let fx = Fixture::with(&open, strict).await;
     let outcomes = fx.write(vec![normal("ghost", at(0))]).await;
     let ItemOutcome::Quarantined {
         quarantine_id,
@@ -264,7 +264,7 @@ pub async fn strict_policy_quarantines_unknown_devices(open: Open) {
 }
 
 pub async fn deactivated_devices_are_quarantined(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     fx.store_one(normal("bed-1", at(0))).await;
     fx.store
         .update_device(
@@ -307,7 +307,7 @@ pub async fn deactivated_devices_are_quarantined(open: Open) {
 }
 
 pub async fn stored_readings_count_and_touch_their_device(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let mut newer = normal("bed-1", at(60));
     newer.received_at = at(61);
     let mut older = normal("bed-1", at(0));

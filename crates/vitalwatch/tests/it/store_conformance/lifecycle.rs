@@ -23,7 +23,7 @@ pub async fn retention_purges_by_age_and_keeps_the_chain_verifiable(open: Open) 
         policy: RegistryPolicy::Strict,
         ..options()
     };
-    let fx = Fixture::with(&open, strict);
+    let fx = Fixture::with(&open, strict).await;
     let keep = Retention {
         readings_days: 30,
         anomalies_days: 365,
@@ -124,7 +124,7 @@ pub async fn retention_purges_by_age_and_keeps_the_chain_verifiable(open: Open) 
 }
 
 pub async fn health_is_ok_while_open(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let health = fx.store.health().await;
     assert_eq!(health.status, "ok", "{health:?}");
     assert!(!health.backend.is_empty());
@@ -133,7 +133,7 @@ pub async fn health_is_ok_while_open(open: Open) {
 }
 
 pub async fn a_closed_store_refuses_work(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     fx.store_one(normal("bed-1", super::at(0))).await;
     fx.store.close().await;
     let closed = |res: Result<(), StoreError>| matches!(res, Err(StoreError::Closed));

@@ -5,7 +5,8 @@
 //! (one per temporary directory it owns), drives them through `Arc<dyn Store>` and checks what
 //! the trait promises, nothing about SQL. [`contracts!`] lists every contract once; it builds
 //! [`CONTRACTS`] (for [`run_all`]) and one `#[tokio::test]` per contract and backend. A new
-//! backend adds an `Open` function and one `mod` line in the macro (see `sqlite` below).
+//! backend adds an `Open` function and one `mod` in the macro (see `sqlite` and `postgres`
+//! below). PostgreSQL runs on the test binary's cluster, a fresh database per store.
 
 use std::future::Future;
 use std::path::Path;
@@ -18,17 +19,25 @@ use vitalwatch::store::{
 use vitalwatch_core::rules::{RuleSet, Severity, check};
 use vitalwatch_core::telemetry::{DeviceId, Reading, Timestamp};
 
-mod alerts;
+pub mod alerts;
 mod audit;
-mod auth;
+pub mod auth;
 mod dashboard;
 mod devices;
 mod lifecycle;
 mod readings;
 
 /// Opens a fresh, empty store of the backend under test. `dir` is a temporary directory that
-/// outlives the store; a backend without files may ignore it (and use, say, a new schema).
-pub type Open = Arc<dyn Fn(&Path, StoreOptions) -> Arc<dyn Store> + Send + Sync>;
+/// outlives the store; a backend without files may ignore it (and use, say, a new database,
+/// kept by the returned guard).
+pub type Open =
+    Arc<dyn Fn(&Path, StoreOptions) -> Pin<Box<dyn Future<Output = Opened>>> + Send + Sync>;
+
+/// A store just opened, and whatever must live as long as it (a database of its own).
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub guard: Option<Box<dyn std::any::Any>>,
+}
 
 /// One contract, boxed so contracts of every area fit in one list.
 pub type Contract = fn(Open) -> Pin<Box<dyn Future<Output = ()>>>;
@@ -46,6 +55,16 @@ macro_rules! contracts {
                 #[tokio::test]
                 async fn $name() {
                     super::$area::$name(super::sqlite()).await;
+                }
+            )*
+        }
+
+        /// The suite against PostgreSQL, one test per contract.
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$area::$name(super::postgres()).await;
                 }
             )*
         }
@@ -97,11 +116,35 @@ pub async fn run_all(open: Open) {
 }
 
 /// SQLite on a file in the test's directory.
-fn sqlite() -> Open {
+pub fn sqlite() -> Open {
     Arc::new(|dir: &Path, options: StoreOptions| {
         let store = vitalwatch::store::sqlite::SqliteStore::open(&dir.join("store.db"), options)
             .expect("a fresh SQLite store opens");
-        Arc::new(store) as Arc<dyn Store>
+        let opened = Opened {
+            store: Arc::new(store),
+            guard: None,
+        };
+        Box::pin(async move { opened })
+    })
+}
+
+/// PostgreSQL: a new database on the test binary's cluster for each store.
+pub fn postgres() -> Open {
+    Arc::new(|_dir: &Path, options: StoreOptions| {
+        Box::pin(async move {
+            let database = crate::support::postgres::Cluster::shared().database();
+            let store = vitalwatch::store::postgres::PostgresStore::open(
+                &database.url(),
+                options,
+                vitalwatch::store::postgres::PostgresSettings::default(),
+            )
+            .await
+            .expect("a fresh PostgreSQL store opens");
+            Opened {
+                store: Arc::new(store),
+                guard: Some(Box::new(database)),
+            }
+        })
     })
 }
 
@@ -110,21 +153,26 @@ async fn the_sqlite_store_passes_the_whole_suite_in_one_run() {
     run_all(sqlite()).await;
 }
 
-/// A store in a directory of its own, removed after the test.
+/// A store in a directory (and, on PostgreSQL, a database) of its own, removed after the test.
 pub struct Fixture {
     pub store: Arc<dyn Store>,
+    _guard: Option<Box<dyn std::any::Any>>,
     _dir: TempDir,
 }
 
 impl Fixture {
-    pub fn new(open: &Open) -> Fixture {
-        Fixture::with(open, options())
+    pub async fn new(open: &Open) -> Fixture {
+        Fixture::with(open, options()).await
     }
 
-    pub fn with(open: &Open, options: StoreOptions) -> Fixture {
+    pub async fn with(open: &Open, options: StoreOptions) -> Fixture {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = open(dir.path(), options);
-        Fixture { store, _dir: dir }
+        let opened = open(dir.path(), options).await;
+        Fixture {
+            store: opened.store,
+            _guard: opened.guard,
+            _dir: dir,
+        }
     }
 
     /// Writes readings (their findings from the default rules) and returns the outcomes.

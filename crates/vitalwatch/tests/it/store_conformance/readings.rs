@@ -21,7 +21,7 @@ fn ids(records: &[ReadingRecord]) -> Vec<i64> {
 }
 
 pub async fn readings_round_trip(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let mut full = normal("bed-1", at(0));
     full.received_at = at(2);
     full.timestamp_from_device = true;
@@ -81,7 +81,7 @@ pub async fn readings_round_trip(open: Open) {
 }
 
 pub async fn an_empty_write_stores_nothing(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     assert!(
         fx.store
             .write_readings(Vec::new())
@@ -102,7 +102,7 @@ pub async fn an_empty_write_stores_nothing(open: Open) {
 }
 
 pub async fn the_same_timestamp_is_stored_once(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let first = fx.store_one(normal("bed-1", at(0))).await;
     // Again later, and twice within one batch: each time the first one's id.
     let mut again = normal("bed-1", at(0));
@@ -136,7 +136,8 @@ pub async fn a_redelivered_seq_is_a_duplicate_within_the_window(open: Open) {
             redelivery_window_s: 60,
             ..options()
         },
-    );
+    )
+    .await;
     let with_seq = |seq: u64, timestamp: i64, received: i64| {
         let mut reading = normal("bed-1", at(timestamp));
         reading.seq = Some(seq);
@@ -162,7 +163,7 @@ pub async fn a_redelivered_seq_is_a_duplicate_within_the_window(open: Open) {
 }
 
 pub async fn findings_become_anomalies_of_their_reading(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let outcomes = fx
         .write(vec![tachycardic("bed-1", at(0)), normal("bed-1", at(1))])
         .await;
@@ -210,7 +211,7 @@ pub async fn findings_become_anomalies_of_their_reading(open: Open) {
 }
 
 pub async fn reading_queries_filter_and_page(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let mut ids_by_time = Vec::new();
     for secs in 0..5 {
         ids_by_time.push(fx.store_one(normal("bed-1", at(secs * 60))).await);
@@ -260,7 +261,7 @@ pub async fn reading_queries_filter_and_page(open: Open) {
 }
 
 pub async fn anomaly_queries_filter_and_page(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     for secs in 0..3 {
         fx.store_one(tachycardic("bed-1", at(secs * 60))).await;
     }
@@ -322,7 +323,7 @@ pub async fn anomaly_queries_filter_and_page(open: Open) {
 }
 
 pub async fn normal_readings_are_those_without_anomalies(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let a = fx.store_one(normal("bed-1", at(0))).await;
     fx.store_one(tachycardic("bed-1", at(60))).await;
     let b = fx.store_one(normal("bed-2", at(120))).await;
@@ -341,7 +342,7 @@ pub async fn normal_readings_are_those_without_anomalies(open: Open) {
 }
 
 pub async fn events_after_resume_a_stream(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let first = fx.store_one(tachycardic("bed-1", at(0))).await;
     let (max_reading, max_anomaly) = fx.store.max_event_ids().await.unwrap();
     assert_eq!(max_reading, first);
@@ -368,7 +369,7 @@ pub async fn events_after_resume_a_stream(open: Open) {
 }
 
 pub async fn try_write_stores_when_there_is_room(open: Open) {
-    let fx = Fixture::new(&open);
+    let fx = Fixture::new(&open).await;
     let outcomes = fx
         .store
         .try_write_readings(

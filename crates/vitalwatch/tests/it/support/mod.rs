@@ -4,13 +4,15 @@
 //! - [`process`]: any other child process, guarded the same way, its output read by line;
 //! - [`wait`]: bounded waits on a condition (the only place the tests poll);
 //! - [`http`]: HTTP(S) requests with answers as values; [`net`]: loopback ports;
-//! - [`mosquitto`]: a TLS Mosquitto from a config the test writes.
+//! - [`mosquitto`]: a TLS Mosquitto from a config the test writes;
+//! - [`postgres`]: real PostgreSQL 15 clusters and a database per test.
 
 pub mod h2_client;
 pub mod http;
 pub mod in_process;
 pub mod mosquitto;
 pub mod net;
+pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod wait;

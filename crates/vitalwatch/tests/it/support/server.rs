@@ -16,8 +16,9 @@ pub fn bin() -> &'static str {
 
 /// Environment variables that configure the binary: removed, so the host's settings never
 /// reach a test (a test that wants one sets it in [`ServerOptions::env`]).
-const CONFIG_ENV: [&str; 11] = [
+const CONFIG_ENV: [&str; 12] = [
     "VITALWATCH_DATA_DIR",
+    "VITALWATCH_DATABASE_URL",
     "VITALWATCH_MODEL",
     "VITALWATCH_HTTP_ADDR",
     "VITALWATCH_DASHBOARD_ADDR",

@@ -1,0 +1,610 @@
+//! The PostgreSQL [`Store`]: one writer task with group commit over a connection pool, reads
+//! on the pool's other connections.
+//!
+//! Durability: a commit is acknowledged only when PostgreSQL reports it, and the store refuses
+//! to open when `synchronous_commit` is `off` or `local` (a reported commit could be lost)
+//! unless the operator opted in. Writes go to the writer task as [`writer::Command`]s and are
+//! answered after their commit; several processes may write at once (a server and the CLI):
+//! the audit chain is extended under an advisory lock, readings are de-duplicated by unique
+//! keys.
+//!
+//! # Layout
+//! - `connect.rs`: the URL (TLS, redaction) and the pool; `schema.rs`: the durability check,
+//!   migrations and the readings' daily partitions;
+//! - `writer.rs`: the writer task, its commands, group commit and retrying while the database
+//!   is away;
+//! - `readings.rs`: the one list of reading columns, the batch write (de-duplication), the
+//!   list queries; `devices.rs`: the registry and the quarantine; `audit.rs`: the chain's
+//!   rows and lock;
+//! - `alerts.rs`, `thresholds.rs`, `auth.rs`, `series.rs`, `retention.rs`: one concern each;
+//! - `copy.rs`: `vitalwatch store copy`, a SQLite store's rows copied as they are.
+//!
+//! No driver type leaves this module: its errors become [`StoreError::Backend`] with their
+//! whole text (never a connection string).
+
+use super::{
+    AlertEventRecord, AlertQuery, AlertRecord, AnomalyQuery, AnomalyRecord, AuditEntry,
+    AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
+    NewWebhookDelivery, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention,
+    Store, StoreError, StoreHealth, StoreOptions, ThresholdsRecord, TokenRecord, UserRecord,
+    WebhookDeliveryRecord,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Object, Pool, PoolError};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use vitalwatch_core::telemetry::Timestamp;
+use writer::{Command, Reply, Shared, Writer};
+
+mod alerts;
+mod audit;
+mod auth;
+pub mod connect;
+pub mod copy;
+mod devices;
+mod readings;
+mod retention;
+mod schema;
+mod series;
+mod thresholds;
+mod writer;
+
+/// A transaction on a pooled connection.
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// How long `/health` waits for the database to answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How the store reaches and trusts the database, beyond the URL.
+#[derive(Clone, Debug)]
+pub struct PostgresSettings {
+    /// Connections in the pool (the writer's and the readers').
+    pub pool_size: usize,
+    /// Open even when `synchronous_commit` is `off` or `local`.
+    pub allow_async_commit: bool,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> PostgresSettings {
+        PostgresSettings {
+            pool_size: 8,
+            allow_async_commit: false,
+        }
+    }
+}
+
+/// A driver failure, described in full, and whether it means "the database is unreachable
+/// now" (try again later) rather than "this request is wrong".
+#[derive(Debug)]
+pub(super) struct Failure {
+    message: String,
+    transient: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    fn from_pg(err: &tokio_postgres::Error) -> Failure {
+        let message = match err.as_db_error() {
+            Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+            None => {
+                // The driver's own text says "error connecting to server" and the like; the
+                // cause (an I/O error, say) is in its source chain.
+                let mut text = err.to_string();
+                let mut source = std::error::Error::source(err);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                text
+            }
+        };
+        Failure {
+            message,
+            transient: is_transient_pg(err),
+        }
+    }
+
+    /// Whether `err` says the database could not be reached (retry later).
+    pub(super) fn is_transient(err: &StoreError) -> bool {
+        match err {
+            StoreError::Backend(inner) => inner
+                .downcast_ref::<Failure>()
+                .is_some_and(|failure| failure.transient),
+            _ => false,
+        }
+    }
+}
+
+/// Connection lost or refused, the server shutting down or starting, a standby that does not
+/// take writes yet (a failover), a deadlock or serialisation failure: all worth retrying.
+fn is_transient_pg(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    if let Some(code) = err.code() {
+        let code = code.code();
+        return code.starts_with("08")
+            || code.starts_with("57P")
+            || matches!(code, "40001" | "40P01" | "53300" | "25006");
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A driver error as a [`StoreError`].
+pub(super) fn pg(err: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(Box::new(Failure::from_pg(&err)))
+}
+
+/// A pool error as a [`StoreError`]: waiting for or making a connection failed.
+pub(super) fn pool_error(err: PoolError) -> StoreError {
+    let failure = match &err {
+        PoolError::Backend(err) => Failure::from_pg(err),
+        PoolError::Timeout(_) => Failure {
+            message: "timed out waiting for a database connection".to_owned(),
+            transient: true,
+        },
+        other => Failure {
+            message: format!("database connection pool: {other}"),
+            transient: false,
+        },
+    };
+    StoreError::Backend(Box::new(failure))
+}
+
+/// The time a row is written, as stored in text columns.
+fn now_text() -> String {
+    crate::clock::now().to_rfc3339()
+}
+
+/// A time for a `timestamptz` column.
+pub(super) fn to_utc(ts: Timestamp) -> DateTime<Utc> {
+    ts.to_datetime()
+}
+
+/// A `timestamptz` as the store's records carry times (RFC 3339, microseconds, `Z`).
+pub(super) fn text_time(dt: DateTime<Utc>) -> String {
+    Timestamp::from_datetime(dt).to_rfc3339()
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    synchronous_commit: String,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names, checks its durability setting, applies
+    /// migrations, creates the coming days' partitions and starts the writer task.
+    pub async fn open(
+        url: &str,
+        options: StoreOptions,
+        settings: PostgresSettings,
+    ) -> Result<PostgresStore, StoreError> {
+        let target = connect::parse(url)?;
+        let pool = connect::pool(&target, settings.pool_size.max(2))?;
+        let in_context = |err: StoreError| match err {
+            StoreError::Backend(inner) => StoreError::backend(format!(
+                "opening the PostgreSQL store at {}: {inner}",
+                target.display
+            )),
+            other => other,
+        };
+        let mut client: Object = pool.get().await.map_err(pool_error).map_err(in_context)?;
+        let synchronous_commit = schema::check_durability(&client, settings.allow_async_commit)
+            .await
+            .map_err(in_context)?;
+        schema::migrate(&mut client).await.map_err(in_context)?;
+        let today = crate::clock::now().to_datetime().date_naive();
+        let partitions_until = schema::ensure_partitions(&client, today)
+            .await
+            .map_err(in_context)?;
+        drop(client);
+        let shared = Arc::new(Shared::default());
+        shared.available.store(true, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let writer = Writer {
+            pool: pool.clone(),
+            options,
+            shared: Arc::clone(&shared),
+            partitions_until: Some(partitions_until),
+        };
+        let handle = tokio::spawn(writer.run(rx));
+        tracing::info!(message = "PostgreSQL store open.", database = %target.display, synchronous_commit = %synchronous_commit);
+        Ok(PostgresStore {
+            pool,
+            commands: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            shared,
+            synchronous_commit,
+        })
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {
+        self.commands.lock().clone().ok_or(StoreError::Closed)
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender()?
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A pooled connection for a read.
+    async fn client(&self) -> Result<Object, StoreError> {
+        if self.commands.lock().is_none() {
+            return Err(StoreError::Closed);
+        }
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write_readings(
+        &self,
+        items: Vec<PreparedReading>,
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.request(|reply| Command::Write { items, reply }).await
+    }
+
+    async fn try_write_readings(
+        &self,
+        items: Vec<PreparedReading>,
+        wait: Duration,
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sender = self.sender()?;
+        // While the database is away nothing would be acknowledged: say so at once.
+        if !self.shared.available.load(Ordering::SeqCst) {
+            return Err(StoreError::Busy);
+        }
+        let permit = match tokio::time::timeout(wait, sender.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Err(_) => return Err(StoreError::Busy),
+        };
+        let (reply, answer) = oneshot::channel();
+        permit.send(Command::Write { items, reply });
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn register_device(
+        &self,
+        registration: DeviceRegistration,
+        actor: String,
+    ) -> Result<DeviceRecord, StoreError> {
+        self.request(|reply| Command::Register {
+            registration,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    async fn update_device(
+        &self,
+        device_id: String,
+        update: DeviceUpdate,
+        actor: String,
+    ) -> Result<DeviceRecord, StoreError> {
+        self.request(|reply| Command::Update {
+            device_id,
+            update,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.sender()?
+            .send(Command::Audit {
+                entries: vec![entry],
+            })
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    fn try_audit_batch(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<(), (StoreError, Vec<AuditEntry>)> {
+        let sender = match self.sender() {
+            Ok(sender) => sender,
+            Err(err) => return Err((err, entries)),
+        };
+        sender
+            .try_send(Command::Audit { entries })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(Command::Audit { entries }) => {
+                    (StoreError::Busy, entries)
+                }
+                mpsc::error::TrySendError::Closed(Command::Audit { entries }) => {
+                    (StoreError::Closed, entries)
+                }
+                _ => unreachable!("try_send hands back the command it was given"),
+            })
+    }
+
+    async fn auth_write(&self, write: AuthWrite, actor: String) -> Result<bool, StoreError> {
+        self.request(|reply| Command::Auth {
+            write,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    async fn find_token(&self, id: String) -> Result<Option<TokenRecord>, StoreError> {
+        auth::find_token(&self.client().await?, &id).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        auth::list_tokens(&self.client().await?).await
+    }
+
+    async fn find_user(&self, username: String) -> Result<Option<UserRecord>, StoreError> {
+        auth::find_user(&self.client().await?, &username).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        auth::list_users(&self.client().await?).await
+    }
+
+    async fn purge(&self, now: Timestamp, retention: Retention) -> Result<PurgeCounts, StoreError> {
+        self.request(|reply| Command::Purge {
+            now,
+            retention,
+            reply,
+        })
+        .await
+    }
+
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        devices::list(&self.client().await?).await
+    }
+
+    async fn get_device(&self, device_id: String) -> Result<Option<DeviceRecord>, StoreError> {
+        devices::load(&self.client().await?, &device_id).await
+    }
+
+    async fn readings(&self, query: ReadingQuery) -> Result<Vec<ReadingRecord>, StoreError> {
+        readings::query(&self.client().await?, query).await
+    }
+
+    async fn normal_readings(
+        &self,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<ReadingRecord>, StoreError> {
+        readings::normal(&self.client().await?, since, limit).await
+    }
+
+    async fn anomalies(&self, query: AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError> {
+        readings::anomalies(&self.client().await?, query).await
+    }
+
+    async fn audit_log(&self, after_id: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::log(&self.client().await?, after_id, limit).await
+    }
+
+    async fn set_alert_verdict(
+        &self,
+        alert_id: i64,
+        true_alarm: bool,
+        by: String,
+    ) -> Result<(), StoreError> {
+        self.request(|reply| Command::Verdict {
+            alert_id,
+            true_alarm,
+            by,
+            reply,
+        })
+        .await
+    }
+
+    async fn verdict_readings(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(ReadingRecord, bool)>, StoreError> {
+        alerts::labelled_readings(&self.client().await?, limit).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        audit::head(&self.client().await?).await
+    }
+
+    async fn last_audit(&self, action: String) -> Result<Option<AuditRecord>, StoreError> {
+        audit::last(&self.client().await?, &action).await
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let writer_alive = self
+            .writer
+            .lock()
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished());
+        let probe = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            client.query_one("SELECT 1", &[]).await.map_err(pg)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap_or_else(|_| Err(StoreError::backend("the database did not answer in time")));
+        let available = self.shared.available.load(Ordering::SeqCst);
+        match (writer_alive, probe) {
+            (true, Ok(())) if available => StoreHealth {
+                status: "ok",
+                backend: "postgres",
+                // PostgreSQL always writes ahead; what makes a commit durable is this setting.
+                journal_mode: "wal".to_owned(),
+                synchronous: self.synchronous_commit.clone(),
+                error: None,
+            },
+            (alive, probe) => StoreHealth {
+                status: "unavailable",
+                backend: "postgres",
+                journal_mode: String::new(),
+                synchronous: String::new(),
+                error: Some(match probe {
+                    Err(err) => err.to_string(),
+                    Ok(()) if !alive => "the database writer has stopped".to_owned(),
+                    Ok(()) => self
+                        .shared
+                        .last_error
+                        .lock()
+                        .clone()
+                        .unwrap_or_else(|| "the writer cannot reach the database".to_owned()),
+                }),
+            },
+        }
+    }
+
+    async fn write_alert_transitions(
+        &self,
+        transitions: Vec<vitalwatch_core::alerting::AlertTransition>,
+    ) -> Result<(), StoreError> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        self.request(|reply| Command::Transitions { transitions, reply })
+            .await
+    }
+
+    async fn open_alerts(
+        &self,
+    ) -> Result<(u64, Vec<vitalwatch_core::alerting::Alert>), StoreError> {
+        alerts::open_alerts(&self.client().await?).await
+    }
+
+    async fn alerts(&self, query: AlertQuery) -> Result<Vec<AlertRecord>, StoreError> {
+        alerts::alerts(&self.client().await?, query).await
+    }
+
+    async fn alert(
+        &self,
+        id: u64,
+    ) -> Result<Option<(AlertRecord, Vec<AlertEventRecord>)>, StoreError> {
+        alerts::alert(&self.client().await?, id).await
+    }
+
+    async fn set_thresholds(
+        &self,
+        record: ThresholdsRecord,
+    ) -> Result<ThresholdsRecord, StoreError> {
+        self.request(|reply| Command::SetThresholds { record, reply })
+            .await
+    }
+
+    async fn clear_thresholds(
+        &self,
+        device_id: String,
+        actor: String,
+        reason: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.request(|reply| Command::ClearThresholds {
+            device_id,
+            actor,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    async fn thresholds(
+        &self,
+        device_id: Option<String>,
+    ) -> Result<Vec<ThresholdsRecord>, StoreError> {
+        thresholds::list(&self.client().await?, device_id).await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: NewWebhookDelivery,
+    ) -> Result<(), StoreError> {
+        self.request(|reply| Command::Delivery { delivery, reply })
+            .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        state: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        alerts::webhook_deliveries(&self.client().await?, state, limit).await
+    }
+
+    async fn dashboard_stats(
+        &self,
+        window: super::series::Window,
+        now: Timestamp,
+    ) -> Result<super::series::DashboardStats, StoreError> {
+        series::stats(&self.client().await?, &window, now).await
+    }
+
+    async fn series(
+        &self,
+        query: super::series::SeriesQuery,
+    ) -> Result<Vec<super::series::DeviceSeries>, StoreError> {
+        series::series(&self.client().await?, &query).await
+    }
+
+    async fn latest_readings(
+        &self,
+        window: super::series::Window,
+    ) -> Result<Vec<ReadingRecord>, StoreError> {
+        series::latest(&self.client().await?, &window).await
+    }
+
+    async fn events_after(
+        &self,
+        reading_id: i64,
+        anomaly_id: i64,
+        limit: usize,
+    ) -> Result<(Vec<ReadingRecord>, Vec<AnomalyRecord>), StoreError> {
+        series::events_after(&self.client().await?, reading_id, anomaly_id, limit).await
+    }
+
+    async fn max_event_ids(&self) -> Result<(i64, i64), StoreError> {
+        series::max_event_ids(&self.client().await?).await
+    }
+
+    async fn close(&self) {
+        *self.shared.closing.lock() = Some(Instant::now());
+        drop(self.commands.lock().take());
+        let handle = self.writer.lock().take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        self.pool.close();
+    }
+}
