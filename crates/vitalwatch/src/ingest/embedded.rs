@@ -812,11 +812,13 @@ fn listener(
             }
         };
         let tls = TlsAcceptor::new(Arc::clone(&shared.tls_config)).map_err(on_tls_error);
+        let pipeline = Arc::clone(&shared.pipeline);
+        let mqtt = protocol::Gated::new(mqtt_server::<IoBoxed>(ctx).map_err(io_error), pipeline);
         match transport {
-            Transport::Plaintext => boxed::service(mqtt_server(ctx).map_err(io_error)),
-            Transport::Tls => boxed::service(tls.and_then(mqtt_server(ctx).map_err(io_error))),
+            Transport::Plaintext => boxed::service(mqtt),
+            Transport::Tls => boxed::service(tls.and_then(mqtt)),
             Transport::WebSocket => {
-                let mqtt = ntex_service::Pipeline::new((), mqtt_server(ctx).map_err(io_error));
+                let mqtt = ntex_service::Pipeline::new((), mqtt);
                 let http =
                     ntex_service::Pipeline::new((), super::websocket::http_upgrade(mqtt.bind()));
                 boxed::service(

@@ -7,6 +7,7 @@ pub mod consumers;
 pub mod embedded;
 pub mod exchange;
 pub mod external;
+mod gate;
 mod identity;
 mod protocol;
 pub mod rate;

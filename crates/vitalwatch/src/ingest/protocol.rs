@@ -7,15 +7,25 @@
 //! "Library faults"), and closes a connection that sends a second CONNECT (MQTT 3.1.1 section
 //! 3.1.0, 5.0 section 3.1.0: a protocol violation). The control services log every
 //! disconnect the broker initiates, with its reason, and tell the [`Connection`] why it ended.
+//!
+//! Below the library's codec, [`Gated`] puts a filter ([`GateLayer`]) on every connection's
+//! byte stream that answers what the library's decoder refuses before our handlers run
+//! ([`super::gate`]: CONNACK 0x02 and 0x01, DISCONNECT 0x94).
 
 use super::connection::{Connection, EndReason};
 use super::embedded::BrokerError;
 use super::exchange::{OnPublish, OnPubrel};
+use super::gate::Gate;
+use crate::metrics::Refusal;
+use crate::pipeline::Pipeline;
+use crate::store::Source;
+use ntex_io::{Filter, FilterBuf, FilterLayer, Io, IoBoxed, Sealed};
 use ntex_mqtt::error::DispatcherError;
 use ntex_mqtt::{Control, MqttProtocolError, Reason, v3, v5};
 use ntex_service::{Ctx, Middleware, Service};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Something that holds the connection's [`Connection`] (the session state).
 pub trait HasConnection {
@@ -333,5 +343,119 @@ pub fn on_control<E: std::fmt::Debug>(
                 protocol
             );
         }
+    }
+}
+
+/// The byte-stream filter that runs one connection's [`Gate`]: it passes what the gate lets
+/// through to the library, and on a refusal writes the answer and closes the connection.
+pub struct GateLayer {
+    gate: RefCell<Gate>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl std::fmt::Debug for GateLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateLayer")
+            .field("gate", &self.gate)
+            .finish()
+    }
+}
+
+impl FilterLayer for GateLayer {
+    fn process_read_buf(&self, buf: &FilterBuf<'_>) -> std::io::Result<()> {
+        let refusal = buf.with_read_buffers(|src, dst| {
+            let Some(held) = src else {
+                return None;
+            };
+            let judged = self.gate.borrow_mut().judge(held);
+            if judged.pass == held.len() && dst.is_empty() {
+                std::mem::swap(held, dst);
+            } else {
+                dst.extend_from_slice(&held.split_to(judged.pass));
+            }
+            if judged.refusal.is_some() || self.gate.borrow().closed() {
+                held.clear();
+            }
+            judged.refusal
+        });
+        let Some(refusal) = refusal else {
+            return Ok(());
+        };
+        buf.with_write_buffers(|_, next| next.extend_from_slice(refusal.answer()));
+        if refusal.refuses_connect() {
+            self.pipeline.refuse(Refusal::ConnectRefused, Source::Mqtt);
+            tracing::info!(
+                message = "MQTT connection refused.",
+                reason = refusal.as_str()
+            );
+        } else {
+            tracing::info!(
+                message = "MQTT connection closed by the broker.",
+                reason = refusal.as_str(),
+                protocol = "5.0"
+            );
+        }
+        buf.io().close();
+        Ok(())
+    }
+
+    fn process_write_buf(&self, buf: &FilterBuf<'_>) -> std::io::Result<()> {
+        buf.with_write_buffers(|ours, next| ours.move_to(next));
+        Ok(())
+    }
+}
+
+/// The MQTT service of a listener behind a [`GateLayer`], for any transport (plaintext, TLS,
+/// WebSocket).
+pub struct Gated<S> {
+    service: S,
+    pipeline: Arc<Pipeline>,
+}
+
+impl<S> Gated<S> {
+    pub fn new(service: S, pipeline: Arc<Pipeline>) -> Gated<S> {
+        Gated { service, pipeline }
+    }
+
+    fn gate<F: Filter>(&self, io: Io<F>) -> IoBoxed {
+        io.add_filter(GateLayer {
+            gate: RefCell::new(Gate::default()),
+            pipeline: Arc::clone(&self.pipeline),
+        })
+        .boxed()
+    }
+}
+
+impl<S, F> Service<(), Io<F>> for Gated<S>
+where
+    S: Service<(), IoBoxed, Res = (), Error = std::io::Error>,
+    F: Filter,
+{
+    type Res = ();
+    type Error = std::io::Error;
+
+    async fn ready(&self, ctx: Ctx<'_, Self, ()>) -> Result<(), Self::Error> {
+        ctx.ready(&self.service).await
+    }
+
+    async fn call(&self, io: Io<F>, ctx: Ctx<'_, Self, ()>) -> Result<(), Self::Error> {
+        ctx.call(&self.service, self.gate(io)).await
+    }
+}
+
+impl<S> Service<(), IoBoxed> for Gated<S>
+where
+    S: Service<(), IoBoxed, Res = (), Error = std::io::Error>,
+{
+    type Res = ();
+    type Error = std::io::Error;
+
+    async fn ready(&self, ctx: Ctx<'_, Self, ()>) -> Result<(), Self::Error> {
+        ctx.ready(&self.service).await
+    }
+
+    async fn call(&self, io: IoBoxed, ctx: Ctx<'_, Self, ()>) -> Result<(), Self::Error> {
+        ctx.call(&self.service, self.gate(Io::<Sealed>::from(io)))
+            .await
     }
 }

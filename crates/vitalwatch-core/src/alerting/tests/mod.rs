@@ -35,6 +35,8 @@ enum Step {
     Edit(fn(&mut Reading)),
     /// A normal reading from another device.
     Other(&'static str),
+    /// The device's connection was lost abruptly (its MQTT will fired).
+    Lost(&'static str),
     Tick,
     Ack(u64),
     Silence(u64, u64),
@@ -101,6 +103,7 @@ fn run(config: AlertConfig, script: &[(i64, Step)]) -> Run {
                 reading.device_id = device(name);
                 Ok(None)
             }
+            Step::Lost(name) => Ok(Some(engine.device_lost(&device(name), now))),
             Step::Tick => Ok(Some(engine.tick(now))),
             Step::Ack(id) => engine
                 .acknowledge(AlertId(id), "nurse.jo", Some("on my way"), now)

@@ -162,6 +162,40 @@ fn device_offline_raises_and_resolves() {
 }
 
 #[test]
+fn a_lost_connection_raises_device_offline_at_once() {
+    let steps = [
+        (0, Step::Vitals(72.0, 36.8)),
+        (3, Step::Lost("dev-1")),
+        // Already offline; never seen: nothing.
+        (4, Step::Lost("dev-1")),
+        (5, Step::Lost("dev-9")),
+        // The offline deadline (15) raises nothing more; the next reading resolves it.
+        (15, Step::Tick),
+        (20, Step::Vitals(72.0, 36.8)),
+    ];
+    let result = check(
+        high_at_once(AlertConfig::default()),
+        &steps,
+        &[
+            (3, Raised, 1, DeviceOffline, Medium),
+            (20, Resolved, 1, DeviceOffline, Medium),
+        ],
+    );
+    let raised = &result.log[0].alert;
+    assert_eq!(raised.class, AlertClass::Technical);
+    assert_eq!(raised.device_id, device("dev-1"));
+    // Silent for 3 s of the 15 s the device was allowed.
+    assert_eq!(raised.last_value, Some(3.0));
+    assert_eq!(raised.threshold, Some(15.0));
+    // With DEVICE_OFFLINE off, a lost connection raises nothing.
+    let quiet = run(
+        high_at_once(no_offline()),
+        &[(0, Step::Vitals(72.0, 36.8)), (3, Step::Lost("dev-1"))],
+    );
+    assert!(quiet.log.is_empty(), "{:?}", quiet.log);
+}
+
+#[test]
 fn next_deadline_covers_escalation_and_pauses() {
     let result = run(
         high_at_once(AlertConfig::default()),

@@ -6,8 +6,10 @@
 
 mod wire;
 
-use crate::mqtt::{DeviceCert, ca, issue, issue_consumer};
+use crate::mqtt::{DeviceCert, ca, client_script, issue, issue_consumer, python};
+use crate::support::mosquitto::{Mosquitto, Pki};
 use crate::support::{Server, ServerOptions, WAIT, agent, bin, counts, get, reading, wait_until};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use wire::{Client, Connect, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, Version};
@@ -39,6 +41,8 @@ impl Bench {
             dir,
             &[
                 "--mqtt-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
                 "127.0.0.1:0",
                 "--config",
                 &config.display().to_string(),
@@ -219,12 +223,9 @@ fn a_second_connect_closes_the_connection_3_1_0(version: Version) {
 }
 per_version!(a_second_connect_closes_the_connection_3_1_0);
 
-/// 3.1.1 section 3.1.3.1: an empty client id with CleanSession=1 is accepted; 5.0 section
+/// 3.1.1 section 3.1.3.1: an empty client id with CleanSession=1 is accepted, and with
+/// CleanSession=0 gets CONNACK 0x02 ([MQTT-3.1.3-8]) and the connection is closed; 5.0 section
 /// 3.2.2.3.7: the broker assigns one and says so in CONNACK.
-///
-/// FIXME(issue 21): 3.1.1 with CleanSession=0 must get CONNACK 0x02; ntex-mqtt 9.0's decoder
-/// refuses the packet before our handler sees it and closes without a CONNACK (docs/MQTT.md,
-/// "Library faults"). This asserts today's answer so that a fix shows.
 fn an_empty_client_id_is_answered_3_1_3_1(version: Version) {
     let dir = tempfile::tempdir().unwrap();
     let bench = Bench::start(dir.path());
@@ -234,12 +235,9 @@ fn an_empty_client_id_is_answered_3_1_3_1(version: Version) {
                 let mut client = bench.client(transport, version);
                 let mut connect = bench.connect(transport, "");
                 connect.clean = false;
-                client.connect_no_answer(&connect);
-                assert_eq!(
-                    client.closed(),
-                    Some(None),
-                    "{transport:?}: FIXME, want 0x02"
-                );
+                let connack = client.connect(&connect);
+                assert_eq!(connack.body, vec![0, 0x02], "{transport:?}");
+                assert_eq!(client.closed(), Some(None), "{transport:?}");
                 let mut client = bench.client(transport, version);
                 let connack = client.connect(&bench.connect(transport, ""));
                 assert_eq!(connack.body, vec![0, 0]);
@@ -256,8 +254,155 @@ fn an_empty_client_id_is_answered_3_1_3_1(version: Version) {
             }
         }
     }
+    assert!(
+        bench.server.log().contains("empty_client_id_with_session") == (version == Version::V311)
+    );
 }
 per_version!(an_empty_client_id_is_answered_3_1_3_1);
+
+/// [MQTT-3.1.2-2]: a CONNECT with a protocol level the broker does not support (MQTT 3.1's
+/// `MQIsdp` 3, `MQTT` 3 or 6) gets CONNACK 0x01 and the connection is closed.
+#[test]
+fn an_unsupported_protocol_level_gets_connack_0x01_3_1_2_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = Bench::start(dir.path());
+    for transport in TRANSPORTS {
+        for (name, level) in [(&b"MQIsdp"[..], 3u8), (b"MQTT", 3), (b"MQTT", 6)] {
+            let mut client = bench.client(transport, Version::V311);
+            let mut body = (name.len() as u16).to_be_bytes().to_vec();
+            body.extend_from_slice(name);
+            body.extend_from_slice(&[level, 0x02, 0, 60, 0, 2, b'c', b'1']);
+            client.send(&wire::frame(0x10, &body));
+            let connack = client.expect(wire::CONNACK);
+            assert_eq!(connack.body, vec![0, 0x01], "{transport:?} level {level}");
+            assert_eq!(client.closed(), Some(None), "{transport:?} level {level}");
+        }
+    }
+    assert!(bench.server.log().contains("unsupported_protocol_level"));
+}
+
+/// 5.0 section 3.3.2.3.4 ([MQTT-3.3.2-8]): a Topic Alias of 0 is a protocol error: the
+/// broker sends DISCONNECT 0x94 (Topic Alias invalid) and closes; what came before is kept.
+#[test]
+fn v5_topic_alias_0_gets_disconnect_0x94_3_3_2_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = Bench::start(dir.path());
+    for (n, transport) in TRANSPORTS.into_iter().enumerate() {
+        let mut client = bench.device(transport, Version::V5, "alias");
+        client.publish(
+            TOPIC,
+            1,
+            1,
+            false,
+            reading(DEVICE, n as u64, 72.0).as_bytes(),
+        );
+        client.expect(PUBACK);
+        let mut body = (TOPIC.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(TOPIC.as_bytes());
+        body.extend_from_slice(&2u16.to_be_bytes());
+        body.extend_from_slice(&[3, 0x23, 0, 0]);
+        body.extend_from_slice(reading(DEVICE, 100 + n as u64, 72.0).as_bytes());
+        client.send(&wire::frame(0x32, &body));
+        assert_eq!(client.closed(), Some(Some(0x94)), "{transport:?}");
+        assert_eq!(counts(&bench.server.data_dir).readings, n as i64 + 1);
+    }
+    assert!(bench.server.log().contains("topic_alias_invalid"));
+}
+
+/// Issue 21: Eclipse Paho with a persistent session (3.1.1 CleanSession=0; 5.0 Clean Start 0
+/// with a Session Expiry) publishing QoS 2 through a link that loses each exchange's first
+/// PUBCOMP (and the connection with it): it reconnects, resends PUBREL and completes every
+/// message, on our broker as on Debian's Mosquitto; each reading is stored once.
+fn paho_persistent_session_with_lost_pubcomps_completes_4_3_3(version: Version) {
+    let protocol = if version == Version::V5 { "5" } else { "311" };
+    let run = |port: u16, ca: &Path, device: (&Path, &Path), server: (&Path, &Path)| {
+        let output = Command::new(python())
+            .arg(client_script("paho_lost_pubcomp.py"))
+            .args(["--port", &port.to_string(), "--ca"])
+            .arg(ca)
+            .arg("--cert")
+            .arg(device.0)
+            .arg("--key")
+            .arg(device.1)
+            .arg("--proxy-cert")
+            .arg(server.0)
+            .arg("--proxy-key")
+            .arg(server.1)
+            .args([
+                "--device",
+                DEVICE,
+                "--protocol",
+                protocol,
+                "--messages",
+                "4",
+            ])
+            .output()
+            .expect("running python3 with paho-mqtt");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|_| panic!("paho said: {stdout}"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ours_dir = dir.path().join("ours");
+    std::fs::create_dir(&ours_dir).unwrap();
+    let bench = Bench::start(&ours_dir);
+    let certs = bench.server.data_dir.join("certs");
+    let ours = run(
+        bench.server.mqtts.unwrap().port(),
+        &certs.join("ca.crt"),
+        (
+            &certs.join(format!("devices/{DEVICE}.crt")),
+            &certs.join(format!("devices/{DEVICE}.key")),
+        ),
+        (&certs.join("server.crt"), &certs.join("server.key")),
+    );
+    let pki = Pki::init(&dir.path().join("pki"));
+    let mosquitto = Mosquitto::start(dir.path(), &pki);
+    let (cert, key) = pki.client(DEVICE);
+    let theirs = run(
+        mosquitto.port,
+        &pki.ca(),
+        (&cert, &key),
+        (&pki.dir.join("server.crt"), &pki.dir.join("server.key")),
+    );
+    for (broker, summary) in [("vitalwatch", &ours), ("mosquitto", &theirs)] {
+        assert_eq!(
+            summary["error"],
+            serde_json::Value::Null,
+            "{broker}: {summary}"
+        );
+        assert_eq!(summary["dropped"], 4, "{broker}: {summary}");
+        assert_eq!(summary["completed"], 4, "{broker}: {summary}");
+        let present: Vec<bool> = summary["connects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["session_present"] == true)
+            .collect();
+        // The first connection finds no session; each reconnect finds it.
+        assert_eq!(
+            present,
+            [false, true, true, true, true],
+            "{broker}: {summary}"
+        );
+    }
+    // The resent PUBREL finds no exchange (its PUBCOMP was sent): 5.0 allows success
+    // (Mosquitto) or 0x92 Packet Identifier not found (ours); both end the exchange.
+    let reasons = ours["pubcomp_reasons"].as_array().unwrap();
+    let expected = if version == Version::V5 { 0x92 } else { 0 };
+    assert!(reasons.iter().all(|r| r == expected), "{ours}");
+    assert_eq!(
+        counts(&bench.server.data_dir).readings,
+        4,
+        "stored once each"
+    );
+}
+per_version!(paho_persistent_session_with_lost_pubcomps_completes_4_3_3);
 
 /// 3.1.1 sections 3.1.2.4 and 3.2.2.2 / 5.0 sections 3.1.2.4 and 3.2.2.1.1: a persistent
 /// session is present on reconnect, and a QoS 2 exchange whose PUBCOMP was lost completes
@@ -430,13 +575,33 @@ fn stored_readings_counter_equals_the_database_after_a_flood_with_disconnects() 
         let health = get(&agent(), &bench.server.url("/health"));
         health.json["readings"]["stored"].as_i64().unwrap_or(-1)
     };
-    // Both settle once the last commit is in; they must settle equal.
+    // /metrics, from the token-free loopback listener: the sum over transports.
+    let exported = || {
+        let url = format!("http://{}/metrics", bench.server.listeners["metrics"]);
+        let text = agent()
+            .get(&url)
+            .call()
+            .ok()
+            .and_then(|mut response| response.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|line| line.starts_with("vitalwatch_readings_stored_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as i64
+    };
+    // All three settle once the last commit is in; they must settle equal.
     let settled = crate::support::poll_until(WAIT, || {
         let before = counts(&bench.server.data_dir).readings;
         let counted = stored();
+        let metric = exported();
         let after = counts(&bench.server.data_dir).readings;
-        (before == after && counted == after && after > 0).then_some(after)
+        (before == after && counted == after && metric == after && after > 0).then_some(after)
     });
     let rows = counts(&bench.server.data_dir).readings;
-    assert!(settled.is_some(), "stored={} rows={rows}", stored());
+    assert!(
+        settled.is_some(),
+        "stored={} metrics={} rows={rows}",
+        stored(),
+        exported()
+    );
 }

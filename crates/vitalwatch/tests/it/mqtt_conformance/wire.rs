@@ -103,7 +103,7 @@ fn varint(out: &mut Vec<u8>, mut n: usize) {
     }
 }
 
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     varint(&mut out, body.len());
     out.extend_from_slice(body);
