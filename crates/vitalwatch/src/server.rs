@@ -279,7 +279,7 @@ pub async fn start_on(
     let audit_key = crate::store::audit::AuditKey::load(&config.audit_key_path(), true)
         .context("loading the audit key")?;
     // Anchored at once: rows written before a crash are covered even if it comes soon.
-    anchor_head(store.as_ref(), &anchors, &audit_key).await;
+    crate::store::audit::anchor_head(store.as_ref(), &anchors, &audit_key).await;
     tasks.spawn(anchor_task(
         Arc::clone(&store),
         anchors.clone(),
@@ -426,7 +426,7 @@ pub async fn start_on(
             store.close().await;
             // The final head, read after the last commit.
             if let Ok(reopened) = open_store(&config).await {
-                anchor_head(&*reopened, &anchors, &audit_key).await;
+                crate::store::audit::anchor_head(&*reopened, &anchors, &audit_key).await;
                 reopened.close().await;
             }
             tracing::info!(message = "Stopped cleanly.");
@@ -527,53 +527,11 @@ async fn anchor_task(
         };
         if grown || last_periodic.elapsed() >= ANCHOR_EVERY {
             last_periodic = tokio::time::Instant::now();
-            if let Some(id) = anchor_head(store.as_ref(), &path, &key).await {
+            if let Some(id) = crate::store::audit::anchor_head(store.as_ref(), &path, &key).await {
                 last_id = Some(id);
             }
         }
     }
-}
-
-/// Anchors the chain's head (when it moved since the last anchor); returns the anchored id.
-async fn anchor_head(
-    store: &dyn Store,
-    path: &std::path::Path,
-    key: &crate::store::audit::AuditKey,
-) -> Option<i64> {
-    let head = match store.audit_head().await {
-        Ok(Some(head)) => head,
-        Ok(None) => return None,
-        Err(err) => {
-            tracing::warn!(message = "Audit anchor not written.", error = %err);
-            return None;
-        }
-    };
-    let last = crate::store::audit::read_anchors(path)
-        .ok()
-        .and_then(|anchors| anchors.last().map(|a| a.id));
-    if last == Some(head.0) {
-        return Some(head.0);
-    }
-    let row_at = store
-        .audit_log(head.0 - 1, 1)
-        .await
-        .ok()
-        .and_then(|rows| rows.into_iter().next())
-        .filter(|row| row.id == head.0)
-        .map(|row| row.at);
-    let mut anchor = crate::store::audit::Anchor {
-        at: crate::clock::now().to_rfc3339(),
-        id: head.0,
-        hash: head.1,
-        row_at,
-        mac: None,
-    };
-    key.sign(&mut anchor);
-    if let Err(err) = crate::store::audit::append_anchor(path, &anchor) {
-        tracing::warn!(message = "Audit anchor not written.", error = %err);
-        return None;
-    }
-    Some(head.0)
 }
 
 async fn refusal_audit_task(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {

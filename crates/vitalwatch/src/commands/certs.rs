@@ -89,6 +89,10 @@ fn audit_config(
     {
         config.data_dir = parent.to_path_buf();
     }
+    if config.store.url.is_some() {
+        // A database server's store (`--database`): it exists or opening it says why.
+        return Ok(config);
+    }
     let database = config.database_path();
     if !database.exists() {
         if !may_create {

@@ -40,6 +40,21 @@ pub async fn run(args: StoreCommandArgs) -> anyhow::Result<()> {
     }
 }
 
+async fn anchor_copied_chain(
+    config: &crate::config::Config,
+    target: &PostgresStore,
+) -> anyhow::Result<()> {
+    use crate::store::audit;
+    let key =
+        audit::AuditKey::load(&config.audit_key_path(), true).context("loading the audit key")?;
+    let path = audit::anchors_path(&config.data_dir);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    audit::anchor_head(target, &path, &key).await;
+    Ok(())
+}
+
 async fn copy(from: PathBuf, to: String, store: StoreArgs) -> anyhow::Result<()> {
     if !from.is_file() {
         bail!("{} is not a SQLite store (no such file)", from.display());
@@ -61,8 +76,15 @@ async fn copy(from: PathBuf, to: String, store: StoreArgs) -> anyhow::Result<()>
         .await
         .context("opening the PostgreSQL store")?;
     let report = copy_from_sqlite(&from, &target).await;
+    // The verified chain is anchored where `audit verify` on this box looks for it, signed
+    // with the box's audit key, as every server start does.
+    let anchored = match &report {
+        Ok(_) => anchor_copied_chain(&config, &target).await,
+        Err(_) => Ok(()),
+    };
     target.close().await;
     let report = report.with_context(|| format!("copying {} to {target_name}", from.display()))?;
+    anchored?;
     for table in &report.tables {
         println!(
             "{}: {} rows in the source, {} copied now, {} on the target",

@@ -296,6 +296,48 @@ pub fn check_purges(
     Ok(())
 }
 
+/// Anchors the chain's head (when it moved since the last anchor); returns the anchored id.
+pub async fn anchor_head(
+    store: &dyn super::Store,
+    path: &std::path::Path,
+    key: &AuditKey,
+) -> Option<i64> {
+    let head = match store.audit_head().await {
+        Ok(Some(head)) => head,
+        Ok(None) => return None,
+        Err(err) => {
+            tracing::warn!(message = "Audit anchor not written.", error = %err);
+            return None;
+        }
+    };
+    let last = read_anchors(path)
+        .ok()
+        .and_then(|anchors| anchors.last().map(|a| a.id));
+    if last == Some(head.0) {
+        return Some(head.0);
+    }
+    let row_at = store
+        .audit_log(head.0 - 1, 1)
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().next())
+        .filter(|row| row.id == head.0)
+        .map(|row| row.at);
+    let mut anchor = Anchor {
+        at: crate::clock::now().to_rfc3339(),
+        id: head.0,
+        hash: head.1,
+        row_at,
+        mac: None,
+    };
+    key.sign(&mut anchor);
+    if let Err(err) = append_anchor(path, &anchor) {
+        tracing::warn!(message = "Audit anchor not written.", error = %err);
+        return None;
+    }
+    Some(head.0)
+}
+
 pub fn anchors_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("audit-anchors.jsonl")
 }

@@ -22,14 +22,21 @@ pub fn ca(server: &Server) -> PathBuf {
 
 /// Issues a device certificate with the real CLI, beside the running server.
 pub fn issue(server: &Server, device_id: &str) -> DeviceCert {
-    issue_kind(server, "device", device_id)
+    issue_kind(server, "device", device_id, &[])
 }
 
-/// `vitalwatch certs device|consumer NAME` against the server's data dir.
-fn issue_kind(server: &Server, kind: &str, device_id: &str) -> DeviceCert {
+/// [`issue`] for a server whose store is not in its data dir (`--database URL`): the
+/// certificate change is audited there.
+pub fn issue_on(server: &Server, device_id: &str, database: &str) -> DeviceCert {
+    issue_kind(server, "device", device_id, &["--database", database])
+}
+
+/// `vitalwatch certs device|consumer NAME` against the server's data dir (and `extra` flags).
+fn issue_kind(server: &Server, kind: &str, device_id: &str, extra: &[&str]) -> DeviceCert {
     let output = Command::new(bin())
         .args(["certs", kind, device_id, "--data-dir"])
         .arg(&server.data_dir)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -569,7 +576,7 @@ fn hostile_mqtt_traffic_never_stops_the_broker() {
 
 /// Issues a consumer certificate (OU = consumer) with the real CLI.
 pub fn issue_consumer(server: &Server, name: &str) -> DeviceCert {
-    issue_kind(server, "consumer", name)
+    issue_kind(server, "consumer", name, &[])
 }
 
 /// A running `mosquitto_sub -d -v`, read line by line.

@@ -6,7 +6,7 @@
 //! once.
 
 use crate::jepsen::{BASE_MS, Lcg, Tally, read_acks, spawn_flood_client, tally};
-use crate::mqtt::{DeviceCert, issue};
+use crate::mqtt::{DeviceCert, issue_on};
 use crate::support::postgres::Cluster;
 use crate::support::{Guarded, Server, ServerOptions, agent, get, wait_until};
 use std::collections::HashSet;
@@ -52,7 +52,7 @@ fn sigkills_and_a_database_crash_mid_flood_lose_no_acknowledged_reading() {
     let devices: Vec<(String, DeviceCert)> = (0..CLIENTS)
         .map(|c| {
             let id = format!("jepsen-{c}");
-            let cert = issue(&server, &id);
+            let cert = issue_on(&server, &id, &url);
             (id, cert)
         })
         .collect();
