@@ -19,14 +19,14 @@ use super::BrokerSettings;
 use super::connection::{Connection, Connections, EndReason, MAX_SESSION_EXPIRY, Opening};
 use super::consumers::{self, Consumer, Pending, Registry, Sink};
 use super::exchange::SessionKey;
-use super::handshake::{BoundedTlsAcceptor, HandshakeBudget};
+use super::handshake::{self, BoundedTlsAcceptor, HandshakeBudget};
 use super::identity::{Credential, Identities};
 use super::protocol::{self, HasConnection};
 use super::rate::TokenBucket;
 use super::revocation::{LiveCredentials, Watcher};
 use super::session::{
-    self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, Grant,
-    PeerCertificate, PubackCode, PublishOutcome, Qos, Role, SessionRequest, Verdict,
+    self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, Grant, PubackCode,
+    PublishOutcome, Qos, Role, SessionRequest, Verdict,
 };
 use crate::metrics::Refusal;
 use crate::pipeline::{IngestError, Pipeline};
@@ -39,7 +39,6 @@ use ntex_mqtt::{MqttError, MqttServer, MqttServiceConfig, v3, v5};
 use ntex_service::boxed::{self, BoxService};
 use ntex_service::cfg::SharedCfg;
 use ntex_service::{RequestState, Service, State};
-use ntex_tls::rustls::PeerCert;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
@@ -194,8 +193,7 @@ struct Shared {
     connections: Arc<Connections>,
     live_credentials: Arc<LiveCredentials>,
     /// Each TLS listener's own handshake budget.
-    mqtts_handshakes: Arc<HandshakeBudget>,
-    wss_handshakes: Arc<HandshakeBudget>,
+    handshakes: [Arc<HandshakeBudget>; 2],
 }
 
 /// Shared by all connections of one listener on one worker.
@@ -248,30 +246,16 @@ async fn identify(
     let max_id_len = ctx.pipeline().limits().max_device_id_len;
     let identities = &ctx.shared.identities;
     if ctx.tls {
-        return identities
-            .by_certificate(&peer_certificate(io), max_id_len)
-            .await;
+        let cert = handshake::peer_certificate(io);
+        return identities.by_certificate(&cert, max_id_len).await;
     }
-    let address = io
-        .query::<ntex_io::types::PeerAddr>()
-        .as_ref()
-        .map(|peer| peer.0.ip());
-    let allow_anonymous = ctx.shared.settings.allow_anonymous;
+    let (address, anonymous) = (
+        handshake::peer_address(io),
+        ctx.shared.settings.allow_anonymous,
+    );
     identities
-        .by_secret(address, username, password, allow_anonymous, max_id_len)
+        .by_secret(address, username, password, anonymous, max_id_len)
         .await
-}
-
-/// What the TLS layer of `io` says about the client certificate.
-fn peer_certificate(io: &IoBoxed) -> PeerCertificate {
-    let peer = io.query::<PeerCert<'static>>();
-    match peer.as_ref() {
-        None => PeerCertificate::Missing,
-        Some(cert) => match tls::peer_identity(cert.0.as_ref()) {
-            Some(identity) => PeerCertificate::Read(identity),
-            None => PeerCertificate::Unreadable,
-        },
-    }
 }
 
 fn refuse_connect(ctx: &BrokerCtx, why: ConnectRefusal, protocol: &'static str) {
@@ -825,10 +809,7 @@ fn listener(
                 err
             }
         };
-        let budget = match transport {
-            Transport::WebSocket => Arc::clone(&shared.wss_handshakes),
-            Transport::Tls | Transport::Plaintext => Arc::clone(&shared.mqtts_handshakes),
-        };
+        let budget = Arc::clone(&shared.handshakes[usize::from(transport == Transport::WebSocket)]);
         let tls =
             BoundedTlsAcceptor::new(Arc::clone(&shared.tls_config), budget).map_err(on_tls_error);
         match transport {
@@ -961,8 +942,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         tls_config,
         connections: Arc::clone(&connections),
         live_credentials,
-        mqtts_handshakes: HandshakeBudget::listener(),
-        wss_handshakes: HandshakeBudget::listener(),
+        handshakes: [HandshakeBudget::listener(), HandshakeBudget::listener()],
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()

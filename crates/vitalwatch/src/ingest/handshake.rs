@@ -9,12 +9,15 @@
 //! address and [`MAX_HANDSHAKES_PER_RANGE`] from its /24 (or /64), each finishing within
 //! [`HANDSHAKE_TIMEOUT`]. A connection beyond a bound is closed at once rather than
 //! queued, so the listener keeps accepting and a device from elsewhere is not delayed.
+//!
+//! Also what the transport says about the peer once connected: its certificate and address.
 
+use super::session::PeerCertificate;
 use crate::http_listen::{AddressSlot, PerAddress};
 use ntex_io::types::PeerAddr;
-use ntex_io::{Filter, Io, Layer};
+use ntex_io::{Filter, Io, IoBoxed, Layer};
 use ntex_service::{Ctx, Service};
-use ntex_tls::rustls::TlsServerFilter;
+use ntex_tls::rustls::{PeerCert, TlsServerFilter};
 use ntex_util::time::Millis;
 use std::io;
 use std::net::IpAddr;
@@ -118,6 +121,23 @@ impl<F: Filter, St> Service<St, Io<F>> for BoundedTlsAcceptor {
         let timeout = Millis(HANDSHAKE_TIMEOUT.as_millis() as u32);
         TlsServerFilter::create(io, Arc::clone(&self.config), timeout).await
     }
+}
+
+/// What the TLS layer of `io` says about the client certificate.
+pub fn peer_certificate(io: &IoBoxed) -> PeerCertificate {
+    let peer = io.query::<PeerCert<'static>>();
+    match peer.as_ref() {
+        None => PeerCertificate::Missing,
+        Some(cert) => match crate::tls::peer_identity(cert.0.as_ref()) {
+            Some(identity) => PeerCertificate::Read(identity),
+            None => PeerCertificate::Unreadable,
+        },
+    }
+}
+
+/// The client's address, when the transport knows it.
+pub fn peer_address(io: &IoBoxed) -> Option<IpAddr> {
+    io.query::<PeerAddr>().as_ref().map(|peer| peer.0.ip())
 }
 
 #[cfg(test)]
