@@ -68,6 +68,9 @@ pub struct MqttConfig {
     /// MQTT over WebSocket over TLS for browser clients (the seed's 8884), off unless set;
     /// the same certificate rules as `mqtts_addr`.
     pub wss_addr: Option<SocketAddr>,
+    /// Browser origins (`https://host[:port]`) whose pages may open MQTT over WebSocket,
+    /// besides the WSS listener's own; an upgrade with any other `Origin` is refused (403).
+    pub wss_allowed_origins: Vec<String>,
     /// Messages per second one MQTT connection may publish (after a one-second burst) before
     /// its messages are delayed — acknowledged later, never dropped.
     pub max_rate_per_connection: u32,
@@ -107,6 +110,7 @@ impl Default for MqttConfig {
             plaintext_addr: None,
             allow_anonymous: false,
             wss_addr: None,
+            wss_allowed_origins: Vec::new(),
             max_rate_per_connection: 2000,
             broker: None,
             use_tls: true,

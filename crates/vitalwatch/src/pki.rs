@@ -496,6 +496,19 @@ pub fn issue_secret(certs: &CertsDir, device_id: &str) -> anyhow::Result<String>
     Ok(secret)
 }
 
+/// Removes `device_id`'s plaintext-MQTT secret, if it has one (returns whether it had); a
+/// running broker ends the sessions it let in.
+pub fn remove_secret(certs: &CertsDir, device_id: &str) -> anyhow::Result<bool> {
+    let mut secrets = load_secrets(certs)?;
+    if secrets.remove(device_id).is_none() {
+        return Ok(false);
+    }
+    let tmp = certs.devices().join("secrets.json.tmp");
+    write_private(&tmp, &serde_json::to_string_pretty(&secrets)?, 0o600)?;
+    std::fs::rename(&tmp, secrets_path(certs))?;
+    Ok(true)
+}
+
 /// Whether `password` is `device_id`'s current secret.
 pub fn verify_secret(
     hashes: &std::collections::BTreeMap<String, String>,

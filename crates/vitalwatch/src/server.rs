@@ -239,6 +239,7 @@ pub async fn start_on(
             plaintext_addr: config.mqtt.plaintext_addr,
             allow_anonymous: config.mqtt.allow_anonymous,
             wss_addr: config.mqtt.wss_addr,
+            wss_allowed_origins: config.mqtt.wss_allowed_origins.clone(),
             max_rate_per_connection: config.mqtt.max_rate_per_connection,
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;

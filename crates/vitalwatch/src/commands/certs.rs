@@ -62,8 +62,9 @@ pub enum CertsCommand {
     },
     /// List issued device certificates as JSON lines.
     List,
-    /// Revoke a device's certificates: it is refused at the handshake (after a restart) and at
-    /// CONNECT (at once).
+    /// Revoke a device's (or consumer's) certificates and remove its plaintext-MQTT secret: it
+    /// is refused at CONNECT at once, and a running broker closes its live sessions within
+    /// seconds.
     Revoke {
         /// The device id.
         id: String,
@@ -219,15 +220,34 @@ pub async fn run(args: CertsArgs) -> anyhow::Result<()> {
             }
         }
         CertsCommand::Revoke { id } => {
-            let revoked = pki::revoke(&certs, &id)?;
+            // Everything the device could connect with: its certificates and its plaintext
+            // secret. A running broker ends their live sessions within seconds.
+            let has_cert = pki::list(&certs).is_ok_and(|issued| {
+                issued
+                    .iter()
+                    .any(|c| c.device_id == id && c.revoked_at.is_none())
+            });
+            let has_secret = pki::load_secrets(&certs)?.contains_key(&id);
+            let revoked = if has_cert || !has_secret {
+                pki::revoke(&certs, &id)?
+            } else {
+                Vec::new()
+            };
             for cert in &revoked {
                 println!("revoked {} serial {}", cert.device_id, cert.serial);
+            }
+            let secret_removed = pki::remove_secret(&certs, &id)?;
+            if secret_removed {
+                println!("removed {id}'s MQTT secret");
             }
             audit(
                 &config,
                 "certificate.revoke",
                 &id,
-                serde_json::json!({ "serials": revoked.iter().map(|c| &c.serial).collect::<Vec<_>>() }),
+                serde_json::json!({
+                    "serials": revoked.iter().map(|c| &c.serial).collect::<Vec<_>>(),
+                    "secret_removed": secret_removed,
+                }),
             )
             .await?;
         }

@@ -9,7 +9,7 @@
 //! This file only translates: it gathers the facts of a CONNECT, SUBSCRIBE or PUBLISH, asks
 //! [`super::session`] for the decision and turns the answer into ntex packets. Every ntex
 //! type stays here, in `protocol.rs` (the packets answered before the library sees them, and
-//! the control services) and in `websocket.rs`. Connection and session state beyond one
+//! the control services), in `handshake.rs` (the bounded TLS acceptor) and in `websocket.rs`. Connection and session state beyond one
 //! packet (persistent sessions, wills, takeover) is [`super::connection`]'s.
 //!
 //! What a device may do: publish its own readings to the telemetry topic. Subscriptions from
@@ -19,12 +19,14 @@ use super::BrokerSettings;
 use super::connection::{Connection, Connections, EndReason, MAX_SESSION_EXPIRY, Opening};
 use super::consumers::{self, Consumer, Pending, Registry, Sink};
 use super::exchange::SessionKey;
-use super::identity::Identities;
+use super::handshake::{self, BoundedTlsAcceptor, HandshakeBudget};
+use super::identity::{Credential, Identities};
 use super::protocol::{self, HasConnection};
 use super::rate::TokenBucket;
+use super::revocation::{LiveCredentials, Watcher};
 use super::session::{
-    self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, CredentialStep,
-    Grant, PeerCertificate, PubackCode, PublishOutcome, Qos, Role, SessionRequest, Verdict,
+    self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, Grant, PubackCode,
+    PublishOutcome, Qos, Role, SessionRequest, Verdict,
 };
 use crate::metrics::Refusal;
 use crate::pipeline::{IngestError, Pipeline};
@@ -37,7 +39,6 @@ use ntex_mqtt::{MqttError, MqttServer, MqttServiceConfig, v3, v5};
 use ntex_service::boxed::{self, BoxService};
 use ntex_service::cfg::SharedCfg;
 use ntex_service::{RequestState, Service, State};
-use ntex_tls::rustls::{PeerCert, TlsAcceptor};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
@@ -141,6 +142,8 @@ type NtexConsumer = Consumer<NtexSink>;
 struct DeviceSession {
     peer: Peer,
     connection: Rc<Connection>,
+    /// Set once the credential the session was let in by is revoked.
+    revoked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HasConnection for DeviceSession {
@@ -188,6 +191,9 @@ struct Shared {
     identities: Arc<Identities>,
     tls_config: Arc<rustls::ServerConfig>,
     connections: Arc<Connections>,
+    live_credentials: Arc<LiveCredentials>,
+    /// Each TLS listener's own handshake budget.
+    handshakes: [Arc<HandshakeBudget>; 2],
 }
 
 /// Shared by all connections of one listener on one worker.
@@ -229,47 +235,27 @@ impl BrokerCtx {
 }
 
 /// Decides who a connecting client is: from its certificate over TLS, from its username and
-/// password on the plaintext listener. The revocation and secret checks run off the worker.
+/// password on the plaintext listener; and what let it in. The revocation and secret checks
+/// run off the worker.
 async fn identify(
     ctx: &BrokerCtx,
-    cert: PeerCertificate,
+    io: &IoBoxed,
     username: Option<&str>,
     password: Option<&[u8]>,
-) -> Verdict {
+) -> (Verdict, Credential) {
     let max_id_len = ctx.pipeline().limits().max_device_id_len;
     let identities = &ctx.shared.identities;
-    if !ctx.tls {
-        let allow_anonymous = ctx.shared.settings.allow_anonymous;
-        return match session::by_credentials(username, password, allow_anonymous, max_id_len) {
-            CredentialStep::Decided(verdict) => verdict,
-            CredentialStep::CheckSecret(device_id) => {
-                let matched = identities
-                    .verify_secret(device_id.as_str(), password.unwrap_or_default())
-                    .await;
-                session::after_secret_check(device_id, matched)
-            }
-        };
+    if ctx.tls {
+        let cert = handshake::peer_certificate(io);
+        return identities.by_certificate(&cert, max_id_len).await;
     }
-    let revoked = match cert.serial() {
-        Some(serial) => match identities.is_revoked(serial).await {
-            Some(revoked) => revoked,
-            None => return Verdict::Refused(ConnectRefusal::CheckFailed),
-        },
-        None => false,
-    };
-    session::by_certificate(&cert, revoked, max_id_len)
-}
-
-/// What the TLS layer of `io` says about the client certificate.
-fn peer_certificate(io: &IoBoxed) -> PeerCertificate {
-    let peer = io.query::<PeerCert<'static>>();
-    match peer.as_ref() {
-        None => PeerCertificate::Missing,
-        Some(cert) => match tls::peer_identity(cert.0.as_ref()) {
-            Some(identity) => PeerCertificate::Read(identity),
-            None => PeerCertificate::Unreadable,
-        },
-    }
+    let (address, anonymous) = (
+        handshake::peer_address(io),
+        ctx.shared.settings.allow_anonymous,
+    );
+    identities
+        .by_secret(address, username, password, anonymous, max_id_len)
+        .await
 }
 
 fn refuse_connect(ctx: &BrokerCtx, why: ConnectRefusal, protocol: &'static str) {
@@ -287,6 +273,11 @@ async fn handle_publish(
     topic: &str,
     payload: &[u8],
 ) -> PublishOutcome {
+    if session.revoked.load(std::sync::atomic::Ordering::SeqCst) {
+        // Its certificate or secret was revoked; the connection is being closed.
+        ctx.pipeline().refuse(Refusal::Unauthorized, Source::Mqtt);
+        return PublishOutcome::IdentityMismatch;
+    }
     let (identity, bucket) = match &session.peer {
         Peer::Device(device_id, bucket) => (Some(&**device_id), bucket),
         Peer::Anonymous(bucket) => (None, bucket),
@@ -422,7 +413,7 @@ fn assigned_client_id() -> String {
 /// (devices and anonymous clients; consumers' subscriptions are not kept), will, takeover.
 fn accept(
     ctx: &BrokerCtx,
-    peer: Peer,
+    (peer, credential): (Peer, Credential),
     facts: ConnectFacts,
     close: impl FnOnce() + 'static,
 ) -> Result<Accepted, ConnectRefusal> {
@@ -462,8 +453,16 @@ fn accept(
     };
     let (connection, session_present) = ctx.shared.connections.open(opening);
     close_when_kicked(&connection, close);
+    let revoked = ctx
+        .shared
+        .live_credentials
+        .watch(credential, &connection.kicked());
     Ok(Accepted {
-        session: DeviceSession { peer, connection },
+        session: DeviceSession {
+            peer,
+            connection,
+            revoked,
+        },
         session_present,
         client_id,
         keep_alive: session::keep_alive(facts.keep_alive_s, facts.v5),
@@ -494,10 +493,10 @@ fn close_when_kicked(connection: &Rc<Connection>, close: impl FnOnce() + 'static
 /// The peer an accepted identity verdict makes, or the refusal.
 fn peer_of(
     ctx: &BrokerCtx,
-    verdict: Verdict,
+    (verdict, credential): (Verdict, Credential),
     sink: impl FnOnce() -> NtexSink,
-) -> Result<Peer, ConnectRefusal> {
-    match verdict {
+) -> Result<(Peer, Credential), ConnectRefusal> {
+    let peer = match verdict {
         Verdict::Anonymous => Ok(Peer::Anonymous(ctx.bucket())),
         Verdict::Device(device_id) => Ok(Peer::Device(Rc::from(device_id.as_str()), ctx.bucket())),
         Verdict::Consumer(name) => {
@@ -506,7 +505,8 @@ fn peer_of(
             Ok(Peer::Consumer(consumer))
         }
         Verdict::Refused(why) => Err(why),
-    }
+    };
+    peer.map(|peer| (peer, credential))
 }
 
 /// The MQTT 3.1.1 server: publish, protocol (subscriptions) and connect handlers.
@@ -569,10 +569,9 @@ fn v3_server(
     .build(async move |connect: v3::Connect| {
         let ctx = &connect_ctx;
         let packet = connect.packet();
-        let cert = peer_certificate(connect.io());
         let verdict = identify(
             ctx,
-            cert,
+            connect.io(),
             packet.username.as_deref(),
             packet.password.as_deref(),
         )
@@ -704,10 +703,9 @@ fn v5_server(
     .build(async move |connect: v5::Connect| {
         let ctx = &connect_ctx;
         let packet = connect.packet();
-        let cert = peer_certificate(connect.io());
         let verdict = identify(
             ctx,
-            cert,
+            connect.io(),
             packet.username.as_deref(),
             packet.password.as_deref(),
         )
@@ -811,7 +809,9 @@ fn listener(
                 err
             }
         };
-        let tls = TlsAcceptor::new(Arc::clone(&shared.tls_config)).map_err(on_tls_error);
+        let budget = Arc::clone(&shared.handshakes[usize::from(transport == Transport::WebSocket)]);
+        let tls =
+            BoundedTlsAcceptor::new(Arc::clone(&shared.tls_config), budget).map_err(on_tls_error);
         let pipeline = Arc::clone(&shared.pipeline);
         let mqtt = protocol::Gated::new(mqtt_server::<IoBoxed>(ctx).map_err(io_error), pipeline);
         match transport {
@@ -819,8 +819,11 @@ fn listener(
             Transport::Tls => boxed::service(tls.and_then(mqtt)),
             Transport::WebSocket => {
                 let mqtt = ntex_service::Pipeline::new((), mqtt);
-                let http =
-                    ntex_service::Pipeline::new((), super::websocket::http_upgrade(mqtt.bind()));
+                let origins = Arc::new(shared.settings.wss_allowed_origins.clone());
+                let http = ntex_service::Pipeline::new(
+                    (),
+                    super::websocket::http_upgrade(mqtt.bind(), origins),
+                );
                 boxed::service(
                     tls.and_then(async move |io: Io<_>| http.call(io).await.map_err(io_error)),
                 )
@@ -840,6 +843,8 @@ pub struct EmbeddedBroker {
     system: ntex_rt::System,
     connections: Arc<Connections>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Ends sessions whose credential is revoked; stopped with the broker.
+    revocations: Option<Watcher>,
 }
 
 impl EmbeddedBroker {
@@ -868,6 +873,9 @@ impl EmbeddedBroker {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.server.stop(false)).await;
         }
         self.system.stop();
+        if let Some(watcher) = self.revocations.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(watcher)).await;
+        }
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -925,12 +933,18 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         .into();
     let workers = settings.workers.max(1);
     let connections = Connections::new(Arc::clone(&pipeline));
+    let identities = Identities::new(settings.certs.clone());
+    let live_credentials = Arc::new(LiveCredentials::default());
+    let revocations = Watcher::start(Arc::clone(&identities), Arc::clone(&live_credentials))
+        .context("starting the revocation watcher")?;
     let shared = Arc::new(Shared {
-        identities: Identities::new(settings.certs.clone()),
+        identities,
         pipeline,
         settings,
         tls_config,
         connections: Arc::clone(&connections),
+        live_credentials,
+        handshakes: [HandshakeBudget::listener(), HandshakeBudget::listener()],
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -975,5 +989,6 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         system,
         connections,
         thread: Some(thread),
+        revocations: Some(revocations),
     })
 }

@@ -9,13 +9,22 @@
 //! or a burst of password checks never stalls the other connections of a worker; at most
 //! [`MAX_CONCURRENT_SECRET_CHECKS`] verifications run at once (each takes tens of milliseconds
 //! and ~19 MiB), so a flood of CONNECTs queues instead of exhausting memory.
+//!
+//! An unknown device id costs the same Argon2id work as a wrong secret (against a dummy hash),
+//! so CONNECT timing does not tell which ids exist; failed secret CONNECTs are counted per
+//! address range and per id ([`super::throttle`]). What a CONNECT was let in by (certificate
+//! serial, or the secret's hash) is returned as a [`Credential`], so that
+//! [`super::revocation`] can end the session when that credential is revoked.
 
+use super::session::{self, ConnectRefusal, CredentialStep, PeerCertificate, Verdict};
+use super::throttle::{FailedConnects, Gate};
 use crate::pki::{self, CertsDir};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime};
 
 /// Argon2id verifications that may run at the same time.
 pub const MAX_CONCURRENT_SECRET_CHECKS: usize = 4;
@@ -25,6 +34,19 @@ pub struct Identities {
     revoked: FileCache<Vec<String>>,
     secrets: FileCache<BTreeMap<String, String>>,
     secret_checks: tokio::sync::Semaphore,
+    failed: FailedConnects,
+}
+
+/// What a live session was let in by: what, once revoked, ends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A client certificate, by serial (lower-case hex).
+    Certificate(String),
+    /// A device secret on the plaintext listener: the device and the Argon2id hash (PHC
+    /// string) its password matched; the session ends when that hash is no longer its secret.
+    Secret { device_id: String, hash: String },
+    /// Nothing to revoke (an anonymous lab client, a TLS client without a certificate).
+    None,
 }
 
 impl Identities {
@@ -34,43 +56,148 @@ impl Identities {
             revoked: FileCache::default(),
             secrets: FileCache::default(),
             secret_checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_SECRET_CHECKS),
+            failed: FailedConnects::default(),
         })
+    }
+
+    /// Who a TLS client is, from its certificate (checked against the revocation index).
+    pub async fn by_certificate(
+        self: &Arc<Self>,
+        cert: &PeerCertificate,
+        max_id_len: usize,
+    ) -> (Verdict, Credential) {
+        let (revoked, credential) = match cert.serial() {
+            Some(serial) => match self.is_revoked(serial).await {
+                Some(revoked) => (revoked, Credential::Certificate(serial.to_owned())),
+                None => {
+                    return (
+                        Verdict::Refused(ConnectRefusal::CheckFailed),
+                        Credential::None,
+                    );
+                }
+            },
+            None => (false, Credential::None),
+        };
+        (
+            session::by_certificate(cert, revoked, max_id_len),
+            credential,
+        )
+    }
+
+    /// Who a plaintext client is, from its username and password; throttled per address
+    /// range and per id.
+    pub async fn by_secret(
+        self: &Arc<Self>,
+        address: Option<IpAddr>,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        allow_anonymous: bool,
+        max_id_len: usize,
+    ) -> (Verdict, Credential) {
+        let device_id =
+            match session::by_credentials(username, password, allow_anonymous, max_id_len) {
+                CredentialStep::Decided(verdict) => return (verdict, Credential::None),
+                CredentialStep::CheckSecret(device_id) => device_id,
+            };
+        match self
+            .failed
+            .begin(address, device_id.as_str(), Instant::now())
+        {
+            Gate::Refuse => {
+                return (
+                    Verdict::Refused(ConnectRefusal::Throttled),
+                    Credential::None,
+                );
+            }
+            Gate::Check { delay } if !delay.is_zero() => ntex_util::time::sleep(delay).await,
+            Gate::Check { .. } => {}
+        }
+        let checked = self
+            .verify_secret(device_id.as_str(), password.unwrap_or_default())
+            .await;
+        let credential = match &checked {
+            Some(Some(hash)) => {
+                self.failed.succeeded(address, device_id.as_str());
+                Credential::Secret {
+                    device_id: device_id.as_str().to_owned(),
+                    hash: hash.clone(),
+                }
+            }
+            _ => Credential::None,
+        };
+        let matched = checked.map(|hash| hash.is_some());
+        (session::after_secret_check(device_id, matched), credential)
+    }
+
+    /// The revoked serials now (blocking: may read the index).
+    pub fn revoked_now(&self) -> Arc<Vec<String>> {
+        self.revoked.current(
+            &self.certs.index(),
+            || pki::revoked_serials(&self.certs),
+            "Revocation list unreadable; keeping the last one.",
+        )
+    }
+
+    /// The device secrets' hashes now (blocking: may read the file).
+    pub fn secrets_now(&self) -> Arc<BTreeMap<String, String>> {
+        self.secrets.current(
+            &self.certs.devices().join("secrets.json"),
+            || pki::load_secrets(&self.certs),
+            "Device secrets unreadable; keeping the last ones.",
+        )
     }
 
     /// Whether `serial` is revoked; `None` when the check could not run.
     pub async fn is_revoked(self: &Arc<Self>, serial: &str) -> Option<bool> {
         let identities = Arc::clone(self);
         let serial = serial.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let revoked = identities.revoked.current(
-                &identities.certs.index(),
-                || pki::revoked_serials(&identities.certs),
-                "Revocation list unreadable; keeping the last one.",
-            );
-            revoked.contains(&serial)
-        })
-        .await
-        .ok()
+        tokio::task::spawn_blocking(move || identities.revoked_now().contains(&serial))
+            .await
+            .ok()
     }
 
-    /// Whether `password` is the secret issued to `device_id`; `None` when the check could
-    /// not run.
-    pub async fn verify_secret(self: &Arc<Self>, device_id: &str, password: &[u8]) -> Option<bool> {
+    /// The hash `password` matched when it is the secret issued to `device_id` (`Some(None)`
+    /// when not); `None` when the check could not run. An unknown id is checked against a
+    /// dummy hash, so that it takes as long as a known one.
+    pub async fn verify_secret(
+        self: &Arc<Self>,
+        device_id: &str,
+        password: &[u8],
+    ) -> Option<Option<String>> {
         let _permit = self.secret_checks.acquire().await.ok()?;
         let identities = Arc::clone(self);
         let device_id = device_id.to_owned();
         let password = password.to_vec();
         tokio::task::spawn_blocking(move || {
-            let secrets = identities.secrets.current(
-                &identities.certs.devices().join("secrets.json"),
-                || pki::load_secrets(&identities.certs),
-                "Device secrets unreadable; keeping the last ones.",
-            );
-            pki::verify_secret(&secrets, &device_id, &password)
+            let secrets = identities.secrets_now();
+            match secrets.get(&device_id) {
+                Some(hash) => {
+                    pki::verify_secret(&secrets, &device_id, &password).then(|| hash.clone())
+                }
+                None => {
+                    let dummy = BTreeMap::from([(String::new(), dummy_hash().to_owned())]);
+                    let _ = pki::verify_secret(&dummy, "", &password);
+                    None
+                }
+            }
         })
         .await
         .ok()
     }
+}
+
+/// An Argon2id hash of a random secret nobody knows, with the parameters real secrets have
+/// (`pki::issue_secret`), made once.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        use argon2::PasswordHasher;
+        let secret: [u8; 24] = rand::random();
+        argon2::Argon2::default()
+            .hash_password(&secret)
+            .map(|hash| hash.to_string())
+            .unwrap_or_default()
+    })
 }
 
 /// A file's parsed contents, re-read when its modification time changes. Before the first

@@ -8,11 +8,14 @@ pub mod embedded;
 pub mod exchange;
 pub mod external;
 mod gate;
+pub mod handshake;
 mod identity;
 mod protocol;
 pub mod rate;
+mod revocation;
 pub mod session;
 mod status;
+pub mod throttle;
 mod websocket;
 
 pub use status::BrokerStatus;
@@ -45,6 +48,8 @@ pub struct BrokerSettings {
     /// MQTT over WebSocket over TLS (the seed's port 8884), for browser clients; same
     /// identity rules as `mqtts_addr`. Off unless given.
     pub wss_addr: Option<SocketAddr>,
+    /// Origins besides the WSS listener's own whose browser pages may connect over WSS.
+    pub wss_allowed_origins: Vec<String>,
     /// Messages per second one connection may publish before its messages are delayed (and
     /// so acknowledged later): the per-connection rate limit.
     pub max_rate_per_connection: u32,

@@ -52,6 +52,9 @@ pub enum ConnectRefusal {
     CredentialsRequired,
     /// A username that is not a device id, or a password that is not its secret.
     BadCredentials,
+    /// The plaintext listener: too many failed CONNECTs from the client's address range; refused
+    /// without checking its secret.
+    Throttled,
     /// The revocation or secret check could not run (its blocking task failed): refuse
     /// rather than let an unchecked client in.
     CheckFailed,
@@ -73,6 +76,7 @@ impl ConnectRefusal {
             ConnectRefusal::UnknownUnit => "unknown_certificate_unit",
             ConnectRefusal::CredentialsRequired => "credentials_required",
             ConnectRefusal::BadCredentials => "bad_credentials",
+            ConnectRefusal::Throttled => "throttled",
             ConnectRefusal::CheckFailed => "identity_check_failed",
             ConnectRefusal::EmptyClientIdWithSession => "empty_client_id_with_session",
             ConnectRefusal::WillTopicRefused => "will_topic_refused",

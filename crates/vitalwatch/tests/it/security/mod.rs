@@ -39,6 +39,7 @@ struct Creds<'a> {
 }
 
 mod abuse;
+mod broker;
 mod commands;
 mod floods;
 mod sessions;
