@@ -347,6 +347,7 @@ pub async fn start_on(
         );
         let served = crate::http_listen::serve(
             dashboard,
+            crate::metrics::connections::Listener::Dashboard,
             dashboard_app,
             https.clone(),
             config.http.listen_limits(),
@@ -367,6 +368,7 @@ pub async fn start_on(
     );
     let served = crate::http_listen::serve(
         listener,
+        crate::metrics::connections::Listener::Api,
         app,
         https,
         config.http.listen_limits(),

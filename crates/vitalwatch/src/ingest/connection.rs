@@ -97,6 +97,10 @@ impl Connections {
         }
         let connection = Connection {
             connections: Arc::clone(self),
+            _device: opening
+                .device_id
+                .is_some()
+                .then(crate::metrics::connections::ConnectedDevice::start),
             id,
             key: opening.key,
             device_id: opening.device_id,
@@ -163,6 +167,8 @@ impl EndReason {
 /// One live connection.
 pub struct Connection {
     connections: Arc<Connections>,
+    /// Counts a device's connection in `vitalwatch_devices_connected` while it lives.
+    _device: Option<crate::metrics::connections::ConnectedDevice>,
     id: u64,
     key: SessionKey,
     device_id: Option<DeviceId>,

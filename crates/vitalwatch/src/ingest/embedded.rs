@@ -26,7 +26,7 @@ use super::session::{
     self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, CredentialStep,
     Grant, PeerCertificate, PubackCode, PublishOutcome, Qos, Role, SessionRequest, Verdict,
 };
-use crate::metrics::Refusal;
+use crate::metrics::{Refusal, connections};
 use crate::pipeline::{IngestError, Pipeline};
 use crate::store::{ItemOutcome, Source};
 use crate::tls;
@@ -807,12 +807,13 @@ fn listener(
             let ctx = Rc::clone(&ctx);
             move |err: std::io::Error| {
                 ctx.pipeline().refuse(Refusal::TlsHandshake, Source::Mqtt);
-                tracing::debug!(message = "TLS handshake failed.", error = %err);
+                let reason = connections::tls_failed(transport.listener(), &err);
+                tracing::debug!(message = "TLS handshake failed.", event = "tls.handshake_failed", listener = transport.listener().as_str(), reason = reason.as_str(), error = %err);
                 err
             }
         };
         let tls = TlsAcceptor::new(Arc::clone(&shared.tls_config)).map_err(on_tls_error);
-        match transport {
+        let service: ConnectionService = match transport {
             Transport::Plaintext => boxed::service(mqtt_server(ctx).map_err(io_error)),
             Transport::Tls => boxed::service(tls.and_then(mqtt_server(ctx).map_err(io_error))),
             Transport::WebSocket => {
@@ -823,6 +824,22 @@ fn listener(
                     tls.and_then(async move |io: Io<_>| http.call(io).await.map_err(io_error)),
                 )
             }
+        };
+        // Counted in `vitalwatch_connections_open` from accept to close.
+        let listener = transport.listener();
+        boxed::service(ntex_service::apply_fn(service, async move |io: Io, ctx| {
+            let _open = connections::OpenConnection::new(listener);
+            ctx.call(io).await
+        }))
+    }
+}
+
+impl Transport {
+    fn listener(self) -> connections::Listener {
+        match self {
+            Transport::Tls => connections::Listener::Mqtts,
+            Transport::Plaintext => connections::Listener::Mqtt,
+            Transport::WebSocket => connections::Listener::Wss,
         }
     }
 }
