@@ -202,7 +202,7 @@ async fn record(
         })
         .await;
     if let Err(err) = res {
-        tracing::error!(message = "Webhook delivery not recorded.", error = %err);
+        tracing::error!(event = "webhook.not_recorded", message = "Webhook delivery not recorded.", error = %err);
     }
 }
 
@@ -320,7 +320,7 @@ async fn deliver(
                 last_error = Some(error);
             }
         }
-        tracing::debug!(message = "Webhook attempt failed.", attempt, url = %delivery.url);
+        tracing::debug!(event = "webhook.attempt_failed", message = "Webhook attempt failed.", attempt, url = %delivery.url);
     }
     webhook_delivery(WebhookOutcome::Failed);
     tracing::warn!(message = "Webhook undeliverable; kept as failed.", event = "webhook.failed", url = %delivery.url);

@@ -281,7 +281,7 @@ async fn audit_action(
         }),
     };
     if let Err(err) = state.store.audit(entry).await {
-        tracing::warn!(message = "Alert action not audited.", error = %err);
+        tracing::warn!(event = "audit.not_written", message = "Alert action not audited.", error = %err);
     }
 }
 

@@ -84,7 +84,10 @@ impl Connections {
         {
             let mut live = self.live.lock();
             for other in live.values().filter(|other| other.key == opening.key) {
-                tracing::debug!(message = "MQTT session taken over by a new connection.");
+                tracing::debug!(
+                    event = "mqtt.session_taken_over",
+                    message = "MQTT session taken over by a new connection."
+                );
                 other.kick.notify_one();
             }
             live.insert(
@@ -222,6 +225,7 @@ impl Drop for Connection {
         if !expiry.is_zero() {
             let ids = self.inbound.borrow().to_save();
             tracing::debug!(
+                event = "mqtt.session_saved",
                 message = "MQTT session saved.",
                 awaiting_release = ids.len(),
                 expiry_s = expiry.as_secs()
@@ -239,7 +243,7 @@ impl Drop for Connection {
             return;
         }
         let reason = self.end.get().as_str();
-        tracing::info!(
+        tracing::info!(event = "mqtt.will_published",
             message = "MQTT will published: the device's connection ended abruptly.",
             %device_id,
             reason

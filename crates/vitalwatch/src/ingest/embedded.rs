@@ -275,6 +275,7 @@ fn peer_certificate(io: &IoBoxed) -> PeerCertificate {
 fn refuse_connect(ctx: &BrokerCtx, why: ConnectRefusal, protocol: &'static str) {
     ctx.pipeline().refuse(Refusal::ConnectRefused, Source::Mqtt);
     tracing::info!(
+        event = "mqtt.connect_refused",
         message = "MQTT connection refused.",
         reason = why.as_str(),
         protocol
@@ -329,6 +330,7 @@ fn subscribe(session: &DeviceSession, filter: &str, requested: Qos) -> Grant {
         }
         (Grant::Refused(why), _) => {
             tracing::debug!(
+                event = "mqtt.subscribe_refused",
                 message = "MQTT subscription refused.",
                 reason = why.as_str()
             );
@@ -480,6 +482,7 @@ fn close_when_kicked(connection: &Rc<Connection>, close: impl FnOnce() + 'static
         kick.notified().await;
         if let Some(connection) = weak.upgrade() {
             tracing::debug!(
+                event = "mqtt.closed_by_broker",
                 message = "MQTT connection closed by the broker.",
                 reason = "session_taken_over_or_identity_disconnected"
             );
@@ -826,13 +829,19 @@ fn listener(
             }
         };
         // Counted in `vitalwatch_connections_open` from accept to close.
+        // Every log line of the connection carries its id (the `mqtt` span's `conn`).
         let listener = transport.listener();
         boxed::service(ntex_service::apply_fn(service, async move |io: Io, ctx| {
             let _open = connections::OpenConnection::new(listener);
-            ctx.call(io).await
+            let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let span = tracing::info_span!("mqtt", conn, listener = listener.as_str());
+            tracing::Instrument::instrument(ctx.call(io), span).await
         }))
     }
 }
+
+/// The next accepted MQTT connection's id (its log lines' `conn`).
+static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Transport {
     fn listener(self) -> connections::Listener {
@@ -877,6 +886,7 @@ impl EmbeddedBroker {
             .is_err()
         {
             tracing::warn!(
+                event = "mqtt.stop_forced",
                 message = "The MQTT broker did not stop gracefully in time; stopping it now.",
                 waited_s = GRACEFUL_STOP.as_secs()
             );
@@ -975,7 +985,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                     Ok(())
                 });
             if let Err(err) = res {
-                tracing::error!(message = "The MQTT broker stopped with an error.", error = %err);
+                tracing::error!(event = "mqtt.broker_failed", message = "The MQTT broker stopped with an error.", error = %err);
             }
         })
         .context("starting the MQTT broker thread")?;

@@ -104,7 +104,7 @@ impl Writer {
             }
         }
         if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-            tracing::warn!(message = "WAL checkpoint at close failed.", error = %err);
+            tracing::warn!(event = "store.checkpoint_failed", message = "WAL checkpoint at close failed.", error = %err);
         }
     }
 
@@ -135,7 +135,7 @@ impl Writer {
                         Command::Audit { entries } => {
                             for entry in entries {
                                 if let Err(err) = audit::append(&tx, entry) {
-                                    tracing::error!(message = "Audit entry could not be written.", error = %err);
+                                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                                 }
                             }
                             false
@@ -156,7 +156,7 @@ impl Writer {
                 }
             }
             Err(err) => {
-                tracing::error!(message = "Batch commit failed; callers get an error.", error = %err);
+                tracing::error!(event = "store.commit_failed", message = "Batch commit failed; callers get an error.", error = %err);
                 let text = err.to_string();
                 for (_, reply) in writes {
                     let _ = reply.send(Err(StoreError::Other(text.clone())));
@@ -187,7 +187,7 @@ impl Writer {
                         .try_for_each(|entry| audit::append(tx, entry))
                 });
                 if let Err(err) = res {
-                    tracing::error!(message = "Audit entry could not be written.", error = %err);
+                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                 }
             }
             Command::Register {
