@@ -548,10 +548,12 @@ fn schemathesis_finds_no_server_error_and_every_answer_conforms() {
                 "--request-timeout",
                 "10",
                 "--no-color",
-                // The coverage phase's hostile paths once ended in a TLS EOF (no HTTP answer)
-                // on one operation; examples, fuzzing and stateful runs cover every operation.
+                // Every phase, coverage included. Its hostile paths once ended in a TLS EOF
+                // with no HTTP answer on POST /api/alerts/{id}/verdict: a 404 sent before the
+                // body was read, then the socket closed under the unread body (a reset). The
+                // lingering close of http_listen (b04b215) reads it first; no longer seen.
                 "--phases",
-                "examples,fuzzing,stateful",
+                "examples,coverage,fuzzing,stateful",
                 // The live stream never ends; its own tests (api::live) cover it.
                 "--exclude-path",
                 "/api/events",
