@@ -806,12 +806,17 @@ fn listener(
 ) -> impl AsyncFn(&()) -> ConnectionService + Send + Clone + 'static {
     async move |_: &()| {
         let ctx = BrokerCtx::on_this_worker(&shared, transport != Transport::Plaintext);
+        let listener = match transport {
+            Transport::Tls => connections::Listener::Mqtts,
+            Transport::Plaintext => connections::Listener::Mqtt,
+            Transport::WebSocket => connections::Listener::Wss,
+        };
         let on_tls_error = {
             let ctx = Rc::clone(&ctx);
             move |err: std::io::Error| {
                 ctx.pipeline().refuse(Refusal::TlsHandshake, Source::Mqtt);
-                let reason = connections::tls_failed(transport.listener(), &err);
-                tracing::debug!(message = "TLS handshake failed.", event = "tls.handshake_failed", listener = transport.listener().as_str(), reason = reason.as_str(), error = %err);
+                let reason = connections::tls_failed(listener, &err);
+                tracing::debug!(message = "TLS handshake failed.", event = "tls.handshake_failed", listener = listener.as_str(), reason = reason.as_str(), error = %err);
                 err
             }
         };
@@ -828,28 +833,12 @@ fn listener(
                 )
             }
         };
-        // Counted in `vitalwatch_connections_open` from accept to close.
-        // Every log line of the connection carries its id (the `mqtt` span's `conn`).
-        let listener = transport.listener();
+        // Counted from accept to close; its log lines carry its id (the `mqtt` span's `conn`).
         boxed::service(ntex_service::apply_fn(service, async move |io: Io, ctx| {
-            let _open = connections::OpenConnection::new(listener);
-            let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let span = tracing::info_span!("mqtt", conn, listener = listener.as_str());
+            let open = connections::OpenConnection::new(listener);
+            let span = tracing::info_span!("mqtt", conn = open.id(), listener = listener.as_str());
             tracing::Instrument::instrument(ctx.call(io), span).await
         }))
-    }
-}
-
-/// The next accepted MQTT connection's id (its log lines' `conn`).
-static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-impl Transport {
-    fn listener(self) -> connections::Listener {
-        match self {
-            Transport::Tls => connections::Listener::Mqtts,
-            Transport::Plaintext => connections::Listener::Mqtt,
-            Transport::WebSocket => connections::Listener::Wss,
-        }
     }
 }
 

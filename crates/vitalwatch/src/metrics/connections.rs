@@ -53,18 +53,30 @@ pub const WEBHOOK_DELIVERIES: &str = "vitalwatch_webhook_deliveries_total";
 /// One open connection, counted while this lives.
 #[must_use = "the connection is counted only while the guard lives"]
 #[derive(Debug)]
-pub struct OpenConnection(Listener);
+pub struct OpenConnection {
+    listener: Listener,
+    /// This connection's number, unique in the process (its log lines' `conn`).
+    id: u64,
+}
+
+/// The next connection's number.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl OpenConnection {
     pub fn new(listener: Listener) -> OpenConnection {
         ::metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener.as_str()).increment(1.0);
-        OpenConnection(listener)
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection { listener, id }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        ::metrics::gauge!(CONNECTIONS_OPEN, "listener" => self.0.as_str()).decrement(1.0);
+        ::metrics::gauge!(CONNECTIONS_OPEN, "listener" => self.listener.as_str()).decrement(1.0);
     }
 }
 
