@@ -105,7 +105,7 @@ impl From<StoreError> for ApiError {
                 "the server is shutting down",
             ),
             other => {
-                tracing::error!(message = "Store error while answering a request.", error = %other);
+                tracing::error!(event = "http.store_error", message = "Store error while answering a request.", error = %other);
                 ApiError::internal()
             }
         }

@@ -19,6 +19,7 @@
 //! and dropped for up to [`LINGER`] or [`LINGER_BYTES`], so a client that was answered early
 //! (a 413 while it is still sending its body) reads the answer instead of a reset.
 
+use crate::metrics::connections::{Listener, OpenConnection};
 use axum::serve::ListenerExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -239,6 +240,8 @@ pub struct Counted {
     stream: Option<TcpStream>,
     permit: Option<OwnedSemaphorePermit>,
     slot: Option<AddressSlot>,
+    /// Counts the connection in `vitalwatch_connections_open` until it is gone.
+    open: Option<OpenConnection>,
     state: Arc<ConnState>,
     /// Over plain HTTP (no [`ConnActivity`] on requests), bytes read count as activity.
     reads_are_activity: bool,
@@ -251,13 +254,15 @@ impl Counted {
         stream: TcpStream,
         permit: OwnedSemaphorePermit,
         slot: AddressSlot,
-        idle: Duration,
+        bounds: &Bounds,
         reads_are_activity: bool,
     ) -> Counted {
+        let idle = bounds.idle;
         Counted {
             stream: Some(stream),
             permit: Some(permit),
             slot: Some(slot),
+            open: Some(OpenConnection::new(bounds.listener)),
             state: ConnState::new(),
             reads_are_activity,
             idle,
@@ -362,7 +367,7 @@ impl Drop for Counted {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let held = (self.permit.take(), self.slot.take());
+        let held = (self.permit.take(), self.slot.take(), self.open.take());
         runtime.spawn(async move {
             let mut stream = stream;
             let _held = held;
@@ -386,6 +391,8 @@ struct Bounds {
     permits: Arc<Semaphore>,
     addresses: Arc<PerAddress>,
     idle: Duration,
+    /// Which listener this is, for the connection gauge and the TLS failure counter.
+    listener: Listener,
 }
 
 /// Plain HTTP: accepts only while a permit is free; drops a connection over its address's
@@ -410,10 +417,7 @@ impl axum::serve::Listener for PlainListener {
                 drop(stream);
                 continue;
             };
-            return (
-                Counted::new(stream, permit, slot, self.bounds.idle, true),
-                addr,
-            );
+            return (Counted::new(stream, permit, slot, &self.bounds, true), addr);
         }
     }
 
@@ -438,24 +442,74 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for CountingAc
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let Ok(permit) = Arc::clone(&self.bounds.permits).try_acquire_owned() else {
-            return std::future::ready(Err(io::Error::other("too many connections")));
+            return std::future::ready(Err(io::Error::other(OverLimit("too many connections"))));
         };
         let slot = stream
             .peer_addr()
             .ok()
             .and_then(|peer| self.bounds.addresses.try_acquire(peer.ip()));
         let Some(slot) = slot else {
-            return std::future::ready(Err(io::Error::other(
+            return std::future::ready(Err(io::Error::other(OverLimit(
                 "too many connections from this address",
-            )));
+            ))));
         };
         if let Err(err) = stream.set_nodelay(true) {
             return std::future::ready(Err(err));
         }
-        let counted = Counted::new(stream, permit, slot, self.bounds.idle, false);
+        let counted = Counted::new(stream, permit, slot, &self.bounds, false);
         let activity = ConnActivity(Arc::clone(&counted.state));
         let service = tower::Layer::layer(&axum::Extension(activity), service);
         std::future::ready(Ok((counted, service)))
+    }
+}
+
+/// A connection refused by a bound before its handshake (not a TLS failure).
+#[derive(Debug)]
+struct OverLimit(&'static str);
+
+impl std::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
+/// Counts the handshakes the TLS acceptor inside it fails, by reason
+/// ([`crate::metrics::connections::tls_failed`]); connections refused by a bound are not
+/// handshake failures.
+#[derive(Clone)]
+struct CountTlsFailures<A> {
+    inner: A,
+    listener: Listener,
+}
+
+impl<A, S> axum_server::accept::Accept<TcpStream, S> for CountTlsFailures<A>
+where
+    A: axum_server::accept::Accept<TcpStream, S>,
+    A::Future: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(A::Stream, A::Service)>> + Send>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let accepting = self.inner.accept(stream, service);
+        let listener = self.listener;
+        Box::pin(async move {
+            accepting.await.inspect_err(|err| {
+                let over_limit = err.get_ref().is_some_and(|inner| inner.is::<OverLimit>());
+                if !over_limit {
+                    let reason = crate::metrics::connections::tls_failed(listener, err);
+                    tracing::debug!(
+                        message = "TLS handshake failed.",
+                        event = "tls.handshake_failed",
+                        listener = listener.as_str(),
+                        reason = reason.as_str(),
+                    );
+                }
+            })
+        })
     }
 }
 
@@ -464,6 +518,7 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for CountingAc
 /// are answered).
 pub async fn serve(
     listener: TcpListener,
+    which: Listener,
     app: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: ListenLimits,
@@ -476,6 +531,7 @@ pub async fn serve(
             limits.max_connections_per_range,
         ),
         idle: limits.idle_timeout.max(Duration::from_millis(100)),
+        listener: which,
     };
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let Some(tls) = tls else {
@@ -495,6 +551,10 @@ pub async fn serve(
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
     )
     .acceptor(CountingAcceptor { bounds });
+    let acceptor = CountTlsFailures {
+        inner: acceptor,
+        listener: which,
+    };
     let mut server = axum_server::from_tcp(listener.into_std()?)?
         .acceptor(acceptor)
         .handle(handle)

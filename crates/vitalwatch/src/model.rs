@@ -136,10 +136,10 @@ impl ModelSlot {
         let outcome = slot.reload();
         match outcome {
             ReloadOutcome::Loaded { sha256, .. } => {
-                tracing::info!(message = "Anomaly model loaded.", %sha256);
+                tracing::info!(event = "model.loaded", message = "Anomaly model loaded.", %sha256);
             }
             ReloadOutcome::Refused { reason, .. } => {
-                tracing::warn!(message = "Anomaly model unavailable; running on rules alone.", %reason);
+                tracing::warn!(event = "model.unavailable", message = "Anomaly model unavailable; running on rules alone.", %reason);
             }
         }
         slot
@@ -221,11 +221,11 @@ pub async fn reload_and_audit(
         .map_or_else(|| "none".to_owned(), |path| path.display().to_string());
     let details = match &outcome {
         ReloadOutcome::Loaded { sha256, previous } => {
-            tracing::info!(message = "Anomaly model reloaded.", %sha256, %actor);
+            tracing::info!(event = "model.reloaded", message = "Anomaly model reloaded.", %sha256, %actor);
             serde_json::json!({ "outcome": "loaded", "sha256": sha256, "previous_sha256": previous })
         }
         ReloadOutcome::Refused { reason, kept } => {
-            tracing::warn!(message = "Anomaly model reload refused; keeping the previous model.", %reason, %actor);
+            tracing::warn!(event = "model.reload_refused", message = "Anomaly model reload refused; keeping the previous model.", %reason, %actor);
             serde_json::json!({ "outcome": "refused", "reason": reason, "sha256": kept })
         }
     };
@@ -236,7 +236,7 @@ pub async fn reload_and_audit(
         details,
     };
     if let Err(err) = store.audit(entry).await {
-        tracing::warn!(message = "Model reload not audited.", error = %err);
+        tracing::warn!(event = "audit.not_written", message = "Model reload not audited.", error = %err);
     }
     outcome
 }

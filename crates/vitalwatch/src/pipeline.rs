@@ -326,7 +326,7 @@ impl Pipeline {
                 details: serde_json::json!({ "count": count, "source": source }),
             };
             if let Err(err) = self.store.audit(entry).await {
-                tracing::warn!(message = "Refusal summary not audited.", error = %err);
+                tracing::warn!(event = "audit.not_written", message = "Refusal summary not audited.", error = %err);
             }
         }
     }

@@ -204,7 +204,7 @@ pub async fn start_on(
     let broker_status = BrokerStatus::default();
     let external_broker = match external::ExternalSettings::from_config(&config)? {
         Some(settings) if config.mqtt.enabled => {
-            tracing::info!(
+            tracing::info!(event = "broker.external_mode",
                 message = "Subscribing to an external broker; the embedded broker is off.",
                 broker = %settings.url,
                 filter = %settings.filter(),
@@ -222,7 +222,7 @@ pub async fn start_on(
         let certs = crate::pki::CertsDir::new(config.certs_dir());
         if !certs.dir.exists() {
             let report = crate::pki::init(&certs, &[], false)?;
-            tracing::info!(
+            tracing::info!(event = "pki.created",
                 message = "Created a new PKI (CA and server certificate).",
                 certs_dir = %certs.dir.display(),
                 server_names = %report.sans.join(","),
@@ -243,9 +243,9 @@ pub async fn start_on(
             max_rate_per_connection: config.mqtt.max_rate_per_connection,
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;
-        tracing::info!(message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);
+        tracing::info!(event = "mqtt.listening", message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);
         if let Some(plain) = broker.plaintext_addr {
-            tracing::warn!(
+            tracing::warn!(event = "mqtt.plaintext_listening",
                 message = "Plaintext MQTT is listening: readings and credentials cross the network unencrypted. Use it on a trusted lab network only.",
                 mqtt = %plain,
                 anonymous = config.mqtt.allow_anonymous,
@@ -257,7 +257,7 @@ pub async fn start_on(
         None
     };
     let api_addr = listener.local_addr()?;
-    tracing::info!(
+    tracing::info!(event = "server.serving",
         message = "VitalWatch is serving.",
         api = %api_addr,
         database = %config.database_name(),
@@ -334,7 +334,7 @@ pub async fn start_on(
         )
     } else {
         if !config.http.trust_loopback || !api_addr.ip().is_loopback() {
-            tracing::warn!(
+            tracing::warn!(event = "http.plaintext",
                 message = "The API and dashboard serve plaintext HTTP: tokens, session cookies and patient data cross the network unencrypted. Use it on loopback or behind a TLS-terminating proxy only.",
                 api = %api_addr,
             );
@@ -343,6 +343,7 @@ pub async fn start_on(
     };
     if config.http.trust_loopback {
         tracing::warn!(
+            event = "http.trust_loopback",
             message = "--trust-loopback: clients on this host reach the API and dashboard with every role and no token."
         );
     }
@@ -353,11 +354,12 @@ pub async fn start_on(
         let dashboard_addr = dashboard.local_addr()?;
         if !crate::assets::assets_built() {
             tracing::warn!(
+                event = "dashboard.assets_missing",
                 message = "Dashboard assets not built; the dashboard shows how to build them.",
                 hint = "scripts/build-web"
             );
         }
-        tracing::info!(message = "Dashboard is serving.", dashboard = %dashboard_addr);
+        tracing::info!(event = "dashboard.listening", message = "Dashboard is serving.", dashboard = %dashboard_addr);
         dashboard_bound = Some(dashboard_addr);
         let (dashboard_app, table) = crate::assets::app(app.clone(), &api_table);
         let dashboard_app = api::guarded(
@@ -369,6 +371,7 @@ pub async fn start_on(
         );
         let served = crate::http_listen::serve(
             dashboard,
+            crate::metrics::connections::Listener::Dashboard,
             dashboard_app,
             https.clone(),
             config.http.listen_limits(),
@@ -376,7 +379,7 @@ pub async fn start_on(
         );
         dashboard_task = Some(tokio::spawn(async move {
             if let Err(err) = served.await {
-                tracing::error!(message = "The dashboard listener failed.", error = %err);
+                tracing::error!(event = "dashboard.failed", message = "The dashboard listener failed.", error = %err);
             }
         }));
     }
@@ -389,6 +392,7 @@ pub async fn start_on(
     );
     let served = crate::http_listen::serve(
         listener,
+        crate::metrics::connections::Listener::Api,
         app,
         https,
         config.http.listen_limits(),
@@ -406,7 +410,10 @@ pub async fn start_on(
             if let Some(task) = dashboard_task {
                 let _ = task.await;
             }
-            tracing::info!(message = "Shutting down: committing what is queued.");
+            tracing::info!(
+                event = "server.stopping",
+                message = "Shutting down: committing what is queued."
+            );
             if let Some(broker) = broker {
                 // In-flight publishes finish: their readings commit and are acknowledged.
                 broker.stop().await;
@@ -430,7 +437,7 @@ pub async fn start_on(
                 crate::store::audit::anchor_head(&*reopened, &anchors, &audit_key).await;
                 reopened.close().await;
             }
-            tracing::info!(message = "Stopped cleanly.");
+            tracing::info!(event = "server.stopped", message = "Stopped cleanly.");
             served.context("serving the API")
         }),
     };
@@ -495,8 +502,14 @@ async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: C
         }
         delay = RETENTION_EVERY;
         match store.purge(crate::clock::now(), retention).await {
-            Ok(counts) => tracing::debug!(message = "Retention pass done.", ?counts),
-            Err(err) => tracing::warn!(message = "Retention pass failed.", error = %err),
+            Ok(counts) => tracing::debug!(
+                event = "retention.done",
+                message = "Retention pass done.",
+                ?counts
+            ),
+            Err(err) => {
+                tracing::warn!(event = "retention.failed", message = "Retention pass failed.", error = %err)
+            }
         }
     }
 }

@@ -149,7 +149,11 @@ impl AlertService {
             },
         )
         .context("restoring open alerts")?;
-        tracing::info!(message = "Alert engine restored.", open_alerts = n_open);
+        tracing::info!(
+            event = "alerts.restored",
+            message = "Alert engine restored.",
+            open_alerts = n_open
+        );
         let checks = Checks::new(site_rules, config.sensor_fault);
         checks.load(&store.thresholds(None).await.context("loading thresholds")?);
 
@@ -327,7 +331,10 @@ impl AlertService {
         }
         let job = PersistJob { transitions, done };
         if self.persist.send(job).await.is_err() {
-            tracing::error!(message = "Alert transitions not persisted: the store is closing.");
+            tracing::error!(
+                event = "alerts.not_persisted",
+                message = "Alert transitions not persisted: the store is closing."
+            );
         }
     }
 
@@ -501,7 +508,9 @@ impl AlertService {
             }
             match self.store.thresholds(None).await {
                 Ok(records) => self.checks.load(&records),
-                Err(err) => tracing::warn!(message = "Thresholds not reloaded.", error = %err),
+                Err(err) => {
+                    tracing::warn!(event = "alerts.thresholds_not_reloaded", message = "Thresholds not reloaded.", error = %err)
+                }
             }
         }
     }
@@ -578,7 +587,7 @@ async fn persister(
 async fn persist(store: &dyn Store, job: PersistJob) {
     let res = store.write_alert_transitions(job.transitions).await;
     if let Err(err) = &res {
-        tracing::error!(message = "Alert transitions not persisted.", error = %err);
+        tracing::error!(event = "alerts.not_persisted", message = "Alert transitions not persisted.", error = %err);
     }
     if let Some(done) = job.done {
         let _ = done.send(res);

@@ -10,6 +10,7 @@
 //! the blocking pool with a timeout. Nothing here logs a body or a secret.
 
 use crate::config::{WebhookDeliveryConfig, WebhookTarget};
+use crate::metrics::connections::{WebhookOutcome, webhook_delivery};
 use crate::secret::Secret;
 use crate::store::{NewWebhookDelivery, Store};
 use hmac::{Hmac, Mac};
@@ -157,7 +158,11 @@ impl Webhooks {
                 let delivery = match err {
                     mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
                 };
-                tracing::warn!(message = "Webhook queue full; notification recorded as failed.");
+                tracing::warn!(
+                    message = "Webhook queue full; notification recorded as failed.",
+                    event = "webhook.dropped"
+                );
+                webhook_delivery(WebhookOutcome::Dropped);
                 let store = Arc::clone(&self.store);
                 tokio::spawn(async move {
                     record(
@@ -197,7 +202,7 @@ async fn record(
         })
         .await;
     if let Err(err) = res {
-        tracing::error!(message = "Webhook delivery not recorded.", error = %err);
+        tracing::error!(event = "webhook.not_recorded", message = "Webhook delivery not recorded.", error = %err);
     }
 }
 
@@ -234,6 +239,7 @@ async fn worker(
     // Whatever is still queued at shutdown is kept as failed, not lost silently.
     rx.close();
     while let Ok(delivery) = rx.try_recv() {
+        webhook_delivery(WebhookOutcome::Failed);
         record(
             &*store,
             &delivery,
@@ -270,6 +276,7 @@ async fn deliver(
         if attempt > 1 {
             tokio::select! {
                 () = shutdown.cancelled() => {
+                    webhook_delivery(WebhookOutcome::Failed);
                     last_error = Some("shutting down".to_owned());
                     record(store, &delivery, "failed", attempt - 1, last_status, last_error).await;
                     return;
@@ -301,6 +308,7 @@ async fn deliver(
         .unwrap_or_else(|err| Attempt::Failed(format!("delivery task failed: {err}")));
         match outcome {
             Attempt::Delivered(status) => {
+                webhook_delivery(WebhookOutcome::Delivered);
                 record(store, &delivery, "delivered", attempt, Some(status), None).await;
                 return;
             }
@@ -312,9 +320,10 @@ async fn deliver(
                 last_error = Some(error);
             }
         }
-        tracing::debug!(message = "Webhook attempt failed.", attempt, url = %delivery.url);
+        tracing::debug!(event = "webhook.attempt_failed", message = "Webhook attempt failed.", attempt, url = %delivery.url);
     }
-    tracing::warn!(message = "Webhook undeliverable; kept as failed.", url = %delivery.url);
+    webhook_delivery(WebhookOutcome::Failed);
+    tracing::warn!(message = "Webhook undeliverable; kept as failed.", event = "webhook.failed", url = %delivery.url);
     record(
         store,
         &delivery,

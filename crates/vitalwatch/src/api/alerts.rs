@@ -241,21 +241,21 @@ pub async fn get_alert(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
     by: String,
     note: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceBody {
     by: String,
     duration_s: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     by: String,
@@ -281,7 +281,7 @@ async fn audit_action(
         }),
     };
     if let Err(err) = state.store.audit(entry).await {
-        tracing::warn!(message = "Alert action not audited.", error = %err);
+        tracing::warn!(event = "audit.not_written", message = "Alert action not audited.", error = %err);
     }
 }
 
@@ -290,6 +290,7 @@ async fn audit_action(
     path = "/api/alerts/{id}/ack",
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
+    request_body(content = AckBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -332,6 +333,7 @@ pub async fn acknowledge(
     path = "/api/alerts/{id}/silence",
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
+    request_body(content = SilenceBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -374,6 +376,7 @@ pub async fn silence(
     path = "/api/alerts/{id}/resolve",
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
+    request_body(content = ResolveBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -663,7 +666,7 @@ pub async fn webhook_deliveries(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictBody {
     by: String,
@@ -678,7 +681,7 @@ pub struct VerdictBody {
     path = "/api/alerts/{id}/verdict",
     tag = "alerts",
     params(("id" = String, Path, description = "The id in the path")),
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = VerdictBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),

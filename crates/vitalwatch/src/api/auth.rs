@@ -31,7 +31,7 @@ impl From<AuthChangeError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     username: String,
@@ -50,7 +50,7 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
     post,
     path = "/auth/login",
     tag = "auth",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = Login, content_type = "application/json"),
     responses(
         (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -214,7 +214,7 @@ pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value>
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnPassword {
     current: String,
@@ -228,7 +228,7 @@ pub struct OwnPassword {
     post,
     path = "/auth/password",
     tag = "auth",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = OwnPassword, content_type = "application/json"),
     responses(
         (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -308,7 +308,7 @@ pub async fn change_own_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
@@ -335,7 +335,7 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
     post,
     path = "/api/tokens",
     tag = "auth",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = NewToken, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -427,7 +427,7 @@ pub async fn revoke_token(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     username: String,
@@ -439,7 +439,7 @@ pub struct NewUser {
     post,
     path = "/api/users",
     tag = "auth",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = NewUser, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -481,7 +481,7 @@ pub async fn list_users(
     Ok(Json(json!({ "users": users })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     #[serde(default)]
@@ -496,7 +496,7 @@ pub struct UserChange {
     path = "/api/users/{name}",
     tag = "auth",
     params(("name" = String, Path, description = "The name in the path")),
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = UserChange, content_type = "application/json"),
     responses(
         (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),

@@ -76,7 +76,7 @@ where
     Option::<String>::deserialize(de).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegistrationBody {
     device_id: String,
@@ -128,7 +128,7 @@ fn check_interval(value: Option<f64>) -> Result<(), ApiError> {
     post,
     path = "/api/devices",
     tag = "devices",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = RegistrationBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),

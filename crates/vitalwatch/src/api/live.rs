@@ -208,7 +208,7 @@ async fn forward(
             anomaly_id,
         },
         Err(err) => {
-            tracing::warn!(message = "Live stream could not read its start cursor.", error = %err);
+            tracing::warn!(event = "live.cursor_failed", message = "Live stream could not read its start cursor.", error = %err);
             Cursor::default()
         }
     };
@@ -255,7 +255,7 @@ async fn forward(
                 None => return,
             },
             Err(err) => {
-                tracing::warn!(message = "Live stream catch-up failed.", error = %err);
+                tracing::warn!(event = "live.catch_up_failed", message = "Live stream catch-up failed.", error = %err);
                 match resync(&store, &tx, cursor, "catch_up_failed").await {
                     Some(next) => cursor = next,
                     None => return,

@@ -22,7 +22,9 @@ pub struct OpsInfo {
     pub store_queue_capacity: u64,
 }
 
-/// The text format 0.0.4 (what the exporter renders; Prometheus negotiates down to it).
+/// The text format 0.0.4, whatever the scraper's `Accept` asks for: metrics-exporter-prometheus
+/// renders no OpenMetrics, and a scraper that prefers `application/openmetrics-text` (as
+/// Prometheus does) accepts 0.0.4 as its fallback. The answer says so explicitly.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[utoipa::path(
@@ -30,7 +32,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
     path = "/metrics",
     tag = "operations",
     responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 200, description = "Prometheus text exposition format 0.0.4 (also when OpenMetrics is asked for: it is not rendered)", content_type = "text/plain", body = String),
         (status = 401, description = "No or an invalid token", body = super::openapi::ErrorBody),
         (status = 403, description = "The token's role may not read metrics", body = super::openapi::ErrorBody),
     )

@@ -17,6 +17,7 @@ pub mod metrics;
 mod model;
 pub mod openapi;
 mod query;
+mod request_log;
 mod series;
 mod telemetry;
 #[cfg(test)]
@@ -200,6 +201,8 @@ pub fn guarded(
     } else {
         router
     };
+    // Every request's id and span, around everything that logs.
+    let router = request_log::layer(router);
     // Outermost: a request counts as its connection's activity until its body has been sent.
     router.layer(axum::middleware::from_fn(
         crate::http_listen::track_activity,

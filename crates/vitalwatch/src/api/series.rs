@@ -375,7 +375,7 @@ pub async fn readings_csv(
             let page = match page {
                 Ok(page) => page,
                 Err(err) => {
-                    tracing::error!(message = "CSV export stopped by a store error.", error = %err);
+                    tracing::error!(event = "http.csv_export_failed", message = "CSV export stopped by a store error.", error = %err);
                     let _ = tx.send(Err(std::io::Error::other("store error"))).await;
                     return;
                 }

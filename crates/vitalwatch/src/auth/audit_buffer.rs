@@ -127,7 +127,7 @@ impl AuditBuffer {
             }
             Err((err, mut batch)) => {
                 if !matches!(err, StoreError::Busy) {
-                    tracing::warn!(message = "Access audit entries not written yet.", error = %err);
+                    tracing::warn!(event = "audit.buffer_behind", message = "Access audit entries not written yet.", error = %err);
                 }
                 let mut pending = self.pending();
                 batch.append(&mut pending);
@@ -155,7 +155,7 @@ impl AuditBuffer {
         let count = batch.len() as u64;
         for entry in batch {
             if let Err(err) = self.store.audit(entry).await {
-                tracing::error!(message = "Access audit entry lost at shutdown.", error = %err);
+                tracing::error!(event = "audit.buffer_lost", message = "Access audit entry lost at shutdown.", error = %err);
                 return;
             }
         }

@@ -235,7 +235,7 @@ async fn identify(
             Ok(Some(record)) => record,
             Ok(None) => return Err(invalid),
             Err(err) => {
-                tracing::error!(message = "Token lookup failed.", error = %err);
+                tracing::error!(event = "auth.token_lookup_failed", message = "Token lookup failed.", error = %err);
                 return Err(invalid);
             }
         };

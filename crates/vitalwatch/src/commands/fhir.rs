@@ -163,6 +163,7 @@ async fn export(
             .await?;
         if alerts.len() == MAX_FLAGS {
             tracing::warn!(
+                event = "fhir.export_truncated",
                 message = "Flag export truncated; narrow it with --since or --device.",
                 limit = MAX_FLAGS
             );

@@ -201,7 +201,7 @@ pub fn shutdown_on_signals() -> CancellationToken {
                     signal.recv().await;
                 }
                 Err(err) => {
-                    tracing::warn!(message = "SIGTERM handler not installed.", error = %err);
+                    tracing::warn!(event = "server.signal_handler_failed", message = "SIGTERM handler not installed.", error = %err);
                     std::future::pending::<()>().await;
                 }
             }
@@ -212,7 +212,10 @@ pub fn shutdown_on_signals() -> CancellationToken {
             _ = ctrl_c => {}
             () = terminate => {}
         }
-        tracing::info!(message = "Signal received; stopping.");
+        tracing::info!(
+            event = "server.signal",
+            message = "Signal received; stopping."
+        );
         cancel.cancel();
     });
     token

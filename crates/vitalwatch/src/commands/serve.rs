@@ -237,7 +237,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // outside it NOTIFY_SOCKET is unset and this does nothing.
     if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::warn!(
-            event = "systemd_notify_failed",
+            event = "server.systemd_notify_failed",
             "telling systemd we are ready: {err}"
         );
     }

@@ -84,7 +84,10 @@ impl Connections {
         {
             let mut live = self.live.lock();
             for other in live.values().filter(|other| other.key == opening.key) {
-                tracing::debug!(message = "MQTT session taken over by a new connection.");
+                tracing::debug!(
+                    event = "mqtt.session_taken_over",
+                    message = "MQTT session taken over by a new connection."
+                );
                 other.kick.notify_one();
             }
             live.insert(
@@ -97,6 +100,10 @@ impl Connections {
         }
         let connection = Connection {
             connections: Arc::clone(self),
+            _device: opening
+                .device_id
+                .is_some()
+                .then(crate::metrics::connections::ConnectedDevice::start),
             id,
             key: opening.key,
             device_id: opening.device_id,
@@ -163,6 +170,8 @@ impl EndReason {
 /// One live connection.
 pub struct Connection {
     connections: Arc<Connections>,
+    /// Counts a device's connection in `vitalwatch_devices_connected` while it lives.
+    _device: Option<crate::metrics::connections::ConnectedDevice>,
     id: u64,
     key: SessionKey,
     device_id: Option<DeviceId>,
@@ -216,6 +225,7 @@ impl Drop for Connection {
         if !expiry.is_zero() {
             let ids = self.inbound.borrow().to_save();
             tracing::debug!(
+                event = "mqtt.session_saved",
                 message = "MQTT session saved.",
                 awaiting_release = ids.len(),
                 expiry_s = expiry.as_secs()
@@ -233,7 +243,7 @@ impl Drop for Connection {
             return;
         }
         let reason = self.end.get().as_str();
-        tracing::info!(
+        tracing::info!(event = "mqtt.will_published",
             message = "MQTT will published: the device's connection ended abruptly.",
             %device_id,
             reason

@@ -232,7 +232,11 @@ pub async fn dispatch<S: Sink>(registry: Rc<Registry<S>>, mut events: broadcast:
         match events.recv().await {
             Ok(event) => registry.on_event(&event),
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(message = "MQTT consumers missed events.", missed = n);
+                tracing::warn!(
+                    event = "mqtt.consumer_lagged",
+                    message = "MQTT consumers missed events.",
+                    missed = n
+                );
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

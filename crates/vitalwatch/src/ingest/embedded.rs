@@ -17,10 +17,12 @@
 
 use super::BrokerSettings;
 use super::connection::{Connection, Connections, EndReason, MAX_SESSION_EXPIRY, Opening};
-use super::consumers::{self, Consumer, Pending, Registry, Sink};
+use super::consumers::{self, Consumer, Registry};
 use super::exchange::SessionKey;
 use super::handshake::{self, BoundedTlsAcceptor, HandshakeBudget};
 use super::identity::{Credential, Identities};
+pub use super::ntex_sink::NtexSink;
+use super::ntex_sink::{from_ntex_qos, to_ntex_qos};
 use super::protocol::{self, HasConnection};
 use super::rate::TokenBucket;
 use super::revocation::{LiveCredentials, Watcher};
@@ -28,12 +30,11 @@ use super::session::{
     self, Answer3, Answer5, ClientId, CloseReason, ConnackCode, ConnectRefusal, Grant, PubackCode,
     PublishOutcome, Qos, Role, SessionRequest, Verdict,
 };
-use crate::metrics::Refusal;
+use crate::metrics::{Refusal, connections};
 use crate::pipeline::{IngestError, Pipeline};
 use crate::store::{ItemOutcome, Source};
 use crate::tls;
 use anyhow::Context;
-use ntex_bytes::Bytes;
 use ntex_io::{Io, IoBoxed};
 use ntex_mqtt::{MqttError, MqttServer, MqttServiceConfig, v3, v5};
 use ntex_service::boxed::{self, BoxService};
@@ -80,59 +81,6 @@ impl TryFrom<BrokerError> for v5::PublishAck {
 
     fn try_from(err: BrokerError) -> Result<Self, Self::Error> {
         Err(err)
-    }
-}
-
-/// How to reach a connected consumer: its connection's sink.
-pub enum NtexSink {
-    V3(v3::MqttSink),
-    V5(v5::MqttSink),
-}
-
-impl Sink for NtexSink {
-    type Payload = Bytes;
-
-    fn is_open(&self) -> bool {
-        match self {
-            NtexSink::V3(sink) => sink.is_open(),
-            NtexSink::V5(sink) => sink.is_open(),
-        }
-    }
-
-    fn send_at_most_once(&self, topic: &str, payload: Bytes, retain: bool) -> bool {
-        match self {
-            NtexSink::V3(sink) => {
-                let builder = sink.publish(topic.to_owned());
-                let builder = if retain { builder.retain() } else { builder };
-                builder.send_at_most_once(payload).is_ok()
-            }
-            NtexSink::V5(sink) => sink
-                .publish(topic.to_owned())
-                .retain(retain)
-                .send_at_most_once(payload)
-                .is_ok(),
-        }
-    }
-
-    fn send_at_least_once(&self, topic: &str, payload: Bytes, retain: bool, pending: Pending) {
-        let topic = topic.to_owned();
-        match self {
-            NtexSink::V3(sink) => {
-                let builder = sink.publish(topic);
-                let builder = if retain { builder.retain() } else { builder };
-                ntex_rt::spawn(async move {
-                    let _ = builder.send_at_least_once(payload).await;
-                    drop(pending);
-                });
-            }
-            NtexSink::V5(sink) => {
-                let builder = sink.publish(topic).retain(retain);
-                ntex_rt::spawn(async move {
-                    let _ = builder.send_at_least_once(payload).await;
-                    drop(pending);
-                });
-            }
-        }
     }
 }
 
@@ -261,6 +209,7 @@ async fn identify(
 fn refuse_connect(ctx: &BrokerCtx, why: ConnectRefusal, protocol: &'static str) {
     ctx.pipeline().refuse(Refusal::ConnectRefused, Source::Mqtt);
     tracing::info!(
+        event = "mqtt.connect_refused",
         message = "MQTT connection refused.",
         reason = why.as_str(),
         protocol
@@ -320,6 +269,7 @@ fn subscribe(session: &DeviceSession, filter: &str, requested: Qos) -> Grant {
         }
         (Grant::Refused(why), _) => {
             tracing::debug!(
+                event = "mqtt.subscribe_refused",
                 message = "MQTT subscription refused.",
                 reason = why.as_str()
             );
@@ -362,22 +312,6 @@ fn send_retained_after_suback(
             registry.send_retained(&consumer, &filter, qos);
         }
     });
-}
-
-fn from_ntex_qos(qos: ntex_mqtt::QoS) -> Qos {
-    match qos {
-        ntex_mqtt::QoS::AtMostOnce => Qos::AtMostOnce,
-        ntex_mqtt::QoS::AtLeastOnce => Qos::AtLeastOnce,
-        ntex_mqtt::QoS::ExactlyOnce => Qos::ExactlyOnce,
-    }
-}
-
-fn to_ntex_qos(qos: Qos) -> ntex_mqtt::QoS {
-    match qos {
-        Qos::AtMostOnce => ntex_mqtt::QoS::AtMostOnce,
-        Qos::AtLeastOnce => ntex_mqtt::QoS::AtLeastOnce,
-        Qos::ExactlyOnce => ntex_mqtt::QoS::ExactlyOnce,
-    }
 }
 
 /// The facts of a CONNECT beyond identity, copied out of the packet.
@@ -479,6 +413,7 @@ fn close_when_kicked(connection: &Rc<Connection>, close: impl FnOnce() + 'static
         kick.notified().await;
         if let Some(connection) = weak.upgrade() {
             tracing::debug!(
+                event = "mqtt.closed_by_broker",
                 message = "MQTT connection closed by the broker.",
                 reason = "session_taken_over_or_identity_disconnected"
             );
@@ -801,11 +736,17 @@ fn listener(
 ) -> impl AsyncFn(&()) -> ConnectionService + Send + Clone + 'static {
     async move |_: &()| {
         let ctx = BrokerCtx::on_this_worker(&shared, transport != Transport::Plaintext);
+        let listener = match transport {
+            Transport::Tls => connections::Listener::Mqtts,
+            Transport::Plaintext => connections::Listener::Mqtt,
+            Transport::WebSocket => connections::Listener::Wss,
+        };
         let on_tls_error = {
             let ctx = Rc::clone(&ctx);
             move |err: std::io::Error| {
                 ctx.pipeline().refuse(Refusal::TlsHandshake, Source::Mqtt);
-                tracing::debug!(message = "TLS handshake failed.", error = %err);
+                let reason = connections::tls_failed(listener, &err);
+                tracing::debug!(message = "TLS handshake failed.", event = "tls.handshake_failed", listener = listener.as_str(), reason = reason.as_str(), error = %err);
                 err
             }
         };
@@ -814,7 +755,7 @@ fn listener(
             BoundedTlsAcceptor::new(Arc::clone(&shared.tls_config), budget).map_err(on_tls_error);
         let pipeline = Arc::clone(&shared.pipeline);
         let mqtt = protocol::Gated::new(mqtt_server::<IoBoxed>(ctx).map_err(io_error), pipeline);
-        match transport {
+        let service: ConnectionService = match transport {
             Transport::Plaintext => boxed::service(mqtt),
             Transport::Tls => boxed::service(tls.and_then(mqtt)),
             Transport::WebSocket => {
@@ -828,7 +769,13 @@ fn listener(
                     tls.and_then(async move |io: Io<_>| http.call(io).await.map_err(io_error)),
                 )
             }
-        }
+        };
+        // Counted from accept to close; its log lines carry its id (the `mqtt` span's `conn`).
+        boxed::service(ntex_service::apply_fn(service, async move |io: Io, ctx| {
+            let open = connections::OpenConnection::new(listener);
+            let span = tracing::info_span!("mqtt", conn = open.id(), listener = listener.as_str());
+            tracing::Instrument::instrument(ctx.call(io), span).await
+        }))
     }
 }
 
@@ -867,6 +814,7 @@ impl EmbeddedBroker {
             .is_err()
         {
             tracing::warn!(
+                event = "mqtt.stop_forced",
                 message = "The MQTT broker did not stop gracefully in time; stopping it now.",
                 waited_s = GRACEFUL_STOP.as_secs()
             );
@@ -974,7 +922,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
                     Ok(())
                 });
             if let Err(err) = res {
-                tracing::error!(message = "The MQTT broker stopped with an error.", error = %err);
+                tracing::error!(event = "mqtt.broker_failed", message = "The MQTT broker stopped with an error.", error = %err);
             }
         })
         .context("starting the MQTT broker thread")?;

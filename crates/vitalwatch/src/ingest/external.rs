@@ -137,7 +137,7 @@ pub fn start(
             .context("loading the TLS configuration for the external broker")?;
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
     } else {
-        tracing::warn!(
+        tracing::warn!(event = "broker.plaintext",
             message = "Connecting to the external broker WITHOUT TLS: readings cross the network in clear text.",
             broker = %settings.url,
         );
@@ -183,7 +183,7 @@ async fn run(
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff = RECONNECT_MIN;
                 status.connected();
-                tracing::info!(
+                tracing::info!(event = "broker.connected",
                     message = "Connected to the external broker.",
                     broker = %settings.url,
                     session_present = connack.session_present,
@@ -191,7 +191,7 @@ async fn run(
                 // Always (re)subscribe: harmless when the session kept the subscription, and
                 // needed when the broker lost it (restarted without persistence).
                 if let Err(err) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                    tracing::error!(message = "Subscribing failed.", error = %err);
+                    tracing::error!(event = "broker.subscribe_failed", message = "Subscribing failed.", error = %err);
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(suback))) => {
@@ -201,7 +201,7 @@ async fn run(
                     .any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure));
                 if refused {
                     status.disconnected(format!("the broker refused the subscription to {filter}"));
-                    tracing::error!(message = "The external broker refused our subscription.", filter = %filter);
+                    tracing::error!(event = "broker.subscribe_refused", message = "The external broker refused our subscription.", filter = %filter);
                 } else {
                     status.subscribed();
                 }
@@ -227,7 +227,7 @@ async fn run(
                             Some(publish)
                         }
                         Err(err @ (IngestError::Busy | IngestError::Store(_))) => {
-                            tracing::error!(
+                            tracing::error!(event = "broker.commit_failed",
                                 message = "A reading from the external broker was not committed; it stays unacknowledged and will be redelivered.",
                                 error = %err,
                             );
@@ -242,7 +242,7 @@ async fn run(
             Ok(_) => {}
             Err(err) => {
                 status.disconnected(err.to_string());
-                tracing::warn!(
+                tracing::warn!(event = "broker.disconnected",
                     message = "The external broker connection is down; retrying.",
                     broker = %settings.url,
                     error = %err,
@@ -281,7 +281,7 @@ async fn acknowledge_in_order(
                     && let Err(err) = client.ack(&publish).await
                 {
                     if n_unsent == 0 {
-                        tracing::warn!(message = "Acknowledgement not sent; the broker will redeliver (stored once).", error = %err);
+                        tracing::warn!(event = "broker.ack_failed", message = "Acknowledgement not sent; the broker will redeliver (stored once).", error = %err);
                     }
                     n_unsent += 1;
                 }
@@ -291,6 +291,7 @@ async fn acknowledge_in_order(
     }
     if n_unsent > 1 {
         tracing::warn!(
+            event = "broker.unacked",
             message = "Committed readings left unacknowledged; the broker will redeliver them (stored once).",
             count = n_unsent,
         );
@@ -317,6 +318,7 @@ async fn shutdown(
     };
     if !acked_all {
         tracing::warn!(
+            event = "broker.unacked_at_stop",
             message = "Stopped before every committed reading was acknowledged; the broker will redeliver those (stored once)."
         );
         return;

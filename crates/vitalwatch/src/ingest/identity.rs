@@ -228,7 +228,9 @@ impl<T> FileCache<T> {
         if modified.is_some() && modified != state.0 {
             match load() {
                 Ok(value) => *state = (modified, Arc::new(value)),
-                Err(err) => tracing::warn!(message = unreadable, error = %err),
+                Err(err) => {
+                    tracing::warn!(event = "mqtt.identity_unreadable", message = unreadable, error = %err)
+                }
             }
         }
         Arc::clone(&state.1)

@@ -10,6 +10,7 @@ pub mod external;
 mod gate;
 pub mod handshake;
 mod identity;
+mod ntex_sink;
 mod protocol;
 pub mod rate;
 mod revocation;

@@ -37,6 +37,7 @@ type Result5 = Result<Option<v5::codec::Encoded>, DispatcherError<BrokerError>>;
 
 fn second_connect(protocol: &'static str) -> MqttProtocolError {
     tracing::info!(
+        event = "mqtt.closed_by_broker",
         message = "MQTT connection closed by the broker.",
         reason = "second_connect",
         protocol
@@ -322,12 +323,14 @@ pub fn on_control<E: std::fmt::Debug>(
             };
             if end == EndReason::KeepAliveTimeout {
                 tracing::debug!(
+                    event = "mqtt.closed_by_broker",
                     message = "MQTT connection closed by the broker.",
                     reason = why,
                     protocol
                 );
             } else {
                 tracing::info!(
+                    event = "mqtt.closed_by_broker",
                     message = "MQTT connection closed by the broker.",
                     reason = why,
                     detail,
@@ -336,7 +339,7 @@ pub fn on_control<E: std::fmt::Debug>(
             }
         }
         Reason::Error(err) => {
-            tracing::debug!(
+            tracing::debug!(event = "mqtt.closed_by_broker",
                 message = "MQTT connection closed by the broker.",
                 reason = why,
                 error = ?err.get_ref(),

@@ -91,6 +91,8 @@ fn exporter() -> &'static Exporter {
         let process = metrics_process::Collector::default();
         process.describe();
         describe();
+        super::connections::describe();
+        super::connections::register_zeros();
         Exporter {
             handle,
             process,
@@ -146,10 +148,6 @@ fn describe() {
     describe_counter!(
         "vitalwatch_mqtt_rate_limited_total",
         "MQTT messages delayed by their connection's rate limit (none dropped)."
-    );
-    describe_counter!(
-        "vitalwatch_tls_handshake_failures_total",
-        "TLS handshakes that failed on a listener, by reason."
     );
     describe_histogram!(COMMIT_BATCH_SIZE, "Readings per committed transaction.");
     describe_histogram!(
@@ -259,22 +257,12 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
                 counter!("vitalwatch_readings_quarantined_total", "transport" => transport_label)
                     .absolute(count)
             }
-            (_, Some(reason)) => {
-                counter!(
-                    "vitalwatch_readings_rejected_total",
-                    "transport" => transport_label,
-                    "reason" => reason
-                )
-                .absolute(count);
-                if reason == super::Refusal::TlsHandshake.as_str() {
-                    counter!(
-                        "vitalwatch_tls_handshake_failures_total",
-                        "listener" => transport_label,
-                        "reason" => reason
-                    )
-                    .absolute(count);
-                }
-            }
+            (_, Some(reason)) => counter!(
+                "vitalwatch_readings_rejected_total",
+                "transport" => transport_label,
+                "reason" => reason
+            )
+            .absolute(count),
             _ => {}
         }
     }

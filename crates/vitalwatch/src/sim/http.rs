@@ -77,14 +77,14 @@ pub fn start_devices(
                     }
                     Ok(response) => {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
+                        tracing::warn!(event = "sim.reading_refused", 
                             message = "Simulated reading refused.",
                             status = response.status().as_u16()
                         );
                     }
                     Err(err) => {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(message = "Simulated reading not delivered.", error = %err);
+                        tracing::warn!(event = "sim.reading_failed", message = "Simulated reading not delivered.", error = %err);
                     }
                 }
             }

@@ -248,13 +248,13 @@ impl Device {
                     Err(err) => {
                         self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                         let since = *down_since.get_or_insert_with(Instant::now);
-                        tracing::warn!(
+                        tracing::warn!(event = "sim.reconnecting",
                             message = "Simulated device lost its connection; retrying.",
                             device_id = %self.device_id,
                             error = %err,
                         );
                         if since.elapsed() > GIVE_UP_AFTER {
-                            tracing::error!(
+                            tracing::error!(event = "sim.gave_up",
                                 message = "Simulated device gave up reconnecting.",
                                 device_id = %self.device_id,
                             );

@@ -306,7 +306,7 @@ pub async fn anchor_head(
         Ok(Some(head)) => head,
         Ok(None) => return None,
         Err(err) => {
-            tracing::warn!(message = "Audit anchor not written.", error = %err);
+            tracing::warn!(event = "audit.anchor_failed", message = "Audit anchor not written.", error = %err);
             return None;
         }
     };
@@ -332,7 +332,7 @@ pub async fn anchor_head(
     };
     key.sign(&mut anchor);
     if let Err(err) = append_anchor(path, &anchor) {
-        tracing::warn!(message = "Audit anchor not written.", error = %err);
+        tracing::warn!(event = "audit.anchor_failed", message = "Audit anchor not written.", error = %err);
         return None;
     }
     Some(head.0)

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
-use writer::{Command, Reply, Writer};
+use writer::{Command, Reply, WriteState, Writer};
 
 mod alerts;
 mod audit;
@@ -70,7 +70,14 @@ pub struct SqliteStore {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Vec<Mutex<Connection>>>,
+    /// The writer's last outcome, for [`Store::health`].
+    write_state: Arc<WriteState>,
 }
+
+/// A health check trusts a commit this recent; older, it proves writes work with a probe.
+const WRITE_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the health check waits for the writer's probe.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl SqliteStore {
     /// Opens (creating if needed) `path`, applies migrations, checks durability settings and
@@ -81,7 +88,12 @@ impl SqliteStore {
             .map(|_| schema::open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let (tx, rx) = mpsc::channel(options.queue_capacity);
-        let writer = Writer { conn, options };
+        let write_state = Arc::new(WriteState::default());
+        let writer = Writer {
+            conn,
+            options,
+            state: Arc::clone(&write_state),
+        };
         let handle = std::thread::Builder::new()
             .name("vitalwatch-sqlite-writer".to_owned())
             .spawn(move || writer.run(rx))
@@ -92,6 +104,7 @@ impl SqliteStore {
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             readers: Arc::new(readers),
+            write_state,
         })
     }
 
@@ -335,6 +348,21 @@ impl Store for SqliteStore {
                 Ok(mode)
             })
             .await;
+        // A read-only probe succeeds while the disk refuses writes: prove a commit can succeed
+        // too, unless one just did.
+        let probe = match probe {
+            Ok(mode) if writer_alive && self.write_state.needs_probe(WRITE_FRESH) => {
+                let write = self.request(|reply| Command::Probe { reply });
+                match tokio::time::timeout(PROBE_TIMEOUT, write).await {
+                    Ok(Ok(())) => Ok(mode),
+                    Ok(Err(err)) => Err(err),
+                    Err(_) => Err(StoreError::backend(
+                        "the database writer did not answer in time".to_owned(),
+                    )),
+                }
+            }
+            probe => probe,
+        };
         match (writer_alive, probe) {
             (true, Ok(mode)) => StoreHealth {
                 status: "ok",

@@ -16,6 +16,7 @@ mod model;
 mod mqtt;
 mod mqtt_conformance;
 mod ops;
+mod ops_ready;
 mod postgres;
 mod postgres_jepsen;
 mod registry;

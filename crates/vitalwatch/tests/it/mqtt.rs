@@ -353,6 +353,24 @@ fn clients_without_a_valid_identity_are_refused_counted_and_audited() {
         rejected["connect_refused"].as_u64().unwrap() >= 1,
         "{rejected}"
     );
+    // /metrics counts the failed handshakes on the mqtts listener (issue 15). ntex-tls reports
+    // every rustls failure as "disconnected", so their reason there is `other` (the HTTPS
+    // listeners name it: tests/it/ops.rs).
+    let scrape = agent()
+        .get(&server.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let counted: f64 = scrape
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("vitalwatch_tls_handshake_failures_total{listener=\"mqtts\",")
+        })
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(counted >= 3.0, "{counted}\n{scrape}");
 
     assert!(server.terminate(), "{}", server.log());
     let conn = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();

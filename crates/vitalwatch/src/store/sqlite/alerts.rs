@@ -51,7 +51,7 @@ pub(super) fn handle(conn: &mut Connection, command: AlertCommand) {
             Ok(value)
         })();
         if let Err(err) = &res {
-            tracing::error!(message = "Alerting write failed.", error = %err);
+            tracing::error!(event = "store.alert_write_failed", message = "Alerting write failed.", error = %err);
         }
         let _ = reply.send(res);
     }

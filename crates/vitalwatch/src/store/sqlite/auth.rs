@@ -86,7 +86,7 @@ pub(super) fn handle(conn: &mut Connection, write: AuthWrite, actor: String, rep
     if let Err(err) = &res
         && !matches!(err, StoreError::Conflict(_))
     {
-        tracing::error!(message = "Access-control write failed.", error = %err);
+        tracing::error!(event = "store.auth_write_failed", message = "Access-control write failed.", error = %err);
     }
     let _ = reply.send(res);
 }

@@ -12,6 +12,8 @@ use crate::store::{
     PreparedReading, PurgeCounts, Retention, StoreError, StoreOptions,
 };
 use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
 
@@ -59,12 +61,59 @@ pub(super) enum Command {
         by: String,
         reply: Reply<()>,
     },
+    /// A write that changes nothing but still reaches the disk (the header's user_version,
+    /// set to itself): the health check's proof that a commit can succeed.
+    Probe {
+        reply: Reply<()>,
+    },
+}
+
+/// Whether the writer's last write failed and when one last succeeded: what the health check
+/// reads (a read-only probe succeeds while the disk refuses writes).
+#[derive(Debug)]
+pub(super) struct WriteState {
+    failing: AtomicBool,
+    started: std::time::Instant,
+    /// Milliseconds after `started` of the last successful commit (0: none yet).
+    last_ok_ms: AtomicU64,
+}
+
+impl Default for WriteState {
+    fn default() -> WriteState {
+        WriteState {
+            failing: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WriteState {
+    fn record<T, E>(&self, res: &Result<T, E>) {
+        match res {
+            Ok(_) => {
+                self.failing.store(false, Ordering::Relaxed);
+                let ms = self.started.elapsed().as_millis().max(1) as u64;
+                self.last_ok_ms.store(ms, Ordering::Relaxed);
+            }
+            Err(_) => self.failing.store(true, Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the health check must prove writes work with a [`Command::Probe`]: the last
+    /// write failed, or none succeeded within `fresh`.
+    pub(super) fn needs_probe(&self, fresh: std::time::Duration) -> bool {
+        let last_ok = self.last_ok_ms.load(Ordering::Relaxed);
+        let since = (self.started.elapsed().as_millis() as u64).saturating_sub(last_ok);
+        self.failing.load(Ordering::Relaxed) || last_ok == 0 || since > fresh.as_millis() as u64
+    }
 }
 
 /// The writer thread's state; it owns the only read-write connection.
 pub(super) struct Writer {
     pub(super) conn: Connection,
     pub(super) options: StoreOptions,
+    pub(super) state: Arc<WriteState>,
 }
 
 /// Queued readings of one caller, and where to answer it.
@@ -104,7 +153,7 @@ impl Writer {
             }
         }
         if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-            tracing::warn!(message = "WAL checkpoint at close failed.", error = %err);
+            tracing::warn!(event = "store.checkpoint_failed", message = "WAL checkpoint at close failed.", error = %err);
         }
     }
 
@@ -135,7 +184,7 @@ impl Writer {
                         Command::Audit { entries } => {
                             for entry in entries {
                                 if let Err(err) = audit::append(&tx, entry) {
-                                    tracing::error!(message = "Audit entry could not be written.", error = %err);
+                                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                                 }
                             }
                             false
@@ -149,6 +198,7 @@ impl Writer {
             }
             Ok(outcomes)
         })();
+        self.state.record(&res);
         match res {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
@@ -156,7 +206,7 @@ impl Writer {
                 }
             }
             Err(err) => {
-                tracing::error!(message = "Batch commit failed; callers get an error.", error = %err);
+                tracing::error!(event = "store.commit_failed", message = "Batch commit failed; callers get an error.", error = %err);
                 let text = err.to_string();
                 for (_, reply) in writes {
                     let _ = reply.send(Err(StoreError::Other(text.clone())));
@@ -180,6 +230,14 @@ impl Writer {
             Command::Write { items, reply } => {
                 self.commit_writes(vec![(items, reply)], &mut Vec::new())
             }
+            Command::Probe { reply } => {
+                let res = self.in_transaction(|tx| {
+                    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+                    tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+                    Ok(())
+                });
+                let _ = reply.send(res);
+            }
             Command::Audit { entries } => {
                 let res = self.in_transaction(|tx| {
                     entries
@@ -187,7 +245,7 @@ impl Writer {
                         .try_for_each(|entry| audit::append(tx, entry))
                 });
                 if let Err(err) = res {
-                    tracing::error!(message = "Audit entry could not be written.", error = %err);
+                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                 }
             }
             Command::Register {
@@ -232,11 +290,15 @@ impl Writer {
         &mut self,
         work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = work(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let res = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = work(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        self.state.record(&res);
+        res
     }
 }
