@@ -175,8 +175,10 @@ pub struct HttpConfig {
     /// over HTTPS more are closed before their handshake.
     pub max_connections: usize,
     /// Over HTTPS, a connection that sends no complete request headers for this long is
-    /// closed (a handshake itself must finish within 10 s).
+    /// closed (a handshake itself must finish within `tls_handshake_timeout_s`).
     pub header_read_timeout_s: u64,
+    /// Over HTTPS, a connection whose TLS handshake has not finished this soon is closed.
+    pub tls_handshake_timeout_s: u64,
     /// Open connections per client address and per address range (/24, /64); more are
     /// closed at once.
     pub max_connections_per_address: usize,
@@ -219,6 +221,7 @@ impl Default for HttpConfig {
             max_concurrent_requests: 1024,
             max_connections: 4096,
             header_read_timeout_s: 30,
+            tls_handshake_timeout_s: 10,
             max_connections_per_address: 256,
             max_connections_per_range: 1024,
             max_requests_per_address: 128,
@@ -244,6 +247,7 @@ impl HttpConfig {
             max_connections_per_address: self.max_connections_per_address,
             max_connections_per_range: self.max_connections_per_range,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_s),
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_s.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout_s),
             h2_max_concurrent_streams: self.h2_max_concurrent_streams,
             h2_keep_alive_interval: Duration::from_secs(self.h2_keep_alive_interval_s.max(1)),

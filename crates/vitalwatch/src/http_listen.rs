@@ -55,6 +55,8 @@ pub struct ListenLimits {
     /// A connection must send a request's headers this soon (and, over HTTP/1.1, the next
     /// request's between requests).
     pub header_read_timeout: Duration,
+    /// Over HTTPS, the TLS handshake must finish this soon.
+    pub tls_handshake_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
     /// HTTP/2 streams one connection may have open at once.
@@ -550,6 +552,7 @@ pub async fn serve(
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
     )
+    .handshake_timeout(limits.tls_handshake_timeout)
     .acceptor(CountingAcceptor { bounds });
     let acceptor = CountTlsFailures {
         inner: acceptor,

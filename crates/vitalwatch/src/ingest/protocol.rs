@@ -388,11 +388,13 @@ impl FilterLayer for GateLayer {
         if refusal.refuses_connect() {
             self.pipeline.refuse(Refusal::ConnectRefused, Source::Mqtt);
             tracing::info!(
+                event = "mqtt.connect_refused",
                 message = "MQTT connection refused.",
                 reason = refusal.as_str()
             );
         } else {
             tracing::info!(
+                event = "mqtt.closed_by_broker",
                 message = "MQTT connection closed by the broker.",
                 reason = refusal.as_str(),
                 protocol = "5.0"

@@ -110,6 +110,7 @@ impl Watcher {
                     let ended = live.sweep(&identities.revoked_now(), &identities.secrets_now());
                     if ended > 0 {
                         tracing::warn!(
+                            event = "mqtt.revoked_sessions_closed",
                             message =
                                 "MQTT sessions closed: their certificate or secret was revoked.",
                             sessions = ended

@@ -51,6 +51,7 @@ pub fn http_upgrade<F: Filter>(
                     &allowed_origins,
                 ) {
                     tracing::info!(
+                        event = "mqtt.wss_origin_refused",
                         message = "MQTT over WebSocket refused: foreign Origin.",
                         reason = "origin_not_allowed"
                     );

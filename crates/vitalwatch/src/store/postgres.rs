@@ -230,7 +230,7 @@ impl PostgresStore {
             partitions_until: Some(partitions_until),
         };
         let handle = tokio::spawn(writer.run(rx));
-        tracing::info!(message = "PostgreSQL store open.", database = %target.display, synchronous_commit = %synchronous_commit);
+        tracing::info!(event = "store.opened", message = "PostgreSQL store open.", database = %target.display, synchronous_commit = %synchronous_commit);
         Ok(PostgresStore {
             pool,
             commands: Mutex::new(Some(tx)),

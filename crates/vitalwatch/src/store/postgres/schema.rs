@@ -143,6 +143,7 @@ pub(super) async fn ensure_partitions(
                     return Err(StoreError::Backend(Box::new(err)));
                 }
                 tracing::warn!(
+                    event = "store.partitions_failed",
                     message = "A day's readings partition could not be created; its readings stay in the default partition.",
                     day = %day,
                     error = %err

@@ -202,7 +202,7 @@ impl Writer {
         match res {
             Ok(until) => self.partitions_until = Some(until),
             Err(err) => {
-                tracing::warn!(message = "Creating readings partitions failed; will retry.", error = %err)
+                tracing::warn!(event = "store.partitions_failed", message = "Creating readings partitions failed; will retry.", error = %err)
             }
         }
     }
@@ -220,6 +220,7 @@ impl Writer {
         }
         if self.shared.available.swap(false, Ordering::SeqCst) {
             tracing::error!(
+                event = "store.unavailable",
                 message = "The database is unavailable; ingest waits (nothing is acknowledged) until it is back.",
                 error = %err
             );
@@ -234,7 +235,10 @@ impl Writer {
 
     fn reachable(&self) {
         if !self.shared.available.swap(true, Ordering::SeqCst) {
-            tracing::info!(message = "The database is reachable again; ingest resumes.");
+            tracing::info!(
+                event = "store.available",
+                message = "The database is reachable again; ingest resumes."
+            );
         }
         *self.shared.last_error.lock() = None;
     }
@@ -282,7 +286,7 @@ impl Writer {
                 }
             }
             Some(err) => {
-                tracing::error!(message = "Batch commit failed; callers get an error.", error = %err);
+                tracing::error!(event = "store.commit_failed", message = "Batch commit failed; callers get an error.", error = %err);
                 let text = err.to_string();
                 for (_, reply) in writes {
                     let _ = reply.send(Err(StoreError::Other(text.clone())));
@@ -330,7 +334,7 @@ impl Writer {
                     })
                 );
                 if let Err(err) = res {
-                    tracing::error!(message = "Audit entry could not be written.", error = %err);
+                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                 }
             }
             Command::Register {
@@ -373,7 +377,7 @@ impl Writer {
                 if let Err(err) = &res
                     && !matches!(err, StoreError::Conflict(_))
                 {
-                    tracing::error!(message = "Access-control write failed.", error = %err);
+                    tracing::error!(event = "store.auth_write_failed", message = "Access-control write failed.", error = %err);
                 }
                 let _ = reply.send(res);
             }
@@ -450,6 +454,6 @@ impl Writer {
 
 fn log_alerting<T>(res: &Result<T, StoreError>) {
     if let Err(err) = res {
-        tracing::error!(message = "Alerting write failed.", error = %err);
+        tracing::error!(event = "store.alert_write_failed", message = "Alerting write failed.", error = %err);
     }
 }

@@ -123,7 +123,13 @@ fn trusted_loopback_refuses_a_rebound_host_name() {
 #[test]
 fn open_connections_are_bounded_per_listener() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("vw.toml"), "[http]\nmax_connections = 3\n").unwrap();
+    // The idle connections below hold their permits until the handshake timeout: long enough
+    // that a loaded machine still probes within it.
+    std::fs::write(
+        dir.path().join("vw.toml"),
+        "[http]\nmax_connections = 3\ntls_handshake_timeout_s = 300\n",
+    )
+    .unwrap();
     let server = Server::start_secure(ServerOptions {
         args: vec!["--config".into(), "vw.toml".into()],
         ..ServerOptions::new(dir.path())
