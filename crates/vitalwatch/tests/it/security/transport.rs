@@ -131,7 +131,14 @@ fn open_connections_are_bounded_per_listener() {
     )
     .unwrap();
     let server = Server::start_secure(ServerOptions {
-        args: vec!["--config".into(), "vw.toml".into()],
+        args: vec![
+            "--config".into(),
+            "vw.toml".into(),
+            // The token-free loopback exposition, to see when the idle connections hold
+            // their permits.
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+        ],
         ..ServerOptions::new(dir.path())
     });
     // No pooling: every request opens its own connection.
@@ -142,14 +149,36 @@ fn open_connections_are_bounded_per_listener() {
         .build()
         .new_agent();
     // Three idle connections (no TLS handshake, as a slowloris client would leave them) use
-    // up the limit: once the server has taken their permits, the next connection is closed
-    // unanswered (each connection takes its permit in a task of its own, so the probe is
-    // repeated until the three hold theirs).
+    // up the limit. Each connection takes its permit in a task of its own, in no set order,
+    // so the probe waits until the three hold theirs (the API listener's open-connections
+    // gauge reads 3); then the next connection is closed unanswered.
     let idle: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(server.api).unwrap())
         .collect();
-    let refused = poll_until(WAIT, || fresh.get(server.url("/health")).call().is_err());
-    assert!(refused.is_some(), "a fourth connection was still served");
+    let metrics = format!("http://{}/metrics", server.listeners["metrics"]);
+    let open_api = || {
+        crate::support::agent()
+            .get(&metrics)
+            .call()
+            .ok()
+            .and_then(|mut response| response.body_mut().read_to_string().ok())
+            .and_then(|text| {
+                text.lines().find_map(|line| {
+                    line.strip_prefix("vitalwatch_connections_open{listener=\"api\"} ")
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+            })
+    };
+    let held = poll_until(WAIT, || open_api().filter(|n| *n >= 3.0));
+    assert!(
+        held.is_some(),
+        "the idle connections never held their permits: {:?}",
+        open_api()
+    );
+    assert!(
+        fresh.get(server.url("/health")).call().is_err(),
+        "a fourth connection was still served"
+    );
     // The three idle ones were not the ones turned away.
     for stream in &idle {
         stream.set_nonblocking(true).unwrap();
@@ -292,6 +321,7 @@ fn trusted_loopback_checks_the_http2_authority_userinfo_and_cross_site_posts() {
     let with_header = [&simple[..], &["-H", "X-CSRF-Token: 1", reload.as_str()]].concat();
     assert_ne!(curl(&with_header), "403");
     let json = [
+        "--http1.1",
         "-X",
         "POST",
         "-H",
