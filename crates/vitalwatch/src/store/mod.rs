@@ -258,6 +258,33 @@ pub struct DeviceUpdate {
     pub active: Option<bool>,
 }
 
+impl DeviceUpdate {
+    /// The audit entry of this update to a device whose status was `status`: which action it
+    /// is (deactivate, reactivate or update) and which fields it changed, never their values.
+    pub fn audit_entry(&self, status: &str, device_id: &str, actor: &str) -> AuditEntry {
+        let action = match self.active {
+            Some(false) => "device.deactivate",
+            Some(true) if status != "active" => "device.reactivate",
+            _ => "device.update",
+        };
+        let changed: Vec<&str> = [
+            ("patient_label", self.patient_label.is_some()),
+            ("location", self.location.is_some()),
+            ("expected_interval_s", self.expected_interval_s.is_some()),
+            ("active", self.active.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        AuditEntry {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: device_id.to_owned(),
+            details: serde_json::json!({ "changed": changed }),
+        }
+    }
+}
+
 /// Who did what to which thing; `details` must hold no vital values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditEntry {
@@ -521,4 +548,50 @@ pub trait Store: Send + Sync + 'static {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<ReadingRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceUpdate;
+
+    #[test]
+    fn a_device_update_is_audited_by_what_it_does_and_which_fields_it_names() {
+        let deactivate = DeviceUpdate {
+            active: Some(false),
+            location: Some(None),
+            ..DeviceUpdate::default()
+        };
+        let entry = deactivate.audit_entry("active", "bed-1", "admin");
+        assert_eq!(entry.action, "device.deactivate");
+        assert_eq!(entry.target, "bed-1");
+        assert_eq!(entry.actor, "admin");
+        assert_eq!(
+            entry.details,
+            serde_json::json!({ "changed": ["location", "active"] })
+        );
+        let reactivate = DeviceUpdate {
+            active: Some(true),
+            ..DeviceUpdate::default()
+        };
+        assert_eq!(
+            reactivate.audit_entry("inactive", "bed-1", "admin").action,
+            "device.reactivate"
+        );
+        // Activating an active device, or changing a label, is an update.
+        assert_eq!(
+            reactivate.audit_entry("active", "bed-1", "admin").action,
+            "device.update"
+        );
+        let relabel = DeviceUpdate {
+            patient_label: Some(Some("P-7".to_owned())),
+            ..DeviceUpdate::default()
+        };
+        let entry = relabel.audit_entry("active", "bed-1", "admin");
+        assert_eq!(entry.action, "device.update");
+        // The new label itself is patient data: only the field's name is recorded.
+        assert_eq!(
+            entry.details,
+            serde_json::json!({ "changed": ["patient_label"] })
+        );
+    }
 }

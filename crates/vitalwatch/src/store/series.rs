@@ -100,3 +100,60 @@ pub struct MetricSeries {
     pub min: Vec<Option<f64>>,
     pub max: Vec<Option<f64>>,
 }
+
+/// What a [`SeriesQuery`] asks of the database, the same on every backend: the window's start
+/// in whole seconds, the bucket width that gives at most `points` buckets, the metrics in
+/// [`SERIES_METRICS`] order and their aggregate columns (`, AVG(c), MIN(c), MAX(c)` each,
+/// named from the vitals table, never from the request).
+pub struct SeriesPlan {
+    pub since_s: i64,
+    pub bucket_s: i64,
+    pub names: Vec<&'static str>,
+    pub aggregates: String,
+}
+
+impl SeriesPlan {
+    pub fn new(query: &SeriesQuery) -> SeriesPlan {
+        let since_s = query.since.millis().div_euclid(1000);
+        let until_s = query.until.millis().div_euclid(1000);
+        let span_s = (until_s - since_s).max(1);
+        let points = i64::try_from(query.points.max(1)).unwrap_or(i64::MAX);
+        // Ceiling division: `points` buckets cover the whole window.
+        let bucket_s = ((span_s + points - 1) / points).max(1);
+        let names: Vec<&'static str> = SERIES_METRICS
+            .into_iter()
+            .filter(|name| query.metrics.is_empty() || query.metrics.contains(name))
+            .collect();
+        let aggregates = names
+            .iter()
+            .filter_map(|name| VitalKey::from_key(name))
+            .map(|vital| {
+                let column = vital.info().column;
+                format!(", AVG({column}), MIN({column}), MAX({column})")
+            })
+            .collect();
+        SeriesPlan {
+            since_s,
+            bucket_s,
+            names,
+            aggregates,
+        }
+    }
+
+    /// `device_id`'s series before any bucket: one empty entry per planned metric.
+    pub fn empty(&self, device_id: &str) -> DeviceSeries {
+        DeviceSeries {
+            device_id: device_id.to_owned(),
+            bucket_s: self.bucket_s,
+            metrics: self
+                .names
+                .iter()
+                .map(|name| MetricSeries {
+                    name,
+                    ..MetricSeries::default()
+                })
+                .collect(),
+            ..DeviceSeries::default()
+        }
+    }
+}

@@ -5,13 +5,13 @@
 use super::readings::{ANOMALY_COLUMNS, anomalies_from_rows, readings_from_rows, select_columns};
 use super::{pg, to_utc};
 use crate::store::series::{
-    DashboardStats, DeviceCount, DeviceSeries, MetricSeries, SERIES_METRICS, SeriesQuery,
-    SeverityCount, TypeCount, Window,
+    DashboardStats, DeviceCount, DeviceSeries, SeriesPlan, SeriesQuery, SeverityCount, TypeCount,
+    Window,
 };
 use crate::store::{AnomalyRecord, ReadingRecord, StoreError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use vitalwatch_core::telemetry::{Timestamp, VitalKey};
+use vitalwatch_core::telemetry::Timestamp;
 
 /// The latest time a window can name (9999-12-31T23:59:59Z).
 const END_OF_TIME_S: i64 = 253_402_300_799;
@@ -163,25 +163,8 @@ pub(super) async fn series(
     client: &impl GenericClient,
     query: &SeriesQuery,
 ) -> Result<Vec<DeviceSeries>, StoreError> {
-    let since_s = query.since.millis().div_euclid(1000);
-    let until_s = query.until.millis().div_euclid(1000);
-    let span_s = (until_s - since_s).max(1);
-    let points = i64::try_from(query.points.max(1)).unwrap_or(i64::MAX);
-    // Ceiling division: `points` buckets cover the whole window.
-    let bucket_s = ((span_s + points - 1) / points).max(1);
-    let names: Vec<&'static str> = SERIES_METRICS
-        .into_iter()
-        .filter(|name| query.metrics.is_empty() || query.metrics.contains(name))
-        .collect();
-    // Column names come from the vitals table, never from the request.
-    let aggregates: String = names
-        .iter()
-        .filter_map(|name| VitalKey::from_key(name))
-        .map(|vital| {
-            let column = vital.info().column;
-            format!(", AVG({column}), MIN({column}), MAX({column})")
-        })
-        .collect();
+    let plan = SeriesPlan::new(query);
+    let (since_s, bucket_s, aggregates) = (plan.since_s, plan.bucket_s, &plan.aggregates);
     let stmt = client
         .prepare_cached(&format!(
             "SELECT (floor(extract(epoch FROM timestamp))::int8 - $2) / $3 AS bucket, \
@@ -194,18 +177,7 @@ pub(super) async fn series(
     let until = to_utc(query.until);
     let mut out = Vec::with_capacity(query.device_ids.len());
     for device_id in &query.device_ids {
-        let mut series = DeviceSeries {
-            device_id: device_id.clone(),
-            bucket_s,
-            metrics: names
-                .iter()
-                .map(|name| MetricSeries {
-                    name,
-                    ..MetricSeries::default()
-                })
-                .collect(),
-            ..DeviceSeries::default()
-        };
+        let mut series = plan.empty(device_id);
         let rows = client
             .query(&stmt, &[device_id, &since_s, &bucket_s, &since, &until])
             .await

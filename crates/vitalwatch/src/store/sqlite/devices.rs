@@ -136,33 +136,7 @@ pub(super) fn update(
         active,
         now_text()
     ])?;
-    let action = match update.active {
-        Some(false) => "device.deactivate",
-        Some(true) if current.status != "active" => "device.reactivate",
-        _ => "device.update",
-    };
-    let mut changed = Vec::new();
-    if update.patient_label.is_some() {
-        changed.push("patient_label");
-    }
-    if update.location.is_some() {
-        changed.push("location");
-    }
-    if update.expected_interval_s.is_some() {
-        changed.push("expected_interval_s");
-    }
-    if update.active.is_some() {
-        changed.push("active");
-    }
-    audit::append(
-        tx,
-        &AuditEntry {
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: device_id.to_owned(),
-            details: serde_json::json!({ "changed": changed }),
-        },
-    )?;
+    audit::append(tx, &update.audit_entry(&current.status, device_id, actor))?;
     load(tx, device_id)?.ok_or_else(|| StoreError::DeviceNotFound(device_id.to_owned()))
 }
 

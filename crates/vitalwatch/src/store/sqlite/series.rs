@@ -4,13 +4,12 @@
 
 use super::readings::{ANOMALY_COLUMNS, anomaly_from_row, reading_from_row, select_columns};
 use crate::store::series::{
-    DashboardStats, DeviceCount, DeviceSeries, MetricSeries, SERIES_METRICS, SeriesQuery,
-    SeverityCount, TypeCount, Window,
+    DashboardStats, DeviceCount, DeviceSeries, SeriesPlan, SeriesQuery, SeverityCount, TypeCount,
+    Window,
 };
 use crate::store::{AnomalyRecord, ReadingRecord, StoreError};
 use rusqlite::{Connection, params};
 use vitalwatch_core::telemetry::Timestamp;
-use vitalwatch_core::telemetry::VitalKey;
 
 /// Text bounds of a window: stored times are fixed-width RFC 3339, so text order is time order
 /// and these sentinels sort before and after every stored time.
@@ -203,25 +202,8 @@ pub(super) fn series(
     conn: &Connection,
     query: &SeriesQuery,
 ) -> Result<Vec<DeviceSeries>, StoreError> {
-    let since_s = query.since.millis().div_euclid(1000);
-    let until_s = query.until.millis().div_euclid(1000);
-    let span_s = (until_s - since_s).max(1);
-    let points = i64::try_from(query.points.max(1)).unwrap_or(i64::MAX);
-    // Ceiling division: `points` buckets cover the whole window.
-    let bucket_s = ((span_s + points - 1) / points).max(1);
-    let names: Vec<&'static str> = SERIES_METRICS
-        .into_iter()
-        .filter(|name| query.metrics.is_empty() || query.metrics.contains(name))
-        .collect();
-    // Column names come from the vitals table, never from the request.
-    let aggregates: String = names
-        .iter()
-        .filter_map(|name| VitalKey::from_key(name))
-        .map(|vital| {
-            let column = vital.info().column;
-            format!(", AVG({column}), MIN({column}), MAX({column})")
-        })
-        .collect();
+    let plan = SeriesPlan::new(query);
+    let (since_s, bucket_s, aggregates) = (plan.since_s, plan.bucket_s, &plan.aggregates);
     let sql = format!(
         "SELECT CAST((unixepoch(timestamp) - ?2) / ?3 AS INTEGER) AS bucket, COUNT(*){aggregates} \
          FROM readings WHERE device_id = ?1 AND timestamp >= ?4 AND timestamp <= ?5 \
@@ -232,18 +214,7 @@ pub(super) fn series(
     let until_text = query.until.to_rfc3339();
     let mut out = Vec::with_capacity(query.device_ids.len());
     for device_id in &query.device_ids {
-        let mut series = DeviceSeries {
-            device_id: device_id.clone(),
-            bucket_s,
-            metrics: names
-                .iter()
-                .map(|name| MetricSeries {
-                    name,
-                    ..MetricSeries::default()
-                })
-                .collect(),
-            ..DeviceSeries::default()
-        };
+        let mut series = plan.empty(device_id);
         let mut rows = stmt.query(params![
             device_id, since_s, bucket_s, since_text, until_text
         ])?;
