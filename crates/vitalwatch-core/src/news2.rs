@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 /// The seven NEWS2 parameters, in chart order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Parameter {
     RespirationRate,
     Spo2,
@@ -69,6 +70,7 @@ impl Parameter {
 /// The NEWS2 clinical-risk category and the response it calls for [NEWS2-RCPJ].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ClinicalRisk {
     /// Aggregate 0–4 with no single parameter scoring 3: ward-based response.
     Low,
@@ -109,6 +111,7 @@ impl Inputs {
 
 /// Per-parameter subscores; `None` where the parameter was missing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subscores {
     pub respiration_rate: Option<u8>,
     pub spo2: Option<u8>,
@@ -136,6 +139,7 @@ impl Subscores {
 
 /// One NEWS2 score.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct News2 {
     /// The aggregate, 0–20 (a lower bound when `partial`).
     pub total: u8,

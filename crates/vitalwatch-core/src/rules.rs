@@ -20,6 +20,7 @@ pub use sensor::{PreviousTemperature, SensorFaultRule, check_sensor_faults};
 /// The seed's anomaly types, spelled as the seed spells them (they are stored and served).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AnomalyType {
     OutOfRangeHr,
     OutOfRangeTemp,
@@ -71,6 +72,7 @@ impl fmt::Display for AnomalyType {
 /// The seed's two severities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     Warning,
     Critical,
@@ -102,6 +104,7 @@ impl fmt::Display for Severity {
 /// A normal range: values outside `[min, max]` are a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RangeRule {
     pub min: f64,
     pub max: f64,
@@ -111,6 +114,7 @@ pub struct RangeRule {
 /// A floor: values strictly below `below` are a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FloorRule {
     pub below: f64,
     pub severity: Severity,
@@ -119,6 +123,7 @@ pub struct FloorRule {
 /// A rule that only carries a severity.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlagRule {
     pub severity: Severity,
 }
@@ -127,6 +132,7 @@ pub struct FlagRule {
 /// the TOML config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleSet {
     /// Seed: OUT_OF_RANGE_HR, "HR not 60-100 bpm", CRITICAL.
     pub heart_rate: RangeRule,

@@ -112,7 +112,7 @@ pub struct Metrics {
     rate_limited: AtomicU64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReadingCounts {
     pub stored: u64,
     pub duplicates: u64,

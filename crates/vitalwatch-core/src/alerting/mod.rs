@@ -46,6 +46,7 @@ use std::fmt;
 /// What an alert is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AlertCondition {
     /// Heart rate above the patient's maximum (seed: 100 bpm), graded by NEWS2 pulse bands.
     HeartRateHigh,
@@ -203,6 +204,7 @@ impl fmt::Display for AlertCondition {
 /// IEC 60601-1-8 distinguishes physiological and technical alarm conditions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AlertClass {
     Physiological,
     Technical,
@@ -212,6 +214,7 @@ pub enum AlertClass {
 /// awareness (FHIR `devicealert-priority` uses the same codes). Ordered low < medium < high.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Priority {
     Low,
     Medium,
@@ -231,6 +234,7 @@ impl Priority {
 /// Where an alert is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AlertState {
     /// Needs attention: sounds unless its channel's audio is paused.
     Active,
@@ -243,6 +247,7 @@ pub enum AlertState {
 /// An alert id, assigned by the engine from a counter the caller seeds (the store's max id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertId(pub u64);
 
 impl fmt::Display for AlertId {
@@ -254,6 +259,7 @@ impl fmt::Display for AlertId {
 /// One alert episode of one condition on one device. Everything the store must persist to
 /// rebuild the engine after a restart is here (see [`AlertEngine::restore`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alert {
     pub id: AlertId,
     #[serde(deserialize_with = "serde_time::device_id")]
@@ -264,9 +270,11 @@ pub struct Alert {
     pub priority: Priority,
     pub state: AlertState,
     #[serde(with = "serde_time::ts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub opened_at: Timestamp,
     /// When the condition was last observed present.
     #[serde(with = "serde_time::ts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: Timestamp,
     /// The latest offending value (bpm, °C, %, NEWS2 total, seconds offline), if any.
     pub last_value: Option<f64>,
@@ -278,19 +286,23 @@ pub struct Alert {
     pub condition_present: bool,
     pub acknowledged_by: Option<String>,
     #[serde(with = "serde_time::opt_ts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub acknowledged_at: Option<Timestamp>,
     pub acknowledged_note: Option<String>,
     /// Audio paused until then (AUDIO PAUSED in IEC 60601-1-8 terms); shown, not sounding.
     #[serde(with = "serde_time::opt_ts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub silenced_until: Option<Timestamp>,
     pub silenced_by: Option<String>,
     #[serde(with = "serde_time::opt_ts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub resolved_at: Option<Timestamp>,
     /// Who resolved it; `None` when it resolved by itself (the condition cleared).
     pub resolved_by: Option<String>,
     /// When the alert last started needing attention (raised, upgraded, reopened): the
     /// escalation clock runs from here while it stays unacknowledged.
     #[serde(with = "serde_time::ts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub attention_since: Timestamp,
     /// How many times it escalated (0: not yet).
     pub escalation_level: u32,

@@ -43,6 +43,7 @@ pub const SPO2_MIN_FLOOR_SCALE_2: f64 = 84.0;
 /// blood pressure, the NEWS2 band where the subscore becomes 1 or more).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatientThresholds {
     pub heart_rate_min: Option<f64>,
     pub heart_rate_max: Option<f64>,

@@ -27,6 +27,7 @@ use std::fmt;
 /// The charset keeps ids safe to use in MQTT topics, file names, log fields and URLs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceId(String);
 
 impl DeviceId {
@@ -63,6 +64,7 @@ impl fmt::Display for DeviceId {
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Spo2Scale {
     #[default]
     Scale1,

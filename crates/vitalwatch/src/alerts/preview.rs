@@ -16,7 +16,7 @@ const PREVIEW_MAX_READINGS: usize = 200_000;
 /// A recorded episode counts as kept when a proposed one is open within this of it.
 const PREVIEW_GRACE_S: u64 = 60;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PreviewAnswer {
     pub device_id: Option<String>,
     pub proposed: PatientThresholds,

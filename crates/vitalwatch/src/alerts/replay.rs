@@ -225,7 +225,7 @@ pub fn reading_from_record(record: &ReadingRecord) -> Option<Reading> {
 }
 
 /// A recorded episode the proposed settings would not have raised.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct MissedEpisode {
     pub alert_id: u64,
     pub device_id: String,
@@ -233,7 +233,7 @@ pub struct MissedEpisode {
     pub opened_at: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub readings_replayed: usize,
     /// Alert episodes the replay raises with the settings in force.

@@ -7,18 +7,23 @@
 
 use super::query::Params;
 use super::{ApiError, AppState, json_body};
+use crate::alerts::PreviewAnswer;
 use crate::alerts::{ActionError, ThresholdsError};
 use crate::auth::Principal;
-use crate::store::{AlertQuery, AuditEntry, ReadingQuery};
+use crate::store::{
+    AlertEventRecord, AlertQuery, AlertRecord, AnomalyRecord, AuditEntry, ReadingQuery,
+    ReadingRecord, ThresholdsRecord, WebhookDeliveryRecord,
+};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use vitalwatch_core::alerting::{AlertError, AlertState, Priority};
-use vitalwatch_core::rules::PatientThresholds;
+use vitalwatch_core::alerting::{Alert, AlertError, AlertState, Priority};
+use vitalwatch_core::news2::{News2, Parameter, Spo2Scale};
+use vitalwatch_core::rules::{PatientThresholds, RangeRule};
 use vitalwatch_core::telemetry::{DeviceId, Timestamp};
 
 const MAX_USER_LEN: usize = 128;
@@ -44,15 +49,54 @@ fn alert_id(raw: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_alert_id", "alert ids are positive integers"))
 }
 
-/// An alert (or stored alert record) as served: its fields plus its short `message` for people
-/// and pagers ("HR 142 bpm (limit 130) for 45 s, bed-7").
-fn with_message(
-    alert: &vitalwatch_core::alerting::Alert,
-    serialised: impl serde::Serialize,
-) -> Value {
-    let mut value = json!(serialised);
-    value["message"] = Value::from(vitalwatch_core::alerting::message(alert));
-    value
+/// A stored alert as served: its fields plus its short `message` for people and pagers
+/// ("HR 142 bpm (limit 130) for 45 s, bed-7").
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertView {
+    #[serde(flatten)]
+    record: AlertRecord,
+    message: String,
+}
+
+impl AlertView {
+    fn of(record: AlertRecord) -> AlertView {
+        let message = vitalwatch_core::alerting::message(&record.alert);
+        AlertView { record, message }
+    }
+}
+
+/// An alert as an action left it, with its `message`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertNow {
+    #[serde(flatten)]
+    alert: Alert,
+    message: String,
+}
+
+impl AlertNow {
+    fn of(alert: Alert) -> AlertNow {
+        let message = vitalwatch_core::alerting::message(&alert);
+        AlertNow { alert, message }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    count: usize,
+    /// Active first, then by priority.
+    alerts: Vec<AlertView>,
+}
+
+/// An alert with its history and its device's data around it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertDetail {
+    alert: AlertView,
+    /// Its transitions, oldest first.
+    events: Vec<AlertEventRecord>,
+    /// The device's anomalies from shortly before it opened until it resolved.
+    anomalies: Vec<AnomalyRecord>,
+    /// The device's readings around its first offending reading.
+    readings: Vec<ReadingRecord>,
 }
 
 fn unprocessable(detail: impl Into<String>) -> ApiError {
@@ -143,8 +187,15 @@ fn parse_priority(raw: &str) -> Result<Priority, ApiError> {
     get,
     path = "/api/alerts",
     tag = "alerts",
+    params(
+        ("state" = Option<String>, Query, description = "`open` (active or acknowledged), `active`, `acknowledged` or `resolved`", pattern = "^(open|active|acknowledged|resolved)$"),
+        ("severity" = Option<Priority>, Query, description = "Only this priority"),
+        super::query::DeviceFilter,
+        ("since" = Option<String>, Query, description = "Alerts still open at, or opened after, this time: RFC 3339 or epoch seconds or milliseconds"),
+        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+    ),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Alerts, active first, then by priority", body = AlertList),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -152,7 +203,7 @@ fn parse_priority(raw: &str) -> Result<Priority, ApiError> {
 pub async fn list_alerts(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertList>, ApiError> {
     let params = Params::parse(
         raw.as_deref(),
         &["state", "severity", "device_id", "since", "limit"],
@@ -172,14 +223,17 @@ pub async fn list_alerts(
         since: params.time("since")?,
         limit: params.limit()?,
     };
-    let alerts: Vec<Value> = state
+    let alerts: Vec<AlertView> = state
         .store
         .alerts(query)
         .await?
-        .iter()
-        .map(|record| with_message(&record.alert, record))
+        .into_iter()
+        .map(AlertView::of)
         .collect();
-    Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
+    Ok(Json(AlertList {
+        count: alerts.len(),
+        alerts,
+    }))
 }
 
 /// `GET /api/alerts/{id}`: the alert, its history, its device's anomalies while it was open
@@ -188,9 +242,9 @@ pub async fn list_alerts(
     get,
     path = "/api/alerts/{id}",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = u64, Path, description = "The alert id", minimum = 1)),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The alert, its history, and its device's anomalies and readings around it", body = AlertDetail),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -198,7 +252,7 @@ pub async fn list_alerts(
 pub async fn get_alert(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertDetail>, ApiError> {
     let id = alert_id(&raw_id)?;
     let Some((record, events)) = state.store.alert(id).await? else {
         return Err(ApiError::new(
@@ -233,12 +287,12 @@ pub async fn get_alert(
             limit: 2 * READINGS_AROUND + 1,
         })
         .await?;
-    Ok(Json(json!({
-        "alert": with_message(&record.alert, &record),
-        "events": events,
-        "anomalies": anomalies,
-        "readings": readings,
-    })))
+    Ok(Json(AlertDetail {
+        alert: AlertView::of(record),
+        events,
+        anomalies,
+        readings,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -289,10 +343,10 @@ async fn audit_action(
     post,
     path = "/api/alerts/{id}/ack",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = u64, Path, description = "The alert id", minimum = 1)),
     request_body(content = AckBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The alert, acknowledged", body = AlertNow),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -303,7 +357,7 @@ pub async fn acknowledge(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertNow>, ApiError> {
     let id = alert_id(&raw_id)?;
     let body: AckBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
@@ -325,17 +379,17 @@ pub async fn acknowledge(
         json!({ "note_set": body.note.is_some() }),
     )
     .await;
-    Ok(Json(with_message(&alert, &alert)))
+    Ok(Json(AlertNow::of(alert)))
 }
 
 #[utoipa::path(
     post,
     path = "/api/alerts/{id}/silence",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = u64, Path, description = "The alert id", minimum = 1)),
     request_body(content = SilenceBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The alert, its audio paused", body = AlertNow),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -346,7 +400,7 @@ pub async fn silence(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertNow>, ApiError> {
     let id = alert_id(&raw_id)?;
     let body: SilenceBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
@@ -368,17 +422,17 @@ pub async fn silence(
         json!({ "duration_s": body.duration_s }),
     )
     .await;
-    Ok(Json(with_message(&alert, &alert)))
+    Ok(Json(AlertNow::of(alert)))
 }
 
 #[utoipa::path(
     post,
     path = "/api/alerts/{id}/resolve",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = u64, Path, description = "The alert id", minimum = 1)),
     request_body(content = ResolveBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The alert, resolved", body = AlertNow),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -389,14 +443,14 @@ pub async fn resolve(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertNow>, ApiError> {
     let id = alert_id(&raw_id)?;
     let body: ResolveBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
     let by = who.acting_as(&body.by);
     let alert = state.pipeline.alerts().resolve(id, by).await?;
     audit_action(&state, &who, "resolve", &alert, by, Value::Null).await;
-    Ok(Json(with_message(&alert, &alert)))
+    Ok(Json(AlertNow::of(alert)))
 }
 
 /// `GET /api/devices/{id}/news2`: the device's NEWS2 from its latest values.
@@ -404,9 +458,9 @@ pub async fn resolve(
     get,
     path = "/api/devices/{id}/news2",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The device's NEWS2 from its latest values", body = DeviceNews2),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -414,18 +468,17 @@ pub async fn resolve(
 pub async fn device_news2(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceNews2>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let alerts = state.pipeline.alerts();
     match alerts.news2(&id).await {
-        Some((news2, at)) => Ok(Json(json!({
-            "device_id": id.as_str(),
-            "at": at.to_rfc3339(),
-            // The scale the clinician set (also `news2.scale`), and what is stale.
-            "spo2_scale": alerts.patient(&id).scale(),
-            "stale": news2.stale,
-            "news2": news2,
-        }))),
+        Some((news2, at)) => Ok(Json(DeviceNews2 {
+            device_id: id.as_str().to_owned(),
+            at: at.to_rfc3339(),
+            spo2_scale: alerts.patient(&id).scale(),
+            stale: news2.stale.clone(),
+            news2,
+        })),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_recent_readings",
@@ -435,6 +488,59 @@ pub async fn device_news2(
             ),
         )),
     }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeviceNews2 {
+    device_id: String,
+    /// When its latest value was received.
+    #[schema(format = DateTime)]
+    at: String,
+    /// The scale the clinician set (also `news2.scale`).
+    spo2_scale: Spo2Scale,
+    /// The parameters measured longer ago than they stay valid (also `news2.stale`).
+    stale: Vec<Parameter>,
+    news2: News2,
+}
+
+/// A device's thresholds: its override, if any, and the site's values it overrides.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeviceThresholds {
+    device_id: String,
+    /// The device's override; null when it has none.
+    #[serde(rename = "override")]
+    override_: Option<ThresholdsRecord>,
+    site: SiteThresholds,
+}
+
+/// The site's values a patient override replaces.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SiteThresholds {
+    heart_rate: RangeRule,
+    body_temp: RangeRule,
+    /// Severe hypertension from this systolic pressure (mmHg).
+    systolic_bp_max: f64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ThresholdsRemoved {
+    device_id: String,
+    /// False when the device had no override.
+    removed: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    count: usize,
+    deliveries: Vec<WebhookDeliveryRecord>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerdictRecorded {
+    id: i64,
+    /// `true_alarm` or `false_alarm`.
+    verdict: String,
+    by: String,
 }
 
 async fn require_device(state: &AppState, id: &DeviceId) -> Result<(), ApiError> {
@@ -452,9 +558,9 @@ async fn require_device(state: &AppState, id: &DeviceId) -> Result<(), ApiError>
     get,
     path = "/api/devices/{id}/thresholds",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The device's override and the site's values", body = DeviceThresholds),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -462,7 +568,7 @@ async fn require_device(state: &AppState, id: &DeviceId) -> Result<(), ApiError>
 pub async fn get_thresholds(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceThresholds>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     require_device(&state, &id).await?;
     let record = state
@@ -474,24 +580,26 @@ pub async fn get_thresholds(
     let alerts = state.pipeline.alerts();
     let site = alerts.site_rules();
     let hypertension = alerts.config().engine.hypertension;
-    Ok(Json(json!({
-        "device_id": id.as_str(),
-        "override": record,
-        "site": {
-            "heart_rate": site.heart_rate,
-            "body_temp": site.body_temp,
-            "systolic_bp_max": hypertension.systolic_at_or_above,
+    Ok(Json(DeviceThresholds {
+        device_id: id.as_str().to_owned(),
+        override_: record,
+        site: SiteThresholds {
+            heart_rate: site.heart_rate,
+            body_temp: site.body_temp,
+            systolic_bp_max: hypertension.systolic_at_or_above,
         },
-    })))
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdsBody {
     #[serde(flatten)]
     thresholds: PatientThresholds,
     author: String,
     reason: String,
+    /// In force from this time (RFC 3339); default now.
+    #[schema(format = DateTime)]
     effective_from: Option<String>,
 }
 
@@ -499,10 +607,10 @@ pub struct ThresholdsBody {
     put,
     path = "/api/devices/{id}/thresholds",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
-    request_body(content = Object, content_type = "application/json"),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
+    request_body(content = ThresholdsBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The override as stored", body = ThresholdsRecord),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -513,7 +621,7 @@ pub async fn put_thresholds(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThresholdsRecord>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let body: ThresholdsBody = json_body(&headers, body).await?;
     check_text("author", &body.author, MAX_USER_LEN, true)?;
@@ -533,16 +641,19 @@ pub async fn put_thresholds(
         .alerts()
         .set_thresholds(&id, body.thresholds, author, body.reason, effective_from)
         .await?;
-    Ok(Json(json!(record)))
+    Ok(Json(record))
 }
 
 #[utoipa::path(
     delete,
     path = "/api/devices/{id}/thresholds",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
+        ("by" = Option<String>, Query, description = "Who removes it (a session user is always named as themselves)", max_length = 128),
+        ("reason" = Option<String>, Query, description = "Why, for the audit log"),
+    ),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Whether an override was removed", body = ThresholdsRemoved),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -552,7 +663,7 @@ pub async fn delete_thresholds(
     Path(raw_id): Path<String>,
     Extension(who): Extension<Principal>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ThresholdsRemoved>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let params = Params::parse(raw.as_deref(), &["by", "reason"])?;
     let by = who.acting_as(params.text("by").unwrap_or("unknown"));
@@ -567,18 +678,23 @@ pub async fn delete_thresholds(
             params.text("reason").map(str::to_owned),
         )
         .await?;
-    Ok(Json(
-        json!({ "device_id": id.as_str(), "removed": removed }),
-    ))
+    Ok(Json(ThresholdsRemoved {
+        device_id: id.as_str().to_owned(),
+        removed,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
     /// One device's override; absent: the thresholds for every device (a site-wide change).
     device_id: Option<String>,
     thresholds: PatientThresholds,
+    /// Replay readings timestamped from this time (RFC 3339).
+    #[schema(format = DateTime)]
     since: Option<String>,
+    /// ... until this time (RFC 3339).
+    #[schema(format = DateTime)]
     until: Option<String>,
 }
 
@@ -588,9 +704,9 @@ pub struct PreviewBody {
     post,
     path = "/api/thresholds/preview",
     tag = "alerts",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = PreviewBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "What the history would have raised under the proposed and the current thresholds", body = PreviewAnswer),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -599,7 +715,7 @@ pub async fn preview_thresholds(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PreviewAnswer>, ApiError> {
     let body: PreviewBody = json_body(&headers, body).await?;
     let alerts = state.pipeline.alerts();
     let device = body
@@ -629,15 +745,19 @@ pub async fn preview_thresholds(
         until,
     )
     .await?;
-    Ok(Json(json!(answer)))
+    Ok(Json(answer))
 }
 /// `GET /api/webhooks/deliveries?state=failed|delivered&limit=`.
 #[utoipa::path(
     get,
     path = "/api/webhooks/deliveries",
     tag = "alerts",
+    params(
+        ("state" = Option<String>, Query, description = "Only failed or only delivered ones", pattern = "^(failed|delivered)$"),
+        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+    ),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Finished webhook deliveries, newest first", body = DeliveryList),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -645,7 +765,7 @@ pub async fn preview_thresholds(
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryList>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["state", "limit"])?;
     let filter = match params.text("state") {
         None => None,
@@ -661,9 +781,10 @@ pub async fn webhook_deliveries(
         .store
         .webhook_deliveries(filter, params.limit()?)
         .await?;
-    Ok(Json(
-        json!({ "count": deliveries.len(), "deliveries": deliveries }),
-    ))
+    Ok(Json(DeliveryList {
+        count: deliveries.len(),
+        deliveries,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -671,6 +792,7 @@ pub async fn webhook_deliveries(
 pub struct VerdictBody {
     by: String,
     /// "true_alarm" or "false_alarm".
+    #[schema(pattern = "^(true_alarm|false_alarm)$")]
     verdict: String,
 }
 
@@ -680,10 +802,10 @@ pub struct VerdictBody {
     post,
     path = "/api/alerts/{id}/verdict",
     tag = "alerts",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = u64, Path, description = "The alert id", minimum = 1)),
     request_body(content = VerdictBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The verdict as recorded", body = VerdictRecorded),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -694,7 +816,7 @@ pub async fn verdict(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerdictRecorded>, ApiError> {
     let id = alert_id(&raw_id)?;
     let body: VerdictBody = json_body(&headers, body).await?;
     check_text("by", &body.by, MAX_USER_LEN, true)?;
@@ -716,7 +838,9 @@ pub async fn verdict(
         .store
         .set_alert_verdict(id, true_alarm, by.to_owned())
         .await?;
-    Ok(Json(
-        serde_json::json!({ "id": id, "verdict": body.verdict, "by": by }),
-    ))
+    Ok(Json(VerdictRecorded {
+        id,
+        verdict: body.verdict,
+        by: by.to_owned(),
+    }))
 }

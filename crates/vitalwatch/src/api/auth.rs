@@ -5,13 +5,13 @@ use super::{ApiError, AppState, json_body};
 use crate::auth::login::Refused;
 use crate::auth::session::COOKIE;
 use crate::auth::{AuthChangeError, Credential, Principal, Role, TokenRequest};
-use crate::store::{AuditEntry, AuthWrite, StoreError};
+use crate::store::{AuditEntry, AuthWrite, StoreError, TokenRecord, UserRecord};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::net::SocketAddr;
 
@@ -45,6 +45,45 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
     .expect("a hex session id and digits make a valid header value")
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LoginAnswer {
+    username: String,
+    role: String,
+    /// Send it as `X-CSRF-Token` with every state change of this session.
+    csrf_token: String,
+}
+
+/// Who the caller is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    name: String,
+    /// `viewer`, `clinician`, `admin`, `device`, `metrics` or `loopback`.
+    role: &'static str,
+    /// `token`, `session` or `loopback`.
+    kind: &'static str,
+    /// A session's CSRF token; null for a token.
+    csrf_token: Option<String>,
+}
+
+/// A new token: its record and, this once, its text.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewTokenAnswer {
+    #[serde(flatten)]
+    record: TokenRecord,
+    /// The token's text: shown here and nowhere else, ever.
+    token: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenRecord>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    users: Vec<UserRecord>,
+}
+
 /// `POST /auth/login {"username", "password"}`: a session cookie and the CSRF token.
 #[utoipa::path(
     post,
@@ -52,7 +91,7 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
     tag = "auth",
     request_body(content = Login, content_type = "application/json"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Signed in: the session cookie is set (`Set-Cookie`); send the CSRF token as `X-CSRF-Token` with state changes", body = LoginAnswer),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -141,11 +180,11 @@ pub async fn login(
             details: json!({ "address": address.to_string() }),
         })
         .await?;
-    let mut response = Json(json!({
-        "username": user.username,
-        "role": user.role,
-        "csrf_token": csrf,
-    }))
+    let mut response = Json(LoginAnswer {
+        username: user.username,
+        role: user.role,
+        csrf_token: csrf,
+    })
     .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -195,23 +234,23 @@ pub async fn logout(
     path = "/auth/me",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The caller", body = Me),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
+pub async fn me(Extension(who): Extension<Principal>) -> Json<Me> {
     let (kind, csrf) = match &who.credential {
         Credential::Token { .. } => ("token", None),
         Credential::Session { csrf, .. } => ("session", Some(csrf.expose().to_owned())),
         Credential::Loopback => ("loopback", None),
     };
-    Json(json!({
-        "name": who.name,
-        "role": who.role_name(),
-        "kind": kind,
-        "csrf_token": csrf,
-    }))
+    Json(Me {
+        name: who.name.clone(),
+        role: who.role_name(),
+        kind,
+        csrf_token: csrf,
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -337,7 +376,7 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
     tag = "auth",
     request_body(content = NewToken, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
+        (status = 201, description = "The new token, with its text", body = NewTokenAnswer),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -373,8 +412,10 @@ pub async fn create_token(
         who.actor(),
     )
     .await?;
-    let mut body = serde_json::to_value(&record).map_err(|_| ApiError::internal())?;
-    body["token"] = json!(text);
+    let body = NewTokenAnswer {
+        record,
+        token: text,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -383,16 +424,14 @@ pub async fn create_token(
     path = "/api/tokens",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Every token (never their text)", body = TokenList),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn list_tokens(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
     let tokens = state.store.list_tokens().await?;
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
 /// `DELETE /api/tokens/{id}` (id or name): revoked at once.
@@ -400,7 +439,7 @@ pub async fn list_tokens(
     delete,
     path = "/api/tokens/{id}",
     tag = "auth",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The token's id or name")),
     responses(
         (status = 204, description = "Done"),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
@@ -441,7 +480,7 @@ pub struct NewUser {
     tag = "auth",
     request_body(content = NewUser, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
+        (status = 201, description = "The new user", body = UserRecord),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -469,16 +508,14 @@ pub async fn create_user(
     path = "/api/users",
     tag = "auth",
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Every dashboard user", body = UserList),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn list_users(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<UserList>, ApiError> {
     let users = state.store.list_users().await?;
-    Ok(Json(json!({ "users": users })))
+    Ok(Json(UserList { users }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -495,7 +532,7 @@ pub struct UserChange {
     put,
     path = "/api/users/{name}",
     tag = "auth",
-    params(("name" = String, Path, description = "The name in the path")),
+    params(("name" = String, Path, description = "The user name")),
     request_body(content = UserChange, content_type = "application/json"),
     responses(
         (status = 204, description = "Done"),

@@ -3,13 +3,15 @@
 use super::query::{Params, next_cursor};
 use super::{ApiError, AppState, json_body};
 use crate::auth::Principal;
-use crate::store::{AnomalyQuery, DeviceRegistration, DeviceUpdate, ReadingQuery};
+use crate::store::{
+    AnomalyQuery, AnomalyRecord, DeviceRecord, DeviceRegistration, DeviceUpdate, ReadingQuery,
+    ReadingRecord,
+};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use vitalwatch_core::rules::{AnomalyType, Severity};
 use vitalwatch_core::telemetry::DeviceId;
 
@@ -32,23 +34,51 @@ fn device_id(raw: &str, state: &AppState) -> Result<String, ApiError> {
     path = "/api/devices",
     tag = "devices",
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Every registered device", body = DeviceList),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_devices(State(state): State<AppState>) -> Result<Json<DeviceList>, ApiError> {
     let devices = state.store.list_devices().await?;
-    Ok(Json(json!({ "count": devices.len(), "devices": devices })))
+    Ok(Json(DeviceList {
+        count: devices.len(),
+        devices,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeviceList {
+    count: usize,
+    devices: Vec<DeviceRecord>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeviceReadings {
+    device_id: String,
+    count: usize,
+    /// Newest first.
+    readings: Vec<ReadingRecord>,
+    /// The `cursor` of the next page; null on the last one.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AnomalyList {
+    count: usize,
+    /// Newest first.
+    anomalies: Vec<AnomalyRecord>,
+    /// The `cursor` of the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/devices/{id}",
     tag = "devices",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The device", body = DeviceRecord),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -56,10 +86,10 @@ pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Value>, 
 pub async fn get_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceRecord>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     match state.store.get_device(id.clone()).await? {
-        Some(device) => Ok(Json(json!(device))),
+        Some(device) => Ok(Json(device)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "device_not_found",
@@ -85,7 +115,7 @@ struct RegistrationBody {
     expected_interval_s: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     #[serde(default, deserialize_with = "double_option")]
@@ -130,7 +160,7 @@ fn check_interval(value: Option<f64>) -> Result<(), ApiError> {
     tag = "devices",
     request_body(content = RegistrationBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = Value), (status = 200, description = "Done", body = Value),
+        (status = 201, description = "Registered", body = DeviceRecord),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -140,7 +170,7 @@ pub async fn register_device(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
     let body: RegistrationBody = json_body(&headers, body).await?;
     let id = device_id(&body.device_id, &state)?;
     check_label("patient_label", body.patient_label.as_deref())?;
@@ -156,17 +186,17 @@ pub async fn register_device(
         .store
         .register_device(registration, who.actor())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(device))))
+    Ok((StatusCode::CREATED, Json(device)))
 }
 
 #[utoipa::path(
     put,
     path = "/api/devices/{id}",
     tag = "devices",
-    params(("id" = String, Path, description = "The id in the path")),
-    request_body(content = Object, content_type = "application/json"),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
+    request_body(content = UpdateBody, content_type = "application/json", description = "Only the fields to change; `null` clears a label"),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The device as updated", body = DeviceRecord),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -177,7 +207,7 @@ pub async fn update_device(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceRecord>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let body: UpdateBody = json_body(&headers, body).await?;
     check_label(
@@ -196,7 +226,7 @@ pub async fn update_device(
         active: body.active,
     };
     let device = state.store.update_device(id, update, who.actor()).await?;
-    Ok(Json(json!(device)))
+    Ok(Json(device))
 }
 
 /// Deactivation, not deletion: the device's history stays, its new readings are quarantined.
@@ -204,9 +234,9 @@ pub async fn update_device(
     delete,
     path = "/api/devices/{id}",
     tag = "devices",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$")),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The device, now inactive", body = DeviceRecord),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -215,23 +245,23 @@ pub async fn deactivate_device(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceRecord>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let update = DeviceUpdate {
         active: Some(false),
         ..DeviceUpdate::default()
     };
     let device = state.store.update_device(id, update, who.actor()).await?;
-    Ok(Json(json!(device)))
+    Ok(Json(device))
 }
 
 #[utoipa::path(
     get,
     path = "/api/devices/{id}/readings",
     tag = "devices",
-    params(("id" = String, Path, description = "The id in the path")),
+    params(("id" = String, Path, description = "The device id", pattern = "^[A-Za-z0-9_.:-]{1,64}$"), super::query::WindowParams, super::query::PageParams),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The device's readings, newest first", body = DeviceReadings),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -240,7 +270,7 @@ pub async fn device_readings(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceReadings>, ApiError> {
     let id = device_id(&raw_id, &state)?;
     let params = Params::parse(raw.as_deref(), &["since", "until", "limit", "cursor"])?;
     if state.store.get_device(id.clone()).await?.is_none() {
@@ -262,20 +292,27 @@ pub async fn device_readings(
         })
         .await?;
     let cursor = next_cursor(readings.iter().map(|r| r.id), readings.len(), limit);
-    Ok(Json(json!({
-        "device_id": id,
-        "count": readings.len(),
-        "readings": readings,
-        "next_cursor": cursor,
-    })))
+    Ok(Json(DeviceReadings {
+        device_id: id,
+        count: readings.len(),
+        readings,
+        next_cursor: cursor,
+    }))
 }
 
 #[utoipa::path(
     get,
     path = "/api/anomalies",
     tag = "devices",
+    params(
+        super::query::DeviceFilter,
+        ("type" = Option<AnomalyType>, Query, description = "Only this kind of anomaly"),
+        ("severity" = Option<Severity>, Query, description = "Only this severity"),
+        super::query::WindowParams,
+        super::query::PageParams,
+    ),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Anomalies, newest first", body = AnomalyList),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -283,7 +320,7 @@ pub async fn device_readings(
 pub async fn list_anomalies(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AnomalyList>, ApiError> {
     let params = Params::parse(
         raw.as_deref(),
         &[
@@ -334,9 +371,9 @@ pub async fn list_anomalies(
         })
         .await?;
     let cursor = next_cursor(anomalies.iter().map(|a| a.id), anomalies.len(), limit);
-    Ok(Json(json!({
-        "count": anomalies.len(),
-        "anomalies": anomalies,
-        "next_cursor": cursor,
-    })))
+    Ok(Json(AnomalyList {
+        count: anomalies.len(),
+        anomalies,
+        next_cursor: cursor,
+    }))
 }

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Why a node is not ready, as `/ready` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -96,14 +96,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody
     path = "/health",
     tag = "operations",
     responses(
-        (status = 200, description = "Alive. Anonymous callers get status, version and ready only; a token or session adds the state of every part", body = Value),
-        (status = 503, description = "Alive but the store is unavailable", body = Object),
+        (status = 200, description = "Alive. Anonymous callers get status, version and ready only; a token or session adds the state of every part", body = HealthBody),
+        (status = 503, description = "Alive but the store is unavailable", body = HealthBody),
     )
 )]
 pub async fn health(
     State(state): State<AppState>,
     principal: Option<Extension<Principal>>,
-) -> (StatusCode, Json<Value>) {
+) -> (StatusCode, Json<HealthBody>) {
     let store = state.store.health().await;
     let healthy = store.status == "ok";
     let readiness = decide(healthy, state.broker.is_connected());
@@ -112,28 +112,55 @@ pub async fn health(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "ready": readiness.ready,
-    });
-    if principal.is_some() {
+    let details = principal.is_some().then(|| {
         let metrics = state.pipeline.metrics();
         let model = state.pipeline.model().status();
-        let details = json!({
-            "model_loaded": model.loaded,
-            "model": model.description,
-            "uptime_s": metrics.uptime_s(),
-            "store": store,
-            "readings": metrics.counts(),
-            "rejected": metrics.refusals(),
-            "broker": state.broker.to_json(),
-        });
-        if let (Some(body), Value::Object(details)) = (body.as_object_mut(), details) {
-            body.extend(details);
+        HealthDetails {
+            model_loaded: model.loaded,
+            model: model.description,
+            uptime_s: metrics.uptime_s(),
+            store,
+            readings: metrics.counts(),
+            rejected: metrics.refusals(),
+            broker: state.broker.to_json(),
         }
-    }
+    });
+    let body = HealthBody {
+        status: if healthy { "healthy" } else { "unhealthy" },
+        version: env!("CARGO_PKG_VERSION"),
+        ready: readiness.ready,
+        details,
+    };
     (status, Json(body))
+}
+
+/// `/health`'s body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthBody {
+    /// `healthy`, or `unhealthy` while the store is unavailable.
+    pub status: &'static str,
+    pub version: &'static str,
+    /// What `/ready` would answer.
+    pub ready: bool,
+    /// Only for an authenticated caller.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub details: Option<HealthDetails>,
+}
+
+/// The state of every part, for an authenticated caller: counts and states only.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthDetails {
+    /// The seed's field.
+    pub model_loaded: bool,
+    pub model: String,
+    pub uptime_s: u64,
+    pub store: crate::store::StoreHealth,
+    pub readings: crate::metrics::ReadingCounts,
+    /// Refused readings by reason.
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// The MQTT ingest: embedded broker or external connection.
+    #[schema(value_type = Object)]
+    pub broker: Value,
 }
 
 #[cfg(test)]

@@ -241,6 +241,74 @@ mod tests {
         assert!(extra.is_empty(), "documented but not registered: {extra:?}");
     }
 
+    /// Every operation of the document, as (method, path, operation).
+    fn each_operation(doc: &serde_json::Value) -> Vec<(String, String, &serde_json::Value)> {
+        let mut found = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                found.push((method.clone(), path.clone(), operation));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_json_answer_has_a_schema_built_from_the_type_it_serialises() {
+        let doc = api_document();
+        let mut untyped = Vec::new();
+        for (method, path, operation) in each_operation(doc) {
+            if path == "/api/openapi.json" {
+                continue;
+            }
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let Some(content) = response["content"].as_object() else {
+                    continue;
+                };
+                for (media, body) in content {
+                    let schema = &body["schema"];
+                    let typed = schema.get("$ref").is_some()
+                        || schema.get("type").is_some()
+                        || schema.get("oneOf").is_some();
+                    // FHIR resources are the FHIR R4 specification's (fhir+json), not ours.
+                    if !typed && !media.contains("fhir") {
+                        untyped.push(format!("{method} {path} {status} {media}"));
+                    }
+                }
+            }
+        }
+        assert!(untyped.is_empty(), "answers without a schema: {untyped:?}");
+    }
+
+    #[test]
+    fn declared_query_limits_match_the_parser() {
+        let doc = api_document();
+        let expected_pattern = format!(
+            "^[A-Za-z0-9_.:-]{{1,{}}}$",
+            vitalwatch_core::telemetry::Limits::default().max_device_id_len
+        );
+        let mut limits = 0;
+        for (method, path, operation) in each_operation(doc) {
+            for param in operation["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().unwrap_or_default();
+                let schema = &param["schema"];
+                if name == "limit" {
+                    limits += 1;
+                    assert_eq!(
+                        schema["maximum"].as_f64(),
+                        Some(super::super::query::MAX_LIMIT as f64),
+                        "{method} {path}"
+                    );
+                }
+                if let Some(pattern) = schema["pattern"].as_str()
+                    && pattern.starts_with("^[A-Za-z0-9")
+                {
+                    assert_eq!(pattern, expected_pattern, "{method} {path} {name}");
+                }
+            }
+        }
+        assert!(limits >= 5, "the paged routes declare `limit`: {limits}");
+    }
+
     #[test]
     fn the_document_is_openapi_3_1_with_the_route_tables_auth() {
         let doc = api_document();

@@ -88,3 +88,48 @@ pub fn next_cursor(ids: impl Iterator<Item = i64>, len: usize, limit: usize) -> 
     }
     ids.min().map(|id| id.to_string())
 }
+
+/// `limit` and `cursor`, as the OpenAPI document declares them (newest first, a page at a
+/// time); [`Params`] parses them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the query string in the OpenAPI document"
+)]
+pub struct PageParams {
+    /// Rows per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^-?[0-9]{1,19}$")]
+    cursor: Option<String>,
+}
+
+/// `since` and `until`, as the OpenAPI document declares them; [`Params::time`] parses them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the query string in the OpenAPI document"
+)]
+pub struct WindowParams {
+    /// From this time (inclusive): RFC 3339 (zone optional, UTC assumed) or epoch seconds or
+    /// milliseconds.
+    since: Option<String>,
+    /// Until this time (inclusive), in the same forms.
+    until: Option<String>,
+}
+
+/// `device_id` as a filter, as the OpenAPI document declares it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the query string in the OpenAPI document"
+)]
+pub struct DeviceFilter {
+    /// Only this device.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    device_id: Option<String>,
+}

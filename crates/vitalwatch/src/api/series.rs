@@ -5,16 +5,18 @@
 
 use super::query::{Params, next_cursor};
 use super::{ApiError, AppState};
-use crate::store::series::{SeriesQuery, Window};
+use crate::store::series::{DashboardStats, DeviceSeries, SeriesQuery, Window};
 use crate::store::{ReadingQuery, ReadingRecord};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::fmt::Write as _;
 use tokio_stream::wrappers::ReceiverStream;
+use vitalwatch_core::news2::{News2, Spo2Scale};
+use vitalwatch_core::rules::RuleSet;
 
 use vitalwatch_core::telemetry::{DeviceId, Timestamp, VitalKey};
 
@@ -64,13 +66,47 @@ fn window(params: &Params, state: &AppState) -> Result<Window, ApiError> {
     })
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SeriesAnswer {
+    /// The window the buckets cover (RFC 3339).
+    #[schema(format = DateTime)]
+    since: String,
+    #[schema(format = DateTime)]
+    until: String,
+    series: Vec<DeviceSeries>,
+}
+
+/// One device's newest reading.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LatestReading {
+    reading: ReadingRecord,
+    /// Its NEWS2 (the engine's, or the reading's own); null when it carries no NEWS2 vitals.
+    news2: Option<News2>,
+    spo2_scale: Spo2Scale,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LatestAnswer {
+    latest: Vec<LatestReading>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadingPage {
+    count: usize,
+    /// Newest first.
+    readings: Vec<ReadingRecord>,
+    /// The `cursor` of the next page; null on the last one.
+    next_cursor: Option<String>,
+}
+
 /// `GET /api/stats`: top metrics, counts by type (with last detected), severity and device.
 #[utoipa::path(
     get,
     path = "/api/stats",
     tag = "dashboard",
+    params(super::query::WindowParams, super::query::DeviceFilter),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Top metrics and the Statistics view for the window", body = DashboardStats),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -78,14 +114,14 @@ fn window(params: &Params, state: &AppState) -> Result<Window, ApiError> {
 pub async fn stats(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DashboardStats>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["since", "until", "device_id"])?;
     let window = window(&params, &state)?;
     let stats = state
         .store
         .dashboard_stats(window, crate::clock::now())
         .await?;
-    Ok(Json(json!(stats)))
+    Ok(Json(stats))
 }
 
 /// `GET /api/series`: mean/min/max per bucket of each named device (comma-separated
@@ -95,8 +131,14 @@ pub async fn stats(
     get,
     path = "/api/series",
     tag = "dashboard",
+    params(
+        super::query::WindowParams,
+        ("device_id" = Option<String>, Query, description = "Comma-separated device ids (at most 100); default every registered device up to 100"),
+        ("points" = Option<u32>, Query, description = "Buckets over the window, 1 to 2000 (default 300)", minimum = 1, maximum = 2000),
+        ("metrics" = Option<String>, Query, description = "Comma-separated vitals (payload keys); default all"),
+    ),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Mean, minimum and maximum per bucket of each device", body = SeriesAnswer),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -104,7 +146,7 @@ pub async fn stats(
 pub async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SeriesAnswer>, ApiError> {
     let params = Params::parse(
         raw.as_deref(),
         &["since", "until", "device_id", "points", "metrics"],
@@ -180,11 +222,11 @@ pub async fn series(
             metrics,
         })
         .await?;
-    Ok(Json(json!({
-        "since": since.to_rfc3339(),
-        "until": until.to_rfc3339(),
-        "series": series,
-    })))
+    Ok(Json(SeriesAnswer {
+        since: since.to_rfc3339(),
+        until: until.to_rfc3339(),
+        series,
+    }))
 }
 
 /// `GET /api/latest`: each device's newest reading in the window, with its NEWS2 score as the
@@ -195,8 +237,9 @@ pub async fn series(
     get,
     path = "/api/latest",
     tag = "dashboard",
+    params(super::query::WindowParams, super::query::DeviceFilter),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Each device's newest reading in the window, with its NEWS2", body = LatestAnswer),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -204,12 +247,12 @@ pub async fn series(
 pub async fn latest(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LatestAnswer>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["since", "until", "device_id"])?;
     let window = window(&params, &state)?;
     let readings = state.store.latest_readings(window).await?;
     let alerts = state.pipeline.alerts();
-    let mut items: Vec<Value> = Vec::with_capacity(readings.len());
+    let mut items: Vec<LatestReading> = Vec::with_capacity(readings.len());
     for reading in readings {
         let device = vitalwatch_core::telemetry::DeviceId::parse(&reading.device_id, 1024).ok();
         let scale = device
@@ -234,13 +277,13 @@ pub async fn latest(
                 .any(|p| news2.subscores.get(p).is_some() || news2.stale.contains(&p))
             })
             .or_else(|| reading.news2(scale));
-        items.push(json!({
-            "reading": reading,
-            "news2": news2,
-            "spo2_scale": scale,
-        }));
+        items.push(LatestReading {
+            reading,
+            news2,
+            spo2_scale: scale,
+        });
     }
-    Ok(Json(json!({ "latest": items })))
+    Ok(Json(LatestAnswer { latest: items }))
 }
 
 /// `GET /api/readings`: every device's readings in the window, newest first, paged.
@@ -248,8 +291,9 @@ pub async fn latest(
     get,
     path = "/api/readings",
     tag = "dashboard",
+    params(super::query::WindowParams, super::query::DeviceFilter, super::query::PageParams),
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "Every device's readings in the window, newest first", body = ReadingPage),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
@@ -257,7 +301,7 @@ pub async fn latest(
 pub async fn readings(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadingPage>, ApiError> {
     let params = Params::parse(
         raw.as_deref(),
         &["since", "until", "device_id", "limit", "cursor"],
@@ -275,11 +319,11 @@ pub async fn readings(
         })
         .await?;
     let cursor = next_cursor(readings.iter().map(|r| r.id), readings.len(), limit);
-    Ok(Json(json!({
-        "count": readings.len(),
-        "readings": readings,
-        "next_cursor": cursor,
-    })))
+    Ok(Json(ReadingPage {
+        count: readings.len(),
+        readings,
+        next_cursor: cursor,
+    }))
 }
 
 /// `GET /api/ranges`: the normal ranges in force (the rules' thresholds), for chart bands.
@@ -288,13 +332,13 @@ pub async fn readings(
     path = "/api/ranges",
     tag = "dashboard",
     responses(
-        (status = 200, description = "Done", body = Value),
+        (status = 200, description = "The rules' thresholds in force", body = RuleSet),
         (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
         (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn ranges(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(state.pipeline.rules()))
+pub async fn ranges(State(state): State<AppState>) -> Json<RuleSet> {
+    Json(state.pipeline.rules().clone())
 }
 
 const CSV_HEADER: &str = "id,device_id,timestamp_utc,received_at_utc,heart_rate,body_temp,\
@@ -338,6 +382,7 @@ fn csv_line(out: &mut String, r: &ReadingRecord) {
     get,
     path = "/api/readings.csv",
     tag = "dashboard",
+    params(super::query::WindowParams, super::query::DeviceFilter),
     responses(
         (status = 200, description = "Readings as CSV", content_type = "text/csv", body = String),
         (status = "4XX", description = "Refused", body = super::openapi::ErrorBody),

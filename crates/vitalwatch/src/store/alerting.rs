@@ -7,7 +7,7 @@ use vitalwatch_core::rules::PatientThresholds;
 use vitalwatch_core::telemetry::Timestamp;
 
 /// An alert as stored: the engine's episode plus when the row last changed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRecord {
     #[serde(flatten)]
     pub alert: Alert,
@@ -28,7 +28,7 @@ pub struct AlertQuery {
 }
 
 /// One transition of one alert.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertEventRecord {
     pub id: i64,
     pub alert_id: u64,
@@ -43,7 +43,7 @@ pub struct AlertEventRecord {
 }
 
 /// A device's threshold overrides with who set them, why and from when.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ThresholdsRecord {
     pub device_id: String,
     pub thresholds: PatientThresholds,
@@ -69,7 +69,7 @@ pub struct NewWebhookDelivery {
     pub body: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WebhookDeliveryRecord {
     pub id: i64,
     pub url: String,

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// An API token as stored: its secret only as a SHA-256 hash.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     pub id: String,
     pub name: String,
@@ -53,7 +53,7 @@ impl TokenRecord {
 }
 
 /// A dashboard user as stored: the password only as an Argon2id PHC string.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UserRecord {
     pub username: String,
     pub role: String,

@@ -100,7 +100,7 @@ pub struct StoreOptions {
     pub unknown_device_severity: Severity,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceRecord {
     pub device_id: String,
     pub patient_label: Option<String>,
@@ -115,7 +115,7 @@ pub struct DeviceRecord {
     pub total_readings: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReadingRecord {
     pub id: i64,
     pub device_id: String,
@@ -205,7 +205,7 @@ impl ReadingRecord {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AnomalyRecord {
     pub id: i64,
     pub device_id: String,
@@ -324,7 +324,7 @@ pub struct PurgeCounts {
     pub audit: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreHealth {
     pub status: &'static str,
     pub backend: &'static str,

@@ -15,7 +15,7 @@ pub struct Window {
 }
 
 /// The top metrics and the Statistics view, for one [`Window`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DashboardStats {
     /// Registered devices (1 when the filter names one that exists).
     pub total_devices: i64,
@@ -34,7 +34,7 @@ pub struct DashboardStats {
     pub by_device: Vec<DeviceCount>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TypeCount {
     #[serde(rename = "type")]
     pub kind: String,
@@ -42,13 +42,13 @@ pub struct TypeCount {
     pub last_detected: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SeverityCount {
     pub severity: String,
     pub count: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceCount {
     pub device_id: String,
     pub readings: i64,
@@ -81,7 +81,7 @@ pub const SERIES_METRICS: [&str; VitalKey::SERIES.len()] = {
 
 /// One device's series, columnar: bucket `i` covers readings with time in
 /// `[t[i], t[i] + bucket_s)` seconds since the epoch. Buckets without readings are absent.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceSeries {
     pub device_id: String,
     pub bucket_s: i64,
@@ -93,7 +93,7 @@ pub struct DeviceSeries {
 
 /// Mean, minimum and maximum of one vital per bucket (`None`: no value in that bucket), so a
 /// chart draws the mean with the min/max envelope and no spike is lost to downsampling.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MetricSeries {
     pub name: &'static str,
     pub avg: Vec<Option<f64>>,
