@@ -200,9 +200,65 @@ static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
 /// The document of the API listener's routes (the dashboard's page routes are not API).
 pub fn api_document() -> &'static serde_json::Value {
     DOCUMENT.get_or_init(|| {
-        serde_json::to_value(build(&super::route_table(false)))
-            .expect("the OpenAPI document serialises")
+        let mut doc = serde_json::to_value(build(&super::route_table(false)))
+            .expect("the OpenAPI document serialises");
+        merge_closed_all_of(&mut doc);
+        doc
     })
+}
+
+/// serde's `flatten` becomes an `allOf`; when a member is closed (`deny_unknown_fields`:
+/// `additionalProperties: false`) it refuses the other members' properties, so no body could
+/// satisfy it. Such a schema is merged into the one closed object serde actually reads.
+fn merge_closed_all_of(doc: &mut serde_json::Value) {
+    use serde_json::{Map, Value};
+    let Some(schemas) = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .cloned()
+    else {
+        return;
+    };
+    let resolve = |member: &Value| -> Value {
+        member
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| schemas.get(name))
+            .cloned()
+            .unwrap_or_else(|| member.clone())
+    };
+    for (name, schema) in &schemas {
+        let Some(members) = schema.get("allOf").and_then(Value::as_array) else {
+            continue;
+        };
+        let members: Vec<Value> = members.iter().map(resolve).collect();
+        if !members.iter().any(|m| m["additionalProperties"] == false) {
+            continue;
+        }
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for member in &members {
+            if let Some(own) = member["properties"].as_object() {
+                properties.extend(own.clone());
+            }
+            if let Some(own) = member["required"].as_array() {
+                required.extend(own.iter().cloned());
+            }
+        }
+        let mut merged = serde_json::json!({
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
+        });
+        if !required.is_empty() {
+            merged["required"] = Value::Array(required);
+        }
+        if let Some(description) = schema.get("description") {
+            merged["description"] = description.clone();
+        }
+        doc["components"]["schemas"][name] = merged;
+    }
 }
 
 #[utoipa::path(
@@ -307,6 +363,16 @@ mod tests {
             }
         }
         assert!(limits >= 5, "the paged routes declare `limit`: {limits}");
+    }
+
+    #[test]
+    fn a_flattened_closed_body_is_one_closed_object() {
+        let body = &api_document()["components"]["schemas"]["ThresholdsBody"];
+        assert!(body.get("allOf").is_none(), "{body}");
+        assert_eq!(body["additionalProperties"], false);
+        for field in ["heart_rate_max", "spo2_scale", "author", "reason"] {
+            assert!(body["properties"].get(field).is_some(), "{field}: {body}");
+        }
     }
 
     #[test]
