@@ -68,7 +68,7 @@ fn docker_compose() -> String {
 }
 
 const COMPOSE: &str = "deploy/compose/compose.yaml";
-const COMPOSE_PROFILES: [&str; 2] = ["", "broker"];
+const COMPOSE_PROFILES: [&str; 3] = ["", "broker", "cluster"];
 
 fn kubernetes_manifests() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -126,6 +126,81 @@ fn kubernetes_manifests_validate_against_the_current_schema() {
             file.display()
         );
     }
+}
+
+/// The cluster files describe the topology the cluster tests run as processes: HAProxy in TCP
+/// mode sending work only to nodes whose `/ready` answers 200, every node on the same
+/// multi-host PostgreSQL URL that finds the writable server, a synchronous standby.
+#[test]
+fn cluster_files_describe_the_tested_topology() {
+    let haproxy = repo().join("deploy/compose/haproxy/haproxy.cfg");
+    run_ok(Command::new("haproxy").arg("-c").arg("-f").arg(&haproxy));
+    let config = std::fs::read_to_string(&haproxy).unwrap();
+    for needle in ["mode tcp", "uri /ready", "expect status 200", "check-ssl"] {
+        assert!(config.contains(needle), "haproxy.cfg lacks {needle:?}");
+    }
+    for port in [8883, 5000, 8501] {
+        assert!(
+            config.contains(&format!("bind :{port}")),
+            "haproxy.cfg: port {port}"
+        );
+    }
+    let compose = &yaml_documents(&repo().join(COMPOSE))[0]["services"];
+    let nodes: Vec<&serde_json::Value> = compose
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["profiles"][0] == "cluster" && s["hostname"].is_string())
+        .collect();
+    assert!(
+        nodes.len() >= 2,
+        "the cluster profile has {} nodes",
+        nodes.len()
+    );
+    for backend in ["mqtts", "api", "dashboard"] {
+        let section = config
+            .split(&format!("backend {backend}\n"))
+            .nth(1)
+            .expect("a backend per port");
+        let servers = section
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .filter(|l| l.trim_start().starts_with("server "))
+            .count();
+        assert_eq!(servers, nodes.len(), "backend {backend} lists every node");
+    }
+    let primary = compose["pg-primary"]["command"].to_string();
+    assert!(
+        primary.contains("synchronous_standby_names=FIRST 1 (pg_standby)"),
+        "{primary}"
+    );
+    let standby = std::fs::read_to_string(repo().join("deploy/compose/postgres/standby.sh"));
+    assert!(standby.unwrap().contains("cluster_name=pg_standby"));
+    for node in &nodes {
+        let url = node["environment"]["VITALWATCH_DATABASE_URL"]
+            .as_str()
+            .unwrap();
+        assert!(
+            url.contains("@pg-primary:5432,pg-standby:5432/")
+                && url.ends_with("?target_session_attrs=read-write"),
+            "{url}"
+        );
+        let check = node["healthcheck"]["test"].to_string();
+        assert!(
+            check.contains("/ready"),
+            "a node is healthy when ready: {check}"
+        );
+    }
+    let deployment = &yaml_documents(&repo().join("deploy/kubernetes/cluster/deployment.yaml"))[0];
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health");
+    let env = container["env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e["name"] == "VITALWATCH_DATABASE_URL"
+            && e["valueFrom"]["secretKeyRef"].is_object()),
+        "the database URL comes from a Secret"
+    );
 }
 
 /// Every `vitalwatch` command line in the deployment files.
