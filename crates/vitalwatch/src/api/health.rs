@@ -112,29 +112,34 @@ pub async fn health(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let details = principal.is_some().then(|| {
-        let metrics = state.pipeline.metrics();
-        let model = state.pipeline.model().status();
-        HealthDetails {
-            model_loaded: model.loaded,
-            model: model.description,
-            uptime_s: metrics.uptime_s(),
-            store,
-            readings: metrics.counts(),
-            rejected: metrics.refusals(),
-            broker: state.broker.to_json(),
-        }
-    });
-    let body = HealthBody {
+    let mut body = HealthBody {
         status: if healthy { "healthy" } else { "unhealthy" },
         version: env!("CARGO_PKG_VERSION"),
         ready: readiness.ready,
-        details,
+        model_loaded: None,
+        model: None,
+        uptime_s: None,
+        store: None,
+        readings: None,
+        rejected: None,
+        broker: None,
     };
+    if principal.is_some() {
+        let metrics = state.pipeline.metrics();
+        let model = state.pipeline.model().status();
+        body.model_loaded = Some(model.loaded);
+        body.model = Some(model.description);
+        body.uptime_s = Some(metrics.uptime_s());
+        body.store = Some(store);
+        body.readings = Some(metrics.counts());
+        body.rejected = Some(metrics.refusals());
+        body.broker = Some(state.broker.to_json());
+    }
     (status, Json(body))
 }
 
-/// `/health`'s body.
+/// `/health`'s body. Anonymously only `status`, `version` and `ready`; an authenticated
+/// caller also gets the state of every part (counts and states only).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthBody {
     /// `healthy`, or `unhealthy` while the store is unavailable.
@@ -142,25 +147,24 @@ pub struct HealthBody {
     pub version: &'static str,
     /// What `/ready` would answer.
     pub ready: bool,
-    /// Only for an authenticated caller.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub details: Option<HealthDetails>,
-}
-
-/// The state of every part, for an authenticated caller: counts and states only.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HealthDetails {
     /// The seed's field.
-    pub model_loaded: bool,
-    pub model: String,
-    pub uptime_s: u64,
-    pub store: crate::store::StoreHealth,
-    pub readings: crate::metrics::ReadingCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_loaded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::store::StoreHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readings: Option<crate::metrics::ReadingCounts>,
     /// Refused readings by reason.
-    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<std::collections::BTreeMap<&'static str, u64>>,
     /// The MQTT ingest: embedded broker or external connection.
-    #[schema(value_type = Object)]
-    pub broker: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub broker: Option<Value>,
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub fn check(help: &str, line: &CommandLine) -> Vec<String> {
         if ours
             && !OUTSIDE_CLAP.contains(&name.as_str())
             && !help.contains(&format!("[env: {name}="))
+            // A secret's variable is listed without its value (`hide_env_values`).
+            && !help.contains(&format!("[env: {name}]"))
         {
             problems.push(format!(
                 "{}: `vitalwatch {}` reads no variable {name}",

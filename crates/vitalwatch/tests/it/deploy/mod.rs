@@ -159,7 +159,7 @@ fn cluster_files_describe_the_tested_topology() {
     );
     for backend in ["mqtts", "api", "dashboard"] {
         let section = config
-            .split(&format!("backend {backend}\n"))
+            .split(&format!("\nbackend {backend}\n"))
             .nth(1)
             .expect("a backend per port");
         let servers = section
