@@ -56,11 +56,26 @@ pub(crate) fn spawn_flood_client(
     count: u64,
     timeout_s: u64,
 ) -> Guarded {
+    let port = server.mqtts.unwrap().port();
+    spawn_flood_client_at(port, &ca(server), device, cert, start, count, timeout_s)
+}
+
+/// [`spawn_flood_client`] against any broker on loopback `port` whose certificate `ca` signed
+/// (a balancer in front of several servers, an external broker).
+pub(crate) fn spawn_flood_client_at(
+    port: u16,
+    ca: &std::path::Path,
+    device: &str,
+    cert: &DeviceCert,
+    start: u64,
+    count: u64,
+    timeout_s: u64,
+) -> Guarded {
     let mut command = Command::new(python());
     command
         .arg(client_script("paho_publish.py"))
-        .args(["--port", &server.mqtts.unwrap().port().to_string(), "--ca"])
-        .arg(ca(server))
+        .args(["--port", &port.to_string(), "--ca"])
+        .arg(ca)
         .arg("--cert")
         .arg(&cert.cert)
         .arg("--key")

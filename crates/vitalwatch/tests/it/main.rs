@@ -4,6 +4,7 @@ mod alerts;
 mod audit;
 mod bench;
 mod cli;
+mod cluster;
 mod dashboard;
 mod deploy;
 mod durability;

@@ -110,18 +110,35 @@ pub fn parse(url: &str) -> Result<Target, StoreError> {
     })
 }
 
-/// `user@host:port/db`, from the parsed settings.
+/// `user@host:port/db`, from the parsed settings; every host of a multi-host URL
+/// (`user@h1:p1,h2:p2/db`), each with its port (the one port given applies to all).
 fn display(config: &tokio_postgres::Config) -> String {
     use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(name)) => name.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_owned(),
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => path.display().to_string(),
+            };
+            let port = match ports {
+                [one] => *one,
+                _ => ports.get(i).copied().unwrap_or(5432),
+            };
+            format!("{name}:{port}")
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        format!("localhost:{}", ports.first().copied().unwrap_or(5432))
+    } else {
+        hosts.join(",")
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
     format!(
-        "{}@{host}:{port}/{}",
+        "{}@{hosts}/{}",
         config.get_user().unwrap_or("?"),
         config.get_dbname().unwrap_or("?")
     )
@@ -192,6 +209,31 @@ mod tests {
         assert_eq!(target.tls, Tls::Disable);
         assert!(!format!("{target:?}").contains("s3cret"));
         assert_eq!(target.config.get_password(), Some(&b"s3cret-pw"[..]));
+    }
+
+    #[test]
+    fn a_multi_host_url_tries_each_host_for_the_one_that_takes_writes() {
+        use tokio_postgres::config::{Host, TargetSessionAttrs};
+        let target = parse(
+            "postgres://vw:pw@10.0.0.1:5432,10.0.0.2:5433/vitals?target_session_attrs=read-write",
+        )
+        .unwrap();
+        assert_eq!(
+            target.config.get_hosts(),
+            [
+                Host::Tcp("10.0.0.1".to_owned()),
+                Host::Tcp("10.0.0.2".to_owned())
+            ]
+        );
+        assert_eq!(target.config.get_ports(), [5432, 5433]);
+        assert_eq!(
+            target.config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(target.display, "vw@10.0.0.1:5432,10.0.0.2:5433/vitals");
+        // A host without a port gets the default one (as libpq does).
+        let defaults = parse("postgres://vw@db1,db2:6432/v").unwrap();
+        assert_eq!(defaults.display, "vw@db1:5432,db2:6432/v");
     }
 
     #[test]

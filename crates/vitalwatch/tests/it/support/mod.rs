@@ -5,8 +5,11 @@
 //! - [`wait`]: bounded waits on a condition (the only place the tests poll);
 //! - [`http`]: HTTP(S) requests with answers as values; [`net`]: loopback ports;
 //! - [`mosquitto`]: a TLS Mosquitto from a config the test writes;
-//! - [`postgres`]: real PostgreSQL 15 clusters and a database per test.
+//! - [`postgres`]: real PostgreSQL 15 clusters and a database per test;
+//! - [`cluster`]: the scale-out topologies (primary + synchronous standby, HAProxy or
+//!   Mosquitto, several nodes).
 
+pub mod cluster;
 pub mod h2_client;
 pub mod http;
 pub mod in_process;

@@ -27,6 +27,8 @@ const SUPERUSER_PASSWORD: &str = "pg-admin-Secret-2b81e4";
 pub struct Cluster {
     port: u16,
     data: PathBuf,
+    /// Settings passed to the server on every start (`-c name=value …`), after ours.
+    settings: String,
     /// The directory that holds `data` and the log; removed on drop (owned clusters only).
     root: Option<tempfile::TempDir>,
 }
@@ -61,43 +63,39 @@ impl Cluster {
         &SHARED
             .get_or_init(|| {
                 let mut cluster = Cluster::start();
-                let root = cluster
-                    .root
-                    .take()
-                    .expect("a fresh cluster owns its directory")
-                    .keep();
-                // Stops the cluster and removes it once this process has exited: `cat`
-                // returns when the pipe's write end (held by the process) closes.
-                let watchdog = Command::new("sh")
-                    .arg("-c")
-                    .arg(
-                        "cat >/dev/null; runuser -u postgres -- \"$1\" stop -m immediate -D \"$2\" >/dev/null 2>&1; rm -rf \"$3\"",
-                    )
-                    .args(["sh", &program("pg_ctl")])
-                    .arg(&cluster.data)
-                    .arg(&root)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("starting the cluster's watchdog");
+                let watchdog = cluster.keep_until_exit();
                 (cluster, watchdog)
             })
             .0
     }
 
+    /// Hands the cluster's removal to a watchdog: it stops the cluster and removes its
+    /// directory once this process has exited, however it exits (`cat` returns when the
+    /// pipe's write end, held by the process, closes). For a cluster kept in a static.
+    pub fn keep_until_exit(&mut self) -> Child {
+        let root = self
+            .root
+            .take()
+            .expect("a fresh cluster owns its directory")
+            .keep();
+        Command::new("sh")
+            .arg("-c")
+            .arg(
+                "cat >/dev/null; runuser -u postgres -- \"$1\" stop -m immediate -D \"$2\" >/dev/null 2>&1; rm -rf \"$3\"",
+            )
+            .args(["sh", &program("pg_ctl")])
+            .arg(&self.data)
+            .arg(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the cluster's watchdog")
+    }
+
     /// A new cluster of the caller's own, stopped and removed when it drops.
     pub fn start() -> Cluster {
-        let root = tempfile::Builder::new()
-            .prefix("vitalwatch-pg-")
-            .tempdir()
-            .expect("a temporary directory");
-        let status = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(root.path())
-            .status()
-            .expect("running chown");
-        assert!(status.success(), "chown of the cluster directory failed");
+        let root = owned_root();
         let data = root.path().join("data");
         let pwfile = root.path().join("pwfile");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).expect("writing the password file");
@@ -125,6 +123,7 @@ impl Cluster {
         let cluster = Cluster {
             port: crate::support::free_port(),
             data,
+            settings: String::new(),
             root: Some(root),
         };
         cluster.start_again();
@@ -147,8 +146,8 @@ impl Cluster {
             .join("server.log");
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
-             -c max_connections=300 -c shared_buffers=32MB",
-            self.port
+             -c max_connections=300 -c shared_buffers=32MB {}",
+            self.port, self.settings
         );
         as_postgres(&[
             &program("pg_ctl"),
@@ -174,6 +173,57 @@ impl Cluster {
             "-m",
             "immediate",
             "-w",
+            "-D",
+            &self.data.to_string_lossy(),
+        ]);
+    }
+
+    /// A streaming standby of this (running) cluster: `pg_basebackup -R` into a directory of
+    /// its own, started on a free port with `settings`; it follows the primary until
+    /// [`Cluster::promote`]. Stopped and removed when it drops.
+    pub fn standby(&self, settings: &str) -> Cluster {
+        let root = owned_root();
+        let data = root.path().join("data");
+        let data_text = data.to_string_lossy().into_owned();
+        let output = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program("pg_basebackup"))
+            .args(["-D", &data_text, "-R", "-X", "stream", "--no-sync"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running pg_basebackup");
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let standby = Cluster {
+            port: crate::support::free_port(),
+            data,
+            settings: settings.to_owned(),
+            root: Some(root),
+        };
+        standby.start_again();
+        standby
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote -w`: returns once it takes writes).
+    pub fn promote(&self) {
+        as_postgres(&[
+            &program("pg_ctl"),
+            "promote",
+            "-w",
+            "-t",
+            "60",
             "-D",
             &self.data.to_string_lossy(),
         ]);
@@ -233,6 +283,21 @@ impl Cluster {
         let path: &Path = self.data.parent().expect("the data directory has a parent");
         std::fs::read_to_string(path.join("server.log")).unwrap_or_default()
     }
+}
+
+/// A temporary directory the `postgres` user owns, for a cluster's data and log.
+fn owned_root() -> tempfile::TempDir {
+    let root = tempfile::Builder::new()
+        .prefix("vitalwatch-pg-")
+        .tempdir()
+        .expect("a temporary directory");
+    let status = Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(root.path())
+        .status()
+        .expect("running chown");
+    assert!(status.success(), "chown of the cluster directory failed");
+    root
 }
 
 impl Drop for Cluster {

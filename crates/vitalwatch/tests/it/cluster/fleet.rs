@@ -1,0 +1,150 @@
+//! Flood clients for the cluster tests: Paho devices at QoS 1 through the topology's way in,
+//! what each was acknowledged, and the tally against what PostgreSQL stored.
+
+use crate::jepsen::{AckReader, BASE_MS, Tally, read_acks, spawn_flood_client_at, tally};
+use crate::mqtt::DeviceCert;
+use crate::support::Guarded;
+use crate::support::cluster::Topology;
+use crate::support::postgres::Cluster;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The devices of a test, and everything they sent and were acknowledged so far.
+pub struct Fleet {
+    devices: Vec<(String, DeviceCert)>,
+    pub acked: HashSet<(String, u64)>,
+    pub sent: HashSet<(String, u64)>,
+    /// The first index of the next flood (indices never repeat: each is a distinct reading).
+    next: u64,
+}
+
+/// One client per device, running.
+pub struct Flood {
+    children: Vec<(String, Guarded)>,
+    readers: Vec<AckReader>,
+    n_acked: Arc<AtomicUsize>,
+    first: u64,
+    count: u64,
+}
+
+impl Fleet {
+    /// `n` devices named `<prefix>-<i>`, with certificates from the topology's CA.
+    pub fn new(topology: &Topology, prefix: &str, n: usize) -> Fleet {
+        let devices = (0..n)
+            .map(|i| {
+                let id = format!("{prefix}-{i}");
+                let (cert, key) = topology.device(&id);
+                (id, DeviceCert { cert, key })
+            })
+            .collect();
+        Fleet {
+            devices,
+            acked: HashSet::new(),
+            sent: HashSet::new(),
+            next: 0,
+        }
+    }
+
+    /// Starts a client per device sending `count` new readings through the topology; once
+    /// all are sent a client waits `timeout_s` at most for the last acknowledgements. A
+    /// client whose connection is cut stops (a device reconnects with a new client).
+    pub fn flood(&mut self, topology: &Topology, count: u64, timeout_s: u64) -> Flood {
+        let first = self.next;
+        self.next += count;
+        let mut children: Vec<(String, Guarded)> = self
+            .devices
+            .iter()
+            .map(|(id, cert)| {
+                let child = spawn_flood_client_at(
+                    topology.mqtts_port(),
+                    &topology.ca(),
+                    id,
+                    cert,
+                    first,
+                    count,
+                    timeout_s,
+                );
+                (id.clone(), child)
+            })
+            .collect();
+        let (n_acked, readers) = read_acks(&mut children);
+        Flood {
+            children,
+            readers,
+            n_acked,
+            first,
+            count,
+        }
+    }
+
+    /// Waits (at most `within`) for the flood's clients to end, killing the rest, and records
+    /// what they sent and were acknowledged; returns how many were acknowledged.
+    pub fn finish(&mut self, flood: Flood, within: Duration) -> usize {
+        let Flood {
+            mut children,
+            readers,
+            first,
+            count,
+            ..
+        } = flood;
+        let deadline = Instant::now() + within;
+        for (_, child) in &mut children {
+            if child
+                .wait_timeout(deadline.saturating_duration_since(Instant::now()))
+                .is_none()
+            {
+                child.kill();
+            }
+        }
+        let mut acked = 0;
+        for reader in readers {
+            let mine = reader.join().expect("an acknowledgement reader");
+            acked += mine.len();
+            self.acked.extend(mine);
+        }
+        for (id, _) in &self.devices {
+            self.sent
+                .extend((first..first + count).map(|n| (id.clone(), n)));
+        }
+        acked
+    }
+
+    /// Lost, duplicated, recovered and unexpected readings, from what `database` on
+    /// `cluster` (the primary now) stores.
+    pub fn tally(&self, cluster: &Cluster, database: &str) -> Tally {
+        tally(&self.acked, &self.sent, &stored(cluster, database))
+    }
+}
+
+impl Flood {
+    /// Acknowledgements so far.
+    pub fn acked(&self) -> usize {
+        self.n_acked.load(Ordering::Relaxed)
+    }
+}
+
+/// Every stored reading as (device, index), repeats included.
+pub fn stored(cluster: &Cluster, database: &str) -> Vec<(String, u64)> {
+    cluster
+        .sql(
+            database,
+            "SELECT device_id || ' ' || (extract(epoch FROM timestamp) * 1000)::int8 FROM readings",
+        )
+        .lines()
+        .map(|line| {
+            let (device, ms) = line.split_once(' ').expect("device and time");
+            let ms: u64 = ms.parse().expect("milliseconds");
+            (device.to_owned(), ms - BASE_MS)
+        })
+        .collect()
+}
+
+/// A time-based seed for the kill moments (printed, so a failing run can be replayed).
+pub fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos() as u64
+}
