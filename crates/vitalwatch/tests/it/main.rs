@@ -15,6 +15,7 @@ mod logs;
 mod model;
 mod mqtt;
 mod mqtt_conformance;
+mod nodes;
 mod ops;
 mod ops_ready;
 mod postgres;
