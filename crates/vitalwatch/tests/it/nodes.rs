@@ -526,6 +526,17 @@ fn a_device_revoked_through_the_api_on_one_node_is_disconnected_and_refused_on_t
         "SELECT count(*) FROM audit_log WHERE action = 'certificate.revoke' AND target = 'bed-r1'",
     );
     assert_eq!(audited, "1");
+    // `certs revoke` on node 1's host has the same effect on node 2.
+    let other = nodes.issue(1, "device", "bed-r2");
+    let mut bed2 = Probe::tls(&nodes, 2, &other, &[]);
+    assert_eq!(bed2.connack(), 0);
+    let out = nodes.cli(1, &["certs", "revoke", "bed-r2"], "");
+    assert!(out.contains("revoked bed-r2 serial"), "{out}");
+    assert!(
+        bed2.event("disconnected", Duration::from_secs(5)).is_some(),
+        "node 2 kept the session revoked with the CLI on node 1: {:?}",
+        bed2.lines.seen()
+    );
     // Nothing left to revoke: said so.
     let again = crate::support::send(
         &agent,
