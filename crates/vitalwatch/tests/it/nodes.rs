@@ -547,3 +547,33 @@ fn a_device_revoked_through_the_api_on_one_node_is_disconnected_and_refused_on_t
     );
     assert_eq!(again.status, 404, "{}", again.json);
 }
+
+#[test]
+fn after_a_database_restart_the_bridge_listens_again_and_live_views_are_told_to_reload() {
+    // A cluster of this test's own: it is stopped as a crash would stop it.
+    let cluster = Cluster::start();
+    let database = cluster.database();
+    let nodes = Nodes::start(&database, 2, false);
+    let mut stream = Watcher::sse(nodes.node(2));
+    stream.wait_for("event: hello");
+    cluster.stop_immediate();
+    cluster.start_again();
+    // Node 2's listening connection came back by itself; what crossed meanwhile is unknown,
+    // so its live streams are told to reload.
+    let line = stream.wait_for("bridge_reconnected");
+    assert!(line.starts_with("data: "), "{line}");
+    // And node 1's readings cross again, with no node restarted.
+    let agent = crate::support::agent();
+    crate::support::wait_until(crate::support::WAIT, "node 1 takes readings again", || {
+        crate::support::post_json(
+            &agent,
+            &nodes.node(1).url("/api/telemetry"),
+            &reading("bed-y1", 80.0),
+        )
+        .status
+            == 200
+    });
+    let line = stream.wait_for("bed-y1");
+    let event: Value = serde_json::from_str(&line["data: ".len()..]).unwrap();
+    assert_eq!(event["device_id"], "bed-y1");
+}
