@@ -354,19 +354,24 @@ async fn insert_revocations(
 async fn listen_loop(target: Arc<Target>, channels: Vec<String>, heard: mpsc::Sender<Heard>) {
     let mut backoff = FIRST_BACKOFF;
     let mut reconnect = false;
+    // Said once per outage, not at every retry.
+    let mut failing = false;
     loop {
         if heard.is_closed() {
             return;
         }
         match listen_once(&target, &channels, &heard, reconnect).await {
-            Ok(true) => {
+            Ok(()) => {
                 backoff = FIRST_BACKOFF;
                 reconnect = true;
+                failing = false;
                 tracing::warn!(event = "cluster.listen_lost", message = "The connection listening for other nodes' events ended; reconnecting.", database = %target.display);
             }
-            Ok(false) => {}
             Err(err) => {
-                tracing::warn!(event = "cluster.listen_failed", message = "Could not listen for other nodes' events; retrying.", database = %target.display, error = %err, retry_ms = backoff.as_millis() as u64);
+                if !failing {
+                    failing = true;
+                    tracing::warn!(event = "cluster.listen_failed", message = "Could not listen for other nodes' events; retrying.", database = %target.display, error = %err);
+                }
             }
         }
         if heard.is_closed() {
@@ -377,13 +382,13 @@ async fn listen_loop(target: Arc<Target>, channels: Vec<String>, heard: mpsc::Se
     }
 }
 
-/// One listening connection, until it ends. `Ok(true)` when it had been established.
+/// One listening connection, until it ends; `Ok` when it had been established.
 async fn listen_once(
     target: &Target,
     channels: &[String],
     heard: &mpsc::Sender<Heard>,
     reconnect: bool,
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
     let (messages, mut ended) = mpsc::channel::<Heard>(HEARD_BUFFER);
     let client = match &target.tls {
         Tls::Disable => {
@@ -409,7 +414,7 @@ async fn listen_once(
         .collect();
     client.batch_execute(&sql).await.map_err(pg)?;
     if heard.send(Heard::Connected { reconnect }).await.is_err() {
-        return Ok(true);
+        return Ok(());
     }
     tracing::info!(event = "cluster.listening", message = "Listening for other nodes' events.", database = %target.display, reconnect);
     let mut ping = tokio::time::interval(LISTEN_PING);
@@ -419,18 +424,18 @@ async fn listen_once(
             message = ended.recv() => match message {
                 Some(message) => {
                     if heard.send(message).await.is_err() {
-                        return Ok(true);
+                        return Ok(());
                     }
                 }
-                None => return Ok(true),
+                None => return Ok(()),
             },
             _ = ping.tick() => {
                 match tokio::time::timeout(LISTEN_PING, client.simple_query("SELECT 1")).await {
                     Ok(Ok(_)) => {}
-                    _ => return Ok(true),
+                    _ => return Ok(()),
                 }
             }
-            () = heard.closed() => return Ok(true),
+            () = heard.closed() => return Ok(()),
         }
     }
 }
