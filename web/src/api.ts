@@ -187,7 +187,7 @@ export interface LiveEvents {
   /** `alerting::AlertTransition`; its alert has no `updated_at` (the store adds it) and no
    *  `message` (the page refetches /api/alerts on it). */
   alert: { kind: TransitionKind; alert: Omit<Alert, 'updated_at' | 'message'>; at: string };
-  resync: { reason: 'too_many_missed' | 'catch_up_failed' | 'lagged' };
+  resync: { reason: 'too_many_missed' | 'catch_up_failed' | 'lagged' | 'bridge_reconnected' };
 }
 
 /** The live stream's URL; `lastEventId` resumes after what was already received. */

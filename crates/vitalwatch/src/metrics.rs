@@ -4,6 +4,7 @@
 //! Lock-free atomics indexed by small enums, so counting costs nothing on the hot path. Every
 //! label is one of these enums' stable names: never a device id, a topic or a patient field.
 
+pub mod cluster;
 pub mod connections;
 pub mod prometheus;
 

@@ -173,6 +173,26 @@ pub async fn start_on(
             .context("loading the anomaly model")?,
     );
     let events = EventBus::new();
+    // On a database several nodes share, live events cross nodes (events::bridge); stopped
+    // after everything that publishes and before the store closes.
+    let bridge_tasks = TaskTracker::new();
+    let bridge_stop = CancellationToken::new();
+    // Device credentials revoked on any node (ingest::revocation).
+    let revocations = Arc::new(crate::ingest::revocation::SharedRevocations::default());
+    if let Some(cluster) = store.cluster() {
+        crate::events::bridge::start(
+            &events,
+            Arc::clone(&cluster),
+            &crate::events::bridge::node_id(),
+            &bridge_tasks,
+            bridge_stop.clone(),
+        );
+        bridge_tasks.spawn(crate::ingest::revocation::sync(
+            Arc::clone(&revocations),
+            cluster,
+            bridge_stop.clone(),
+        ));
+    }
     // Alert tasks stop after the API (in-flight readings still reach the engine) and before
     // the store closes (their transitions are committed).
     let alert_tasks = TaskTracker::new();
@@ -241,6 +261,7 @@ pub async fn start_on(
             wss_addr: config.mqtt.wss_addr,
             wss_allowed_origins: config.mqtt.wss_allowed_origins.clone(),
             max_rate_per_connection: config.mqtt.max_rate_per_connection,
+            revocations: Arc::clone(&revocations),
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;
         tracing::info!(event = "mqtt.listening", message = "MQTT over TLS is listening.", mqtts = %broker.addr, topic = %config.mqtt.topic);
@@ -428,6 +449,9 @@ pub async fn start_on(
             tasks.wait().await;
             alert_tasks.close();
             alert_tasks.wait().await;
+            bridge_stop.cancel();
+            bridge_tasks.close();
+            bridge_tasks.wait().await;
             pipeline.flush_refusal_audit().await;
             audit_stop.cancel();
             let _ = audit_task.await;

@@ -106,7 +106,7 @@ pub async fn login(
     let login: Login = json_body(&headers, body).await?;
     let address = remote.ip().to_canonical();
     // Counted as a failure before the password is checked; a success gives it back.
-    let attempt = match auth.limiter.begin(&login.username, address) {
+    let attempt = match auth.limiter.attempt(&login.username, address).await {
         Ok(attempt) => attempt,
         Err(Refused::Throttled(wait_s)) => {
             auth.audit_failure(
@@ -121,12 +121,19 @@ pub async fn login(
                 wait_s,
             ));
         }
+        Err(Refused::Unavailable) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "logins cannot be checked while the database is away; retry shortly",
+            ));
+        }
     };
     if !attempt.delay.is_zero() {
         tokio::time::sleep(attempt.delay).await;
     }
     let Some(permit) = auth.limiter.check_permit() else {
-        auth.limiter.cancel(attempt);
+        auth.limiter.cancel(attempt).await;
         return Err(ApiError::too_many_requests(
             "login_busy",
             "too many logins are being checked; try again in a moment",
@@ -168,9 +175,9 @@ pub async fn login(
             ));
         }
     };
-    auth.limiter.succeeded(attempt);
+    auth.limiter.succeeded(attempt).await;
     let role = Role::parse(&user.role).ok_or_else(ApiError::internal)?;
-    let (session, csrf) = auth.sessions.create(&user.username, role);
+    let (session, csrf) = auth.sessions.start(&user.username, role).await?;
     state
         .store
         .audit(AuditEntry {
@@ -210,7 +217,7 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(id) = crate::auth::layer::session_cookie(&headers) {
-        state.auth.sessions.remove(id);
+        state.auth.sessions.end(id).await?;
     }
     state
         .store
@@ -284,7 +291,7 @@ pub async fn change_own_password(
     let change: OwnPassword = json_body(&headers, body).await?;
     let auth = &state.auth;
     let address = remote.ip().to_canonical();
-    let attempt = match auth.limiter.begin(&who.name, address) {
+    let attempt = match auth.limiter.attempt(&who.name, address).await {
         Ok(attempt) => attempt,
         Err(Refused::Throttled(wait_s)) => {
             return Err(ApiError::too_many_requests(
@@ -293,9 +300,16 @@ pub async fn change_own_password(
                 wait_s,
             ));
         }
+        Err(Refused::Unavailable) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "logins cannot be checked while the database is away; retry shortly",
+            ));
+        }
     };
     let Some(permit) = auth.limiter.check_permit() else {
-        auth.limiter.cancel(attempt);
+        auth.limiter.cancel(attempt).await;
         return Err(ApiError::too_many_requests(
             "login_busy",
             "too many passwords are being checked; try again in a moment",
@@ -329,7 +343,7 @@ pub async fn change_own_password(
             "the current password is not right",
         ));
     }
-    auth.limiter.succeeded(attempt);
+    auth.limiter.succeeded(attempt).await;
     crate::auth::check_password_strength(&change.new)
         .map_err(|text| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text))?;
     let hash = crate::auth::hash_password_blocking(change.new).await?;
@@ -343,7 +357,7 @@ pub async fn change_own_password(
             who.actor(),
         )
         .await?;
-    auth.sessions.remove_user(&who.name);
+    auth.sessions.end_user(&who.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -591,6 +605,6 @@ pub async fn update_user(
             format!("no user {username:?}"),
         ));
     }
-    state.auth.sessions.remove_user(&username);
+    state.auth.sessions.end_user(&username).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -377,3 +377,40 @@ pub async fn list_anomalies(
         next_cursor: cursor,
     }))
 }
+
+/// `POST /api/devices/{id}/revoke`: what `vitalwatch certs revoke` does, from the API —
+/// revokes the device's (or consumer's) certificates and removes its plaintext-MQTT secret.
+/// Its live MQTT sessions end within seconds and new CONNECTs are refused; on a database the
+/// nodes share, on every node.
+#[utoipa::path(
+    post,
+    path = "/api/devices/{id}/revoke",
+    tag = "devices",
+    params(("id" = String, Path, description = "The device (or consumer) id")),
+    responses(
+        (status = 200, description = "Revoked", body = crate::ingest::revocation::Revoked),
+        (status = 404, description = "No unrevoked certificate and no secret: `nothing_to_revoke`", body = super::openapi::ErrorBody),
+        (status = "4XX", description = "A client mistake or refusal: `{error, detail}`", body = super::openapi::ErrorBody),
+        (status = 503, description = "The store or the audit buffer cannot take it now", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<crate::ingest::revocation::Revoked>, ApiError> {
+    let id = device_id(&raw_id, &state)?;
+    let certs = crate::pki::CertsDir::new(state.ops.certs_dir.clone());
+    match crate::ingest::revocation::revoke_device(certs, &*state.store, &id, who.actor()).await {
+        Ok(Some(revoked)) => Ok(Json(revoked)),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "nothing_to_revoke",
+            format!("device {id} has no unrevoked certificate and no MQTT secret"),
+        )),
+        Err(err) => {
+            tracing::error!(event = "api.revoke_failed", message = "Revoking a device failed.", device_id = %id, error = %format!("{err:#}"));
+            Err(ApiError::internal())
+        }
+    }
+}

@@ -17,6 +17,7 @@ use crate::auth::layer::AuthService;
 use crate::auth::routes::{RouteRule, Routes};
 use crate::auth::{Access, Principal};
 use crate::events::Event;
+use crate::events::bridge::GAP_RECONNECTED;
 use crate::store::Store;
 use axum::Extension;
 use axum::Router;
@@ -263,6 +264,10 @@ async fn forward(
             }
         }
     }
+    // What the catch-up (or a resync) covered. Live events at or below it are skipped; above
+    // it they are all sent, in the order they arrive: with several nodes on one database, a
+    // reading committed on another node may come after one with a higher id.
+    let mut floor = cursor;
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -270,18 +275,25 @@ async fn forward(
             received = receiver.recv() => received,
         };
         match received {
+            Ok(Event::Gap) => match resync(&store, &tx, cursor, GAP_RECONNECTED).await {
+                Some(next) => {
+                    cursor = next;
+                    floor = next;
+                }
+                None => return,
+            },
             Ok(event) => {
                 // Skip what the catch-up already sent.
                 if let Event::Reading(reading) = &event {
-                    if reading.id <= cursor.reading_id {
+                    if reading.id <= floor.reading_id {
                         continue;
                     }
-                    cursor.reading_id = reading.id;
+                    cursor.reading_id = cursor.reading_id.max(reading.id);
                 } else if let Event::Anomaly(anomaly) = &event {
-                    if anomaly.id <= cursor.anomaly_id {
+                    if anomaly.id <= floor.anomaly_id {
                         continue;
                     }
-                    cursor.anomaly_id = anomaly.id;
+                    cursor.anomaly_id = cursor.anomaly_id.max(anomaly.id);
                 }
                 let value = serde_json::to_value(&event).unwrap_or_default();
                 let name = value
@@ -296,7 +308,10 @@ async fn forward(
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 match resync(&store, &tx, cursor, "lagged").await {
-                    Some(next) => cursor = next,
+                    Some(next) => {
+                        cursor = next;
+                        floor = next;
+                    }
                     None => return,
                 }
             }

@@ -65,6 +65,7 @@ pub fn api_routes() -> Routes<AppState> {
         .put("/api/devices/{id}", Admin, devices::update_device)
         .delete("/api/devices/{id}", Admin, devices::deactivate_device)
         .get("/api/devices/{id}/readings", Read, devices::device_readings)
+        .post("/api/devices/{id}/revoke", Admin, devices::revoke_device)
         .get("/api/anomalies", Read, devices::list_anomalies)
         .post("/api/model/reload", Admin, model::reload)
         .get("/api/alerts", Read, alerts::list_alerts)

@@ -49,6 +49,7 @@ pub struct ErrorBody {
         super::devices::update_device,
         super::devices::deactivate_device,
         super::devices::device_readings,
+        super::devices::revoke_device,
         super::devices::list_anomalies,
         super::model::reload,
         super::alerts::list_alerts,

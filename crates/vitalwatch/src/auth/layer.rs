@@ -39,20 +39,27 @@ pub struct AuthService {
 const VALIDITY_CACHE: Duration = Duration::from_secs(2);
 
 impl AuthService {
+    /// On a store several nodes share, sessions and login failures live in it.
     pub fn new(store: Arc<dyn Store>, config: &HttpConfig) -> AuthService {
+        let mut sessions = Sessions::new(
+            Duration::from_secs(config.session_idle_timeout_s),
+            Duration::from_secs(config.session_max_age_s),
+        );
+        let mut limiter = LoginLimiter::new(
+            config.login_failures_per_user,
+            config.login_failures_per_address,
+            Duration::from_secs(config.login_window_s),
+            config.login_concurrency,
+        );
+        if let Some(cluster) = store.cluster() {
+            sessions = sessions.shared(Arc::clone(&cluster));
+            limiter = limiter.shared(cluster);
+        }
         AuthService {
             audit: Arc::new(AuditBuffer::new(Arc::clone(&store), config.audit_buffer)),
             store,
-            sessions: Sessions::new(
-                Duration::from_secs(config.session_idle_timeout_s),
-                Duration::from_secs(config.session_max_age_s),
-            ),
-            limiter: LoginLimiter::new(
-                config.login_failures_per_user,
-                config.login_failures_per_address,
-                Duration::from_secs(config.login_window_s),
-                config.login_concurrency,
-            ),
+            sessions,
+            limiter,
             trust_loopback: config.trust_loopback,
             live_streams: super::streams::LiveStreams::new(
                 config.max_live_streams,
@@ -91,7 +98,7 @@ impl AuthService {
         match &principal.credential {
             Credential::Loopback => true,
             Credential::Session { id, .. } => {
-                self.sessions.peek(id.expose())
+                matches!(self.sessions.is_live(id.expose()).await, Ok(true))
                     && matches!(
                         self.store.find_user(principal.name.clone()).await,
                         Ok(Some(user)) if user.disabled_at.is_none()
@@ -270,14 +277,19 @@ async fn identify(
     if let Some(cookie) = session_cookie(headers) {
         let expired =
             AuthFailure::Unauthenticated("session_expired", "the session has ended; log in again");
-        let Some(session) = service.sessions.get(cookie) else {
-            return Err(expired);
+        let session = match service.sessions.lookup(cookie).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return Err(expired),
+            Err(err) => {
+                tracing::error!(event = "auth.session_lookup_failed", message = "Session lookup failed.", error = %err);
+                return Err(expired);
+            }
         };
         // A disabled user's sessions end at once, whatever the cookie says.
         match service.store.find_user(session.username.clone()).await {
             Ok(Some(user)) if user.disabled_at.is_none() => {}
             _ => {
-                service.sessions.remove(cookie);
+                let _ = service.sessions.end(cookie).await;
                 return Err(expired);
             }
         }

@@ -7,8 +7,13 @@
 //! one count). A name's failures from everywhere never lock it out — the right password from
 //! an address that has not failed still gets in — they only slow its attempts down with a
 //! growing delay. A success gives its reservation back.
+//!
+//! On a store several nodes share (PostgreSQL) the counts live there (`login_failures`,
+//! read and counted in one transaction with the keys' rows locked), so failures spread over
+//! nodes count together; the decision ([`decide`]) is the same for both.
 
 use crate::http_listen::range_of;
+use crate::store::cluster::{Cluster, FailureCount};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,9 +38,22 @@ enum Key {
     User(String),
 }
 
-/// Counts failed logins in a fixed window.
+impl Key {
+    /// The key as the shared store names it (`login_failures.key`).
+    fn as_text(&self) -> String {
+        match self {
+            Key::UserFrom(name, range) => format!("from:{range}:{name}"),
+            Key::Range(range) => format!("range:{range}"),
+            Key::User(name) => format!("user:{name}"),
+        }
+    }
+}
+
+/// Counts failed logins in a fixed window: in memory (one process), or in the store several
+/// nodes share, so failures spread over nodes count together.
 pub struct LoginLimiter {
     failures: Mutex<HashMap<Key, (u32, Instant)>>,
+    shared: Option<Arc<dyn Cluster>>,
     per_user: u32,
     per_address: u32,
     window: Duration,
@@ -56,12 +74,47 @@ pub struct Attempt {
 pub enum Refused {
     /// Too many failures from here; retry after this many seconds.
     Throttled(u64),
+    /// The shared counts could not be read or written (the database is away): not checked.
+    Unavailable,
+}
+
+/// The decision for one attempt from its keys' failures in the window (`[from here, range,
+/// everywhere]`), the same for both backends: refused when this name from this range, or
+/// this range, has used up its failures; otherwise let through after a delay growing with
+/// the name's failures from everywhere.
+fn decide(counts: &[FailureCount], per_user: u32, per_address: u32) -> Result<Duration, Refused> {
+    let none = FailureCount {
+        failures: 0,
+        remaining: Duration::ZERO,
+    };
+    let here = counts.first().copied().unwrap_or(none);
+    let range = counts.get(1).copied().unwrap_or(none);
+    let everywhere = counts.get(2).copied().unwrap_or(none);
+    let over = [
+        (here.failures >= per_user, here.remaining),
+        (range.failures >= per_address, range.remaining),
+    ];
+    if over.iter().any(|(over, _)| *over) {
+        let wait = over
+            .into_iter()
+            .filter_map(|(over, remaining)| over.then_some(remaining.as_secs().max(1)))
+            .max()
+            .unwrap_or(1);
+        return Err(Refused::Throttled(wait));
+    }
+    Ok(match everywhere.failures.checked_sub(per_user) {
+        None => Duration::ZERO,
+        Some(over) => FIRST_DELAY
+            .saturating_mul(1u32 << over.min(16))
+            .min(MAX_DELAY),
+    })
 }
 
 impl LoginLimiter {
     pub fn new(per_user: u32, per_address: u32, window: Duration, concurrency: usize) -> Self {
         LoginLimiter {
             failures: Mutex::new(HashMap::new()),
+            shared: None,
             per_user: per_user.max(1),
             per_address: per_address.max(1),
             window,
@@ -69,55 +122,73 @@ impl LoginLimiter {
         }
     }
 
+    /// Counts in `cluster` (shared by every node) instead of in memory.
+    pub fn shared(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.shared = Some(cluster);
+        self
+    }
+
     /// A permit to run one password check, or `None` when as many run as allowed.
     pub fn check_permit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.checks).try_acquire_owned().ok()
     }
 
-    fn count(&self, map: &HashMap<Key, (u32, Instant)>, key: &Key, now: Instant) -> (u32, u64) {
+    fn count(&self, map: &HashMap<Key, (u32, Instant)>, key: &Key, now: Instant) -> FailureCount {
         match map.get(key) {
-            Some((count, start)) if now.duration_since(*start) < self.window => (
-                *count,
-                (self.window - now.duration_since(*start)).as_secs().max(1),
-            ),
-            _ => (0, 0),
+            Some((count, start)) if now.duration_since(*start) < self.window => FailureCount {
+                failures: *count,
+                remaining: self.window - now.duration_since(*start),
+            },
+            _ => FailureCount {
+                failures: 0,
+                remaining: Duration::ZERO,
+            },
         }
     }
 
-    /// Counts the attempt as a failure now, unless this name from this range, or this range,
-    /// has used up its failures.
-    pub fn begin(&self, username: &str, address: IpAddr) -> Result<Attempt, Refused> {
-        let now = Instant::now();
+    fn keys(username: &str, address: IpAddr) -> [Key; 3] {
         let range = range_of(address);
-        let keys = [
+        [
             Key::UserFrom(username.to_owned(), range),
             Key::Range(range),
             Key::User(username.to_owned()),
-        ];
+        ]
+    }
+
+    /// Counts the attempt as a failure now, unless this name from this range, or this range,
+    /// has used up its failures: in the shared store when there is one, else in memory.
+    pub async fn attempt(&self, username: &str, address: IpAddr) -> Result<Attempt, Refused> {
+        let Some(cluster) = &self.shared else {
+            return self.begin(username, address);
+        };
+        let keys = Self::keys(username, address);
+        let (per_user, per_address) = (self.per_user, self.per_address);
+        let (counts, admitted) = cluster
+            .count_login_failure(
+                keys.iter().map(Key::as_text).collect(),
+                self.window,
+                Box::new(move |counts| decide(counts, per_user, per_address).is_ok()),
+            )
+            .await
+            .map_err(|err| {
+                tracing::error!(event = "auth.login_limiter_failed", message = "The shared login limiter could not count an attempt.", error = %err);
+                Refused::Unavailable
+            })?;
+        let delay = decide(&counts, per_user, per_address)?;
+        debug_assert!(admitted);
+        Ok(Attempt { keys, delay })
+    }
+
+    /// [`LoginLimiter::attempt`] in memory.
+    pub fn begin(&self, username: &str, address: IpAddr) -> Result<Attempt, Refused> {
+        let now = Instant::now();
+        let keys = Self::keys(username, address);
         let mut map = self.failures.lock();
         if map.len() > 100_000 {
             map.retain(|_, (_, start)| now.duration_since(*start) < self.window);
         }
-        let (from_here, wait_here) = self.count(&map, &keys[0], now);
-        let (from_range, wait_range) = self.count(&map, &keys[1], now);
-        if from_here >= self.per_user || from_range >= self.per_address {
-            let wait = [
-                (from_here >= self.per_user, wait_here),
-                (from_range >= self.per_address, wait_range),
-            ]
-            .into_iter()
-            .filter_map(|(over, wait)| over.then_some(wait))
-            .max()
-            .unwrap_or(1);
-            return Err(Refused::Throttled(wait));
-        }
-        let (everywhere, _) = self.count(&map, &keys[2], now);
-        let delay = match everywhere.checked_sub(self.per_user) {
-            None => Duration::ZERO,
-            Some(over) => FIRST_DELAY
-                .saturating_mul(1u32 << over.min(16))
-                .min(MAX_DELAY),
-        };
+        let counts: Vec<FailureCount> = keys.iter().map(|k| self.count(&map, k, now)).collect();
+        let delay = decide(&counts, self.per_user, self.per_address)?;
         for key in &keys {
             let entry = map.entry(key.clone()).or_insert((0, now));
             if now.duration_since(entry.1) >= self.window {
@@ -129,7 +200,14 @@ impl LoginLimiter {
     }
 
     /// The attempt was not a failure after all (the check could not run): gives it back.
-    pub fn cancel(&self, attempt: Attempt) {
+    pub async fn cancel(&self, attempt: Attempt) {
+        if let Some(cluster) = &self.shared {
+            let give_back = attempt.keys.iter().map(Key::as_text).collect();
+            if let Err(err) = cluster.clear_login_failures(Vec::new(), give_back).await {
+                tracing::warn!(event = "auth.login_limiter_failed", message = "The shared login limiter could not give an attempt back.", error = %err);
+            }
+            return;
+        }
         let mut map = self.failures.lock();
         for key in &attempt.keys {
             if let Some(entry) = map.get_mut(key) {
@@ -140,8 +218,18 @@ impl LoginLimiter {
 
     /// The password was right: the name's failures are forgotten (from here and from
     /// everywhere), and the range's count gets this attempt back.
-    pub fn succeeded(&self, attempt: Attempt) {
+    pub async fn succeeded(&self, attempt: Attempt) {
         let [from_here, range, everywhere] = attempt.keys;
+        if let Some(cluster) = &self.shared {
+            let forget = vec![from_here.as_text(), everywhere.as_text()];
+            if let Err(err) = cluster
+                .clear_login_failures(forget, vec![range.as_text()])
+                .await
+            {
+                tracing::warn!(event = "auth.login_limiter_failed", message = "The shared login limiter could not forget a user's failures.", error = %err);
+            }
+            return;
+        }
         let mut map = self.failures.lock();
         map.remove(&from_here);
         map.remove(&everywhere);
@@ -193,8 +281,8 @@ mod tests {
         assert_eq!(through, 5);
     }
 
-    #[test]
-    fn a_range_shares_one_count_and_a_fresh_range_is_not_locked_out() {
+    #[tokio::test]
+    async fn a_range_shares_one_count_and_a_fresh_range_is_not_locked_out() {
         let limiter = LoginLimiter::new(2, 3, Duration::from_secs(60), 4);
         limiter.begin("alice", ip("10.0.0.1")).unwrap();
         // Another address of the same /24 is the same client.
@@ -206,7 +294,7 @@ mod tests {
         // From elsewhere alice is slowed down, not refused; her right password clears it.
         let attempt = limiter.begin("alice", ip("192.0.2.7")).unwrap();
         assert!(attempt.delay > Duration::ZERO);
-        limiter.succeeded(attempt);
+        limiter.succeeded(attempt).await;
         let attempt = limiter.begin("alice", ip("192.0.2.7")).unwrap();
         assert_eq!(attempt.delay, Duration::ZERO);
     }

@@ -1,8 +1,15 @@
-//! Dashboard sessions (in memory: a restart logs everyone out).
+//! Dashboard sessions: in memory on a single box (a restart logs everyone out), or in the
+//! store several nodes share (PostgreSQL), so a sign-in on one node works on every node and a
+//! logout, a password change or a disabled user ends the session on all of them at the next
+//! request. The shared ones are looked up on every request (no node-local cache to hide a new
+//! session or keep an ended one); only their id's SHA-256 is stored.
 
 use super::{Role, constant_time_eq};
+use crate::store::StoreError;
+use crate::store::cluster::{Cluster, SessionRecord};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 // tokio's clock (the monotonic clock, unless a test pauses it).
 use tokio::time::Instant;
@@ -22,6 +29,8 @@ pub struct Session {
 /// Live sessions by their (secret) id.
 pub struct Sessions {
     by_id: Mutex<HashMap<String, Session>>,
+    /// The store the nodes share, when there is one: sessions live there instead.
+    shared: Option<Arc<dyn Cluster>>,
     idle: Duration,
     max_age: Duration,
 }
@@ -30,8 +39,91 @@ impl Sessions {
     pub fn new(idle: Duration, max_age: Duration) -> Sessions {
         Sessions {
             by_id: Mutex::new(HashMap::new()),
+            shared: None,
             idle,
             max_age,
+        }
+    }
+
+    /// Keeps sessions in `cluster` (shared by every node) instead of in memory.
+    pub fn shared(mut self, cluster: Arc<dyn Cluster>) -> Sessions {
+        self.shared = Some(cluster);
+        self
+    }
+
+    /// Starts a session (in the shared store when there is one); returns its id (the
+    /// cookie's value) and CSRF token.
+    pub async fn start(&self, username: &str, role: Role) -> Result<(String, String), StoreError> {
+        let Some(cluster) = &self.shared else {
+            return Ok(self.create(username, role));
+        };
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let csrf = hex::encode(rand::random::<[u8; 32]>());
+        cluster
+            .create_session(
+                super::hash_secret(&id),
+                SessionRecord {
+                    username: username.to_owned(),
+                    role: role.as_str().to_owned(),
+                    csrf: csrf.clone(),
+                },
+            )
+            .await?;
+        Ok((id, csrf))
+    }
+
+    /// The session for a cookie value, touched; `None` when unknown or ended.
+    pub async fn lookup(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.shared_lookup(id, true).await
+    }
+
+    /// Whether a session is live, without counting this as activity.
+    pub async fn is_live(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.shared_lookup(id, false).await?.is_some())
+    }
+
+    async fn shared_lookup(&self, id: &str, touch: bool) -> Result<Option<Session>, StoreError> {
+        let Some(cluster) = &self.shared else {
+            return Ok(if touch {
+                self.get(id)
+            } else {
+                self.peek(id).then(|| self.map().get(id).cloned()).flatten()
+            });
+        };
+        let record = cluster
+            .session(super::hash_secret(id), self.idle, self.max_age, touch)
+            .await?;
+        let now = Instant::now();
+        Ok(record.and_then(|record| {
+            Some(Session {
+                username: record.username,
+                role: Role::parse(&record.role)?,
+                csrf: record.csrf,
+                created: now,
+                last_seen: now,
+            })
+        }))
+    }
+
+    /// Ends a session (a logout).
+    pub async fn end(&self, id: &str) -> Result<(), StoreError> {
+        match &self.shared {
+            Some(cluster) => cluster.remove_session(super::hash_secret(id)).await,
+            None => {
+                self.remove(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends every session of a user (disabled, or a new password), on every node.
+    pub async fn end_user(&self, username: &str) -> Result<(), StoreError> {
+        match &self.shared {
+            Some(cluster) => cluster.remove_user_sessions(username.to_owned()).await,
+            None => {
+                self.remove_user(username);
+                Ok(())
+            }
         }
     }
 

@@ -221,35 +221,22 @@ pub async fn run(args: CertsArgs) -> anyhow::Result<()> {
         }
         CertsCommand::Revoke { id } => {
             // Everything the device could connect with: its certificates and its plaintext
-            // secret. A running broker ends their live sessions within seconds.
-            let has_cert = pki::list(&certs).is_ok_and(|issued| {
-                issued
-                    .iter()
-                    .any(|c| c.device_id == id && c.revoked_at.is_none())
-            });
-            let has_secret = pki::load_secrets(&certs)?.contains_key(&id);
-            let revoked = if has_cert || !has_secret {
-                pki::revoke(&certs, &id)?
-            } else {
-                Vec::new()
+            // secret. A running broker ends their live sessions within seconds; on a shared
+            // database, every node's broker does.
+            let store = open_store(&config).await?;
+            let revoked =
+                crate::ingest::revocation::revoke_device(certs.clone(), &*store, &id, actor())
+                    .await;
+            store.close().await;
+            let Some(revoked) = revoked? else {
+                anyhow::bail!("device {id} has no unrevoked certificate");
             };
-            for cert in &revoked {
-                println!("revoked {} serial {}", cert.device_id, cert.serial);
+            for serial in &revoked.serials {
+                println!("revoked {id} serial {serial}");
             }
-            let secret_removed = pki::remove_secret(&certs, &id)?;
-            if secret_removed {
+            if revoked.secret_removed {
                 println!("removed {id}'s MQTT secret");
             }
-            audit(
-                &config,
-                "certificate.revoke",
-                &id,
-                serde_json::json!({
-                    "serials": revoked.iter().map(|c| &c.serial).collect::<Vec<_>>(),
-                    "secret_removed": secret_removed,
-                }),
-            )
-            .await?;
         }
     }
     Ok(())

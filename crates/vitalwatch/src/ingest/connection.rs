@@ -252,7 +252,7 @@ impl Drop for Connection {
         let will = WillMessage {
             device_id: device_id.as_str().to_owned(),
             message: String::from_utf8_lossy(&message).into_owned(),
-            reason,
+            reason: reason.into(),
             at: crate::clock::now().to_rfc3339(),
         };
         tokio::spawn(async move {

@@ -221,7 +221,7 @@ impl<S: Sink> Registry<S> {
                 let payload = S::Payload::from(serde_json::to_string(will).unwrap_or_default());
                 self.publish(&topic, &payload);
             }
-            Event::Anomaly(_) => {}
+            Event::Anomaly(_) | Event::Gap => {}
         }
     }
 }

@@ -881,7 +881,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         .into();
     let workers = settings.workers.max(1);
     let connections = Connections::new(Arc::clone(&pipeline));
-    let identities = Identities::new(settings.certs.clone());
+    let identities = Identities::new(settings.certs.clone(), Arc::clone(&settings.revocations));
     let live_credentials = Arc::new(LiveCredentials::default());
     let revocations = Watcher::start(Arc::clone(&identities), Arc::clone(&live_credentials))
         .context("starting the revocation watcher")?;

@@ -16,6 +16,7 @@
 //! serial, or the secret's hash) is returned as a [`Credential`], so that
 //! [`super::revocation`] can end the session when that credential is revoked.
 
+use super::revocation::SharedRevocations;
 use super::session::{self, ConnectRefusal, CredentialStep, PeerCertificate, Verdict};
 use super::throttle::{FailedConnects, Gate};
 use crate::pki::{self, CertsDir};
@@ -35,6 +36,8 @@ pub struct Identities {
     secrets: FileCache<BTreeMap<String, String>>,
     secret_checks: tokio::sync::Semaphore,
     failed: FailedConnects,
+    /// Revocations recorded in the store the nodes share (empty on a single box).
+    shared: Arc<SharedRevocations>,
 }
 
 /// What a live session was let in by: what, once revoked, ends it.
@@ -50,14 +53,20 @@ pub enum Credential {
 }
 
 impl Identities {
-    pub fn new(certs: CertsDir) -> Arc<Identities> {
+    pub fn new(certs: CertsDir, shared: Arc<SharedRevocations>) -> Arc<Identities> {
         Arc::new(Identities {
             certs,
             revoked: FileCache::default(),
             secrets: FileCache::default(),
             secret_checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_SECRET_CHECKS),
             failed: FailedConnects::default(),
+            shared,
         })
+    }
+
+    /// The revocations the nodes share.
+    pub fn shared(&self) -> &SharedRevocations {
+        &self.shared
     }
 
     /// Who a TLS client is, from its certificate (checked against the revocation index).
@@ -151,9 +160,12 @@ impl Identities {
     pub async fn is_revoked(self: &Arc<Self>, serial: &str) -> Option<bool> {
         let identities = Arc::clone(self);
         let serial = serial.to_owned();
-        tokio::task::spawn_blocking(move || identities.revoked_now().contains(&serial))
-            .await
-            .ok()
+        tokio::task::spawn_blocking(move || {
+            identities.revoked_now().contains(&serial)
+                || identities.shared.is_serial_revoked(&serial)
+        })
+        .await
+        .ok()
     }
 
     /// The hash `password` matched when it is the secret issued to `device_id` (`Some(None)`
@@ -172,7 +184,10 @@ impl Identities {
             let secrets = identities.secrets_now();
             match secrets.get(&device_id) {
                 Some(hash) => {
-                    pki::verify_secret(&secrets, &device_id, &password).then(|| hash.clone())
+                    // A secret revoked on another node (its copy of the file may still list
+                    // it) is checked all the same, so its timing says nothing.
+                    let matched = pki::verify_secret(&secrets, &device_id, &password);
+                    (matched && !identities.shared.is_secret_revoked(hash)).then(|| hash.clone())
                 }
                 None => {
                     let dummy = BTreeMap::from([(String::new(), dummy_hash().to_owned())]);

@@ -13,7 +13,7 @@ mod identity;
 mod ntex_sink;
 mod protocol;
 pub mod rate;
-mod revocation;
+pub mod revocation;
 pub mod session;
 mod status;
 pub mod throttle;
@@ -54,4 +54,7 @@ pub struct BrokerSettings {
     /// Messages per second one connection may publish before its messages are delayed (and
     /// so acknowledged later): the per-connection rate limit.
     pub max_rate_per_connection: u32,
+    /// Revocations recorded in the store the nodes share (kept up to date by
+    /// `revocation::sync`; empty on a single box).
+    pub revocations: std::sync::Arc<revocation::SharedRevocations>,
 }

@@ -93,6 +93,8 @@ fn exporter() -> &'static Exporter {
         describe();
         super::connections::describe();
         super::connections::register_zeros();
+        super::cluster::describe();
+        super::cluster::register_zeros();
         Exporter {
             handle,
             process,

@@ -6,6 +6,7 @@
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
 pub mod audit;
+pub mod cluster;
 pub mod postgres;
 pub mod series;
 pub mod sqlite;
@@ -115,7 +116,7 @@ pub struct DeviceRecord {
     pub total_readings: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ReadingRecord {
     pub id: i64,
     pub device_id: String,
@@ -205,7 +206,7 @@ impl ReadingRecord {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AnomalyRecord {
     pub id: i64,
     pub device_id: String,
@@ -548,6 +549,11 @@ pub trait Store: Send + Sync + 'static {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<ReadingRecord>, StoreError>;
+    /// What the nodes sharing this store share besides the data (sessions, login failures,
+    /// revocations, a notification channel); `None` for a store of one process (SQLite).
+    fn cluster(&self) -> Option<std::sync::Arc<dyn cluster::Cluster>> {
+        None
+    }
 }
 
 #[cfg(test)]

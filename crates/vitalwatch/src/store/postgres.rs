@@ -43,6 +43,7 @@ use writer::{Command, Reply, Shared, Writer};
 mod alerts;
 mod audit;
 mod auth;
+mod cluster;
 pub mod connect;
 pub mod copy;
 mod devices;
@@ -191,6 +192,9 @@ pub struct PostgresStore {
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     shared: Arc<Shared>,
     synchronous_commit: String,
+    /// What the nodes on this database share (sessions, login failures, revocations,
+    /// notifications).
+    cluster: Arc<cluster::PgCluster>,
 }
 
 impl PostgresStore {
@@ -231,12 +235,17 @@ impl PostgresStore {
         };
         let handle = tokio::spawn(writer.run(rx));
         tracing::info!(event = "store.opened", message = "PostgreSQL store open.", database = %target.display, synchronous_commit = %synchronous_commit);
+        let cluster = Arc::new(cluster::PgCluster {
+            pool: pool.clone(),
+            target: Arc::new(target),
+        });
         Ok(PostgresStore {
             pool,
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             shared,
             synchronous_commit,
+            cluster,
         })
     }
 
@@ -264,6 +273,10 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn cluster(&self) -> Option<Arc<dyn crate::store::cluster::Cluster>> {
+        Some(Arc::clone(&self.cluster) as Arc<dyn crate::store::cluster::Cluster>)
+    }
+
     async fn write_readings(
         &self,
         items: Vec<PreparedReading>,

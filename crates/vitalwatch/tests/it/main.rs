@@ -16,6 +16,7 @@ mod logs;
 mod model;
 mod mqtt;
 mod mqtt_conformance;
+mod nodes;
 mod ops;
 mod ops_ready;
 mod postgres;

@@ -169,7 +169,7 @@ pub fn pool(target: &Target, size: usize) -> Result<Pool, StoreError> {
 }
 
 /// The client side of TLS to the database: only the CAs in `ca_file`, the host name checked.
-fn client_tls(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, StoreError> {
+pub(super) fn client_tls(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, StoreError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
