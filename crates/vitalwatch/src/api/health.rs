@@ -2,7 +2,8 @@
 //!
 //! `/health` answers 200 while the process serves HTTP. Anonymously it says only `status`,
 //! `version` and `ready`; an authenticated caller also gets the seed's `model_loaded` and the
-//! state of every part (counts and states only, never patient data). `/ready` answers 503
+//! state of every part (counts and states only, never patient data). Both say `cluster`:
+//! this node's id, the leader's and whether this node leads. `/ready` answers 503
 //! while the node cannot commit readings: the store is unavailable, or (external-broker mode)
 //! the broker connection is down; load balancers, Compose and Kubernetes stop sending work to
 //! it until it answers 200 again.
@@ -116,6 +117,7 @@ pub async fn health(
         "status": if healthy { "healthy" } else { "unhealthy" },
         "version": env!("CARGO_PKG_VERSION"),
         "ready": readiness.ready,
+        "cluster": state.cluster.view(),
     });
     if principal.is_some() {
         let metrics = state.pipeline.metrics();

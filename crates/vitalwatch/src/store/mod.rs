@@ -5,6 +5,7 @@
 //! after its batch is committed, which is the guarantee everything upstream relies on: an
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
+pub mod alert_state;
 pub mod audit;
 pub mod postgres;
 pub mod series;
@@ -548,6 +549,17 @@ pub trait Store: Send + Sync + 'static {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<ReadingRecord>, StoreError>;
+    /// The alert engine's state shared by every node on this database, when the backend keeps
+    /// it (PostgreSQL). `None` (SQLite): the alert service keeps its engine in memory.
+    fn shared_alerts(&self) -> Option<&dyn alert_state::SharedAlertState> {
+        None
+    }
+    /// The leader election of nodes sharing this database, when the backend offers one
+    /// (PostgreSQL: an advisory lock on a dedicated connection). `None` (SQLite): one node,
+    /// always the leader.
+    fn leader_lock(&self) -> Option<Box<dyn alert_state::LeaderLock>> {
+        None
+    }
 }
 
 #[cfg(test)]
