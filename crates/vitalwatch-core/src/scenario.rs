@@ -21,6 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 mod physiology;
+#[cfg(test)]
+mod split_alerts;
 mod stream;
 use physiology::{Criterion, Vitals, criterion, vitals_at};
 pub use stream::{Stream, Transmission, stream};

@@ -42,6 +42,40 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub model: ModelConfig,
     pub alerting: AlertingConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// This node among the nodes sharing one PostgreSQL database (see `cluster::leader`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in `/health` and the leader election; flag `--node-id`, env
+    /// `VITALWATCH_NODE_ID`; default: the host name.
+    pub node_id: Option<String>,
+    /// Seconds between two attempts at the leader lock (and checks that it is still held);
+    /// default 2, at most 5 (a dead leader is replaced within twice this).
+    pub leader_poll_s: Option<u64>,
+}
+
+impl ClusterConfig {
+    /// The node id in force: the configured one, else the host name, else "vitalwatch".
+    pub fn node_id(&self) -> String {
+        self.node_id
+            .clone()
+            .filter(|id| !id.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .map(|name| name.trim().to_owned())
+                    .filter(|name| !name.is_empty())
+            })
+            .unwrap_or_else(|| "vitalwatch".to_owned())
+    }
+
+    pub fn leader_poll(&self) -> Duration {
+        Duration::from_secs(self.leader_poll_s.unwrap_or(2).clamp(1, 5))
+    }
 }
 
 /// The embedded MQTT broker.
@@ -139,6 +173,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             model: ModelConfig::default(),
             alerting: AlertingConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

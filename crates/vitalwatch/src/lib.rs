@@ -11,6 +11,7 @@ pub mod api_error;
 pub mod assets;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod events;

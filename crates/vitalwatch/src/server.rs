@@ -183,7 +183,7 @@ pub async fn start_on(
         crate::events::bridge::start(
             &events,
             Arc::clone(&cluster),
-            &crate::events::bridge::node_id(),
+            &config.cluster.node_id(),
             &bridge_tasks,
             bridge_stop.clone(),
         );
@@ -213,7 +213,7 @@ pub async fn start_on(
         metrics,
         queue_timeout: config.store.queue_timeout(),
         model: Arc::clone(&model_slot),
-        alerts,
+        alerts: Arc::clone(&alerts),
         events,
     }));
     // Installed before the service announces itself, so a SIGHUP sent as soon as the API
@@ -291,24 +291,52 @@ pub async fn start_on(
         anomalies_days: config.store.anomaly_retention_days,
         audit_days: config.store.audit_retention_days,
     };
-    tasks.spawn(retention_task(
-        Arc::clone(&store),
-        retention,
-        shutdown.clone(),
-    ));
     tasks.spawn(refusal_audit_task(Arc::clone(&pipeline), shutdown.clone()));
     let anchors = crate::store::audit::anchors_path(&config.data_dir);
     let audit_key = crate::store::audit::AuditKey::load(&config.audit_key_path(), true)
         .context("loading the audit key")?;
     // Anchored at once: rows written before a crash are covered even if it comes soon.
     crate::store::audit::anchor_head(store.as_ref(), &anchors, &audit_key).await;
-    tasks.spawn(anchor_task(
-        Arc::clone(&store),
-        anchors.clone(),
-        audit_key.clone(),
-        config.store.audit_anchor_every.max(1),
-        shutdown.clone(),
-    ));
+    // The work that must happen once: on SQLite this node does it; on PostgreSQL the leader.
+    let cluster = {
+        let store_ = Arc::clone(&store);
+        let anchors_ = anchors.clone();
+        let audit_key_ = audit_key.clone();
+        let every_rows = config.store.audit_anchor_every.max(1);
+        let alerts_ = Arc::clone(&alerts);
+        let leader_tasks = alert_tasks.clone();
+        let on_lead = move |term: CancellationToken| {
+            leader_tasks.spawn(retention_task(Arc::clone(&store_), retention, term.clone()));
+            leader_tasks.spawn(anchor_task(
+                Arc::clone(&store_),
+                anchors_.clone(),
+                audit_key_.clone(),
+                every_rows,
+                term.clone(),
+            ));
+            if alerts_.is_shared() {
+                leader_tasks.spawn(alert_timer_task(Arc::clone(&alerts_), term));
+            }
+        };
+        let node_id = config.cluster.node_id();
+        match store.leader_lock() {
+            Some(lock) => {
+                let status = Arc::new(crate::cluster::ClusterStatus::member(node_id));
+                alert_tasks.spawn(crate::cluster::leader::run(
+                    Arc::clone(&status),
+                    lock,
+                    config.cluster.leader_poll(),
+                    on_lead,
+                    shutdown.clone(),
+                ));
+                status
+            }
+            None => {
+                on_lead(shutdown.clone());
+                Arc::new(crate::cluster::ClusterStatus::alone(node_id))
+            }
+        }
+    };
     #[cfg(unix)]
     tasks.spawn(reload_on_sighup(
         hangup,
@@ -330,6 +358,7 @@ pub async fn start_on(
             certs_dir: config.certs_dir(),
             store_queue_capacity: config.store.queue_capacity as u64,
         },
+        cluster,
     };
     tasks.spawn(api::metrics::alert_counts(
         pipeline.subscribe(),
@@ -514,6 +543,21 @@ async fn audit_config_change(store: &dyn Store, config: &Config) -> anyhow::Resu
         })
         .await?;
     Ok(())
+}
+
+/// How often the leader looks for alert timers that are due (DEVICE_OFFLINE, escalation, end
+/// of audio pause) in the shared alert state: a timer fires at most this late.
+const ALERT_TIMERS_EVERY: Duration = Duration::from_secs(1);
+
+/// The leader's alert timers on the shared path (`alerts::shared`), until leadership ends.
+async fn alert_timer_task(alerts: Arc<crate::alerts::AlertService>, term: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = term.cancelled() => return,
+            () = tokio::time::sleep(ALERT_TIMERS_EVERY) => {}
+        }
+        alerts.shared_tick().await;
+    }
 }
 
 async fn retention_task(store: Arc<dyn Store>, retention: Retention, shutdown: CancellationToken) {

@@ -113,6 +113,7 @@ impl Service {
             broker: crate::ingest::BrokerStatus::default(),
             auth: Arc::clone(&self.auth),
             ops: crate::api::metrics::OpsInfo::default(),
+            cluster: Arc::new(crate::cluster::ClusterStatus::alone("test".to_owned())),
         }
     }
 

@@ -24,8 +24,11 @@ use crate::telemetry::{DeviceId, Reading, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+mod device;
 mod episode;
 mod onset;
+
+pub use device::{DeviceState, PROVISIONAL_ID_BASE, provisional_to, renumber_transitions};
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 
@@ -48,7 +51,7 @@ pub struct AlertEngine {
 }
 
 /// What the engine knows about one device.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct DeviceAlertState {
     /// The last time (server clock) a reading arrived: the offline timer runs from here.
     last_seen: Option<Timestamp>,
@@ -64,7 +67,7 @@ struct DeviceAlertState {
 }
 
 /// One condition on one device.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Track {
     alert: Option<AlertId>,
     /// The condition is present but its onset delay has not yet passed.
@@ -77,7 +80,7 @@ struct Track {
     reported_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 struct Pending {
     count: u64,
     priority: Priority,
@@ -88,7 +91,7 @@ struct Pending {
 
 /// AUDIO PAUSED on one channel: alerts raised before `until` with a priority up to `priority`
 /// start paused; higher ones sound.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Pause {
     until: Timestamp,
     priority: Priority,

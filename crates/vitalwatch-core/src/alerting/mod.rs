@@ -34,7 +34,10 @@ pub use config::{
     EscalationConfig, Grading, HypertensionConfig, News2Grading, OfflineConfig, Onset,
     OnsetByPriority,
 };
-pub use engine::{AlertEngine, DeviceSnapshot, EngineSnapshot};
+pub use engine::{
+    AlertEngine, DeviceSnapshot, DeviceState, EngineSnapshot, PROVISIONAL_ID_BASE, provisional_to,
+    renumber_transitions,
+};
 pub use evaluate::{Evaluation, KindScore, LabelledEvent, ScoredAlert, evaluate};
 pub use message::message;
 pub use offline::offline_deadline;

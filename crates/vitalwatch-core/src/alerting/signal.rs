@@ -428,7 +428,7 @@ pub(super) fn observe(
 }
 
 /// The device's previous pulse and SpO2 (by reading time), for the jump check.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Previous {
     heart_rate: Option<(Timestamp, f64)>,
     spo2: Option<(Timestamp, f64)>,

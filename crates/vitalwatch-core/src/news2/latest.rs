@@ -109,7 +109,7 @@ impl Validity {
 }
 
 /// A value and when it was measured.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observed<T> {
     pub value: T,
     pub at: Timestamp,
@@ -117,8 +117,9 @@ pub struct Observed<T> {
 
 /// The latest known value of each NEWS2 parameter of one device, with its time, and the
 /// recent values of the numeric ones (for smoothing). The caller keeps one per device, feeds
-/// it every accepted reading, and scores it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// it every accepted reading, and scores it. Serialisable: on PostgreSQL it is stored with the
+/// device's alert state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatestVitals {
     pub respiration_rate_per_min: Option<Observed<f64>>,
     pub spo2_pct: Option<Observed<f64>>,

@@ -89,7 +89,7 @@ impl Spo2Scale {
 }
 
 /// Level of consciousness on the ACVPU scale used by NEWS2 (RCP 2017).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Consciousness {
     /// A: alert.
     Alert,

@@ -7,7 +7,14 @@ use std::fmt;
 ///
 /// Stored and shown as RFC 3339 with a `Z` and six fractional digits, so text order is time
 /// order (see [`Timestamp::to_rfc3339`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serde (for state that is stored whole, such as the alert engine's per-device state) writes
+/// the microseconds as an integer; records meant for people use RFC 3339 text through their
+/// own `with` helpers.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(i64);
 
 /// 2000-01-01T00:00:00Z: readings claiming an earlier time come from an unset clock.

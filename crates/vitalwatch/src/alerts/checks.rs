@@ -43,6 +43,22 @@ pub fn remember_temperature(
     }
 }
 
+/// The patient's thresholds a stored override sets for a reading received at `at` (none when
+/// there is no override, it is not yet in force, or it no longer validates against `site`).
+pub fn patient_of(
+    site: &RuleSet,
+    record: Option<&ThresholdsRecord>,
+    at: Timestamp,
+) -> PatientThresholds {
+    record
+        .filter(|record| record.thresholds.apply(site).is_ok())
+        .filter(|record| {
+            Timestamp::parse_text(&record.effective_from).is_some_and(|from| from <= at)
+        })
+        .map(|record| record.thresholds)
+        .unwrap_or_default()
+}
+
 /// One device's overrides, merged onto the site's rules, in force from `effective_from`.
 #[derive(Clone, Debug)]
 struct Override {

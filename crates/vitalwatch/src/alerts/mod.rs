@@ -21,11 +21,12 @@ mod checks;
 mod preview;
 pub mod replay;
 mod scoring;
+mod shared;
 #[cfg(test)]
 mod tests;
 pub mod webhooks;
 
-pub use checks::{Checks, findings, remember_temperature};
+pub use checks::{Checks, findings, patient_of, remember_temperature};
 pub use preview::{PreviewAnswer, preview_history};
 
 use crate::clock;
@@ -106,6 +107,9 @@ pub struct AlertService {
     webhooks: Option<Webhooks>,
     /// Devices whose registry interval the engine already has (`None`: quarantined only).
     known: SyncMutex<HashMap<DeviceId, Option<u64>>>,
+    /// Set when the store keeps the engine's state for every node (PostgreSQL): the
+    /// in-memory engine then stays empty and `shared.rs` does the work.
+    shared: Option<Arc<shared::SharedParts>>,
 }
 
 impl AlertService {
@@ -121,8 +125,20 @@ impl AlertService {
     ) -> anyhow::Result<Arc<AlertService>> {
         use anyhow::Context;
         let now = clock::now();
-        let (last_id, open_alerts) = store.open_alerts().await.context("loading open alerts")?;
-        let devices = store.list_devices().await.context("loading devices")?;
+        let shared = store
+            .shared_alerts()
+            .is_some()
+            .then(|| shared::parts(&config, &site_rules));
+        let (last_id, open_alerts) = if shared.is_some() {
+            (0, Vec::new())
+        } else {
+            store.open_alerts().await.context("loading open alerts")?
+        };
+        let devices = if shared.is_some() {
+            Vec::new()
+        } else {
+            store.list_devices().await.context("loading devices")?
+        };
         let mut known = HashMap::new();
         let mut snapshot_devices = Vec::new();
         for device in devices.iter().filter(|d| d.status == "active") {
@@ -178,9 +194,13 @@ impl AlertService {
             events,
             webhooks,
             known: SyncMutex::new(known),
+            shared,
         });
         tasks.spawn(persister(Arc::clone(&store), persist_rx, shutdown.clone()));
-        tasks.spawn(Arc::clone(&service).timer(shutdown.clone()));
+        if service.shared.is_none() {
+            // On the shared path the timers run on the leader (`cluster::leader`).
+            tasks.spawn(Arc::clone(&service).timer(shutdown.clone()));
+        }
         tasks.spawn(Arc::clone(&service).reload_thresholds(shutdown));
         Ok(service)
     }
@@ -203,6 +223,9 @@ impl AlertService {
     pub async fn after_commit(&self, items: Vec<Committed>) {
         if items.is_empty() {
             return;
+        }
+        if self.shared.is_some() {
+            return self.shared_after_commit(items).await;
         }
         // Registry look-ups happen before the engine lock is taken.
         let mut intervals = Vec::new();
@@ -289,6 +312,9 @@ impl AlertService {
     /// A device's connection was lost abruptly (the broker fired its MQTT will): raises its
     /// DEVICE_OFFLINE now, persisted and published like any transition.
     pub async fn device_lost(&self, device_id: &DeviceId) {
+        if self.shared.is_some() {
+            return self.shared_device_lost(device_id).await;
+        }
         let now = clock::now();
         let state = &mut *self.state.lock().await;
         let transitions = state.engine.device_lost(device_id, now);
@@ -313,7 +339,19 @@ impl AlertService {
             }
             return;
         }
-        for transition in &transitions {
+        self.announce(&transitions, now);
+        let job = PersistJob { transitions, done };
+        if self.persist.send(job).await.is_err() {
+            tracing::error!(
+                event = "alerts.not_persisted",
+                message = "Alert transitions not persisted: the store is closing."
+            );
+        }
+    }
+
+    /// Publishes transitions on the event bus and hands them to the webhooks.
+    fn announce(&self, transitions: &[AlertTransition], now: Timestamp) {
+        for transition in transitions {
             if let Some(webhooks) = &self.webhooks {
                 let body = serde_json::json!({
                     "event": format!("alert.{}", crate::store::transition_kind_str(transition.kind)),
@@ -328,13 +366,6 @@ impl AlertService {
                 );
             }
             self.events.publish(Event::Alert(transition.clone()));
-        }
-        let job = PersistJob { transitions, done };
-        if self.persist.send(job).await.is_err() {
-            tracing::error!(
-                event = "alerts.not_persisted",
-                message = "Alert transitions not persisted: the store is closing."
-            );
         }
     }
 
@@ -390,6 +421,17 @@ impl AlertService {
         by: &str,
         note: Option<&str>,
     ) -> Result<Alert, ActionError> {
+        if self.shared.is_some() {
+            let (by, note) = (by.to_owned(), note.map(str::to_owned));
+            return self
+                .shared_act(
+                    id,
+                    Box::new(move |engine, now| {
+                        engine.acknowledge(AlertId(id), &by, note.as_deref(), now)
+                    }),
+                )
+                .await;
+        }
         self.act(id, |engine, now| {
             engine.acknowledge(AlertId(id), by, note, now)
         })
@@ -397,6 +439,15 @@ impl AlertService {
     }
 
     pub async fn silence(&self, id: u64, by: &str, duration_s: u64) -> Result<Alert, ActionError> {
+        if self.shared.is_some() {
+            let by = by.to_owned();
+            return self
+                .shared_act(
+                    id,
+                    Box::new(move |engine, now| engine.silence(AlertId(id), &by, duration_s, now)),
+                )
+                .await;
+        }
         let res = self
             .act(id, |engine, now| {
                 engine.silence(AlertId(id), by, duration_s, now)
@@ -408,20 +459,42 @@ impl AlertService {
     }
 
     pub async fn resolve(&self, id: u64, by: &str) -> Result<Alert, ActionError> {
+        if self.shared.is_some() {
+            let by = by.to_owned();
+            return self
+                .shared_act(
+                    id,
+                    Box::new(move |engine, now| engine.resolve(AlertId(id), &by, now)),
+                )
+                .await;
+        }
         self.act(id, |engine, now| engine.resolve(AlertId(id), by, now))
             .await
     }
 
     /// Each NEWS2 parameter's validity for a device reporting every `interval_ms`.
     fn news2_validity(&self, interval_ms: Option<u64>) -> vitalwatch_core::news2::Validity {
-        let interval_s = interval_ms.filter(|ms| *ms < NO_OFFLINE_MS).unwrap_or(0) / 1000;
-        self.config.news2_validity.at_least(interval_s)
+        news2_validity(&self.config, interval_ms)
     }
 
     /// The device's current NEWS2, scored as the engine scores it (each parameter's validity,
     /// the patient's SpO2 scale), judged at the newest of its values (stale ones flagged), or
     /// `None` when no reading was seen since the server started.
     pub async fn news2(&self, device_id: &DeviceId) -> Option<(News2, Timestamp)> {
+        if self.shared.is_some() {
+            let (vitals, interval) = self.shared_news2(device_id).await?;
+            let latest = vitals.latest_at()?;
+            let scale = self.patient(device_id).scale();
+            return Some((
+                vitals.score_at(
+                    latest,
+                    &self.news2_validity(interval),
+                    self.config.news2_smooth_s,
+                    scale,
+                ),
+                latest,
+            ));
+        }
         let state = self.state.lock().await;
         let vitals = state.vitals.get(device_id)?;
         let latest = vitals.latest_at()?;
@@ -551,6 +624,15 @@ pub fn validate_thresholds(
         effective_from: effective_from.unwrap_or_else(clock::now).to_rfc3339(),
         updated_at: String::new(),
     })
+}
+
+/// Each NEWS2 parameter's validity for a device reporting every `interval_ms`.
+fn news2_validity(
+    config: &AlertingConfig,
+    interval_ms: Option<u64>,
+) -> vitalwatch_core::news2::Validity {
+    let interval_s = interval_ms.filter(|ms| *ms < NO_OFFLINE_MS).unwrap_or(0) / 1000;
+    config.news2_validity.at_least(interval_s)
 }
 
 fn interval_ms(seconds: f64) -> u64 {

@@ -2,7 +2,8 @@
 //!
 //! `/health` answers 200 while the process serves HTTP. Anonymously it says only `status`,
 //! `version` and `ready`; an authenticated caller also gets the seed's `model_loaded` and the
-//! state of every part (counts and states only, never patient data). `/ready` answers 503
+//! state of every part (counts and states only, never patient data), `cluster` among them:
+//! this node's id, the leader's and whether this node leads. `/ready` answers 503
 //! while the node cannot commit readings: the store is unavailable, or (external-broker mode)
 //! the broker connection is down; load balancers, Compose and Kubernetes stop sending work to
 //! it until it answers 200 again.
@@ -123,6 +124,7 @@ pub async fn health(
         readings: None,
         rejected: None,
         broker: None,
+        cluster: None,
     };
     if principal.is_some() {
         let metrics = state.pipeline.metrics();
@@ -134,6 +136,7 @@ pub async fn health(
         body.readings = Some(metrics.counts());
         body.rejected = Some(metrics.refusals());
         body.broker = Some(state.broker.to_json());
+        body.cluster = Some(state.cluster.view());
     }
     (status, Json(body))
 }
@@ -165,6 +168,9 @@ pub struct HealthBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub broker: Option<Value>,
+    /// This node, and which node leads (on SQLite: this one, alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterView>,
 }
 
 #[cfg(test)]

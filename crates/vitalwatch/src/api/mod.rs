@@ -44,6 +44,8 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     /// What `/metrics` reads besides the pipeline and the store.
     pub ops: metrics::OpsInfo,
+    /// This node and who leads (`/health`).
+    pub cluster: Arc<crate::cluster::ClusterStatus>,
 }
 
 /// The API's routes, each with the access it needs (`auth::Access`).

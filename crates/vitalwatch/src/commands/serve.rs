@@ -39,6 +39,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub http_plaintext: bool,
 
+    /// This node's name among the nodes sharing one PostgreSQL database (in /health and the
+    /// leader election) [default: the host name].
+    #[arg(long, env = "VITALWATCH_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
+
     /// Treat HTTP clients on loopback (127.0.0.0/8, ::1) as authenticated with every role, so
     /// the seed's curl examples work on a workstation without a token. Off by default.
     #[arg(long)]
@@ -159,6 +164,9 @@ impl ServeArgs {
         }
         if self.trust_loopback {
             config.http.trust_loopback = true;
+        }
+        if let Some(node_id) = &self.node_id {
+            config.cluster.node_id = Some(node_id.clone());
         }
         if let Some(policy) = self.registry_policy {
             config.registry.policy = policy;

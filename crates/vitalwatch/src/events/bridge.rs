@@ -36,20 +36,6 @@ const MAX_BATCH: usize = 2048;
 /// Why a live view is told to reload after the listening connection came back.
 pub const GAP_RECONNECTED: &str = "bridge_reconnected";
 
-/// The node's name: `VITALWATCH_NODE_ID`, else the host name, else `node`.
-pub fn node_id() -> String {
-    std::env::var("VITALWATCH_NODE_ID")
-        .ok()
-        .filter(|id| !id.trim().is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty())
-        })
-        .unwrap_or_else(|| "node".to_owned())
-}
-
 /// This process's mark on its payloads: the node id (without `|`) and a random suffix.
 pub fn origin(node_id: &str) -> String {
     format!(

@@ -5,6 +5,7 @@
 //! after its batch is committed, which is the guarantee everything upstream relies on: an
 //! acknowledged reading is durable. SQL dialect concerns stay inside each implementation.
 
+pub mod alert_state;
 pub mod audit;
 pub mod cluster;
 pub mod postgres;
@@ -549,6 +550,17 @@ pub trait Store: Send + Sync + 'static {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<ReadingRecord>, StoreError>;
+    /// The alert engine's state shared by every node on this database, when the backend keeps
+    /// it (PostgreSQL). `None` (SQLite): the alert service keeps its engine in memory.
+    fn shared_alerts(&self) -> Option<&dyn alert_state::SharedAlertState> {
+        None
+    }
+    /// The leader election of nodes sharing this database, when the backend offers one
+    /// (PostgreSQL: an advisory lock on a dedicated connection). `None` (SQLite): one node,
+    /// always the leader.
+    fn leader_lock(&self) -> Option<Box<dyn alert_state::LeaderLock>> {
+        None
+    }
     /// What the nodes sharing this store share besides the data (sessions, login failures,
     /// revocations, a notification channel); `None` for a store of one process (SQLite).
     fn cluster(&self) -> Option<std::sync::Arc<dyn cluster::Cluster>> {

@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
 use writer::{Command, Reply, Shared, Writer};
 
+mod alert_state;
 mod alerts;
 mod audit;
 mod auth;
@@ -47,6 +48,7 @@ mod cluster;
 pub mod connect;
 pub mod copy;
 mod devices;
+mod leader;
 mod readings;
 mod retention;
 mod schema;
@@ -150,6 +152,11 @@ fn is_transient_pg(err: &tokio_postgres::Error) -> bool {
     false
 }
 
+/// Whether `err` says the database could not be reached now (worth trying again soon).
+pub fn is_transient(err: &StoreError) -> bool {
+    Failure::is_transient(err)
+}
+
 /// A driver error as a [`StoreError`].
 pub(super) fn pg(err: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(Box::new(Failure::from_pg(&err)))
@@ -195,6 +202,9 @@ pub struct PostgresStore {
     /// What the nodes on this database share (sessions, login failures, revocations,
     /// notifications).
     cluster: Arc<cluster::PgCluster>,
+    alert_state: alert_state::PgAlertState,
+    /// A pool of one connection for the leader election, apart from `pool`.
+    leader_pool: Pool,
 }
 
 impl PostgresStore {
@@ -219,6 +229,7 @@ impl PostgresStore {
             .await
             .map_err(in_context)?;
         schema::migrate(&mut client).await.map_err(in_context)?;
+        alert_state::sync_ids(&client).await.map_err(in_context)?;
         let today = crate::clock::now().to_datetime().date_naive();
         let partitions_until = schema::ensure_partitions(&client, today)
             .await
@@ -235,11 +246,14 @@ impl PostgresStore {
         };
         let handle = tokio::spawn(writer.run(rx));
         tracing::info!(event = "store.opened", message = "PostgreSQL store open.", database = %target.display, synchronous_commit = %synchronous_commit);
+        let leader_pool = connect::pool(&target, 1)?;
         let cluster = Arc::new(cluster::PgCluster {
             pool: pool.clone(),
             target: Arc::new(target),
         });
         Ok(PostgresStore {
+            alert_state: alert_state::PgAlertState { pool: pool.clone() },
+            leader_pool,
             pool,
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
@@ -275,6 +289,16 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn cluster(&self) -> Option<Arc<dyn crate::store::cluster::Cluster>> {
         Some(Arc::clone(&self.cluster) as Arc<dyn crate::store::cluster::Cluster>)
+    }
+
+    fn shared_alerts(&self) -> Option<&dyn crate::store::alert_state::SharedAlertState> {
+        Some(&self.alert_state)
+    }
+
+    fn leader_lock(&self) -> Option<Box<dyn crate::store::alert_state::LeaderLock>> {
+        Some(Box::new(leader::PgLeaderLock::new(
+            self.leader_pool.clone(),
+        )))
     }
 
     async fn write_readings(

@@ -24,6 +24,7 @@ mod postgres_jepsen;
 mod registry;
 mod security;
 mod seed;
+mod shared_alerts;
 mod sim;
 mod store_conformance;
 mod support;

@@ -28,6 +28,11 @@ pub(super) fn remember(
     now: Timestamp,
     present: Option<(Priority, bool)>,
 ) {
+    // Only the newest absence matters (it ends a run; presents are what windows count), so
+    // older ones are forgotten: a device's stored state stays small while it is well.
+    if present.is_none() {
+        seen.retain(|(_, present)| present.is_some());
+    }
     seen.push_back((now, present));
     let from = now.saturating_add_micros(-KEEP_S * 1_000_000);
     while seen.front().is_some_and(|(at, _)| *at < from) || seen.len() > KEEP_MAX {

@@ -12,6 +12,7 @@ use TransitionKind::*;
 
 mod artefacts;
 mod patient;
+mod shared;
 mod timers;
 mod vitals;
 use std::collections::HashMap;

@@ -116,6 +116,12 @@ pub(super) async fn clear(
     Ok(removed > 0)
 }
 
+/// The columns [`record_of`] reads, in its order.
+const SELECT: &str = "SELECT device_id, heart_rate_min, heart_rate_max, body_temp_min, \
+     body_temp_max, author, reason, effective_from, updated_at, spo2_scale, spo2_min, \
+     respiratory_rate_min, respiratory_rate_max, systolic_bp_min, systolic_bp_max \
+     FROM patient_thresholds";
+
 /// Overrides of one device, or of every device, by device id.
 pub(super) async fn list(
     client: &impl GenericClient,
@@ -123,38 +129,50 @@ pub(super) async fn list(
 ) -> Result<Vec<ThresholdsRecord>, StoreError> {
     let rows = client
         .query(
-            "SELECT device_id, heart_rate_min, heart_rate_max, body_temp_min, body_temp_max, \
-             author, reason, effective_from, updated_at, spo2_scale, spo2_min, \
-             respiratory_rate_min, respiratory_rate_max, systolic_bp_min, systolic_bp_max \
-             FROM patient_thresholds \
-             WHERE $1::text IS NULL OR device_id = $1 ORDER BY device_id",
+            &format!("{SELECT} WHERE $1::text IS NULL OR device_id = $1 ORDER BY device_id"),
             &[&device_id],
         )
         .await
         .map_err(pg)?;
-    Ok(rows
-        .iter()
-        .map(|row| ThresholdsRecord {
-            device_id: row.get(0),
-            thresholds: PatientThresholds {
-                heart_rate_min: row.get(1),
-                heart_rate_max: row.get(2),
-                body_temp_min: row.get(3),
-                body_temp_max: row.get(4),
-                spo2_scale: row
-                    .get::<_, Option<String>>(9)
-                    .as_deref()
-                    .and_then(Spo2Scale::parse),
-                spo2_min: row.get(10),
-                respiratory_rate_min: row.get(11),
-                respiratory_rate_max: row.get(12),
-                systolic_bp_min: row.get(13),
-                systolic_bp_max: row.get(14),
-            },
-            author: row.get(5),
-            reason: row.get(6),
-            effective_from: row.get(7),
-            updated_at: row.get(8),
-        })
-        .collect())
+    Ok(rows.iter().map(record_of).collect())
+}
+
+/// Overrides of the given devices, by device id.
+pub(super) async fn of_devices(
+    client: &impl GenericClient,
+    devices: &[String],
+) -> Result<Vec<ThresholdsRecord>, StoreError> {
+    let rows = client
+        .query(
+            &format!("{SELECT} WHERE device_id = ANY($1) ORDER BY device_id"),
+            &[&devices],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(rows.iter().map(record_of).collect())
+}
+
+fn record_of(row: &tokio_postgres::Row) -> ThresholdsRecord {
+    ThresholdsRecord {
+        device_id: row.get(0),
+        thresholds: PatientThresholds {
+            heart_rate_min: row.get(1),
+            heart_rate_max: row.get(2),
+            body_temp_min: row.get(3),
+            body_temp_max: row.get(4),
+            spo2_scale: row
+                .get::<_, Option<String>>(9)
+                .as_deref()
+                .and_then(Spo2Scale::parse),
+            spo2_min: row.get(10),
+            respiratory_rate_min: row.get(11),
+            respiratory_rate_max: row.get(12),
+            systolic_bp_min: row.get(13),
+            systolic_bp_max: row.get(14),
+        },
+        author: row.get(5),
+        reason: row.get(6),
+        effective_from: row.get(7),
+        updated_at: row.get(8),
+    }
 }

@@ -1,0 +1,237 @@
+//! SQL for the alert state shared by every node ([`SharedAlertState`]): one row per device in
+//! `alert_device_state`, locked in device-id order for the length of an evaluation; alert ids
+//! from the `alert_ids` sequence, allocated in the transaction that raises them.
+
+use super::{alerts, pg, pool_error, thresholds, to_utc};
+use crate::store::StoreError;
+use crate::store::alert_state::{Evaluate, LockedDevice, Outcome, SharedAlertState};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use vitalwatch_core::alerting::{
+    Alert, AlertError, AlertTransition, DeviceState, provisional_to, renumber_transitions,
+};
+use vitalwatch_core::news2::LatestVitals;
+use vitalwatch_core::telemetry::Timestamp;
+
+/// The shared alert state on one pool.
+pub(super) struct PgAlertState {
+    pub(super) pool: Pool,
+}
+
+fn invalid(what: &str, err: serde_json::Error) -> StoreError {
+    StoreError::InvalidData(format!("stored {what}: {err}"))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|err| StoreError::InvalidData(format!("alert state not serialisable: {err}")))
+}
+
+/// Moves the id sequence past every stored alert (after `store copy` brought older ones).
+pub(super) async fn sync_ids(client: &impl GenericClient) -> Result<(), StoreError> {
+    client
+        .execute(
+            "SELECT setval('alert_ids', m) FROM (SELECT MAX(id) AS m FROM alerts) AS x \
+             WHERE m IS NOT NULL AND m >= (SELECT CASE WHEN is_called THEN last_value + 1 \
+             ELSE last_value END FROM alert_ids)",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
+#[async_trait]
+impl SharedAlertState for PgAlertState {
+    async fn evaluate(
+        &self,
+        mut devices: Vec<String>,
+        run: Evaluate,
+    ) -> Result<Result<Vec<AlertTransition>, AlertError>, StoreError> {
+        devices.sort();
+        devices.dedup();
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Created in device-id order, then locked in device-id order: two evaluations never
+        // wait for each other in a cycle.
+        tx.execute(
+            "INSERT INTO alert_device_state (device_id) SELECT unnest($1::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[&devices],
+        )
+        .await
+        .map_err(pg)?;
+        let rows = tx
+            .query(
+                "SELECT s.device_id, s.state::text, s.vitals::text, s.evaluated_at, \
+                 d.expected_interval_s, d.active \
+                 FROM alert_device_state s LEFT JOIN devices d USING (device_id) \
+                 WHERE s.device_id = ANY($1) ORDER BY s.device_id FOR UPDATE OF s",
+                &[&devices],
+            )
+            .await
+            .map_err(pg)?;
+        let mut thresholds = thresholds::of_devices(&tx, &devices).await?;
+        let mut locked = Vec::with_capacity(rows.len());
+        let mut fresh = Vec::new();
+        for row in &rows {
+            let device_id: String = row.get(0);
+            let state = match row.get::<_, Option<String>>(1) {
+                Some(text) => Some(
+                    serde_json::from_str::<DeviceState>(&text)
+                        .map_err(|err| invalid("alert state", err))?,
+                ),
+                None => {
+                    fresh.push(device_id.clone());
+                    None
+                }
+            };
+            let vitals = match row.get::<_, Option<String>>(2) {
+                Some(text) => serde_json::from_str::<LatestVitals>(&text)
+                    .map_err(|err| invalid("NEWS2 window", err))?,
+                None => LatestVitals::default(),
+            };
+            let evaluated_at = row
+                .get::<_, Option<DateTime<Utc>>>(3)
+                .map(Timestamp::from_datetime);
+            let active = row.get::<_, Option<bool>>(5).unwrap_or(false);
+            let expected_interval_s = row.get::<_, Option<f64>>(4).filter(|_| active);
+            let at = thresholds.iter().position(|t| t.device_id == device_id);
+            locked.push(LockedDevice {
+                thresholds: at.map(|at| thresholds.swap_remove(at)),
+                device_id,
+                state,
+                vitals,
+                evaluated_at,
+                expected_interval_s,
+                open_alerts: Vec::new(),
+            });
+        }
+        if !fresh.is_empty() {
+            for row in tx
+                .query(
+                    "SELECT alert FROM alerts WHERE device_id = ANY($1) AND state <> 'resolved' \
+                     ORDER BY id",
+                    &[&fresh],
+                )
+                .await
+                .map_err(pg)?
+            {
+                let alert: Alert = serde_json::from_str(&row.get::<_, String>(0))
+                    .map_err(|err| invalid("alert", err))?;
+                if let Some(device) = locked
+                    .iter_mut()
+                    .find(|d| d.device_id == alert.device_id.as_str())
+                {
+                    device.open_alerts.push(alert);
+                }
+            }
+        }
+        let mut outcome: Outcome = match run(locked) {
+            Ok(outcome) => outcome,
+            Err(err) => return Ok(Err(err)),
+        };
+        if outcome.raised > 0 {
+            let count = i64::try_from(outcome.raised).unwrap_or(i64::MAX);
+            let mut ids: Vec<u64> = tx
+                .query(
+                    "SELECT nextval('alert_ids') FROM generate_series(1, $1::bigint)",
+                    &[&count],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+                .collect();
+            ids.sort_unstable();
+            renumber_transitions(&mut outcome.transitions, provisional_to(&ids));
+            for row in &mut outcome.rows {
+                row.state.renumber(provisional_to(&ids));
+            }
+        }
+        alerts::write_transitions(&tx, &outcome.transitions).await?;
+        let update = tx
+            .prepare_cached(
+                "UPDATE alert_device_state SET state = $2::text::jsonb, \
+                 vitals = $3::text::jsonb, evaluated_at = $4, next_deadline = $5 \
+                 WHERE device_id = $1",
+            )
+            .await
+            .map_err(pg)?;
+        for row in &outcome.rows {
+            tx.execute(
+                &update,
+                &[
+                    &row.device_id,
+                    &json(&row.state)?,
+                    &json(&row.vitals)?,
+                    &to_utc(row.evaluated_at),
+                    &row.next_deadline.map(to_utc),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(Ok(outcome.transitions))
+    }
+
+    async fn due_devices(&self, now: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT device_id FROM alert_device_state WHERE next_deadline <= $1 \
+                 ORDER BY device_id LIMIT $2",
+                &[&to_utc(now), &limit],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn next_deadline(&self) -> Result<Option<Timestamp>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one("SELECT MIN(next_deadline) FROM alert_device_state", &[])
+            .await
+            .map_err(pg)?;
+        Ok(row
+            .get::<_, Option<DateTime<Utc>>>(0)
+            .map(Timestamp::from_datetime))
+    }
+
+    async fn vitals(&self, device_id: String) -> Result<Option<LatestVitals>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT vitals::text FROM alert_device_state WHERE device_id = $1",
+                &[&device_id],
+            )
+            .await
+            .map_err(pg)?;
+        match row.and_then(|row| row.get::<_, Option<String>>(0)) {
+            Some(text) => Ok(Some(
+                serde_json::from_str(&text).map_err(|err| invalid("NEWS2 window", err))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn devices_without_state(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT d.device_id FROM devices d \
+                 WHERE d.active AND d.last_seen IS NOT NULL AND NOT EXISTS \
+                 (SELECT 1 FROM alert_device_state s WHERE s.device_id = d.device_id) \
+                 ORDER BY d.device_id LIMIT $1",
+                &[&limit],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
