@@ -110,6 +110,9 @@ pub struct AlertService {
     /// Set when the store keeps the engine's state for every node (PostgreSQL): the
     /// in-memory engine then stays empty and `shared.rs` does the work.
     shared: Option<Arc<shared::SharedParts>>,
+    /// On the shared path: committed readings waiting for their evaluation (one task
+    /// evaluates them in commit order, several batches per transaction when they queue up).
+    evaluations: Option<mpsc::Sender<Vec<Committed>>>,
 }
 
 impl AlertService {
@@ -174,6 +177,13 @@ impl AlertService {
         checks.load(&store.thresholds(None).await.context("loading thresholds")?);
 
         let (persist, persist_rx) = mpsc::channel(PERSIST_QUEUE);
+        let (evaluations, evaluations_rx) = match &shared {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(shared::EVALUATION_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let webhooks = Webhooks::start(
             config.webhooks.clone(),
             config.webhook_delivery.clone(),
@@ -195,8 +205,12 @@ impl AlertService {
             webhooks,
             known: SyncMutex::new(known),
             shared,
+            evaluations,
         });
         tasks.spawn(persister(Arc::clone(&store), persist_rx, shutdown.clone()));
+        if let Some(rx) = evaluations_rx {
+            tasks.spawn(Arc::clone(&service).shared_evaluator(rx, shutdown.clone()));
+        }
         if service.shared.is_none() {
             // On the shared path the timers run on the leader (`cluster::leader`).
             tasks.spawn(Arc::clone(&service).timer(shutdown.clone()));
@@ -224,8 +238,15 @@ impl AlertService {
         if items.is_empty() {
             return;
         }
-        if self.shared.is_some() {
-            return self.shared_after_commit(items).await;
+        if let Some(evaluations) = &self.evaluations {
+            // Acknowledgements do not wait for the evaluation; a full queue slows ingest.
+            if evaluations.send(items).await.is_err() {
+                tracing::error!(
+                    event = "alerts.not_evaluated",
+                    message = "Committed readings not evaluated for alerts: the alert service is stopping."
+                );
+            }
+            return;
         }
         // Registry look-ups happen before the engine lock is taken.
         let mut intervals = Vec::new();

@@ -5,8 +5,10 @@
 //! order), its registry interval and threshold overrides read under the lock, the pure core
 //! engine built from the rows it touches and run, its transitions and the new rows written,
 //! commit; only then are the transitions published on the local event bus and handed to the
-//! webhooks. Readings are evaluated right after their own commit, in the order this node
-//! committed them (one evaluation at a time per node, as the in-memory engine's lock does);
+//! webhooks. Readings are queued for evaluation right after their own commit (their
+//! acknowledgement does not wait for it) and evaluated in the order this node committed them
+//! (one evaluation at a time per node, as the in-memory engine's lock does; batches that
+//! queued up meanwhile share one transaction);
 //! readings of one device committed by two nodes are evaluated in the order their
 //! evaluations take the device's row, which is the order one node would have seen them in
 //! had they arrived there. The engine itself never links two devices, so an engine holding
@@ -33,6 +35,10 @@ use vitalwatch_core::news2::LatestVitals;
 use vitalwatch_core::rules::RuleSet;
 use vitalwatch_core::telemetry::{DeviceId, FieldSet, Timestamp};
 
+/// Batches of committed readings waiting for their evaluation; when full, ingest waits.
+pub(super) const EVALUATION_QUEUE: usize = 256;
+/// Readings one evaluation takes from the queue at most (one transaction).
+const MAX_EVALUATION: usize = 4096;
 /// Devices one timer pass evaluates per transaction.
 const TICK_BATCH: usize = 64;
 /// Attempts at an evaluation the database could not take (it is away or failing over).
@@ -236,6 +242,30 @@ impl AlertService {
         }
     }
 
+    /// Evaluates committed readings in the order they were queued, merging what queued up
+    /// meanwhile into one transaction; at shutdown, evaluates what is queued.
+    pub(super) async fn shared_evaluator(
+        self: std::sync::Arc<Self>,
+        mut queue: tokio::sync::mpsc::Receiver<Vec<Committed>>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                items = queue.recv() => match items {
+                    Some(items) => items,
+                    None => return,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            self.shared_after_commit(take_more(first, &mut queue)).await;
+        }
+        queue.close();
+        while let Some(first) = queue.recv().await {
+            self.shared_after_commit(take_more(first, &mut queue)).await;
+        }
+    }
+
     /// [`AlertService::after_commit`] on the shared path.
     pub(super) async fn shared_after_commit(&self, items: Vec<Committed>) {
         let Some(parts) = self.shared.clone() else {
@@ -389,6 +419,20 @@ impl AlertService {
         };
         Some((vitals, interval))
     }
+}
+
+/// `first` and whatever else is already queued, up to [`MAX_EVALUATION`] readings.
+fn take_more(
+    mut items: Vec<Committed>,
+    queue: &mut tokio::sync::mpsc::Receiver<Vec<Committed>>,
+) -> Vec<Committed> {
+    while items.len() < MAX_EVALUATION {
+        match queue.try_recv() {
+            Ok(more) => items.extend(more),
+            Err(_) => break,
+        }
+    }
+    items
 }
 
 /// The site rules and settings a shared evaluation needs (unused fields stay cheap to hold).

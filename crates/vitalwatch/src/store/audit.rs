@@ -345,6 +345,17 @@ pub fn anchors_path(data_dir: &std::path::Path) -> std::path::PathBuf {
 /// Appends an anchor (the file is created 0600).
 pub fn append_anchor(path: &std::path::Path, anchor: &Anchor) -> std::io::Result<()> {
     use std::io::Write;
+    // On PostgreSQL nothing else creates the data directory: the anchors may be its first file.
+    if let Some(dir) = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
