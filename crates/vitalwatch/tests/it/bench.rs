@@ -58,8 +58,11 @@ fn bench_ingest_drives_the_load_with_mosquitto_pub_processes() {
             "60",
         ],
     );
-    assert!(ok, "bench ingest --clients mosquitto_pub failed:\n{out}\n{err}");
-    assert!(out.contains("clients mosquitto_pub -l -q 1"), "{out}");
+    assert!(
+        ok,
+        "bench ingest --clients mosquitto_pub failed:\n{out}\n{err}"
+    );
+    assert!(out.contains("mosquitto_pub -l -q 1 clients"), "{out}");
     // Both systems ran and counted every reading: a rate is printed for each, and the
     // ratio table names the peer that was not given.
     for label in [

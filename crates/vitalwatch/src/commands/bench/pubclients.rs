@@ -9,7 +9,7 @@
 //! handshakes and process start-ups are not timed) and stops when the last process has exited
 //! after its stdin closed (mosquitto_pub waits for its last PUBACK) and everything is counted.
 
-use super::ingest::{IngestArgs, LoadResult, TOPIC, reading_json};
+use super::ingest::{CONCURRENT_HANDSHAKES, IngestArgs, LoadResult, TOPIC, reading_json};
 use super::peers::{ChildGuard, sample};
 use crate::pki::CertsDir;
 use anyhow::{Context, bail};
@@ -32,37 +32,37 @@ pub fn drive(
     let per_device = options.readings / n_devices;
     let base = count()?;
     let mut children = Vec::with_capacity(ids.len());
-    for id in ids {
-        let child = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-l"])
-            .args(["-t", TOPIC, "-i", id])
-            .arg("--cafile")
-            .arg(certs.ca_cert())
-            .arg("--cert")
-            .arg(certs.device_cert(id))
-            .arg("--key")
-            .arg(certs.device_key(id))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting mosquitto_pub (apt-get install mosquitto-clients)")?;
-        children.push(ChildGuard(Some(child)));
+    let mut stdins = Vec::with_capacity(ids.len());
+    // Started a few at a time (the brokers bound concurrent TLS handshakes per address), each
+    // wave's warm-up reading (number 0) counted before the next; the timed readings are
+    // 1..=per_device.
+    for wave in ids.chunks(CONCURRENT_HANDSHAKES) {
+        for id in wave {
+            let mut child = Command::new("mosquitto_pub")
+                // By name: mosquitto_pub matches the host against the certificate's DNS
+                // names only (the server certificate names localhost).
+                .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1", "-l"])
+                .args(["-t", TOPIC, "-i", id])
+                .arg("--cafile")
+                .arg(certs.ca_cert())
+                .arg("--cert")
+                .arg(certs.device_cert(id))
+                .arg("--key")
+                .arg(certs.device_key(id))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting mosquitto_pub (apt-get install mosquitto-clients)")?;
+            let mut stdin = child.stdin.take().context("mosquitto_pub has no stdin")?;
+            children.push(ChildGuard(Some(child)));
+            writeln!(stdin, "{}", reading_json(id, 0))?;
+            stdin.flush()?;
+            stdins.push(stdin);
+        }
+        wait_for(count, base + children.len() as u64, deadline, &mut children)
+            .context("waiting for every mosquitto_pub's warm-up reading")?;
     }
-    // One warm-up reading each (number 0); the timed readings are 1..=per_device.
-    let mut stdins = Vec::with_capacity(children.len());
-    for (id, child) in ids.iter().zip(children.iter_mut()) {
-        let mut stdin = child
-            .0
-            .as_mut()
-            .and_then(|c| c.stdin.take())
-            .context("mosquitto_pub has no stdin")?;
-        writeln!(stdin, "{}", reading_json(id, 0))?;
-        stdin.flush()?;
-        stdins.push(stdin);
-    }
-    wait_for(count, base + n_devices, deadline, &mut children)
-        .context("waiting for every mosquitto_pub's warm-up reading")?;
 
     let gap =
         (options.rate > 0).then(|| Duration::from_secs_f64(n_devices as f64 / options.rate as f64));
