@@ -71,6 +71,15 @@ fn scoring(c: &mut Criterion) {
             black_box(model.score(black_box(&batch[idx])))
         })
     });
+    // The previous node layout (16-byte nodes, f64 thresholds), same forest, same run.
+    let reference = model.reference_scorer();
+    group.bench_function("one_reading_100_trees_reference_layout", |b| {
+        let mut idx = 0;
+        b.iter(|| {
+            idx = (idx + 1) % batch.len();
+            black_box(reference.score(black_box(&batch[idx])))
+        })
+    });
     group.throughput(Throughput::Elements(batch.len() as u64));
     let mut out = Vec::with_capacity(batch.len());
     group.bench_function("batch_1000_100_trees", |b| {
@@ -165,6 +174,34 @@ fn human(seconds: f64) -> String {
     } else {
         format!("{seconds:.2} s")
     }
+}
+
+/// Prints the compact node layout against the previous one, measured in this run.
+fn compare_layouts(started: SystemTime) {
+    let dir = criterion_dir();
+    let (Some(new), Some(old)) = (
+        ours(&dir, "score", "one_reading_100_trees", started),
+        ours(
+            &dir,
+            "score",
+            "one_reading_100_trees_reference_layout",
+            started,
+        ),
+    ) else {
+        return;
+    };
+    println!();
+    println!("| score one reading, 100 trees | per reading | ratio |");
+    println!("|---|---:|---:|");
+    println!(
+        "| previous layout (16-byte nodes, f64 thresholds) | {} | 1.00× |",
+        human(old)
+    );
+    println!(
+        "| compact layout (8-byte nodes, f32 thresholds, exact ties) | {} | {:.2}× faster |",
+        human(new),
+        old / new
+    );
 }
 
 /// Prints our numbers beside scikit-learn's, per element, with the ratio.
@@ -269,6 +306,7 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     // `cargo bench` passes --bench; `cargo test` runs each bench once without it.
     if std::env::args().any(|arg| arg == "--bench") {
+        compare_layouts(started);
         compare_with_sklearn(started);
     }
 }

@@ -183,23 +183,71 @@ pub(crate) fn subsample<R: Rng + ?Sized>(rng: &mut R, n_rows: usize, amount: usi
     picked
 }
 
-/// A compiled node: 16 bytes. Rows with `x[feature] <= threshold` go to `left`, the others to
-/// `left + 1`. A leaf points `left` at itself with a threshold of +∞, so every row stays put:
-/// scoring can then walk every tree a fixed number of steps with no data-dependent branch (a
-/// mispredicted branch per level cost 3 µs per reading; the fixed walk lets the CPU overlap
-/// trees).
+/// A compiled node: 8 bytes. Rows go right (to `left + 1`) when `x[feature] > threshold`,
+/// left otherwise. The threshold is kept as `low`, the largest `f32` at or below it, and the
+/// comparison is made on the input rounded down to `f32` the same way: rounding down is
+/// monotone, so `rd(x) > low` implies `x > threshold` and `rd(x) < low` implies the opposite;
+/// only `rd(x) == low` (the input within one `f32` step of the split) is decided by the exact
+/// `f64` threshold, read from a side array. Scores are therefore exactly those of the `f64`
+/// comparison, with half the memory per node (the forest fits a core's L2 cache).
+///
+/// A leaf points `left` at itself with `low = +∞` (and an exact threshold of +∞), so every row
+/// stays put: scoring can then walk every tree a fixed number of steps with no data-dependent
+/// branch (a mispredicted branch per level cost 3 µs per reading; the fixed walk lets the CPU
+/// overlap trees).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Node {
-    threshold: f64,
-    feature: u32,
-    left: u32,
+    low: f32,
+    /// `left << FEATURE_BITS | feature`.
+    packed: u32,
+}
+
+/// Split features fit in the low bits of [`Node::packed`].
+const FEATURE_BITS: u32 = 3;
+/// The most features a split may name (8; the model has at most `MAX_FEATURES`, also 8).
+pub(crate) const MAX_SPLIT_FEATURES: usize = 1 << FEATURE_BITS;
+const FEATURE_MASK: u32 = (1 << FEATURE_BITS) - 1;
+/// The most nodes a compiled forest may have (node indices fit the rest of `packed`).
+const MAX_FOREST_NODES: usize = 1 << (32 - FEATURE_BITS);
+
+impl Node {
+    fn split(threshold: f64, feature: u32, left: u32) -> Node {
+        Node {
+            low: round_down(threshold),
+            packed: (left << FEATURE_BITS) | feature,
+        }
+    }
+
+    fn leaf(at: u32) -> Node {
+        Node {
+            low: f32::INFINITY,
+            packed: at << FEATURE_BITS,
+        }
+    }
+
+    fn feature(self) -> usize {
+        (self.packed & FEATURE_MASK) as usize
+    }
+
+    fn left(self) -> usize {
+        (self.packed >> FEATURE_BITS) as usize
+    }
+}
+
+/// The largest `f32` at or below `x` (−∞ below `f32`'s range; NaN stays NaN).
+fn round_down(x: f64) -> f32 {
+    let near = x as f32;
+    if f64::from(near) > x {
+        near.next_down()
+    } else {
+        near
+    }
 }
 
 /// A placeholder until the node is compiled.
 const UNSET: Node = Node {
-    threshold: f64::INFINITY,
-    feature: 0,
-    left: 0,
+    low: f32::INFINITY,
+    packed: 0,
 };
 
 /// Why a file tree cannot be compiled.
@@ -217,6 +265,8 @@ pub(crate) enum TreeDefect {
     NonFiniteThreshold,
     TooDeep,
     BadLeafCount,
+    /// More nodes in the whole forest than a compiled node can index (2^29).
+    ForestTooLarge,
 }
 
 impl TreeDefect {
@@ -233,6 +283,7 @@ impl TreeDefect {
             TreeDefect::NonFiniteThreshold => "a split threshold is not finite",
             TreeDefect::TooDeep => "a tree is deeper than the height limit",
             TreeDefect::BadLeafCount => "a leaf's sample count is 0 or above the sample size",
+            TreeDefect::ForestTooLarge => "the forest has more than 2^29 nodes in all",
         }
     }
 }
@@ -241,6 +292,9 @@ impl TreeDefect {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Forest {
     nodes: Vec<Node>,
+    /// Each node's exact threshold (+∞ at leaves), read only when the input rounds to the
+    /// node's `f32` threshold.
+    exact: Vec<f64>,
     /// For a leaf, its whole path length `depth + c(n_samples)`; 0 for a split.
     path_length: Vec<f64>,
     /// The deepest leaf's depth: the number of steps a walk takes.
@@ -263,7 +317,11 @@ impl Forest {
         let limit = height_limit(sample_size);
         let max_nodes = 2 * sample_size.max(1) as usize - 1;
         let total: usize = trees.iter().map(TreeFile::len).sum();
+        if total > MAX_FOREST_NODES {
+            return Err((trees.len().saturating_sub(1), TreeDefect::ForestTooLarge));
+        }
         let mut nodes = Vec::with_capacity(total);
+        let mut exact = Vec::with_capacity(total);
         let mut path_length = Vec::with_capacity(total);
         let mut max_depth = 0;
         let mut roots = Vec::with_capacity(trees.len());
@@ -294,6 +352,7 @@ impl Forest {
             let root = nodes.len();
             roots.push(root as u32);
             nodes.push(UNSET);
+            exact.push(f64::INFINITY);
             path_length.push(0.0);
             queue.clear();
             // (index in the file tree, index in `nodes`, depth)
@@ -308,11 +367,7 @@ impl Forest {
                     if n == 0 || n > sample_size {
                         return Err((tree_idx, TreeDefect::BadLeafCount));
                     }
-                    nodes[out_idx] = Node {
-                        threshold: f64::INFINITY,
-                        feature: 0,
-                        left: out_idx as u32,
-                    };
+                    nodes[out_idx] = Node::leaf(out_idx as u32);
                     path_length[out_idx] = f64::from(depth) + average_path_length(n);
                     max_depth = max_depth.max(depth);
                     continue;
@@ -321,7 +376,7 @@ impl Forest {
                     return Err((tree_idx, TreeDefect::HalfLeaf));
                 }
                 let feature = tree.feature[file_idx];
-                if feature < 0 || feature as usize >= n_features {
+                if feature < 0 || feature as usize >= n_features.min(MAX_SPLIT_FEATURES) {
                     return Err((tree_idx, TreeDefect::FeatureOutOfRange));
                 }
                 let threshold = tree.threshold[file_idx];
@@ -329,11 +384,8 @@ impl Forest {
                     return Err((tree_idx, TreeDefect::NonFiniteThreshold));
                 }
                 let out_left = nodes.len();
-                nodes[out_idx] = Node {
-                    threshold,
-                    feature: feature as u32,
-                    left: out_left as u32,
-                };
+                nodes[out_idx] = Node::split(threshold, feature as u32, out_left as u32);
+                exact[out_idx] = threshold;
                 for (child, out_child) in [(left, out_left), (right, out_left + 1)] {
                     let child = usize::try_from(child)
                         .ok()
@@ -343,6 +395,7 @@ impl Forest {
                         return Err((tree_idx, TreeDefect::NodeReachedTwice));
                     }
                     nodes.push(UNSET);
+                    exact.push(f64::INFINITY);
                     path_length.push(0.0);
                     queue.push_back((child, out_child, depth + 1));
                 }
@@ -353,6 +406,7 @@ impl Forest {
         }
         Ok(Forest {
             nodes,
+            exact,
             path_length,
             depth: max_depth,
             roots,
@@ -366,9 +420,22 @@ impl Forest {
         // Walk `LANES` trees in lockstep: their loads are independent, so the CPU overlaps
         // them instead of waiting on one chain of dependent loads.
         const LANES: usize = 8;
+        let mut exact_x = [0.0f64; MAX_SPLIT_FEATURES];
+        let mut low_x = [0.0f32; MAX_SPLIT_FEATURES];
+        for ((exact, low), value) in exact_x.iter_mut().zip(&mut low_x).zip(x) {
+            *exact = *value;
+            *low = round_down(*value);
+        }
         let step = |idx: usize| {
             let node = self.nodes[idx];
-            node.left as usize + usize::from(x[node.feature as usize] > node.threshold)
+            let value = low_x[node.feature()];
+            // Equal only within one f32 step of the split (and at a leaf for x = +∞).
+            let right = if value == node.low {
+                exact_x[node.feature()] > self.exact[idx]
+            } else {
+                value > node.low
+            };
+            node.left() + usize::from(right)
         };
         let mut total = 0.0;
         let mut chunks = self.roots.chunks_exact(LANES);
@@ -391,6 +458,11 @@ impl Forest {
             }
             total += self.path_length[idx];
         }
+        self.normalise(total)
+    }
+
+    /// s = 2^(−mean/c(ψ)) from the summed path lengths of every tree.
+    fn normalise(&self, total: f64) -> f64 {
         let mean = total / self.roots.len().max(1) as f64;
         if self.c_sample > 0.0 {
             (-mean / self.c_sample).exp2()
@@ -399,8 +471,86 @@ impl Forest {
         }
     }
 
+    /// The same forest in the previous layout (16-byte nodes with `f64` thresholds, compared
+    /// directly): the baseline of the detect bench and of the equality test.
+    pub(crate) fn reference(&self) -> ReferenceForest {
+        let nodes = self
+            .nodes
+            .iter()
+            .zip(&self.exact)
+            .map(|(node, threshold)| WideNode {
+                threshold: *threshold,
+                feature: node.feature() as u32,
+                left: node.left() as u32,
+            })
+            .collect();
+        ReferenceForest {
+            nodes,
+            forest: Forest {
+                nodes: Vec::new(),
+                exact: Vec::new(),
+                path_length: self.path_length.clone(),
+                depth: self.depth,
+                roots: self.roots.clone(),
+                c_sample: self.c_sample,
+            },
+        }
+    }
+
     pub(crate) fn n_nodes(&self) -> usize {
         self.nodes.len()
+    }
+}
+
+/// The node layout before issue 20: 16 bytes, `f64` threshold compared directly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct WideNode {
+    threshold: f64,
+    feature: u32,
+    left: u32,
+}
+
+/// A compiled forest in the previous layout, scored with the previous kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct ReferenceForest {
+    nodes: Vec<WideNode>,
+    /// Roots, depths and leaf path lengths (its own node arrays are empty).
+    forest: Forest,
+}
+
+impl ReferenceForest {
+    pub(crate) fn score(&self, x: &[f64]) -> f64 {
+        const LANES: usize = 8;
+        let step = |idx: usize| {
+            let node = self.nodes[idx];
+            node.left as usize + usize::from(x[node.feature as usize] > node.threshold)
+        };
+        let forest = &self.forest;
+        let mut total = 0.0;
+        let mut chunks = forest.roots.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            let mut idx = [0usize; LANES];
+            for (lane, root) in idx.iter_mut().zip(chunk) {
+                *lane = *root as usize;
+            }
+            for _ in 0..forest.depth {
+                for lane in &mut idx {
+                    *lane = step(*lane);
+                }
+            }
+            total += idx
+                .iter()
+                .map(|lane| forest.path_length[*lane])
+                .sum::<f64>();
+        }
+        for &root in chunks.remainder() {
+            let mut idx = root as usize;
+            for _ in 0..forest.depth {
+                idx = step(idx);
+            }
+            total += forest.path_length[idx];
+        }
+        forest.normalise(total)
     }
 }
 
@@ -450,6 +600,92 @@ mod tests {
         let outlier = forest.score(&[1000.0, 3.0]);
         assert!(outlier > inlier, "outlier {outlier} inlier {inlier}");
         assert!(outlier > 0.0 && outlier <= 1.0);
+    }
+
+    #[test]
+    fn compact_layout_scores_exactly_as_the_f64_layout() {
+        // A 100-tree forest on rows with repeated values and values that round to the same
+        // f32, scored on random points and on every threshold and its f64/f32 neighbours,
+        // where the f32 comparison must fall back to the exact threshold.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let n_rows = 512;
+        let rows: Vec<f64> = (0..n_rows * 3)
+            .map(|i| match i % 3 {
+                0 => rng.random_range(-3.0..3.0),
+                1 => 1.0 + f64::from((i % 5) as u32) * 1e-9,
+                _ => f64::from((i % 11) as u32),
+            })
+            .collect();
+        let trees: Vec<TreeFile> = (0..100)
+            .map(|_| {
+                let mut sample = subsample(&mut rng, n_rows, 256);
+                grow_tree(&rows, 3, &mut sample, height_limit(256), &mut rng)
+            })
+            .collect();
+        let forest = Forest::compile(&trees, 3, 256).expect("grown trees are valid");
+        let reference = forest.reference();
+        let mut points: Vec<[f64; 3]> = (0..2000)
+            .map(|_| {
+                [
+                    rng.random_range(-4.0..4.0),
+                    rng.random_range(0.999_999..1.000_001),
+                    rng.random_range(-1.0..12.0),
+                ]
+            })
+            .collect();
+        let mut ties = 0;
+        for (node, threshold) in forest.nodes.iter().zip(&forest.exact) {
+            if !threshold.is_finite() {
+                continue;
+            }
+            let low = f64::from(node.low);
+            for value in [
+                *threshold,
+                threshold.next_up(),
+                threshold.next_down(),
+                low,
+                f64::from(node.low.next_up()),
+                low.next_down(),
+            ] {
+                let mut point = [0.5, 1.0, 5.0];
+                point[node.feature()] = value;
+                ties += usize::from(round_down(value) == node.low);
+                points.push(point);
+            }
+        }
+        for special in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -1e300] {
+            points.push([special, special, special]);
+        }
+        assert!(ties > 1000, "the f32 tie path was exercised {ties} times");
+        for point in &points {
+            let (new, old) = (forest.score(point), reference.score(point));
+            assert!(
+                new.to_bits() == old.to_bits() || (new.is_nan() && old.is_nan()),
+                "{point:?}: compact {new} vs f64 layout {old}"
+            );
+        }
+    }
+
+    #[test]
+    fn round_down_is_the_largest_f32_at_or_below() {
+        for x in [
+            0.1,
+            -0.1,
+            1.0,
+            1e-40,
+            -1e-40,
+            3.4e38,
+            1e39,
+            -1e39,
+            16_777_217.0,
+        ] {
+            let low = round_down(x);
+            assert!(f64::from(low) <= x, "{x}");
+            assert!(f64::from(low.next_up()) > x, "{x}");
+        }
+        assert_eq!(round_down(f64::INFINITY), f32::INFINITY);
+        assert_eq!(round_down(f64::NEG_INFINITY), f32::NEG_INFINITY);
+        assert!(round_down(f64::NAN).is_nan());
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use dataset::{CsvError, Dataset, DatasetError, LABEL_COLUMN};
 pub use feature::{Feature, FeatureVec, MAX_FEATURES, extract};
 pub use format::{DEFAULT_MAX_MODEL_BYTES, FORMAT, ModelError, VERSION};
 pub use iforest::{MAX_SAMPLE_SIZE, MAX_TREES};
-pub use model::{Model, ModelInfo, Score};
+pub use model::{Model, ModelInfo, ReferenceScorer, Score};
 pub use rf::RfMetrics;
 pub use synth::{Injected, PopulationOptions, labelled_test_set, normal_population};
 pub use train::{DEFAULT_CONTAMINATION, Progress, Stage, TrainError, TrainOptions, train};

@@ -8,12 +8,15 @@
 
 use super::dataset::Dataset;
 use super::explain;
-use super::feature::{Feature, FeatureVec, extract};
-use super::iforest::{Forest, TreeFile};
+use super::feature::{Feature, FeatureVec, MAX_FEATURES, extract};
+use super::iforest::{Forest, ReferenceForest, TreeFile};
 use super::rf::RandomForest;
 use super::scaler::{Scaler, TypicalRange};
 use crate::telemetry::{Reading, Timestamp};
 use std::fmt;
+
+// Every model feature can be a split feature of the compiled forest.
+const _: () = assert!(MAX_FEATURES <= super::iforest::MAX_SPLIT_FEATURES);
 
 /// One reading's anomaly score.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,6 +26,26 @@ pub struct Score {
     pub value: f64,
     /// Whether `value` is above the model's threshold.
     pub is_anomaly: bool,
+}
+
+/// A model scored with its forest in the previous node layout (see
+/// [`Model::reference_scorer`]); gives the same scores, only slower.
+#[doc(hidden)]
+pub struct ReferenceScorer<'a> {
+    model: &'a Model,
+    forest: ReferenceForest,
+}
+
+impl ReferenceScorer<'_> {
+    pub fn score(&self, reading: &Reading) -> Option<Score> {
+        let mut scaled = extract(&self.model.features, reading)?;
+        self.model.scaler.transform(scaled.as_mut_slice());
+        let value = self.forest.score(scaled.as_slice());
+        Some(Score {
+            value,
+            is_anomaly: value > self.model.threshold,
+        })
+    }
 }
 
 /// A trained model. Build one with [`super::train`] or [`Model::from_bytes`].
@@ -90,6 +113,16 @@ impl Model {
         Score {
             value,
             is_anomaly: value > self.threshold,
+        }
+    }
+
+    /// This model's isolation forest in the node layout used before issue 20 (16-byte nodes,
+    /// `f64` thresholds), for the detect bench's same-run baseline. Not for production use.
+    #[doc(hidden)]
+    pub fn reference_scorer(&self) -> ReferenceScorer<'_> {
+        ReferenceScorer {
+            model: self,
+            forest: self.forest.reference(),
         }
     }
 

@@ -362,7 +362,14 @@ impl AlertService {
         }
         self.announce(&transitions, now);
         let job = PersistJob { transitions, done };
-        if self.persist.send(job).await.is_err() {
+        // The caller holds the engine lock: queue without awaiting when there is room, so
+        // the lock waits on the persister only when its queue is full (backpressure).
+        let sent = match self.persist.try_send(job) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(job)) => self.persist.send(job).await.is_ok(),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if !sent {
             tracing::error!(
                 event = "alerts.not_persisted",
                 message = "Alert transitions not persisted: the store is closing."

@@ -13,6 +13,8 @@
 //! The server child inherits the environment, so `VITALWATCH_CONFIG=FILE` benchmarks a
 //! configuration other than the defaults (its data and certs directories are overridden).
 
+use super::peers::{self, ChildGuard, ProcSample, cpu_percent, cpu_us_per_message, sample};
+use super::pubclients;
 use crate::pki::{self, CertsDir};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -22,9 +24,10 @@ use rumqttc::{
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
 
@@ -56,6 +59,24 @@ pub struct IngestArgs {
     /// afterwards), beside the same run on SQLite.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
+    /// Also measure rumqttd (the binary at PATH, built with its `verify-client-cert` feature)
+    /// forwarding the same load to one subscriber, like Mosquitto.
+    #[arg(long, value_name = "PATH")]
+    pub rumqttd: Option<PathBuf>,
+    /// Which clients drive the load: the built-in rumqttc generator (reports PUBACK latency),
+    /// or one Debian `mosquitto_pub -l -q 1` process per device (counted at the receiving end).
+    #[arg(long, value_enum, default_value_t = Clients::Rumqttc)]
+    pub clients: Clients,
+}
+
+/// The load generator of `bench ingest --clients`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clients {
+    /// Built-in rumqttc clients, one task per device.
+    Rumqttc,
+    /// One `mosquitto_pub -l -q 1` process per device.
+    #[value(name = "mosquitto_pub")]
+    MosquittoPub,
 }
 
 impl IngestArgs {
@@ -65,87 +86,11 @@ impl IngestArgs {
     }
 }
 
-/// Linux's USER_HZ, the unit of `/proc/<pid>/stat` CPU times (100 on every mainstream
-/// architecture; reading it with sysconf would need libc).
-const CLOCK_TICKS_PER_S: f64 = 100.0;
-const TOPIC: &str = "/iot/health";
-
-/// CPU time and resident memory of a process.
-#[derive(Clone, Copy, Debug)]
-struct ProcSample {
-    cpu_s: f64,
-    rss_kb: u64,
-    at: Instant,
-}
-
-fn sample(pid: u32) -> anyhow::Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
-    // are fields 14 and 15.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("unexpected /proc stat format")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields.get(i).context("short /proc stat")?.parse::<u64>()? as f64)
-    };
-    let cpu_s = (ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_S;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kb = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc status")?;
-    Ok(ProcSample {
-        cpu_s,
-        rss_kb,
-        at: Instant::now(),
-    })
-}
-
-fn cpu_percent(before: ProcSample, after: ProcSample) -> f64 {
-    let wall = after.at.duration_since(before.at).as_secs_f64();
-    100.0 * (after.cpu_s - before.cpu_s) / wall.max(1e-9)
-}
-
-/// A child process killed (SIGKILL) when dropped, unless it was stopped first.
-struct ChildGuard(Option<Child>);
-
-impl ChildGuard {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    /// SIGTERM, then wait (bounded).
-    fn terminate(mut self, within: Duration) {
-        if let Some(mut child) = self.0.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + within;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+pub(super) const TOPIC: &str = "/iot/health";
+/// TLS handshakes the bench runs at once: the brokers bound concurrent handshakes per client
+/// address (VitalWatch closes the 17th from one address before its handshake), and every
+/// simulated device comes from 127.0.0.1.
+pub(super) const CONCURRENT_HANDSHAKES: usize = 8;
 
 /// One device's credentials, loaded once.
 #[derive(Clone)]
@@ -155,12 +100,12 @@ struct Device {
 }
 
 /// What a load run measured.
-struct LoadResult {
-    acked: u64,
-    elapsed: Duration,
-    /// Publish written → PUBACK received, per message.
-    latencies: Vec<Duration>,
-    server: (ProcSample, ProcSample),
+pub(super) struct LoadResult {
+    pub(super) acked: u64,
+    pub(super) elapsed: Duration,
+    /// Publish written → PUBACK received, per message (empty when the clients cannot tell).
+    pub(super) latencies: Vec<Duration>,
+    pub(super) server: (ProcSample, ProcSample),
 }
 
 impl LoadResult {
@@ -218,9 +163,19 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
     };
     crate::commands::train::train_small_if_missing(&model, &train_config).await?;
 
+    let bench = Bench {
+        options: &options,
+        certs: &certs,
+        ids: &ids,
+        devices: &devices,
+        subscriber: &subscriber,
+    };
+
     // VitalWatch.
     let (server, api, mqtts) = start_server(dir.path(), &certs, &model, None)?;
-    let ours = drive(mqtts.port(), &devices, &options, server.pid(), None).await?;
+    let ours = bench
+        .load(mqtts.port(), server.pid(), Receiver::Server(api))
+        .await?;
     let health = health(api, &certs)?;
     anyhow::ensure!(
         health["model_loaded"] == serde_json::Value::Bool(true),
@@ -244,9 +199,11 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
         Some(url) => {
             let scratch = super::postgres::Scratch::create(url, 0).await?;
             let res = async {
-                let (server, _, mqtts) =
+                let (server, api, mqtts) =
                     start_server(&dir.path().join("pg"), &certs, &model, Some(&scratch.url))?;
-                let result = drive(mqtts.port(), &devices, &options, server.pid(), None).await;
+                let result = bench
+                    .load(mqtts.port(), server.pid(), Receiver::Server(api))
+                    .await;
                 server.terminate(Duration::from_secs(30));
                 result
             }
@@ -268,16 +225,31 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
     };
 
     // Mosquitto forwarding the same load to one subscriber.
-    let theirs = if !options.no_mosquitto {
-        let (mosquitto, port) = start_mosquitto(dir.path(), &certs)?;
-        let result = drive(port, &devices, &options, mosquitto.pid(), Some(&subscriber)).await?;
+    let mosquitto = if !options.no_mosquitto {
+        let (mosquitto, port) = peers::start_mosquitto(dir.path(), &certs)?;
+        let result = bench
+            .load(port, mosquitto.pid(), Receiver::Subscriber)
+            .await?;
         mosquitto.terminate(Duration::from_secs(10));
         Some(result)
     } else {
         None
     };
 
-    report(&options, &ours, theirs.as_ref(), idle);
+    // rumqttd, the same way, when installed.
+    let rumqttd = match &options.rumqttd {
+        Some(exe) => {
+            let (rumqttd, port) = peers::start_rumqttd(exe, dir.path(), &certs)?;
+            let result = bench
+                .load(port, rumqttd.pid(), Receiver::Subscriber)
+                .await?;
+            rumqttd.terminate(Duration::from_secs(10));
+            Some(result)
+        }
+        None => None,
+    };
+
+    report(&options, &ours, mosquitto.as_ref(), rumqttd.as_ref(), idle);
     if let Some(pg) = on_postgres {
         let mut sorted = pg.latencies.clone();
         sorted.sort_unstable();
@@ -292,17 +264,79 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a run's readings are counted when the clients cannot see acknowledgements.
+#[derive(Clone, Copy)]
+enum Receiver {
+    /// VitalWatch's `/health` stored count (a PUBACK means committed).
+    Server(SocketAddr),
+    /// The one QoS 1 subscriber of a forwarding broker.
+    Subscriber,
+}
+
+/// What every load run shares: the options, the PKI and the simulated devices.
+struct Bench<'a> {
+    options: &'a IngestArgs,
+    certs: &'a CertsDir,
+    ids: &'a [String],
+    devices: &'a [Device],
+    subscriber: &'a Device,
+}
+
+impl Bench<'_> {
+    /// One load run against the broker on `port` (process `pid`) with the chosen clients.
+    async fn load(&self, port: u16, pid: u32, receiver: Receiver) -> anyhow::Result<LoadResult> {
+        let options = self.options;
+        let subscriber = matches!(receiver, Receiver::Subscriber).then_some(self.subscriber);
+        if options.clients == Clients::Rumqttc {
+            return drive(port, self.devices, options, pid, subscriber).await;
+        }
+        let (certs, ids) = (self.certs, self.ids);
+        match receiver {
+            Receiver::Server(api) => tokio::task::block_in_place(|| {
+                let stored = || -> anyhow::Result<u64> {
+                    health(api, certs)?["readings"]["stored"]
+                        .as_u64()
+                        .context("/health has no readings.stored")
+                };
+                pubclients::drive(port, certs, ids, options, pid, &stored)
+            }),
+            Receiver::Subscriber => {
+                let deadline = tokio::time::Instant::now() + options.max_time();
+                let n = ids.len() as u64;
+                // Every device's share plus its warm-up reading.
+                let total = n * (options.readings / n + 1);
+                let (counter, task) =
+                    start_subscriber(port, self.subscriber, total, deadline).await?;
+                let result = tokio::task::block_in_place(|| {
+                    let seen = || -> anyhow::Result<u64> { Ok(counter.load(Ordering::Relaxed)) };
+                    pubclients::drive(port, certs, ids, options, pid, &seen)
+                });
+                task.abort();
+                result
+            }
+        }
+    }
+}
+
 fn report(
     options: &IngestArgs,
     ours: &LoadResult,
-    theirs: Option<&LoadResult>,
+    mosquitto: Option<&LoadResult>,
+    rumqttd: Option<&LoadResult>,
     idle: Option<IdleResult>,
 ) {
     println!(
-        "MQTT over TLS (mutual, ECDSA P-256), QoS 1: {} devices, {} readings, {} in flight per device, offered rate {}",
+        "MQTT over TLS (mutual, ECDSA P-256), QoS 1: {} devices, {} readings, {} clients{}, offered rate {}",
         options.devices,
         options.readings,
-        options.inflight,
+        match options.clients {
+            Clients::Rumqttc => "rumqttc",
+            Clients::MosquittoPub => "mosquitto_pub -l -q 1",
+        },
+        match options.clients {
+            Clients::Rumqttc => format!(" ({} in flight per device)", options.inflight),
+            Clients::MosquittoPub => String::new(),
+        },
         if options.rate > 0 {
             format!("{}/s", options.rate)
         } else {
@@ -310,28 +344,70 @@ fn report(
         }
     );
     println!(
-        "{:<44} {:>11} {:>9} {:>9} {:>7} {:>8}",
-        "run", "readings/s", "p50 ms", "p99 ms", "CPU %", "RSS MB"
+        "{:<46} {:>10} {:>8} {:>8} {:>6} {:>10} {:>7}",
+        "run", "msg/s", "p50 ms", "p99 ms", "CPU %", "CPU us/msg", "RSS MB"
     );
     let row = |label: &str, result: &LoadResult| {
         let mut sorted = result.latencies.clone();
         sorted.sort_unstable();
+        let ms = |p: f64| {
+            let v = percentile(&sorted, p);
+            if v.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{v:.2}")
+            }
+        };
         println!(
-            "{:<44} {:>11.0} {:>9.2} {:>9.2} {:>7.0} {:>8.1}",
+            "{:<46} {:>10.0} {:>8} {:>8} {:>6.0} {:>10.1} {:>7.1}",
             label,
             result.per_second(),
-            percentile(&sorted, 0.50),
-            percentile(&sorted, 0.99),
+            ms(0.50),
+            ms(0.99),
             cpu_percent(result.server.0, result.server.1),
+            cpu_us_per_message(result.server.0, result.server.1, result.acked),
             result.server.1.rss_kb as f64 / 1024.0,
         );
     };
     row("VitalWatch: broker -> commit -> PUBACK", ours);
-    if let Some(theirs) = theirs {
+    if let Some(theirs) = mosquitto {
         row("Mosquitto: broker -> 1 subscriber (no store)", theirs);
+    }
+    if let Some(theirs) = rumqttd {
+        row("rumqttd: broker -> 1 subscriber (no store)", theirs);
+    }
+    println!();
+    println!("{:<62} {:>10} {:>18}", "system", "msg/s", "VitalWatch / it");
+    let ratio_row = |label: &str, result: &LoadResult| {
+        println!(
+            "{:<62} {:>10.0} {:>17.2}x",
+            label,
+            result.per_second(),
+            ours.per_second() / result.per_second().max(1e-9)
+        );
+    };
+    ratio_row(
+        "VitalWatch serve (TLS, rules, model, alerts, SQLite commit)",
+        ours,
+    );
+    match mosquitto {
+        Some(theirs) => ratio_row("Mosquitto (TLS, forward to one QoS 1 subscriber)", theirs),
+        None => println!("Mosquitto: not measured (--no-mosquitto)"),
+    }
+    match rumqttd {
+        Some(theirs) => ratio_row("rumqttd (TLS, forward to one QoS 1 subscriber)", theirs),
+        None => println!("rumqttd: not measured (pass --rumqttd PATH)"),
+    }
+    if let Some(theirs) = mosquitto {
         println!(
             "ratio VitalWatch / Mosquitto: {:.2}x",
-            ours.per_second() / theirs.per_second()
+            ours.per_second() / theirs.per_second().max(1e-9)
+        );
+    }
+    if let Some(theirs) = rumqttd {
+        println!(
+            "ratio VitalWatch / rumqttd: {:.2}x",
+            ours.per_second() / theirs.per_second().max(1e-9)
         );
     }
     if let Some(idle) = idle {
@@ -415,48 +491,6 @@ fn health(api: SocketAddr, certs: &CertsDir) -> anyhow::Result<serde_json::Value
     Ok(response.body_mut().read_json()?)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Debian's Mosquitto with a TLS listener (client certificates required, like ours) and no
-/// queue limit, so a slow subscriber loses nothing.
-fn start_mosquitto(dir: &Path, certs: &CertsDir) -> anyhow::Result<(ChildGuard, u16)> {
-    let state = dir.join("mosquitto");
-    std::fs::create_dir_all(&state)?;
-    let port = free_port()?;
-    let conf = state.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n\
-             log_dest none\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
-             require_certificate true\n",
-            certs.ca_cert().display(),
-            certs.server_cert().display(),
-            certs.server_key().display(),
-        ),
-    )?;
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto (apt-get install mosquitto, or pass --no-mosquitto)")?;
-    let guard = ChildGuard(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("mosquitto did not start listening on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((guard, port))
-}
-
 fn mqtt_options(client_id: &str, port: u16, device: &Device, inflight: u16) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options
@@ -469,7 +503,7 @@ fn mqtt_options(client_id: &str, port: u16, device: &Device, inflight: u16) -> M
     options
 }
 
-fn reading_json(device: &str, n: u64) -> String {
+pub(super) fn reading_json(device: &str, n: u64) -> String {
     // Distinct timestamps per reading of a device, so nothing is deduplicated.
     let ts = 1_767_225_600_000u64 + n;
     format!(
@@ -493,19 +527,31 @@ async fn drive(
     let total = per_device * n_devices;
     let barrier = Arc::new(Barrier::new(devices.len() + 1));
     let received = match subscriber {
-        Some(device) => Some(start_subscriber(port, device, total, deadline).await?),
+        Some(device) => Some(start_subscriber(port, device, total, deadline).await?.1),
         None => None,
     };
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HANDSHAKES));
     let mut tasks = Vec::with_capacity(devices.len());
     for device in devices {
         let device = device.clone();
         let barrier = Arc::clone(&barrier);
+        let handshakes = Arc::clone(&handshakes);
         let inflight = options.inflight;
         // Each device's share of the offered rate, as the gap between its publishes.
         let gap = (options.rate > 0)
             .then(|| Duration::from_secs_f64(n_devices as f64 / options.rate as f64));
         tasks.push(tokio::spawn(async move {
-            publish_all(port, device, per_device, inflight, gap, barrier, deadline).await
+            let permit = handshakes.acquire_owned().await;
+            publish_all(
+                port,
+                device,
+                per_device,
+                inflight,
+                gap,
+                (barrier, permit.ok()),
+                deadline,
+            )
+            .await
         }));
     }
     barrier.wait().await;
@@ -555,7 +601,8 @@ async fn publish_all(
     count: u64,
     inflight: u16,
     gap: Option<Duration>,
-    barrier: Arc<Barrier>,
+    // The start barrier, and the permit to handshake now (released once connected).
+    (barrier, handshake): (Arc<Barrier>, Option<tokio::sync::OwnedSemaphorePermit>),
     deadline: tokio::time::Instant,
 ) -> anyhow::Result<(u64, Vec<Duration>)> {
     let options = mqtt_options(&device.id, port, &device, inflight);
@@ -568,6 +615,7 @@ async fn publish_all(
             Err(_) => break Err(anyhow::anyhow!("{}: connect timed out", device.id)),
         }
     };
+    drop(handshake);
     // Everyone reaches the barrier, connected or not, so a failure cannot hang the others.
     barrier.wait().await;
     connected?;
@@ -613,13 +661,17 @@ async fn publish_all(
     Ok((latencies.len() as u64, latencies))
 }
 
-/// Subscribes (QoS 1) and counts messages until `total` arrived; resolves to (count, when).
+/// Subscribes (QoS 1) and counts messages (also into the returned counter) until `total`
+/// arrived; the task resolves to (count, when).
 async fn start_subscriber(
     port: u16,
     device: &Device,
     total: u64,
     deadline: tokio::time::Instant,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<(u64, Instant)>>> {
+) -> anyhow::Result<(
+    Arc<AtomicU64>,
+    tokio::task::JoinHandle<anyhow::Result<(u64, Instant)>>,
+)> {
     let options = mqtt_options("bench-subscriber", port, device, 100);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client.subscribe(TOPIC, QoS::AtLeastOnce).await?;
@@ -631,19 +683,25 @@ async fn start_subscriber(
             Err(_) => bail!("subscriber: no SUBACK in time"),
         }
     }
-    Ok(tokio::spawn(async move {
+    let counter = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&counter);
+    let task = tokio::spawn(async move {
         let _client = client;
         let mut received = 0;
         while received < total {
             match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::Publish(_)))) => received += 1,
+                Ok(Ok(Event::Incoming(Packet::Publish(_)))) => {
+                    received += 1;
+                    counted.store(received, Ordering::Relaxed);
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => bail!("subscriber: {err}"),
                 Err(_) => break,
             }
         }
         Ok((received, Instant::now()))
-    }))
+    });
+    Ok((counter, task))
 }
 
 struct IdleResult {
@@ -665,7 +723,7 @@ async fn idle_connections(
     let before_kb = sample(server_pid)?.rss_kb;
     let deadline = tokio::time::Instant::now() + options.max_time();
     // Bounded concurrent handshakes, so the listen backlog is not the thing measured.
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(128));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HANDSHAKES));
     let stop = tokio_util::sync::CancellationToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
     let mut tasks = Vec::new();

@@ -3,7 +3,9 @@
 
 pub mod http;
 pub mod ingest;
+mod peers;
 mod postgres;
+mod pubclients;
 
 use clap::{Args, Subcommand};
 
