@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod connections;
+pub mod openmetrics;
 pub mod prometheus;
 
 use serde::Serialize;

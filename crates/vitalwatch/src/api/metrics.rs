@@ -5,10 +5,11 @@
 
 use super::AppState;
 use super::health::readiness;
+use crate::metrics::openmetrics;
 use crate::metrics::prometheus::{self, Snapshot};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use std::path::PathBuf;
 use vitalwatch_core::alerting::Priority;
@@ -22,9 +23,8 @@ pub struct OpsInfo {
     pub store_queue_capacity: u64,
 }
 
-/// The text format 0.0.4, whatever the scraper's `Accept` asks for: metrics-exporter-prometheus
-/// renders no OpenMetrics, and a scraper that prefers `application/openmetrics-text` (as
-/// Prometheus does) accepts 0.0.4 as its fallback. The answer says so explicitly.
+/// The text format 0.0.4, unless the scraper asks for OpenMetrics 1.0 (`Accept:
+/// application/openmetrics-text`, as Prometheus does): then `metrics::openmetrics` rewrites it.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[utoipa::path(
@@ -32,17 +32,23 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
     path = "/metrics",
     tag = "operations",
     responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4 (also when OpenMetrics is asked for: it is not rendered)", content_type = "text/plain", body = String),
+        (status = 200, description = "Prometheus text exposition format 0.0.4, or OpenMetrics 1.0 when `Accept` asks for application/openmetrics-text", content_type = "text/plain", body = String),
         (status = 401, description = "No or an invalid token", body = super::openapi::ErrorBody),
         (status = 403, description = "The token's role may not read metrics", body = super::openapi::ErrorBody),
     )
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snapshot = snapshot(&state).await;
     let text = prometheus::render(state.pipeline.metrics(), &snapshot);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = if openmetrics::wanted(accept) {
+        (openmetrics::CONTENT_TYPE, openmetrics::from_text(&text))
+    } else {
+        (CONTENT_TYPE, text)
+    };
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
-        text,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
     )
         .into_response()
 }

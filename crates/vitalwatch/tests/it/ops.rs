@@ -299,7 +299,8 @@ fn the_exposition_is_valid_labels_hold_no_ids_and_the_dashboard_and_rules_name_r
     let (status, text) = get_with(&live.agent, &url, Some(&live.metrics_token));
     assert_eq!(status, 200, "{text}");
 
-    // A scraper asking for OpenMetrics is answered 0.0.4, and told so.
+    // A scraper asking for OpenMetrics (as Prometheus does) gets OpenMetrics 1.0; the real
+    // Prometheus scrape below parses it.
     let request = ureq::http::Request::builder()
         .uri(&url)
         .header("Authorization", format!("Bearer {}", live.metrics_token))
@@ -309,11 +310,18 @@ fn the_exposition_is_valid_labels_hold_no_ids_and_the_dashboard_and_rules_name_r
         )
         .body(Vec::new())
         .unwrap();
-    let response = live.agent.run(request).unwrap();
+    let mut response = live.agent.run(request).unwrap();
     assert_eq!(
         response.headers()["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
+    let openmetrics = response.body_mut().read_to_string().unwrap();
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(
+        openmetrics.contains("# TYPE vitalwatch_readings_stored counter\n"),
+        "{openmetrics}"
+    );
+    assert!(!openmetrics.contains("\n\n"), "{openmetrics}");
 
     // Plaintext HTTP to the HTTPS port: a TLS failure of the api listener, reason plaintext.
     let failures = |text: &str| {
