@@ -204,8 +204,75 @@ pub fn api_document() -> &'static serde_json::Value {
         let mut doc = serde_json::to_value(build(&super::route_table(false)))
             .expect("the OpenAPI document serialises");
         merge_closed_all_of(&mut doc);
+        type_the_telemetry_body(&mut doc);
         doc
     })
+}
+
+/// `POST /api/telemetry` reads its body with the core decoder, not serde, so its schema is
+/// built here from the same facts the decoder uses: the vitals table (keys, kinds,
+/// plausibility bounds) and the default limits (device id, batch length).
+fn type_the_telemetry_body(doc: &mut serde_json::Value) {
+    use serde_json::{Map, Value, json};
+    use vitalwatch_core::telemetry::{Limits, VITALS, VitalKind};
+    let limits = Limits::default();
+    let mut properties = Map::new();
+    properties.insert(
+        "device_id".into(),
+        json!({"type": "string", "pattern": format!("^[A-Za-z0-9_.:-]{{1,{}}}$", limits.max_device_id_len)}),
+    );
+    properties.insert(
+        "timestamp".into(),
+        json!({"type": ["string", "number", "null"], "description": "RFC 3339, or seconds since the Unix epoch; the server's receipt time when absent"}),
+    );
+    for vital in &VITALS {
+        let description = match vital.unit {
+            "" => vital.label.to_owned(),
+            unit => format!("{} ({unit})", vital.label),
+        };
+        let schema = match (vital.kind, vital.plausible) {
+            (VitalKind::Number, Some(bounds)) => json!({
+                "type": ["number", "null"], "minimum": bounds.min, "maximum": bounds.max,
+                "description": description,
+            }),
+            (VitalKind::Number, None) => {
+                json!({"type": ["number", "null"], "description": description})
+            }
+            (VitalKind::Acvpu, _) => json!({
+                "type": ["string", "null"], "enum": ["A", "C", "V", "P", "U", null],
+                "description": description,
+            }),
+            (VitalKind::Bool, _) => {
+                json!({"type": ["boolean", "null"], "description": description})
+            }
+        };
+        properties.insert(vital.key.into(), schema);
+    }
+    properties.insert(
+        "seq".into(),
+        json!({"type": ["integer", "null"], "minimum": 0, "description": "The device's own sequence number"}),
+    );
+    let reading = json!({
+        "type": "object",
+        "description": "One reading, the seed's JSON object (the extended vitals are optional)",
+        "required": ["device_id"],
+        "properties": Value::Object(properties),
+    });
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("Reading".into(), reading);
+    }
+    let body = json!({"oneOf": [
+        {"$ref": "#/components/schemas/Reading"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Reading"}, "minItems": 1, "maxItems": limits.max_batch_len},
+    ]});
+    if let Some(media) =
+        doc.pointer_mut("/paths/~1api~1telemetry/post/requestBody/content/application~1json")
+    {
+        media["schema"] = body;
+    }
 }
 
 /// serde's `flatten` becomes an `allOf`; when a member is closed (`deny_unknown_fields`:
@@ -334,6 +401,26 @@ mod tests {
             }
         }
         assert!(untyped.is_empty(), "answers without a schema: {untyped:?}");
+    }
+
+    #[test]
+    fn the_telemetry_body_is_typed_from_the_vitals_table() {
+        let doc = api_document();
+        let body = doc
+            .pointer("/paths/~1api~1telemetry/post/requestBody/content/application~1json/schema")
+            .expect("a telemetry body schema");
+        assert_eq!(body["oneOf"][0]["$ref"], "#/components/schemas/Reading");
+        let reading = &doc["components"]["schemas"]["Reading"]["properties"];
+        for vital in &vitalwatch_core::telemetry::VITALS {
+            assert!(reading.get(vital.key).is_some(), "{} missing", vital.key);
+            if let Some(bounds) = vital.plausible {
+                assert_eq!(reading[vital.key]["maximum"].as_f64(), Some(bounds.max));
+            }
+        }
+        assert_eq!(
+            body["oneOf"][1]["maxItems"].as_u64(),
+            Some(vitalwatch_core::telemetry::Limits::default().max_batch_len as u64)
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use vitalwatch_core::telemetry::{Limits, RejectReason, Rejection};
     post,
     path = "/api/telemetry",
     tag = "telemetry",
-    request_body(content = Object, content_type = "application/json", description = "One reading (the seed's JSON object) or a batch (an array of them)"),
+    request_body(content = Object, content_type = "application/json", description = "One reading (the seed's JSON object) or a batch (an array of them); the schema is built from the vitals table (`api::openapi`)"),
     responses(
         (status = 200, description = "Committed: one reading's answer, or a batch's (some readings may be refused)", body = TelemetryAnswer),
         (status = 422, description = "A refused reading (`{error, detail}`), or a batch whose every reading was refused", body = TelemetryRefusal),
