@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use vitalwatch_core::telemetry::DeviceId;
@@ -36,8 +36,21 @@ pub struct Connections {
     saved: Mutex<SavedSessions>,
     live: Mutex<HashMap<u64, Live>>,
     next_id: AtomicU64,
-    /// Set when the broker stops: connections it ends then fire no will.
+    /// Set when the broker stops: connections it ends then fire no will, and publishes that
+    /// arrive from then on are not taken (their devices send them again elsewhere).
     stopping: AtomicBool,
+    /// Publishes being handled (taken before `stopping` was set): the stop waits for them to
+    /// be committed and acknowledged before it closes the connections.
+    in_flight: AtomicUsize,
+}
+
+/// A publish being handled; see [`Connections::begin_publish`].
+pub struct InFlight(Arc<Connections>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct Live {
@@ -66,7 +79,32 @@ impl Connections {
             live: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         })
+    }
+
+    /// Counts a publish in, or `None` once the broker is stopping (the caller must then not
+    /// handle it: nothing is stored and no acknowledgement is sent).
+    pub fn begin_publish(self: &Arc<Self>) -> Option<InFlight> {
+        // Counted before the check: a stop that sets `stopping` and then reads the count sees
+        // every publish that saw `stopping` unset (both SeqCst).
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(Arc::clone(self));
+        (!self.stopping.load(Ordering::SeqCst)).then_some(guard)
+    }
+
+    /// Publishes being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Tells every live connection to close (the broker is stopping; no will fires).
+    pub fn close_all(&self) -> usize {
+        let live = self.live.lock();
+        for other in live.values() {
+            other.kick.notify_one();
+        }
+        live.len()
     }
 
     /// Opens a connection: resumes its saved session unless `clean`, and takes over (closes)

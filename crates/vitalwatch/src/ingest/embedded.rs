@@ -49,6 +49,8 @@ use std::time::Instant;
 
 /// How long `stop` lets in-flight publishes finish before it stops the broker anyway.
 const GRACEFUL_STOP: Duration = Duration::from_secs(30);
+/// How long `stop` waits for the publishes it took to be committed and acknowledged.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Why the broker ended a connection or refused a message.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +224,12 @@ async fn handle_publish(
     topic: &str,
     payload: &[u8],
 ) -> PublishOutcome {
+    let Some(_in_flight) = ctx.shared.connections.begin_publish() else {
+        // The broker is stopping: this publish is neither stored nor acknowledged; its
+        // connection closes once the publishes taken before are acknowledged, and the device
+        // sends it again (to another node, behind a balancer).
+        return std::future::pending().await;
+    };
     if session.revoked.load(std::sync::atomic::Ordering::SeqCst) {
         // Its certificate or secret was revoked; the connection is being closed.
         ctx.pipeline().refuse(Refusal::Unauthorized, Source::Mqtt);
@@ -809,6 +817,20 @@ impl EmbeddedBroker {
         // by then is redelivered by its device, and queued readings still commit when the
         // store closes. Connections the stop ends fire no will: the devices did not fail.
         self.connections.stopping();
+        // No new connections; the publishes taken so far commit and are acknowledged, then
+        // every connection is closed (its acknowledgements flushed), then the server stops.
+        self.server.pause().await;
+        let drain_until = Instant::now() + DRAIN;
+        while self.connections.in_flight() > 0 && Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let closed = self.connections.close_all();
+        tracing::info!(
+            event = "mqtt.stopping",
+            message = "MQTT broker stopping: in-flight publishes acknowledged, connections closed.",
+            connections = closed,
+            unfinished = self.connections.in_flight()
+        );
         if tokio::time::timeout(GRACEFUL_STOP, self.server.stop(true))
             .await
             .is_err()
