@@ -108,6 +108,10 @@ pub struct MqttConfig {
     /// Messages per second one MQTT connection may publish (after a one-second burst) before
     /// its messages are delayed — acknowledged later, never dropped.
     pub max_rate_per_connection: u32,
+    /// TLS handshakes in progress from one client address on a listener; a connection beyond
+    /// it is closed at once. Behind an L4 balancer every device arrives from the balancer's
+    /// address: raise it to the listener's total (256) there.
+    pub handshakes_per_address: usize,
     /// An existing broker to subscribe to instead of embedding one (env MQTT_BROKER):
     /// `mqtts://host:port`, `mqtt://host:port` (plaintext, only when written so), or a bare
     /// host name as in the seed (then `use_tls` and MQTT_PORT decide). Unset: embedded broker.
@@ -146,6 +150,7 @@ impl Default for MqttConfig {
             wss_addr: None,
             wss_allowed_origins: Vec::new(),
             max_rate_per_connection: 2000,
+            handshakes_per_address: crate::ingest::handshake::MAX_HANDSHAKES_PER_ADDRESS,
             broker: None,
             use_tls: true,
             broker_ca: None,
@@ -443,6 +448,14 @@ impl Config {
         }
         if self.mqtt.topic.is_empty() || self.mqtt.topic.contains(['+', '#']) {
             bail!("mqtt.topic must be a non-empty topic name without wildcards");
+        }
+        if !(1..=crate::ingest::handshake::MAX_HANDSHAKES)
+            .contains(&self.mqtt.handshakes_per_address)
+        {
+            bail!(
+                "mqtt.handshakes_per_address must be between 1 and {}",
+                crate::ingest::handshake::MAX_HANDSHAKES
+            );
         }
         if self.mqtt.max_rate_per_connection == 0 {
             bail!("mqtt.max_rate_per_connection must be at least 1");

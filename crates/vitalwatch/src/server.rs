@@ -261,6 +261,7 @@ pub async fn start_on(
             wss_addr: config.mqtt.wss_addr,
             wss_allowed_origins: config.mqtt.wss_allowed_origins.clone(),
             max_rate_per_connection: config.mqtt.max_rate_per_connection,
+            handshakes_per_address: config.mqtt.handshakes_per_address,
             revocations: Arc::clone(&revocations),
         };
         let broker = embedded::start(settings, Arc::clone(&pipeline))?;

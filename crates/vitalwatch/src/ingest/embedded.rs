@@ -902,6 +902,7 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         )
         .into();
     let workers = settings.workers.max(1);
+    let handshakes_per_address = settings.handshakes_per_address;
     let connections = Connections::new(Arc::clone(&pipeline));
     let identities = Identities::new(settings.certs.clone(), Arc::clone(&settings.revocations));
     let live_credentials = Arc::new(LiveCredentials::default());
@@ -914,7 +915,10 @@ pub fn start(settings: BrokerSettings, pipeline: Arc<Pipeline>) -> anyhow::Resul
         tls_config,
         connections: Arc::clone(&connections),
         live_credentials,
-        handshakes: [HandshakeBudget::listener(), HandshakeBudget::listener()],
+        handshakes: [
+            HandshakeBudget::listener(handshakes_per_address),
+            HandshakeBudget::listener(handshakes_per_address),
+        ],
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()

@@ -62,12 +62,13 @@ impl HandshakeBudget {
         })
     }
 
-    /// The listener's default budget.
-    pub fn listener() -> Arc<HandshakeBudget> {
+    /// A listener's budget with `per_address` handshakes from one address (`[mqtt]
+    /// handshakes_per_address`; its range allows at least as many).
+    pub fn listener(per_address: usize) -> Arc<HandshakeBudget> {
         HandshakeBudget::new(
             MAX_HANDSHAKES,
-            MAX_HANDSHAKES_PER_ADDRESS,
-            MAX_HANDSHAKES_PER_RANGE,
+            per_address,
+            MAX_HANDSHAKES_PER_RANGE.max(per_address),
         )
     }
 

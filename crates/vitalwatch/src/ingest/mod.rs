@@ -54,6 +54,8 @@ pub struct BrokerSettings {
     /// Messages per second one connection may publish before its messages are delayed (and
     /// so acknowledged later): the per-connection rate limit.
     pub max_rate_per_connection: u32,
+    /// TLS handshakes in progress from one client address (and at least as many per range).
+    pub handshakes_per_address: usize,
     /// Revocations recorded in the store the nodes share (kept up to date by
     /// `revocation::sync`; empty on a single box).
     pub revocations: std::sync::Arc<revocation::SharedRevocations>,
