@@ -511,27 +511,27 @@ impl AlertService {
     pub async fn news2(&self, device_id: &DeviceId) -> Option<(News2, Timestamp)> {
         if self.shared.is_some() {
             let (vitals, interval) = self.shared_news2(device_id).await?;
-            let latest = vitals.latest_at()?;
-            let scale = self.patient(device_id).scale();
-            return Some((
-                vitals.score_at(
-                    latest,
-                    &self.news2_validity(interval),
-                    self.config.news2_smooth_s,
-                    scale,
-                ),
-                latest,
-            ));
+            return self.score_latest(device_id, &vitals, interval);
         }
         let state = self.state.lock().await;
         let vitals = state.vitals.get(device_id)?;
-        let latest = vitals.latest_at()?;
         let interval = self.known.lock().get(device_id).copied().flatten();
+        self.score_latest(device_id, vitals, interval)
+    }
+
+    /// NEWS2 of `vitals` at their newest value, as the engine scores it.
+    fn score_latest(
+        &self,
+        device_id: &DeviceId,
+        vitals: &LatestVitals,
+        interval_ms: Option<u64>,
+    ) -> Option<(News2, Timestamp)> {
+        let latest = vitals.latest_at()?;
         let scale = self.patient(device_id).scale();
         Some((
             vitals.score_at(
                 latest,
-                &self.news2_validity(interval),
+                &self.news2_validity(interval_ms),
                 self.config.news2_smooth_s,
                 scale,
             ),
