@@ -78,6 +78,11 @@ impl ClusterConfig {
     }
 }
 
+/// TLS handshakes in progress on one MQTT listener (the broker's `ingest::handshake` budget).
+pub const MAX_TLS_HANDSHAKES: usize = 256;
+/// Default of `[mqtt] handshakes_per_address`.
+pub const DEFAULT_HANDSHAKES_PER_ADDRESS: usize = 16;
+
 /// The embedded MQTT broker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -150,7 +155,7 @@ impl Default for MqttConfig {
             wss_addr: None,
             wss_allowed_origins: Vec::new(),
             max_rate_per_connection: 2000,
-            handshakes_per_address: crate::ingest::handshake::MAX_HANDSHAKES_PER_ADDRESS,
+            handshakes_per_address: DEFAULT_HANDSHAKES_PER_ADDRESS,
             broker: None,
             use_tls: true,
             broker_ca: None,
@@ -449,12 +454,10 @@ impl Config {
         if self.mqtt.topic.is_empty() || self.mqtt.topic.contains(['+', '#']) {
             bail!("mqtt.topic must be a non-empty topic name without wildcards");
         }
-        if !(1..=crate::ingest::handshake::MAX_HANDSHAKES)
-            .contains(&self.mqtt.handshakes_per_address)
-        {
+        if !(1..=MAX_TLS_HANDSHAKES).contains(&self.mqtt.handshakes_per_address) {
             bail!(
                 "mqtt.handshakes_per_address must be between 1 and {}",
-                crate::ingest::handshake::MAX_HANDSHAKES
+                MAX_TLS_HANDSHAKES
             );
         }
         if self.mqtt.max_rate_per_connection == 0 {

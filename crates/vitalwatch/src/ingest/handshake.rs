@@ -26,9 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Handshakes in progress on one listener.
-pub const MAX_HANDSHAKES: usize = 256;
-/// Handshakes in progress from one client address.
-pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
+pub const MAX_HANDSHAKES: usize = crate::config::MAX_TLS_HANDSHAKES;
+/// Handshakes in progress from one client address, by default (`[mqtt]
+/// handshakes_per_address`).
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = crate::config::DEFAULT_HANDSHAKES_PER_ADDRESS;
 /// Handshakes in progress from one address range.
 pub const MAX_HANDSHAKES_PER_RANGE: usize = 64;
 /// How long a client has to finish its handshake (a device's takes tens of milliseconds).
