@@ -22,6 +22,13 @@ pub fn wanted(accept: Option<&str>) -> bool {
 /// Rewrites a text 0.0.4 exposition as OpenMetrics 1.0.
 pub fn from_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
+    // The counter families whose samples end in `_total`, read once (HELP may precede TYPE).
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|line| line.trim_end().strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .filter(|name| name.ends_with("_total"))
+        .collect();
     // Counters whose samples lack `_total` are declared `unknown` (OpenMetrics requires it).
     for line in text.lines() {
         let line = line.trim_end();
@@ -39,7 +46,7 @@ pub fn from_text(text: &str) -> String {
         }
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            let family = if counter_family(text, name) {
+            let family = if counters.contains(name) {
                 name.strip_suffix("_total").unwrap_or(name)
             } else {
                 name
@@ -55,14 +62,6 @@ pub fn from_text(text: &str) -> String {
     }
     out.push_str("# EOF\n");
     out
-}
-
-/// Whether `name` is declared a counter whose samples end in `_total`.
-fn counter_family(text: &str, name: &str) -> bool {
-    name.ends_with("_total")
-        && text
-            .lines()
-            .any(|line| line.trim_end() == format!("# TYPE {name} counter"))
 }
 
 fn push_line(out: &mut String, parts: &[&str]) {

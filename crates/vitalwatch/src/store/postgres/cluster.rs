@@ -35,6 +35,16 @@ pub(super) struct PgCluster {
     pub(super) target: Arc<Target>,
 }
 
+impl PgCluster {
+    /// Deletes the sessions `sql` selects by its one text parameter.
+    async fn delete_sessions(&self, sql: &str, key: &String) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        client.execute(&stmt, &[key]).await.map_err(pg)?;
+        Ok(())
+    }
+}
+
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
@@ -146,23 +156,13 @@ impl Cluster for PgCluster {
     }
 
     async fn remove_session(&self, id_hash: String) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let stmt = client
-            .prepare_cached("DELETE FROM sessions WHERE id_hash = $1")
+        self.delete_sessions("DELETE FROM sessions WHERE id_hash = $1", &id_hash)
             .await
-            .map_err(pg)?;
-        client.execute(&stmt, &[&id_hash]).await.map_err(pg)?;
-        Ok(())
     }
 
     async fn remove_user_sessions(&self, username: String) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let stmt = client
-            .prepare_cached("DELETE FROM sessions WHERE username = $1")
+        self.delete_sessions("DELETE FROM sessions WHERE username = $1", &username)
             .await
-            .map_err(pg)?;
-        client.execute(&stmt, &[&username]).await.map_err(pg)?;
-        Ok(())
     }
 
     async fn count_login_failure(
