@@ -36,7 +36,10 @@ use vitalwatch_core::rules::RuleSet;
 use vitalwatch_core::telemetry::{DeviceId, FieldSet, Timestamp};
 
 /// Batches of committed readings waiting for their evaluation; when full, ingest waits.
-pub(super) const EVALUATION_QUEUE: usize = 256;
+/// Room for more than the readings in flight under load (MQTT commits one reading a batch),
+/// so an evaluation takes many readings per device and its per-device row writes are shared
+/// by them: evaluation grows with the load instead of pacing ingest.
+pub(super) const EVALUATION_QUEUE: usize = 2048;
 /// Readings one evaluation takes from the queue at most (one transaction).
 const MAX_EVALUATION: usize = 4096;
 /// Devices one timer pass evaluates per transaction.

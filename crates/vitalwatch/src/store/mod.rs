@@ -19,6 +19,7 @@ use vitalwatch_core::telemetry::{Reading, Timestamp};
 
 mod alerting;
 mod auth;
+mod front;
 pub use alerting::{
     AlertEventRecord, AlertQuery, AlertRecord, NewWebhookDelivery, ThresholdsRecord,
     WebhookDeliveryRecord, alert_state_str, transition_kind_str,

@@ -3,16 +3,16 @@
 //!
 //! Durability: a commit is acknowledged only when PostgreSQL reports it, and the store refuses
 //! to open when `synchronous_commit` is `off` or `local` (a reported commit could be lost)
-//! unless the operator opted in. Writes go to the writer task as [`writer::Command`]s and are
-//! answered after their commit; several processes may write at once (a server and the CLI):
-//! the audit chain is extended under an advisory lock, readings are de-duplicated by unique
-//! keys.
+//! unless the operator opted in. Writes go through the shared writer front-end
+//! ([`super::front`]) to the writer task and are answered after their commit; several
+//! processes may write at once (a server and the CLI): the audit chain is extended under an
+//! advisory lock, readings are de-duplicated by unique keys.
 //!
 //! # Layout
 //! - `connect.rs`: the URL (TLS, redaction) and the pool; `schema.rs`: the durability check,
 //!   migrations and the readings' daily partitions;
-//! - `writer.rs`: the writer task, its commands, group commit and retrying while the database
-//!   is away;
+//! - `writer.rs`: the writer task (PostgreSQL's side of the shared front-end's group commit)
+//!   and retrying while the database is away;
 //! - `readings.rs`: the one list of reading columns, the batch write (de-duplication), the
 //!   list queries; `devices.rs`: the registry and the quarantine; `audit.rs`: the chain's
 //!   rows and lock;
@@ -22,6 +22,7 @@
 //! No driver type leaves this module: its errors become [`StoreError::Backend`] with their
 //! whole text (never a connection string).
 
+use super::front::{Front, Op};
 use super::{
     AlertEventRecord, AlertQuery, AlertRecord, AnomalyQuery, AnomalyRecord, AuditEntry,
     AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
@@ -36,9 +37,8 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
-use writer::{Command, Reply, Shared, Writer};
+use writer::{PgOp, Shared, Writer};
 
 mod alert_state;
 mod alerts;
@@ -195,7 +195,7 @@ pub(super) fn text_time(dt: DateTime<Utc>) -> String {
 
 pub struct PostgresStore {
     pool: Pool,
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    front: Front<PgOp>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     shared: Arc<Shared>,
     synchronous_commit: String,
@@ -237,7 +237,7 @@ impl PostgresStore {
         drop(client);
         let shared = Arc::new(Shared::default());
         shared.available.store(true, Ordering::SeqCst);
-        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let (front, rx) = Front::new(options.queue_capacity);
         let writer = Writer {
             pool: pool.clone(),
             options,
@@ -255,7 +255,7 @@ impl PostgresStore {
             alert_state: alert_state::PgAlertState { pool: pool.clone() },
             leader_pool,
             pool,
-            commands: Mutex::new(Some(tx)),
+            front,
             writer: Mutex::new(Some(handle)),
             shared,
             synchronous_commit,
@@ -263,22 +263,9 @@ impl PostgresStore {
         })
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {
-        self.commands.lock().clone().ok_or(StoreError::Closed)
-    }
-
-    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender()?
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
     /// A pooled connection for a read.
     async fn client(&self) -> Result<Object, StoreError> {
-        if self.commands.lock().is_none() {
+        if self.front.is_closed() {
             return Err(StoreError::Closed);
         }
         self.pool.get().await.map_err(pool_error)
@@ -305,10 +292,7 @@ impl Store for PostgresStore {
         &self,
         items: Vec<PreparedReading>,
     ) -> Result<Vec<ItemOutcome>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.request(|reply| Command::Write { items, reply }).await
+        self.front.write_readings(items).await
     }
 
     async fn try_write_readings(
@@ -316,22 +300,11 @@ impl Store for PostgresStore {
         items: Vec<PreparedReading>,
         wait: Duration,
     ) -> Result<Vec<ItemOutcome>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sender = self.sender()?;
         // While the database is away nothing would be acknowledged: say so at once.
-        if !self.shared.available.load(Ordering::SeqCst) {
+        if !items.is_empty() && !self.shared.available.load(Ordering::SeqCst) {
             return Err(StoreError::Busy);
         }
-        let permit = match tokio::time::timeout(wait, sender.reserve()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(StoreError::Closed),
-            Err(_) => return Err(StoreError::Busy),
-        };
-        let (reply, answer) = oneshot::channel();
-        permit.send(Command::Write { items, reply });
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.front.try_write_readings(items, wait).await
     }
 
     async fn register_device(
@@ -339,12 +312,13 @@ impl Store for PostgresStore {
         registration: DeviceRegistration,
         actor: String,
     ) -> Result<DeviceRecord, StoreError> {
-        self.request(|reply| Command::Register {
-            registration,
-            actor,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Register {
+                registration,
+                actor,
+                reply,
+            })
+            .await
     }
 
     async fn update_device(
@@ -353,52 +327,35 @@ impl Store for PostgresStore {
         update: DeviceUpdate,
         actor: String,
     ) -> Result<DeviceRecord, StoreError> {
-        self.request(|reply| Command::Update {
-            device_id,
-            update,
-            actor,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Update {
+                device_id,
+                update,
+                actor,
+                reply,
+            })
+            .await
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.sender()?
-            .send(Command::Audit {
-                entries: vec![entry],
-            })
-            .await
-            .map_err(|_| StoreError::Closed)
+        self.front.audit(entry).await
     }
 
     fn try_audit_batch(
         &self,
         entries: Vec<AuditEntry>,
     ) -> Result<(), (StoreError, Vec<AuditEntry>)> {
-        let sender = match self.sender() {
-            Ok(sender) => sender,
-            Err(err) => return Err((err, entries)),
-        };
-        sender
-            .try_send(Command::Audit { entries })
-            .map_err(|err| match err {
-                mpsc::error::TrySendError::Full(Command::Audit { entries }) => {
-                    (StoreError::Busy, entries)
-                }
-                mpsc::error::TrySendError::Closed(Command::Audit { entries }) => {
-                    (StoreError::Closed, entries)
-                }
-                _ => unreachable!("try_send hands back the command it was given"),
-            })
+        self.front.try_audit_batch(entries)
     }
 
     async fn auth_write(&self, write: AuthWrite, actor: String) -> Result<bool, StoreError> {
-        self.request(|reply| Command::Auth {
-            write,
-            actor,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Auth {
+                write,
+                actor,
+                reply,
+            })
+            .await
     }
 
     async fn find_token(&self, id: String) -> Result<Option<TokenRecord>, StoreError> {
@@ -418,12 +375,13 @@ impl Store for PostgresStore {
     }
 
     async fn purge(&self, now: Timestamp, retention: Retention) -> Result<PurgeCounts, StoreError> {
-        self.request(|reply| Command::Purge {
-            now,
-            retention,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Purge {
+                now,
+                retention,
+                reply,
+            })
+            .await
     }
 
     async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -460,13 +418,14 @@ impl Store for PostgresStore {
         true_alarm: bool,
         by: String,
     ) -> Result<(), StoreError> {
-        self.request(|reply| Command::Verdict {
-            alert_id,
-            true_alarm,
-            by,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Verdict {
+                alert_id,
+                true_alarm,
+                by,
+                reply,
+            })
+            .await
     }
 
     async fn verdict_readings(
@@ -533,7 +492,8 @@ impl Store for PostgresStore {
         if transitions.is_empty() {
             return Ok(());
         }
-        self.request(|reply| Command::Transitions { transitions, reply })
+        self.front
+            .backend(|reply| PgOp::Transitions { transitions, reply })
             .await
     }
 
@@ -558,7 +518,8 @@ impl Store for PostgresStore {
         &self,
         record: ThresholdsRecord,
     ) -> Result<ThresholdsRecord, StoreError> {
-        self.request(|reply| Command::SetThresholds { record, reply })
+        self.front
+            .backend(|reply| PgOp::SetThresholds { record, reply })
             .await
     }
 
@@ -568,13 +529,14 @@ impl Store for PostgresStore {
         actor: String,
         reason: Option<String>,
     ) -> Result<bool, StoreError> {
-        self.request(|reply| Command::ClearThresholds {
-            device_id,
-            actor,
-            reason,
-            reply,
-        })
-        .await
+        self.front
+            .backend(|reply| PgOp::ClearThresholds {
+                device_id,
+                actor,
+                reason,
+                reply,
+            })
+            .await
     }
 
     async fn thresholds(
@@ -588,7 +550,8 @@ impl Store for PostgresStore {
         &self,
         delivery: NewWebhookDelivery,
     ) -> Result<(), StoreError> {
-        self.request(|reply| Command::Delivery { delivery, reply })
+        self.front
+            .backend(|reply| PgOp::Delivery { delivery, reply })
             .await
     }
 
@@ -637,7 +600,7 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         *self.shared.closing.lock() = Some(Instant::now());
-        drop(self.commands.lock().take());
+        self.front.close();
         let handle = self.writer.lock().take();
         if let Some(handle) = handle {
             let _ = handle.await;

@@ -2,12 +2,12 @@
 //!
 //! Durability: WAL with `synchronous=FULL`, asserted when the store opens (NORMAL in WAL mode
 //! can lose the last commits on power loss, which would break "acknowledged ⇒ durable").
-//! Writes go to the writer thread as [`writer::Command`]s and are answered after their
-//! commit; reads run on a free read-only connection off the async threads.
+//! Writes go through the shared writer front-end ([`super::front`]) to the writer thread and
+//! are answered after their commit; reads run on a free read-only connection off the async threads.
 //!
 //! # Layout
 //! - `schema.rs`: opening the file, the durability pragmas, migrations;
-//! - `writer.rs`: the writer thread, its commands and group commit;
+//! - `writer.rs`: the writer thread, SQLite's side of the shared front-end's group commit;
 //! - `readings.rs`: the one list of reading columns, writing a reading (de-duplication),
 //!   reading and anomaly queries;
 //! - `devices.rs`: the registry and the quarantine; `audit.rs`: the hash chain's rows;
@@ -17,6 +17,7 @@
 //! Each file keeps its row mappers next to the SQL that selects their columns. No rusqlite
 //! type leaves this module: its errors become [`StoreError::Backend`] (or `InvalidData`).
 
+use super::front::{Front, Op};
 use super::{
     AlertEventRecord, AlertQuery, AlertRecord, AnomalyQuery, AnomalyRecord, AuditEntry,
     AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
@@ -30,9 +31,8 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 use vitalwatch_core::telemetry::Timestamp;
-use writer::{Command, Reply, WriteState, Writer};
+use writer::{Reply, SqliteOp, WriteState, Writer};
 
 mod alerts;
 mod audit;
@@ -67,7 +67,7 @@ fn now_text() -> String {
 }
 
 pub struct SqliteStore {
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    front: Front<SqliteOp>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     /// The writer's last outcome, for [`Store::health`].
@@ -87,7 +87,7 @@ impl SqliteStore {
         let readers = (0..READ_CONNECTIONS)
             .map(|_| schema::open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let (front, rx) = Front::new(options.queue_capacity);
         let write_state = Arc::new(WriteState::default());
         let writer = Writer {
             conn,
@@ -101,34 +101,22 @@ impl SqliteStore {
                 StoreError::backend(format!("starting the database writer thread: {err}"))
             })?;
         Ok(SqliteStore {
-            commands: Mutex::new(Some(tx)),
+            front,
             writer: Mutex::new(Some(handle)),
             readers: Arc::new(readers),
             write_state,
         })
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Command>, StoreError> {
-        self.commands.lock().clone().ok_or(StoreError::Closed)
-    }
-
-    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender()?
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
     async fn alerting<T>(
         &self,
         make: impl FnOnce(Reply<T>) -> alerts::AlertCommand,
     ) -> Result<T, StoreError> {
-        self.request(|reply| Command::Alerting {
-            command: make(reply),
-        })
-        .await
+        self.front
+            .backend(|reply| SqliteOp::Alerting {
+                command: Box::new(make(reply)),
+            })
+            .await
     }
 
     /// Runs `query` on a free read-only connection, off the async threads.
@@ -156,10 +144,7 @@ impl Store for SqliteStore {
         &self,
         items: Vec<PreparedReading>,
     ) -> Result<Vec<ItemOutcome>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.request(|reply| Command::Write { items, reply }).await
+        self.front.write_readings(items).await
     }
 
     async fn try_write_readings(
@@ -167,18 +152,7 @@ impl Store for SqliteStore {
         items: Vec<PreparedReading>,
         wait: Duration,
     ) -> Result<Vec<ItemOutcome>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sender = self.sender()?;
-        let permit = match tokio::time::timeout(wait, sender.reserve()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(StoreError::Closed),
-            Err(_) => return Err(StoreError::Busy),
-        };
-        let (reply, answer) = oneshot::channel();
-        permit.send(Command::Write { items, reply });
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.front.try_write_readings(items, wait).await
     }
 
     async fn register_device(
@@ -186,12 +160,13 @@ impl Store for SqliteStore {
         registration: DeviceRegistration,
         actor: String,
     ) -> Result<DeviceRecord, StoreError> {
-        self.request(|reply| Command::Register {
-            registration,
-            actor,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Register {
+                registration,
+                actor,
+                reply,
+            })
+            .await
     }
 
     async fn update_device(
@@ -200,52 +175,35 @@ impl Store for SqliteStore {
         update: DeviceUpdate,
         actor: String,
     ) -> Result<DeviceRecord, StoreError> {
-        self.request(|reply| Command::Update {
-            device_id,
-            update,
-            actor,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Update {
+                device_id,
+                update,
+                actor,
+                reply,
+            })
+            .await
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.sender()?
-            .send(Command::Audit {
-                entries: vec![entry],
-            })
-            .await
-            .map_err(|_| StoreError::Closed)
+        self.front.audit(entry).await
     }
 
     fn try_audit_batch(
         &self,
         entries: Vec<AuditEntry>,
     ) -> Result<(), (StoreError, Vec<AuditEntry>)> {
-        let sender = match self.sender() {
-            Ok(sender) => sender,
-            Err(err) => return Err((err, entries)),
-        };
-        sender
-            .try_send(Command::Audit { entries })
-            .map_err(|err| match err {
-                mpsc::error::TrySendError::Full(Command::Audit { entries }) => {
-                    (StoreError::Busy, entries)
-                }
-                mpsc::error::TrySendError::Closed(Command::Audit { entries }) => {
-                    (StoreError::Closed, entries)
-                }
-                _ => unreachable!("try_send hands back the command it was given"),
-            })
+        self.front.try_audit_batch(entries)
     }
 
     async fn auth_write(&self, write: AuthWrite, actor: String) -> Result<bool, StoreError> {
-        self.request(|reply| Command::Auth {
-            write,
-            actor,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Auth {
+                write,
+                actor,
+                reply,
+            })
+            .await
     }
 
     async fn find_token(&self, id: String) -> Result<Option<TokenRecord>, StoreError> {
@@ -266,12 +224,13 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, now: Timestamp, retention: Retention) -> Result<PurgeCounts, StoreError> {
-        self.request(|reply| Command::Purge {
-            now,
-            retention,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Purge {
+                now,
+                retention,
+                reply,
+            })
+            .await
     }
 
     async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -311,13 +270,14 @@ impl Store for SqliteStore {
         true_alarm: bool,
         by: String,
     ) -> Result<(), StoreError> {
-        self.request(|reply| Command::Verdict {
-            alert_id,
-            true_alarm,
-            by,
-            reply,
-        })
-        .await
+        self.front
+            .op(|reply| Op::Verdict {
+                alert_id,
+                true_alarm,
+                by,
+                reply,
+            })
+            .await
     }
 
     async fn verdict_readings(
@@ -352,7 +312,7 @@ impl Store for SqliteStore {
         // too, unless one just did.
         let probe = match probe {
             Ok(mode) if writer_alive && self.write_state.needs_probe(WRITE_FRESH) => {
-                let write = self.request(|reply| Command::Probe { reply });
+                let write = self.front.backend(|reply| SqliteOp::Probe { reply });
                 match tokio::time::timeout(PROBE_TIMEOUT, write).await {
                     Ok(Ok(())) => Ok(mode),
                     Ok(Err(err)) => Err(err),
@@ -500,7 +460,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        drop(self.commands.lock().take());
+        self.front.close();
         let handle = self.writer.lock().take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;

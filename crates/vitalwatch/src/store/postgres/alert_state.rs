@@ -151,24 +151,34 @@ impl SharedAlertState for PgAlertState {
             }
         }
         alerts::write_transitions(&tx, &outcome.transitions).await?;
-        let update = tx
-            .prepare_cached(
-                "UPDATE alert_device_state SET state = $2::text::jsonb, \
-                 vitals = $3::text::jsonb, evaluated_at = $4, next_deadline = $5 \
-                 WHERE device_id = $1",
-            )
-            .await
-            .map_err(pg)?;
+        // Every device's new row in one statement: one round trip, not one per device.
+        let mut device_ids = Vec::with_capacity(outcome.rows.len());
+        let mut states = Vec::with_capacity(outcome.rows.len());
+        let mut vitals = Vec::with_capacity(outcome.rows.len());
+        let mut evaluated_at = Vec::with_capacity(outcome.rows.len());
+        let mut next_deadline = Vec::with_capacity(outcome.rows.len());
         for row in &outcome.rows {
+            device_ids.push(row.device_id.as_str());
+            states.push(json(&row.state)?);
+            vitals.push(json(&row.vitals)?);
+            evaluated_at.push(to_utc(row.evaluated_at));
+            next_deadline.push(row.next_deadline.map(to_utc));
+        }
+        if !device_ids.is_empty() {
+            let update = tx
+                .prepare_cached(
+                    "UPDATE alert_device_state s SET state = u.state::jsonb, \
+                     vitals = u.vitals::jsonb, evaluated_at = u.evaluated_at, \
+                     next_deadline = u.next_deadline \
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
+                     $5::timestamptz[]) AS u(device_id, state, vitals, evaluated_at, next_deadline) \
+                     WHERE s.device_id = u.device_id",
+                )
+                .await
+                .map_err(pg)?;
             tx.execute(
                 &update,
-                &[
-                    &row.device_id,
-                    &json(&row.state)?,
-                    &json(&row.vitals)?,
-                    &to_utc(row.evaluated_at),
-                    &row.next_deadline.map(to_utc),
-                ],
+                &[&device_ids, &states, &vitals, &evaluated_at, &next_deadline],
             )
             .await
             .map_err(pg)?;

@@ -236,7 +236,18 @@ pub(super) async fn write_batch(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut active = devices::states(tx, &device_ids).await?;
+    // What the batch needs to know before deciding, in one round trip (the statements are
+    // pipelined): which devices may report, the redeliveries by seq already stored (for every
+    // device: those that may not report are not looked at), and ids for every reading and
+    // every finding that could be stored. Ids a duplicate does not use are left unused, as a
+    // rolled-back transaction leaves them.
+    let n_findings: usize = items.iter().map(|item| item.findings.len()).sum();
+    let (mut active, stored_seq, ids, finding_ids) = tokio::try_join!(
+        devices::states(tx, &device_ids),
+        stored_seq_duplicates(tx, items, options),
+        take_ids(tx, "readings_id_seq", items.len()),
+        take_ids(tx, "anomalies_id_seq", n_findings),
+    )?;
     let mut registered_by: HashMap<String, usize> = HashMap::new();
     for (idx, item) in items.iter().enumerate() {
         let device_id = item.reading.device_id.as_str();
@@ -256,9 +267,6 @@ pub(super) async fn write_batch(
             }
         }
     }
-
-    // Redeliveries by seq already stored (the earliest matching row).
-    let stored_seq = stored_seq_duplicates(tx, items, &active, options).await?;
 
     // Decide each reading in order, against the store and the batch before it.
     let window_micros = (options.redelivery_window_s as i64).saturating_mul(1_000_000);
@@ -302,8 +310,7 @@ pub(super) async fn write_batch(
 
     // Insert the new readings in one statement; the ones already stored by device and
     // timestamp are found by key.
-    let ids = take_ids(tx, "readings_id_seq", inserts.len()).await?;
-    let inserted = insert_readings(tx, items, &inserts, &ids).await?;
+    let inserted = insert_readings(tx, items, &inserts, &ids[..inserts.len()]).await?;
     let missing: Vec<usize> = (0..inserts.len())
         .filter(|n| !inserted.contains(&ids[*n]))
         .collect();
@@ -347,11 +354,6 @@ pub(super) async fn write_batch(
             _ => {}
         }
     }
-    let anomalies = insert_anomalies(tx, items, &anomaly_rows).await?;
-    let mut anomalies_of: HashMap<usize, Vec<AnomalyRecord>> = HashMap::new();
-    for (row, record) in anomaly_rows.iter().zip(anomalies) {
-        anomalies_of.entry(row.item).or_default().push(record);
-    }
 
     // Device counters: one row per device.
     let mut counters: HashMap<&str, (i64, Timestamp)> = HashMap::new();
@@ -367,7 +369,15 @@ pub(super) async fn write_batch(
             entry.1 = entry.1.max(reading.received_at);
         }
     }
-    devices::count_readings(tx, &counters).await?;
+    // The anomalies and the device counters in one round trip.
+    let (anomalies, ()) = tokio::try_join!(
+        insert_anomalies(tx, items, &anomaly_rows, finding_ids),
+        devices::count_readings(tx, &counters),
+    )?;
+    let mut anomalies_of: HashMap<usize, Vec<AnomalyRecord>> = HashMap::new();
+    for (row, record) in anomaly_rows.iter().zip(anomalies) {
+        anomalies_of.entry(row.item).or_default().push(record);
+    }
 
     // The outcomes, in order.
     let mut outcomes: Vec<ItemOutcome> = Vec::with_capacity(items.len());
@@ -413,7 +423,6 @@ pub(super) async fn write_batch(
 async fn stored_seq_duplicates(
     tx: &Tx<'_>,
     items: &[&PreparedReading],
-    active: &HashMap<String, bool>,
     options: &StoreOptions,
 ) -> Result<HashMap<usize, i64>, StoreError> {
     let window_micros = (options.redelivery_window_s as i64).saturating_mul(1_000_000);
@@ -423,9 +432,7 @@ async fn stored_seq_duplicates(
     let mut since = Vec::new();
     for (idx, item) in items.iter().enumerate() {
         let reading = &item.reading;
-        if let Some(seq) = reading.seq
-            && active.get(reading.device_id.as_str()) == Some(&true)
-        {
+        if let Some(seq) = reading.seq {
             ords.push(idx as i32);
             device_ids.push(reading.device_id.as_str().to_owned());
             seqs.push(seq as i64);
@@ -553,16 +560,21 @@ struct NewAnomaly {
     finding: Finding,
 }
 
-/// Stores the anomalies in one statement, ids in order; returns their records.
+/// Stores the anomalies in one statement, ids in order (`ids`, taken before, then more from
+/// the sequence if the rows need them); returns their records.
 async fn insert_anomalies(
     tx: &Tx<'_>,
     items: &[&PreparedReading],
     rows: &[NewAnomaly],
+    mut ids: Vec<i64>,
 ) -> Result<Vec<AnomalyRecord>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = take_ids(tx, "anomalies_id_seq", rows.len()).await?;
+    if ids.len() < rows.len() {
+        ids.extend(take_ids(tx, "anomalies_id_seq", rows.len() - ids.len()).await?);
+    }
+    ids.truncate(rows.len());
     let records: Vec<AnomalyRecord> = rows
         .iter()
         .zip(&ids)

@@ -1,9 +1,9 @@
-//! The writer task: one bounded queue of [`Command`]s, group commit, and riding out a
-//! database that goes away.
+//! The writer task: PostgreSQL's side of the shared front-end ([`front`](crate::store::front):
+//! one bounded queue, batching, group commit, metrics), and riding out a database that goes
+//! away.
 //!
-//! The writer waits for the first command, drains what is already queued up to `max_batch`
-//! readings, writes them in one transaction, and only then answers every caller in the batch.
-//! Every other write runs in a transaction of its own, in queue order.
+//! A batch of readings is one transaction of set-based statements (`readings.rs`); every
+//! other write runs in a transaction of its own, in queue order.
 //!
 //! When the database cannot be reached (a restart, a failover, a cut network), the writer
 //! keeps the batch and tries again with a growing pause, answering nobody: callers wait, the
@@ -14,10 +14,9 @@
 
 use super::{Failure, alerts, audit, auth, devices, pg, readings, retention, schema};
 use super::{pool_error, thresholds};
-use crate::metrics::prometheus::{self as exposition, COMMIT_BATCH_SIZE, COMMIT_SECONDS};
+use crate::store::front::{self, Op, Reply};
 use crate::store::{
-    AuditEntry, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
-    NewWebhookDelivery, PreparedReading, PurgeCounts, Retention, StoreError, StoreOptions,
+    AuditEntry, ItemOutcome, NewWebhookDelivery, PreparedReading, StoreError, StoreOptions,
     ThresholdsRecord,
 };
 use chrono::NaiveDate;
@@ -26,53 +25,16 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use vitalwatch_core::alerting::AlertTransition;
-use vitalwatch_core::telemetry::Timestamp;
-
-/// Where the writer sends a command's answer.
-pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// The longest pause between two attempts while the database is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a closing store keeps trying to reach the database for what is queued.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
-/// One write for the writer task.
-pub(super) enum Command {
-    Write {
-        items: Vec<PreparedReading>,
-        reply: Reply<Vec<ItemOutcome>>,
-    },
-    Register {
-        registration: DeviceRegistration,
-        actor: String,
-        reply: Reply<DeviceRecord>,
-    },
-    Update {
-        device_id: String,
-        update: DeviceUpdate,
-        actor: String,
-        reply: Reply<DeviceRecord>,
-    },
-    /// Audit entries nobody waits for; they ride along with the next batch of readings.
-    Audit { entries: Vec<AuditEntry> },
-    Auth {
-        write: AuthWrite,
-        actor: String,
-        reply: Reply<bool>,
-    },
-    Purge {
-        now: Timestamp,
-        retention: Retention,
-        reply: Reply<PurgeCounts>,
-    },
-    Verdict {
-        alert_id: i64,
-        true_alarm: bool,
-        by: String,
-        reply: Reply<()>,
-    },
+/// The writes only PostgreSQL's writer has (SQLite's go through its alerting command).
+pub(super) enum PgOp {
     Transitions {
         transitions: Vec<AlertTransition>,
         reply: Reply<()>,
@@ -93,6 +55,9 @@ pub(super) enum Command {
     },
 }
 
+/// One command for the writer task.
+pub(super) type Command = front::Command<PgOp>;
+
 /// What the store and its writer both see.
 #[derive(Default)]
 pub(super) struct Shared {
@@ -112,9 +77,6 @@ pub(super) struct Writer {
     /// The last day with a readings partition.
     pub(super) partitions_until: Option<NaiveDate>,
 }
-
-/// Queued readings of one caller, and where to answer it.
-type QueuedWrite = (Vec<PreparedReading>, Reply<Vec<ItemOutcome>>);
 
 /// Runs `$attempt` (an expression producing a future) until it succeeds, fails for a reason
 /// other than the database being unreachable, or the store gives up while closing.
@@ -151,38 +113,9 @@ macro_rules! in_tx {
 
 impl Writer {
     /// Serves commands until every sender is gone.
-    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(first) = commands.recv().await {
-            ::metrics::gauge!(exposition::STORE_QUEUE_DEPTH).set(commands.len() as f64);
-            let mut writes = Vec::new();
-            let mut others = Vec::new();
-            let mut n_readings = 0usize;
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Write { items, reply } => {
-                        n_readings += items.len();
-                        writes.push((items, reply));
-                    }
-                    command @ Command::Audit { .. } => others.push(command),
-                    other => {
-                        others.push(other);
-                        break;
-                    }
-                }
-                if n_readings >= self.options.max_batch {
-                    break;
-                }
-                next = commands.try_recv().ok();
-            }
-            if !writes.is_empty() {
-                self.keep_partitions_ahead().await;
-                self.commit_writes(writes, &mut others).await;
-            }
-            for command in others {
-                self.handle_other(command).await;
-            }
-        }
+    pub(super) async fn run(mut self, commands: mpsc::Receiver<Command>) {
+        let max_batch = self.options.max_batch;
+        front::serve(&mut self, commands, max_batch).await;
     }
 
     /// Creates tomorrow's partitions in time (checked before each batch, done once a day).
@@ -243,65 +176,12 @@ impl Writer {
         *self.shared.last_error.lock() = None;
     }
 
-    /// One transaction per `max_batch` readings of the queued writes (the audit entries
-    /// queued with them ride in the first); callers are answered after all their chunks.
-    async fn commit_writes(&mut self, writes: Vec<QueuedWrite>, others: &mut Vec<Command>) {
-        let mut entries = Vec::new();
-        others.retain_mut(|command| match command {
-            Command::Audit { entries: queued } => {
-                entries.append(queued);
-                false
-            }
-            _ => true,
-        });
-        let queued: Vec<(usize, &PreparedReading)> = writes
-            .iter()
-            .enumerate()
-            .flat_map(|(caller, (items, _))| items.iter().map(move |item| (caller, item)))
-            .collect();
-        let mut outcomes: Vec<Vec<ItemOutcome>> = writes
-            .iter()
-            .map(|(items, _)| Vec::with_capacity(items.len()))
-            .collect();
-        let mut failure = None;
-        for (chunk_idx, chunk) in queued.chunks(self.options.max_batch.max(1)).enumerate() {
-            let items: Vec<&PreparedReading> = chunk.iter().map(|(_, item)| *item).collect();
-            let ride_along: &[AuditEntry] = if chunk_idx == 0 { &entries } else { &[] };
-            match retrying!(self, self.write_chunk(&items, ride_along)) {
-                Ok(chunk_outcomes) => {
-                    for ((caller, _), outcome) in chunk.iter().zip(chunk_outcomes) {
-                        outcomes[*caller].push(outcome);
-                    }
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    break;
-                }
-            }
-        }
-        match failure {
-            None => {
-                for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Some(err) => {
-                tracing::error!(event = "store.commit_failed", message = "Batch commit failed; callers get an error.", error = %err);
-                let text = err.to_string();
-                for (_, reply) in writes {
-                    let _ = reply.send(Err(StoreError::Other(text.clone())));
-                }
-            }
-        }
-    }
-
     async fn write_chunk(
         &self,
         items: &[&PreparedReading],
         entries: &[AuditEntry],
     ) -> Result<Vec<ItemOutcome>, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
-        let started = std::time::Instant::now();
         let tx = client.transaction().await.map_err(pg)?;
         if !entries.is_empty() {
             // Before any row lock (see audit.rs).
@@ -312,18 +192,12 @@ impl Writer {
             audit::append(&tx, entry).await?;
         }
         tx.commit().await.map_err(pg)?;
-        exposition::observe(COMMIT_SECONDS, started.elapsed().as_secs_f64());
-        exposition::observe(COMMIT_BATCH_SIZE, items.len() as f64);
         Ok(outcomes)
     }
 
-    async fn handle_other(&mut self, command: Command) {
-        match command {
-            Command::Write { items, reply } => {
-                self.commit_writes(vec![(items, reply)], &mut Vec::new())
-                    .await
-            }
-            Command::Audit { entries } => {
+    async fn run_op(&mut self, op: Op<PgOp>) {
+        match op {
+            Op::Audit { entries } => {
                 let res = retrying!(
                     self,
                     in_tx!(self, |tx| async {
@@ -337,7 +211,7 @@ impl Writer {
                     tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                 }
             }
-            Command::Register {
+            Op::Register {
                 registration,
                 actor,
                 reply,
@@ -354,7 +228,7 @@ impl Writer {
                 );
                 let _ = reply.send(res);
             }
-            Command::Update {
+            Op::Update {
                 device_id,
                 update,
                 actor,
@@ -368,7 +242,7 @@ impl Writer {
                 );
                 let _ = reply.send(res);
             }
-            Command::Auth {
+            Op::Auth {
                 write,
                 actor,
                 reply,
@@ -381,7 +255,7 @@ impl Writer {
                 }
                 let _ = reply.send(res);
             }
-            Command::Purge {
+            Op::Purge {
                 now,
                 retention,
                 reply,
@@ -392,7 +266,7 @@ impl Writer {
                 );
                 let _ = reply.send(res);
             }
-            Command::Verdict {
+            Op::Verdict {
                 alert_id,
                 true_alarm,
                 by,
@@ -406,7 +280,7 @@ impl Writer {
                 );
                 let _ = reply.send(res);
             }
-            Command::Transitions { transitions, reply } => {
+            Op::Backend(PgOp::Transitions { transitions, reply }) => {
                 let res = retrying!(
                     self,
                     in_tx!(self, |tx| (alerts::write_transitions(&tx, &transitions)))
@@ -414,7 +288,7 @@ impl Writer {
                 log_alerting(&res);
                 let _ = reply.send(res);
             }
-            Command::SetThresholds { record, reply } => {
+            Op::Backend(PgOp::SetThresholds { record, reply }) => {
                 let res = retrying!(
                     self,
                     in_tx!(self, |tx| (thresholds::set(&tx, record.clone())))
@@ -422,12 +296,12 @@ impl Writer {
                 log_alerting(&res);
                 let _ = reply.send(res);
             }
-            Command::ClearThresholds {
+            Op::Backend(PgOp::ClearThresholds {
                 device_id,
                 actor,
                 reason,
                 reply,
-            } => {
+            }) => {
                 let res = retrying!(
                     self,
                     in_tx!(self, |tx| (thresholds::clear(
@@ -440,7 +314,7 @@ impl Writer {
                 log_alerting(&res);
                 let _ = reply.send(res);
             }
-            Command::Delivery { delivery, reply } => {
+            Op::Backend(PgOp::Delivery { delivery, reply }) => {
                 let res = retrying!(
                     self,
                     in_tx!(self, |tx| (alerts::record_delivery(&tx, &delivery)))
@@ -449,6 +323,26 @@ impl Writer {
                 let _ = reply.send(res);
             }
         }
+    }
+}
+
+impl front::Backend for Writer {
+    type Op = PgOp;
+
+    async fn before_batch(&mut self) {
+        self.keep_partitions_ahead().await;
+    }
+
+    async fn commit(
+        &mut self,
+        items: &[&PreparedReading],
+        audit: &[AuditEntry],
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
+        retrying!(self, self.write_chunk(items, audit))
+    }
+
+    async fn run(&mut self, op: Op<PgOp>) {
+        self.run_op(op).await
     }
 }
 

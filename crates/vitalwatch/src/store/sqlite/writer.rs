@@ -1,72 +1,30 @@
-//! The writer thread: the only read-write connection, fed by one bounded queue of
-//! [`Command`]s, with group commit.
+//! The writer thread: the only read-write connection, serving the shared front-end's queue
+//! ([`front`](crate::store::front): batching, group commit, metrics) on a current-thread
+//! runtime of its own, so the SQLite calls never block the async workers.
 //!
-//! The writer blocks for the first command, drains what is already queued up to `max_batch`
-//! readings, writes them in one `BEGIN IMMEDIATE … COMMIT`, and only then answers every
-//! caller in the batch. Every other write runs in a transaction of its own, in queue order.
+//! A batch of readings is one `BEGIN IMMEDIATE … COMMIT`; every other write runs in a
+//! transaction of its own, in queue order.
 
 use super::{alerts, audit, auth, devices, readings, retention, verdicts};
-use crate::metrics::prometheus::{self as exposition, COMMIT_BATCH_SIZE, COMMIT_SECONDS};
-use crate::store::{
-    AuditEntry, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
-    PreparedReading, PurgeCounts, Retention, StoreError, StoreOptions,
-};
+pub(super) use crate::store::front::Reply;
+use crate::store::front::{self, Op};
+use crate::store::{AuditEntry, ItemOutcome, PreparedReading, StoreError, StoreOptions};
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
-use vitalwatch_core::telemetry::Timestamp;
+use tokio::sync::mpsc;
 
-/// Where the writer sends a command's answer.
-pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One write for the writer thread.
-pub(super) enum Command {
-    /// Readings to commit with the next batch.
-    Write {
-        items: Vec<PreparedReading>,
-        reply: Reply<Vec<ItemOutcome>>,
-    },
-    Register {
-        registration: DeviceRegistration,
-        actor: String,
-        reply: Reply<DeviceRecord>,
-    },
-    Update {
-        device_id: String,
-        update: DeviceUpdate,
-        actor: String,
-        reply: Reply<DeviceRecord>,
-    },
-    /// Audit entries nobody waits for; they ride along with the next batch of readings.
-    Audit {
-        entries: Vec<AuditEntry>,
-    },
-    Auth {
-        write: AuthWrite,
-        actor: String,
-        reply: Reply<bool>,
-    },
-    Purge {
-        now: Timestamp,
-        retention: Retention,
-        reply: Reply<PurgeCounts>,
-    },
-    Alerting {
-        command: alerts::AlertCommand,
-    },
-    Verdict {
-        alert_id: i64,
-        true_alarm: bool,
-        by: String,
-        reply: Reply<()>,
-    },
+/// The writes only SQLite has.
+pub(super) enum SqliteOp {
+    /// Boxed: thresholds records are large.
+    Alerting { command: Box<alerts::AlertCommand> },
     /// A write that changes nothing but still reaches the disk (the header's user_version,
     /// set to itself): the health check's proof that a commit can succeed.
-    Probe {
-        reply: Reply<()>,
-    },
+    Probe { reply: Reply<()> },
 }
+
+/// One command for the writer thread.
+pub(super) type Command = front::Command<SqliteOp>;
 
 /// Whether the writer's last write failed and when one last succeeded: what the health check
 /// reads (a read-only probe succeeds while the disk refuses writes).
@@ -116,40 +74,15 @@ pub(super) struct Writer {
     pub(super) state: Arc<WriteState>,
 }
 
-/// Queued readings of one caller, and where to answer it.
-type QueuedWrite = (Vec<PreparedReading>, Reply<Vec<ItemOutcome>>);
-
 impl Writer {
     /// Serves commands until every sender is gone, then checkpoints the WAL.
-    pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(first) = commands.blocking_recv() {
-            ::metrics::gauge!(exposition::STORE_QUEUE_DEPTH).set(commands.len() as f64);
-            let mut writes = Vec::new();
-            let mut others = Vec::new();
-            let mut n_readings = 0usize;
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Write { items, reply } => {
-                        n_readings += items.len();
-                        writes.push((items, reply));
-                    }
-                    command @ Command::Audit { .. } => others.push(command),
-                    other => {
-                        others.push(other);
-                        break;
-                    }
-                }
-                if n_readings >= self.options.max_batch {
-                    break;
-                }
-                next = commands.try_recv().ok();
-            }
-            if !writes.is_empty() {
-                self.commit_writes(writes, &mut others);
-            }
-            for command in others {
-                self.handle_other(command);
+    pub(super) fn run(mut self, commands: mpsc::Receiver<Command>) {
+        let max_batch = self.options.max_batch;
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => runtime.block_on(front::serve(&mut self, commands, max_batch)),
+            Err(err) => {
+                tracing::error!(event = "store.writer_failed", message = "The database writer could not start.", error = %err);
+                return;
             }
         }
         if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -157,67 +90,35 @@ impl Writer {
         }
     }
 
-    /// One transaction for every queued write (and the audit entries queued with them).
-    fn commit_writes(&mut self, writes: Vec<QueuedWrite>, others: &mut Vec<Command>) {
-        let res = (|| -> Result<Vec<Vec<ItemOutcome>>, StoreError> {
-            let mut outcomes: Vec<Vec<ItemOutcome>> = writes
-                .iter()
-                .map(|(items, _)| Vec::with_capacity(items.len()))
-                .collect();
-            let queued: Vec<(usize, &PreparedReading)> = writes
-                .iter()
-                .enumerate()
-                .flat_map(|(caller, (items, _))| items.iter().map(move |item| (caller, item)))
-                .collect();
-            // At most `max_batch` readings per transaction (1 gives the naive baseline the
-            // benchmark compares against); callers are answered after all their chunks commit.
-            for (chunk_idx, chunk) in queued.chunks(self.options.max_batch.max(1)).enumerate() {
-                let started = std::time::Instant::now();
-                let tx = self
-                    .conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                for (caller, item) in chunk {
-                    outcomes[*caller].push(readings::write_one(&tx, item, &self.options)?);
-                }
-                if chunk_idx == 0 {
-                    others.retain(|command| match command {
-                        Command::Audit { entries } => {
-                            for entry in entries {
-                                if let Err(err) = audit::append(&tx, entry) {
-                                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
-                                }
-                            }
-                            false
-                        }
-                        _ => true,
-                    });
-                }
-                tx.commit()?;
-                exposition::observe(COMMIT_SECONDS, started.elapsed().as_secs_f64());
-                exposition::observe(COMMIT_BATCH_SIZE, chunk.len() as f64);
+    /// One `BEGIN IMMEDIATE … COMMIT` of `items` and the audit entries riding along.
+    fn commit_readings(
+        &mut self,
+        items: &[&PreparedReading],
+        entries: &[AuditEntry],
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
+        let res = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                outcomes.push(readings::write_one(&tx, item, &self.options)?);
             }
+            for entry in entries {
+                if let Err(err) = audit::append(&tx, entry) {
+                    tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
+                }
+            }
+            tx.commit()?;
             Ok(outcomes)
         })();
         self.state.record(&res);
-        match res {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(err) => {
-                tracing::error!(event = "store.commit_failed", message = "Batch commit failed; callers get an error.", error = %err);
-                let text = err.to_string();
-                for (_, reply) in writes {
-                    let _ = reply.send(Err(StoreError::Other(text.clone())));
-                }
-            }
-        }
+        res
     }
 
-    fn handle_other(&mut self, command: Command) {
-        match command {
-            Command::Verdict {
+    fn run_op(&mut self, op: Op<SqliteOp>) {
+        match op {
+            Op::Verdict {
                 alert_id,
                 true_alarm,
                 by,
@@ -227,10 +128,7 @@ impl Writer {
                     self.in_transaction(|tx| verdicts::set_verdict(tx, alert_id, true_alarm, &by));
                 let _ = reply.send(res);
             }
-            Command::Write { items, reply } => {
-                self.commit_writes(vec![(items, reply)], &mut Vec::new())
-            }
-            Command::Probe { reply } => {
+            Op::Backend(SqliteOp::Probe { reply }) => {
                 let res = self.in_transaction(|tx| {
                     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
                     tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
@@ -238,7 +136,7 @@ impl Writer {
                 });
                 let _ = reply.send(res);
             }
-            Command::Audit { entries } => {
+            Op::Audit { entries } => {
                 let res = self.in_transaction(|tx| {
                     entries
                         .iter()
@@ -248,7 +146,7 @@ impl Writer {
                     tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);
                 }
             }
-            Command::Register {
+            Op::Register {
                 registration,
                 actor,
                 reply,
@@ -259,7 +157,7 @@ impl Writer {
                 });
                 let _ = reply.send(res);
             }
-            Command::Update {
+            Op::Update {
                 device_id,
                 update,
                 actor,
@@ -269,7 +167,7 @@ impl Writer {
                     self.in_transaction(|tx| devices::update(tx, &device_id, &update, &actor));
                 let _ = reply.send(res);
             }
-            Command::Purge {
+            Op::Purge {
                 now,
                 retention,
                 reply,
@@ -277,8 +175,8 @@ impl Writer {
                 let res = self.in_transaction(|tx| retention::purge(tx, now, retention));
                 let _ = reply.send(res);
             }
-            Command::Alerting { command } => alerts::handle(&mut self.conn, command),
-            Command::Auth {
+            Op::Backend(SqliteOp::Alerting { command }) => alerts::handle(&mut self.conn, *command),
+            Op::Auth {
                 write,
                 actor,
                 reply,
@@ -300,5 +198,22 @@ impl Writer {
         })();
         self.state.record(&res);
         res
+    }
+}
+
+/// The SQLite calls run to their end between two polls: the thread is the writer's own.
+impl front::Backend for Writer {
+    type Op = SqliteOp;
+
+    async fn commit(
+        &mut self,
+        items: &[&PreparedReading],
+        audit: &[AuditEntry],
+    ) -> Result<Vec<ItemOutcome>, StoreError> {
+        self.commit_readings(items, audit)
+    }
+
+    async fn run(&mut self, op: Op<SqliteOp>) {
+        self.run_op(op)
     }
 }
