@@ -102,6 +102,7 @@ pub fn database_url(data_dir: &Path, owner: &Path) -> Option<String> {
 /// a copy of the store of `from`, whose servers must have stopped: the SQLite file is copied,
 /// or a PostgreSQL database made from `from`'s as its template.
 pub fn copy_store(from: &Path, to: &Path, owner: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy's data directory");
     let mut registry = registry()
         .lock()
         .expect("the backend registry is never poisoned");
@@ -117,7 +118,8 @@ pub fn copy_store(from: &Path, to: &Path, owner: &Path) {
             );
         }
         None => {
-            std::fs::create_dir_all(to).expect("creating the copy's data directory");
+            // A copy of a SQLite store is one too, whatever the run's backend.
+            registry.sqlite_only.push(owner.to_path_buf());
             std::fs::copy(from.join("anomalies.db"), to.join("anomalies.db"))
                 .expect("copying the SQLite file");
         }
