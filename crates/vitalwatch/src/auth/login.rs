@@ -39,12 +39,14 @@ enum Key {
 }
 
 impl Key {
-    /// The key as the shared store names it (`login_failures.key`).
+    /// The key as the shared store names it (`login_failures.key`). The name is escaped
+    /// (`\` and NUL), as PostgreSQL's text cannot hold NUL and a login may send any name.
     fn as_text(&self) -> String {
+        let escaped = |name: &str| name.replace('\\', "\\\\").replace('\0', "\\0");
         match self {
-            Key::UserFrom(name, range) => format!("from:{range}:{name}"),
+            Key::UserFrom(name, range) => format!("from:{range}:{}", escaped(name)),
             Key::Range(range) => format!("range:{range}"),
-            Key::User(name) => format!("user:{name}"),
+            Key::User(name) => format!("user:{}", escaped(name)),
         }
     }
 }
@@ -246,6 +248,20 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn shared_keys_hold_no_nul_and_keep_different_names_apart() {
+        let range = range_of(ip("10.0.0.1"));
+        let text = |name: &str| Key::User(name.to_owned()).as_text();
+        assert!(!text("a\0b").contains('\0'));
+        assert_eq!(text("alice"), "user:alice");
+        // An escaped NUL and a backslash followed by `0` stay two names.
+        assert_ne!(text("a\0"), text("a\\0"));
+        assert_ne!(
+            Key::UserFrom("a\0".into(), range).as_text(),
+            Key::UserFrom("a\\0".into(), range).as_text()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -62,6 +62,11 @@ type Tx<'a> = deadpool_postgres::Transaction<'a>;
 /// How long `/health` waits for the database to answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long one database probe answers `/health` for. Calls at once, or in quick succession,
+/// share it, so a flood of (anonymous) health checks holds one pool connection at most
+/// instead of queueing for all of them and timing out as "unavailable".
+const HEALTH_PROBE_FRESH: Duration = Duration::from_millis(500);
+
 /// How the store reaches and trusts the database, beyond the URL.
 #[derive(Clone, Debug)]
 pub struct PostgresSettings {
@@ -205,6 +210,8 @@ pub struct PostgresStore {
     alert_state: alert_state::PgAlertState,
     /// A pool of one connection for the leader election, apart from `pool`.
     leader_pool: Pool,
+    /// The last `/health` probe of the database: when it answered, and how.
+    health_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl PostgresStore {
@@ -260,7 +267,30 @@ impl PostgresStore {
             shared,
             synchronous_commit,
             cluster,
+            health_probe: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether the database answers a query: the last probe's answer while it is fresh
+    /// ([`HEALTH_PROBE_FRESH`]), else a new probe (one at a time; the callers waiting for it
+    /// then share its answer).
+    async fn probe(&self) -> Result<(), String> {
+        let mut last = self.health_probe.lock().await;
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < HEALTH_PROBE_FRESH
+        {
+            return answer.clone();
+        }
+        let answer = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            client.query_one("SELECT 1", &[]).await.map_err(pg)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap_or_else(|_| Err(StoreError::backend("the database did not answer in time")))
+        .map_err(|err| err.to_string());
+        *last = Some((Instant::now(), answer.clone()));
+        answer
     }
 
     /// A pooled connection for a read.
@@ -449,13 +479,7 @@ impl Store for PostgresStore {
             .lock()
             .as_ref()
             .is_some_and(|handle| !handle.is_finished());
-        let probe = tokio::time::timeout(HEALTH_TIMEOUT, async {
-            let client = self.pool.get().await.map_err(pool_error)?;
-            client.query_one("SELECT 1", &[]).await.map_err(pg)?;
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .unwrap_or_else(|_| Err(StoreError::backend("the database did not answer in time")));
+        let probe = self.probe().await;
         let available = self.shared.available.load(Ordering::SeqCst);
         match (writer_alive, probe) {
             (true, Ok(())) if available => StoreHealth {
@@ -472,7 +496,7 @@ impl Store for PostgresStore {
                 journal_mode: String::new(),
                 synchronous: String::new(),
                 error: Some(match probe {
-                    Err(err) => err.to_string(),
+                    Err(err) => err,
                     Ok(()) if !alive => "the database writer has stopped".to_owned(),
                     Ok(()) => self
                         .shared

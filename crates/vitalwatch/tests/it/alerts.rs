@@ -37,13 +37,9 @@ fn alerts_of(server: &Server, query: &str) -> Vec<Value> {
 }
 
 fn audit_actions(data_dir: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(data_dir.join("anomalies.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT action FROM audit_log ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    crate::support::sql(data_dir, "SELECT action FROM audit_log ORDER BY id")
+        .lines()
+        .map(str::to_owned)
         .collect()
 }
 
@@ -456,8 +452,7 @@ fn per_patient_thresholds_change_the_outcome_and_preview_answers_first() {
 
     // The CLI sees the same override, beside the running server, and can clear it.
     let cli = |args: &[&str]| {
-        let out = Command::new(bin())
-            .current_dir(dir.path())
+        let out = crate::support::command(dir.path())
             .arg("thresholds")
             .args(args)
             .args(["--config", "vitalwatch.toml"])

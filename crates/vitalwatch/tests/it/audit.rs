@@ -1,7 +1,8 @@
-//! The audit trail is tamper-evident: editing, deleting or reordering a row with the real
-//! `sqlite3` CLI makes `vitalwatch audit verify` fail and name the first bad entry.
+//! The audit trail is tamper-evident: editing, deleting or reordering a row with the
+//! database's own client (`sqlite3`, or `psql` in the PostgreSQL pass) makes `vitalwatch audit
+//! verify` fail and name the first bad entry.
 
-use crate::support::{Server, agent, post_json, run, sh};
+use crate::support::{Server, agent, backend, post_json, run, sh};
 use std::path::Path;
 
 fn audit(dir: &Path, args: &[&str]) -> (bool, String, String) {
@@ -10,19 +11,18 @@ fn audit(dir: &Path, args: &[&str]) -> (bool, String, String) {
     run(dir, &all)
 }
 
-/// A copy of `src` (a cwd with `data/`) tampered with by `sql` through the sqlite3 CLI.
+/// A copy of `src` (a cwd with `data/`, its server stopped) tampered with by `sql` through
+/// the database's own client.
 fn tampered(src: &Path, name: &str, sql: &str) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    let (ok, _, err) = sh(
-        src,
-        &format!(
-            "mkdir -p {0}/data && cp data/anomalies.db data/audit-anchors.jsonl {0}/data/",
-            copy.path().display()
-        ),
-    );
-    assert!(ok, "{err}");
-    let (ok, _, err) = sh(copy.path(), &format!("sqlite3 data/anomalies.db \"{sql}\""));
-    assert!(ok, "{name}: {err}");
+    let data = copy.path().join("data");
+    backend::copy_store(&src.join("data"), &data, copy.path());
+    std::fs::copy(
+        src.join("data/audit-anchors.jsonl"),
+        data.join("audit-anchors.jsonl"),
+    )
+    .unwrap_or_else(|err| panic!("{name}: copying the anchors: {err}"));
+    backend::sql(&data, sql);
     copy
 }
 
@@ -186,6 +186,10 @@ db.commit()
 #[test]
 fn tampering_that_needs_no_key_is_detected_with_and_without_the_key() {
     let dir = tempfile::tempdir().unwrap();
+    backend::sqlite_only(
+        dir.path(),
+        "the forger rewrites the SQLite file with Python",
+    );
     std::fs::write(
         dir.path().join("vw.toml"),
         "[store]\naudit_anchor_every = 2\n",

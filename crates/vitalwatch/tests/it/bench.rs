@@ -2,8 +2,10 @@
 //! model) server and Debian's Mosquitto (driven by its rumqttc generator and by Debian's
 //! `mosquitto_pub` processes), and `bench http`, each on a tiny load. They report
 //! figures; this test asserts only that they ran the whole path and counted what they sent,
-//! never a speed.
+//! never a speed. With `--database postgres://…` (a database on the test cluster) both also
+//! run on PostgreSQL beside SQLite: the report has the PostgreSQL rows, their figures parse.
 
+use crate::support::postgres::{Cluster, Database, PASSWORD};
 use crate::support::run;
 
 #[test]
@@ -105,4 +107,150 @@ fn bench_http_runs_against_the_real_server() {
     );
     assert!(ok, "bench http failed:\n{out}\n{err}");
     assert!(out.contains("readings/s"), "{out}");
+}
+
+/// The numbers of a report row after its label (`1234`, `0.45x`), each checked to be a
+/// positive finite number.
+fn row_numbers(row: &str, label: &str) -> Vec<f64> {
+    let numbers: Vec<f64> = row[label.len()..]
+        .split_whitespace()
+        .map(|word| {
+            word.trim_end_matches('x')
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("{word:?} in {row:?} is not a number"))
+        })
+        .collect();
+    assert!(
+        !numbers.is_empty() && numbers.iter().all(|n| n.is_finite() && *n > 0.0),
+        "{row}"
+    );
+    numbers
+}
+
+/// `bench` leaves no scratch schema behind on the database it was given.
+fn assert_no_scratch_left(database: &Database<'_>) {
+    assert_eq!(
+        database.sql("SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'vitalwatch_bench%'"),
+        "0"
+    );
+}
+
+#[test]
+fn bench_http_with_a_database_runs_the_main_four_on_postgres_beside_sqlite() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = Cluster::shared().database();
+    let url = database.url();
+    let (ok, out, err) = run(
+        dir.path(),
+        &[
+            "bench",
+            "http",
+            "--readings",
+            "100",
+            "--clients",
+            "2",
+            "--batch",
+            "10",
+            "--database",
+            &url,
+        ],
+    );
+    assert!(ok, "bench http --database failed:\n{out}\n{err}");
+    assert!(
+        !format!("{out}{err}").contains(PASSWORD),
+        "the password leaked"
+    );
+    // The SQLite table's first four runs, then the PostgreSQL section with the same four.
+    let sqlite_labels: Vec<&str> = out
+        .lines()
+        .skip_while(|line| !line.starts_with("run "))
+        .skip(1)
+        .take(4)
+        .map(|row| row.split("  ").next().unwrap_or_default().trim_end())
+        .collect();
+    assert_eq!(sqlite_labels.len(), 4, "{out}");
+    let postgres: Vec<&str> = out
+        .lines()
+        .skip_while(|line| !line.starts_with("PostgreSQL"))
+        .collect();
+    assert!(!postgres.is_empty(), "no PostgreSQL section:\n{out}");
+    for label in &sqlite_labels {
+        let row = postgres
+            .iter()
+            .find(|row| row.starts_with(label))
+            .unwrap_or_else(|| panic!("no PostgreSQL row {label:?}:\n{out}"));
+        // readings/s and its ratios (vs the naive run, vs SQLite).
+        assert!(row_numbers(row, label).len() >= 2, "{row}");
+    }
+    // The bare server's limits on the same rows.
+    for kind in ["COPY", "INSERT"] {
+        let row = postgres
+            .iter()
+            .find(|row| row.contains(kind))
+            .unwrap_or_else(|| panic!("no bare {kind} row:\n{out}"));
+        assert!(
+            row.split_whitespace()
+                .any(|word| word.parse::<f64>().is_ok_and(|n| n > 0.0)),
+            "{row}"
+        );
+    }
+    assert_no_scratch_left(&database);
+}
+
+#[test]
+fn bench_ingest_with_a_database_runs_the_mqtt_path_on_postgres_beside_sqlite() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database = Cluster::shared().database();
+    let url = database.url();
+    let (ok, out, err) = run(
+        dir.path(),
+        &[
+            "bench",
+            "ingest",
+            "--devices",
+            "2",
+            "--readings",
+            "40",
+            "--idle",
+            "0",
+            "--no-mosquitto",
+            "--max-seconds",
+            "60",
+            "--database",
+            &url,
+        ],
+    );
+    assert!(ok, "bench ingest --database failed:\n{out}\n{err}");
+    assert!(
+        !format!("{out}{err}").contains(PASSWORD),
+        "the password leaked"
+    );
+    let sqlite = out
+        .lines()
+        .find(|line| line.starts_with("VitalWatch: broker -> commit -> PUBACK"))
+        .unwrap_or_else(|| panic!("no SQLite row:\n{out}"));
+    let postgres = out
+        .lines()
+        .find(|line| line.contains("PostgreSQL") && line.contains("readings/s"))
+        .unwrap_or_else(|| panic!("no PostgreSQL row:\n{out}"));
+    // Both rates, and the ratio, are numbers.
+    for row in [sqlite, postgres] {
+        let rates: Vec<f64> = row
+            .split_whitespace()
+            .map(|word| word.trim_end_matches([',', ';', 'x']))
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        assert!(
+            !rates.is_empty() && rates.iter().all(|n: &f64| n.is_finite() && *n >= 0.0),
+            "{row}"
+        );
+        assert!(rates[0] > 0.0, "no readings/s in {row}");
+    }
+    assert!(
+        postgres.split_whitespace().any(|word| word
+            .strip_suffix('x')
+            .is_some_and(|ratio| ratio.parse::<f64>().is_ok_and(|n| n > 0.0))),
+        "no PostgreSQL / SQLite ratio in {postgres}"
+    );
+    assert_no_scratch_left(&database);
 }

@@ -110,13 +110,10 @@ fn a_database_from_a_newer_version_is_refused() {
     // Create the database with this version, then pretend a newer one migrated it.
     let (ok, _, err) = run(&["devices", "list"], dir.path());
     assert!(ok, "{err}");
-    let conn = rusqlite::Connection::open(dir.path().join("data/anomalies.db")).unwrap();
-    conn.execute(
+    crate::support::sql(
+        &dir.path().join("data"),
         "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'future', '2030-01-01', '0')",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    );
     let (ok, _, err) = run(
         &[
             "serve",
@@ -140,6 +137,7 @@ fn a_database_from_a_newer_version_is_refused() {
 fn the_data_dir_and_database_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    crate::support::sqlite_only(dir.path(), "the SQLite file's permissions");
     let (ok, _, err) = run(&["devices", "list", "--data-dir", "private"], dir.path());
     assert!(ok, "{err}");
     let mode = |p: &str| {

@@ -125,8 +125,12 @@ fn stats_series_and_csv_agree_with_what_was_posted() {
     );
     assert!(lines.iter().any(|l| l.contains(",130,")));
 
-    // The V3 rollup matches the readings, also after rows are deleted (retention does that).
+    // SQLite's V3 rollup matches the readings, also after rows are deleted (retention does
+    // that). PostgreSQL keeps no rollup (its series queries read the partitions' indexes).
     drop(server);
+    if crate::support::backend::is_postgres(&dir.path().join("data")) {
+        return;
+    }
     let conn = rusqlite::Connection::open(dir.path().join("data/anomalies.db")).unwrap();
     let rollup_matches = |conn: &rusqlite::Connection| -> bool {
         conn.query_row(

@@ -112,24 +112,22 @@ fn flood(
 }
 
 fn stored_keys(data_dir: &std::path::Path) -> std::collections::HashSet<u64> {
-    let conn = rusqlite::Connection::open(data_dir.join("anomalies.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT device_id, timestamp FROM readings")
-        .unwrap();
-    stmt.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })
-    .unwrap()
-    .map(|row| {
-        let (device, ts) = row.unwrap();
-        let t: u64 = device.trim_start_matches("flood-").parse().unwrap();
-        let at = chrono::DateTime::parse_from_rfc3339(&ts)
-            .unwrap()
-            .timestamp_millis() as u64;
-        let n = (at - 1_767_225_600_000) / 1000;
-        t * 1_000_000 + n
-    })
-    .collect()
+    let query = format!(
+        "SELECT device_id, {} FROM readings",
+        crate::support::backend::rfc3339(data_dir, "timestamp")
+    );
+    crate::support::sql(data_dir, &query)
+        .lines()
+        .map(|row| {
+            let (device, ts) = row.split_once('|').expect("two columns");
+            let t: u64 = device.trim_start_matches("flood-").parse().unwrap();
+            let at = chrono::DateTime::parse_from_rfc3339(ts)
+                .unwrap()
+                .timestamp_millis() as u64;
+            let n = (at - 1_767_225_600_000) / 1000;
+            t * 1_000_000 + n
+        })
+        .collect()
 }
 
 fn check_no_acked_reading_lost(kill: impl FnOnce(&mut Server)) {

@@ -97,16 +97,13 @@ fn seed_payload(device: &str, second: u32) -> String {
 
 /// The timestamps (as stored) of a device's readings.
 fn stored_timestamps(data_dir: &Path, device: &str) -> BTreeSet<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join("anomalies.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    conn.prepare("SELECT timestamp FROM readings WHERE device_id = ?1")
-        .unwrap()
-        .query_map([device], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let query = format!(
+        "SELECT {} FROM readings WHERE device_id = '{device}'",
+        crate::support::backend::rfc3339(data_dir, "timestamp")
+    );
+    crate::support::sql(data_dir, &query)
+        .lines()
+        .map(str::to_owned)
         .collect()
 }
 
@@ -152,13 +149,13 @@ fn readings_published_to_mosquitto_are_stored_and_acknowledged_after_commit() {
         "{}",
         server.log()
     );
-    let conn = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();
-    let stored: Vec<(String, String)> = conn
-        .prepare("SELECT device_id, source FROM readings ORDER BY timestamp")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    let stored: Vec<(String, String)> = server
+        .sql("SELECT device_id, source FROM readings ORDER BY timestamp")
+        .lines()
+        .map(|row| {
+            let (device, source) = row.split_once('|').expect("two columns");
+            (device.to_owned(), source.to_owned())
+        })
         .collect();
     assert_eq!(
         stored,

@@ -339,26 +339,19 @@ fn every_resource_validates_with_fhir_resources_and_carries_loinc_and_ucum() {
     }
 
     // The reads are in the audit trail as phi.read, with the FHIR route.
-    let db = server.data_dir.join("anomalies.db");
     wait_until(WAIT, "phi.read entries for the FHIR reads", || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        let n: i64 = conn
-            .query_row(
+        let n: i64 = server
+            .sql(
                 "SELECT COUNT(*) FROM audit_log WHERE action = 'phi.read' \
                  AND target LIKE '/fhir/Observation/%' AND details LIKE '%/fhir/Observation/{id}%'",
-                [],
-                |row| row.get(0),
             )
+            .parse()
             .unwrap();
         n >= 6
     });
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let metadata_reads: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE action = 'phi.read' AND target = '/fhir/metadata'",
-            [],
-            |row| row.get(0),
-        )
+    let metadata_reads: i64 = server
+        .sql("SELECT COUNT(*) FROM audit_log WHERE action = 'phi.read' AND target = '/fhir/metadata'")
+        .parse()
         .unwrap();
     assert_eq!(
         metadata_reads, 0,

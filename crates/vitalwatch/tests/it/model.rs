@@ -6,7 +6,7 @@ use crate::support::{
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn vitalwatch(cwd: &Path, args: &[&str]) -> Output {
     command(cwd)
@@ -57,19 +57,16 @@ fn health(server: &Server) -> Value {
 }
 
 fn audit_rows(data_dir: &Path) -> Vec<(String, String)> {
-    let out = Command::new("sqlite3")
-        .arg(data_dir.join("anomalies.db"))
-        .arg("SELECT actor, details FROM audit_log WHERE action = 'model.reload' ORDER BY id")
-        .output()
-        .expect("running sqlite3 (scripts/test installs it)");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|line| {
-            let (actor, details) = line.split_once('|').expect("two columns");
-            (actor.to_owned(), details.to_owned())
-        })
-        .collect()
+    crate::support::sql(
+        data_dir,
+        "SELECT actor, details FROM audit_log WHERE action = 'model.reload' ORDER BY id",
+    )
+    .lines()
+    .map(|line| {
+        let (actor, details) = line.split_once('|').expect("two columns");
+        (actor.to_owned(), details.to_owned())
+    })
+    .collect()
 }
 
 fn reading(device: &str, n: u64, hr: f64, temp: f64) -> String {
@@ -180,13 +177,11 @@ fn train_info_serve_scores_and_flags_an_unusual_reading() {
     let normal_score = readings[2]["ml_score"].as_f64().expect("normal scored");
     assert!(fever_score > normal_score);
 
-    // The real sqlite3 client sees the same column.
-    let out = Command::new("sqlite3")
-        .arg(server.data_dir.join("anomalies.db"))
-        .arg("SELECT COUNT(*) FROM readings WHERE ml_score IS NOT NULL")
-        .output()
-        .expect("running sqlite3");
-    assert_eq!(text(&out.stdout).trim(), "2");
+    // The database's own client (sqlite3 or psql) sees the same column.
+    assert_eq!(
+        server.sql("SELECT COUNT(*) FROM readings WHERE ml_score IS NOT NULL"),
+        "2"
+    );
 
     // Train again from the stored readings that raised no anomaly, beside the running server.
     let batch: Vec<String> = (0..300u64)
@@ -617,12 +612,10 @@ fn clinicians_verdicts_on_alerts_train_the_random_forest() {
     let out = vitalwatch(dir.path(), &["model", "info", "rf.json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let verdicts = Command::new("sqlite3")
-        .arg(dir.path().join("data/anomalies.db"))
-        .arg("SELECT actor || ':' || details FROM audit_log WHERE action = 'alert.verdict' ORDER BY id")
-        .output()
-        .unwrap();
-    let verdicts = text(&verdicts.stdout);
+    let verdicts = crate::support::sql(
+        &dir.path().join("data"),
+        "SELECT actor || ':' || details FROM audit_log WHERE action = 'alert.verdict' ORDER BY id",
+    );
     assert_eq!(verdicts.lines().count(), 2, "{verdicts}");
     assert!(
         verdicts.contains("dr.ward:") && verdicts.contains("false_alarm"),

@@ -33,7 +33,7 @@ pub fn issue_on(server: &Server, device_id: &str, database: &str) -> DeviceCert 
 
 /// `vitalwatch certs device|consumer NAME` against the server's data dir (and `extra` flags).
 fn issue_kind(server: &Server, kind: &str, device_id: &str, extra: &[&str]) -> DeviceCert {
-    let output = Command::new(bin())
+    let output = crate::support::on_store(&server.data_dir)
         .args(["certs", kind, device_id, "--data-dir"])
         .arg(&server.data_dir)
         .args(extra)
@@ -209,13 +209,13 @@ fn mosquitto_pub_with_a_device_certificate_is_stored_once_committed() {
     assert!(ok);
     // QoS 0 has no acknowledgement to wait for: poll (bounded) until all four are stored.
     wait_for_readings(&server, 4);
-    let conn = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();
-    let stored: Vec<(String, String)> = conn
-        .prepare("SELECT device_id, source FROM readings ORDER BY timestamp")
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    let stored: Vec<(String, String)> = server
+        .sql("SELECT device_id, source FROM readings ORDER BY timestamp")
+        .lines()
+        .map(|row| {
+            let (device, source) = row.split_once('|').expect("two columns");
+            (device.to_owned(), source.to_owned())
+        })
         .collect();
     assert_eq!(stored.len(), 4, "{stored:?}");
     assert!(stored.iter().all(|(d, s)| d == "ESP32_001" && s == "mqtt"));
@@ -318,7 +318,7 @@ fn clients_without_a_valid_identity_are_refused_counted_and_audited() {
         &["-q", "1", "-m", &payload],
     );
     assert!(ok && out.contains("received PUBACK"), "{out}");
-    let revoke = Command::new(bin())
+    let revoke = crate::support::on_store(&server.data_dir)
         .args(["certs", "revoke", "bed-1", "--data-dir"])
         .arg(&server.data_dir)
         .output()
@@ -373,13 +373,10 @@ fn clients_without_a_valid_identity_are_refused_counted_and_audited() {
     assert!(counted >= 3.0, "{counted}\n{scrape}");
 
     assert!(server.terminate(), "{}", server.log());
-    let conn = rusqlite::Connection::open(server.data_dir.join("anomalies.db")).unwrap();
-    let audited: Vec<String> = conn
-        .prepare("SELECT action || ':' || target FROM audit_log ORDER BY id")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let audited: Vec<String> = server
+        .sql("SELECT action || ':' || target FROM audit_log ORDER BY id")
+        .lines()
+        .map(str::to_owned)
         .collect();
     for expected in [
         "certificate.issue:bed-1",
@@ -740,7 +737,7 @@ fn the_plaintext_listener_is_off_by_default_and_authenticates_when_on() {
     });
     let port = server.listeners["mqtt"].port();
     assert!(server.log().contains("Plaintext MQTT is listening"));
-    let secret = Command::new(bin())
+    let secret = crate::support::on_store(&server.data_dir)
         .args(["certs", "secret", "lab-1", "--data-dir"])
         .arg(&server.data_dir)
         .output()

@@ -8,15 +8,18 @@ use crate::support::{
 /// The registry's audit entries (`device.*`): the guard's audited reads are buffered, so
 /// whether they are committed yet depends on timing (the security tests check those).
 fn audit_actions(data_dir: &std::path::Path) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open(data_dir.join("anomalies.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT actor, action, target FROM audit_log ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|(_, action, _): &(String, String, String)| action.starts_with("device."))
-        .collect()
+    crate::support::sql(
+        data_dir,
+        "SELECT actor, action, target FROM audit_log ORDER BY id",
+    )
+    .lines()
+    .map(|row| {
+        let mut columns = row.splitn(3, '|').map(str::to_owned);
+        let mut next = || columns.next().expect("three columns");
+        (next(), next(), next())
+    })
+    .filter(|(_, action, _)| action.starts_with("device."))
+    .collect()
 }
 
 #[test]

@@ -1,5 +1,9 @@
-//! The seed README's examples, run exactly as written (port 5000, `data/anomalies.db`).
+//! The seed README's examples, run exactly as written (port 5000, `data/anomalies.db`). The
+//! curl examples run on both backends (the PostgreSQL pass starts `serve --database
+//! postgres://…`); the `sqlite3` example is about the SQLite file, so the PostgreSQL pass asks
+//! its question with `psql`.
 
+use crate::support::backend::{self, Backend};
 use crate::support::{Server, ServerOptions, sh};
 
 // The seed's examples exactly as README.md shows them; the second test checks it still does.
@@ -15,8 +19,14 @@ const SQLITE3_INPUT: &str = "SELECT COUNT(*) FROM anomalies;\n.quit";
 fn seed_curl_and_sqlite3_examples_work_as_written() {
     let dir = tempfile::tempdir().unwrap();
     // The defaults: 0.0.0.0:5000 and ./data, as the seed's examples assume.
+    let database = backend::database_url(&dir.path().join("data"), dir.path());
+    let args: Vec<String> = database
+        .into_iter()
+        .flat_map(|url| ["--database".to_owned(), url])
+        .collect();
     let server = Server::start_with(ServerOptions {
         free_port: false,
+        args,
         ..ServerOptions::new(dir.path())
     });
     assert_eq!(server.api.port(), 5000);
@@ -49,12 +59,21 @@ fn seed_curl_and_sqlite3_examples_work_as_written() {
         .collect();
     assert_eq!(kinds, ["OUT_OF_RANGE_HR", "OUT_OF_RANGE_TEMP"]);
 
-    let (ok, out, err) = sh(
-        dir.path(),
-        &format!("{SQLITE3} <<'SQL'\n{SQLITE3_INPUT}\nSQL"),
-    );
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), "2");
+    let stored = match backend::backend() {
+        Backend::Sqlite => {
+            let (ok, out, err) = sh(
+                dir.path(),
+                &format!("{SQLITE3} <<'SQL'\n{SQLITE3_INPUT}\nSQL"),
+            );
+            assert!(ok, "{err}");
+            out.trim().to_owned()
+        }
+        Backend::Postgres => {
+            assert!(!dir.path().join("data/anomalies.db").exists());
+            server.sql("SELECT COUNT(*) FROM anomalies;")
+        }
+    };
+    assert_eq!(stored, "2");
 
     let (ok, out, _) = sh(dir.path(), "curl -s http://localhost:5000/api/devices");
     assert!(ok);

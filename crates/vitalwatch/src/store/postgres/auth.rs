@@ -71,6 +71,11 @@ pub(super) async fn find_user(
     client: &impl GenericClient,
     username: &str,
 ) -> Result<Option<UserRecord>, StoreError> {
+    // PostgreSQL's text cannot hold NUL, so no stored name has one; a login may still send
+    // one, and it names no user (rather than failing the query).
+    if username.contains('\0') {
+        return Ok(None);
+    }
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE username = $1"

@@ -8,7 +8,7 @@ mod wire;
 
 use crate::mqtt::{DeviceCert, ca, client_script, issue, issue_consumer, python};
 use crate::support::mosquitto::{Mosquitto, Pki};
-use crate::support::{Server, ServerOptions, WAIT, agent, bin, counts, get, reading, wait_until};
+use crate::support::{Server, ServerOptions, WAIT, agent, counts, get, reading, wait_until};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl Bench {
             ],
         ));
         issue(&server, DEVICE);
-        let output = Command::new(bin())
+        let output = crate::support::on_store(&server.data_dir)
             .args(["certs", "secret", DEVICE, "--data-dir"])
             .arg(&server.data_dir)
             .output()

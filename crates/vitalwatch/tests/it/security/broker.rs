@@ -4,7 +4,7 @@
 //! clients (Eclipse Paho, raw sockets, Python's `ssl`) against the real binary.
 
 use crate::mqtt::{DeviceCert, ca, client_script, issue, issue_consumer, python};
-use crate::support::{Guarded, Lines, Server, ServerOptions, bin, counts, reading};
+use crate::support::{Guarded, Lines, Server, ServerOptions, counts, reading};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -93,7 +93,7 @@ impl Probe {
 }
 
 fn cli(server: &Server, args: &[&str]) -> String {
-    let output = Command::new(bin())
+    let output = crate::support::on_store(&server.data_dir)
         .args(args)
         .arg("--data-dir")
         .arg(&server.data_dir)

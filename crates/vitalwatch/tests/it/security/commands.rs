@@ -20,6 +20,9 @@ fn audited(data_dir: &std::path::Path, action: &str) -> Vec<String> {
 fn certs_audits_to_the_servers_store_from_any_directory_and_never_to_a_stray_one() {
     let home = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
+    for dir in [&home, &elsewhere] {
+        crate::support::sqlite_only(dir.path(), "a stray SQLite file is what must not appear");
+    }
     let data = home.path().join("data");
     let certs = data.join("certs");
     // `certs init` creates the data directory (for the certs) and says it creates the store.

@@ -29,6 +29,10 @@ fn dashboard_sessions_use_strict_cookies_csrf_and_throttled_logins() {
         unknown.json, wrong.json,
         "an unknown user looks like a wrong password"
     );
+    // A name no store can hold (PostgreSQL's text has no NUL; schemathesis sent one) is an
+    // unknown user too, not a store failure.
+    let nul = login(&agent, &server, "mal\u{0}lory", "wrong password here");
+    assert_eq!(nul.json, wrong.json, "a NUL in the name: {}", nul.json);
 
     let ok = login(&agent, &server, "alice", password);
     assert_eq!(ok.status, 200, "{}", ok.json);

@@ -24,13 +24,16 @@ pub struct InProcess {
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// The configuration most tests want: data in `<dir>/data`, plaintext HTTP with loopback
-/// trusted (no tokens needed), no MQTT broker.
+/// The configuration most tests want: data in `<dir>/data` (the store on this run's backend,
+/// [`super::backend`]), plaintext HTTP with loopback trusted (no tokens needed), no MQTT
+/// broker.
 pub fn config(dir: &Path) -> Config {
     let mut config = Config {
         data_dir: dir.join("data"),
         ..Config::default()
     };
+    config.store.url =
+        super::backend::database_url(&config.data_dir, dir).map(vitalwatch::secret::Secret::new);
     config.http.tls = false;
     config.http.trust_loopback = true;
     config.mqtt.enabled = false;
@@ -97,6 +100,11 @@ pub fn start(mut config: Config) -> InProcess {
 impl InProcess {
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{}", self.scheme, self.api, path)
+    }
+
+    /// Runs `sql` on its store, SQLite or PostgreSQL ([`super::backend::sql`]).
+    pub fn sql(&self, sql: &str) -> String {
+        super::backend::sql(&self.data_dir, sql)
     }
 
     /// Shuts it down as SIGTERM would (every answered reading committed) and waits for it.

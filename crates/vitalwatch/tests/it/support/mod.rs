@@ -6,9 +6,12 @@
 //! - [`http`]: HTTP(S) requests with answers as values; [`net`]: loopback ports;
 //! - [`mosquitto`]: a TLS Mosquitto from a config the test writes;
 //! - [`postgres`]: real PostgreSQL 15 clusters and a database per test;
+//! - [`backend`]: the store this run puts servers and commands on (SQLite, or PostgreSQL with
+//!   `VITALWATCH_IT_BACKEND=postgres`), and SQL on a data directory's store on either;
 //! - [`cluster`]: the scale-out topologies (primary + synchronous standby, HAProxy or
 //!   Mosquitto, several nodes).
 
+pub mod backend;
 pub mod cluster;
 pub mod h2_client;
 pub mod http;
@@ -20,10 +23,11 @@ pub mod process;
 pub mod server;
 pub mod wait;
 
+pub use backend::{sql, sqlite_only};
 pub use http::{agent, get, https_agent, post_json, send};
 pub use net::free_port;
 pub use process::{Guarded, Lines};
-pub use server::{Server, ServerOptions, bin, command, run, run_with_stdin};
+pub use server::{Server, ServerOptions, bin, command, on_store, run, run_with_stdin};
 pub use wait::{WAIT, poll_until, wait_until};
 
 use std::path::Path;
@@ -47,23 +51,22 @@ pub struct Counts {
     pub quarantine: i64,
 }
 
+/// The [`Counts`] of the store of `data_dir`, on either backend.
 pub fn counts(data_dir: &Path) -> Counts {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join("anomalies.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let count = |table: &str| -> i64 {
-        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .unwrap()
-    };
+    let row = sql(
+        data_dir,
+        "SELECT (SELECT COUNT(*) FROM readings), (SELECT COUNT(*) FROM anomalies), \
+         (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM quarantine)",
+    );
+    let numbers: Vec<i64> = row
+        .split('|')
+        .map(|n| n.parse().expect("a count is a number"))
+        .collect();
     Counts {
-        readings: count("readings"),
-        anomalies: count("anomalies"),
-        devices: count("devices"),
-        quarantine: count("quarantine"),
+        readings: numbers[0],
+        anomalies: numbers[1],
+        devices: numbers[2],
+        quarantine: numbers[3],
     }
 }
 

@@ -258,12 +258,22 @@ impl Cluster {
 
     /// A new, empty database owned by VitalWatch's role, dropped with the guard.
     pub fn database(&self) -> Database<'_> {
+        self.create_database("")
+    }
+
+    /// A new database holding a copy of `source` (which nobody may be connected to: stop its
+    /// servers first), dropped with the guard.
+    pub fn copy_of(&self, source: &Database<'_>) -> Database<'_> {
+        self.create_database(&format!(" TEMPLATE {}", source.name))
+    }
+
+    fn create_database(&self, template: &str) -> Database<'_> {
         let name = format!(
             "vw_{}_{}",
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::Relaxed)
         );
-        self.superuser_sql(&format!("CREATE DATABASE {name} OWNER {ROLE}"));
+        self.superuser_sql(&format!("CREATE DATABASE {name} OWNER {ROLE}{template}"));
         Database {
             cluster: self,
             name,

@@ -2,6 +2,7 @@
 //! its `listening NAME=ADDR` lines read for its addresses, stopped by its process id (and
 //! killed when the guard drops, so a failing test leaves no server behind).
 
+use super::backend;
 use super::process::{Guarded, Lines};
 use super::wait::WAIT;
 use std::collections::HashMap;
@@ -31,19 +32,51 @@ const CONFIG_ENV: [&str; 12] = [
     "MQTT_TLS_CA_CERTS",
 ];
 
-/// `vitalwatch` to run in `cwd`, with the host's configuration variables removed.
+/// `vitalwatch` to run in `cwd`, with the host's configuration variables removed and the
+/// store of `<cwd>/data` on this run's backend ([`super::backend`]).
 pub fn command(cwd: &Path) -> Command {
+    command_for(cwd, &[], &[])
+}
+
+/// `vitalwatch ARGS` in `cwd` with `env`: the host's configuration variables removed and,
+/// unless `args` or `env` name a store, `VITALWATCH_DATABASE_URL` set to the database of the
+/// data directory they select when this run is on PostgreSQL.
+fn command_for(cwd: &Path, args: &[String], env: &[(String, String)]) -> Command {
     let mut command = Command::new(bin());
     command.current_dir(cwd);
     for name in CONFIG_ENV {
         command.env_remove(name);
     }
+    if !backend::names_a_store(args, env) {
+        let data_dir = backend::data_dir_of(cwd, args, env);
+        if let Some(url) = backend::database_url(&data_dir, cwd) {
+            command.env("VITALWATCH_DATABASE_URL", url);
+        }
+    }
     command
+}
+
+/// `vitalwatch` for a command on the store of `data_dir` (a running server's, given with
+/// `--data-dir`): the host's configuration variables removed and, when that store is a
+/// PostgreSQL database of this run, `VITALWATCH_DATABASE_URL` set to it.
+pub fn on_store(data_dir: &Path) -> Command {
+    let mut command = Command::new(bin());
+    for name in CONFIG_ENV {
+        command.env_remove(name);
+    }
+    if let Some(url) = backend::registered_url(data_dir) {
+        command.env("VITALWATCH_DATABASE_URL", url);
+    }
+    command
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
 }
 
 /// Runs `vitalwatch ARGS` in `cwd` to its end: (success, stdout, stderr).
 pub fn run(cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = command(cwd)
+    let output = command_for(cwd, &owned(args), &[])
         .args(args)
         .output()
         .expect("running vitalwatch");
@@ -57,7 +90,7 @@ pub fn run(cwd: &Path, args: &[&str]) -> (bool, String, String) {
 /// [`run`] with `stdin` written to its standard input (passwords are read from there).
 pub fn run_with_stdin(cwd: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = command(cwd)
+    let mut child = command_for(cwd, &owned(args), &[])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -155,7 +188,7 @@ impl Server {
                 .expect("the clock is after 1970")
                 .as_nanos()
         ));
-        let mut command = command(options.cwd);
+        let mut command = command_for(options.cwd, &options.args, &options.env);
         command.arg(subcommand);
         if options.free_port {
             command.args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"]);
@@ -167,9 +200,6 @@ impl Server {
         command
             .args(&options.args)
             .env("RUST_LOG", "vitalwatch=debug");
-        for name in CONFIG_ENV {
-            command.env_remove(name);
-        }
         command
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
@@ -196,12 +226,7 @@ impl Server {
             }
             listeners.insert(name, addr);
         }
-        let data_dir = options
-            .args
-            .iter()
-            .position(|a| a == "--data-dir")
-            .map(|i| options.cwd.join(&options.args[i + 1]))
-            .unwrap_or_else(|| options.cwd.join("data"));
+        let data_dir = backend::data_dir_of(options.cwd, &options.args, &options.env);
         Server {
             scheme,
             process,
@@ -240,6 +265,11 @@ impl Server {
         self.process
             .stop("TERM", Duration::from_secs(60))
             .is_some_and(|status| status.success())
+    }
+
+    /// Runs `sql` on this server's store, SQLite or PostgreSQL ([`backend::sql`]).
+    pub fn sql(&self, sql: &str) -> String {
+        backend::sql(&self.data_dir, sql)
     }
 
     /// SIGKILL: no chance to flush anything.
