@@ -198,7 +198,7 @@ fn compare_layouts(started: SystemTime) {
         human(old)
     );
     println!(
-        "| compact layout (8-byte nodes, f32 thresholds, exact ties) | {} | {:.2}× faster |",
+        "| ranked layout (8-byte nodes, integer threshold ranks) | {} | {:.2}× faster |",
         human(new),
         old / new
     );

@@ -6,8 +6,9 @@
 //!
 //! Two representations of a tree exist: [`TreeFile`], the parallel arrays stored in the model
 //! file (scikit-learn's `tree_` layout, easy to validate), and the compiled [`Forest`], one
-//! flat array of 16-byte nodes whose sibling pairs are adjacent, so scoring walks memory
-//! without allocating. Every `TreeFile` — trained or read from a file — reaches scoring only
+//! flat array of 8-byte nodes whose sibling pairs are adjacent and whose thresholds are
+//! ranks among the forest's distinct thresholds, so scoring walks memory without allocating
+//! and compares integers. Every `TreeFile` — trained or read from a file — reaches scoring only
 //! through [`Forest::compile`], which checks indices, cycles, features and thresholds.
 //!
 //! This module sees scaled feature vectors only; it must not know about readings or units.
@@ -184,20 +185,20 @@ pub(crate) fn subsample<R: Rng + ?Sized>(rng: &mut R, n_rows: usize, amount: usi
 }
 
 /// A compiled node: 8 bytes. Rows go right (to `left + 1`) when `x[feature] > threshold`,
-/// left otherwise. The threshold is kept as `low`, the largest `f32` at or below it, and the
-/// comparison is made on the input rounded down to `f32` the same way: rounding down is
-/// monotone, so `rd(x) > low` implies `x > threshold` and `rd(x) < low` implies the opposite;
-/// only `rd(x) == low` (the input within one `f32` step of the split) is decided by the exact
-/// `f64` threshold, read from a side array. Scores are therefore exactly those of the `f64`
-/// comparison, with half the memory per node (the forest fits a core's L2 cache).
+/// left otherwise. The threshold is not stored as a number but as its rank `key` among the
+/// distinct thresholds of its feature in the whole forest ([`Forest::cuts`]); a reading's
+/// value is ranked once per feature before the walk (`rank = ` how many of those thresholds
+/// lie below it), and `x > threshold` is then exactly `rank > key`: one integer comparison per
+/// node, no rounding, no tie case, and the scores are those of the `f64` comparison bit for bit
+/// (NaN ranks 0 and so goes left everywhere, as `NaN > t` is false).
 ///
-/// A leaf points `left` at itself with `low = +∞` (and an exact threshold of +∞), so every row
-/// stays put: scoring can then walk every tree a fixed number of steps with no data-dependent
-/// branch (a mispredicted branch per level cost 3 µs per reading; the fixed walk lets the CPU
-/// overlap trees).
+/// A leaf points `left` at itself with `key = u32::MAX`, above every rank, so every row stays
+/// put: scoring can then walk every tree a fixed number of steps with no data-dependent branch
+/// (a mispredicted branch per level cost 3 µs per reading; the fixed walk lets the CPU overlap
+/// trees).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Node {
-    low: f32,
+    key: u32,
     /// `left << FEATURE_BITS | feature`.
     packed: u32,
 }
@@ -211,16 +212,16 @@ const FEATURE_MASK: u32 = (1 << FEATURE_BITS) - 1;
 const MAX_FOREST_NODES: usize = 1 << (32 - FEATURE_BITS);
 
 impl Node {
-    fn split(threshold: f64, feature: u32, left: u32) -> Node {
+    fn split(key: u32, feature: u32, left: u32) -> Node {
         Node {
-            low: round_down(threshold),
+            key,
             packed: (left << FEATURE_BITS) | feature,
         }
     }
 
     fn leaf(at: u32) -> Node {
         Node {
-            low: f32::INFINITY,
+            key: u32::MAX,
             packed: at << FEATURE_BITS,
         }
     }
@@ -234,21 +235,17 @@ impl Node {
     }
 }
 
-/// The largest `f32` at or below `x` (−∞ below `f32`'s range; NaN stays NaN).
-fn round_down(x: f64) -> f32 {
-    let near = x as f32;
-    if f64::from(near) > x {
-        near.next_down()
-    } else {
-        near
-    }
-}
-
 /// A placeholder until the node is compiled.
 const UNSET: Node = Node {
-    low: f32::INFINITY,
+    key: u32::MAX,
     packed: 0,
 };
+
+/// How many of the sorted `cuts` lie strictly below `x` (0 for NaN).
+fn rank(cuts: &[f64], x: f64) -> u32 {
+    // At most MAX_FOREST_NODES cuts, so the count fits a u32.
+    cuts.partition_point(|cut| *cut < x) as u32
+}
 
 /// Why a file tree cannot be compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,9 +289,9 @@ impl TreeDefect {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Forest {
     nodes: Vec<Node>,
-    /// Each node's exact threshold (+∞ at leaves), read only when the input rounds to the
-    /// node's `f32` threshold.
-    exact: Vec<f64>,
+    /// Per feature, the distinct split thresholds of the whole forest in increasing order: a
+    /// split's `key` is its threshold's index here.
+    cuts: Vec<Vec<f64>>,
     /// For a leaf, its whole path length `depth + c(n_samples)`; 0 for a split.
     path_length: Vec<f64>,
     /// The deepest leaf's depth: the number of steps a walk takes.
@@ -384,7 +381,7 @@ impl Forest {
                     return Err((tree_idx, TreeDefect::NonFiniteThreshold));
                 }
                 let out_left = nodes.len();
-                nodes[out_idx] = Node::split(threshold, feature as u32, out_left as u32);
+                nodes[out_idx] = Node::split(u32::MAX, feature as u32, out_left as u32);
                 exact[out_idx] = threshold;
                 for (child, out_child) in [(left, out_left), (right, out_left + 1)] {
                     let child = usize::try_from(child)
@@ -404,9 +401,10 @@ impl Forest {
                 return Err((tree_idx, TreeDefect::UnreachableNode));
             }
         }
+        let cuts = rank_thresholds(&mut nodes, &exact, n_features.min(MAX_SPLIT_FEATURES));
         Ok(Forest {
             nodes,
-            exact,
+            cuts,
             path_length,
             depth: max_depth,
             roots,
@@ -420,22 +418,13 @@ impl Forest {
         // Walk `LANES` trees in lockstep: their loads are independent, so the CPU overlaps
         // them instead of waiting on one chain of dependent loads.
         const LANES: usize = 8;
-        let mut exact_x = [0.0f64; MAX_SPLIT_FEATURES];
-        let mut low_x = [0.0f32; MAX_SPLIT_FEATURES];
-        for ((exact, low), value) in exact_x.iter_mut().zip(&mut low_x).zip(x) {
-            *exact = *value;
-            *low = round_down(*value);
+        let mut ranks = [0u32; MAX_SPLIT_FEATURES];
+        for ((rank_x, cuts), value) in ranks.iter_mut().zip(&self.cuts).zip(x) {
+            *rank_x = rank(cuts, *value);
         }
         let step = |idx: usize| {
             let node = self.nodes[idx];
-            let value = low_x[node.feature()];
-            // Equal only within one f32 step of the split (and at a leaf for x = +∞).
-            let right = if value == node.low {
-                exact_x[node.feature()] > self.exact[idx]
-            } else {
-                value > node.low
-            };
-            node.left() + usize::from(right)
+            node.left() + usize::from(ranks[node.feature()] > node.key)
         };
         let mut total = 0.0;
         let mut chunks = self.roots.chunks_exact(LANES);
@@ -477,9 +466,8 @@ impl Forest {
         let nodes = self
             .nodes
             .iter()
-            .zip(&self.exact)
-            .map(|(node, threshold)| WideNode {
-                threshold: *threshold,
+            .map(|node| WideNode {
+                threshold: self.threshold(*node),
                 feature: node.feature() as u32,
                 left: node.left() as u32,
             })
@@ -488,7 +476,7 @@ impl Forest {
             nodes,
             forest: Forest {
                 nodes: Vec::new(),
-                exact: Vec::new(),
+                cuts: Vec::new(),
                 path_length: self.path_length.clone(),
                 depth: self.depth,
                 roots: self.roots.clone(),
@@ -500,6 +488,42 @@ impl Forest {
     pub(crate) fn n_nodes(&self) -> usize {
         self.nodes.len()
     }
+
+    /// A node's split threshold in scaled units (+∞ at a leaf, which sends every row left).
+    fn threshold(&self, node: Node) -> f64 {
+        self.cuts
+            .get(node.feature())
+            .and_then(|cuts| cuts.get(node.key as usize))
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    }
+}
+
+/// Collects each feature's distinct split thresholds (`exact`, +∞ at leaves) in increasing
+/// order and sets every split's `key` to its threshold's index there.
+fn rank_thresholds(nodes: &mut [Node], exact: &[f64], n_features: usize) -> Vec<Vec<f64>> {
+    let mut cuts = vec![Vec::new(); n_features];
+    let splits = || {
+        nodes
+            .iter()
+            .zip(exact)
+            .filter(|(_, threshold)| threshold.is_finite())
+    };
+    for (node, threshold) in splits() {
+        cuts[node.feature()].push(*threshold);
+    }
+    for feature_cuts in &mut cuts {
+        // Thresholds are finite (compile refuses others), so the order is total; 0.0 and
+        // −0.0 compare equal and become one cut, as they are one threshold to `>`.
+        feature_cuts.sort_unstable_by(f64::total_cmp);
+        feature_cuts.dedup_by(|a, b| a == b);
+    }
+    for (node, threshold) in nodes.iter_mut().zip(exact) {
+        if threshold.is_finite() {
+            node.key = rank(&cuts[node.feature()], *threshold);
+        }
+    }
+    cuts
 }
 
 /// The node layout before issue 20: 16 bytes, `f64` threshold compared directly.
@@ -602,11 +626,45 @@ mod tests {
         assert!(outlier > 0.0 && outlier <= 1.0);
     }
 
+    /// One file tree's path length for `x`, walked on the file's own `f64` arrays.
+    fn file_path_length(tree: &TreeFile, x: &[f64]) -> f64 {
+        let (mut node, mut depth) = (0usize, 0u32);
+        while tree.left[node] != FILE_LEAF {
+            let go_right = x[tree.feature[node] as usize] > tree.threshold[node];
+            node = if go_right {
+                tree.right[node]
+            } else {
+                tree.left[node]
+            } as usize;
+            depth += 1;
+        }
+        f64::from(depth) + average_path_length(tree.n_samples[node])
+    }
+
+    /// The score straight from the file trees, summed in the compiled kernel's order (lanes
+    /// of 8 trees, then the rest), so it must agree to the bit.
+    fn file_score(trees: &[TreeFile], sample_size: u32, x: &[f64]) -> f64 {
+        let mut chunks = trees.chunks_exact(8);
+        let mut total = 0.0;
+        for chunk in &mut chunks {
+            total += chunk
+                .iter()
+                .map(|tree| file_path_length(tree, x))
+                .sum::<f64>();
+        }
+        for tree in chunks.remainder() {
+            total += file_path_length(tree, x);
+        }
+        let mean = total / trees.len() as f64;
+        (-mean / average_path_length(sample_size)).exp2()
+    }
+
     #[test]
     fn compact_layout_scores_exactly_as_the_f64_layout() {
-        // A 100-tree forest on rows with repeated values and values that round to the same
-        // f32, scored on random points and on every threshold and its f64/f32 neighbours,
-        // where the f32 comparison must fall back to the exact threshold.
+        // A 100-tree forest on rows with repeated values and values within one f32 step of
+        // each other, scored on random points and on every threshold and its f64/f32
+        // neighbours, by the ranked kernel, by the 16-byte reference layout and straight
+        // from the file trees' f64 thresholds: all three agree to the bit.
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let n_rows = 512;
         let rows: Vec<f64> = (0..n_rows * 3)
@@ -633,59 +691,72 @@ mod tests {
                 ]
             })
             .collect();
-        let mut ties = 0;
-        for (node, threshold) in forest.nodes.iter().zip(&forest.exact) {
-            if !threshold.is_finite() {
-                continue;
-            }
-            let low = f64::from(node.low);
-            for value in [
-                *threshold,
-                threshold.next_up(),
-                threshold.next_down(),
-                low,
-                f64::from(node.low.next_up()),
-                low.next_down(),
-            ] {
-                let mut point = [0.5, 1.0, 5.0];
-                point[node.feature()] = value;
-                ties += usize::from(round_down(value) == node.low);
-                points.push(point);
+        let mut at_threshold = 0;
+        for tree in &trees {
+            for (feature, threshold) in tree.feature.iter().zip(&tree.threshold) {
+                let Ok(feature) = usize::try_from(*feature) else {
+                    continue;
+                };
+                let near = f64::from(*threshold as f32);
+                for value in [
+                    *threshold,
+                    threshold.next_up(),
+                    threshold.next_down(),
+                    near,
+                    near.next_up(),
+                    near.next_down(),
+                ] {
+                    let mut point = [0.5, 1.0, 5.0];
+                    point[feature] = value;
+                    at_threshold += usize::from(value == *threshold);
+                    points.push(point);
+                }
             }
         }
         for special in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -1e300] {
             points.push([special, special, special]);
         }
-        assert!(ties > 1000, "the f32 tie path was exercised {ties} times");
+        assert!(at_threshold > 1000, "{at_threshold} points on a threshold");
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
         for point in &points {
             let (new, old) = (forest.score(point), reference.score(point));
+            let file = file_score(&trees, 256, point);
             assert!(
-                new.to_bits() == old.to_bits() || (new.is_nan() && old.is_nan()),
-                "{point:?}: compact {new} vs f64 layout {old}"
+                same(new, file),
+                "{point:?}: ranked {new} vs file trees {file}"
+            );
+            assert!(
+                same(old, file),
+                "{point:?}: f64 layout {old} vs file trees {file}"
             );
         }
     }
 
     #[test]
-    fn round_down_is_the_largest_f32_at_or_below() {
-        for x in [
-            0.1,
-            -0.1,
-            1.0,
-            1e-40,
-            -1e-40,
-            3.4e38,
-            1e39,
-            -1e39,
-            16_777_217.0,
-        ] {
-            let low = round_down(x);
-            assert!(f64::from(low) <= x, "{x}");
-            assert!(f64::from(low.next_up()) > x, "{x}");
+    fn each_split_ranks_its_own_threshold() {
+        let (_, tree) = grown(64);
+        let forest = Forest::compile(std::slice::from_ref(&tree), 2, 64).expect("valid");
+        let mut compiled: Vec<f64> = forest
+            .nodes
+            .iter()
+            .map(|node| forest.threshold(*node))
+            .filter(|threshold| threshold.is_finite())
+            .collect();
+        let mut file: Vec<f64> = (0..tree.len())
+            .filter(|i| tree.left[*i] != FILE_LEAF)
+            .map(|i| tree.threshold[i])
+            .collect();
+        compiled.sort_unstable_by(f64::total_cmp);
+        file.sort_unstable_by(f64::total_cmp);
+        assert_eq!(compiled, file);
+        for (feature, cuts) in forest.cuts.iter().enumerate() {
+            assert!(
+                cuts.windows(2).all(|pair| pair[0] < pair[1]),
+                "feature {feature}"
+            );
+            assert_eq!(rank(cuts, f64::NAN), 0);
+            assert_eq!(rank(cuts, f64::INFINITY) as usize, cuts.len());
         }
-        assert_eq!(round_down(f64::INFINITY), f32::INFINITY);
-        assert_eq!(round_down(f64::NEG_INFINITY), f32::NEG_INFINITY);
-        assert!(round_down(f64::NAN).is_nan());
     }
 
     #[test]
