@@ -31,6 +31,9 @@ pub struct LockedDevice {
     /// For a device without a row: its open alerts in the alert tables (from before the
     /// shared state existed), to rebuild its state from.
     pub open_alerts: Vec<Alert>,
+    /// The times (µs) of the device's latest evaluated readings, oldest first: a reading sent
+    /// again is evaluated only when its time is not among them.
+    pub evaluated: Vec<i64>,
 }
 
 /// One device's row to write back.
@@ -42,6 +45,8 @@ pub struct DeviceRow {
     pub evaluated_at: Timestamp,
     /// When the leader's timer must look at the device next.
     pub next_deadline: Option<Timestamp>,
+    /// [`LockedDevice::evaluated`] with this evaluation's readings.
+    pub evaluated: Vec<i64>,
 }
 
 /// What an evaluation produced. Alert ids at or above

@@ -27,7 +27,8 @@ max_level = 0
 enabled = false
 "#;
 
-const GRADED: [&str; 12] = [
+/// The conditions whose clearing hold (seconds of the engine's clock) is set to none.
+const GRADED: [&str; 14] = [
     "HEART_RATE_HIGH",
     "HEART_RATE_LOW",
     "TEMPERATURE_HIGH",
@@ -40,7 +41,26 @@ const GRADED: [&str; 12] = [
     "NEWS2",
     "WEAK_SIGNAL",
     "LOW_BATTERY",
+    "SENSOR_FAULT",
+    "ARTEFACT",
 ];
+
+/// [`TIME_FREE`] with no hold on clearing for every condition a reading raises, and NEWS2's
+/// own onset (2 within 15 s) by count only: a configuration under which the engine's
+/// decisions depend on the readings and their order only (the cluster's scenario test
+/// compares a cluster with `vitalwatch evaluate` under it).
+pub(crate) fn time_free_config() -> String {
+    let mut text = TIME_FREE.to_owned();
+    for condition in GRADED {
+        text.push_str(&format!(
+            "[alerting.conditions.{condition}]\nclear_hold_s = 0\n"
+        ));
+        if condition == "NEWS2" {
+            text.push_str("onset = { readings = 2, secs = 0 }\n");
+        }
+    }
+    text
+}
 
 fn config(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(format!("{name}.toml"));
@@ -89,13 +109,7 @@ fn cluster_of(server: &Server) -> Value {
 #[test]
 fn two_nodes_tell_one_patients_story_as_one_node_does() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = TIME_FREE.to_owned();
-    for condition in GRADED {
-        text.push_str(&format!(
-            "[alerting.conditions.{condition}]\nclear_hold_s = 0\n"
-        ));
-    }
-    let config = config(dir.path(), "time-free", &text);
+    let config = config(dir.path(), "time-free", &time_free_config());
     let database = Cluster::shared().database();
     let one = node(dir.path(), &database.url(), "node-1", &config);
     let two = node(dir.path(), &database.url(), "node-2", &config);

@@ -65,7 +65,7 @@ impl SharedAlertState for PgAlertState {
         let rows = tx
             .query(
                 "SELECT s.device_id, s.state::text, s.vitals::text, s.evaluated_at, \
-                 d.expected_interval_s, d.active \
+                 d.expected_interval_s, d.active, s.evaluated_readings \
                  FROM alert_device_state s LEFT JOIN devices d USING (device_id) \
                  WHERE s.device_id = ANY($1) ORDER BY s.device_id FOR UPDATE OF s",
                 &[&devices],
@@ -106,6 +106,7 @@ impl SharedAlertState for PgAlertState {
                 evaluated_at,
                 expected_interval_s,
                 open_alerts: Vec::new(),
+                evaluated: row.get::<_, Option<Vec<i64>>>(6).unwrap_or_default(),
             });
         }
         if !fresh.is_empty() {
@@ -154,7 +155,8 @@ impl SharedAlertState for PgAlertState {
         let update = tx
             .prepare_cached(
                 "UPDATE alert_device_state SET state = $2::text::jsonb, \
-                 vitals = $3::text::jsonb, evaluated_at = $4, next_deadline = $5 \
+                 vitals = $3::text::jsonb, evaluated_at = $4, next_deadline = $5, \
+                 evaluated_readings = $6 \
                  WHERE device_id = $1",
             )
             .await
@@ -168,6 +170,7 @@ impl SharedAlertState for PgAlertState {
                     &json(&row.vitals)?,
                     &to_utc(row.evaluated_at),
                     &row.next_deadline.map(to_utc),
+                    &row.evaluated,
                 ],
             )
             .await

@@ -262,13 +262,26 @@ impl Topology {
     /// Starts `n` nodes on `url` (the first alone, so it applies the migrations), then the
     /// balancer (A) or with the broker they subscribe to (B).
     pub fn start(kind: Kind, n: usize, url: &str) -> Topology {
+        Topology::start_with(kind, n, url, None)
+    }
+
+    /// [`Topology::start`] with every node on the configuration `config` (TOML text).
+    pub fn start_with(kind: Kind, n: usize, url: &str, config: Option<&str>) -> Topology {
         let dir = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = dir.path().join("vitalwatch.toml");
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        });
         let pki = Pki::init(&dir.path().join("pki"));
         let broker = (kind == Kind::B).then(|| Mosquitto::start(dir.path(), &pki));
         let mut nodes: Vec<Node> = (1..=n)
             .map(|i| {
                 let name = format!("node{i}");
                 let mut args = vec!["--data-dir".to_owned(), name.clone()];
+                if let Some(config) = &config {
+                    args.extend(["--config".to_owned(), config.clone()]);
+                }
                 match &broker {
                     None => args.extend(["--certs-dir".to_owned(), pki.dir.display().to_string()]),
                     Some(broker) => {
