@@ -154,6 +154,8 @@ fn a_deteriorating_patient_through_killed_nodes_is_alerted_as_evaluate_alerts_it
     let payload_file = dir.join("payloads.jsonl");
     std::fs::write(&payload_file, payloads.join("\n")).unwrap();
     let (cert, key) = topology.device(&device);
+    let lsn = || pair.primary.superuser_sql("SELECT pg_current_wal_lsn()");
+    let wal_before = lsn();
     let mut client = Guarded::spawn(
         Command::new(python())
             .arg(client_script("scenario_device.py"))
@@ -230,6 +232,31 @@ fn a_deteriorating_patient_through_killed_nodes_is_alerted_as_evaluate_alerts_it
     assert_eq!(summary["acked"], total, "{summary}");
     assert!(summary["error"].is_null(), "{summary}");
     eprintln!("scenario device: {summary}");
+    // Measured, not asserted: the WAL per reading (one evaluation per reading here, the
+    // device sending one at a time) and the size of the device's state row.
+    let wal = pair.primary.superuser_sql(&format!(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{wal_before}')"
+    ));
+    let wal: f64 = wal.parse().expect("a WAL distance");
+    eprintln!(
+        "scenario: {:.0} WAL bytes per reading over {total} readings (kills and restarts included); \
+         state row: {} (state text bytes, stored bytes, vitals text bytes, stored bytes)",
+        wal / total as f64,
+        database.sql(
+            "SELECT octet_length(state::text) || ' ' || pg_column_size(state) || ' ' || \
+             octet_length(vitals::text) || ' ' || pg_column_size(vitals) FROM alert_device_state"
+        )
+    );
+    eprintln!(
+        "state parts: {}",
+        database.sql(
+            "SELECT string_agg(k || '=' || n, ' ') FROM (SELECT key AS k, octet_length(value::text) AS n \
+             FROM alert_device_state, jsonb_each(state->'device') UNION ALL \
+             SELECT 'track.' || key, octet_length(value::text) FROM alert_device_state, \
+             jsonb_each(state->'device'->'tracks') UNION ALL SELECT 'alerts', \
+             octet_length((state->'alerts')::text) FROM alert_device_state) AS parts"
+        )
+    );
 
     // Stored once each, and every node tells the story `evaluate` tells.
     let stored: usize = database

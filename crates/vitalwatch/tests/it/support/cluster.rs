@@ -21,7 +21,8 @@ use super::{agent, free_port, get};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// The cluster tests hold this while they run: one topology on the machine at a time.
@@ -139,6 +140,15 @@ impl Node {
         clean
     }
 
+    /// The database URL it uses from its next start.
+    pub fn set_database_url(&mut self, url: &str) {
+        for (key, value) in &mut self.env {
+            if key == "VITALWATCH_DATABASE_URL" {
+                *value = url.to_owned();
+            }
+        }
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         self.server.as_ref().map(Server::log).unwrap_or_default()
@@ -148,7 +158,9 @@ impl Node {
 /// HAProxy in TCP mode in front of the nodes' embedded brokers and APIs.
 pub struct Balancer {
     /// Killed when the balancer drops.
-    _process: Guarded,
+    process: Guarded,
+    conf: PathBuf,
+    log: PathBuf,
     pub mqtts_port: u16,
     pub api_port: u16,
 }
@@ -161,31 +173,45 @@ impl Balancer {
         let conf = dir.join("haproxy.cfg");
         let log = dir.join("haproxy.log");
         std::fs::write(&conf, haproxy_config(mqtts_port, api_port, nodes)).unwrap();
+        let process = Balancer::spawn(&conf, &log, [mqtts_port, api_port]);
+        Balancer {
+            process,
+            conf,
+            log,
+            mqtts_port,
+            api_port,
+        }
+    }
+
+    fn spawn(conf: &Path, log: &Path, ports: [u16; 2]) -> Guarded {
         // scripts/test installs haproxy.
         let mut process = Guarded::spawn(
             Command::new("haproxy")
                 .args(["-db", "-f"])
-                .arg(&conf)
+                .arg(conf)
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("creating HAProxy's log")),
+                .stderr(std::fs::File::create(log).expect("creating HAProxy's log")),
         );
-        for port in [mqtts_port, api_port] {
+        for port in ports {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let up = poll_until(WAIT, || {
                 assert!(
                     process.is_running(),
                     "haproxy exited: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    std::fs::read_to_string(log).unwrap_or_default()
                 );
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             });
             assert!(up.is_some(), "haproxy does not listen on {addr}");
         }
-        Balancer {
-            _process: process,
-            mqtts_port,
-            api_port,
-        }
+        process
+    }
+
+    /// SIGKILL of HAProxy (every connection through it drops), then HAProxy started again on
+    /// the same ports with the same configuration.
+    pub fn restart(&mut self) {
+        self.process.kill();
+        self.process = Balancer::spawn(&self.conf, &self.log, [self.mqtts_port, self.api_port]);
     }
 
     /// An API URL through the balancer.
@@ -388,5 +414,92 @@ impl Topology {
     pub fn restart(&mut self, index: usize) {
         self.nodes[index].start();
         self.wait_ready(&self.nodes[index]);
+    }
+}
+
+/// A TCP relay on loopback between one node and PostgreSQL, that can cut the path (close
+/// every relayed connection and refuse new ones: the node sees the cut at once) and restore it
+/// on the same port. A silent black hole (packets dropped, no reset) is not modelled.
+pub struct Relay {
+    pub port: u16,
+    target: SocketAddr,
+    open: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    /// A relay from a free port to `target_port`, open.
+    pub fn start(target_port: u16) -> Relay {
+        let mut relay = Relay {
+            port: free_port(),
+            target: SocketAddr::from(([127, 0, 0, 1], target_port)),
+            open: Arc::new(AtomicBool::new(false)),
+            accept: None,
+            streams: Arc::new(Mutex::new(Vec::new())),
+        };
+        relay.restore();
+        relay
+    }
+
+    /// Listens again and relays new connections.
+    pub fn restore(&mut self) {
+        assert!(self.accept.is_none(), "the relay is open");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .expect("binding the relay's port again");
+        self.open.store(true, Ordering::SeqCst);
+        let (open, streams, target) = (
+            Arc::clone(&self.open),
+            Arc::clone(&self.streams),
+            self.target,
+        );
+        self.accept = Some(std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if !open.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut kept = streams.lock().unwrap_or_else(PoisonError::into_inner);
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                kept.extend([client, server]);
+            }
+        }));
+    }
+
+    /// Cuts the path: closes every relayed connection and stops listening.
+    pub fn cut(&mut self) {
+        self.open.store(false, Ordering::SeqCst);
+        // Wake the accepting thread so it sees the flag and drops its listener.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accept) = self.accept.take() {
+            accept.join().expect("the relay's accepting thread");
+        }
+        for stream in self
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.cut();
+        }
     }
 }
