@@ -4,7 +4,7 @@
 
 use super::{alerts, pg, pool_error, thresholds, to_utc};
 use crate::store::StoreError;
-use crate::store::alert_state::{Evaluate, LockedDevice, Outcome, SharedAlertState};
+use crate::store::alert_state::{Evaluate, LockedDevice, Outcome, SharedAlertState, pack, unpack};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
@@ -23,9 +23,25 @@ fn invalid(what: &str, err: serde_json::Error) -> StoreError {
     StoreError::InvalidData(format!("stored {what}: {err}"))
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|err| StoreError::InvalidData(format!("alert state not serialisable: {err}")))
+/// A row written before migration V5: its state and NEWS2 window as JSONB text (`None`
+/// state: a row just created).
+fn legacy(
+    state: Option<String>,
+    vitals: Option<String>,
+) -> Result<(Option<DeviceState>, LatestVitals), StoreError> {
+    let state = match state {
+        Some(text) => Some(
+            serde_json::from_str::<DeviceState>(&text)
+                .map_err(|err| invalid("alert state", err))?,
+        ),
+        None => None,
+    };
+    let vitals = match vitals {
+        Some(text) => serde_json::from_str::<LatestVitals>(&text)
+            .map_err(|err| invalid("NEWS2 window", err))?,
+        None => LatestVitals::default(),
+    };
+    Ok((state, vitals))
 }
 
 /// Moves the id sequence past every stored alert (after `store copy` brought older ones).
@@ -65,7 +81,7 @@ impl SharedAlertState for PgAlertState {
         let rows = tx
             .query(
                 "SELECT s.device_id, s.state::text, s.vitals::text, s.evaluated_at, \
-                 d.expected_interval_s, d.active, s.evaluated_readings \
+                 d.expected_interval_s, d.active, s.evaluated_readings, s.packed \
                  FROM alert_device_state s LEFT JOIN devices d USING (device_id) \
                  WHERE s.device_id = ANY($1) ORDER BY s.device_id FOR UPDATE OF s",
                 &[&devices],
@@ -77,21 +93,17 @@ impl SharedAlertState for PgAlertState {
         let mut fresh = Vec::new();
         for row in &rows {
             let device_id: String = row.get(0);
-            let state = match row.get::<_, Option<String>>(1) {
-                Some(text) => Some(
-                    serde_json::from_str::<DeviceState>(&text)
-                        .map_err(|err| invalid("alert state", err))?,
-                ),
-                None => {
-                    fresh.push(device_id.clone());
-                    None
+            // Packed (migration V5); a row from before keeps its JSONB until it is rewritten.
+            let (state, vitals) = match row.get::<_, Option<Vec<u8>>>(7) {
+                Some(bytes) => {
+                    let (state, vitals) = unpack(&bytes)?;
+                    (Some(state), vitals)
                 }
+                None => legacy(row.get(1), row.get(2))?,
             };
-            let vitals = match row.get::<_, Option<String>>(2) {
-                Some(text) => serde_json::from_str::<LatestVitals>(&text)
-                    .map_err(|err| invalid("NEWS2 window", err))?,
-                None => LatestVitals::default(),
-            };
+            if state.is_none() {
+                fresh.push(device_id.clone());
+            }
             let evaluated_at = row
                 .get::<_, Option<DateTime<Utc>>>(3)
                 .map(Timestamp::from_datetime);
@@ -154,9 +166,8 @@ impl SharedAlertState for PgAlertState {
         alerts::write_transitions(&tx, &outcome.transitions).await?;
         let update = tx
             .prepare_cached(
-                "UPDATE alert_device_state SET state = $2::text::jsonb, \
-                 vitals = $3::text::jsonb, evaluated_at = $4, next_deadline = $5, \
-                 evaluated_readings = $6 \
+                "UPDATE alert_device_state SET packed = $2, state = NULL, vitals = NULL, \
+                 evaluated_at = $3, next_deadline = $4, evaluated_readings = $5 \
                  WHERE device_id = $1",
             )
             .await
@@ -166,8 +177,7 @@ impl SharedAlertState for PgAlertState {
                 &update,
                 &[
                     &row.device_id,
-                    &json(&row.state)?,
-                    &json(&row.vitals)?,
+                    &pack(&row.state, &row.vitals)?,
                     &to_utc(row.evaluated_at),
                     &row.next_deadline.map(to_utc),
                     &row.evaluated,
@@ -209,16 +219,23 @@ impl SharedAlertState for PgAlertState {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_opt(
-                "SELECT vitals::text FROM alert_device_state WHERE device_id = $1",
+                "SELECT packed, vitals::text FROM alert_device_state WHERE device_id = $1",
                 &[&device_id],
             )
             .await
             .map_err(pg)?;
-        match row.and_then(|row| row.get::<_, Option<String>>(0)) {
-            Some(text) => Ok(Some(
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        match (
+            row.get::<_, Option<Vec<u8>>>(0),
+            row.get::<_, Option<String>>(1),
+        ) {
+            (Some(bytes), _) => Ok(Some(unpack(&bytes)?.1)),
+            (None, Some(text)) => Ok(Some(
                 serde_json::from_str(&text).map_err(|err| invalid("NEWS2 window", err))?,
             )),
-            None => Ok(None),
+            (None, None) => Ok(None),
         }
     }
 

@@ -240,22 +240,9 @@ fn a_deteriorating_patient_through_killed_nodes_is_alerted_as_evaluate_alerts_it
     let wal: f64 = wal.parse().expect("a WAL distance");
     eprintln!(
         "scenario: {:.0} WAL bytes per reading over {total} readings (kills and restarts included); \
-         state row: {} (state text bytes, stored bytes, vitals text bytes, stored bytes)",
+         packed state row: {} bytes",
         wal / total as f64,
-        database.sql(
-            "SELECT octet_length(state::text) || ' ' || pg_column_size(state) || ' ' || \
-             octet_length(vitals::text) || ' ' || pg_column_size(vitals) FROM alert_device_state"
-        )
-    );
-    eprintln!(
-        "state parts: {}",
-        database.sql(
-            "SELECT string_agg(k || '=' || n, ' ') FROM (SELECT key AS k, octet_length(value::text) AS n \
-             FROM alert_device_state, jsonb_each(state->'device') UNION ALL \
-             SELECT 'track.' || key, octet_length(value::text) FROM alert_device_state, \
-             jsonb_each(state->'device'->'tracks') UNION ALL SELECT 'alerts', \
-             octet_length((state->'alerts')::text) FROM alert_device_state) AS parts"
-        )
+        database.sql("SELECT octet_length(packed) FROM alert_device_state")
     );
 
     // Stored once each, and every node tells the story `evaluate` tells.
