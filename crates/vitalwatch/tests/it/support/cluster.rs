@@ -112,6 +112,22 @@ impl Node {
         }));
     }
 
+    /// The first start: when another process took one of the node's free ports meanwhile
+    /// (tests run in parallel), new ones are chosen (nothing knows them yet).
+    fn first_start(&mut self) {
+        for _ in 0..3 {
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.start()));
+            match started {
+                Ok(()) => return,
+                Err(_) => {
+                    self.api_port = free_port();
+                    self.mqtts_port = free_port();
+                }
+            }
+        }
+        self.start();
+    }
+
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("the node is running")
     }
@@ -346,7 +362,7 @@ impl Topology {
             })
             .collect();
         for node in &mut nodes {
-            node.start();
+            node.first_start();
         }
         let balancer = (kind == Kind::A).then(|| Balancer::start(dir.path(), &nodes));
         let topology = Topology {
