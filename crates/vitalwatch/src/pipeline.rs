@@ -383,6 +383,7 @@ impl Committer {
                             reading,
                             findings,
                             stored: true,
+                            resent: false,
                         });
                     }
                     if let Some(readings) = &published {
@@ -395,7 +396,17 @@ impl Committer {
                         }
                     }
                 }
-                ItemOutcome::Duplicate { .. } => self.metrics.duplicate(transport(source)),
+                ItemOutcome::Duplicate { .. } => {
+                    self.metrics.duplicate(transport(source));
+                    if let Some((reading, findings)) = for_alerts[idx].take() {
+                        committed.push(Committed {
+                            reading,
+                            findings,
+                            stored: true,
+                            resent: true,
+                        });
+                    }
+                }
                 ItemOutcome::Quarantined { anomalies, .. } => {
                     self.metrics.quarantined(transport(source));
                     if let Some((reading, _)) = for_alerts[idx].take() {
@@ -407,6 +418,7 @@ impl Committer {
                             reading,
                             findings,
                             stored: false,
+                            resent: false,
                         });
                     }
                     if published.is_some() {
@@ -422,7 +434,8 @@ impl Committer {
                 outcome,
             });
         }
-        self.alerts.after_commit(committed).await;
+        // On the shared path: the acknowledgement follows the evaluation's commit.
+        self.alerts.after_commit(committed).await?;
         Ok(results)
     }
 }

@@ -61,6 +61,10 @@ pub struct Committed {
     pub findings: Vec<Finding>,
     /// False for a quarantined reading (unregistered or deactivated device).
     pub stored: bool,
+    /// Stored before (the device sent it again): the in-memory engine has seen it; on the
+    /// shared path it is evaluated only if no evaluation of it was committed (its first
+    /// node died between the reading's commit and its evaluation).
+    pub resent: bool,
 }
 
 struct PersistJob {
@@ -112,7 +116,7 @@ pub struct AlertService {
     shared: Option<Arc<shared::SharedParts>>,
     /// On the shared path: committed readings waiting for their evaluation (one task
     /// evaluates them in commit order, several batches per transaction when they queue up).
-    evaluations: Option<mpsc::Sender<Vec<Committed>>>,
+    evaluations: Option<mpsc::Sender<shared::Job>>,
 }
 
 impl AlertService {
@@ -234,19 +238,24 @@ impl AlertService {
     }
 
     /// Feeds committed readings to the engine, then persists and publishes the transitions.
-    pub async fn after_commit(&self, items: Vec<Committed>) {
-        if items.is_empty() {
-            return;
-        }
+    /// On the shared path it returns once their evaluation is committed (a reading is
+    /// acknowledged after that: a node that dies has no acknowledged reading left
+    /// unevaluated), and fails when it could not be.
+    pub async fn after_commit(&self, mut items: Vec<Committed>) -> Result<(), StoreError> {
         if let Some(evaluations) = &self.evaluations {
-            // Acknowledgements do not wait for the evaluation; a full queue slows ingest.
-            if evaluations.send(items).await.is_err() {
-                tracing::error!(
-                    event = "alerts.not_evaluated",
-                    message = "Committed readings not evaluated for alerts: the alert service is stopping."
-                );
+            if items.is_empty() {
+                return Ok(());
             }
-            return;
+            let (done, evaluated) = oneshot::channel();
+            return match evaluations.send(shared::Job::new(items, done)).await {
+                Ok(()) => evaluated.await.unwrap_or(Err(StoreError::Closed)),
+                // The evaluator has stopped (shutdown): evaluate here, in order after it.
+                Err(job) => self.shared_after_commit(job.0.items).await,
+            };
+        }
+        items.retain(|item| !item.resent);
+        if items.is_empty() {
+            return Ok(());
         }
         // Registry look-ups happen before the engine lock is taken.
         let mut intervals = Vec::new();
@@ -328,6 +337,7 @@ impl AlertService {
         if wake || changed {
             self.wake.notify_one();
         }
+        Ok(())
     }
 
     /// A device's connection was lost abruptly (the broker fired its MQTT will): raises its

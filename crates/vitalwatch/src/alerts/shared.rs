@@ -5,10 +5,13 @@
 //! order), its registry interval and threshold overrides read under the lock, the pure core
 //! engine built from the rows it touches and run, its transitions and the new rows written,
 //! commit; only then are the transitions published on the local event bus and handed to the
-//! webhooks. Readings are queued for evaluation right after their own commit (their
-//! acknowledgement does not wait for it) and evaluated in the order this node committed them
-//! (one evaluation at a time per node, as the in-memory engine's lock does; batches that
-//! queued up meanwhile share one transaction);
+//! webhooks. Readings are queued for evaluation right after their own commit and evaluated in
+//! the order this node committed them (one evaluation at a time per node, as the in-memory
+//! engine's lock does; batches that queued up meanwhile share one transaction); a reading is
+//! acknowledged once its evaluation is committed. A node that dies between a reading's commit
+//! and its evaluation has not acknowledged it: the device sends it again, it arrives (on any
+//! node) as a duplicate and is evaluated then, once — the device's row keeps the times of its
+//! latest evaluated readings ([`first_evaluation`]), so a reading is never evaluated twice;
 //! readings of one device committed by two nodes are evaluated in the order their
 //! evaluations take the device's row, which is the order one node would have seen them in
 //! had they arrived there. The engine itself never links two devices, so an engine holding
@@ -44,9 +47,53 @@ pub(super) const EVALUATION_QUEUE: usize = 2048;
 const MAX_EVALUATION: usize = 4096;
 /// Devices one timer pass evaluates per transaction.
 const TICK_BATCH: usize = 64;
-/// Attempts at an evaluation the database could not take (it is away or failing over).
+/// Attempts at a timer pass or an action the database could not take (it is away or failing
+/// over); the evaluation of readings retries until the database is back, as the writer does.
 const ATTEMPTS: u32 = 3;
 const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// The longest wait between two attempts at evaluating readings.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How many of a device's latest evaluated readings its row remembers: more than a device
+/// can have unacknowledged (`[mqtt] max_inflight`, 32 by default) when its node dies.
+pub(crate) const REMEMBERED_READINGS: usize = 64;
+
+/// Readings committed together, and who waits for their evaluation.
+pub(crate) struct Job {
+    pub(super) items: Vec<Committed>,
+    done: Vec<tokio::sync::oneshot::Sender<Result<(), crate::store::StoreError>>>,
+}
+
+impl Job {
+    pub(super) fn new(
+        items: Vec<Committed>,
+        done: tokio::sync::oneshot::Sender<Result<(), crate::store::StoreError>>,
+    ) -> Job {
+        Job {
+            items,
+            done: vec![done],
+        }
+    }
+}
+
+/// Whether a reading at `at` (µs) is to be evaluated, given the device's latest evaluated
+/// readings (`evaluated`, oldest first, updated when it is): not when it already was, nor when
+/// it was sent again (`resent`) and is older than everything remembered (then it was
+/// evaluated long ago). A first arrival older than the rest (out of order) is evaluated.
+pub(crate) fn first_evaluation(evaluated: &mut Vec<i64>, at: i64, resent: bool) -> bool {
+    if evaluated.contains(&at) {
+        return false;
+    }
+    let forgotten = evaluated.len() >= REMEMBERED_READINGS
+        && evaluated.iter().min().is_some_and(|oldest| at < *oldest);
+    if resent && forgotten {
+        return false;
+    }
+    evaluated.push(at);
+    if evaluated.len() > REMEMBERED_READINGS {
+        evaluated.remove(0);
+    }
+    true
+}
 
 /// What an evaluation needs besides the rows: the node's alerting settings and site rules
 /// (every node of a cluster runs the same configuration).
@@ -113,6 +160,7 @@ impl Batch {
                     state,
                     vitals: device.vitals,
                     evaluated_at: self.now,
+                    evaluated: device.evaluated,
                 }
             })
             .collect();
@@ -167,6 +215,13 @@ fn evaluate_readings(
         let Some(device) = batch.device(device_id) else {
             continue;
         };
+        if !first_evaluation(
+            &mut device.evaluated,
+            item.reading.timestamp.micros(),
+            item.resent,
+        ) {
+            continue;
+        }
         let patient = patient_of(
             &parts.site,
             device.thresholds.as_ref(),
@@ -219,9 +274,11 @@ impl AlertService {
         self.shared_store().is_some()
     }
 
-    /// Runs one evaluation, retrying while the database is away (briefly).
+    /// Runs one evaluation, retrying while the database is away: `attempts` times at most, or
+    /// (`None`) until it is back.
     async fn shared_run(
         &self,
+        attempts: Option<u32>,
         devices: Vec<String>,
         run: impl Fn(Vec<LockedDevice>) -> Result<Outcome, AlertError> + Send + Sync + Clone + 'static,
     ) -> Result<Result<Vec<AlertTransition>, AlertError>, crate::store::StoreError> {
@@ -233,12 +290,17 @@ impl AlertService {
             None => None,
         };
         let mut attempt = 0;
+        let mut pause = RETRY_AFTER;
         loop {
             attempt += 1;
             let res = store.evaluate(devices.clone(), Box::new(run.clone())).await;
             match res {
-                Err(err) if attempt < ATTEMPTS && crate::store::postgres::is_transient(&err) => {
-                    tokio::time::sleep(RETRY_AFTER).await;
+                Err(err)
+                    if attempts.is_none_or(|n| attempt < n)
+                        && crate::store::postgres::is_transient(&err) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RETRY_AFTER);
                 }
                 other => return other,
             }
@@ -246,33 +308,51 @@ impl AlertService {
     }
 
     /// Evaluates committed readings in the order they were queued, merging what queued up
-    /// meanwhile into one transaction; at shutdown, evaluates what is queued.
+    /// meanwhile into one transaction, and answers their waiters; at shutdown, evaluates what
+    /// is queued.
     pub(super) async fn shared_evaluator(
         self: std::sync::Arc<Self>,
-        mut queue: tokio::sync::mpsc::Receiver<Vec<Committed>>,
+        mut queue: tokio::sync::mpsc::Receiver<Job>,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         loop {
             let first = tokio::select! {
                 biased;
-                items = queue.recv() => match items {
-                    Some(items) => items,
+                job = queue.recv() => match job {
+                    Some(job) => job,
                     None => return,
                 },
                 () = shutdown.cancelled() => break,
             };
-            self.shared_after_commit(take_more(first, &mut queue)).await;
+            self.shared_evaluate_job(take_more(first, &mut queue)).await;
         }
         queue.close();
         while let Some(first) = queue.recv().await {
-            self.shared_after_commit(take_more(first, &mut queue)).await;
+            self.shared_evaluate_job(take_more(first, &mut queue)).await;
         }
     }
 
-    /// [`AlertService::after_commit`] on the shared path.
-    pub(super) async fn shared_after_commit(&self, items: Vec<Committed>) {
+    async fn shared_evaluate_job(&self, job: Job) {
+        let res = self.shared_after_commit(job.items).await;
+        for done in job.done {
+            let answer = match &res {
+                Ok(()) => Ok(()),
+                Err(err) => Err(crate::store::StoreError::backend(format!(
+                    "alert evaluation not committed: {err}"
+                ))),
+            };
+            let _ = done.send(answer);
+        }
+    }
+
+    /// [`AlertService::after_commit`] on the shared path: evaluates and commits, retrying
+    /// until the database takes it; fails only when the store is closed or refuses for good.
+    pub(super) async fn shared_after_commit(
+        &self,
+        items: Vec<Committed>,
+    ) -> Result<(), crate::store::StoreError> {
         let Some(parts) = self.shared.clone() else {
-            return;
+            return Err(crate::store::StoreError::Closed);
         };
         let now = clock::now();
         let devices = items
@@ -281,7 +361,13 @@ impl AlertService {
             .collect();
         let items = std::sync::Arc::new(items);
         let run = move |locked| Ok(evaluate_readings(&parts, locked, &items, now));
-        self.shared_finish(self.shared_run(devices, run).await, now);
+        let res = self.shared_run(None, devices, run).await;
+        let failed = match &res {
+            Err(err) => Some(crate::store::StoreError::backend(err.to_string())),
+            Ok(_) => None,
+        };
+        self.shared_finish(res, now);
+        failed.map_or(Ok(()), Err)
     }
 
     /// [`AlertService::device_lost`] on the shared path.
@@ -297,7 +383,7 @@ impl AlertService {
             Ok(batch.close(&parts.config, transitions))
         };
         let devices = vec![device_id.as_str().to_owned()];
-        self.shared_finish(self.shared_run(devices, run).await, now);
+        self.shared_finish(self.shared_run(Some(ATTEMPTS), devices, run).await, now);
     }
 
     /// Publishes what an evaluation committed, or says why nothing was.
@@ -335,7 +421,7 @@ impl AlertService {
             Ok(batch.close(&parts.config, transitions))
         };
         let devices = vec![stored.device_id.as_str().to_owned()];
-        match self.shared_run(devices, run).await? {
+        match self.shared_run(Some(ATTEMPTS), devices, run).await? {
             Ok(transitions) => {
                 self.announce(&transitions, now);
                 match transitions.iter().rev().find(|t| t.alert.id.0 == id) {
@@ -365,7 +451,7 @@ impl AlertService {
                 let run = move |locked| {
                     Ok(Batch::open(&parts.config, locked, now).close(&parts.config, Vec::new()))
                 };
-                self.shared_finish(self.shared_run(devices, run).await, now);
+                self.shared_finish(self.shared_run(Some(ATTEMPTS), devices, run).await, now);
             }
             Ok(_) => {}
             Err(err) => {
@@ -391,7 +477,7 @@ impl AlertService {
                 let transitions = batch.engine.tick(batch.now);
                 Ok(batch.close(&parts.config, transitions))
             };
-            let res = self.shared_run(due, run).await;
+            let res = self.shared_run(Some(ATTEMPTS), due, run).await;
             if let Ok(Ok(transitions)) = &res {
                 committed += transitions.len();
             }
@@ -425,17 +511,17 @@ impl AlertService {
 }
 
 /// `first` and whatever else is already queued, up to [`MAX_EVALUATION`] readings.
-fn take_more(
-    mut items: Vec<Committed>,
-    queue: &mut tokio::sync::mpsc::Receiver<Vec<Committed>>,
-) -> Vec<Committed> {
-    while items.len() < MAX_EVALUATION {
+fn take_more(mut job: Job, queue: &mut tokio::sync::mpsc::Receiver<Job>) -> Job {
+    while job.items.len() < MAX_EVALUATION {
         match queue.try_recv() {
-            Ok(more) => items.extend(more),
+            Ok(more) => {
+                job.items.extend(more.items);
+                job.done.extend(more.done);
+            }
             Err(_) => break,
         }
     }
-    items
+    job
 }
 
 /// The site rules and settings a shared evaluation needs (unused fields stay cheap to hold).
@@ -445,4 +531,37 @@ pub(super) fn parts(config: &AlertingConfig, site: &RuleSet) -> std::sync::Arc<S
         site: site.clone(),
         order: tokio::sync::Mutex::new(()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{REMEMBERED_READINGS, first_evaluation};
+
+    #[test]
+    fn a_reading_is_evaluated_once_even_when_sent_again() {
+        let mut evaluated = Vec::new();
+        assert!(first_evaluation(&mut evaluated, 10, false));
+        assert!(!first_evaluation(&mut evaluated, 10, false), "twice");
+        assert!(!first_evaluation(&mut evaluated, 10, true), "sent again");
+        // Stored by a node that died before evaluating it: evaluated when sent again.
+        assert!(first_evaluation(&mut evaluated, 20, true));
+        // Out of order, first arrival: evaluated.
+        assert!(first_evaluation(&mut evaluated, 5, false));
+        assert_eq!(evaluated, vec![10, 20, 5]);
+    }
+
+    #[test]
+    fn the_row_remembers_the_latest_readings_only() {
+        let mut evaluated = Vec::new();
+        let n = i64::try_from(REMEMBERED_READINGS).unwrap();
+        for at in 0..n + 10 {
+            assert!(first_evaluation(&mut evaluated, at * 5, false));
+        }
+        assert_eq!(evaluated.len(), REMEMBERED_READINGS);
+        assert_eq!(evaluated[0], 50, "the oldest forgotten");
+        // Sent again and older than anything remembered: evaluated long ago.
+        assert!(!first_evaluation(&mut evaluated, 0, true));
+        // A first arrival that old is still evaluated (a late reading).
+        assert!(first_evaluation(&mut evaluated, 1, false));
+    }
 }

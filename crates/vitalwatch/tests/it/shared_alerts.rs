@@ -27,7 +27,8 @@ max_level = 0
 enabled = false
 "#;
 
-const GRADED: [&str; 12] = [
+/// The conditions whose clearing hold (seconds of the engine's clock) is set to none.
+const GRADED: [&str; 14] = [
     "HEART_RATE_HIGH",
     "HEART_RATE_LOW",
     "TEMPERATURE_HIGH",
@@ -40,7 +41,26 @@ const GRADED: [&str; 12] = [
     "NEWS2",
     "WEAK_SIGNAL",
     "LOW_BATTERY",
+    "SENSOR_FAULT",
+    "ARTEFACT",
 ];
+
+/// [`TIME_FREE`] with no hold on clearing for every condition a reading raises, and NEWS2's
+/// own onset (2 within 15 s) by count only: a configuration under which the engine's
+/// decisions depend on the readings and their order only (the cluster's scenario test
+/// compares a cluster with `vitalwatch evaluate` under it).
+pub(crate) fn time_free_config() -> String {
+    let mut text = TIME_FREE.to_owned();
+    for condition in GRADED {
+        text.push_str(&format!(
+            "[alerting.conditions.{condition}]\nclear_hold_s = 0\n"
+        ));
+        if condition == "NEWS2" {
+            text.push_str("onset = { readings = 2, secs = 0 }\n");
+        }
+    }
+    text
+}
 
 fn config(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(format!("{name}.toml"));
@@ -89,13 +109,7 @@ fn cluster_of(server: &Server) -> Value {
 #[test]
 fn two_nodes_tell_one_patients_story_as_one_node_does() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = TIME_FREE.to_owned();
-    for condition in GRADED {
-        text.push_str(&format!(
-            "[alerting.conditions.{condition}]\nclear_hold_s = 0\n"
-        ));
-    }
-    let config = config(dir.path(), "time-free", &text);
+    let config = config(dir.path(), "time-free", &time_free_config());
     let database = Cluster::shared().database();
     let one = node(dir.path(), &database.url(), "node-1", &config);
     let two = node(dir.path(), &database.url(), "node-2", &config);
@@ -272,4 +286,69 @@ fn when_the_leader_dies_another_node_leads_and_an_offline_device_is_alerted_once
     let episodes = offline(&three);
     assert_eq!(episodes.len(), 1, "alerted once, not twice: {episodes:?}");
     assert_eq!(episodes[0]["state"], "active");
+}
+
+#[test]
+fn a_state_row_written_before_the_packed_encoding_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "quiet",
+        "[registry]\ndefault_expected_interval_s = 3600.0\n",
+    );
+    let database = Cluster::shared().database();
+    let one = node(dir.path(), &database.url(), "node-1", &config);
+    let agent = agent();
+    let send = |n: u64| {
+        let answer = post_json(
+            &agent,
+            &one.url("/api/telemetry"),
+            &reading("bed-9", n, 190.0),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.json);
+    };
+    for n in 0..4 {
+        send(n);
+    }
+    let heart_rate = |list: Vec<Value>| {
+        list.into_iter()
+            .find(|a| a["condition"] == "HEART_RATE_HIGH")
+            .expect("HR 190 raises HEART_RATE_HIGH")
+    };
+    let before = alerts(&one);
+    let raised = heart_rate(before.clone());
+    // Turn the row back into what migration V4 wrote: the state and window as JSONB.
+    let hex = database.sql("SELECT encode(packed, 'hex') FROM alert_device_state");
+    let (state, vitals) =
+        vitalwatch::store::alert_state::unpack(&unhex(&hex)).expect("a packed row");
+    let quote = |value: String| value.replace('\'', "''");
+    database.sql(&format!(
+        "UPDATE alert_device_state SET packed = NULL, state = '{}'::jsonb, vitals = '{}'::jsonb",
+        quote(serde_json::to_string(&state).unwrap()),
+        quote(serde_json::to_string(&vitals).unwrap())
+    ));
+    // The episode goes on from the old row (no second raise), and the row is packed again.
+    for n in 4..8 {
+        send(n);
+    }
+    let after = alerts(&one);
+    assert_eq!(after.len(), before.len(), "the same episodes: {after:?}");
+    assert_eq!(heart_rate(after)["id"], raised["id"]);
+    // The old row's sightings were loaded, not rebuilt from the open alerts: 8 of them.
+    let packed = database.sql("SELECT encode(packed, 'hex') FROM alert_device_state");
+    let (state, _) = vitalwatch::store::alert_state::unpack(&unhex(&packed)).expect("packed again");
+    let state = serde_json::to_value(&state).unwrap();
+    let seen = &state["device"]["tracks"]["HEART_RATE_HIGH"]["seen"];
+    assert_eq!(seen.as_array().map(Vec::len), Some(8), "{seen}");
+    assert_eq!(
+        database.sql("SELECT (packed IS NOT NULL AND state IS NULL)::text FROM alert_device_state"),
+        "true"
+    );
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
 }

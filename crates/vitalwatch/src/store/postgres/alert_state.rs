@@ -4,7 +4,7 @@
 
 use super::{alerts, pg, pool_error, thresholds, to_utc};
 use crate::store::StoreError;
-use crate::store::alert_state::{Evaluate, LockedDevice, Outcome, SharedAlertState};
+use crate::store::alert_state::{Evaluate, LockedDevice, Outcome, SharedAlertState, pack, unpack};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
@@ -23,9 +23,25 @@ fn invalid(what: &str, err: serde_json::Error) -> StoreError {
     StoreError::InvalidData(format!("stored {what}: {err}"))
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|err| StoreError::InvalidData(format!("alert state not serialisable: {err}")))
+/// A row written before migration V5: its state and NEWS2 window as JSONB text (`None`
+/// state: a row just created).
+fn legacy(
+    state: Option<String>,
+    vitals: Option<String>,
+) -> Result<(Option<DeviceState>, LatestVitals), StoreError> {
+    let state = match state {
+        Some(text) => Some(
+            serde_json::from_str::<DeviceState>(&text)
+                .map_err(|err| invalid("alert state", err))?,
+        ),
+        None => None,
+    };
+    let vitals = match vitals {
+        Some(text) => serde_json::from_str::<LatestVitals>(&text)
+            .map_err(|err| invalid("NEWS2 window", err))?,
+        None => LatestVitals::default(),
+    };
+    Ok((state, vitals))
 }
 
 /// Moves the id sequence past every stored alert (after `store copy` brought older ones).
@@ -65,7 +81,7 @@ impl SharedAlertState for PgAlertState {
         let rows = tx
             .query(
                 "SELECT s.device_id, s.state::text, s.vitals::text, s.evaluated_at, \
-                 d.expected_interval_s, d.active \
+                 d.expected_interval_s, d.active, s.evaluated_readings, s.packed \
                  FROM alert_device_state s LEFT JOIN devices d USING (device_id) \
                  WHERE s.device_id = ANY($1) ORDER BY s.device_id FOR UPDATE OF s",
                 &[&devices],
@@ -77,21 +93,17 @@ impl SharedAlertState for PgAlertState {
         let mut fresh = Vec::new();
         for row in &rows {
             let device_id: String = row.get(0);
-            let state = match row.get::<_, Option<String>>(1) {
-                Some(text) => Some(
-                    serde_json::from_str::<DeviceState>(&text)
-                        .map_err(|err| invalid("alert state", err))?,
-                ),
-                None => {
-                    fresh.push(device_id.clone());
-                    None
+            // Packed (migration V5); a row from before keeps its JSONB until it is rewritten.
+            let (state, vitals) = match row.get::<_, Option<Vec<u8>>>(7) {
+                Some(bytes) => {
+                    let (state, vitals) = unpack(&bytes)?;
+                    (Some(state), vitals)
                 }
+                None => legacy(row.get(1), row.get(2))?,
             };
-            let vitals = match row.get::<_, Option<String>>(2) {
-                Some(text) => serde_json::from_str::<LatestVitals>(&text)
-                    .map_err(|err| invalid("NEWS2 window", err))?,
-                None => LatestVitals::default(),
-            };
+            if state.is_none() {
+                fresh.push(device_id.clone());
+            }
             let evaluated_at = row
                 .get::<_, Option<DateTime<Utc>>>(3)
                 .map(Timestamp::from_datetime);
@@ -106,6 +118,7 @@ impl SharedAlertState for PgAlertState {
                 evaluated_at,
                 expected_interval_s,
                 open_alerts: Vec::new(),
+                evaluated: row.get::<_, Option<Vec<i64>>>(6).unwrap_or_default(),
             });
         }
         if !fresh.is_empty() {
@@ -151,34 +164,43 @@ impl SharedAlertState for PgAlertState {
             }
         }
         alerts::write_transitions(&tx, &outcome.transitions).await?;
-        // Every device's new row in one statement: one round trip, not one per device.
+        // Every device's new row in one statement: one round trip, not one per device. Each
+        // device's evaluated-reading times travel as an array literal (`unnest` would flatten
+        // a two-dimensional array).
         let mut device_ids = Vec::with_capacity(outcome.rows.len());
-        let mut states = Vec::with_capacity(outcome.rows.len());
-        let mut vitals = Vec::with_capacity(outcome.rows.len());
+        let mut packed = Vec::with_capacity(outcome.rows.len());
         let mut evaluated_at = Vec::with_capacity(outcome.rows.len());
         let mut next_deadline = Vec::with_capacity(outcome.rows.len());
+        let mut evaluated = Vec::with_capacity(outcome.rows.len());
         for row in &outcome.rows {
             device_ids.push(row.device_id.as_str());
-            states.push(json(&row.state)?);
-            vitals.push(json(&row.vitals)?);
+            packed.push(pack(&row.state, &row.vitals)?);
             evaluated_at.push(to_utc(row.evaluated_at));
             next_deadline.push(row.next_deadline.map(to_utc));
+            evaluated.push(array_literal(&row.evaluated));
         }
         if !device_ids.is_empty() {
             let update = tx
                 .prepare_cached(
-                    "UPDATE alert_device_state s SET state = u.state::jsonb, \
-                     vitals = u.vitals::jsonb, evaluated_at = u.evaluated_at, \
-                     next_deadline = u.next_deadline \
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
-                     $5::timestamptz[]) AS u(device_id, state, vitals, evaluated_at, next_deadline) \
+                    "UPDATE alert_device_state s SET packed = u.packed, state = NULL, \
+                     vitals = NULL, evaluated_at = u.evaluated_at, \
+                     next_deadline = u.next_deadline, evaluated_readings = u.evaluated::bigint[] \
+                     FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], \
+                     $4::timestamptz[], $5::text[]) \
+                     AS u(device_id, packed, evaluated_at, next_deadline, evaluated) \
                      WHERE s.device_id = u.device_id",
                 )
                 .await
                 .map_err(pg)?;
             tx.execute(
                 &update,
-                &[&device_ids, &states, &vitals, &evaluated_at, &next_deadline],
+                &[
+                    &device_ids,
+                    &packed,
+                    &evaluated_at,
+                    &next_deadline,
+                    &evaluated,
+                ],
             )
             .await
             .map_err(pg)?;
@@ -216,16 +238,23 @@ impl SharedAlertState for PgAlertState {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_opt(
-                "SELECT vitals::text FROM alert_device_state WHERE device_id = $1",
+                "SELECT packed, vitals::text FROM alert_device_state WHERE device_id = $1",
                 &[&device_id],
             )
             .await
             .map_err(pg)?;
-        match row.and_then(|row| row.get::<_, Option<String>>(0)) {
-            Some(text) => Ok(Some(
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        match (
+            row.get::<_, Option<Vec<u8>>>(0),
+            row.get::<_, Option<String>>(1),
+        ) {
+            (Some(bytes), _) => Ok(Some(unpack(&bytes)?.1)),
+            (None, Some(text)) => Ok(Some(
                 serde_json::from_str(&text).map_err(|err| invalid("NEWS2 window", err))?,
             )),
-            None => Ok(None),
+            (None, None) => Ok(None),
         }
     }
 
@@ -244,4 +273,18 @@ impl SharedAlertState for PgAlertState {
             .map_err(pg)?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
+}
+
+/// `{1,2,3}`: a PostgreSQL array literal of the times.
+fn array_literal(times: &[i64]) -> String {
+    let mut text = String::with_capacity(2 + times.len() * 17);
+    text.push('{');
+    for (i, time) in times.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&time.to_string());
+    }
+    text.push('}');
+    text
 }

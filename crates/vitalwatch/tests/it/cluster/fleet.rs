@@ -111,6 +111,11 @@ impl Fleet {
         acked
     }
 
+    /// The index the next flood starts at (every index before it was sent by some flood).
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
     /// Lost, duplicated, recovered and unexpected readings, from what `database` on
     /// `cluster` (the primary now) stores.
     pub fn tally(&self, cluster: &Cluster, database: &str) -> Tally {

@@ -140,7 +140,7 @@ fn fleet_through(kind: Kind) {
 }
 
 /// A GET's body as text (`curl`: the exposition is not JSON).
-fn text(url: &str) -> String {
+pub(super) fn text(url: &str) -> String {
     let output = std::process::Command::new("curl")
         .args(["-sf", url])
         .output()
@@ -150,7 +150,7 @@ fn text(url: &str) -> String {
 }
 
 /// `vitalwatch_readings_stored_total` (all labels summed) from a Prometheus exposition.
-fn stored_by(metrics: &str) -> f64 {
+pub(super) fn stored_by(metrics: &str) -> f64 {
     metrics
         .lines()
         .filter(|line| line.starts_with("vitalwatch_readings_stored_total"))

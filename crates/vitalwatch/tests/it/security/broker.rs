@@ -4,7 +4,7 @@
 //! clients (Eclipse Paho, raw sockets, Python's `ssl`) against the real binary.
 
 use crate::mqtt::{DeviceCert, ca, client_script, issue, issue_consumer, python};
-use crate::support::{Guarded, Lines, Server, ServerOptions, counts, reading};
+use crate::support::{Guarded, Lines, Server, ServerOptions, WAIT, counts, reading, wait_until};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -272,6 +272,55 @@ fn half_open_tls_handshakes_do_not_delay_a_devices_connect() {
         "a device waited behind half-open handshakes: {times:?} ms"
     );
     drop(idle);
+}
+
+/// Whether the peer has closed `stream` (probing for at most 100 ms).
+fn closed(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    match stream.read(&mut [0u8; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn a_handshake_beyond_handshakes_per_address_is_closed_while_another_address_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handshakes.toml");
+    std::fs::write(&config, "[mqtt]\nhandshakes_per_address = 4\n").unwrap();
+    let server = Server::start_with(ServerOptions::with_args(
+        dir.path(),
+        &["--config", &config.display().to_string()],
+    ));
+    let mqtts = server.mqtts.unwrap();
+    let device = issue(&server, "bed-1");
+    let rt = runtime();
+    // Four handshakes in progress from one address (no ClientHello: each is held until the
+    // handshake timeout), then a fifth from it.
+    let from = ip("127.0.0.5");
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| connect_from(&rt, from, mqtts).expect("a connection"))
+        .collect();
+    let mut beyond = connect_from(&rt, from, mqtts).expect("a connection");
+    wait_until(
+        WAIT,
+        "the fifth handshake from one address to be closed",
+        || closed(&mut beyond),
+    );
+    assert!(
+        held.iter_mut().all(|stream| !closed(stream)),
+        "the four in progress are kept while the fifth is refused"
+    );
+    // A device from another address is served meanwhile.
+    let ca = ca(&server);
+    let mut probe = Probe::tls(mqtts.port(), &ca, &device, &["--bind", "127.0.1.1"]);
+    let (rc, _) = probe.connack();
+    assert_eq!(rc, 0, "{:?}", probe.lines.seen());
+    probe.send("quit");
+    drop(held);
 }
 
 /// An MQTT 3.1.1 CONNECT with a username and password.

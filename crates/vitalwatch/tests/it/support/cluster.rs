@@ -21,7 +21,8 @@ use super::{agent, free_port, get};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// The cluster tests hold this while they run: one topology on the machine at a time.
@@ -111,6 +112,22 @@ impl Node {
         }));
     }
 
+    /// The first start: when another process took one of the node's free ports meanwhile
+    /// (tests run in parallel), new ones are chosen (nothing knows them yet).
+    fn first_start(&mut self) {
+        for _ in 0..3 {
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.start()));
+            match started {
+                Ok(()) => return,
+                Err(_) => {
+                    self.api_port = free_port();
+                    self.mqtts_port = free_port();
+                }
+            }
+        }
+        self.start();
+    }
+
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("the node is running")
     }
@@ -139,6 +156,15 @@ impl Node {
         clean
     }
 
+    /// The database URL it uses from its next start.
+    pub fn set_database_url(&mut self, url: &str) {
+        for (key, value) in &mut self.env {
+            if key == "VITALWATCH_DATABASE_URL" {
+                *value = url.to_owned();
+            }
+        }
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         self.server.as_ref().map(Server::log).unwrap_or_default()
@@ -148,7 +174,9 @@ impl Node {
 /// HAProxy in TCP mode in front of the nodes' embedded brokers and APIs.
 pub struct Balancer {
     /// Killed when the balancer drops.
-    _process: Guarded,
+    process: Guarded,
+    conf: PathBuf,
+    log: PathBuf,
     pub mqtts_port: u16,
     pub api_port: u16,
 }
@@ -161,31 +189,45 @@ impl Balancer {
         let conf = dir.join("haproxy.cfg");
         let log = dir.join("haproxy.log");
         std::fs::write(&conf, haproxy_config(mqtts_port, api_port, nodes)).unwrap();
+        let process = Balancer::spawn(&conf, &log, [mqtts_port, api_port]);
+        Balancer {
+            process,
+            conf,
+            log,
+            mqtts_port,
+            api_port,
+        }
+    }
+
+    fn spawn(conf: &Path, log: &Path, ports: [u16; 2]) -> Guarded {
         // scripts/test installs haproxy.
         let mut process = Guarded::spawn(
             Command::new("haproxy")
                 .args(["-db", "-f"])
-                .arg(&conf)
+                .arg(conf)
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("creating HAProxy's log")),
+                .stderr(std::fs::File::create(log).expect("creating HAProxy's log")),
         );
-        for port in [mqtts_port, api_port] {
+        for port in ports {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let up = poll_until(WAIT, || {
                 assert!(
                     process.is_running(),
                     "haproxy exited: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    std::fs::read_to_string(log).unwrap_or_default()
                 );
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             });
             assert!(up.is_some(), "haproxy does not listen on {addr}");
         }
-        Balancer {
-            _process: process,
-            mqtts_port,
-            api_port,
-        }
+        process
+    }
+
+    /// SIGKILL of HAProxy (every connection through it drops), then HAProxy started again on
+    /// the same ports with the same configuration.
+    pub fn restart(&mut self) {
+        self.process.kill();
+        self.process = Balancer::spawn(&self.conf, &self.log, [self.mqtts_port, self.api_port]);
     }
 
     /// An API URL through the balancer.
@@ -262,13 +304,26 @@ impl Topology {
     /// Starts `n` nodes on `url` (the first alone, so it applies the migrations), then the
     /// balancer (A) or with the broker they subscribe to (B).
     pub fn start(kind: Kind, n: usize, url: &str) -> Topology {
+        Topology::start_with(kind, n, url, None)
+    }
+
+    /// [`Topology::start`] with every node on the configuration `config` (TOML text).
+    pub fn start_with(kind: Kind, n: usize, url: &str, config: Option<&str>) -> Topology {
         let dir = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = dir.path().join("vitalwatch.toml");
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        });
         let pki = Pki::init(&dir.path().join("pki"));
         let broker = (kind == Kind::B).then(|| Mosquitto::start(dir.path(), &pki));
         let mut nodes: Vec<Node> = (1..=n)
             .map(|i| {
                 let name = format!("node{i}");
                 let mut args = vec!["--data-dir".to_owned(), name.clone()];
+                if let Some(config) = &config {
+                    args.extend(["--config".to_owned(), config.clone()]);
+                }
                 match &broker {
                     None => args.extend(["--certs-dir".to_owned(), pki.dir.display().to_string()]),
                     Some(broker) => {
@@ -307,7 +362,7 @@ impl Topology {
             })
             .collect();
         for node in &mut nodes {
-            node.start();
+            node.first_start();
         }
         let balancer = (kind == Kind::A).then(|| Balancer::start(dir.path(), &nodes));
         let topology = Topology {
@@ -375,5 +430,92 @@ impl Topology {
     pub fn restart(&mut self, index: usize) {
         self.nodes[index].start();
         self.wait_ready(&self.nodes[index]);
+    }
+}
+
+/// A TCP relay on loopback between one node and PostgreSQL, that can cut the path (close
+/// every relayed connection and refuse new ones: the node sees the cut at once) and restore it
+/// on the same port. A silent black hole (packets dropped, no reset) is not modelled.
+pub struct Relay {
+    pub port: u16,
+    target: SocketAddr,
+    open: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    /// A relay from a free port to `target_port`, open.
+    pub fn start(target_port: u16) -> Relay {
+        let mut relay = Relay {
+            port: free_port(),
+            target: SocketAddr::from(([127, 0, 0, 1], target_port)),
+            open: Arc::new(AtomicBool::new(false)),
+            accept: None,
+            streams: Arc::new(Mutex::new(Vec::new())),
+        };
+        relay.restore();
+        relay
+    }
+
+    /// Listens again and relays new connections.
+    pub fn restore(&mut self) {
+        assert!(self.accept.is_none(), "the relay is open");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .expect("binding the relay's port again");
+        self.open.store(true, Ordering::SeqCst);
+        let (open, streams, target) = (
+            Arc::clone(&self.open),
+            Arc::clone(&self.streams),
+            self.target,
+        );
+        self.accept = Some(std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if !open.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut kept = streams.lock().unwrap_or_else(PoisonError::into_inner);
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                kept.extend([client, server]);
+            }
+        }));
+    }
+
+    /// Cuts the path: closes every relayed connection and stops listening.
+    pub fn cut(&mut self) {
+        self.open.store(false, Ordering::SeqCst);
+        // Wake the accepting thread so it sees the flag and drops its listener.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accept) = self.accept.take() {
+            accept.join().expect("the relay's accepting thread");
+        }
+        for stream in self
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.cut();
+        }
     }
 }

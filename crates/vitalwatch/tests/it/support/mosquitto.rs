@@ -153,6 +153,15 @@ impl Mosquitto {
         }
     }
 
+    /// SIGTERM (Mosquitto saves its persistence file as it exits) and started again on the
+    /// same port.
+    pub fn restart_gracefully(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop("TERM", Duration::from_secs(30));
+        }
+        self.spawn();
+    }
+
     /// Starts it again on the same port with the same configuration and persistence file.
     pub fn restart(&mut self) {
         self.kill();

@@ -1,0 +1,274 @@
+//! The rows of docs/SCALING.md's failure table that are not a node crash or a database
+//! failover: the balancer restarted mid-flood (A), a node SIGKILLed and the broker restarted
+//! in topology B, and the network between one node and the database cut and restored (A).
+//! Reported in Jepsen's terms, as `crashes` does.
+
+use super::fleet::{Fleet, seed};
+use super::topologies::{stored_by, text};
+use crate::jepsen::{Lcg, Tally};
+use crate::support::cluster::{Kind, Pair, Relay, Topology, exclusive};
+use crate::support::postgres::{PASSWORD, ROLE};
+use crate::support::{WAIT, agent, get, poll_until, wait_until};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const DEVICES: usize = 6;
+
+fn report(what: &str, fleet: &Fleet, tally: &Tally) {
+    eprintln!(
+        "jepsen ({what}): {} acknowledged, {} stored: lost {}, duplicated {}, recovered {}, unexpected {}",
+        fleet.acked.len(),
+        tally.stored,
+        tally.lost,
+        tally.duplicated,
+        tally.recovered,
+        tally.unexpected
+    );
+}
+
+#[test]
+fn restarting_the_balancer_mid_flood_loses_no_acknowledged_reading() {
+    let _one_at_a_time = exclusive();
+    let pair = Pair::shared();
+    let database = pair.database();
+    let mut topology = Topology::start(Kind::A, 3, &pair.url(&database.name));
+    let mut fleet = Fleet::new(&topology, "balanced", DEVICES);
+    let mut rng = Lcg(seed());
+    let flood = fleet.flood(&topology, 400, 10);
+    let at = rng.next_in(100, 1200) as usize;
+    wait_until(
+        Duration::from_secs(60),
+        format_args!("{at} acknowledgements before the balancer restart"),
+        || flood.acked() >= at,
+    );
+    topology
+        .balancer
+        .as_mut()
+        .expect("topology A has a balancer")
+        .restart();
+    let during = fleet.finish(flood, Duration::from_secs(60));
+    // Every device reconnects through the new balancer and is acknowledged again.
+    let again = fleet.flood(&topology, 50, 30);
+    let acked = fleet.finish(again, Duration::from_secs(60));
+    assert_eq!(
+        acked,
+        DEVICES * 50,
+        "after the balancer restart every reading is acknowledged ({during} acknowledged before)"
+    );
+    for node in &mut topology.nodes {
+        assert!(node.terminate(), "{} stops cleanly", node.name);
+    }
+    let tally = fleet.tally(&pair.primary, &database.name);
+    report("balancer restart", &fleet, &tally);
+    assert_eq!(tally.lost, 0, "acknowledged readings were lost");
+    assert_eq!(tally.duplicated, 0, "readings were stored twice");
+    assert_eq!(tally.unexpected, 0, "readings never sent were stored");
+}
+
+/// Waits (bounded) until every reading the broker acknowledged is stored (in B the PUBACK is
+/// the broker's; the nodes commit what it delivers), and returns the tally then.
+fn tally_when_stored(fleet: &Fleet, pair: &Pair, database: &str, within: Duration) -> Tally {
+    poll_until(within, || {
+        let tally = fleet.tally(&pair.primary, database);
+        (tally.lost == 0).then_some(())
+    });
+    fleet.tally(&pair.primary, database)
+}
+
+#[test]
+fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_kept() {
+    let _one_at_a_time = exclusive();
+    let pair = Pair::shared();
+    let database = pair.database();
+    let name = database.name.clone();
+    let mut topology = Topology::start(Kind::B, 3, &pair.url(&name));
+    let mut fleet = Fleet::new(&topology, "shared", DEVICES);
+    let mut rng = Lcg(seed());
+
+    // 1. SIGKILL of a node mid-flood: the broker acknowledged every reading; what it had
+    // handed the dead node unacknowledged waits in that node's persistent session.
+    let flood = fleet.flood(&topology, 300, 30);
+    let at = rng.next_in(100, 900) as usize;
+    wait_until(
+        Duration::from_secs(60),
+        format_args!("{at} acknowledgements before the kill"),
+        || flood.acked() >= at,
+    );
+    let victim = rng.next_in(0, 3) as usize;
+    topology.nodes[victim].kill9();
+    fleet.finish(flood, Duration::from_secs(60));
+    let down = fleet.flood(&topology, 50, 30);
+    let acked = fleet.finish(down, Duration::from_secs(60));
+    assert_eq!(
+        acked,
+        DEVICES * 50,
+        "the broker acknowledges with a node down"
+    );
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let stored_by_survivors = || -> f64 {
+        survivors
+            .iter()
+            .map(|i| stored_by(&text(&topology.nodes[*i].url("/metrics"))))
+            .sum()
+    };
+    wait_until(WAIT, "the surviving nodes to store readings", || {
+        stored_by_survivors() > 0.0
+    });
+    topology.restart(victim);
+    let tally = tally_when_stored(&fleet, pair, &name, Duration::from_secs(60));
+    report("B: node SIGKILL", &fleet, &tally);
+    assert_eq!(tally.lost, 0, "readings the broker acknowledged were lost");
+    assert_eq!(tally.duplicated, 0, "readings were stored twice");
+    assert_eq!(tally.unexpected, 0, "readings never sent were stored");
+
+    // 2. The broker stopped (SIGTERM: it saves its persistence file) and started again
+    // mid-flood: nothing it acknowledged is lost; the nodes reconnect and resubscribe.
+    let flood = fleet.flood(&topology, 300, 10);
+    wait_until(
+        Duration::from_secs(60),
+        "acknowledgements before the broker restart",
+        || flood.acked() >= 300,
+    );
+    topology
+        .broker
+        .as_mut()
+        .expect("topology B has a broker")
+        .restart_gracefully();
+    fleet.finish(flood, Duration::from_secs(60));
+    for node in &topology.nodes {
+        topology.wait_ready(node);
+    }
+    let after = fleet.flood(&topology, 50, 30);
+    let acked = fleet.finish(after, Duration::from_secs(60));
+    assert_eq!(
+        acked,
+        DEVICES * 50,
+        "devices reconnect to the restarted broker"
+    );
+    let tally = tally_when_stored(&fleet, pair, &name, Duration::from_secs(60));
+    report("B: broker restart (SIGTERM)", &fleet, &tally);
+    assert_eq!(
+        tally.lost, 0,
+        "a graceful broker restart lost acknowledged readings"
+    );
+    assert_eq!(tally.duplicated, 0, "readings were stored twice");
+    assert_eq!(tally.unexpected, 0, "readings never sent were stored");
+
+    // 3. The broker crashes (SIGKILL) mid-flood: what it acknowledged since its last autosave
+    // (1 s here) may be lost — by the broker, which is why B's PUBACK means less than A's.
+    // Nothing is stored twice or invented, and what it acknowledges after it is back is
+    // stored.
+    let flood = fleet.flood(&topology, 300, 10);
+    wait_until(
+        Duration::from_secs(60),
+        "acknowledgements before the broker crash",
+        || flood.acked() >= 300,
+    );
+    topology.broker.as_mut().expect("a broker").restart();
+    fleet.finish(flood, Duration::from_secs(60));
+    for node in &topology.nodes {
+        topology.wait_ready(node);
+    }
+    let first = fleet.next_index();
+    let after = fleet.flood(&topology, 50, 30);
+    let acked = fleet.finish(after, Duration::from_secs(60));
+    assert_eq!(
+        acked,
+        DEVICES * 50,
+        "devices reconnect to the restarted broker"
+    );
+    let since: HashSet<(String, u64)> = fleet
+        .acked
+        .iter()
+        .filter(|(_, n)| *n >= first)
+        .cloned()
+        .collect();
+    let stored_since = || {
+        super::fleet::stored(&pair.primary, &name)
+            .into_iter()
+            .filter(|reading| since.contains(reading))
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the readings acknowledged after the crash to be stored",
+        || stored_since() == since.len(),
+    );
+    let tally = fleet.tally(&pair.primary, &name);
+    report("B: broker crash (SIGKILL)", &fleet, &tally);
+    assert_eq!(tally.duplicated, 0, "readings were stored twice");
+    assert_eq!(tally.unexpected, 0, "readings never sent were stored");
+    for node in &mut topology.nodes {
+        assert!(node.terminate(), "{} stops cleanly", node.name);
+    }
+}
+
+#[test]
+fn a_node_cut_from_the_database_holds_its_acknowledgements_and_resumes_by_itself() {
+    let _one_at_a_time = exclusive();
+    let pair = Pair::shared();
+    let database = pair.database();
+    let name = database.name.clone();
+    let mut topology = Topology::start(Kind::A, 3, &pair.url(&name));
+    // Node 1 reaches the database through a relay that the test cuts.
+    let mut relay = Relay::start(pair.primary.port());
+    assert!(topology.nodes[0].terminate(), "node1 stops cleanly");
+    topology.nodes[0].set_database_url(&format!(
+        "postgres://{ROLE}:{PASSWORD}@127.0.0.1:{}/{name}",
+        relay.port
+    ));
+    topology.restart(0);
+    let mut fleet = Fleet::new(&topology, "cut", DEVICES);
+    let flood = fleet.flood(&topology, 800, 120);
+    wait_until(
+        Duration::from_secs(60),
+        "200 acknowledgements before the cut",
+        || flood.acked() >= 200,
+    );
+    let node1 = topology.nodes[0].url("/metrics");
+    let stored_by_node1 = || stored_by(&text(&node1));
+    wait_until(WAIT, "node1 to store readings of its devices", || {
+        stored_by_node1() > 0.0
+    });
+
+    relay.cut();
+    let ready = topology.nodes[0].url("/ready");
+    wait_until(WAIT, "node1 to say it is not ready", || {
+        get(&agent(), &ready).status == 503
+    });
+    let held = stored_by_node1();
+    // The others carry on while node1 commits (and so acknowledges) nothing.
+    let at_cut = flood.acked();
+    wait_until(
+        Duration::from_secs(60),
+        "the other nodes to acknowledge 300 more",
+        || flood.acked() >= at_cut + 300,
+    );
+    assert_eq!(
+        stored_by_node1(),
+        held,
+        "node1 committed readings while cut from the database"
+    );
+
+    relay.restore();
+    wait_until(
+        Duration::from_secs(30),
+        "node1 to commit again by itself",
+        || stored_by_node1() > held,
+    );
+    wait_until(WAIT, "node1 to be ready again", || {
+        get(&agent(), &ready).status == 200
+    });
+    fleet.finish(flood, Duration::from_secs(150));
+    let again = fleet.flood(&topology, 50, 30);
+    let acked = fleet.finish(again, Duration::from_secs(60));
+    assert_eq!(acked, DEVICES * 50, "every device is served after the cut");
+    for node in &mut topology.nodes {
+        assert!(node.terminate(), "{} stops cleanly", node.name);
+    }
+    let tally = fleet.tally(&pair.primary, &name);
+    report("node-database cut", &fleet, &tally);
+    assert_eq!(tally.lost, 0, "acknowledged readings were lost");
+    assert_eq!(tally.duplicated, 0, "readings were stored twice");
+    assert_eq!(tally.unexpected, 0, "readings never sent were stored");
+}
