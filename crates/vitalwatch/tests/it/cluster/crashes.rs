@@ -5,7 +5,7 @@
 //! Jepsen's terms (`jepsen.rs`): 0 acknowledged readings lost, 0 duplicated, nothing stored
 //! that was never sent.
 
-use super::fleet::{Fleet, seed};
+use super::fleet::{Fleet, assert_exactly_once, seed};
 use crate::jepsen::{Lcg, Tally};
 use crate::support::cluster::{Kind, Node, Pair, Topology, exclusive};
 use crate::support::wait_until;
@@ -65,17 +65,8 @@ fn flood_through_stops(
 }
 
 fn assert_nothing_lost(what: &str, tally: &Tally, acked: usize, min_acked: usize) {
-    eprintln!(
-        "jepsen ({what}): {acked} acknowledged, {} stored: lost {}, duplicated {}, recovered {}, unexpected {}",
-        tally.stored, tally.lost, tally.duplicated, tally.recovered, tally.unexpected
-    );
     assert!(acked >= min_acked, "only {acked} acknowledged");
-    assert_eq!(tally.lost, 0, "acknowledged readings were lost");
-    assert_eq!(tally.duplicated, 0, "readings were stored twice");
-    assert_eq!(
-        tally.unexpected, 0,
-        "readings that were never sent were stored"
-    );
+    assert_exactly_once(what, acked, tally);
 }
 
 #[test]

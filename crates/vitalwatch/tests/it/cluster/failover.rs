@@ -4,7 +4,7 @@
 //! picks the new primary), ingest resumes within 30 s, and every reading acknowledged before
 //! or after is on the new primary exactly once.
 
-use super::fleet::Fleet;
+use super::fleet::{Fleet, assert_exactly_once};
 use crate::support::cluster::{Kind, Pair, Topology, exclusive};
 use crate::support::{agent, get, poll_until, wait_until};
 use std::time::{Duration, Instant};
@@ -71,22 +71,5 @@ fn failing_the_database_over_mid_flood_loses_no_acknowledged_reading() {
         assert!(node.terminate(), "{} stops cleanly", node.name);
     }
     let tally = fleet.tally(&pair.standby, &name);
-    eprintln!(
-        "jepsen (failover): {} acknowledged, {} stored: lost {}, duplicated {}, recovered {}, unexpected {}",
-        fleet.acked.len(),
-        tally.stored,
-        tally.lost,
-        tally.duplicated,
-        tally.recovered,
-        tally.unexpected
-    );
-    assert_eq!(
-        tally.lost, 0,
-        "acknowledged readings were lost in the failover"
-    );
-    assert_eq!(tally.duplicated, 0, "readings were stored twice");
-    assert_eq!(
-        tally.unexpected, 0,
-        "readings that were never sent were stored"
-    );
+    assert_exactly_once("failover", fleet.acked.len(), &tally);
 }

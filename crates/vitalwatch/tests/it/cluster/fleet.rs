@@ -153,3 +153,27 @@ pub fn seed() -> u64 {
         .expect("the clock is after 1970")
         .as_nanos() as u64
 }
+
+/// Prints the Jepsen tally of a run (`what`), with how many readings were acknowledged.
+pub fn report(what: &str, acked: usize, tally: &Tally) {
+    eprintln!(
+        "jepsen ({what}): {acked} acknowledged, {} stored: lost {}, duplicated {}, recovered {}, unexpected {}",
+        tally.stored, tally.lost, tally.duplicated, tally.recovered, tally.unexpected
+    );
+}
+
+/// Nothing stored twice and nothing stored that was never sent.
+pub fn assert_none_invented(tally: &Tally) {
+    assert_eq!(tally.duplicated, 0, "readings were stored twice");
+    assert_eq!(
+        tally.unexpected, 0,
+        "readings that were never sent were stored"
+    );
+}
+
+/// [`report`], then: every acknowledged reading stored exactly once, nothing invented.
+pub fn assert_exactly_once(what: &str, acked: usize, tally: &Tally) {
+    report(what, acked, tally);
+    assert_eq!(tally.lost, 0, "{what}: acknowledged readings were lost");
+    assert_none_invented(tally);
+}
