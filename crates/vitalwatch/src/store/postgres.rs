@@ -238,7 +238,7 @@ impl PostgresStore {
         schema::migrate(&mut client).await.map_err(in_context)?;
         alert_state::sync_ids(&client).await.map_err(in_context)?;
         let today = crate::clock::now().to_datetime().date_naive();
-        let partitions_until = schema::ensure_partitions(&client, today)
+        let partitions_until = schema::ensure_partitions(&mut client, today)
             .await
             .map_err(in_context)?;
         drop(client);

@@ -250,6 +250,55 @@ mod store {
         );
         store.close().await;
     }
+
+    /// Partitions are made one node at a time: a store opening while another session holds
+    /// the partition lock waits for it (seen in `pg_locks`), then opens and finds every day's
+    /// partition there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitions_are_created_one_node_at_a_time() {
+        /// The store's partition lock (`schema::PARTITION_LOCK`, 0x5657_0000_0000_0004) as
+        /// `pg_locks` shows a bigint key: its high half, then its low half.
+        const CLASSID: &str = "1448542208";
+        const OBJID: &str = "4";
+        let database = Cluster::shared().database();
+        let first = open(&database.url(), PostgresSettings::default())
+            .await
+            .unwrap();
+        let partitions = "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass";
+        let made = database.sql(partitions);
+        let (holder, connection) = tokio_postgres::connect(&database.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        holder
+            .batch_execute("SELECT pg_advisory_lock(x'5657000000000004'::bigint)")
+            .await
+            .unwrap();
+        let url = database.url();
+        let second = tokio::spawn(async move { open(&url, PostgresSettings::default()).await });
+        let waiting = format!(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = {CLASSID} AND objid = {OBJID}"
+        );
+        eventually("the second store to wait for the partition lock", || {
+            let waits = database.sql(&waiting) == "1" || second.is_finished();
+            async move { waits.then_some(()) }
+        })
+        .await;
+        assert!(
+            !second.is_finished(),
+            "it waits while the lock is held: {:?}",
+            second.await.unwrap().err()
+        );
+        holder
+            .batch_execute("SELECT pg_advisory_unlock(x'5657000000000004'::bigint)")
+            .await
+            .unwrap();
+        let second = second.await.unwrap().expect("opens once the lock is free");
+        assert_eq!(database.sql(partitions), made, "it found the days made");
+        second.close().await;
+        first.close().await;
+    }
 }
 
 mod service {

@@ -16,6 +16,10 @@ mod embedded {
 /// The advisory lock that serialises migrations between processes starting at once.
 const MIGRATION_LOCK: i64 = 0x5657_0000_0000_0001;
 
+/// The advisory lock under which partitions are created: one node at a time (the store's
+/// other locks are ...0001 to ...0003).
+const PARTITION_LOCK: i64 = 0x5657_0000_0000_0004;
+
 /// Days of partitions kept ahead of today (and one behind, for late readings).
 pub(super) const DAYS_AHEAD: u64 = 3;
 
@@ -116,12 +120,18 @@ fn midnight(day: NaiveDate) -> DateTime<Utc> {
 
 /// Creates the daily partitions from yesterday to [`DAYS_AHEAD`] days ahead that do not
 /// exist yet; returns the last day covered. A day whose readings already sit in the default
-/// partition (a clock that ran ahead) is left there, with a warning.
+/// partition (a clock that ran ahead) is left there, with a warning. Several nodes do this
+/// one at a time, under a transaction-scoped advisory lock: the next finds the partitions the
+/// first made and creates nothing.
 pub(super) async fn ensure_partitions(
-    client: &impl GenericClient,
+    client: &mut Object,
     today: NaiveDate,
 ) -> Result<NaiveDate, StoreError> {
-    let existing = existing_partitions(client).await?;
+    let mut tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+        .await
+        .map_err(pg)?;
+    let existing = existing_partitions(&tx).await?;
     let first = today.checked_sub_days(Days::new(1)).unwrap_or(today);
     let last = today
         .checked_add_days(Days::new(DAYS_AHEAD))
@@ -137,17 +147,23 @@ pub(super) async fn ensure_partitions(
                 midnight(day).to_rfc3339(),
                 midnight(next).to_rfc3339()
             );
-            if let Err(err) = client.batch_execute(&sql).await {
-                let err = Failure::from_pg(&err);
-                if err.transient {
-                    return Err(StoreError::Backend(Box::new(err)));
+            // A savepoint each: a day that cannot be made leaves the others to be made.
+            let attempt = tx.savepoint("partition").await.map_err(pg)?;
+            match attempt.batch_execute(&sql).await {
+                Ok(()) => attempt.commit().await.map_err(pg)?,
+                Err(err) => {
+                    drop(attempt);
+                    let err = Failure::from_pg(&err);
+                    if err.transient {
+                        return Err(StoreError::Backend(Box::new(err)));
+                    }
+                    tracing::warn!(
+                        event = "store.partitions_failed",
+                        message = "A day's readings partition could not be created; its readings stay in the default partition.",
+                        day = %day,
+                        error = %err
+                    );
                 }
-                tracing::warn!(
-                    event = "store.partitions_failed",
-                    message = "A day's readings partition could not be created; its readings stay in the default partition.",
-                    day = %day,
-                    error = %err
-                );
             }
         }
         match day.succ_opt() {
@@ -155,6 +171,7 @@ pub(super) async fn ensure_partitions(
             None => break,
         }
     }
+    tx.commit().await.map_err(pg)?;
     Ok(last)
 }
 

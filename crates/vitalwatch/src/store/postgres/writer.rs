@@ -128,8 +128,8 @@ impl Writer {
             return;
         }
         let res = async {
-            let client = self.pool.get().await.map_err(pool_error)?;
-            schema::ensure_partitions(&client, today).await
+            let mut client = self.pool.get().await.map_err(pool_error)?;
+            schema::ensure_partitions(&mut client, today).await
         }
         .await;
         match res {
