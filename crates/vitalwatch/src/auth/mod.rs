@@ -389,9 +389,9 @@ pub async fn create_user(
 ) -> Result<crate::store::UserRecord, AuthChangeError> {
     let invalid = |text: &str| AuthChangeError::Invalid(text.to_owned());
     check_name(&username).map_err(invalid)?;
-    if role == Role::Device {
+    if matches!(role, Role::Device | Role::Metrics) {
         return Err(invalid(
-            "devices use tokens, not logins: a user is viewer, clinician or admin",
+            "devices and metrics scrapers use tokens, not logins: a user is viewer, clinician or admin",
         ));
     }
     check_password_strength(&password).map_err(invalid)?;
