@@ -33,7 +33,7 @@ fn strict_policy_quarantines_unknown_devices_until_registered() {
     let url = server.url("/api/telemetry");
 
     let answer = post_json(&agent, &url, &reading("stranger", 1, 72.0));
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.status, 200, "{}\n{}", answer.json, server.log());
     assert_eq!(answer.json["quarantined"], true);
     assert_eq!(answer.json["stored"], false);
     assert_eq!(answer.json["anomalies"][0]["type"], "UNKNOWN_DEVICE");

@@ -176,7 +176,7 @@ impl SharedAlertState for PgAlertState {
             device_ids.push(row.device_id.as_str());
             packed.push(pack(&row.state, &row.vitals)?);
             evaluated_at.push(to_utc(row.evaluated_at));
-            next_deadline.push(row.next_deadline.map(to_utc));
+            next_deadline.push(row.next_deadline.and_then(storable_deadline));
             evaluated.push(array_literal(&row.evaluated));
         }
         if !device_ids.is_empty() {
@@ -287,4 +287,30 @@ fn array_literal(times: &[i64]) -> String {
     }
     text.push('}');
     text
+}
+
+/// 10000-01-01T00:00:00Z: a deadline at or after it is "never" (the engine gives a device
+/// without an expected interval one that saturates near `i64::MAX` µs, past the last date a
+/// `timestamptz` holds), stored as NULL, which no timer pass finds due.
+const NEVER_MICROS: i64 = 253_402_300_800_000_000;
+
+fn storable_deadline(deadline: Timestamp) -> Option<DateTime<Utc>> {
+    (deadline.micros() < NEVER_MICROS).then(|| to_utc(deadline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_past_the_last_storable_date_is_never() {
+        let soon = Timestamp::from_secs(1_800_000_000);
+        assert_eq!(storable_deadline(soon), Some(to_utc(soon)));
+        assert_eq!(storable_deadline(Timestamp::from_micros(i64::MAX)), None);
+        assert_eq!(
+            storable_deadline(Timestamp::from_micros(NEVER_MICROS)),
+            None
+        );
+        assert!(storable_deadline(Timestamp::from_micros(NEVER_MICROS - 1)).is_some());
+    }
 }
