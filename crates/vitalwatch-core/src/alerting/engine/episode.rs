@@ -17,6 +17,18 @@ impl Ctx<'_> {
         condition: AlertCondition,
         observation: Observation,
     ) {
+        // A condition that is not present, on a device with nothing going on for it, changes
+        // nothing: it gets no track (a well device's state holds only what it needs).
+        let raises = matches!(
+            observation,
+            Observation::Present {
+                priority: Some(_),
+                ..
+            }
+        );
+        if !raises && !device.tracks.contains_key(&condition) {
+            return;
+        }
         let settings = self.config.condition(condition);
         let track = device.tracks.entry(condition).or_default();
         match observation {

@@ -29,9 +29,13 @@ pub(super) fn remember(
     present: Option<(Priority, bool)>,
 ) {
     // Only the newest absence matters (it ends a run; presents are what windows count), so
-    // older ones are forgotten: a device's stored state stays small while it is well.
+    // older ones are forgotten, and one with no present before it ends nothing and is not
+    // kept: a device's stored state stays small while it is well.
     if present.is_none() {
         seen.retain(|(_, present)| present.is_some());
+        if seen.is_empty() {
+            return;
+        }
     }
     seen.push_back((now, present));
     let from = now.saturating_add_micros(-KEEP_S * 1_000_000);
