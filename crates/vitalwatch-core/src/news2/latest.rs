@@ -196,6 +196,29 @@ impl LatestVitals {
         }
     }
 
+    /// Forgets the values no smoothing over `smooth_s` will use again: those measured more
+    /// than `smooth_s` before their parameter's latest value (which only moves forward), so a
+    /// window that is stored after every reading holds what its scoring needs, not the ten
+    /// minutes [`LatestVitals::observe`] keeps for any window. Scores at `smooth_s` are the
+    /// same with or without it.
+    pub fn forget_unsmoothed(&mut self, smooth_s: u64) {
+        let smooth = secs_to_micros(smooth_s.min(MAX_SMOOTH_S as u64));
+        let latest = [
+            self.respiration_rate_per_min.map(|o| o.at),
+            self.spo2_pct.map(|o| o.at),
+            self.systolic_bp_mmhg.map(|o| o.at),
+            self.pulse_bpm.map(|o| o.at),
+            self.temperature_c.map(|o| o.at),
+        ];
+        for (history, latest) in self.history.iter_mut().zip(latest) {
+            let Some(latest) = latest else { continue };
+            let from = latest.saturating_add_micros(-smooth);
+            while history.front().is_some_and(|(at, _)| *at < from) {
+                history.pop_front();
+            }
+        }
+    }
+
     /// When the newest value of any parameter was measured.
     pub fn latest_at(&self) -> Option<Timestamp> {
         [

@@ -496,3 +496,39 @@ fn a_value_at_a_band_edge_is_smoothed_not_flipped() {
     let risen = vitals.score_at(secs(335), &Validity::default(), 60, Spo2Scale::Scale1);
     assert_eq!(risen.subscores.pulse, Some(2));
 }
+
+#[test]
+fn forgetting_what_the_smoothing_does_not_use_changes_no_score() {
+    let device = DeviceId::parse("dev-1", 64).expect("valid id");
+    let t0 = Timestamp::from_secs(1_705_401_000);
+    let validity = Validity::default();
+    let mut kept = LatestVitals::default();
+    let mut trimmed = LatestVitals::default();
+    for n in 0..400i64 {
+        // Every 5 s, with one reading in 9 arriving 40 s late (older than what is held).
+        let late = if n % 9 == 4 { -40_000_000 } else { 0 };
+        let at = t0.saturating_add_micros(n * 5_000_000 + late);
+        let mut reading = Reading::empty(device.clone(), at);
+        reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 60) as f64);
+        reading.spo2_pct = Some(88.0 + ((n * 13) % 12) as f64);
+        if n % 3 == 0 {
+            reading.respiratory_rate_per_min = Some(12.0 + ((n * 7) % 16) as f64);
+        }
+        kept.observe(&reading, FieldSet::EMPTY);
+        trimmed.observe(&reading, FieldSet::EMPTY);
+        trimmed.forget_unsmoothed(30);
+        let now = t0.saturating_add_micros(n * 5_000_000);
+        assert_eq!(
+            kept.score_at(now, &validity, 30, Spo2Scale::Scale1),
+            trimmed.score_at(now, &validity, 30, Spo2Scale::Scale1),
+            "reading {n}"
+        );
+    }
+    let size = |v: &LatestVitals| serde_json::to_string(v).expect("serialisable").len();
+    assert!(
+        size(&trimmed) * 5 < size(&kept),
+        "{} bytes trimmed, {} kept",
+        size(&trimmed),
+        size(&kept)
+    );
+}

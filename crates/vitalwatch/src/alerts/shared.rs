@@ -238,6 +238,8 @@ fn evaluate_readings(
                     all
                 });
             device.vitals.observe(&item.reading, faulted);
+            // The stored window keeps only what the smoothing uses (scores unchanged).
+            device.vitals.forget_unsmoothed(config.news2_smooth_s);
             let interval = device.expected_interval_s.map(interval_ms);
             device.vitals.score_at(
                 item.reading.timestamp,
