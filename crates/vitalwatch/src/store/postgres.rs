@@ -259,7 +259,7 @@ impl PostgresStore {
             target: Arc::new(target),
         });
         Ok(PostgresStore {
-            alert_state: alert_state::PgAlertState { pool: pool.clone() },
+            alert_state: alert_state::PgAlertState::new(pool.clone()),
             leader_pool,
             pool,
             front,

@@ -4,10 +4,14 @@
 
 use super::{alerts, pg, pool_error, thresholds, to_utc};
 use crate::store::StoreError;
-use crate::store::alert_state::{Evaluate, LockedDevice, Outcome, SharedAlertState, pack, unpack};
+use crate::store::alert_state::{
+    DeviceRow, Evaluate, LockedDevice, Outcome, SharedAlertState, pack, unpack,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use vitalwatch_core::alerting::{
     Alert, AlertError, AlertTransition, DeviceState, provisional_to, renumber_transitions,
 };
@@ -17,6 +21,86 @@ use vitalwatch_core::telemetry::Timestamp;
 /// The shared alert state on one pool.
 pub(super) struct PgAlertState {
     pub(super) pool: Pool,
+    decoded: DecodedRows,
+}
+
+impl PgAlertState {
+    pub(super) fn new(pool: Pool) -> PgAlertState {
+        PgAlertState {
+            pool,
+            decoded: DecodedRows::default(),
+        }
+    }
+}
+
+/// How many devices' decoded rows a node keeps at most (a well device's is a few KB).
+const DECODED_MAX: usize = 20_000;
+
+/// The rows this node committed last, decoded: the next evaluation that finds a row unchanged
+/// since (the same `xmin`, the transaction that wrote it, and the same `evaluated_at`) takes
+/// the state from here instead of fetching and unpacking it. Any other writer (another node,
+/// an operator) gives the row a new `xmin`, and then it is read again.
+#[derive(Default)]
+struct DecodedRows {
+    rows: Mutex<HashMap<String, Decoded>>,
+}
+
+struct Decoded {
+    xmin: String,
+    evaluated_at: Timestamp,
+    state: DeviceState,
+    vitals: LatestVitals,
+}
+
+impl DecodedRows {
+    /// The `xmin` of each device's decoded row, `""` when there is none.
+    fn seen(&self, devices: &[String]) -> Vec<String> {
+        let rows = self.rows.lock();
+        devices
+            .iter()
+            .map(|id| rows.get(id).map(|d| d.xmin.clone()).unwrap_or_default())
+            .collect()
+    }
+
+    /// The decoded row of `device_id` if the locked row is still the one this node wrote; it
+    /// leaves the cache (the evaluation changes it; [`DecodedRows::keep`] puts it back).
+    fn take(
+        &self,
+        device_id: &str,
+        xmin: &str,
+        evaluated_at: Option<Timestamp>,
+    ) -> Option<(DeviceState, LatestVitals)> {
+        let mut rows = self.rows.lock();
+        let current = rows
+            .get(device_id)
+            .is_some_and(|d| d.xmin == xmin && Some(d.evaluated_at) == evaluated_at);
+        if !current {
+            return None;
+        }
+        rows.remove(device_id).map(|d| (d.state, d.vitals))
+    }
+
+    /// Keeps the rows a committed evaluation wrote (its transaction id `xmin`).
+    fn keep(&self, xmin: &str, written: Vec<DeviceRow>) {
+        let mut rows = self.rows.lock();
+        for row in written {
+            if rows.len() >= DECODED_MAX && !rows.contains_key(&row.device_id) {
+                let Some(any) = rows.keys().next().cloned() else {
+                    break;
+                };
+                rows.remove(&any);
+            }
+            rows.insert(
+                row.device_id,
+                Decoded {
+                    xmin: xmin.to_owned(),
+                    evaluated_at: row.evaluated_at,
+                    state: row.state,
+                    vitals: row.vitals,
+                },
+            );
+        }
+    }
 }
 
 fn invalid(what: &str, err: serde_json::Error) -> StoreError {
@@ -44,6 +128,28 @@ fn legacy(
     Ok((state, vitals))
 }
 
+/// A device's stored state and NEWS2 window, read in full (its row is locked).
+async fn stored(
+    tx: &impl GenericClient,
+    device_id: &str,
+) -> Result<(Option<DeviceState>, LatestVitals), StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT packed, state::text, vitals::text FROM alert_device_state \
+             WHERE device_id = $1",
+            &[&device_id],
+        )
+        .await
+        .map_err(pg)?;
+    match row.get::<_, Option<Vec<u8>>>(0) {
+        Some(bytes) => {
+            let (state, vitals) = unpack(&bytes)?;
+            Ok((Some(state), vitals))
+        }
+        None => legacy(row.get(1), row.get(2)),
+    }
+}
+
 /// Moves the id sequence past every stored alert (after `store copy` brought older ones).
 pub(super) async fn sync_ids(client: &impl GenericClient) -> Result<(), StoreError> {
     client
@@ -69,44 +175,61 @@ impl SharedAlertState for PgAlertState {
         devices.dedup();
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(pg)?;
-        // Created in device-id order, then locked in device-id order: two evaluations never
-        // wait for each other in a cycle.
-        tx.execute(
-            "INSERT INTO alert_device_state (device_id) SELECT unnest($1::text[]) \
-             ON CONFLICT DO NOTHING",
-            &[&devices],
-        )
-        .await
-        .map_err(pg)?;
-        let rows = tx
-            .query(
+        let (create, lock) = tokio::try_join!(
+            tx.prepare_cached(
+                "INSERT INTO alert_device_state (device_id) SELECT unnest($1::text[]) \
+                 ON CONFLICT DO NOTHING",
+            ),
+            tx.prepare_cached(
                 "SELECT s.device_id, s.state::text, s.vitals::text, s.evaluated_at, \
-                 d.expected_interval_s, d.active, s.evaluated_readings, s.packed \
-                 FROM alert_device_state s LEFT JOIN devices d USING (device_id) \
-                 WHERE s.device_id = ANY($1) ORDER BY s.device_id FOR UPDATE OF s",
-                &[&devices],
-            )
-            .await
-            .map_err(pg)?;
-        let mut thresholds = thresholds::of_devices(&tx, &devices).await?;
+                 d.expected_interval_s, d.active, s.evaluated_readings, \
+                 CASE WHEN s.xmin::text = c.seen THEN NULL ELSE s.packed END, \
+                 s.xmin::text, s.xmin::text = c.seen \
+                 FROM alert_device_state s \
+                 JOIN unnest($1::text[], $2::text[]) AS c(device_id, seen) USING (device_id) \
+                 LEFT JOIN devices d USING (device_id) \
+                 ORDER BY s.device_id FOR UPDATE OF s",
+            ),
+        )
+        .map_err(pg)?;
+        // A row unchanged since this node wrote it is not fetched again (`Decoded`).
+        let seen = self.decoded.seen(&devices);
+        // One round trip: the rows created in device-id order, then locked in device-id order
+        // (two evaluations never wait for each other in a cycle), then the thresholds read
+        // under the lock: the statements run in the order they are sent.
+        let ((), rows, mut thresholds) = tokio::try_join!(
+            async {
+                tx.execute(&create, &[&devices]).await.map_err(pg)?;
+                Ok(())
+            },
+            async { tx.query(&lock, &[&devices, &seen]).await.map_err(pg) },
+            thresholds::of_devices(&tx, &devices),
+        )?;
         let mut locked = Vec::with_capacity(rows.len());
         let mut fresh = Vec::new();
         for row in &rows {
             let device_id: String = row.get(0);
+            let evaluated_at = row
+                .get::<_, Option<DateTime<Utc>>>(3)
+                .map(Timestamp::from_datetime);
+            let unchanged = row.get::<_, Option<bool>>(9) == Some(true);
+            let kept = unchanged
+                .then(|| self.decoded.take(&device_id, row.get(8), evaluated_at))
+                .flatten();
             // Packed (migration V5); a row from before keeps its JSONB until it is rewritten.
-            let (state, vitals) = match row.get::<_, Option<Vec<u8>>>(7) {
-                Some(bytes) => {
+            let (state, vitals) = match (kept, row.get::<_, Option<Vec<u8>>>(7)) {
+                (Some((state, vitals)), _) => (Some(state), vitals),
+                (None, Some(bytes)) => {
                     let (state, vitals) = unpack(&bytes)?;
                     (Some(state), vitals)
                 }
-                None => legacy(row.get(1), row.get(2))?,
+                // Its decoded row went meanwhile (or is not this one): read it now.
+                (None, None) if unchanged => stored(&tx, &device_id).await?,
+                (None, None) => legacy(row.get(1), row.get(2))?,
             };
             if state.is_none() {
                 fresh.push(device_id.clone());
             }
-            let evaluated_at = row
-                .get::<_, Option<DateTime<Utc>>>(3)
-                .map(Timestamp::from_datetime);
             let active = row.get::<_, Option<bool>>(5).unwrap_or(false);
             let expected_interval_s = row.get::<_, Option<f64>>(4).filter(|_| active);
             let at = thresholds.iter().position(|t| t.device_id == device_id);
@@ -167,6 +290,7 @@ impl SharedAlertState for PgAlertState {
         // Every device's new row in one statement: one round trip, not one per device. Each
         // device's evaluated-reading times travel as an array literal (`unnest` would flatten
         // a two-dimensional array).
+        let mut xmin = None;
         let mut device_ids = Vec::with_capacity(outcome.rows.len());
         let mut packed = Vec::with_capacity(outcome.rows.len());
         let mut evaluated_at = Vec::with_capacity(outcome.rows.len());
@@ -188,24 +312,31 @@ impl SharedAlertState for PgAlertState {
                      FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], \
                      $4::timestamptz[], $5::text[]) \
                      AS u(device_id, packed, evaluated_at, next_deadline, evaluated) \
-                     WHERE s.device_id = u.device_id",
+                     WHERE s.device_id = u.device_id RETURNING s.xmin::text",
                 )
                 .await
                 .map_err(pg)?;
-            tx.execute(
-                &update,
-                &[
-                    &device_ids,
-                    &packed,
-                    &evaluated_at,
-                    &next_deadline,
-                    &evaluated,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            let written = tx
+                .query(
+                    &update,
+                    &[
+                        &device_ids,
+                        &packed,
+                        &evaluated_at,
+                        &next_deadline,
+                        &evaluated,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            // Every row this transaction wrote has its id as `xmin`.
+            xmin = written.first().map(|row| row.get::<_, String>(0));
         }
+        drop(device_ids);
         tx.commit().await.map_err(pg)?;
+        if let Some(xmin) = xmin {
+            self.decoded.keep(&xmin, std::mem::take(&mut outcome.rows));
+        }
         Ok(Ok(outcome.transitions))
     }
 
@@ -301,6 +432,50 @@ fn storable_deadline(deadline: Timestamp) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(device_id: &str, at: i64) -> DeviceRow {
+        DeviceRow {
+            device_id: device_id.to_owned(),
+            state: DeviceState::default(),
+            vitals: LatestVitals::default(),
+            evaluated_at: Timestamp::from_micros(at),
+            next_deadline: None,
+            evaluated: vec![at],
+        }
+    }
+
+    #[test]
+    fn a_decoded_row_is_used_only_while_the_stored_row_is_the_one_written() {
+        let decoded = DecodedRows::default();
+        decoded.keep("700", vec![row("a", 10), row("b", 10)]);
+        let devices = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(decoded.seen(&devices), ["700", "700", ""]);
+        let at = Some(Timestamp::from_micros(10));
+        // Rewritten by another transaction, or the same id with another evaluation time.
+        assert!(decoded.take("a", "701", at).is_none());
+        assert!(
+            decoded
+                .take("a", "700", Some(Timestamp::from_micros(11)))
+                .is_none()
+        );
+        assert!(decoded.take("c", "", None).is_none());
+        assert!(decoded.take("a", "700", at).is_some());
+        assert!(
+            decoded.take("a", "700", at).is_none(),
+            "taken out while evaluated"
+        );
+        assert_eq!(decoded.seen(&devices), ["", "700", ""]);
+    }
+
+    #[test]
+    fn the_decoded_rows_are_bounded() {
+        let decoded = DecodedRows::default();
+        let rows = (0..DECODED_MAX + 10)
+            .map(|n| row(&format!("d{n}"), 1))
+            .collect();
+        decoded.keep("9", rows);
+        assert_eq!(decoded.rows.lock().len(), DECODED_MAX);
+    }
 
     #[test]
     fn a_deadline_past_the_last_storable_date_is_never() {

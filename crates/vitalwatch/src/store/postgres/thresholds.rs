@@ -142,13 +142,13 @@ pub(super) async fn of_devices(
     client: &impl GenericClient,
     devices: &[String],
 ) -> Result<Vec<ThresholdsRecord>, StoreError> {
-    let rows = client
-        .query(
-            &format!("{SELECT} WHERE device_id = ANY($1) ORDER BY device_id"),
-            &[&devices],
-        )
+    let statement = client
+        .prepare_cached(&format!(
+            "{SELECT} WHERE device_id = ANY($1) ORDER BY device_id"
+        ))
         .await
         .map_err(pg)?;
+    let rows = client.query(&statement, &[&devices]).await.map_err(pg)?;
     Ok(rows.iter().map(record_of).collect())
 }
 
