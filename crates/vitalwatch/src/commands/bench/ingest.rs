@@ -254,10 +254,11 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
         let mut sorted = pg.latencies.clone();
         sorted.sort_unstable();
         println!(
-            "VitalWatch on PostgreSQL: broker -> commit -> PUBACK: {:.0} readings/s, p50 {:.2} ms, p99 {:.2} ms; ratio PostgreSQL / SQLite: {:.2}x",
+            "VitalWatch on PostgreSQL: broker -> commit -> PUBACK: {:.0} readings/s, p50 {:.2} ms, p99 {:.2} ms, VitalWatch CPU {:.1} us/msg (the database's own not counted); ratio PostgreSQL / SQLite: {:.2}x",
             pg.per_second(),
             percentile(&sorted, 0.50),
             percentile(&sorted, 0.99),
+            cpu_us_per_message(pg.server.0, pg.server.1, pg.acked),
             pg.per_second() / ours.per_second()
         );
     }
