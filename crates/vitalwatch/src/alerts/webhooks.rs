@@ -16,7 +16,7 @@
 //! Nothing here logs a body or a secret.
 
 use crate::config::{WebhookDeliveryConfig, WebhookTarget};
-use crate::metrics::connections::{WebhookOutcome, webhook_delivery};
+use crate::metrics::connections::{WebhookOutcome, webhook_attempt, webhook_delivery};
 use crate::secret::Secret;
 use crate::store::{NewWebhookDelivery, Store};
 use hmac::{Hmac, Mac};
@@ -321,6 +321,7 @@ pub(super) async fn post_once(
     signature: String,
     delivery_id: Option<String>,
 ) -> Attempt {
+    webhook_attempt();
     tokio::task::spawn_blocking(move || {
         let mut request = agent
             .post(&url)
