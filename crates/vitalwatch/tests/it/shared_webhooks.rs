@@ -4,7 +4,9 @@
 //! transition and delivered by the leader only.
 
 use crate::support::postgres::Cluster;
-use crate::support::{Server, ServerOptions, WAIT, agent, get, post_json, reading, wait_until};
+use crate::support::{
+    Server, ServerOptions, WAIT, agent, get, poll_until, post_json, reading, wait_until,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -229,13 +231,23 @@ fn webhook_notifications_pending_when_the_leader_dies_are_all_delivered_by_the_n
 
     // The leader tries every notification and is refused, twice at least (so a round of
     // each is stored: a second round starts only after the first was); then it dies.
-    wait_until(WAIT, "the leader to retry every notification", || {
+    let tries = || {
         let mut tries: BTreeMap<String, usize> = BTreeMap::new();
         for request in receiver.seen() {
             *tries.entry(request.delivery_id).or_default() += 1;
         }
-        (tries.len() >= expected.len() && tries.values().all(|n| *n >= 2)).then_some(())
+        tries
+    };
+    let retried = poll_until(WAIT, || {
+        let tries = tries();
+        tries.len() >= expected.len() && tries.values().all(|n| *n >= 2)
     });
+    assert!(
+        retried.is_some(),
+        "the leader did not retry every notification: {:?} of {expected:?}\n{}",
+        tries(),
+        one.log()
+    );
     assert!(metric(&one, ATTEMPTS) >= expected.len() as f64);
     for follower in [&two, &three] {
         assert_eq!(metric(follower, ATTEMPTS), 0.0, "a follower never POSTs");

@@ -61,8 +61,9 @@ pub(super) async fn enqueue(
     Ok(())
 }
 
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+/// A duration for `$n::float8 * interval '1 millisecond'`.
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 fn invalid(what: &str) -> StoreError {
@@ -80,7 +81,7 @@ impl WebhookOutbox for PgOutbox {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                "UPDATE webhook_outbox o SET next_attempt_at = now() + $2 * interval '1 millisecond' \
+                "UPDATE webhook_outbox o SET next_attempt_at = now() + $2::float8 * interval '1 millisecond' \
                  FROM (SELECT id FROM webhook_outbox WHERE next_attempt_at <= now() \
                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) AS due WHERE o.id = due.id \
                  RETURNING o.id, o.alert_id, o.transition, o.body, o.created_at, o.attempts, \
@@ -127,7 +128,7 @@ impl WebhookOutbox for PgOutbox {
                     .map_err(|err| StoreError::InvalidData(err.to_string()))?;
                 tx.execute(
                     "UPDATE webhook_outbox SET attempts = attempts + 1, \
-                     next_attempt_at = now() + $3 * interval '1 millisecond', finished = $4, \
+                     next_attempt_at = now() + $3::float8 * interval '1 millisecond', finished = $4, \
                      last_outcomes = $5::text::jsonb WHERE id = $1 AND attempts = $2",
                     &[
                         &settled.id,
