@@ -344,3 +344,112 @@ fn webhook_notifications_pending_when_the_leader_dies_are_all_delivered_by_the_n
         "no attempt counted that the receiver did not get"
     );
 }
+
+/// The outbox's SQL on a real database: rows written with their transitions, claimed oldest
+/// first under a lease, a stale settle refused, a finished row gone with its delivery
+/// recorded.
+mod store {
+    use crate::store_conformance::alerts::{acknowledged, raised, transition};
+    use crate::store_conformance::{at, options};
+    use crate::support::postgres::Cluster;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use vitalwatch::store::outbox::{Settled, webhook_body};
+    use vitalwatch::store::postgres::{PostgresSettings, PostgresStore};
+    use vitalwatch::store::{NewWebhookDelivery, Store};
+    use vitalwatch_core::alerting::{AlertCondition, TransitionKind};
+
+    #[tokio::test]
+    async fn outbox_rows_are_claimed_in_order_under_a_lease_and_settled_once() {
+        let database = Cluster::shared().database();
+        let store = PostgresStore::open(&database.url(), options(), PostgresSettings::default())
+            .await
+            .unwrap();
+        let outbox = store.webhook_outbox().expect("PostgreSQL keeps an outbox");
+        outbox.enable();
+        let alert = raised(1, "bed-1", AlertCondition::HeartRateHigh, at(5));
+        let acked = acknowledged(alert.clone(), "nurse", at(6));
+        let transitions = vec![
+            transition(TransitionKind::Raised, &alert, at(5)),
+            transition(TransitionKind::Acknowledged, &acked, at(6)),
+        ];
+        store
+            .write_alert_transitions(transitions.clone())
+            .await
+            .unwrap();
+
+        let lease = Duration::from_secs(60);
+        let rows = outbox.claim(10, lease).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].id < rows[1].id, "oldest first");
+        assert_eq!(rows[0].body, webhook_body(&transitions[0]));
+        assert_eq!(rows[1].body, webhook_body(&transitions[1]));
+        assert_eq!(
+            (
+                rows[1].alert_id,
+                rows[1].transition.as_str(),
+                rows[1].attempts
+            ),
+            (Some(1), "acknowledged", 0)
+        );
+        assert!(!rows[0].body.contains("secret"));
+        // Leased: a second claim (another leader) gets nothing.
+        assert!(outbox.claim(10, lease).await.unwrap().is_empty());
+
+        // A round that failed: due again at once (no backoff here), attempts counted.
+        let retry = Settled {
+            id: rows[0].id,
+            claimed_attempts: 0,
+            deliveries: Vec::new(),
+            retry_after: Some(Duration::ZERO),
+            finished: vec!["https://a.example/hook".to_owned()],
+            last: BTreeMap::new(),
+        };
+        assert!(outbox.settle(retry.clone()).await.unwrap());
+        // The same round stored again (a stale leader) is refused.
+        assert!(!outbox.settle(retry).await.unwrap());
+        let again = outbox.claim(10, Duration::ZERO).await.unwrap();
+        assert_eq!(again.len(), 1, "only the row due again: {again:?}");
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].finished, vec!["https://a.example/hook".to_owned()]);
+        // A lease of zero ends at once: a claim nobody settles (its leader died) comes back.
+        let back = outbox.claim(10, lease).await.unwrap();
+        assert_eq!(
+            back.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![rows[0].id]
+        );
+
+        let delivered = NewWebhookDelivery {
+            url: "https://b.example/hook".to_owned(),
+            alert_id: back[0].alert_id,
+            transition: back[0].transition.clone(),
+            state: "delivered",
+            attempts: 2,
+            last_status: Some(200),
+            last_error: None,
+            created_at: back[0].created_at,
+            body: back[0].body.clone(),
+        };
+        let done = Settled {
+            id: back[0].id,
+            claimed_attempts: 1,
+            deliveries: vec![delivered],
+            retry_after: None,
+            finished: Vec::new(),
+            last: BTreeMap::new(),
+        };
+        assert!(outbox.settle(done).await.unwrap());
+        let records = store.webhook_deliveries(None, 10).await.unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].state.as_str(), records[0].attempts),
+            ("delivered", 2)
+        );
+        assert_eq!(
+            database.sql("SELECT count(*) FROM webhook_outbox").trim(),
+            "1",
+            "the acknowledged row is still leased, the delivered one gone"
+        );
+        store.close().await;
+    }
+}
