@@ -11,6 +11,10 @@
 //! ends, and the next leader goes on from the attempts stored. At least once: a receiver's 2xx
 //! whose round was not stored yet is sent again, with the same delivery id.
 //!
+//! Bounded: at most `concurrency` rows in memory; the table is kept to `queue_capacity` rows
+//! (checked every few seconds: the oldest beyond it are recorded as failed, "outbox full",
+//! as a full queue does on one node), so a receiver that hangs for hours cannot grow it.
+//!
 //! Non-leader nodes never run this: their transitions only write rows.
 
 use super::AlertService;
@@ -34,6 +38,10 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Attempts at storing a round's outcome while the database is briefly away.
 const SETTLE_ATTEMPTS: u32 = 3;
 const SETTLE_RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How often the leader bounds the outbox to `queue_capacity` rows.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// The error a notification removed from a full outbox is recorded with.
+const OUTBOX_FULL: &str = "outbox full";
 
 /// How long a claim holds a row: every target timing out one after the other, plus a margin.
 pub(super) fn lease(config: &WebhookDeliveryConfig, targets: usize) -> Duration {
@@ -108,6 +116,64 @@ pub(super) fn settle_round(
         retry_after: (!done).then(|| backoff(config, round)),
         finished,
         last,
+    }
+}
+
+/// The failed deliveries a row removed unfinished from a full outbox is recorded as: one per
+/// configured target it had not finished with, its attempts and last outcome as they stood.
+pub(super) fn dropped(row: &OutboxRow, urls: &[&str]) -> Vec<NewWebhookDelivery> {
+    pending(row, urls)
+        .into_iter()
+        .map(|url| {
+            let last = row.last.get(url);
+            NewWebhookDelivery {
+                url: url.to_owned(),
+                alert_id: row.alert_id,
+                transition: row.transition.clone(),
+                state: "failed",
+                attempts: row.attempts,
+                last_status: last.and_then(|o| o.status),
+                last_error: Some(match last.and_then(|o| o.error.as_deref()) {
+                    Some(error) => format!("{OUTBOX_FULL} (last: {error})"),
+                    None => OUTBOX_FULL.to_owned(),
+                }),
+                created_at: row.created_at,
+                body: row.body.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Bounds the outbox to `queue_capacity` rows: the oldest beyond it are recorded as failed
+/// (as a full queue does on one node), counted as dropped.
+async fn trim(
+    store: &dyn Store,
+    targets: &[(WebhookTarget, ureq::Agent)],
+    config: &WebhookDeliveryConfig,
+) {
+    let Some(outbox) = store.webhook_outbox() else {
+        return;
+    };
+    let urls: Vec<String> = targets.iter().map(|(t, _)| t.url.clone()).collect();
+    let failed = move |row: &OutboxRow| {
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        dropped(row, &urls)
+    };
+    match outbox.trim(config.queue_capacity, &failed).await {
+        Ok(0) => {}
+        Ok(n) => {
+            for _ in 0..n {
+                webhook_delivery(WebhookOutcome::Dropped);
+            }
+            tracing::warn!(
+                message = "Webhook outbox full; the oldest notifications recorded as failed.",
+                event = "webhook.dropped",
+                deliveries = n
+            );
+        }
+        Err(err) => {
+            tracing::warn!(event = "webhook.outbox_failed", message = "Webhook outbox not trimmed; trying again.", error = %err)
+        }
     }
 }
 
@@ -207,11 +273,17 @@ async fn run(
     let lease = lease(&config, targets.len());
     let mut in_flight = JoinSet::new();
     let mut failing = false;
+    let mut trimmed = tokio::time::Instant::now();
     tracing::info!(
         event = "webhook.outbox_started",
         message = "This node delivers the webhook outbox."
     );
+    trim(&*store, &targets, &config).await;
     loop {
+        if trimmed.elapsed() >= TRIM_EVERY {
+            trimmed = tokio::time::Instant::now();
+            trim(&*store, &targets, &config).await;
+        }
         let room = concurrency.saturating_sub(in_flight.len());
         if room > 0
             && let Some(outbox) = store.webhook_outbox()
@@ -340,6 +412,31 @@ mod tests {
         assert_eq!(failed.last_status, Some(503));
         assert_eq!(failed.last_error.as_deref(), Some("timed out"));
         assert!(third.last.is_empty());
+    }
+
+    #[test]
+    fn a_row_dropped_from_a_full_outbox_fails_for_its_unfinished_targets() {
+        let mut row = row(2, &[A]);
+        row.last.insert(
+            B.to_owned(),
+            LastOutcome {
+                status: Some(503),
+                error: Some("answered HTTP 503".into()),
+            },
+        );
+        let records = dropped(&row, &[A, B]);
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!(
+            (record.url.as_str(), record.state, record.attempts),
+            (B, "failed", 2)
+        );
+        assert_eq!(record.last_status, Some(503));
+        assert_eq!(
+            record.last_error.as_deref(),
+            Some("outbox full (last: answered HTTP 503)")
+        );
+        assert_eq!(dropped(&row, &[A]), Vec::new());
     }
 
     #[test]

@@ -83,4 +83,11 @@ pub trait WebhookOutbox: Send + Sync {
     /// Stores a round's outcome in one transaction; `false` when the row was settled by
     /// another claim meanwhile (nothing is written then).
     async fn settle(&self, settled: Settled) -> Result<bool, StoreError>;
+    /// Keeps at most `keep` rows: the oldest beyond it go, each with the deliveries `failed`
+    /// makes of it recorded, in one transaction; answers how many deliveries were recorded.
+    async fn trim(&self, keep: usize, failed: &FailedRecords) -> Result<usize, StoreError>;
 }
+
+/// What a row removed unfinished is recorded as (one failed delivery per target it had not
+/// finished with).
+pub type FailedRecords = dyn Fn(&OutboxRow) -> Vec<NewWebhookDelivery> + Send + Sync;

@@ -359,8 +359,12 @@ mod store {
     use vitalwatch::store::{NewWebhookDelivery, Store};
     use vitalwatch_core::alerting::{AlertCondition, TransitionKind};
 
+    fn failed_none(_: &vitalwatch::store::outbox::OutboxRow) -> Vec<NewWebhookDelivery> {
+        Vec::new()
+    }
+
     #[tokio::test]
-    async fn outbox_rows_are_claimed_in_order_under_a_lease_and_settled_once() {
+    async fn outbox_rows_are_claimed_in_order_under_a_lease_settled_once_and_bounded() {
         let database = Cluster::shared().database();
         let store = PostgresStore::open(&database.url(), options(), PostgresSettings::default())
             .await
@@ -450,6 +454,50 @@ mod store {
             "1",
             "the acknowledged row is still leased, the delivered one gone"
         );
+
+        // Bounded: beyond `keep` rows the oldest go, recorded as the callback says.
+        let more = raised(2, "bed-2", AlertCondition::HeartRateHigh, at(7));
+        store
+            .write_alert_transitions(vec![
+                transition(TransitionKind::Raised, &more, at(7)),
+                transition(
+                    TransitionKind::Acknowledged,
+                    &acknowledged(more.clone(), "n", at(8)),
+                    at(8),
+                ),
+            ])
+            .await
+            .unwrap();
+        let failed = |row: &vitalwatch::store::outbox::OutboxRow| {
+            vec![NewWebhookDelivery {
+                url: "https://b.example/hook".to_owned(),
+                alert_id: row.alert_id,
+                transition: row.transition.clone(),
+                state: "failed",
+                attempts: row.attempts,
+                last_status: None,
+                last_error: Some("outbox full".to_owned()),
+                created_at: row.created_at,
+                body: row.body.clone(),
+            }]
+        };
+        assert_eq!(outbox.trim(1, &failed).await.unwrap(), 2);
+        let left = database.sql("SELECT alert_id, transition FROM webhook_outbox");
+        assert_eq!(left.trim(), "2|acknowledged", "the newest row is kept");
+        let failed = store
+            .webhook_deliveries(Some("failed".to_owned()), 10)
+            .await
+            .unwrap();
+        let mut dropped: Vec<(Option<u64>, &str)> = failed
+            .iter()
+            .map(|d| (d.alert_id, d.transition.as_str()))
+            .collect();
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            vec![(Some(1), "acknowledged"), (Some(2), "raised")]
+        );
+        assert_eq!(outbox.trim(1, &failed_none).await.unwrap(), 0);
         store.close().await;
     }
 }

@@ -1,8 +1,8 @@
 //! SQL for the webhook outbox ([`WebhookOutbox`], migration V6): rows written in the
 //! transaction of the alert transitions they announce ([`enqueue`], called by
 //! `alerts::write_transitions`), claimed by the leader with a lease (`FOR UPDATE SKIP LOCKED`
-//! for the claim itself; nothing is held across HTTP), and settled in one transaction with the
-//! deliveries they finished.
+//! for the claim itself; nothing is held across HTTP), settled in one transaction with the
+//! deliveries they finished, and trimmed to a bound (the oldest beyond it recorded as failed).
 //!
 //! Whether rows are written is the process's choice (webhook targets configured or not), made
 //! once at start by [`WebhookOutbox::enable`]: a process-wide switch, because the transition
@@ -10,13 +10,14 @@
 //! serves one configuration.
 
 use super::{Tx, alerts, pg, pool_error};
-use crate::store::outbox::{LastOutcome, OutboxRow, Settled, WebhookOutbox};
+use crate::store::outbox::{FailedRecords, LastOutcome, OutboxRow, Settled, WebhookOutbox};
 use crate::store::{StoreError, transition_kind_str};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_postgres::Row;
 use vitalwatch_core::alerting::AlertTransition;
 use vitalwatch_core::telemetry::Timestamp;
 
@@ -70,6 +71,26 @@ fn invalid(what: &str) -> StoreError {
     StoreError::InvalidData(format!("stored webhook outbox row: {what}"))
 }
 
+/// The columns every query returns, in [`outbox_row`]'s order.
+const COLUMNS: &str = "o.id, o.alert_id, o.transition, o.body, o.created_at, o.attempts, \
+                       o.finished, o.last_outcomes::text";
+
+fn outbox_row(row: &Row) -> Result<OutboxRow, StoreError> {
+    let created_at: String = row.get(4);
+    let last: String = row.get(7);
+    Ok(OutboxRow {
+        id: row.get(0),
+        alert_id: row.get::<_, Option<i64>>(1).map(|id| id as u64),
+        transition: row.get(2),
+        body: row.get(3),
+        created_at: Timestamp::parse_text(&created_at).ok_or_else(|| invalid("created_at"))?,
+        attempts: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
+        finished: row.get(6),
+        last: serde_json::from_str::<BTreeMap<String, LastOutcome>>(&last)
+            .map_err(|_| invalid("last_outcomes"))?,
+    })
+}
+
 #[async_trait]
 impl WebhookOutbox for PgOutbox {
     fn enable(&self) {
@@ -81,32 +102,18 @@ impl WebhookOutbox for PgOutbox {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                "UPDATE webhook_outbox o SET next_attempt_at = now() + $2::float8 * interval '1 millisecond' \
-                 FROM (SELECT id FROM webhook_outbox WHERE next_attempt_at <= now() \
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) AS due WHERE o.id = due.id \
-                 RETURNING o.id, o.alert_id, o.transition, o.body, o.created_at, o.attempts, \
-                 o.finished, o.last_outcomes::text",
+                &format!(
+                    "UPDATE webhook_outbox o \
+                     SET next_attempt_at = now() + $2::float8 * interval '1 millisecond' \
+                     FROM (SELECT id FROM webhook_outbox WHERE next_attempt_at <= now() \
+                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) AS due WHERE o.id = due.id \
+                     RETURNING {COLUMNS}"
+                ),
                 &[&limit, &millis(lease)],
             )
             .await
             .map_err(pg)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let created_at: String = row.get(4);
-            let last: String = row.get(7);
-            out.push(OutboxRow {
-                id: row.get(0),
-                alert_id: row.get::<_, Option<i64>>(1).map(|id| id as u64),
-                transition: row.get(2),
-                body: row.get(3),
-                created_at: Timestamp::parse_text(&created_at)
-                    .ok_or_else(|| invalid("created_at"))?,
-                attempts: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
-                finished: row.get(6),
-                last: serde_json::from_str::<BTreeMap<String, LastOutcome>>(&last)
-                    .map_err(|_| invalid("last_outcomes"))?,
-            });
-        }
+        let mut out = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|row| row.id);
         Ok(out)
     }
@@ -150,5 +157,30 @@ impl WebhookOutbox for PgOutbox {
         }
         tx.commit().await.map_err(pg)?;
         Ok(true)
+    }
+
+    async fn trim(&self, keep: usize, failed: &FailedRecords) -> Result<usize, StoreError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let rows = tx
+            .query(
+                &format!(
+                    "DELETE FROM webhook_outbox o WHERE o.id IN (SELECT id FROM webhook_outbox \
+                     ORDER BY id DESC OFFSET $1 FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+                ),
+                &[&keep],
+            )
+            .await
+            .map_err(pg)?;
+        let mut recorded = 0;
+        for row in &rows {
+            for delivery in failed(&outbox_row(row)?) {
+                alerts::record_delivery(&tx, &delivery).await?;
+                recorded += 1;
+            }
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(recorded)
     }
 }
