@@ -252,6 +252,7 @@ fn webhook_notifications_pending_when_the_leader_dies_are_all_delivered_by_the_n
     for follower in [&two, &three] {
         assert_eq!(metric(follower, ATTEMPTS), 0.0, "a follower never POSTs");
     }
+    let killed = std::time::Instant::now();
     one.kill9();
     let (leader, follower) = wait_until(WAIT, "node 2 or 3 to lead", || {
         if cluster_of(&two)["is_leader"] == true {
@@ -268,7 +269,8 @@ fn webhook_notifications_pending_when_the_leader_dies_are_all_delivered_by_the_n
         (metric(leader, ATTEMPTS) >= 1.0).then_some(())
     });
     receiver.status.store(200, Ordering::SeqCst);
-    let delivered = wait_until(WAIT, "every transition delivered", || {
+    // Rows the dead leader was POSTing come back when their lease ends (timeout + 10 s).
+    let delivered = wait_until(WAIT * 2, "every transition delivered", || {
         let accepted: Vec<Request> = receiver
             .seen()
             .into_iter()
@@ -280,6 +282,12 @@ fn webhook_notifications_pending_when_the_leader_dies_are_all_delivered_by_the_n
     wait_until(WAIT, "the outbox emptied", || {
         (database.sql("SELECT count(*) FROM webhook_outbox").trim() == "0").then_some(())
     });
+    eprintln!(
+        "outbox: {} transitions, {} POSTs in all, every one delivered {:?} after the kill",
+        expected.len(),
+        receiver.seen().len(),
+        killed.elapsed()
+    );
 
     // None lost, none extra; one delivery id per transition, the same on every resend.
     let mut by_id: BTreeMap<String, Transition> = BTreeMap::new();
