@@ -315,6 +315,9 @@ pub async fn start_on(
                 every_rows,
                 term.clone(),
             ));
+            if let Some(delivery) = alerts_.outbox_delivery(term.clone()) {
+                leader_tasks.spawn(delivery);
+            }
             if alerts_.is_shared() {
                 leader_tasks.spawn(alert_timer_task(Arc::clone(&alerts_), term));
             }

@@ -24,6 +24,7 @@ mod scoring;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod webhook_outbox;
 pub mod webhooks;
 
 pub use checks::{Checks, findings, patient_of, remember_temperature};
@@ -391,17 +392,7 @@ impl AlertService {
     fn announce(&self, transitions: &[AlertTransition], now: Timestamp) {
         for transition in transitions {
             if let Some(webhooks) = &self.webhooks {
-                let body = serde_json::json!({
-                    "event": format!("alert.{}", crate::store::transition_kind_str(transition.kind)),
-                    "transition": transition,
-                })
-                .to_string();
-                webhooks.notify(
-                    Some(transition.alert.id.0),
-                    crate::store::transition_kind_str(transition.kind),
-                    &body,
-                    now,
-                );
+                webhooks.notify(transition, now);
             }
             self.events.publish(Event::Alert(transition.clone()));
         }

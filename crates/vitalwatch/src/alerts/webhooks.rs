@@ -4,26 +4,35 @@
 //! failed after its last attempt, which is the dead-letter list `GET /api/webhooks/deliveries`
 //! shows).
 //!
-//! Never blocks ingest: the pipeline only `try_send`s into a bounded queue; when the queue is
-//! full the notification is recorded as failed ("queue full") instead. A worker task takes
-//! from the queue and runs at most `concurrency` deliveries at once; each HTTP attempt runs on
-//! the blocking pool with a timeout. Nothing here logs a body or a secret.
+//! On SQLite (one node) it never blocks ingest: the pipeline only `try_send`s into a bounded
+//! queue; when the queue is full the notification is recorded as failed ("queue full")
+//! instead. A worker task takes from the queue and runs at most `concurrency` deliveries at
+//! once; each HTTP attempt runs on the blocking pool with a timeout.
+//!
+//! On PostgreSQL (nodes sharing one database) there is no queue: each transition's
+//! notification is an outbox row written in the transition's own transaction, and the leader
+//! delivers them ([`super::webhook_outbox`]), with the same signature, timeout, TLS and
+//! backoff, adding the row's id as `X-VitalWatch-Delivery` for receivers to deduplicate.
+//! Nothing here logs a body or a secret.
 
 use crate::config::{WebhookDeliveryConfig, WebhookTarget};
-use crate::metrics::connections::{WebhookOutcome, webhook_delivery};
+use crate::metrics::connections::{WebhookOutcome, webhook_attempt, webhook_delivery};
 use crate::secret::Secret;
 use crate::store::{NewWebhookDelivery, Store};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use vitalwatch_core::alerting::AlertTransition;
 use vitalwatch_core::telemetry::Timestamp;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-VitalWatch-Signature";
+/// The delivery id header (PostgreSQL: the outbox row's id, the same on every redelivery).
+pub const DELIVERY_HEADER: &str = "X-VitalWatch-Delivery";
 
 /// `sha256=<hex of HMAC-SHA256(secret, body)>`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
@@ -96,9 +105,21 @@ struct Delivery {
 
 /// The sending side, held by the alert service.
 pub struct Webhooks {
-    targets: Vec<(WebhookTarget, ureq::Agent)>,
-    queue: mpsc::Sender<Delivery>,
-    store: Arc<dyn Store>,
+    pub(super) targets: Arc<Vec<(WebhookTarget, ureq::Agent)>>,
+    pub(super) config: WebhookDeliveryConfig,
+    path: Path,
+}
+
+/// Where a notification goes.
+enum Path {
+    /// SQLite: the in-memory queue of this process.
+    Queue {
+        queue: mpsc::Sender<Delivery>,
+        store: Arc<dyn Store>,
+    },
+    /// PostgreSQL: the transition's transaction wrote the outbox row already; this wakes the
+    /// leader's delivery when this node leads.
+    Outbox { wake: Arc<Notify> },
 }
 
 impl Webhooks {
@@ -120,41 +141,72 @@ impl Webhooks {
                     .map_err(|err| anyhow::anyhow!("alerting.webhooks[{idx}].ca: {err:#}"))?;
             }
         }
-        let targets = targets
-            .into_iter()
-            .map(|target| {
-                let agent = agent_for(&target, &config);
-                (target, agent)
-            })
-            .collect();
+        let targets = Arc::new(
+            targets
+                .into_iter()
+                .map(|target| {
+                    let agent = agent_for(&target, &config);
+                    (target, agent)
+                })
+                .collect(),
+        );
+        if let Some(outbox) = store.webhook_outbox() {
+            outbox.enable();
+            return Ok(Some(Webhooks {
+                targets,
+                config,
+                path: Path::Outbox {
+                    wake: Arc::new(Notify::new()),
+                },
+            }));
+        }
         let (queue, rx) = mpsc::channel(config.queue_capacity);
         tasks.spawn(worker(
             rx,
-            config,
+            config.clone(),
             Arc::clone(&store),
             tasks.clone(),
             shutdown,
         ));
         Ok(Some(Webhooks {
             targets,
-            queue,
-            store,
+            config,
+            path: Path::Queue { queue, store },
         }))
     }
 
-    /// Queues `body` for every target without waiting.
-    pub fn notify(&self, alert_id: Option<u64>, transition: &str, body: &str, now: Timestamp) {
-        for (target, agent) in &self.targets {
+    /// What wakes the leader's outbox delivery; `None` on the in-memory path.
+    pub(super) fn outbox_wake(&self) -> Option<Arc<Notify>> {
+        match &self.path {
+            Path::Outbox { wake } => Some(Arc::clone(wake)),
+            Path::Queue { .. } => None,
+        }
+    }
+
+    /// Queues the transition's notification for every target without waiting (on the outbox
+    /// path the row is written already: this only wakes the delivery).
+    pub fn notify(&self, transition: &AlertTransition, now: Timestamp) {
+        let (queue, store) = match &self.path {
+            Path::Queue { queue, store } => (queue, store),
+            Path::Outbox { wake } => {
+                wake.notify_one();
+                return;
+            }
+        };
+        let body = crate::store::outbox::webhook_body(transition);
+        let alert_id = Some(transition.alert.id.0);
+        let transition = crate::store::transition_kind_str(transition.kind);
+        for (target, agent) in self.targets.iter() {
             let delivery = Delivery {
                 agent: agent.clone(),
                 url: target.url.clone(),
                 secret: target.secret.clone(),
                 alert_id,
                 transition: transition.to_owned(),
-                body: body.to_owned(),
+                body: body.clone(),
                 created_at: now,
             };
-            if let Err(err) = self.queue.try_send(delivery) {
+            if let Err(err) = queue.try_send(delivery) {
                 let delivery = match err {
                     mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
                 };
@@ -163,7 +215,7 @@ impl Webhooks {
                     event = "webhook.dropped"
                 );
                 webhook_delivery(WebhookOutcome::Dropped);
-                let store = Arc::clone(&self.store);
+                let store = Arc::clone(store);
                 tokio::spawn(async move {
                     record(
                         &*store,
@@ -253,10 +305,41 @@ async fn worker(
 }
 
 /// What one attempt gave.
-enum Attempt {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Attempt {
     Delivered(u16),
     Refused(u16),
     Failed(String),
+}
+
+/// One signed POST of `body` (on the blocking pool; the agent's timeout bounds it), with the
+/// delivery id header when there is one.
+pub(super) async fn post_once(
+    agent: ureq::Agent,
+    url: String,
+    body: String,
+    signature: String,
+    delivery_id: Option<String>,
+) -> Attempt {
+    webhook_attempt();
+    tokio::task::spawn_blocking(move || {
+        let mut request = agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header(SIGNATURE_HEADER, &signature);
+        if let Some(id) = &delivery_id {
+            request = request.header(DELIVERY_HEADER, id);
+        }
+        match request.send(body.as_bytes()) {
+            Ok(response) if response.status().is_success() => {
+                Attempt::Delivered(response.status().as_u16())
+            }
+            Ok(response) => Attempt::Refused(response.status().as_u16()),
+            Err(err) => Attempt::Failed(err.to_string()),
+        }
+    })
+    .await
+    .unwrap_or_else(|err| Attempt::Failed(format!("delivery task failed: {err}")))
 }
 
 async fn deliver(
@@ -290,22 +373,7 @@ async fn deliver(
             delivery.body.clone(),
             signature.clone(),
         );
-        let outcome = tokio::task::spawn_blocking(move || {
-            match agent
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .header(SIGNATURE_HEADER, &signature)
-                .send(body.as_bytes())
-            {
-                Ok(response) if response.status().is_success() => {
-                    Attempt::Delivered(response.status().as_u16())
-                }
-                Ok(response) => Attempt::Refused(response.status().as_u16()),
-                Err(err) => Attempt::Failed(err.to_string()),
-            }
-        })
-        .await
-        .unwrap_or_else(|err| Attempt::Failed(format!("delivery task failed: {err}")));
+        let outcome = post_once(agent, url, body, signature, None).await;
         match outcome {
             Attempt::Delivered(status) => {
                 webhook_delivery(WebhookOutcome::Delivered);

@@ -89,9 +89,10 @@ pub struct WebhookDeliveryConfig {
     /// One attempt gives up after this long (connect, send and answer).
     pub timeout_ms: u64,
     /// Notifications waiting for delivery; beyond it a notification is recorded as failed
-    /// ("queue full") instead of slowing the pipeline.
+    /// ("queue full") instead of slowing the pipeline. On PostgreSQL: the outbox's bound (the
+    /// oldest rows beyond it recorded as failed, "outbox full").
     pub queue_capacity: usize,
-    /// Deliveries in flight at once.
+    /// Deliveries in flight at once (on PostgreSQL: outbox rows the leader works on at once).
     pub concurrency: usize,
 }
 

@@ -49,6 +49,8 @@ pub const DEVICES_CONNECTED: &str = "vitalwatch_devices_connected";
 pub const TLS_HANDSHAKE_FAILURES: &str = "vitalwatch_tls_handshake_failures_total";
 /// Webhook notifications by final outcome.
 pub const WEBHOOK_DELIVERIES: &str = "vitalwatch_webhook_deliveries_total";
+/// Webhook POSTs this node made (every attempt, retries included; no labels).
+pub const WEBHOOK_ATTEMPTS: &str = "vitalwatch_webhook_attempts_total";
 
 /// One open connection, counted while this lives.
 #[must_use = "the connection is counted only while the guard lives"]
@@ -246,6 +248,11 @@ pub fn webhook_delivery(outcome: WebhookOutcome) {
     ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome.as_str()).increment(1);
 }
 
+/// Counts one webhook POST attempt.
+pub fn webhook_attempt() {
+    ::metrics::counter!(WEBHOOK_ATTEMPTS).increment(1);
+}
+
 /// Makes every series of this module exist from the first scrape (at zero).
 pub(super) fn register_zeros() {
     for listener in Listener::ALL {
@@ -266,6 +273,7 @@ pub(super) fn register_zeros() {
     for outcome in WebhookOutcome::ALL {
         ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome.as_str()).increment(0);
     }
+    ::metrics::counter!(WEBHOOK_ATTEMPTS).increment(0);
 }
 
 pub(super) fn describe() {
@@ -282,6 +290,10 @@ pub(super) fn describe() {
     describe_counter!(
         WEBHOOK_DELIVERIES,
         "Webhook notifications by final outcome (delivered, failed, dropped)."
+    );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook POSTs this node made, retries included (on PostgreSQL: the leader only)."
     );
 }
 

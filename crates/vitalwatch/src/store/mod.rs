@@ -8,6 +8,7 @@
 pub mod alert_state;
 pub mod audit;
 pub mod cluster;
+pub mod outbox;
 pub mod postgres;
 pub mod series;
 pub mod sqlite;
@@ -560,6 +561,11 @@ pub trait Store: Send + Sync + 'static {
     /// (PostgreSQL: an advisory lock on a dedicated connection). `None` (SQLite): one node,
     /// always the leader.
     fn leader_lock(&self) -> Option<Box<dyn alert_state::LeaderLock>> {
+        None
+    }
+    /// The durable webhook outbox the leader delivers from, when the backend keeps one
+    /// (PostgreSQL). `None` (SQLite): webhooks go through the in-memory queue.
+    fn webhook_outbox(&self) -> Option<&dyn outbox::WebhookOutbox> {
         None
     }
     /// What the nodes sharing this store share besides the data (sessions, login failures,

@@ -49,6 +49,7 @@ pub mod connect;
 pub mod copy;
 mod devices;
 mod leader;
+mod outbox;
 mod readings;
 mod retention;
 mod schema;
@@ -208,6 +209,8 @@ pub struct PostgresStore {
     /// notifications).
     cluster: Arc<cluster::PgCluster>,
     alert_state: alert_state::PgAlertState,
+    /// The webhook notifications the leader delivers (migration V6).
+    outbox: outbox::PgOutbox,
     /// A pool of one connection for the leader election, apart from `pool`.
     leader_pool: Pool,
     /// The last `/health` probe of the database: when it answered, and how.
@@ -260,6 +263,7 @@ impl PostgresStore {
         });
         Ok(PostgresStore {
             alert_state: alert_state::PgAlertState::new(pool.clone()),
+            outbox: outbox::PgOutbox { pool: pool.clone() },
             leader_pool,
             pool,
             front,
@@ -316,6 +320,10 @@ impl Store for PostgresStore {
         Some(Box::new(leader::PgLeaderLock::new(
             self.leader_pool.clone(),
         )))
+    }
+
+    fn webhook_outbox(&self) -> Option<&dyn crate::store::outbox::WebhookOutbox> {
+        Some(&self.outbox)
     }
 
     async fn write_readings(

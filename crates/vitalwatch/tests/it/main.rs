@@ -25,6 +25,7 @@ mod registry;
 mod security;
 mod seed;
 mod shared_alerts;
+mod shared_webhooks;
 mod sim;
 mod store_conformance;
 mod support;

@@ -1,5 +1,6 @@
 //! SQL for alerting on PostgreSQL: alert rows and their history, webhook deliveries and
-//! clinicians' verdicts (with the readings they label). Thresholds are in `thresholds.rs`.
+//! clinicians' verdicts (with the readings they label). Thresholds are in `thresholds.rs`,
+//! the webhook outbox the transitions write to in `outbox.rs`.
 
 use super::readings::{Filter, reading_from_row, select_columns};
 use super::{Tx, audit, now_text, pg, to_utc};
@@ -117,7 +118,8 @@ pub(super) async fn write_transitions(
         .await
         .map_err(pg)?;
     }
-    Ok(())
+    // Their webhook notifications, in the same transaction (a node that dies loses none).
+    super::outbox::enqueue(tx, transitions, &now).await
 }
 
 fn alert_from_row(row: &Row) -> Result<AlertRecord, StoreError> {
