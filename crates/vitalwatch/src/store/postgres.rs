@@ -262,8 +262,11 @@ impl PostgresStore {
             target: Arc::new(target),
         });
         Ok(PostgresStore {
-            alert_state: alert_state::PgAlertState::new(pool.clone()),
-            outbox: outbox::PgOutbox { pool: pool.clone() },
+            alert_state: alert_state::PgAlertState::new(pool.clone(), Arc::clone(&shared)),
+            outbox: outbox::PgOutbox {
+                pool: pool.clone(),
+                shared: Arc::clone(&shared),
+            },
             leader_pool,
             pool,
             front,

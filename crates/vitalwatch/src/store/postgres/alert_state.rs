@@ -2,6 +2,7 @@
 //! `alert_device_state`, locked in device-id order for the length of an evaluation; alert ids
 //! from the `alert_ids` sequence, allocated in the transaction that raises them.
 
+use super::writer::Shared;
 use super::{alerts, pg, pool_error, thresholds, to_utc};
 use crate::store::StoreError;
 use crate::store::alert_state::{
@@ -12,6 +13,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use vitalwatch_core::alerting::{
     Alert, AlertError, AlertTransition, DeviceState, provisional_to, renumber_transitions,
 };
@@ -21,13 +24,16 @@ use vitalwatch_core::telemetry::Timestamp;
 /// The shared alert state on one pool.
 pub(super) struct PgAlertState {
     pub(super) pool: Pool,
+    /// The store's state its writers see (`outbox`: whether transitions write rows).
+    shared: Arc<Shared>,
     decoded: DecodedRows,
 }
 
 impl PgAlertState {
-    pub(super) fn new(pool: Pool) -> PgAlertState {
+    pub(super) fn new(pool: Pool, shared: Arc<Shared>) -> PgAlertState {
         PgAlertState {
             pool,
+            shared,
             decoded: DecodedRows::default(),
         }
     }
@@ -286,7 +292,8 @@ impl SharedAlertState for PgAlertState {
                 row.state.renumber(provisional_to(&ids));
             }
         }
-        alerts::write_transitions(&tx, &outcome.transitions).await?;
+        let outbox = self.shared.outbox.load(Ordering::Relaxed);
+        alerts::write_transitions(&tx, &outcome.transitions, outbox).await?;
         // Every device's new row in one statement: one round trip, not one per device. Each
         // device's evaluated-reading times travel as an array literal (`unnest` would flatten
         // a two-dimensional array).

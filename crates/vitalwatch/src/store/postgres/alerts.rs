@@ -28,9 +28,11 @@ fn priority_rank(priority: Priority) -> i32 {
     }
 }
 
+/// Writes the transitions (and, with `outbox`, their webhook notifications) in `tx`.
 pub(super) async fn write_transitions(
     tx: &Tx<'_>,
     transitions: &[AlertTransition],
+    outbox: bool,
 ) -> Result<(), StoreError> {
     let now = now_text();
     let upsert = tx
@@ -119,7 +121,10 @@ pub(super) async fn write_transitions(
         .map_err(pg)?;
     }
     // Their webhook notifications, in the same transaction (a node that dies loses none).
-    super::outbox::enqueue(tx, transitions, &now).await
+    if outbox {
+        super::outbox::enqueue(tx, transitions, &now).await?;
+    }
+    Ok(())
 }
 
 fn alert_from_row(row: &Row) -> Result<AlertRecord, StoreError> {

@@ -9,24 +9,25 @@
 //! writers (the shared evaluation and the writer task) only hold a transaction. One process
 //! serves one configuration.
 
+use super::writer::Shared;
 use super::{Tx, alerts, pg, pool_error};
 use crate::store::outbox::{FailedRecords, LastOutcome, OutboxRow, Settled, WebhookOutbox};
 use crate::store::{StoreError, transition_kind_str};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_postgres::Row;
 use vitalwatch_core::alerting::AlertTransition;
 use vitalwatch_core::telemetry::Timestamp;
 
-/// Set once webhook targets are configured: transitions then write their outbox rows.
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
 /// The outbox on one pool.
 pub(super) struct PgOutbox {
     pub(super) pool: Pool,
+    /// The store's state its writers see (`outbox`: whether transitions write rows).
+    pub(super) shared: Arc<Shared>,
 }
 
 /// Writes one row per transition in the caller's transaction (one statement), when the
@@ -36,7 +37,7 @@ pub(super) async fn enqueue(
     transitions: &[AlertTransition],
     created_at: &str,
 ) -> Result<(), StoreError> {
-    if transitions.is_empty() || !ENABLED.load(Ordering::Relaxed) {
+    if transitions.is_empty() {
         return Ok(());
     }
     let alert_ids: Vec<i64> = transitions.iter().map(|t| t.alert.id.0 as i64).collect();
@@ -94,7 +95,7 @@ fn outbox_row(row: &Row) -> Result<OutboxRow, StoreError> {
 #[async_trait]
 impl WebhookOutbox for PgOutbox {
     fn enable(&self) {
-        ENABLED.store(true, Ordering::Relaxed);
+        self.shared.outbox.store(true, Ordering::Relaxed);
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<OutboxRow>, StoreError> {

@@ -67,6 +67,8 @@ pub(super) struct Shared {
     pub(super) closing: Mutex<Option<Instant>>,
     /// Why the database is unavailable (for `/health`; no secrets: errors never hold any).
     pub(super) last_error: Mutex<Option<String>>,
+    /// Set once webhook targets are configured: transitions then write their outbox rows.
+    pub(super) outbox: AtomicBool,
 }
 
 /// The writer task's state.
@@ -283,7 +285,11 @@ impl Writer {
             Op::Backend(PgOp::Transitions { transitions, reply }) => {
                 let res = retrying!(
                     self,
-                    in_tx!(self, |tx| (alerts::write_transitions(&tx, &transitions)))
+                    in_tx!(self, |tx| (alerts::write_transitions(
+                        &tx,
+                        &transitions,
+                        self.shared.outbox.load(Ordering::Relaxed)
+                    )))
                 );
                 log_alerting(&res);
                 let _ = reply.send(res);
