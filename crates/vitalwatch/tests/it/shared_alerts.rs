@@ -68,7 +68,8 @@ fn config(dir: &Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-fn node(dir: &Path, url: &str, node_id: &str, config: &str) -> Server {
+/// A `serve` node with its own working directory on the database `url`.
+pub(crate) fn node(dir: &Path, url: &str, node_id: &str, config: &str) -> Server {
     let cwd = dir.join(node_id);
     std::fs::create_dir_all(&cwd).unwrap();
     Server::start_with(ServerOptions::with_args(

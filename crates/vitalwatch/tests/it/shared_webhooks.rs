@@ -3,16 +3,14 @@
 //! HTTP receiver started here; the outbox rows are written by the node that commits each
 //! transition and delivered by the leader only.
 
+use crate::alerts::python_hmac;
+use crate::shared_alerts::node;
 use crate::support::postgres::Cluster;
-use crate::support::{
-    Server, ServerOptions, WAIT, agent, get, poll_until, post_json, reading, wait_until,
-};
+use crate::support::{Server, WAIT, agent, get, poll_until, post_json, reading, wait_until};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -84,31 +82,6 @@ impl Receiver {
     fn seen(&self) -> Vec<Request> {
         self.seen.lock().unwrap().clone()
     }
-}
-
-fn python_hmac(secret: &str, body: &[u8]) -> String {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
-            secret,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is installed by scripts/test");
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn node(dir: &Path, url: &str, node_id: &str, config: &str) -> Server {
-    let cwd = dir.join(node_id);
-    std::fs::create_dir_all(&cwd).unwrap();
-    Server::start_with(ServerOptions::with_args(
-        &cwd,
-        &["--database", url, "--node-id", node_id, "--config", config],
-    ))
 }
 
 fn cluster_of(server: &Server) -> Value {
