@@ -7,6 +7,7 @@ use super::fleet::{Fleet, assert_exactly_once, assert_none_invented, report, see
 use super::topologies::{stored_by, text};
 use crate::jepsen::{Lcg, Tally};
 use crate::support::cluster::{Kind, Pair, Relay, Topology, exclusive};
+use crate::support::mosquitto::Mosquitto;
 use crate::support::postgres::{PASSWORD, ROLE};
 use crate::support::{WAIT, agent, get, poll_until, wait_until};
 use std::collections::HashSet;
@@ -60,6 +61,27 @@ fn tally_when_stored(fleet: &Fleet, pair: &Pair, database: &str, within: Duratio
     fleet.tally(&pair.primary, database)
 }
 
+/// A flood of 300 readings per device in topology B, the broker restarted (`how`) once 300
+/// are acknowledged, the flood finished, and every node back on the broker.
+fn flood_across_a_broker_restart(
+    fleet: &mut Fleet,
+    topology: &mut Topology,
+    what: &str,
+    how: impl FnOnce(&mut Mosquitto),
+) {
+    let flood = fleet.flood(topology, 300, 10);
+    wait_until(
+        Duration::from_secs(60),
+        format!("acknowledgements before the broker {what}"),
+        || flood.acked() >= 300,
+    );
+    how(topology.broker.as_mut().expect("topology B has a broker"));
+    fleet.finish(flood, Duration::from_secs(60));
+    for node in &topology.nodes {
+        topology.wait_ready(node);
+    }
+}
+
 #[test]
 fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_kept() {
     let _one_at_a_time = exclusive();
@@ -105,21 +127,9 @@ fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_ke
 
     // 2. The broker stopped (SIGTERM: it saves its persistence file) and started again
     // mid-flood: nothing it acknowledged is lost; the nodes reconnect and resubscribe.
-    let flood = fleet.flood(&topology, 300, 10);
-    wait_until(
-        Duration::from_secs(60),
-        "acknowledgements before the broker restart",
-        || flood.acked() >= 300,
-    );
-    topology
-        .broker
-        .as_mut()
-        .expect("topology B has a broker")
-        .restart_gracefully();
-    fleet.finish(flood, Duration::from_secs(60));
-    for node in &topology.nodes {
-        topology.wait_ready(node);
-    }
+    flood_across_a_broker_restart(&mut fleet, &mut topology, "restart", |broker| {
+        broker.restart_gracefully()
+    });
     let after = fleet.flood(&topology, 50, 30);
     let acked = fleet.finish(after, Duration::from_secs(60));
     assert_eq!(
@@ -134,17 +144,9 @@ fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_ke
     // (1 s here) may be lost — by the broker, which is why B's PUBACK means less than A's.
     // Nothing is stored twice or invented, and what it acknowledges after it is back is
     // stored.
-    let flood = fleet.flood(&topology, 300, 10);
-    wait_until(
-        Duration::from_secs(60),
-        "acknowledgements before the broker crash",
-        || flood.acked() >= 300,
-    );
-    topology.broker.as_mut().expect("a broker").restart();
-    fleet.finish(flood, Duration::from_secs(60));
-    for node in &topology.nodes {
-        topology.wait_ready(node);
-    }
+    flood_across_a_broker_restart(&mut fleet, &mut topology, "crash", |broker| {
+        broker.restart()
+    });
     let first = fleet.next_index();
     let after = fleet.flood(&topology, 50, 30);
     let acked = fleet.finish(after, Duration::from_secs(60));
