@@ -10,6 +10,7 @@ use crate::store::{
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
 use vitalwatch_core::telemetry::Timestamp;
@@ -147,6 +148,79 @@ pub(super) fn anomaly_from_row(row: &Row<'_>) -> rusqlite::Result<AnomalyRecord>
     })
 }
 
+/// What one write transaction has learned of its readings' devices: whether each is
+/// registered and active (looked up once per transaction, not per reading), and the readings
+/// stored for each, counted into `devices` once when the transaction ends
+/// ([`BatchDevices::finish`]).
+#[derive(Default)]
+pub(super) struct BatchDevices {
+    seen: HashMap<String, SeenDevice>,
+}
+
+struct SeenDevice {
+    /// `None` while unregistered.
+    active: Option<bool>,
+    stored: i64,
+    /// The latest `received_at` stored (RFC 3339 UTC, so text order is time order).
+    last_seen: Option<String>,
+}
+
+impl BatchDevices {
+    fn active(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        device_id: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        if let Some(seen) = self.seen.get(device_id) {
+            return Ok(seen.active);
+        }
+        let active = devices::state(tx, device_id)?;
+        self.seen.insert(
+            device_id.to_owned(),
+            SeenDevice {
+                active,
+                stored: 0,
+                last_seen: None,
+            },
+        );
+        Ok(active)
+    }
+
+    fn registered(&mut self, device_id: &str) {
+        if let Some(seen) = self.seen.get_mut(device_id) {
+            seen.active = Some(true);
+        }
+    }
+
+    fn stored(&mut self, device_id: &str, received_at: &str) {
+        if let Some(seen) = self.seen.get_mut(device_id) {
+            seen.stored += 1;
+            if seen
+                .last_seen
+                .as_deref()
+                .is_none_or(|last| last < received_at)
+            {
+                seen.last_seen = Some(received_at.to_owned());
+            }
+        }
+    }
+
+    /// Adds each device's stored readings to its row, in the same transaction.
+    pub(super) fn finish(self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let mut update = tx.prepare_cached(
+            "UPDATE devices SET total_readings = total_readings + ?3, \
+             last_seen = CASE WHEN last_seen IS NULL OR last_seen < ?2 THEN ?2 ELSE last_seen END \
+             WHERE device_id = ?1",
+        )?;
+        for (device_id, seen) in self.seen {
+            if let Some(last_seen) = seen.last_seen {
+                update.execute(params![device_id, last_seen, seen.stored])?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Stores one reading in the writer's transaction: quarantined when its device may not
 /// report, registered first under the auto-register policy, a duplicate when the same
 /// reading (device + timestamp, or device + a `seq` seen within the redelivery window) is
@@ -155,11 +229,12 @@ pub(super) fn write_one(
     tx: &rusqlite::Transaction<'_>,
     item: &PreparedReading,
     options: &StoreOptions,
+    devices: &mut BatchDevices,
 ) -> Result<ItemOutcome, StoreError> {
     let reading = &item.reading;
     let device_id = reading.device_id.as_str();
     let mut registered = false;
-    match devices::state(tx, device_id)? {
+    match devices.active(tx, device_id)? {
         Some(true) => {}
         Some(false) => return devices::quarantine(tx, item, "device is deactivated", options),
         None if options.policy == RegistryPolicy::Strict => {
@@ -177,6 +252,7 @@ pub(super) fn write_one(
                 &actor,
                 options.default_expected_interval_s,
             )?;
+            devices.registered(device_id);
             registered = true;
         }
     }
@@ -201,29 +277,29 @@ pub(super) fn write_one(
     let timestamp = reading.timestamp.to_rfc3339();
     let received_at = reading.received_at.to_rfc3339();
     // Bound in READING_COLUMNS order: the fixed columns around the vitals table's.
-    let mut values: Vec<SqlValue> = Vec::with_capacity(READING_COLUMNS.len());
-    values.push(SqlValue::Text(device_id.to_owned()));
-    values.push(SqlValue::Text(timestamp.clone()));
-    values.push(SqlValue::Integer(i64::from(reading.timestamp_from_device)));
-    values.push(SqlValue::Text(received_at.clone()));
-    values.extend(VitalKey::ALL.map(|vital| match reading.vital_value(vital) {
-        None => SqlValue::Null,
-        Some(VitalValue::Number(value)) => SqlValue::Real(value),
-        Some(VitalValue::Acvpu(level)) => SqlValue::Text(level.letter().to_owned()),
-        Some(VitalValue::Bool(flag)) => SqlValue::Integer(i64::from(flag)),
-    }));
-    values.push(
-        reading
-            .seq
-            .map_or(SqlValue::Null, |seq| SqlValue::Integer(seq as i64)),
-    );
-    values.push(reading.extra.clone().map_or(SqlValue::Null, SqlValue::Text));
-    values.push(item.ml_score.map_or(SqlValue::Null, SqlValue::Real));
-    values.push(SqlValue::Text(item.source.as_str().to_owned()));
-    debug_assert_eq!(values.len(), READING_COLUMNS.len());
-    let inserted = tx
-        .prepare_cached(&INSERT_READING)?
-        .execute(rusqlite::params_from_iter(values))?;
+    let mut insert = tx.prepare_cached(&INSERT_READING)?;
+    insert.raw_bind_parameter(const { col("device_id") }, device_id)?;
+    insert.raw_bind_parameter(const { col("timestamp") }, &timestamp)?;
+    insert.raw_bind_parameter(
+        const { col("timestamp_from_device") },
+        i64::from(reading.timestamp_from_device),
+    )?;
+    insert.raw_bind_parameter(const { col("received_at") }, &received_at)?;
+    for (offset, vital) in VitalKey::ALL.into_iter().enumerate() {
+        let at = LEADING_COLUMNS.len() + 1 + offset;
+        match reading.vital_value(vital) {
+            None => insert.raw_bind_parameter(at, SqlValue::Null)?,
+            Some(VitalValue::Number(value)) => insert.raw_bind_parameter(at, value)?,
+            Some(VitalValue::Acvpu(level)) => insert.raw_bind_parameter(at, level.letter())?,
+            Some(VitalValue::Bool(flag)) => insert.raw_bind_parameter(at, i64::from(flag))?,
+        }
+    }
+    insert.raw_bind_parameter(const { col("seq") }, reading.seq.map(|seq| seq as i64))?;
+    insert.raw_bind_parameter(const { col("extra") }, reading.extra.as_deref())?;
+    insert.raw_bind_parameter(const { col("ml_score") }, item.ml_score)?;
+    insert.raw_bind_parameter(const { col("source") }, item.source.as_str())?;
+    let inserted = insert.raw_execute()?;
+    drop(insert);
     if inserted == 0 {
         let reading_id: i64 = tx
             .prepare_cached("SELECT id FROM readings WHERE device_id = ?1 AND timestamp = ?2")?
@@ -238,12 +314,7 @@ pub(super) fn write_one(
         &item.findings,
         &received_at,
     )?;
-    tx.prepare_cached(
-        "UPDATE devices SET total_readings = total_readings + 1, \
-         last_seen = CASE WHEN last_seen IS NULL OR last_seen < ?2 THEN ?2 ELSE last_seen END \
-         WHERE device_id = ?1",
-    )?
-    .execute(params![device_id, received_at])?;
+    devices.stored(device_id, &received_at);
     Ok(ItemOutcome::Stored {
         reading_id,
         anomalies,

@@ -101,9 +101,11 @@ impl Writer {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(items.len());
+            let mut devices = readings::BatchDevices::default();
             for item in items {
-                outcomes.push(readings::write_one(&tx, item, &self.options)?);
+                outcomes.push(readings::write_one(&tx, item, &self.options, &mut devices)?);
             }
+            devices.finish(&tx)?;
             for entry in entries {
                 if let Err(err) = audit::append(&tx, entry) {
                     tracing::error!(event = "audit.not_written", message = "Audit entry could not be written.", error = %err);

@@ -331,3 +331,43 @@ pub async fn stored_readings_count_and_touch_their_device(open: Open) {
     );
     fx.store.close().await;
 }
+
+pub async fn one_write_of_many_readings_counts_each_device_s_own(open: Open) {
+    let fx = Fixture::new(&open).await;
+    let mut batch = Vec::new();
+    for (device, sent, received) in [
+        ("bed-1", 60, 61),
+        ("bed-2", 10, 70),
+        ("bed-1", 0, 62),
+        ("bed-1", 30, 50),
+        ("bed-2", 20, 65),
+    ] {
+        let mut reading = normal(device, at(sent));
+        reading.received_at = at(received);
+        batch.push(reading);
+    }
+    // The same reading again in the same write: a duplicate, not counted.
+    let mut again = normal("bed-1", at(60));
+    again.received_at = at(99);
+    batch.push(again);
+    let outcomes = fx.write(batch).await;
+    assert!(
+        matches!(outcomes[5], ItemOutcome::Duplicate { .. }),
+        "{outcomes:?}"
+    );
+    for (device, total, last_seen) in [("bed-1", 3, 62), ("bed-2", 2, 70)] {
+        let record = fx
+            .store
+            .get_device(device.to_owned())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.total_readings, total, "{device}");
+        assert_eq!(
+            record.last_seen,
+            Some(at(last_seen).to_rfc3339()),
+            "{device}"
+        );
+    }
+    fx.store.close().await;
+}

@@ -88,6 +88,7 @@ contracts! {
     devices::strict_policy_quarantines_unknown_devices,
     devices::deactivated_devices_are_quarantined,
     devices::stored_readings_count_and_touch_their_device,
+    devices::one_write_of_many_readings_counts_each_device_s_own,
     audit::audit_entries_form_a_verifiable_chain,
     audit::audited_changes_join_the_chain,
     alerts::transitions_persist_episodes_and_history,
