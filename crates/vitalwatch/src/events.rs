@@ -14,6 +14,7 @@ pub mod bridge;
 
 use crate::store::{AnomalyRecord, ReadingRecord};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{broadcast, mpsc};
 use vitalwatch_core::alerting::AlertTransition;
@@ -58,6 +59,50 @@ pub struct EventBus {
     sender: broadcast::Sender<Event>,
     /// The bridge's queue of this node's own events, once a bridge is attached.
     outbound: Arc<OnceLock<mpsc::Sender<Event>>>,
+    /// Subscriptions that do not read readings ([`EventBus::subscribe_quiet`]).
+    quiet: Arc<AtomicUsize>,
+    /// Quiet subscribers that want readings for now ([`EventBus::want_readings`]).
+    readers: Arc<AtomicUsize>,
+}
+
+/// Adds one to a count while it lives.
+#[derive(Debug)]
+struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    fn new(count: &Arc<AtomicUsize>) -> Held {
+        count.fetch_add(1, Ordering::SeqCst);
+        Held(Arc::clone(count))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A subscription for alerts and wills: while only such subscriptions exist, readings and
+/// anomalies are not built into events at all (the hot path's fan-out is skipped).
+#[derive(Debug)]
+pub struct QuietReceiver {
+    receiver: broadcast::Receiver<Event>,
+    _quiet: Held,
+}
+
+impl QuietReceiver {
+    /// The next event, as [`broadcast::Receiver::recv`]; readings arrive only while someone
+    /// wants them.
+    pub async fn recv(&mut self) -> Result<Event, broadcast::error::RecvError> {
+        self.receiver.recv().await
+    }
+}
+
+/// Held by a quiet subscriber's client that reads readings (an MQTT consumer): readings
+/// are published while one exists.
+#[derive(Debug)]
+pub struct ReadingInterest {
+    _held: Held,
 }
 
 impl Default for EventBus {
@@ -72,6 +117,8 @@ impl EventBus {
         EventBus {
             sender,
             outbound: Arc::new(OnceLock::new()),
+            quiet: Arc::new(AtomicUsize::new(0)),
+            readers: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -94,10 +141,13 @@ impl EventBus {
         let _ = self.sender.send(event);
     }
 
-    /// Whether anyone listens, so publishers can skip building payloads nobody reads (the
-    /// other nodes, with a bridge attached, always do).
-    pub fn has_subscribers(&self) -> bool {
-        self.outbound.get().is_some() || self.sender.receiver_count() > 0
+    /// Whether anyone reads readings and anomalies, so the pipeline can skip building events
+    /// nobody reads: a subscriber that is not quiet, a quiet one's client that wants them, or
+    /// the other nodes (with a bridge attached, they always do).
+    pub fn wants_readings(&self) -> bool {
+        self.outbound.get().is_some()
+            || self.readers.load(Ordering::SeqCst) > 0
+            || self.sender.receiver_count() > self.quiet.load(Ordering::SeqCst)
     }
 
     /// Sends this node's events to `outbound` from now on; `false` when a bridge was
@@ -109,5 +159,66 @@ impl EventBus {
     /// Live events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
+    }
+
+    /// Live events from now on, for a subscriber that reads readings only while it holds a
+    /// [`EventBus::want_readings`] (the broker's consumer registries, the alert counters).
+    pub fn subscribe_quiet(&self) -> QuietReceiver {
+        let quiet = Held::new(&self.quiet);
+        QuietReceiver {
+            receiver: self.sender.subscribe(),
+            _quiet: quiet,
+        }
+    }
+
+    /// Readings are published while the answer lives.
+    pub fn want_readings(&self) -> ReadingInterest {
+        ReadingInterest {
+            _held: Held::new(&self.readers),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_are_wanted_by_plain_subscribers_and_by_quiet_ones_that_ask() {
+        let bus = EventBus::new();
+        assert!(!bus.wants_readings(), "nobody listens");
+        let quiet = bus.subscribe_quiet();
+        let other_quiet = bus.subscribe_quiet();
+        assert!(!bus.wants_readings(), "quiet subscribers read alerts only");
+        let interest = bus.want_readings();
+        assert!(
+            bus.wants_readings(),
+            "a quiet subscriber's consumer wants them"
+        );
+        drop(interest);
+        assert!(!bus.wants_readings());
+        let plain = bus.subscribe();
+        assert!(
+            bus.wants_readings(),
+            "the dashboard's stream reads everything"
+        );
+        drop(plain);
+        drop(quiet);
+        assert!(
+            !bus.wants_readings(),
+            "a quiet subscription leaves no count behind"
+        );
+        drop(other_quiet);
+        let plain = bus.subscribe();
+        assert!(bus.wants_readings());
+        drop(plain);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_subscriber_still_receives_what_is_published() {
+        let bus = EventBus::new();
+        let mut quiet = bus.subscribe_quiet();
+        bus.publish(Event::Gap);
+        assert!(matches!(quiet.recv().await, Ok(Event::Gap)));
     }
 }

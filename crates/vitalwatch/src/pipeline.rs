@@ -185,6 +185,21 @@ impl Pipeline {
         identity: Option<&str>,
     ) -> Result<ReadingOutcome, IngestError> {
         let arrived = std::time::Instant::now();
+        let reading = self.accept_device_payload(bytes, source, identity)?;
+        let mut outcomes = self
+            .ingest_arrivals(vec![(reading, arrived)], source)
+            .await?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Decodes one device's payload and checks it is the sender's own (see
+    /// [`Pipeline::ingest_device_payload`]); a refusal is counted.
+    pub fn accept_device_payload(
+        &self,
+        bytes: &[u8],
+        source: Source,
+        identity: Option<&str>,
+    ) -> Result<Reading, IngestError> {
         let reading =
             telemetry::decode(bytes, clock::now(), &self.limits).map_err(|rejection| {
                 self.refuse(Refusal::Decode(rejection.reason), source);
@@ -196,11 +211,25 @@ impl Pipeline {
             self.refuse(Refusal::Unauthorized, source);
             return Err(IngestError::Unauthorized);
         }
-        let mut outcomes = self
-            .commit(self.prepare(vec![reading], source), None)
-            .await?;
-        exposition::observe_ack(transport(source), arrived.elapsed().as_secs_f64());
-        Ok(outcomes.remove(0))
+        Ok(reading)
+    }
+
+    /// Readings that arrived separately (one MQTT publish each, gathered by the broker) with
+    /// when each arrived, checked, scored and committed together as one write: one answer per
+    /// reading, in order, or one error for all. Waits for room in the writer's queue.
+    pub async fn ingest_arrivals(
+        &self,
+        arrivals: Vec<(Reading, std::time::Instant)>,
+        source: Source,
+    ) -> Result<Vec<ReadingOutcome>, IngestError> {
+        let (readings, arrived): (Vec<Reading>, Vec<std::time::Instant>) =
+            arrivals.into_iter().unzip();
+        let outcomes = self.commit(self.prepare(readings, source), None).await?;
+        let acks = exposition::ack_histogram(transport(source));
+        for arrived in arrived {
+            acks.record(arrived.elapsed().as_secs_f64());
+        }
+        Ok(outcomes)
     }
 
     /// An HTTP body: one reading or a batch. Gives up with [`IngestError::Busy`] when the
@@ -353,7 +382,7 @@ impl Committer {
             .collect();
         // Only build event payloads when someone listens.
         let published: Option<Vec<(Reading, Option<f64>)>> =
-            self.events.has_subscribers().then(|| {
+            self.events.wants_readings().then(|| {
                 prepared
                     .iter()
                     .map(|p| (p.reading.clone(), p.ml_score))

@@ -365,7 +365,7 @@ pub async fn start_on(
         cluster,
     };
     tasks.spawn(api::metrics::alert_counts(
-        pipeline.subscribe(),
+        pipeline.events().subscribe_quiet(),
         shutdown.clone(),
     ));
     tasks.spawn(crate::metrics::prometheus::upkeep_task(shutdown.clone()));

@@ -107,7 +107,7 @@ pub fn local_router(state: AppState) -> Router {
 /// Counts alert episodes raised and resolved, by condition and priority, from the event bus
 /// (a lagging receiver misses some; the open-alerts gauge is read from the store instead).
 pub async fn alert_counts(
-    mut events: tokio::sync::broadcast::Receiver<crate::events::Event>,
+    mut events: crate::events::QuietReceiver,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     use crate::events::Event;

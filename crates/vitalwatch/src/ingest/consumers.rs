@@ -19,7 +19,7 @@
 //! beyond [`MAX_PENDING`] per consumer are dropped and counted, never allowed to stall ingest.
 
 use super::session::{self, Qos};
-use crate::events::Event;
+use crate::events::{Event, QuietReceiver, ReadingInterest};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
@@ -65,15 +65,18 @@ pub struct Consumer<S> {
     /// The granted topic filters (checked by [`session::grant`]) and their QoS.
     filters: RefCell<Vec<(String, Qos)>>,
     pending: Rc<Cell<usize>>,
+    /// Readings are built into events while a consumer is connected.
+    _readings: ReadingInterest,
 }
 
 impl<S: Sink> Consumer<S> {
-    pub fn new(name: Rc<str>, sink: S) -> Rc<Consumer<S>> {
+    pub fn new(name: Rc<str>, sink: S, readings: ReadingInterest) -> Rc<Consumer<S>> {
         Rc::new(Consumer {
             name,
             sink,
             filters: RefCell::new(Vec::new()),
             pending: Rc::new(Cell::new(0)),
+            _readings: readings,
         })
     }
 
@@ -227,7 +230,7 @@ impl<S: Sink> Registry<S> {
 }
 
 /// Feeds one worker's registry from the event bus until the bus closes.
-pub async fn dispatch<S: Sink>(registry: Rc<Registry<S>>, mut events: broadcast::Receiver<Event>) {
+pub async fn dispatch<S: Sink>(registry: Rc<Registry<S>>, mut events: QuietReceiver) {
     loop {
         match events.recv().await {
             Ok(event) => registry.on_event(&event),
@@ -283,7 +286,8 @@ mod tests {
 
     fn consumer(registry: &Registry<Rc<Recorder>>) -> (Rc<Recorder>, Rc<Consumer<Rc<Recorder>>>) {
         let recorder = Rc::new(Recorder::default());
-        let consumer = Consumer::new(Rc::from("station"), Rc::clone(&recorder));
+        let interest = crate::events::EventBus::new().want_readings();
+        let consumer = Consumer::new(Rc::from("station"), Rc::clone(&recorder), interest);
         registry.add(&consumer);
         (recorder, consumer)
     }

@@ -16,6 +16,7 @@
 //! devices are refused with the spec's failure codes (0x80 in 3.1.1, NotAuthorized in 5.0).
 
 use super::BrokerSettings;
+use super::batch::Gatherer;
 use super::connection::{Connection, Connections, EndReason, MAX_SESSION_EXPIRY, Opening};
 use super::consumers::{self, Consumer, Registry};
 use super::exchange::SessionKey;
@@ -153,6 +154,8 @@ struct BrokerCtx {
     registry: Rc<Registry<NtexSink>>,
     /// False on the plaintext listener.
     tls: bool,
+    /// This worker's publishes of one event-loop turn, written together.
+    gatherer: Rc<Gatherer>,
 }
 
 impl BrokerCtx {
@@ -162,12 +165,13 @@ impl BrokerCtx {
         let registry = Rc::new(Registry::default());
         ntex_rt::spawn(consumers::dispatch(
             Rc::clone(&registry),
-            shared.pipeline.subscribe(),
+            shared.pipeline.events().subscribe_quiet(),
         ));
         Rc::new(BrokerCtx {
             shared: Arc::clone(shared),
             registry,
             tls,
+            gatherer: Gatherer::new(Arc::clone(&shared.pipeline)),
         })
     }
 
@@ -253,18 +257,22 @@ async fn handle_publish(
         ctx.pipeline().refuse(Refusal::Unauthorized, Source::Mqtt);
         return PublishOutcome::WrongTopic;
     }
-    match ctx
+    let arrived = Instant::now();
+    let reading = match ctx
         .pipeline()
-        .ingest_device_payload(payload, Source::Mqtt, identity)
-        .await
+        .accept_device_payload(payload, Source::Mqtt, identity)
     {
-        Ok(outcome) => match outcome.outcome {
+        Ok(reading) => reading,
+        Err(IngestError::Refused(rejection)) => return PublishOutcome::Rejected(rejection.reason),
+        Err(IngestError::Unauthorized) => return PublishOutcome::IdentityMismatch,
+        Err(IngestError::Busy | IngestError::Store(_)) => return PublishOutcome::StoreFailed,
+    };
+    match ctx.gatherer.ingest(reading, arrived).await {
+        Some(outcome) => match outcome.outcome {
             ItemOutcome::Duplicate { .. } => PublishOutcome::Duplicate,
             _ => PublishOutcome::Stored,
         },
-        Err(IngestError::Refused(rejection)) => PublishOutcome::Rejected(rejection.reason),
-        Err(IngestError::Unauthorized) => PublishOutcome::IdentityMismatch,
-        Err(IngestError::Busy | IngestError::Store(_)) => PublishOutcome::StoreFailed,
+        None => PublishOutcome::StoreFailed,
     }
 }
 
@@ -443,7 +451,8 @@ fn peer_of(
         Verdict::Anonymous => Ok(Peer::Anonymous(ctx.bucket())),
         Verdict::Device(device_id) => Ok(Peer::Device(Rc::from(device_id.as_str()), ctx.bucket())),
         Verdict::Consumer(name) => {
-            let consumer = Consumer::new(Rc::from(name.as_str()), sink());
+            let readings = ctx.pipeline().events().want_readings();
+            let consumer = Consumer::new(Rc::from(name.as_str()), sink(), readings);
             ctx.registry.add(&consumer);
             Ok(Peer::Consumer(consumer))
         }

@@ -2,6 +2,7 @@
 //! client certificates, or a client of an existing broker ([`external`]). Every reading goes
 //! through the same [`crate::pipeline::Pipeline`] as `POST /api/telemetry`.
 
+mod batch;
 pub mod connection;
 pub mod consumers;
 pub mod embedded;

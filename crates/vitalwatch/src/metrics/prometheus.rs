@@ -305,7 +305,13 @@ pub fn observe(name: &'static str, value: f64) {
 
 /// Records one latency sample labelled with its transport.
 pub fn observe_ack(transport: Transport, seconds: f64) {
-    ::metrics::histogram!(ACK_SECONDS, "transport" => transport.as_str()).record(seconds);
+    ack_histogram(transport).record(seconds);
+}
+
+/// The acknowledgement histogram of `transport`, to record a batch's answers with one
+/// registry look-up.
+pub fn ack_histogram(transport: Transport) -> ::metrics::Histogram {
+    ::metrics::histogram!(ACK_SECONDS, "transport" => transport.as_str())
 }
 
 #[cfg(test)]
