@@ -19,7 +19,8 @@ use crate::pki::{self, CertsDir};
 use anyhow::{Context, bail};
 use clap::Args;
 use rumqttc::{
-    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, MqttOptions, NetworkOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -504,6 +505,15 @@ fn mqtt_options(client_id: &str, port: u16, device: &Device, inflight: u16) -> M
     options
 }
 
+/// The generator's sockets send at once (TCP_NODELAY, as every broker under test sets on its
+/// side): with Nagle's algorithm a publish written behind an unacknowledged one waits for the
+/// peer's ACK, which measures the kernel's delayed-ACK timer instead of the broker.
+fn network_options() -> NetworkOptions {
+    let mut options = NetworkOptions::new();
+    options.set_tcp_nodelay(true);
+    options
+}
+
 pub(super) fn reading_json(device: &str, n: u64) -> String {
     // Distinct timestamps per reading of a device, so nothing is deduplicated.
     let ts = 1_767_225_600_000u64 + n;
@@ -608,6 +618,7 @@ async fn publish_all(
 ) -> anyhow::Result<(u64, Vec<Duration>)> {
     let options = mqtt_options(&device.id, port, &device, inflight);
     let (client, mut eventloop) = AsyncClient::new(options, usize::from(inflight) * 2 + 4);
+    eventloop.set_network_options(network_options());
     let connected = loop {
         match tokio::time::timeout_at(deadline, eventloop.poll()).await {
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break Ok(()),
@@ -675,6 +686,7 @@ async fn start_subscriber(
 )> {
     let options = mqtt_options("bench-subscriber", port, device, 100);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
+    eventloop.set_network_options(network_options());
     client.subscribe(TOPIC, QoS::AtLeastOnce).await?;
     loop {
         match tokio::time::timeout_at(deadline, eventloop.poll()).await {
