@@ -380,7 +380,7 @@ impl Committer {
             .iter()
             .map(|p| (p.reading.device_id.as_str().to_owned(), p.reading.timestamp))
             .collect();
-        // Only build event payloads when someone listens.
+        // Only build reading events when someone reads them.
         let published: Option<Vec<(Reading, Option<f64>)>> =
             self.events.wants_readings().then(|| {
                 prepared

@@ -18,6 +18,7 @@ use vitalwatch_core::telemetry::Reading;
 type Answer = Option<ReadingOutcome>;
 
 /// The readings gathered in the current turn, each with where to send its answer.
+#[derive(Default)]
 struct Waiting {
     readings: Vec<(Reading, Instant)>,
     answers: Vec<oneshot::Sender<Answer>>,
@@ -33,10 +34,7 @@ impl Gatherer {
     pub fn new(pipeline: Arc<Pipeline>) -> Rc<Gatherer> {
         Rc::new(Gatherer {
             pipeline,
-            waiting: RefCell::new(Waiting {
-                readings: Vec::new(),
-                answers: Vec::new(),
-            }),
+            waiting: RefCell::default(),
         })
     }
 
@@ -59,13 +57,7 @@ impl Gatherer {
 
     async fn write(self: Rc<Self>) {
         tokio::task::yield_now().await;
-        let Waiting { readings, answers } = std::mem::replace(
-            &mut *self.waiting.borrow_mut(),
-            Waiting {
-                readings: Vec::new(),
-                answers: Vec::new(),
-            },
-        );
+        let Waiting { readings, answers } = self.waiting.take();
         match self.pipeline.ingest_arrivals(readings, Source::Mqtt).await {
             Ok(outcomes) => {
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {
