@@ -211,6 +211,14 @@ const FEATURE_MASK: u32 = (1 << FEATURE_BITS) - 1;
 /// The most nodes a compiled forest may have (node indices fit the rest of `packed`).
 const MAX_FOREST_NODES: usize = 1 << (32 - FEATURE_BITS);
 
+/// Trees one reading walks in lockstep in [`Forest::score`].
+const LANES: usize = 8;
+/// Readings [`Forest::score_rows`] walks through each tree together.
+pub(crate) const ROWS: usize = 8;
+
+/// A scaled vector as ranks among the forest's cuts, one per split feature.
+pub(crate) type Ranks = [u32; MAX_SPLIT_FEATURES];
+
 impl Node {
     fn split(key: u32, feature: u32, left: u32) -> Node {
         Node {
@@ -415,13 +423,7 @@ impl Forest {
     /// The anomaly score s = 2^(−E[h(x)]/c(ψ)) of a scaled vector, in (0, 1]; higher is more
     /// anomalous. `x.len()` must be the model's feature count. Allocates nothing.
     pub(crate) fn score(&self, x: &[f64]) -> f64 {
-        // Walk `LANES` trees in lockstep: their loads are independent, so the CPU overlaps
-        // them instead of waiting on one chain of dependent loads.
-        const LANES: usize = 8;
-        let mut ranks = [0u32; MAX_SPLIT_FEATURES];
-        for ((rank_x, cuts), value) in ranks.iter_mut().zip(&self.cuts).zip(x) {
-            *rank_x = rank(cuts, *value);
-        }
+        let ranks = self.ranks(x);
         let step = |idx: usize| {
             let node = self.nodes[idx];
             node.left() + usize::from(ranks[node.feature()] > node.key)
@@ -429,6 +431,8 @@ impl Forest {
         let mut total = 0.0;
         let mut chunks = self.roots.chunks_exact(LANES);
         for chunk in &mut chunks {
+            // `LANES` trees in lockstep: their loads are independent, so the CPU overlaps
+            // them instead of waiting on one chain of dependent loads.
             let mut idx = [0usize; LANES];
             for (lane, root) in idx.iter_mut().zip(chunk) {
                 *lane = *root as usize;
@@ -448,6 +452,52 @@ impl Forest {
             total += self.path_length[idx];
         }
         self.normalise(total)
+    }
+
+    /// Each feature's rank among the forest's cuts: what the walk compares with node keys.
+    pub(crate) fn ranks(&self, x: &[f64]) -> Ranks {
+        let mut ranks = [0u32; MAX_SPLIT_FEATURES];
+        for ((rank_x, cuts), value) in ranks.iter_mut().zip(&self.cuts).zip(x) {
+            *rank_x = rank(cuts, *value);
+        }
+        ranks
+    }
+
+    /// The scores of `ROWS` ranked vectors, bit for bit what [`Forest::score`] gives each.
+    /// The rows walk one tree together, so its nodes are loaded into the cache once for all
+    /// of them instead of once per row: a batch costs less per reading than single calls.
+    pub(crate) fn score_rows(&self, rows: &[Ranks; ROWS]) -> [f64; ROWS] {
+        let walk = |root: u32| {
+            let mut idx = [root as usize; ROWS];
+            for _ in 0..self.depth {
+                for (lane, ranks) in idx.iter_mut().zip(rows) {
+                    let node = self.nodes[*lane];
+                    *lane = node.left() + usize::from(ranks[node.feature()] > node.key);
+                }
+            }
+            idx.map(|lane| self.path_length[lane])
+        };
+        let mut totals = [0.0f64; ROWS];
+        let mut chunks = self.roots.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            // Summed per chunk of `LANES` trees and then into the total, as `score` does, so
+            // the floating-point sums are the same.
+            let mut sums = [0.0f64; ROWS];
+            for &root in chunk {
+                for (sum, length) in sums.iter_mut().zip(walk(root)) {
+                    *sum += length;
+                }
+            }
+            for (total, sum) in totals.iter_mut().zip(sums) {
+                *total += sum;
+            }
+        }
+        for &root in chunks.remainder() {
+            for (total, length) in totals.iter_mut().zip(walk(root)) {
+                *total += length;
+            }
+        }
+        totals.map(|total| self.normalise(total))
     }
 
     /// s = 2^(−mean/c(ψ)) from the summed path lengths of every tree.
@@ -544,7 +594,6 @@ pub(crate) struct ReferenceForest {
 
 impl ReferenceForest {
     pub(crate) fn score(&self, x: &[f64]) -> f64 {
-        const LANES: usize = 8;
         let step = |idx: usize| {
             let node = self.nodes[idx];
             node.left as usize + usize::from(x[node.feature as usize] > node.threshold)
@@ -729,6 +778,17 @@ mod tests {
                 same(old, file),
                 "{point:?}: f64 layout {old} vs file trees {file}"
             );
+        }
+        // Rows walked together score exactly as one at a time.
+        for group in points.chunks_exact(ROWS) {
+            let rows: [Ranks; ROWS] = std::array::from_fn(|row| forest.ranks(&group[row]));
+            for (point, together) in group.iter().zip(forest.score_rows(&rows)) {
+                let alone = forest.score(point);
+                assert!(
+                    same(together, alone),
+                    "{point:?}: rows {together} vs alone {alone}"
+                );
+            }
         }
     }
 

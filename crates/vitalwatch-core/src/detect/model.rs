@@ -9,14 +9,14 @@
 use super::dataset::Dataset;
 use super::explain;
 use super::feature::{Feature, FeatureVec, MAX_FEATURES, extract};
-use super::iforest::{Forest, ReferenceForest, TreeFile};
+use super::iforest::{Forest, MAX_SPLIT_FEATURES, ROWS, Ranks, ReferenceForest, TreeFile};
 use super::rf::RandomForest;
 use super::scaler::{Scaler, TypicalRange};
 use crate::telemetry::{Reading, Timestamp};
 use std::fmt;
 
 // Every model feature can be a split feature of the compiled forest.
-const _: () = assert!(MAX_FEATURES <= super::iforest::MAX_SPLIT_FEATURES);
+const _: () = assert!(MAX_FEATURES <= MAX_SPLIT_FEATURES);
 
 /// One reading's anomaly score.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,10 +88,46 @@ impl Model {
         FeatureVec::from_slice(raw).map(|raw| self.score_raw(&raw))
     }
 
-    /// Scores many readings into `out` (cleared first), one entry per reading.
+    /// Scores many readings into `out` (cleared first), one entry per reading: the same
+    /// scores as [`Model::score`], cheaper per reading, since [`ROWS`] readings walk each
+    /// tree together. Allocates nothing beyond `out`.
     pub fn score_batch(&self, readings: &[Reading], out: &mut Vec<Option<Score>>) {
         out.clear();
-        out.extend(readings.iter().map(|reading| self.score(reading)));
+        out.reserve(readings.len());
+        // Up to ROWS scorable readings waiting, with their places in `out`.
+        let mut rows = [[0u32; MAX_SPLIT_FEATURES]; ROWS];
+        let mut places = [0usize; ROWS];
+        let mut waiting = 0;
+        for reading in readings {
+            let Some(mut scaled) = extract(&self.features, reading) else {
+                out.push(None);
+                continue;
+            };
+            self.scaler.transform(scaled.as_mut_slice());
+            rows[waiting] = self.forest.ranks(scaled.as_slice());
+            places[waiting] = out.len();
+            out.push(None);
+            waiting += 1;
+            if waiting == ROWS {
+                self.place_scores(&rows, &places, out);
+                waiting = 0;
+            }
+        }
+        if waiting > 0 {
+            // The rows after the waiting ones repeat the last: walked for nothing, not placed.
+            let last = rows[waiting - 1];
+            rows[waiting..].fill(last);
+            self.place_scores(&rows, &places[..waiting], out);
+        }
+    }
+
+    fn place_scores(&self, rows: &[Ranks; ROWS], places: &[usize], out: &mut [Option<Score>]) {
+        for (place, value) in places.iter().zip(self.forest.score_rows(rows)) {
+            out[*place] = Some(Score {
+                value,
+                is_anomaly: value > self.threshold,
+            });
+        }
     }
 
     /// Scores each row of a dataset; a row lacking a model feature gets `None`.

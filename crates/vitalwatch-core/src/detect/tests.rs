@@ -109,6 +109,34 @@ fn a_reading_missing_a_model_feature_is_not_scored() {
 }
 
 #[test]
+fn a_batch_scores_each_reading_as_alone() {
+    // 8 readings are walked through the trees together: batches of every length around that
+    // group size, with unscorable readings in between, give each reading its own score.
+    let model = model();
+    let readings: Vec<Reading> = (0..37)
+        .map(|i| {
+            let step = f64::from(i);
+            let mut reading = reading(
+                50.0 + 3.0 * step,
+                35.0 + 0.15 * step,
+                -90.0 + step,
+                100.0 - 2.0 * step,
+            );
+            if i % 7 == 3 {
+                reading.heart_rate_bpm = None;
+            }
+            reading
+        })
+        .collect();
+    let mut batch = Vec::new();
+    for len in 0..readings.len() {
+        model.score_batch(&readings[..len], &mut batch);
+        let alone: Vec<Option<Score>> = readings[..len].iter().map(|r| model.score(r)).collect();
+        assert_eq!(batch, alone, "a batch of {len}");
+    }
+}
+
+#[test]
 fn default_threshold_catches_injected_anomalies() {
     let test_set = labelled_test_set(
         &PopulationOptions {
