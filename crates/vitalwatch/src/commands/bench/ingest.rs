@@ -452,7 +452,9 @@ fn start_server(
         .arg(&certs.dir)
         .arg("--model")
         .arg(model)
+        // Loopback and free ports only: a bench server never takes the dashboard port 8501.
         .args(["--http-addr", "127.0.0.1:0", "--mqtts-addr", "127.0.0.1:0"])
+        .args(["--dashboard-addr", "127.0.0.1:0"])
         // The final check reads /health's counts, which only an authenticated caller sees;
         // the bench is loopback-only.
         .arg("--trust-loopback")
