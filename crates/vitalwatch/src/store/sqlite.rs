@@ -435,7 +435,25 @@ impl Store for SqliteStore {
         &self,
         query: super::series::SeriesQuery,
     ) -> Result<Vec<super::series::DeviceSeries>, StoreError> {
-        self.read(move |conn| series::series(conn, &query)).await
+        // Each device is its own index range: the devices split over two readers (two cores)
+        // come back in half the time, in the order asked.
+        let mut first = query.clone();
+        let second_ids = first
+            .device_ids
+            .split_off(first.device_ids.len().div_ceil(2));
+        if second_ids.is_empty() {
+            return self.read(move |conn| series::series(conn, &first)).await;
+        }
+        let second = super::series::SeriesQuery {
+            device_ids: second_ids,
+            ..query
+        };
+        let (mut head, tail) = tokio::try_join!(
+            self.read(move |conn| series::series(conn, &first)),
+            self.read(move |conn| series::series(conn, &second)),
+        )?;
+        head.extend(tail);
+        Ok(head)
     }
 
     async fn latest_readings(

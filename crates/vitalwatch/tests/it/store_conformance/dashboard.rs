@@ -113,6 +113,34 @@ pub async fn series_bucket_each_device(open: Open) {
     fx.store.close().await;
 }
 
+pub async fn series_come_in_the_order_asked(open: Open) {
+    // A backend may split the devices over several connections; the answer keeps the order
+    // of the request, whatever the split.
+    let fx = Fixture::new(&open).await;
+    let ids = ["bed-5", "bed-1", "bed-4", "bed-2", "bed-3"];
+    for (idx, id) in ids.iter().enumerate() {
+        fx.store_one(normal(id, at(idx as i64))).await;
+    }
+    for count in 1..=ids.len() {
+        let asked: Vec<String> = ids[..count].iter().map(|id| (*id).to_owned()).collect();
+        let series = fx
+            .store
+            .series(SeriesQuery {
+                device_ids: asked.clone(),
+                since: at(0),
+                until: at(60),
+                points: 6,
+                metrics: vec!["heart_rate"],
+            })
+            .await
+            .unwrap();
+        let got: Vec<&str> = series.iter().map(|s| s.device_id.as_str()).collect();
+        assert_eq!(got, asked, "{count} devices");
+        assert!(series.iter().all(|s| s.count.iter().sum::<i64>() == 1));
+    }
+    fx.store.close().await;
+}
+
 pub async fn latest_readings_are_one_per_device(open: Open) {
     let fx = Fixture::new(&open).await;
     fx.store_one(normal("bed-1", at(0))).await;

@@ -101,6 +101,7 @@ contracts! {
     auth::users_are_created_changed_and_disabled,
     dashboard::stats_count_the_window,
     dashboard::series_bucket_each_device,
+    dashboard::series_come_in_the_order_asked,
     dashboard::latest_readings_are_one_per_device,
     lifecycle::retention_purges_by_age_and_keeps_the_chain_verifiable,
     lifecycle::health_is_ok_while_open,
