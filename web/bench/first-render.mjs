@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, launch, post, startServer, tempDir } from '../tests/support.mjs';
+import { ROOT, launch, post, serverBin, startServer, tempDir } from '../tests/support.mjs';
 
 const { values } = parseArgs({ options: {
   devices: { type: 'string', default: '100' }, hours: { type: 'string', default: '24' },
@@ -18,6 +18,7 @@ const HOURS = Number(values.hours);
 const INTERVAL = Number(values.interval);
 const LIVE_S = Number(values.live);
 process.env.VITALWATCH_BIN ??= join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'release/vitalwatch');
+console.log(`server: ${serverBin()}`);
 
 const dir = tempDir('vw-bench-');
 const db = join(dir, 'data', 'anomalies.db');

@@ -11,7 +11,11 @@ import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const TARGET = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
-export const BIN = process.env.VITALWATCH_BIN ? resolve(process.env.VITALWATCH_BIN) : join(TARGET, 'debug/vitalwatch');
+/** The binary servers run: `VITALWATCH_BIN` as it is when a server starts (a bench sets it
+ *  after importing this module), else the debug build. */
+export function serverBin() {
+  return process.env.VITALWATCH_BIN ? resolve(process.env.VITALWATCH_BIN) : join(TARGET, 'debug/vitalwatch');
+}
 export const SHOTS = join(TARGET, 'dashboard-screenshots');
 mkdirSync(SHOTS, { recursive: true });
 
@@ -28,7 +32,7 @@ export function tempDir(prefix = 'vw-dash-') {
 export function startServer({ dir, api = '127.0.0.1:0', dashboard = '127.0.0.1:0', args = [], secure = false }) {
   const mode = secure ? [] : ['--http-plaintext', '--trust-loopback'];
   const scheme = secure ? 'https' : 'http';
-  const child = spawn(BIN, ['serve', '--data-dir', join(dir, 'data'), '--http-addr', api, '--dashboard-addr', dashboard, '--mqtts-addr', '127.0.0.1:0', ...mode, ...args], {
+  const child = spawn(serverBin(), ['serve', '--data-dir', join(dir, 'data'), '--http-addr', api, '--dashboard-addr', dashboard, '--mqtts-addr', '127.0.0.1:0', ...mode, ...args], {
     cwd: dir,
     env: serverEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -117,7 +121,7 @@ export async function post(base, body, { ca, token } = {}) {
  *  resolves to its standard output, rejects on a non-zero exit or after `timeoutMs`. */
 export function cli(args, { input = '', cwd, timeoutMs = 30_000 } = {}) {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(BIN, args, { cwd, env: serverEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(serverBin(), args, { cwd, env: serverEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
