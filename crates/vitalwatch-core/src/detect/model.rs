@@ -95,7 +95,7 @@ impl Model {
         out.clear();
         out.reserve(readings.len());
         // Up to ROWS scorable readings waiting, with their places in `out`.
-        let mut rows = [[0u32; MAX_SPLIT_FEATURES]; ROWS];
+        let mut rows = [Ranks::default(); ROWS];
         let mut places = [0usize; ROWS];
         let mut waiting = 0;
         for reading in readings {
