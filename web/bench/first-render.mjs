@@ -48,6 +48,9 @@ SELECT printf('BED_%03d', k), strftime('%Y-%m-%dT%H:%M:%S.000000Z', ${start} + i
        72 + ((i * 7 + k * 13) % 25) + CASE WHEN (i + k) % 997 = 0 THEN 40 ELSE 0 END,
        36.4 + ((i + k) % 10) / 10.0, -60 - ((i * 3 + k) % 30), 100 - (i * 90 / ${perDevice}), 'http'
 FROM d, n ORDER BY 1, 2;
+-- The server counts its own inserts per hour (schema V8); a bulk load adds its counts itself.
+INSERT INTO reading_hours (device_id, hour, n)
+SELECT device_id, substr(timestamp, 1, 13), COUNT(*) FROM readings GROUP BY 1, 2;
 INSERT INTO anomalies (device_id, reading_id, type, severity, value, threshold, detected_at, details)
 SELECT device_id, id, 'OUT_OF_RANGE_HR', 'CRITICAL', heart_rate, 100, timestamp, 'heart_rate above 100'
 FROM readings WHERE heart_rate > 100;

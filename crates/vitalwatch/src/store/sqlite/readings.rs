@@ -150,8 +150,8 @@ pub(super) fn anomaly_from_row(row: &Row<'_>) -> rusqlite::Result<AnomalyRecord>
 
 /// What one write transaction has learned of its readings' devices: whether each is
 /// registered and active (looked up once per transaction, not per reading), and the readings
-/// stored for each, counted into `devices` once when the transaction ends
-/// ([`BatchDevices::finish`]).
+/// stored for each, counted into `devices` and, per hour, into `reading_hours` once when the
+/// transaction ends ([`BatchDevices::finish`]).
 #[derive(Default)]
 pub(super) struct BatchDevices {
     seen: HashMap<String, SeenDevice>,
@@ -163,6 +163,14 @@ struct SeenDevice {
     stored: i64,
     /// The latest `received_at` stored (RFC 3339 UTC, so text order is time order).
     last_seen: Option<String>,
+    /// Readings stored per hour of their `timestamp` (its first 13 characters, as V3 keys
+    /// `reading_hours`); a device's readings of one transaction rarely span two hours.
+    hours: Vec<(String, i64)>,
+}
+
+/// The `reading_hours` key of a stored timestamp: `2024-01-16T10` of `2024-01-16T10:30:45.123456Z`.
+fn hour_of(timestamp: &str) -> &str {
+    timestamp.get(..13).unwrap_or(timestamp)
 }
 
 impl BatchDevices {
@@ -181,6 +189,7 @@ impl BatchDevices {
                 active,
                 stored: 0,
                 last_seen: None,
+                hours: Vec::new(),
             },
         );
         Ok(active)
@@ -192,9 +201,14 @@ impl BatchDevices {
         }
     }
 
-    fn stored(&mut self, device_id: &str, received_at: &str) {
+    fn stored(&mut self, device_id: &str, timestamp: &str, received_at: &str) {
         if let Some(seen) = self.seen.get_mut(device_id) {
             seen.stored += 1;
+            let hour = hour_of(timestamp);
+            match seen.hours.iter_mut().find(|(h, _)| h == hour) {
+                Some((_, n)) => *n += 1,
+                None => seen.hours.push((hour.to_owned(), 1)),
+            }
             if seen
                 .last_seen
                 .as_deref()
@@ -205,16 +219,23 @@ impl BatchDevices {
         }
     }
 
-    /// Adds each device's stored readings to its row, in the same transaction.
+    /// Adds each device's stored readings to its row and to its hours, in the same transaction.
     pub(super) fn finish(self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
         let mut update = tx.prepare_cached(
             "UPDATE devices SET total_readings = total_readings + ?3, \
              last_seen = CASE WHEN last_seen IS NULL OR last_seen < ?2 THEN ?2 ELSE last_seen END \
              WHERE device_id = ?1",
         )?;
+        let mut count = tx.prepare_cached(
+            "INSERT INTO reading_hours (device_id, hour, n) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (device_id, hour) DO UPDATE SET n = n + excluded.n",
+        )?;
         for (device_id, seen) in self.seen {
             if let Some(last_seen) = seen.last_seen {
                 update.execute(params![device_id, last_seen, seen.stored])?;
+            }
+            for (hour, n) in seen.hours {
+                count.execute(params![device_id, hour, n])?;
             }
         }
         Ok(())
@@ -314,7 +335,7 @@ pub(super) fn write_one(
         &item.findings,
         &received_at,
     )?;
-    devices.stored(device_id, &received_at);
+    devices.stored(device_id, &timestamp, &received_at);
     Ok(ItemOutcome::Stored {
         reading_id,
         anomalies,

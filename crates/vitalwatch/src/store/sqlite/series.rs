@@ -82,7 +82,7 @@ pub(super) fn stats(
         )?
         .query_row(params![device, hour_ago], |row| row.get(0))?;
 
-    // Whole hours inside the window come from `reading_hours` (V3, kept by triggers); only
+    // Whole hours inside the window come from `reading_hours` (V3; counted by the writer, V8); only
     // the window's two partial hours walk the (device_id, timestamp) index.
     let (first_full, last_full) = full_hours(&since, &until);
     // The partial edges as two index ranges: [since, head_end) and [tail_start, until]. A

@@ -114,3 +114,63 @@ async fn durability_settings_are_in_force() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// (device, hour, readings) rows.
+type HourCounts = Vec<(String, String, i64)>;
+
+/// `reading_hours` as it would be recounted from `readings`, and as the writer kept it.
+fn hours_recounted_and_kept(path: &Path) -> (HourCounts, HourCounts) {
+    let conn = Connection::open(path).unwrap();
+    let rows = |sql: &str| -> HourCounts {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    (
+        rows(
+            "SELECT device_id, substr(timestamp, 1, 13), COUNT(*) FROM readings GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+        rows("SELECT device_id, hour, n FROM reading_hours WHERE n > 0 ORDER BY 1, 2"),
+    )
+}
+
+#[tokio::test]
+async fn the_writer_counts_each_transactions_readings_per_device_and_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anomalies.db");
+    let store = SqliteStore::open(&path, options()).unwrap();
+    let now = Timestamp::from_secs(1_767_225_600);
+    let hour = 3_600 * 1_000_000;
+    let on = |device: &str, at_micros: i64| {
+        let mut item = reading(now, 0, at_micros);
+        item.reading.device_id = DeviceId::parse(device, 64).unwrap();
+        item
+    };
+    // One transaction spanning two hours and two devices, with a redelivered reading.
+    let first = vec![
+        on("bed-1", 0),
+        on("bed-1", 1),
+        on("bed-1", hour),
+        on("bed-2", 2),
+        on("bed-1", 1),
+    ];
+    store.write_readings(first).await.unwrap();
+    let (recounted, kept) = hours_recounted_and_kept(&path);
+    assert_eq!(kept, recounted);
+    assert_eq!(
+        kept.iter().map(|(_, _, n)| n).sum::<i64>(),
+        4,
+        "the duplicate is not counted"
+    );
+    // A later transaction adds to the hours already counted.
+    store
+        .write_readings(vec![on("bed-1", 3), on("bed-2", hour + 1)])
+        .await
+        .unwrap();
+    let (recounted, kept) = hours_recounted_and_kept(&path);
+    assert_eq!(kept, recounted);
+    assert_eq!(kept.len(), 4);
+    store.close().await;
+}
