@@ -169,7 +169,7 @@ struct SeenDevice {
 }
 
 /// The `reading_hours` key of a stored timestamp: `2024-01-16T10` of `2024-01-16T10:30:45.123456Z`.
-fn hour_of(timestamp: &str) -> &str {
+pub(super) fn hour_of(timestamp: &str) -> &str {
     timestamp.get(..13).unwrap_or(timestamp)
 }
 

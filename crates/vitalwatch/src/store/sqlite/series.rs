@@ -2,7 +2,9 @@
 //! index, one index range per device, so a window's cost grows with the rows in it and never
 //! loads them into memory.
 
-use super::readings::{ANOMALY_COLUMNS, anomaly_from_row, reading_from_row, select_columns};
+use super::readings::{
+    ANOMALY_COLUMNS, anomaly_from_row, hour_of, reading_from_row, select_columns,
+};
 use crate::store::series::{
     DashboardStats, DeviceCount, DeviceSeries, SeriesPlan, SeriesQuery, SeverityCount, TypeCount,
     Window,
@@ -27,7 +29,7 @@ fn bounds(window: &Window) -> (String, String) {
 /// The first and last whole hours (`YYYY-MM-DDTHH`) inside `[since, until]`; first > last
 /// when there is none, so the hour sum is empty and the index counts everything.
 fn full_hours(since: &str, until: &str) -> (String, String) {
-    let hour = |text: &str| text.get(..13).unwrap_or(text).to_owned();
+    let hour = |text: &str| hour_of(text).to_owned();
     // An hour is whole when the window starts at or before its first instant…
     let since_hour = hour(since);
     let first = if since.len() >= 13 && since[13..].trim_start_matches([':', '0', '.']) == "Z" {
