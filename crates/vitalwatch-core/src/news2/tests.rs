@@ -532,3 +532,62 @@ fn forgetting_what_the_smoothing_does_not_use_changes_no_score() {
         size(&kept)
     );
 }
+
+#[test]
+fn the_kept_sorted_values_smooth_exactly_as_sorting_each_window() {
+    // 300 readings 0.1 s apart (a 30 s window then holds the whole history), then 300 every
+    // 5 s (it holds part of it), with repeated values. A copy restored from the serialised
+    // state has no sorted values, so it sorts every window as before they were kept; every
+    // hundred readings the state itself is replaced by such a copy, which each parameter's
+    // next value must bring back in step.
+    let device = DeviceId::parse("dev-1", 64).expect("valid id");
+    let t0 = Timestamp::from_secs(1_705_401_000);
+    let validity = Validity::default();
+    let bits = |value: Option<f64>| value.map(f64::to_bits);
+    let restore = |v: &LatestVitals| -> LatestVitals {
+        serde_json::from_str(&serde_json::to_string(v).expect("serialisable")).expect("restored")
+    };
+    let mut vitals = LatestVitals::default();
+    let mut elapsed = 0i64;
+    for n in 0..600i64 {
+        elapsed += if n < 300 { 100_000 } else { 5_000_000 };
+        let at = t0.saturating_add_micros(elapsed);
+        let mut reading = Reading::empty(device.clone(), at);
+        reading.heart_rate_bpm = Some(60.0 + ((n * 37) % 50) as f64 + 0.1 * (n % 7) as f64);
+        reading.spo2_pct = Some(90.0 + ((n * 13) % 10) as f64);
+        if n % 3 == 0 {
+            reading.respiratory_rate_per_min = Some(12.0 + ((n * 7) % 16) as f64);
+        }
+        vitals.observe(&reading, FieldSet::EMPTY);
+        if n % 40 == 39 {
+            vitals.forget_unsmoothed(30);
+        }
+        if n % 3 == 0 {
+            // Every parameter had a value in this reading.
+            assert!(vitals.sorted_in_step(), "reading {n}");
+        }
+        let sorting = restore(&vitals);
+        for smooth_s in [0, 5, 30, 600] {
+            let (kept, _) = vitals.inputs_at(at, &validity, smooth_s);
+            let (sorted, _) = sorting.inputs_at(at, &validity, smooth_s);
+            for (name, kept, sorted) in [
+                ("pulse", kept.pulse_bpm, sorted.pulse_bpm),
+                ("spo2", kept.spo2_pct, sorted.spo2_pct),
+                (
+                    "rr",
+                    kept.respiration_rate_per_min,
+                    sorted.respiration_rate_per_min,
+                ),
+            ] {
+                assert_eq!(
+                    bits(kept),
+                    bits(sorted),
+                    "{name}, reading {n}, {smooth_s} s"
+                );
+            }
+        }
+        if n % 100 == 99 {
+            vitals = sorting;
+        }
+    }
+}

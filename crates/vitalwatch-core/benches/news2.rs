@@ -1,0 +1,51 @@
+//! NEWS2 over time, per reading: scoring a device's smoothed observation set, as the alert
+//! engine does after every stored reading. The baseline sorts each window (the state restored
+//! from its serialised form, which keeps no sorted values); the kept sorted values need none.
+//!
+//! `cargo bench -p vitalwatch-core --bench news2`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use vitalwatch_core::news2::{LatestVitals, Spo2Scale, Validity};
+use vitalwatch_core::telemetry::{DeviceId, FieldSet, Reading, Timestamp};
+
+/// A device that reported five vitals `per_s` times a second for a minute.
+fn device(per_s: i64) -> (LatestVitals, Timestamp) {
+    let device = DeviceId::parse("bench-1", 64).expect("valid id");
+    let t0 = Timestamp::from_secs(1_705_401_000);
+    let mut vitals = LatestVitals::default();
+    let mut at = t0;
+    for n in 0..60 * per_s {
+        at = t0.saturating_add_micros(n * 1_000_000 / per_s);
+        let mut reading = Reading::empty(device.clone(), at);
+        reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 30) as f64);
+        reading.spo2_pct = Some(94.0 + ((n * 13) % 5) as f64);
+        reading.respiratory_rate_per_min = Some(14.0 + ((n * 7) % 6) as f64);
+        reading.systolic_bp_mmhg = Some(120.0 + ((n * 11) % 20) as f64);
+        reading.body_temp_c = Some(36.5 + ((n * 3) % 10) as f64 / 10.0);
+        vitals.observe(&reading, FieldSet::EMPTY);
+    }
+    (vitals, at)
+}
+
+fn score_at(c: &mut Criterion) {
+    let validity = Validity::default();
+    let mut group = c.benchmark_group("news2_score_at");
+    group.throughput(Throughput::Elements(1));
+    for (name, per_s) in [("10 per s", 10), ("1 per s", 1)] {
+        let (kept, at) = device(per_s);
+        let sorting: LatestVitals =
+            serde_json::from_str(&serde_json::to_string(&kept).expect("serialisable"))
+                .expect("restored");
+        group.bench_function(format!("baseline: sort each window, {name}"), |b| {
+            b.iter(|| black_box(&sorting).score_at(at, &validity, 30, Spo2Scale::Scale1))
+        });
+        group.bench_function(format!("kept sorted, {name}"), |b| {
+            b.iter(|| black_box(&kept).score_at(at, &validity, 30, Spo2Scale::Scale1))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, score_at);
+criterion_main!(benches);
