@@ -47,5 +47,29 @@ fn score_at(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, score_at);
+/// Feeding a reading to a device whose history is full: one value in and one out for each of
+/// its five parameters, the sorted copy kept in step.
+fn observe(c: &mut Criterion) {
+    let (vitals, at) = device(10);
+    let device = DeviceId::parse("bench-1", 64).expect("valid id");
+    let mut group = c.benchmark_group("news2_observe");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("full history, 10 per s", |b| {
+        let mut vitals = vitals.clone();
+        let mut n = 0i64;
+        b.iter(|| {
+            n += 1;
+            let mut reading = Reading::empty(device.clone(), at.saturating_add_micros(n * 100_000));
+            reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 30) as f64);
+            reading.spo2_pct = Some(94.0 + ((n * 13) % 5) as f64);
+            reading.respiratory_rate_per_min = Some(14.0 + ((n * 7) % 6) as f64);
+            reading.systolic_bp_mmhg = Some(120.0 + ((n * 11) % 20) as f64);
+            reading.body_temp_c = Some(36.5 + ((n * 3) % 10) as f64 / 10.0);
+            vitals.observe(black_box(&reading), FieldSet::EMPTY);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, score_at, observe);
 criterion_main!(benches);

@@ -163,6 +163,23 @@ impl SortedHistory {
         sorted.insert(at, value);
     }
 
+    /// Replaces one copy of `gone` by `value` with one move of the values between them (a
+    /// full history drops its oldest value for each new one).
+    fn replace(&mut self, idx: usize, gone: f64, value: f64) {
+        let sorted = &mut self.0[idx];
+        let Ok(from) = sorted.binary_search_by(|held| held.total_cmp(&gone)) else {
+            return self.insert(idx, value);
+        };
+        let to = sorted.partition_point(|held| held.total_cmp(&value).is_lt());
+        if from < to {
+            sorted[from..to].rotate_left(1);
+            sorted[to - 1] = value;
+        } else {
+            sorted[to..=from].rotate_right(1);
+            sorted[to] = value;
+        }
+    }
+
     /// Removes one copy of `value` (values equal under `total_cmp` are the same bits).
     fn remove(&mut self, idx: usize, value: f64) {
         let sorted = &mut self.0[idx];
@@ -230,10 +247,9 @@ impl LatestVitals {
                 && update(slot, Some(value), at)
             {
                 let synced = sorted.synced(idx, history).is_some();
+                // The sorted copy takes the new value in place of the first one dropped.
+                let mut pending = synced.then_some(value);
                 history.push_back((at, value));
-                if synced {
-                    sorted.insert(idx, value);
-                }
                 let from = at.saturating_add_micros(-MAX_SMOOTH_S * 1_000_000);
                 while history.front().is_some_and(|(then, _)| *then < from)
                     || history.len() > MAX_HISTORY
@@ -241,8 +257,14 @@ impl LatestVitals {
                     if let Some((_, gone)) = history.pop_front()
                         && synced
                     {
-                        sorted.remove(idx, gone);
+                        match pending.take() {
+                            Some(value) => sorted.replace(idx, gone, value),
+                            None => sorted.remove(idx, gone),
+                        }
                     }
+                }
+                if let Some(value) = pending {
+                    sorted.insert(idx, value);
                 }
                 if !synced {
                     sorted.rebuild(idx, history);
