@@ -17,15 +17,20 @@ fn device(per_s: i64) -> (LatestVitals, Timestamp) {
     let mut at = t0;
     for n in 0..60 * per_s {
         at = t0.saturating_add_micros(n * 1_000_000 / per_s);
-        let mut reading = Reading::empty(device.clone(), at);
-        reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 30) as f64);
-        reading.spo2_pct = Some(94.0 + ((n * 13) % 5) as f64);
-        reading.respiratory_rate_per_min = Some(14.0 + ((n * 7) % 6) as f64);
-        reading.systolic_bp_mmhg = Some(120.0 + ((n * 11) % 20) as f64);
-        reading.body_temp_c = Some(36.5 + ((n * 3) % 10) as f64 / 10.0);
-        vitals.observe(&reading, FieldSet::EMPTY);
+        vitals.observe(&reading(&device, at, n), FieldSet::EMPTY);
     }
     (vitals, at)
+}
+
+/// The `n`th reading of a device: five vitals, each cycling through a normal range.
+fn reading(device: &DeviceId, at: Timestamp, n: i64) -> Reading {
+    let mut reading = Reading::empty(device.clone(), at);
+    reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 30) as f64);
+    reading.spo2_pct = Some(94.0 + ((n * 13) % 5) as f64);
+    reading.respiratory_rate_per_min = Some(14.0 + ((n * 7) % 6) as f64);
+    reading.systolic_bp_mmhg = Some(120.0 + ((n * 11) % 20) as f64);
+    reading.body_temp_c = Some(36.5 + ((n * 3) % 10) as f64 / 10.0);
+    reading
 }
 
 fn score_at(c: &mut Criterion) {
@@ -59,12 +64,7 @@ fn observe(c: &mut Criterion) {
         let mut n = 0i64;
         b.iter(|| {
             n += 1;
-            let mut reading = Reading::empty(device.clone(), at.saturating_add_micros(n * 100_000));
-            reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 30) as f64);
-            reading.spo2_pct = Some(94.0 + ((n * 13) % 5) as f64);
-            reading.respiratory_rate_per_min = Some(14.0 + ((n * 7) % 6) as f64);
-            reading.systolic_bp_mmhg = Some(120.0 + ((n * 11) % 20) as f64);
-            reading.body_temp_c = Some(36.5 + ((n * 3) % 10) as f64 / 10.0);
+            let reading = reading(&device, at.saturating_add_micros(n * 100_000), n);
             vitals.observe(black_box(&reading), FieldSet::EMPTY);
         })
     });
