@@ -138,8 +138,8 @@ pub struct LatestVitals {
 /// Each parameter's `history` values in `f64::total_cmp` order, kept in step with `history`
 /// by [`LatestVitals::observe`] and [`LatestVitals::forget_unsmoothed`] (an insert or removal
 /// moves at most `MAX_HISTORY` values), so that smoothing over a window holding the whole
-/// history needs no sort: at a device's 10 readings/s the sorts were an eighth of the broker
-/// thread. A parameter whose copy does not match its history (a deserialised state starts
+/// history needs no sort: with devices publishing at full speed the sorts were an eighth of
+/// the broker thread. A parameter whose copy does not match its history (a deserialised state starts
 /// empty) is rebuilt at its next value; until then its windows are sorted as before.
 #[derive(Clone, Debug, Default)]
 struct SortedHistory([Vec<f64>; 5]);
