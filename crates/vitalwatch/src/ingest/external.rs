@@ -34,7 +34,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// First wait before reconnecting; it doubles up to `reconnect_max`.
+/// The wait between reconnection attempts for the first [`FAST_RETRIES`] after a connection
+/// is lost. A restarted broker is usually back within seconds, and with a shared subscription
+/// Mosquitto (2.0.11) forgets the subscription across its restart: what it accepts from
+/// devices before we subscribe again reaches no one. So retry often at first.
+const RECONNECT_FAST: Duration = Duration::from_millis(100);
+/// Attempts at [`RECONNECT_FAST`] (5 s) before backing off.
+const FAST_RETRIES: u32 = 50;
+/// The first wait once backing off; it doubles up to `reconnect_max`.
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
 /// How long a clean shutdown waits for in-flight commits and their acknowledgements.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -173,7 +180,8 @@ async fn run(
         Arc::clone(&reconnect),
     ));
     let filter = settings.filter();
-    let mut backoff = RECONNECT_MIN;
+    // Failed attempts since the connection was last up.
+    let mut failures: u32 = 0;
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => break,
@@ -181,7 +189,7 @@ async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                backoff = RECONNECT_MIN;
+                failures = 0;
                 status.connected();
                 tracing::info!(event = "broker.connected",
                     message = "Connected to the external broker.",
@@ -242,17 +250,21 @@ async fn run(
             Ok(_) => {}
             Err(err) => {
                 status.disconnected(err.to_string());
-                tracing::warn!(event = "broker.disconnected",
-                    message = "The external broker connection is down; retrying.",
-                    broker = %settings.url,
-                    error = %err,
-                    retry_in_ms = backoff.as_millis() as u64,
-                );
+                let wait = reconnect_wait(failures, settings.reconnect_max);
+                // Once per outage while retrying fast, then at every (growing) wait.
+                if failures == 0 || failures >= FAST_RETRIES {
+                    tracing::warn!(event = "broker.disconnected",
+                        message = "The external broker connection is down; retrying.",
+                        broker = %settings.url,
+                        error = %err,
+                        retry_in_ms = wait.as_millis() as u64,
+                    );
+                }
+                failures = failures.saturating_add(1);
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(settings.reconnect_max);
             }
         }
         if reconnect.swap(false, Ordering::AcqRel) {
@@ -264,6 +276,16 @@ async fn run(
     }
     shutdown(client, eventloop, pending_tx, acker).await;
     status.disconnected("stopped".to_owned());
+}
+
+/// The wait before the next reconnection attempt after `failures` failed ones.
+fn reconnect_wait(failures: u32, max: Duration) -> Duration {
+    match failures.checked_sub(FAST_RETRIES) {
+        None => RECONNECT_FAST.min(max),
+        Some(doublings) => RECONNECT_MIN
+            .saturating_mul(2u32.saturating_pow(doublings.min(16)))
+            .min(max),
+    }
 }
 
 /// Acknowledges committed messages in arrival order.
@@ -354,5 +376,22 @@ mod tests {
         assert_eq!(settings.filter(), "/iot/health");
         settings.share_group = Some("vw".to_owned());
         assert_eq!(settings.filter(), "$share/vw//iot/health");
+    }
+
+    #[test]
+    fn reconnection_is_fast_for_five_seconds_then_backs_off_to_the_maximum() {
+        let max = Duration::from_secs(30);
+        let waits: Vec<Duration> = (0..70).map(|n| reconnect_wait(n, max)).collect();
+        assert!(waits[..50].iter().all(|w| *w == RECONNECT_FAST));
+        assert_eq!(waits[..50].iter().sum::<Duration>(), Duration::from_secs(5));
+        assert_eq!(waits[50], RECONNECT_MIN);
+        assert_eq!(waits[51], RECONNECT_MIN * 2);
+        assert_eq!(waits[56], Duration::from_secs(16));
+        assert!(waits[57..].iter().all(|w| *w == max));
+        assert_eq!(reconnect_wait(u32::MAX, max), max);
+        // A maximum below the fast wait bounds every wait.
+        let small = Duration::from_millis(50);
+        assert_eq!(reconnect_wait(0, small), small);
+        assert_eq!(reconnect_wait(60, small), small);
     }
 }

@@ -16,8 +16,7 @@ use crate::support::{Guarded, Server, wait_until};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
@@ -105,30 +104,47 @@ pub(crate) fn spawn_flood_client_at(
 /// A thread reading one client's acknowledgements; it returns the (device, index) pairs.
 pub(crate) type AckReader = std::thread::JoinHandle<Vec<(String, u64)>>;
 
-/// Readers of the clients' acknowledgements: the count so far (as the clients print them),
-/// and one [`AckReader`] per client.
-pub(crate) fn read_acks(children: &mut [(String, Guarded)]) -> (Arc<AtomicUsize>, Vec<AckReader>) {
-    let n_acked = Arc::new(AtomicUsize::new(0));
+/// The acknowledgements of a flood so far, as its clients print them.
+#[derive(Default)]
+pub(crate) struct Acks(Mutex<Vec<(String, u64)>>);
+
+impl Acks {
+    /// How many so far.
+    pub(crate) fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The (device, index) pairs acknowledged so far.
+    pub(crate) fn so_far(&self) -> HashSet<(String, u64)> {
+        self.0.lock().unwrap().iter().cloned().collect()
+    }
+}
+
+/// Readers of the clients' acknowledgements: those so far (as the clients print them), and
+/// one [`AckReader`] per client.
+pub(crate) fn read_acks(children: &mut [(String, Guarded)]) -> (Arc<Acks>, Vec<AckReader>) {
+    let acks = Arc::new(Acks::default());
     let readers = children
         .iter_mut()
         .map(|(id, child)| {
             let stdout = child.take_stdout();
             let id = id.clone();
-            let n_acked = Arc::clone(&n_acked);
+            let acks = Arc::clone(&acks);
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if let Some(n) = line.strip_prefix("ack ") {
-                        mine.push((id.clone(), n.trim().parse::<u64>().unwrap()));
-                        n_acked.fetch_add(1, Ordering::Relaxed);
+                        let acked = (id.clone(), n.trim().parse::<u64>().unwrap());
+                        acks.0.lock().unwrap().push(acked.clone());
+                        mine.push(acked);
                     }
                 }
                 mine
             })
         })
         .collect();
-    (n_acked, readers)
+    (acks, readers)
 }
 
 /// The tally of a run: `stored_list` holds every stored (device, index), repeats included.
@@ -189,14 +205,14 @@ fn sigkill_mid_flood_loses_no_acknowledged_reading() {
             .iter()
             .map(|(id, cert)| (id.clone(), spawn_client(&server, id, cert, start)))
             .collect();
-        let (n_acked, readers) = read_acks(&mut children);
+        let (acks, readers) = read_acks(&mut children);
         // The kill lands at a random point of the flood: after a random number of
         // acknowledgements (the clients can send 200 000 this round).
         let kill_after = rng.next_in(2_000, 8_000) as usize;
         wait_until(
             Duration::from_secs(60),
             format_args!("{kill_after} acknowledgements in round {round}"),
-            || n_acked.load(Ordering::Relaxed) >= kill_after,
+            || acks.count() >= kill_after,
         );
         server.kill9();
         kills += 1;

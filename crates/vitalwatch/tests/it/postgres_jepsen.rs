@@ -11,7 +11,6 @@ use crate::support::postgres::Cluster;
 use crate::support::{Guarded, Server, ServerOptions, agent, get, wait_until};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
@@ -77,12 +76,12 @@ fn sigkills_and_a_database_crash_mid_flood_lose_no_acknowledged_reading() {
                 (id.clone(), child)
             })
             .collect();
-        let (n_acked, readers) = read_acks(&mut children);
+        let (acks, readers) = read_acks(&mut children);
         let kill_after = rng.next_in(500, 2_500) as usize;
         wait_until(
             Duration::from_secs(120),
             format_args!("{kill_after} acknowledgements in round {round}"),
-            || n_acked.load(Ordering::Relaxed) >= kill_after,
+            || acks.count() >= kill_after,
         );
         server.kill9();
         kills += 1;
@@ -106,14 +105,14 @@ fn sigkills_and_a_database_crash_mid_flood_lose_no_acknowledged_reading() {
             (id.clone(), child)
         })
         .collect();
-    let (n_acked, readers) = read_acks(&mut children);
+    let (acks, readers) = read_acks(&mut children);
     wait_until(
         Duration::from_secs(120),
         "1000 acknowledgements before the database crashes",
-        || n_acked.load(Ordering::Relaxed) >= 1_000,
+        || acks.count() >= 1_000,
     );
     cluster.stop_immediate();
-    let during = n_acked.load(Ordering::Relaxed);
+    let during = acks.count();
     cluster.start_again();
     finish(&mut children, Duration::from_secs(180));
     let mut crash_round = HashSet::new();

@@ -1,14 +1,13 @@
 //! Flood clients for the cluster tests: Paho devices at QoS 1 through the topology's way in,
 //! what each was acknowledged, and the tally against what PostgreSQL stored.
 
-use crate::jepsen::{AckReader, BASE_MS, Tally, read_acks, spawn_flood_client_at, tally};
+use crate::jepsen::{AckReader, Acks, BASE_MS, Tally, read_acks, spawn_flood_client_at, tally};
 use crate::mqtt::DeviceCert;
 use crate::support::Guarded;
 use crate::support::cluster::Topology;
 use crate::support::postgres::Cluster;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The devices of a test, and everything they sent and were acknowledged so far.
@@ -24,7 +23,7 @@ pub struct Fleet {
 pub struct Flood {
     children: Vec<(String, Guarded)>,
     readers: Vec<AckReader>,
-    n_acked: Arc<AtomicUsize>,
+    acks: Arc<Acks>,
     first: u64,
     count: u64,
 }
@@ -69,11 +68,11 @@ impl Fleet {
                 (id.clone(), child)
             })
             .collect();
-        let (n_acked, readers) = read_acks(&mut children);
+        let (acks, readers) = read_acks(&mut children);
         Flood {
             children,
             readers,
-            n_acked,
+            acks,
             first,
             count,
         }
@@ -126,7 +125,12 @@ impl Fleet {
 impl Flood {
     /// Acknowledgements so far.
     pub fn acked(&self) -> usize {
-        self.n_acked.load(Ordering::Relaxed)
+        self.acks.count()
+    }
+
+    /// The (device, index) pairs acknowledged so far.
+    pub fn acked_so_far(&self) -> HashSet<(String, u64)> {
+        self.acks.so_far()
     }
 }
 

@@ -62,24 +62,57 @@ fn tally_when_stored(fleet: &Fleet, pair: &Pair, database: &str, within: Duratio
 }
 
 /// A flood of 300 readings per device in topology B, the broker restarted (`how`) once 300
-/// are acknowledged, the flood finished, and every node back on the broker.
+/// are acknowledged, the flood finished, and every node back on the broker. Returns what the
+/// broker had acknowledged before it was stopped.
 fn flood_across_a_broker_restart(
     fleet: &mut Fleet,
     topology: &mut Topology,
     what: &str,
     how: impl FnOnce(&mut Mosquitto),
-) {
+) -> HashSet<(String, u64)> {
     let flood = fleet.flood(topology, 300, 10);
     wait_until(
         Duration::from_secs(60),
         format!("acknowledgements before the broker {what}"),
         || flood.acked() >= 300,
     );
+    let before = flood.acked_so_far();
     how(topology.broker.as_mut().expect("topology B has a broker"));
     fleet.finish(flood, Duration::from_secs(60));
     for node in &topology.nodes {
         topology.wait_ready(node);
     }
+    before
+}
+
+/// Waits (bounded) until every reading of `expected` is stored.
+fn wait_stored(pair: &Pair, database: &str, expected: &HashSet<(String, u64)>, what: &str) {
+    let stored = || {
+        super::fleet::stored(&pair.primary, database)
+            .into_iter()
+            .filter(|reading| expected.contains(reading))
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    wait_until(Duration::from_secs(60), what, || stored() == expected.len());
+}
+
+/// A flood of 50 readings per device, every one acknowledged; returns them.
+fn flood_all_acknowledged(fleet: &mut Fleet, topology: &Topology) -> HashSet<(String, u64)> {
+    let first = fleet.next_index();
+    let after = fleet.flood(topology, 50, 30);
+    let acked = fleet.finish(after, Duration::from_secs(60));
+    assert_eq!(
+        acked,
+        DEVICES * 50,
+        "devices reconnect to the restarted broker"
+    );
+    fleet
+        .acked
+        .iter()
+        .filter(|(_, n)| *n >= first)
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -125,52 +158,45 @@ fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_ke
     let tally = tally_when_stored(&fleet, pair, &name, Duration::from_secs(60));
     assert_exactly_once("B: node SIGKILL", fleet.acked.len(), &tally);
 
-    // 2. The broker stopped (SIGTERM: it saves its persistence file) and started again
-    // mid-flood: nothing it acknowledged is lost; the nodes reconnect and resubscribe.
-    flood_across_a_broker_restart(&mut fleet, &mut topology, "restart", |broker| {
+    // 2. The broker stopped (SIGTERM: it saves its persistence file, the nodes' sessions and
+    // their queues with it) and started again mid-flood: everything it acknowledged before the
+    // stop is stored. What it acknowledges after its restart and before a node has subscribed
+    // again goes to no one: Mosquitto 2.0.11 keeps a persistent session's plain subscriptions
+    // across a restart but not its shared ones (`$share/…`, docs/SCALING.md), and drops a
+    // QoS 1 message that has no subscriber — lost *by the broker*, after its PUBACK. Nothing is
+    // stored twice or invented, and what it acknowledges once the nodes are back is stored.
+    let before = flood_across_a_broker_restart(&mut fleet, &mut topology, "restart", |broker| {
         broker.restart_gracefully()
     });
-    let after = fleet.flood(&topology, 50, 30);
-    let acked = fleet.finish(after, Duration::from_secs(60));
-    assert_eq!(
-        acked,
-        DEVICES * 50,
-        "devices reconnect to the restarted broker"
+    let after = flood_all_acknowledged(&mut fleet, &topology);
+    wait_stored(
+        pair,
+        &name,
+        &before,
+        "the readings acknowledged before the broker's stop to be stored",
     );
-    let tally = tally_when_stored(&fleet, pair, &name, Duration::from_secs(60));
-    assert_exactly_once("B: broker restart (SIGTERM)", fleet.acked.len(), &tally);
+    wait_stored(
+        pair,
+        &name,
+        &after,
+        "the readings acknowledged after the nodes resubscribed to be stored",
+    );
+    let tally = fleet.tally(&pair.primary, &name);
+    report("B: broker restart (SIGTERM)", fleet.acked.len(), &tally);
+    assert_none_invented(&tally);
 
     // 3. The broker crashes (SIGKILL) mid-flood: what it acknowledged since its last autosave
-    // (1 s here) may be lost — by the broker, which is why B's PUBACK means less than A's.
-    // Nothing is stored twice or invented, and what it acknowledges after it is back is
-    // stored.
+    // (1 s here) may be lost as well. Nothing is stored twice or invented, and what it
+    // acknowledges after it is back is stored.
     flood_across_a_broker_restart(&mut fleet, &mut topology, "crash", |broker| {
         broker.restart()
     });
-    let first = fleet.next_index();
-    let after = fleet.flood(&topology, 50, 30);
-    let acked = fleet.finish(after, Duration::from_secs(60));
-    assert_eq!(
-        acked,
-        DEVICES * 50,
-        "devices reconnect to the restarted broker"
-    );
-    let since: HashSet<(String, u64)> = fleet
-        .acked
-        .iter()
-        .filter(|(_, n)| *n >= first)
-        .cloned()
-        .collect();
-    let stored_since = || {
-        super::fleet::stored(&pair.primary, &name)
-            .into_iter()
-            .filter(|reading| since.contains(reading))
-            .count()
-    };
-    wait_until(
-        Duration::from_secs(60),
+    let after = flood_all_acknowledged(&mut fleet, &topology);
+    wait_stored(
+        pair,
+        &name,
+        &after,
         "the readings acknowledged after the crash to be stored",
-        || stored_since() == since.len(),
     );
     let tally = fleet.tally(&pair.primary, &name);
     report("B: broker crash (SIGKILL)", fleet.acked.len(), &tally);
