@@ -115,6 +115,17 @@ async fn durability_settings_are_in_force() {
     assert_eq!(mode, "wal");
 }
 
+#[test]
+fn the_writer_checkpoints_only_past_its_larger_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = schema::open_writer(&dir.path().join("anomalies.db")).unwrap();
+    let pages: u32 = conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(pages, schema::WAL_AUTOCHECKPOINT_PAGES);
+    assert!(pages > 1_000, "larger than SQLite's default");
+}
+
 /// (device, hour, readings) rows.
 type HourCounts = Vec<(String, String, i64)>;
 
