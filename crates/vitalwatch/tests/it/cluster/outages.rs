@@ -85,16 +85,32 @@ fn flood_across_a_broker_restart(
     before
 }
 
-/// Waits (bounded) until every reading of `expected` is stored.
-fn wait_stored(pair: &Pair, database: &str, expected: &HashSet<(String, u64)>, what: &str) {
-    let stored = || {
-        super::fleet::stored(&pair.primary, database)
-            .into_iter()
-            .filter(|reading| expected.contains(reading))
-            .collect::<HashSet<_>>()
-            .len()
-    };
-    wait_until(Duration::from_secs(60), what, || stored() == expected.len());
+/// Waits (bounded) until each set of `expected` (readings, what they are) is stored, then
+/// reports the tally as `what` and asserts nothing was stored twice or invented.
+fn assert_kept(
+    fleet: &Fleet,
+    pair: &Pair,
+    database: &str,
+    what: &str,
+    expected: &[(&HashSet<(String, u64)>, &str)],
+) {
+    for (readings, description) in expected {
+        let stored = || {
+            super::fleet::stored(&pair.primary, database)
+                .into_iter()
+                .filter(|reading| readings.contains(reading))
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        wait_until(
+            Duration::from_secs(60),
+            format!("{description} to be stored"),
+            || stored() == readings.len(),
+        );
+    }
+    let tally = fleet.tally(&pair.primary, database);
+    report(what, fleet.acked.len(), &tally);
+    assert_none_invented(&tally);
 }
 
 /// A flood of 50 readings per device, every one acknowledged; returns them.
@@ -169,21 +185,22 @@ fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_ke
         broker.restart_gracefully()
     });
     let after = flood_all_acknowledged(&mut fleet, &topology);
-    wait_stored(
+    assert_kept(
+        &fleet,
         pair,
         &name,
-        &before,
-        "the readings acknowledged before the broker's stop to be stored",
+        "B: broker restart (SIGTERM)",
+        &[
+            (
+                &before,
+                "the readings acknowledged before the broker's stop",
+            ),
+            (
+                &after,
+                "the readings acknowledged after the nodes resubscribed",
+            ),
+        ],
     );
-    wait_stored(
-        pair,
-        &name,
-        &after,
-        "the readings acknowledged after the nodes resubscribed to be stored",
-    );
-    let tally = fleet.tally(&pair.primary, &name);
-    report("B: broker restart (SIGTERM)", fleet.acked.len(), &tally);
-    assert_none_invented(&tally);
 
     // 3. The broker crashes (SIGKILL) mid-flood: what it acknowledged since its last autosave
     // (1 s here) may be lost as well. Nothing is stored twice or invented, and what it
@@ -192,15 +209,13 @@ fn in_topology_b_a_killed_node_and_a_restarted_broker_lose_nothing_the_broker_ke
         broker.restart()
     });
     let after = flood_all_acknowledged(&mut fleet, &topology);
-    wait_stored(
+    assert_kept(
+        &fleet,
         pair,
         &name,
-        &after,
-        "the readings acknowledged after the crash to be stored",
+        "B: broker crash (SIGKILL)",
+        &[(&after, "the readings acknowledged after the crash")],
     );
-    let tally = fleet.tally(&pair.primary, &name);
-    report("B: broker crash (SIGKILL)", fleet.acked.len(), &tally);
-    assert_none_invented(&tally);
     for node in &mut topology.nodes {
         assert!(node.terminate(), "{} stops cleanly", node.name);
     }
