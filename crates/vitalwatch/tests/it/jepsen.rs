@@ -101,8 +101,9 @@ pub(crate) fn spawn_flood_client_at(
     Guarded::spawn(&mut command)
 }
 
-/// A thread reading one client's acknowledgements; it returns the (device, index) pairs.
-pub(crate) type AckReader = std::thread::JoinHandle<Vec<(String, u64)>>;
+/// A thread reading one client's acknowledgements into the flood's [`Acks`]; it ends with the
+/// client's output.
+pub(crate) type AckReader = std::thread::JoinHandle<()>;
 
 /// The acknowledgements of a flood so far, as its clients print them.
 #[derive(Default)]
@@ -131,16 +132,13 @@ pub(crate) fn read_acks(children: &mut [(String, Guarded)]) -> (Arc<Acks>, Vec<A
             let id = id.clone();
             let acks = Arc::clone(&acks);
             std::thread::spawn(move || {
-                let mut mine = Vec::new();
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if let Some(n) = line.strip_prefix("ack ") {
                         let acked = (id.clone(), n.trim().parse::<u64>().unwrap());
-                        acks.0.lock().unwrap().push(acked.clone());
-                        mine.push(acked);
+                        acks.0.lock().unwrap().push(acked);
                     }
                 }
-                mine
             })
         })
         .collect();
@@ -227,8 +225,9 @@ fn sigkill_mid_flood_loses_no_acknowledged_reading() {
             }
         }
         for reader in readers {
-            acked.extend(reader.join().unwrap());
+            reader.join().unwrap();
         }
+        acked.extend(acks.so_far());
         for (id, _) in &devices {
             for n in start..start + PER_ROUND / 2 {
                 sent.insert((id.clone(), n));

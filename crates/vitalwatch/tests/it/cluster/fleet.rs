@@ -84,9 +84,9 @@ impl Fleet {
         let Flood {
             mut children,
             readers,
+            acks,
             first,
             count,
-            ..
         } = flood;
         let deadline = Instant::now() + within;
         for (_, child) in &mut children {
@@ -97,12 +97,11 @@ impl Fleet {
                 child.kill();
             }
         }
-        let mut acked = 0;
         for reader in readers {
-            let mine = reader.join().expect("an acknowledgement reader");
-            acked += mine.len();
-            self.acked.extend(mine);
+            reader.join().expect("an acknowledgement reader");
         }
+        let acked = acks.count();
+        self.acked.extend(acks.so_far());
         for (id, _) in &self.devices {
             self.sent
                 .extend((first..first + count).map(|n| (id.clone(), n)));
