@@ -34,6 +34,22 @@ fn bench_ingest_runs_the_whole_path_with_its_model_and_the_mosquitto_peer() {
     assert!(out.contains("Mosquitto: broker -> 1 subscriber"), "{out}");
     assert!(out.contains("ratio VitalWatch / Mosquitto"), "{out}");
     assert!(out.contains("6 of 6 opened"), "{out}");
+    // The server's own view comes from its /metrics: its readings were timed and committed.
+    let own = out
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("VitalWatch's own view (its /metrics, whole run): arrival -> answer ")
+        })
+        .unwrap_or_else(|| panic!("no own-view line:\n{out}"));
+    let figures: Vec<f64> = own
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|word| word.parse().ok())
+        .take(3)
+        .collect();
+    assert!(
+        figures.len() == 3 && figures.iter().all(|v| *v > 0.0),
+        "the ack mean, readings per commit and commit time are positive: {own}"
+    );
     assert!(
         err.contains("training a small one") && out.contains("model written to"),
         "the run trains the model its servers load:\n{out}\n{err}"

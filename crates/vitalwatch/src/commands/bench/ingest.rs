@@ -13,6 +13,7 @@
 //! The server child inherits the environment, so `VITALWATCH_CONFIG=FILE` benchmarks a
 //! configuration other than the defaults (its data and certs directories are overridden).
 
+use super::own_view::{self, OwnView};
 use super::peers::{self, ChildGuard, ProcSample, cpu_percent, cpu_us_per_message, sample};
 use super::pubclients;
 use crate::pki::{self, CertsDir};
@@ -183,6 +184,7 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
         "VitalWatch ran without its model: {}",
         health["model"]
     );
+    let own = own_view::fetch(api, &certs)?;
     let stored = health["readings"]["stored"]
         .as_u64()
         .context("/health has no readings.stored")?;
@@ -250,7 +252,14 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    report(&options, &ours, mosquitto.as_ref(), rumqttd.as_ref(), idle);
+    report(
+        &options,
+        &ours,
+        own,
+        mosquitto.as_ref(),
+        rumqttd.as_ref(),
+        idle,
+    );
     if let Some(pg) = on_postgres {
         let mut sorted = pg.latencies.clone();
         sorted.sort_unstable();
@@ -323,6 +332,7 @@ impl Bench<'_> {
 fn report(
     options: &IngestArgs,
     ours: &LoadResult,
+    own: OwnView,
     mosquitto: Option<&LoadResult>,
     rumqttd: Option<&LoadResult>,
     idle: Option<IdleResult>,
@@ -378,6 +388,10 @@ fn report(
     if let Some(theirs) = rumqttd {
         row("rumqttd: broker -> 1 subscriber (no store)", theirs);
     }
+    println!(
+        "VitalWatch's own view (its /metrics, whole run): arrival -> answer {:.2} ms mean; {:.0} readings per commit, {:.2} ms per commit (the clients' latency less this is TLS, the broker's turn, the network and the clients)",
+        own.ack_mean_ms, own.readings_per_commit, own.commit_mean_ms
+    );
     println!();
     println!("{:<62} {:>10} {:>18}", "system", "msg/s", "VitalWatch / it");
     let ratio_row = |label: &str, result: &LoadResult| {

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod ingest;
+mod own_view;
 mod peers;
 mod postgres;
 mod pubclients;
