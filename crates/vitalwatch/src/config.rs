@@ -98,6 +98,8 @@ pub struct MqttConfig {
     pub require_certificate: bool,
     pub max_packet_size: u32,
     pub max_inflight: u16,
+    /// Broker worker threads, each with its connections, TLS and publish handling; the SQLite
+    /// writer stays one thread whatever this is.
     pub workers: usize,
     /// A plaintext listener (e.g. "127.0.0.1:1883"), off by default; devices authenticate with
     /// username = device id and password = the secret from `vitalwatch certs secret`.
@@ -149,7 +151,7 @@ impl Default for MqttConfig {
             require_certificate: true,
             max_packet_size: 8192,
             max_inflight: 32,
-            workers: 1,
+            workers: 2,
             plaintext_addr: None,
             allow_anonymous: false,
             wss_addr: None,
