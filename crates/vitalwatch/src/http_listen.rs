@@ -18,6 +18,8 @@
 //! A closed connection lingers (nginx's `lingering_close`): what the client still sends is read
 //! and dropped for up to [`LINGER`] or [`LINGER_BYTES`], so a client that was answered early
 //! (a 413 while it is still sending its body) reads the answer instead of a reset.
+//! Such an early answer over HTTP/1 says `Connection: close` ([`close_when_body_unread`]), so
+//! the client does not send its next request down a connection about to close.
 
 use crate::metrics::connections::{Listener, OpenConnection};
 use axum::serve::ListenerExt;
@@ -27,7 +29,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -234,6 +236,65 @@ pub async fn track_activity(
             _in_flight: in_flight,
         })
     })
+}
+
+/// A request body that notes when it has been read to its end.
+struct WatchedBody {
+    inner: axum::body::Body,
+    read_to_end: Arc<AtomicBool>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read_to_end.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Middleware: an HTTP/1 answer given before its request's body was read to the end (a
+/// refusal on the head alone: 401, 413, 415, ...) says `Connection: close`. The server reads no
+/// further request on that connection, and a client that was not told would reuse it and
+/// see its next request fail at the transport.
+pub async fn close_when_body_unread(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use http_body::Body as _;
+    if request.version() >= axum::http::Version::HTTP_2 || request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let read_to_end = Arc::new(AtomicBool::new(false));
+    let request = request.map(|inner| {
+        axum::body::Body::new(WatchedBody {
+            inner,
+            read_to_end: Arc::clone(&read_to_end),
+        })
+    });
+    let mut response = next.run(request).await;
+    if !read_to_end.load(Ordering::Acquire) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// A connection, the permit and address slot it holds while open, and its idle clock.

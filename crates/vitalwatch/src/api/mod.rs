@@ -206,6 +206,9 @@ pub fn guarded(
     };
     // Every request's id and span, around everything that logs.
     let router = request_log::layer(router);
+    let router = router.layer(axum::middleware::from_fn(
+        crate::http_listen::close_when_body_unread,
+    ));
     // Outermost: a request counts as its connection's activity until its body has been sent.
     router.layer(axum::middleware::from_fn(
         crate::http_listen::track_activity,

@@ -1,5 +1,6 @@
 //! Security on the wire: HTTPS headers and refused plaintext, the simulator over HTTPS,
-//! trusted loopback's Host check, connection bounds and idle HTTPS clients.
+//! trusted loopback's Host check, connection bounds, idle HTTPS clients, and `Connection:
+//! close` on answers given before their request's body was read.
 
 use super::*;
 
@@ -337,4 +338,93 @@ fn trusted_loopback_checks_the_http2_authority_userinfo_and_cross_site_posts() {
     ]
     .concat();
     assert_eq!(curl(&foreign), "403");
+}
+
+/// Reads one HTTP/1.1 answer from `stream`: its status and lower-cased headers (its body is
+/// read and dropped).
+fn read_answer(stream: &mut std::net::TcpStream) -> (u16, Vec<(String, String)>) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("reading the answer");
+        assert_eq!(n, 1, "the connection closed before the answer's head ended");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8(head).unwrap();
+    let mut lines = text.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_lowercase()))
+        .collect::<Vec<(String, String)>>();
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .map(|(_, value)| value.parse().unwrap())
+        .expect("the answer has a length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (status, headers)
+}
+
+#[test]
+fn an_answer_given_before_its_body_arrived_closes_the_connection_and_says_so() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::in_process::start(crate::support::in_process::config(dir.path()));
+    let mut stream = std::net::TcpStream::connect(server.api).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // The head of a request refused on its head alone (415); its body is not sent yet, as when
+    // a client writes head and body apart and the server answers in between.
+    stream
+        .write_all(
+            b"POST /api/telemetry HTTP/1.1\r\nHost: 127.0.0.1\r\nX-CSRF-Token: 1\r\n\
+              Content-Type: text/plain\r\nContent-Length: 17\r\n\r\n",
+        )
+        .unwrap();
+    let (status, headers) = read_answer(&mut stream);
+    assert_eq!(status, 415);
+    // The server will not read the rest of that request, so it cannot read another on this
+    // connection: it must say so, or the client reuses it and its next request meets a close.
+    assert!(
+        headers.contains(&("connection".into(), "close".into())),
+        "{headers:?}"
+    );
+    // The late body and a second request are read and dropped, never answered.
+    let _ =
+        stream.write_all(b"{\"device_id\":\"a\"}GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+
+    // An answer after the whole body was read keeps the connection for the next request.
+    let mut stream = std::net::TcpStream::connect(server.api).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let reading = crate::support::reading("calm", 1, 72.0);
+    let request = format!(
+        "POST /api/telemetry HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{reading}GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        reading.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    for expected in [200, 200] {
+        let (status, headers) = read_answer(&mut stream);
+        assert_eq!(status, expected);
+        assert!(
+            !headers.contains(&("connection".into(), "close".into())),
+            "{headers:?}"
+        );
+    }
 }
