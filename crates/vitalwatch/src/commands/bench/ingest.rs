@@ -108,6 +108,9 @@ pub(super) struct LoadResult {
     /// Publish written → PUBACK received, per message (empty when the clients cannot tell).
     pub(super) latencies: Vec<Duration>,
     pub(super) server: (ProcSample, ProcSample),
+    /// VitalWatch's `/metrics` when the timed phase began (its runs only), so its own view
+    /// leaves out the connections and warm-up readings.
+    pub(super) metrics_at_start: Option<String>,
 }
 
 impl LoadResult {
@@ -184,7 +187,11 @@ pub async fn run(options: IngestArgs) -> anyhow::Result<()> {
         "VitalWatch ran without its model: {}",
         health["model"]
     );
-    let own = own_view::fetch(api, &certs)?;
+    let own = OwnView::between(
+        ours.metrics_at_start.as_deref().unwrap_or_default(),
+        &own_view::get(api, &certs, "/metrics")?,
+    )
+    .context("the server's /metrics has no MQTT acknowledgements or commits")?;
     let stored = health["readings"]["stored"]
         .as_u64()
         .context("/health has no readings.stored")?;
@@ -297,35 +304,46 @@ impl Bench<'_> {
     /// One load run against the broker on `port` (process `pid`) with the chosen clients.
     async fn load(&self, port: u16, pid: u32, receiver: Receiver) -> anyhow::Result<LoadResult> {
         let options = self.options;
-        let subscriber = matches!(receiver, Receiver::Subscriber).then_some(self.subscriber);
-        if options.clients == Clients::Rumqttc {
-            return drive(port, self.devices, options, pid, subscriber).await;
-        }
         let (certs, ids) = (self.certs, self.ids);
-        match receiver {
-            Receiver::Server(api) => tokio::task::block_in_place(|| {
-                let stored = || -> anyhow::Result<u64> {
-                    health(api, certs)?["readings"]["stored"]
-                        .as_u64()
-                        .context("/health has no readings.stored")
-                };
-                pubclients::drive(port, certs, ids, options, pid, &stored)
-            }),
-            Receiver::Subscriber => {
-                let deadline = tokio::time::Instant::now() + options.max_time();
-                let n = ids.len() as u64;
-                // Every device's share plus its warm-up reading.
-                let total = n * (options.readings / n + 1);
-                let (counter, task) =
-                    start_subscriber(port, self.subscriber, total, deadline).await?;
-                let result = tokio::task::block_in_place(|| {
-                    let seen = || -> anyhow::Result<u64> { Ok(counter.load(Ordering::Relaxed)) };
-                    pubclients::drive(port, certs, ids, options, pid, &seen)
-                });
-                task.abort();
-                result
+        let mut metrics_at_start = None;
+        let mut at_start = || -> anyhow::Result<()> {
+            if let Receiver::Server(api) = receiver {
+                metrics_at_start = Some(own_view::get(api, certs, "/metrics")?);
             }
-        }
+            Ok(())
+        };
+        let subscriber = matches!(receiver, Receiver::Subscriber).then_some(self.subscriber);
+        let mut result = if options.clients == Clients::Rumqttc {
+            drive(port, self.devices, options, pid, subscriber, &mut at_start).await?
+        } else {
+            match receiver {
+                Receiver::Server(api) => tokio::task::block_in_place(|| {
+                    let stored = || -> anyhow::Result<u64> {
+                        health(api, certs)?["readings"]["stored"]
+                            .as_u64()
+                            .context("/health has no readings.stored")
+                    };
+                    pubclients::drive(port, certs, ids, options, pid, &stored, &mut at_start)
+                })?,
+                Receiver::Subscriber => {
+                    let deadline = tokio::time::Instant::now() + options.max_time();
+                    let n = ids.len() as u64;
+                    // Every device's share plus its warm-up reading.
+                    let total = n * (options.readings / n + 1);
+                    let (counter, task) =
+                        start_subscriber(port, self.subscriber, total, deadline).await?;
+                    let result = tokio::task::block_in_place(|| {
+                        let seen =
+                            || -> anyhow::Result<u64> { Ok(counter.load(Ordering::Relaxed)) };
+                        pubclients::drive(port, certs, ids, options, pid, &seen, &mut at_start)
+                    });
+                    task.abort();
+                    result?
+                }
+            }
+        };
+        result.metrics_at_start = metrics_at_start;
+        Ok(result)
     }
 }
 
@@ -389,7 +407,7 @@ fn report(
         row("rumqttd: broker -> 1 subscriber (no store)", theirs);
     }
     println!(
-        "VitalWatch's own view (its /metrics, whole run): arrival -> answer {:.2} ms mean; {:.0} readings per commit, {:.2} ms per commit (the clients' latency less this is TLS, the broker's turn, the network and the clients)",
+        "VitalWatch's own view (its /metrics, timed phase): arrival -> answer {:.2} ms mean; {:.0} readings per commit, {:.2} ms per commit (the clients' latency less this is TLS, the broker's turn, the network and the clients)",
         own.ack_mean_ms, own.readings_per_commit, own.commit_mean_ms
     );
     println!();
@@ -500,13 +518,9 @@ fn start_server(
 
 /// `/health`, over the server's default HTTPS (trusting the bench's own CA).
 fn health(api: SocketAddr, certs: &CertsDir) -> anyhow::Result<serde_json::Value> {
-    let target = crate::sim::http::HttpTarget {
-        url: format!("https://{api}/health"),
-        token: None,
-        ca: Some(certs.ca_cert()),
-    };
-    let mut response = crate::sim::http::agent(&target)?.get(&target.url).call()?;
-    Ok(response.body_mut().read_json()?)
+    Ok(serde_json::from_str(&own_view::get(
+        api, certs, "/health",
+    )?)?)
 }
 
 fn mqtt_options(client_id: &str, port: u16, device: &Device, inflight: u16) -> MqttOptions {
@@ -547,6 +561,7 @@ async fn drive(
     options: &IngestArgs,
     server_pid: u32,
     subscriber: Option<&Device>,
+    at_start: &mut (dyn FnMut() -> anyhow::Result<()> + Send),
 ) -> anyhow::Result<LoadResult> {
     let deadline = tokio::time::Instant::now() + options.max_time();
     let n_devices = devices.len() as u64;
@@ -582,6 +597,7 @@ async fn drive(
         }));
     }
     barrier.wait().await;
+    tokio::task::block_in_place(&mut *at_start)?;
     let before = sample(server_pid)?;
     let started = Instant::now();
     let mut acked = 0;
@@ -618,6 +634,7 @@ async fn drive(
         elapsed,
         latencies,
         server: (before, after),
+        metrics_at_start: None,
     })
 }
 

@@ -26,6 +26,7 @@ pub fn drive(
     options: &IngestArgs,
     server_pid: u32,
     count: &dyn Fn() -> anyhow::Result<u64>,
+    at_start: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<LoadResult> {
     let deadline = Instant::now() + Duration::from_secs(options.max_seconds);
     let n_devices = ids.len() as u64;
@@ -66,6 +67,7 @@ pub fn drive(
 
     let gap =
         (options.rate > 0).then(|| Duration::from_secs_f64(n_devices as f64 / options.rate as f64));
+    at_start()?;
     let before = sample(server_pid)?;
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<Instant>)>();
@@ -148,6 +150,7 @@ pub fn drive(
         elapsed: end.duration_since(started),
         latencies: Vec::new(),
         server: (before, after),
+        metrics_at_start: None,
     })
 }
 
