@@ -8,6 +8,7 @@
 //! # Layout
 //! - `schema.rs`: opening the file, the durability pragmas, migrations;
 //! - `writer.rs`: the writer thread, SQLite's side of the shared front-end's group commit;
+//! - `checkpoint.rs`: the thread that copies the WAL back, so that commits never checkpoint;
 //! - `readings.rs`: the one list of reading columns, writing a reading (de-duplication),
 //!   reading and anomaly queries;
 //! - `devices.rs`: the registry and the quarantine; `audit.rs`: the hash chain's rows;
@@ -37,6 +38,7 @@ use writer::{Reply, SqliteOp, WriteState, Writer};
 mod alerts;
 mod audit;
 mod auth;
+mod checkpoint;
 mod devices;
 mod filter;
 mod readings;
@@ -83,7 +85,8 @@ impl SqliteStore {
     /// Opens (creating if needed) `path`, applies migrations, checks durability settings and
     /// starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
-        let conn = schema::open_writer(path)?;
+        let mut conn = schema::open_writer(path)?;
+        let checkpointer = checkpoint::start(path, &mut conn)?;
         let readers = (0..READ_CONNECTIONS)
             .map(|_| schema::open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -91,6 +94,7 @@ impl SqliteStore {
         let write_state = Arc::new(WriteState::default());
         let writer = Writer {
             conn,
+            checkpointer: Some(checkpointer),
             options,
             state: Arc::clone(&write_state),
         };

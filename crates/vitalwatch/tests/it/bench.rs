@@ -38,7 +38,9 @@ fn bench_ingest_runs_the_whole_path_with_its_model_and_the_mosquitto_peer() {
     let own = out
         .lines()
         .find_map(|line| {
-            line.strip_prefix("VitalWatch's own view (its /metrics, timed phase): arrival -> answer ")
+            line.strip_prefix(
+                "VitalWatch's own view (its /metrics, timed phase): arrival -> answer ",
+            )
         })
         .unwrap_or_else(|| panic!("no own-view line:\n{out}"));
     let figures: Vec<f64> = own

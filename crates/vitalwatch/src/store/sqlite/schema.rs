@@ -17,13 +17,6 @@ mod embedded {
 /// How long a connection waits for a lock held by another process (the CLI beside a server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// WAL pages after which a commit also checkpoints (SQLite's default is 1 000). A reading
-/// dirties a leaf of each of its device's indexes, so with many devices a checkpoint every
-/// other commit copied nearly every page the WAL held; at 8 000 (a WAL of about 32 MB) each
-/// device's leaf is copied once for several commits. 1 000 paced devices at 10 000 readings/s:
-/// 7.4 KB written per reading instead of 11.1, commits 35-40 % shorter (docs/PERFORMANCE-MQTT.md).
-pub(super) const WAL_AUTOCHECKPOINT_PAGES: u32 = 8_000;
-
 /// A failure while opening, described with what was being done (`context` names the file).
 fn failed(context: String, err: impl std::fmt::Display) -> StoreError {
     StoreError::backend(format!("{context}: {err}"))
@@ -72,9 +65,9 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
-    conn.execute_batch(&format!(
-        "PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};"
-    ))?;
+    // Commits never checkpoint: the checkpointer does (`checkpoint.rs`), and its WAL hook
+    // replaces SQLite's auto-checkpoint on this connection.
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
     let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
     // Refuse to run without the settings that make an acknowledgement mean "on disk".
     if !mode.eq_ignore_ascii_case("wal") || synchronous != 2 {
@@ -84,6 +77,18 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// The checkpointer's read-write connection to the database the writer opened. Its
+/// checkpoints fsync the database file (`synchronous=FULL`) before the WAL is reused.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA synchronous=FULL;")?;
+    Ok(conn)
 }
 
 /// A read-only connection; queries on it never take the write lock.

@@ -116,14 +116,59 @@ async fn durability_settings_are_in_force() {
 }
 
 #[test]
-fn the_writer_checkpoints_only_past_its_larger_wal() {
+fn the_checkpointer_copies_the_wal_back_without_a_commit_and_the_wal_starts_again() {
     let dir = tempfile::tempdir().unwrap();
-    let conn = schema::open_writer(&dir.path().join("anomalies.db")).unwrap();
-    let pages: u32 = conn
+    let path = dir.path().join("anomalies.db");
+    let mut conn = schema::open_writer(&path).unwrap();
+    let auto: i64 = conn
         .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(pages, schema::WAL_AUTOCHECKPOINT_PAGES);
-    assert!(pages > 1_000, "larger than SQLite's default");
+    assert_eq!(auto, 0, "commits never checkpoint themselves");
+    let checkpointer = checkpoint::start(&path, &mut conn).unwrap();
+    conn.execute_batch("CREATE TABLE scratch (b BLOB)").unwrap();
+    // Commits of about 64 pages each, until the WAL holds the checkpointer's threshold (its
+    // file holds a 32-byte header and a 24-byte header per page).
+    let wal = dir.path().join("anomalies.db-wal");
+    let wal_pages = || (std::fs::metadata(&wal).unwrap().len().saturating_sub(32)) / (4096 + 24);
+    let per_commit = 64;
+    let mut commits = 0;
+    while wal_pages() < checkpoint::CHECKPOINT_PAGES as u64 {
+        let tx = conn.transaction().unwrap();
+        for _ in 0..per_commit {
+            tx.execute("INSERT INTO scratch VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        commits += 1;
+    }
+    // The checkpointer, woken by a commit's WAL hook, copies the whole WAL back on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while checkpointer.complete() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no complete checkpoint within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // So the next commit starts the WAL again from its beginning: it holds that commit only.
+    conn.execute("INSERT INTO scratch VALUES (zeroblob(10))", [])
+        .unwrap();
+    let observer = Connection::open(&path).unwrap();
+    let (log, copied): (i64, i64) = observer
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get(1)?, row.get(2)?))
+        })
+        .unwrap();
+    assert!(log < 10 && copied == log, "log {log}, copied {copied}");
+    let rows: i64 = observer
+        .query_row("SELECT COUNT(*) FROM scratch", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        rows,
+        per_commit * commits + 1,
+        "every committed row is there"
+    );
+    checkpointer.stop(&mut conn);
 }
 
 /// (device, hour, readings) rows.

@@ -5,6 +5,7 @@
 //! A batch of readings is one `BEGIN IMMEDIATE … COMMIT`; every other write runs in a
 //! transaction of its own, in queue order.
 
+use super::checkpoint::Checkpointer;
 use super::{alerts, audit, auth, devices, readings, retention, verdicts};
 pub(super) use crate::store::front::Reply;
 use crate::store::front::{self, Op};
@@ -70,6 +71,8 @@ impl WriteState {
 /// The writer thread's state; it owns the only read-write connection.
 pub(super) struct Writer {
     pub(super) conn: Connection,
+    /// Copies the WAL back off this thread; stopped before the last checkpoint at close.
+    pub(super) checkpointer: Option<Checkpointer>,
     pub(super) options: StoreOptions,
     pub(super) state: Arc<WriteState>,
 }
@@ -84,6 +87,9 @@ impl Writer {
                 tracing::error!(event = "store.writer_failed", message = "The database writer could not start.", error = %err);
                 return;
             }
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop(&mut self.conn);
         }
         if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             tracing::warn!(event = "store.checkpoint_failed", message = "WAL checkpoint at close failed.", error = %err);
