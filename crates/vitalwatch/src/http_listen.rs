@@ -194,13 +194,16 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted in until it ends or is dropped.
-struct TrackedBody {
+/// A body passed on unchanged, with what rides along: `guard`, dropped with the body (a
+/// response's [`InFlight`]), and `read_to_end`, set once the body has been read to its end (a
+/// request's, for [`close_when_body_unread`]).
+struct PassedBody<G> {
     inner: axum::body::Body,
-    _in_flight: InFlight,
+    _guard: G,
+    read_to_end: Option<Arc<AtomicBool>>,
 }
 
-impl http_body::Body for TrackedBody {
+impl<G: Send + Unpin + 'static> http_body::Body for PassedBody<G> {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
@@ -208,7 +211,13 @@ impl http_body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Some(flag) = &self.read_to_end
+            && (matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream())
+        {
+            flag.store(true, Ordering::Release);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -231,41 +240,12 @@ pub async fn track_activity(
     };
     let in_flight = InFlight::new(state);
     next.run(request).await.map(|inner| {
-        axum::body::Body::new(TrackedBody {
+        axum::body::Body::new(PassedBody {
             inner,
-            _in_flight: in_flight,
+            _guard: in_flight,
+            read_to_end: None,
         })
     })
-}
-
-/// A request body that notes when it has been read to its end.
-struct WatchedBody {
-    inner: axum::body::Body,
-    read_to_end: Arc<AtomicBool>,
-}
-
-impl http_body::Body for WatchedBody {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.read_to_end.store(true, Ordering::Release);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// Middleware: an HTTP/1 answer given before its request's body was read to the end (a
@@ -282,9 +262,10 @@ pub async fn close_when_body_unread(
     }
     let read_to_end = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| {
-        axum::body::Body::new(WatchedBody {
+        axum::body::Body::new(PassedBody {
             inner,
-            read_to_end: Arc::clone(&read_to_end),
+            _guard: (),
+            read_to_end: Some(Arc::clone(&read_to_end)),
         })
     });
     let mut response = next.run(request).await;
