@@ -63,26 +63,33 @@ class Proxy:
         except (OSError, ssl.SSLError):
             raw.close()
             return
-        downstream.settimeout(None)
-        upstream.settimeout(None)
+        # A readable socket may hold only a TLS 1.3 NewSessionTicket, which a blocking recv
+        # swallows before waiting for data that may never come (the broker waits for the
+        # CONNECT this loop has not forwarded yet): reads wait a moment at most, then the
+        # loop looks at both sockets again.
+        downstream.settimeout(0.1)
+        upstream.settimeout(0.1)
         pending = bytearray()
+        idle_until = time.monotonic() + 30
         try:
-            while True:
-                readable, _, _ = select.select([downstream, upstream], [], [], 30)
-                if not readable:
-                    break
+            while time.monotonic() < idle_until:
+                readable, _, _ = select.select([downstream, upstream], [], [], 1)
                 if downstream in readable or downstream.pending():
-                    data = downstream.recv(65536)
-                    if not data:
+                    data = read(downstream)
+                    if data == b"":
                         break
-                    upstream.sendall(data)
+                    if data:
+                        idle_until = time.monotonic() + 30
+                        upstream.sendall(data)
                 if upstream in readable or upstream.pending():
-                    data = upstream.recv(65536)
-                    if not data:
+                    data = read(upstream)
+                    if data == b"":
                         break
-                    pending.extend(data)
-                    if not self.forward_frames(pending, downstream):
-                        break
+                    if data:
+                        idle_until = time.monotonic() + 30
+                        pending.extend(data)
+                        if not self.forward_frames(pending, downstream):
+                            break
         except (OSError, ssl.SSLError):
             pass
         for s in (downstream, upstream):
@@ -116,6 +123,14 @@ class Proxy:
                         self.dropped += 1
                         return False
             downstream.sendall(frame)
+
+
+def read(sock):
+    """The next data on `sock`: bytes, b"" at its end, None when none came in time."""
+    try:
+        return sock.recv(65536)
+    except TimeoutError:
+        return None
 
 
 def main() -> int:
