@@ -70,23 +70,22 @@ class Proxy:
         downstream.settimeout(0.1)
         upstream.settimeout(0.1)
         pending = bytearray()
-        idle_until = time.monotonic() + 30
         try:
-            while time.monotonic() < idle_until:
-                readable, _, _ = select.select([downstream, upstream], [], [], 1)
+            while True:
+                readable, _, _ = select.select([downstream, upstream], [], [], 30)
+                if not readable:
+                    break
                 if downstream in readable or downstream.pending():
                     data = read(downstream)
                     if data == b"":
                         break
                     if data:
-                        idle_until = time.monotonic() + 30
                         upstream.sendall(data)
                 if upstream in readable or upstream.pending():
                     data = read(upstream)
                     if data == b"":
                         break
                     if data:
-                        idle_until = time.monotonic() + 30
                         pending.extend(data)
                         if not self.forward_frames(pending, downstream):
                             break
