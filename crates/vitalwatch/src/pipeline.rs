@@ -13,7 +13,7 @@ use crate::metrics::prometheus as exposition;
 use crate::metrics::{Metrics, Refusal, Transport};
 use crate::model::{self, ModelSlot};
 use crate::store::{
-    AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store, StoreError,
+    AuditEntry, ItemOutcome, PreparedReading, ReadingRecord, Source, Store, StoreError, Written,
 };
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -48,9 +48,6 @@ pub enum IngestError {
     #[error(transparent)]
     Store(StoreError),
 }
-
-/// A reading and its findings, kept for the alert engine until the commit answers.
-type ForAlerts = (Reading, Vec<rules::Finding>);
 
 /// What a pipeline is built from. The alert service and the event bus exist before it, so
 /// every reading takes the same path: checks and engine always included.
@@ -376,30 +373,24 @@ impl Committer {
         wait: Option<Duration>,
     ) -> Result<Vec<ReadingOutcome>, StoreError> {
         let source = prepared[0].source;
-        let keys: Vec<(String, Timestamp)> = prepared
-            .iter()
-            .map(|p| (p.reading.device_id.as_str().to_owned(), p.reading.timestamp))
-            .collect();
         // Only build reading events when someone reads them.
-        let published: Option<Vec<(Reading, Option<f64>)>> =
-            self.events.wants_readings().then(|| {
-                prepared
-                    .iter()
-                    .map(|p| (p.reading.clone(), p.ml_score))
-                    .collect()
-            });
-        let mut for_alerts: Vec<Option<ForAlerts>> = prepared
-            .iter()
-            .map(|p| Some((p.reading.clone(), p.findings.clone())))
-            .collect();
-        let mut committed = Vec::new();
+        let publish = self.events.wants_readings();
         let res = match wait {
             Some(wait) => self.store.try_write_readings(prepared, wait).await,
             None => self.store.write_readings(prepared).await,
         };
-        let outcomes = res?;
-        let mut results = Vec::with_capacity(outcomes.len());
-        for (idx, ((device_id, timestamp), outcome)) in keys.into_iter().zip(outcomes).enumerate() {
+        let written = res?;
+        let mut committed = Vec::with_capacity(written.len());
+        let mut results = Vec::with_capacity(written.len());
+        for Written { item, outcome } in written {
+            let PreparedReading {
+                reading,
+                findings,
+                ml_score,
+                ..
+            } = item;
+            let device_id = reading.device_id.as_str().to_owned();
+            let timestamp = reading.timestamp;
             match &outcome {
                 ItemOutcome::Stored {
                     reading_id,
@@ -407,54 +398,47 @@ impl Committer {
                     ..
                 } => {
                     self.metrics.stored(transport(source), anomalies.len());
-                    if let Some((reading, findings)) = for_alerts[idx].take() {
-                        committed.push(Committed {
-                            reading,
-                            findings,
-                            stored: true,
-                            resent: false,
-                        });
-                    }
-                    if let Some(readings) = &published {
-                        let (reading, ml_score) = &readings[idx];
-                        let record = ReadingRecord::from_reading(*reading_id, reading, source)
-                            .with_ml_score(*ml_score);
+                    if publish {
+                        let record = ReadingRecord::from_reading(*reading_id, &reading, source)
+                            .with_ml_score(ml_score);
                         self.events.publish(Event::Reading(record));
                         for anomaly in anomalies {
                             self.events.publish(Event::Anomaly(anomaly.clone()));
                         }
                     }
+                    committed.push(Committed {
+                        reading,
+                        findings,
+                        stored: true,
+                        resent: false,
+                    });
                 }
                 ItemOutcome::Duplicate { .. } => {
                     self.metrics.duplicate(transport(source));
-                    if let Some((reading, findings)) = for_alerts[idx].take() {
-                        committed.push(Committed {
-                            reading,
-                            findings,
-                            stored: true,
-                            resent: true,
-                        });
-                    }
+                    committed.push(Committed {
+                        reading,
+                        findings,
+                        stored: true,
+                        resent: true,
+                    });
                 }
                 ItemOutcome::Quarantined { anomalies, .. } => {
                     self.metrics.quarantined(transport(source));
-                    if let Some((reading, _)) = for_alerts[idx].take() {
-                        let findings = anomalies
-                            .iter()
-                            .map(|a| rules::Finding::unknown_device(a.severity, &a.details))
-                            .collect();
-                        committed.push(Committed {
-                            reading,
-                            findings,
-                            stored: false,
-                            resent: false,
-                        });
-                    }
-                    if published.is_some() {
+                    if publish {
                         for anomaly in anomalies {
                             self.events.publish(Event::Anomaly(anomaly.clone()));
                         }
                     }
+                    let findings = anomalies
+                        .iter()
+                        .map(|a| rules::Finding::unknown_device(a.severity, &a.details))
+                        .collect();
+                    committed.push(Committed {
+                        reading,
+                        findings,
+                        stored: false,
+                        resent: false,
+                    });
                 }
             }
             results.push(ReadingOutcome {

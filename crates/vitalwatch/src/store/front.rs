@@ -13,7 +13,7 @@
 use crate::metrics::prometheus::{self as exposition, COMMIT_BATCH_SIZE, COMMIT_SECONDS};
 use crate::store::{
     AuditEntry, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
-    PreparedReading, PurgeCounts, Retention, StoreError,
+    PreparedReading, PurgeCounts, Retention, StoreError, Written,
 };
 use parking_lot::Mutex;
 use std::future::Future;
@@ -24,14 +24,14 @@ use vitalwatch_core::telemetry::Timestamp;
 /// Where the writer sends a command's answer.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// Queued readings of one caller, and where to answer it.
-pub(super) type QueuedWrite = (Vec<PreparedReading>, Reply<Vec<ItemOutcome>>);
+/// Queued readings of one caller, and where to hand them back with their outcomes.
+pub(super) type QueuedWrite = (Vec<PreparedReading>, Reply<Vec<Written>>);
 
 /// One command for the writer: readings for the next group commit, or another write.
 pub(super) enum Command<B> {
     Write {
         items: Vec<PreparedReading>,
-        reply: Reply<Vec<ItemOutcome>>,
+        reply: Reply<Vec<Written>>,
     },
     /// Boxed: the readings' variant, the hot one, stays small.
     Op(Box<Op<B>>),
@@ -157,7 +157,7 @@ impl<B: Send> Front<B> {
     pub(super) async fn write_readings(
         &self,
         items: Vec<PreparedReading>,
-    ) -> Result<Vec<ItemOutcome>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -170,7 +170,7 @@ impl<B: Send> Front<B> {
         &self,
         items: Vec<PreparedReading>,
         wait: Duration,
-    ) -> Result<Vec<ItemOutcome>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -330,8 +330,13 @@ async fn commit_writes<W: Backend>(
     drop(queued);
     match failure {
         None => {
-            for ((_, reply), outcome) in writes.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+            for ((items, reply), outcomes) in writes.into_iter().zip(outcomes) {
+                let written = items
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(item, outcome)| Written { item, outcome })
+                    .collect();
+                let _ = reply.send(Ok(written));
             }
         }
         Some(err) => {

@@ -54,6 +54,15 @@ pub struct PreparedReading {
     pub ml_score: Option<f64>,
 }
 
+/// A reading the store was given, handed back with what became of it: the caller goes on
+/// with the reading itself (alert engine, events) instead of keeping a copy of each while the
+/// commit runs.
+#[derive(Debug)]
+pub struct Written {
+    pub item: PreparedReading,
+    pub outcome: ItemOutcome,
+}
+
 /// What became of one reading.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ItemOutcome {
@@ -412,18 +421,17 @@ impl StoreError {
 /// Durable storage behind one interface: SQLite or PostgreSQL.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores readings and their findings; returns once they are committed.
-    async fn write_readings(
-        &self,
-        items: Vec<PreparedReading>,
-    ) -> Result<Vec<ItemOutcome>, StoreError>;
+    /// Stores readings and their findings; returns once they are committed, each reading
+    /// with its outcome, in the order given.
+    async fn write_readings(&self, items: Vec<PreparedReading>)
+    -> Result<Vec<Written>, StoreError>;
     /// Like [`Store::write_readings`], but gives up with [`StoreError::Busy`] when the writer's
     /// queue has no room within `wait`.
     async fn try_write_readings(
         &self,
         items: Vec<PreparedReading>,
         wait: std::time::Duration,
-    ) -> Result<Vec<ItemOutcome>, StoreError>;
+    ) -> Result<Vec<Written>, StoreError>;
     async fn register_device(
         &self,
         registration: DeviceRegistration,

@@ -25,10 +25,10 @@
 use super::front::{Front, Op};
 use super::{
     AlertEventRecord, AlertQuery, AlertRecord, AnomalyQuery, AnomalyRecord, AuditEntry,
-    AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
-    NewWebhookDelivery, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention,
-    Store, StoreError, StoreHealth, StoreOptions, ThresholdsRecord, TokenRecord, UserRecord,
-    WebhookDeliveryRecord,
+    AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, NewWebhookDelivery,
+    PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention, Store, StoreError,
+    StoreHealth, StoreOptions, ThresholdsRecord, TokenRecord, UserRecord, WebhookDeliveryRecord,
+    Written,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -332,7 +332,7 @@ impl Store for PostgresStore {
     async fn write_readings(
         &self,
         items: Vec<PreparedReading>,
-    ) -> Result<Vec<ItemOutcome>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         self.front.write_readings(items).await
     }
 
@@ -340,7 +340,7 @@ impl Store for PostgresStore {
         &self,
         items: Vec<PreparedReading>,
         wait: Duration,
-    ) -> Result<Vec<ItemOutcome>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         // While the database is away nothing would be acknowledged: say so at once.
         if !items.is_empty() && !self.shared.available.load(Ordering::SeqCst) {
             return Err(StoreError::Busy);

@@ -21,10 +21,10 @@
 use super::front::{Front, Op};
 use super::{
     AlertEventRecord, AlertQuery, AlertRecord, AnomalyQuery, AnomalyRecord, AuditEntry,
-    AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, ItemOutcome,
-    NewWebhookDelivery, PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention,
-    Store, StoreError, StoreHealth, StoreOptions, ThresholdsRecord, TokenRecord, UserRecord,
-    WebhookDeliveryRecord,
+    AuditRecord, AuthWrite, DeviceRecord, DeviceRegistration, DeviceUpdate, NewWebhookDelivery,
+    PreparedReading, PurgeCounts, ReadingQuery, ReadingRecord, Retention, Store, StoreError,
+    StoreHealth, StoreOptions, ThresholdsRecord, TokenRecord, UserRecord, WebhookDeliveryRecord,
+    Written,
 };
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -147,7 +147,7 @@ impl Store for SqliteStore {
     async fn write_readings(
         &self,
         items: Vec<PreparedReading>,
-    ) -> Result<Vec<ItemOutcome>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         self.front.write_readings(items).await
     }
 
@@ -155,7 +155,7 @@ impl Store for SqliteStore {
         &self,
         items: Vec<PreparedReading>,
         wait: Duration,
-    ) -> Result<Vec<ItemOutcome>, StoreError> {
+    ) -> Result<Vec<Written>, StoreError> {
         self.front.try_write_readings(items, wait).await
     }
 

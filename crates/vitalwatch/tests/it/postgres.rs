@@ -228,7 +228,7 @@ mod store {
             .expect("the write task ends")
             .expect("the waiting write commits once the database is back");
         assert!(
-            matches!(outcome[0], ItemOutcome::Stored { .. }),
+            matches!(outcome[0].outcome, ItemOutcome::Stored { .. }),
             "{outcome:?}"
         );
         eventually("health to be ok again", || {
@@ -643,7 +643,7 @@ mod copy {
             .await
             .unwrap();
         let (max_reading, _) = source_max(&expected);
-        match &outcome[0] {
+        match &outcome[0].outcome {
             vitalwatch::store::ItemOutcome::Stored { reading_id, .. } => {
                 assert!(
                     *reading_id > max_reading,

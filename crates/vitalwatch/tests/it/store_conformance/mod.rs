@@ -184,6 +184,9 @@ impl Fixture {
             .write_readings(items)
             .await
             .expect("readings are written")
+            .into_iter()
+            .map(|written| written.outcome)
+            .collect()
     }
 
     /// Writes one reading that must be stored; returns its id.

@@ -39,8 +39,14 @@ pub async fn readings_round_trip(open: Open) {
     let mut items = vec![prepared(full.clone()), prepared(sparse.clone())];
     items[0].ml_score = Some(0.25);
     items[1].source = Source::Mqtt;
-    let outcomes = fx.store.write_readings(items).await.unwrap();
-    assert_eq!(outcomes.len(), 2);
+    let written = fx.store.write_readings(items).await.unwrap();
+    // Each reading comes back, in order, with its outcome.
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0].item.reading, full);
+    assert_eq!(written[0].item.ml_score, Some(0.25));
+    assert_eq!(written[1].item.reading, sparse);
+    assert_eq!(written[1].item.source, Source::Mqtt);
+    let outcomes: Vec<ItemOutcome> = written.into_iter().map(|w| w.outcome).collect();
     let first = stored_id(&outcomes[0]);
     let second = stored_id(&outcomes[1]);
     assert!(second > first, "ids grow: {first} then {second}");
@@ -378,7 +384,7 @@ pub async fn try_write_stores_when_there_is_room(open: Open) {
         )
         .await
         .unwrap();
-    let id = stored_id(&outcomes[0]);
+    let id = stored_id(&outcomes[0].outcome);
     let stored = fx.store.readings(of_device("bed-1")).await.unwrap();
     assert_eq!(ids(&stored), vec![id]);
     fx.store.close().await;
