@@ -144,6 +144,7 @@ pub(super) fn update(
 /// UNKNOWN_DEVICE for it.
 pub(super) fn quarantine(
     tx: &rusqlite::Transaction<'_>,
+    statements: &mut readings::ReadingStatements<'_>,
     item: &PreparedReading,
     reason: &str,
     options: &StoreOptions,
@@ -166,6 +167,7 @@ pub(super) fn quarantine(
     let finding = Finding::unknown_device(options.unknown_device_severity, reason);
     let anomalies = readings::insert_anomalies(
         tx,
+        statements.anomaly(),
         reading.device_id.as_str(),
         None,
         std::slice::from_ref(&finding),

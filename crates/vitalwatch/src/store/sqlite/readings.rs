@@ -9,7 +9,7 @@ use crate::store::{
     ReadingRecord, RegistryPolicy, StoreError, StoreOptions,
 };
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, params};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use vitalwatch_core::rules::{AnomalyType, Finding, Severity};
@@ -51,6 +51,15 @@ const READING_COLUMNS: [&str; LEADING_COLUMNS.len() + VitalKey::COUNT + TRAILING
     }
     columns
 };
+
+/// The INSERT of one anomaly; `reading_id` is NULL for a quarantined reading's.
+const INSERT_ANOMALY: &str = "INSERT INTO anomalies \
+     (device_id, reading_id, type, severity, value, threshold, detected_at, details) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// The stored reading a redelivered `seq` of the same device within the window points at.
+const SELECT_REDELIVERED: &str =
+    "SELECT id FROM readings WHERE device_id = ?1 AND seq = ?2 AND received_at >= ?3 LIMIT 1";
 
 /// `id` and [`READING_COLUMNS`], for `SELECT … FROM readings`.
 static SELECT_COLUMNS: LazyLock<String> =
@@ -242,12 +251,37 @@ impl BatchDevices {
     }
 }
 
+/// The statements every reading of a write transaction runs, taken from the connection's
+/// statement cache once per transaction rather than once per reading (each `prepare_cached`
+/// is a cache lookup and, when the statement goes back, an allocation).
+pub(super) struct ReadingStatements<'tx> {
+    redelivered: CachedStatement<'tx>,
+    insert: CachedStatement<'tx>,
+    anomaly: CachedStatement<'tx>,
+}
+
+impl<'tx> ReadingStatements<'tx> {
+    pub(super) fn new(tx: &'tx rusqlite::Transaction<'_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            redelivered: tx.prepare_cached(SELECT_REDELIVERED)?,
+            insert: tx.prepare_cached(&INSERT_READING)?,
+            anomaly: tx.prepare_cached(INSERT_ANOMALY)?,
+        })
+    }
+
+    /// The anomaly INSERT, for a reading stored apart ([`devices::quarantine`]).
+    pub(super) fn anomaly(&mut self) -> &mut Statement<'tx> {
+        &mut self.anomaly
+    }
+}
+
 /// Stores one reading in the writer's transaction: quarantined when its device may not
 /// report, registered first under the auto-register policy, a duplicate when the same
 /// reading (device + timestamp, or device + a `seq` seen within the redelivery window) is
 /// already stored.
 pub(super) fn write_one(
     tx: &rusqlite::Transaction<'_>,
+    statements: &mut ReadingStatements<'_>,
     item: &PreparedReading,
     options: &StoreOptions,
     devices: &mut BatchDevices,
@@ -257,9 +291,11 @@ pub(super) fn write_one(
     let mut registered = false;
     match devices.active(tx, device_id)? {
         Some(true) => {}
-        Some(false) => return devices::quarantine(tx, item, "device is deactivated", options),
+        Some(false) => {
+            return devices::quarantine(tx, statements, item, "device is deactivated", options);
+        }
         None if options.policy == RegistryPolicy::Strict => {
-            return devices::quarantine(tx, item, "device is not registered", options);
+            return devices::quarantine(tx, statements, item, "device is not registered", options);
         }
         None => {
             let registration = DeviceRegistration {
@@ -284,10 +320,8 @@ pub(super) fn write_one(
             .received_at
             .saturating_add_micros(-window_micros)
             .to_rfc3339();
-        let existing: Option<i64> = tx
-            .prepare_cached(
-                "SELECT id FROM readings WHERE device_id = ?1 AND seq = ?2 AND received_at >= ?3 LIMIT 1",
-            )?
+        let existing: Option<i64> = statements
+            .redelivered
             .query_row(params![device_id, seq as i64, since], |row| row.get(0))
             .optional()?;
         if let Some(reading_id) = existing {
@@ -298,7 +332,7 @@ pub(super) fn write_one(
     let timestamp = reading.timestamp.to_rfc3339();
     let received_at = reading.received_at.to_rfc3339();
     // Bound in READING_COLUMNS order: the fixed columns around the vitals table's.
-    let mut insert = tx.prepare_cached(&INSERT_READING)?;
+    let insert = &mut statements.insert;
     insert.raw_bind_parameter(const { col("device_id") }, device_id)?;
     insert.raw_bind_parameter(const { col("timestamp") }, &timestamp)?;
     insert.raw_bind_parameter(
@@ -320,7 +354,6 @@ pub(super) fn write_one(
     insert.raw_bind_parameter(const { col("ml_score") }, item.ml_score)?;
     insert.raw_bind_parameter(const { col("source") }, item.source.as_str())?;
     let inserted = insert.raw_execute()?;
-    drop(insert);
     if inserted == 0 {
         let reading_id: i64 = tx
             .prepare_cached("SELECT id FROM readings WHERE device_id = ?1 AND timestamp = ?2")?
@@ -330,6 +363,7 @@ pub(super) fn write_one(
     let reading_id = tx.last_insert_rowid();
     let anomalies = insert_anomalies(
         tx,
+        &mut statements.anomaly,
         device_id,
         Some(reading_id),
         &item.findings,
@@ -346,16 +380,13 @@ pub(super) fn write_one(
 /// Stores one anomaly per finding; `reading_id` is `None` for a quarantined reading.
 pub(super) fn insert_anomalies(
     tx: &rusqlite::Transaction<'_>,
+    stmt: &mut Statement<'_>,
     device_id: &str,
     reading_id: Option<i64>,
     findings: &[Finding],
     detected_at: &str,
 ) -> Result<Vec<AnomalyRecord>, StoreError> {
     let mut out = Vec::with_capacity(findings.len());
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO anomalies (device_id, reading_id, type, severity, value, threshold, detected_at, details) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
     for finding in findings {
         let details = finding.details();
         stmt.execute(params![

@@ -108,9 +108,17 @@ impl Writer {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(items.len());
             let mut devices = readings::BatchDevices::default();
+            let mut statements = readings::ReadingStatements::new(&tx)?;
             for item in items {
-                outcomes.push(readings::write_one(&tx, item, &self.options, &mut devices)?);
+                outcomes.push(readings::write_one(
+                    &tx,
+                    &mut statements,
+                    item,
+                    &self.options,
+                    &mut devices,
+                )?);
             }
+            drop(statements);
             devices.finish(&tx)?;
             for entry in entries {
                 if let Err(err) = audit::append(&tx, entry) {
