@@ -70,6 +70,36 @@ impl Timestamp {
             .to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 
+    /// Appends [`Timestamp::to_rfc3339`]'s text to `out`: the same characters, without a new
+    /// `String` (the store formats two per reading into buffers it reuses).
+    pub fn write_rfc3339(self, out: &mut String) {
+        use chrono::Datelike;
+        use chrono::format::{Fixed, Item, Numeric, Pad};
+        const ITEMS: [Item<'static>; 13] = [
+            Item::Numeric(Numeric::Year, Pad::Zero),
+            Item::Literal("-"),
+            Item::Numeric(Numeric::Month, Pad::Zero),
+            Item::Literal("-"),
+            Item::Numeric(Numeric::Day, Pad::Zero),
+            Item::Literal("T"),
+            Item::Numeric(Numeric::Hour, Pad::Zero),
+            Item::Literal(":"),
+            Item::Numeric(Numeric::Minute, Pad::Zero),
+            Item::Literal(":"),
+            Item::Numeric(Numeric::Second, Pad::Zero),
+            Item::Fixed(Fixed::Nanosecond6),
+            Item::Literal("Z"),
+        ];
+        let dt = self.to_datetime();
+        // Four-digit years only: RFC 3339 has no others, and chrono spells them its own way.
+        if (0..=9999).contains(&dt.year()) {
+            // Writing into a String cannot fail.
+            let _ = dt.format_with_items(ITEMS.iter()).write_to(out);
+        } else {
+            out.push_str(&self.to_rfc3339());
+        }
+    }
+
     /// Parses RFC 3339 / ISO 8601 text. A time with no zone (the seed's example) is UTC.
     /// Accepts `T` or a space between date and time, and a missing seconds fraction.
     pub fn parse_text(raw: &str) -> Option<Timestamp> {
@@ -171,5 +201,47 @@ mod tests {
         let b = Timestamp::from_micros(EARLIEST_MICROS + 1).to_rfc3339();
         let c = Timestamp::from_secs(4_102_444_800).to_rfc3339();
         assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    fn written(ts: Timestamp) -> String {
+        let mut out = String::from("kept:");
+        ts.write_rfc3339(&mut out);
+        out
+    }
+
+    #[test]
+    fn written_text_is_the_rfc3339_text_appended() {
+        for micros in [
+            0,
+            1,
+            EARLIEST_MICROS,
+            1_705_401_045_123_456,
+            1_705_401_045_000_000,
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999Z
+            253_402_300_800_000_000, // year 10000: the fallback
+            -1,
+            -62_167_219_200_000_001, // just before year 0
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let ts = Timestamp::from_micros(micros);
+            assert_eq!(written(ts), format!("kept:{}", ts.to_rfc3339()), "{micros}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn written_text_matches_for_any_instant(micros in proptest::num::i64::ANY) {
+            let ts = Timestamp::from_micros(micros);
+            proptest::prop_assert_eq!(written(ts), format!("kept:{}", ts.to_rfc3339()));
+        }
+
+        #[test]
+        fn written_text_matches_for_four_digit_years(
+            micros in -62_167_219_200_000_000i64..253_402_300_800_000_000
+        ) {
+            let ts = Timestamp::from_micros(micros);
+            proptest::prop_assert_eq!(written(ts), format!("kept:{}", ts.to_rfc3339()));
+        }
     }
 }

@@ -218,12 +218,14 @@ impl BatchDevices {
                 Some((_, n)) => *n += 1,
                 None => seen.hours.push((hour.to_owned(), 1)),
             }
-            if seen
-                .last_seen
-                .as_deref()
-                .is_none_or(|last| last < received_at)
-            {
-                seen.last_seen = Some(received_at.to_owned());
+            // The text is replaced in place: a new `String` per reading otherwise.
+            match &mut seen.last_seen {
+                Some(last) if last.as_str() >= received_at => {}
+                Some(last) => {
+                    last.clear();
+                    last.push_str(received_at);
+                }
+                None => seen.last_seen = Some(received_at.to_owned()),
             }
         }
     }
@@ -253,11 +255,15 @@ impl BatchDevices {
 
 /// The statements every reading of a write transaction runs, taken from the connection's
 /// statement cache once per transaction rather than once per reading (each `prepare_cached`
-/// is a cache lookup and, when the statement goes back, an allocation).
+/// is a cache lookup and, when the statement goes back, an allocation), and the buffers its
+/// timestamps are written into as text, reused from one reading to the next.
 pub(super) struct ReadingStatements<'tx> {
     redelivered: CachedStatement<'tx>,
     insert: CachedStatement<'tx>,
     anomaly: CachedStatement<'tx>,
+    timestamp: String,
+    received_at: String,
+    since: String,
 }
 
 impl<'tx> ReadingStatements<'tx> {
@@ -266,6 +272,9 @@ impl<'tx> ReadingStatements<'tx> {
             redelivered: tx.prepare_cached(SELECT_REDELIVERED)?,
             insert: tx.prepare_cached(&INSERT_READING)?,
             anomaly: tx.prepare_cached(INSERT_ANOMALY)?,
+            timestamp: String::new(),
+            received_at: String::new(),
+            since: String::new(),
         })
     }
 
@@ -316,30 +325,42 @@ pub(super) fn write_one(
 
     if let Some(seq) = reading.seq {
         let window_micros = (options.redelivery_window_s as i64).saturating_mul(1_000_000);
-        let since = reading
+        let since = &mut statements.since;
+        since.clear();
+        reading
             .received_at
             .saturating_add_micros(-window_micros)
-            .to_rfc3339();
+            .write_rfc3339(since);
         let existing: Option<i64> = statements
             .redelivered
-            .query_row(params![device_id, seq as i64, since], |row| row.get(0))
+            .query_row(params![device_id, seq as i64, since.as_str()], |row| {
+                row.get(0)
+            })
             .optional()?;
         if let Some(reading_id) = existing {
             return Ok(ItemOutcome::Duplicate { reading_id });
         }
     }
 
-    let timestamp = reading.timestamp.to_rfc3339();
-    let received_at = reading.received_at.to_rfc3339();
+    let ReadingStatements {
+        insert,
+        anomaly,
+        timestamp,
+        received_at,
+        ..
+    } = statements;
+    timestamp.clear();
+    reading.timestamp.write_rfc3339(timestamp);
+    received_at.clear();
+    reading.received_at.write_rfc3339(received_at);
     // Bound in READING_COLUMNS order: the fixed columns around the vitals table's.
-    let insert = &mut statements.insert;
     insert.raw_bind_parameter(const { col("device_id") }, device_id)?;
-    insert.raw_bind_parameter(const { col("timestamp") }, &timestamp)?;
+    insert.raw_bind_parameter(const { col("timestamp") }, timestamp.as_str())?;
     insert.raw_bind_parameter(
         const { col("timestamp_from_device") },
         i64::from(reading.timestamp_from_device),
     )?;
-    insert.raw_bind_parameter(const { col("received_at") }, &received_at)?;
+    insert.raw_bind_parameter(const { col("received_at") }, received_at.as_str())?;
     for (offset, vital) in VitalKey::ALL.into_iter().enumerate() {
         let at = LEADING_COLUMNS.len() + 1 + offset;
         match reading.vital_value(vital) {
@@ -357,19 +378,19 @@ pub(super) fn write_one(
     if inserted == 0 {
         let reading_id: i64 = tx
             .prepare_cached("SELECT id FROM readings WHERE device_id = ?1 AND timestamp = ?2")?
-            .query_row(params![device_id, timestamp], |row| row.get(0))?;
+            .query_row(params![device_id, timestamp.as_str()], |row| row.get(0))?;
         return Ok(ItemOutcome::Duplicate { reading_id });
     }
     let reading_id = tx.last_insert_rowid();
     let anomalies = insert_anomalies(
         tx,
-        &mut statements.anomaly,
+        anomaly,
         device_id,
         Some(reading_id),
         &item.findings,
-        &received_at,
+        received_at,
     )?;
-    devices.stored(device_id, &timestamp, &received_at);
+    devices.stored(device_id, timestamp, received_at);
     Ok(ItemOutcome::Stored {
         reading_id,
         anomalies,
