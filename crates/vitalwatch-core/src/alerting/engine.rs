@@ -48,6 +48,9 @@ pub struct AlertEngine {
     alerts: BTreeMap<AlertId, Alert>,
     /// Ordered by device so that `tick` raises in a deterministic order.
     devices: BTreeMap<DeviceId, DeviceAlertState>,
+    /// One reading's observations, kept empty between readings so that `observe` reuses its
+    /// allocation instead of making one per reading.
+    observations: Vec<(AlertCondition, signal::Observation)>,
 }
 
 /// What the engine knows about one device.
@@ -134,6 +137,7 @@ impl AlertEngine {
             last_id,
             alerts: BTreeMap::new(),
             devices: BTreeMap::new(),
+            observations: Vec::with_capacity(AlertCondition::ALL.len()),
         }
     }
 
@@ -265,16 +269,18 @@ impl AlertEngine {
         {
             ctx.resolve(id, None, track);
         }
-        let observations = signal::observe(
+        let observations = &mut self.observations;
+        signal::observe(
             reading,
             findings,
             news2,
             &device.previous,
             &device.patient,
-            &self.config,
+            ctx.config,
+            observations,
         );
         device.previous.remember(reading, findings);
-        for (condition, observation) in observations {
+        for (condition, observation) in observations.drain(..) {
             ctx.apply(device_id, device, condition, observation);
         }
         out

@@ -115,7 +115,8 @@ pub(super) fn side(condition: AlertCondition) -> Side {
     }
 }
 
-/// Observations of every enabled reading-driven condition (all but DEVICE_OFFLINE).
+/// Observations of every enabled reading-driven condition (all but DEVICE_OFFLINE), into
+/// `out` (cleared first).
 pub(super) fn observe(
     reading: &Reading,
     findings: &[Finding],
@@ -123,7 +124,9 @@ pub(super) fn observe(
     previous: &Previous,
     patient: &PatientThresholds,
     config: &AlertConfig,
-) -> Vec<(AlertCondition, Observation)> {
+    out: &mut Vec<(AlertCondition, Observation)>,
+) {
+    out.clear();
     let scale = patient.scale();
     let mut faulted = findings.iter().fold(FieldSet::EMPTY, |mut all, finding| {
         for field in finding.faulted_fields().iter() {
@@ -149,7 +152,6 @@ pub(super) fn observe(
         let priority = fixed.or_else(|| config.grading.for_subscore(subscore));
         (priority, subscore == 0 && fixed.is_none())
     };
-    let mut out = Vec::with_capacity(AlertCondition::ALL.len());
 
     // Heart rate and temperature: the seed's findings, graded by NEWS2 bands.
     let ranges = [
@@ -411,7 +413,7 @@ pub(super) fn observe(
         out.push((condition, obs));
     }
 
-    for (condition, observation) in &mut out {
+    for (condition, observation) in out.iter_mut() {
         if let Observation::Present {
             priority: Some(Priority::High),
             immediate,
@@ -424,7 +426,6 @@ pub(super) fn observe(
         }
     }
     out.retain(|(condition, _)| config.condition(*condition).enabled);
-    out
 }
 
 /// The device's previous pulse and SpO2 (by reading time), for the jump check.
