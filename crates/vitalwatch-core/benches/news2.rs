@@ -7,7 +7,10 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use vitalwatch_core::news2::{LatestVitals, Spo2Scale, Validity};
-use vitalwatch_core::telemetry::{DeviceId, FieldSet, Reading, Timestamp};
+use vitalwatch_core::telemetry::{DeviceId, FieldSet, Timestamp};
+
+mod support;
+use support::reading;
 
 /// A device that reported five vitals `per_s` times a second for a minute.
 fn device(per_s: i64) -> (LatestVitals, Timestamp) {
@@ -20,17 +23,6 @@ fn device(per_s: i64) -> (LatestVitals, Timestamp) {
         vitals.observe(&reading(&device, at, n), FieldSet::EMPTY);
     }
     (vitals, at)
-}
-
-/// The `n`th reading of a device: five vitals, each cycling through a normal range.
-fn reading(device: &DeviceId, at: Timestamp, n: i64) -> Reading {
-    let mut reading = Reading::empty(device.clone(), at);
-    reading.heart_rate_bpm = Some(70.0 + ((n * 37) % 30) as f64);
-    reading.spo2_pct = Some(94.0 + ((n * 13) % 5) as f64);
-    reading.respiratory_rate_per_min = Some(14.0 + ((n * 7) % 6) as f64);
-    reading.systolic_bp_mmhg = Some(120.0 + ((n * 11) % 20) as f64);
-    reading.body_temp_c = Some(36.5 + ((n * 3) % 10) as f64 / 10.0);
-    reading
 }
 
 fn score_at(c: &mut Criterion) {
